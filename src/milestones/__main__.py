@@ -1,0 +1,3 @@
+from milestones.cli import main
+
+main()

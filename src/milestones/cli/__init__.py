@@ -1,0 +1,200 @@
+"""The command-line door: parse, call ``Project``, render. No logic lives here.
+
+Every ``MilestoneError`` becomes one line on stderr and its documented exit
+code; ``--debug`` (or MILESTONE_DEBUG=1) shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from .. import __version__
+from ..errors import MilestoneError, StorageError
+
+F = TypeVar("F", bound=Callable[..., Any])
+UI_LEVELS = ("simple", "rich")
+
+
+class CliError(click.ClickException):
+    """A MilestoneError on its way out: one line, its own exit code."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"milestone: error: {self.message}", err=True)
+
+
+def _debug() -> bool:
+    return os.environ.get("MILESTONE_DEBUG", "") not in ("", "0")
+
+
+class MilestoneGroup(click.Group):
+    """Translates library errors into CLI errors for every nested command."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except MilestoneError as exc:
+            if _debug():
+                raise
+            raise CliError(str(exc), exc.exit_code) from None
+        except PermissionError as exc:
+            if _debug():
+                raise
+            err = StorageError(
+                f"cannot write {exc.filename or 'the project'}: {exc.strerror}",
+                hint="check the directory's permissions",
+            )
+            raise CliError(str(err), err.exit_code) from None
+        except OSError as exc:
+            if _debug():
+                raise
+            err = StorageError(
+                f"{exc.filename or 'disk'}: {exc.strerror or exc}",
+                hint="check the path, permissions and free space",
+            )
+            raise CliError(str(err), err.exit_code) from None
+
+
+class State:
+    """Per-invocation context: where the project is, and the opened Project."""
+
+    def __init__(self, directory: Path | None) -> None:
+        self.directory = directory
+        self._project: Any = None
+
+    @property
+    def project(self) -> Any:
+        if self._project is None:
+            from ..project import Project
+
+            self._project = Project.open(self.directory)
+        return self._project
+
+
+def get_project() -> Any:
+    return click.get_current_context().find_object(State).project  # type: ignore[union-attr]
+
+
+def output_options(func: F) -> F:
+    """``--json`` and ``--ui`` for every command that prints data."""
+    func = click.option(
+        "--ui",
+        type=click.Choice(UI_LEVELS),
+        default=None,
+        help="Output level: simple (plain ASCII) or rich (tables, colour, bars). "
+        "Default: simple when not a terminal, else by project size.",
+    )(func)
+    func = click.option(
+        "--json", "as_json", is_flag=True, help="Print the versioned JSON contract instead of text."
+    )(func)
+    return func
+
+
+def choose_ui(ui: str | None, count: int | None = None) -> str:
+    if ui:
+        return ui
+    env = os.environ.get("MILESTONE_UI")
+    if env in UI_LEVELS:
+        return env
+    if not sys.stdout.isatty():
+        return "simple"
+    try:
+        from ..config import load_config
+
+        cfg = load_config(get_project().root)["ui"]
+    except MilestoneError:
+        cfg = {"default": "auto", "rich_from_milestones": 5}
+    if cfg.get("default") in UI_LEVELS:
+        return str(cfg["default"])
+    if count is None:
+        count = len(get_project().state().milestones)
+    return "rich" if count >= int(cfg.get("rich_from_milestones", 5)) else "simple"
+
+
+def emit(data: dict[str, Any], view: str, as_json: bool, ui: str | None) -> None:
+    """Print ``data`` as JSON or through the ``render_<view>`` of the chosen level."""
+    if as_json:
+        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        return
+    level = choose_ui(ui, len(data["milestones"]) if "milestones" in data else None)
+    if level == "rich":
+        from ..ui import rich as rich_ui
+
+        getattr(rich_ui, f"render_{view}")(data)
+        return
+    from ..ui import simple
+
+    click.echo(getattr(simple, f"render_{view}")(data))
+
+
+def say(message: str, data: dict[str, Any] | None = None, as_json: bool = False) -> None:
+    """Confirm a change: one line for people, the changed object for --json."""
+    if as_json:
+        click.echo(json.dumps({"schema": 1, **(data or {})}, indent=2, ensure_ascii=False))
+    else:
+        click.echo(message)
+
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@click.group(cls=MilestoneGroup, context_settings=CONTEXT)
+@click.version_option(__version__, "-V", "--version", prog_name="milestone")
+@click.option(
+    "-C",
+    "--directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Run as if started in this directory.",
+)
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.pass_context
+def cli(ctx: click.Context, directory: Path | None, debug: bool) -> None:
+    """milestone: plan and track a project's milestones and tasks from the terminal.
+
+    \b
+    Data lives in .milestones/ beside your code (YAML you can edit, plus an
+    append-only event log). References are short: 3 = milestone-003,
+    3/2 = milestone-003/task-2, and in `task` commands 2 = task-2 of the
+    current milestone.
+
+    \b
+    Start here:
+      milestone demo                 a sample project in a temporary directory
+      milestone init                 start tracking this directory
+      milestone plan "Beta" --task "Write docs" --task "Ship"
+      milestone next                 what can start now
+    """
+    if debug:
+        os.environ["MILESTONE_DEBUG"] = "1"
+    ctx.obj = State(directory)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point."""
+    try:
+        cli.main(args=argv, prog_name="milestone")
+    except BrokenPipeError:
+        # Output piped into `head` and friends: not an error.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(0)
+
+
+def _register() -> None:
+    from . import activity, admin, plan, task  # noqa: F401  (commands register on import)
+
+
+_register()

@@ -1,0 +1,212 @@
+"""Read commands: status, list, show, next, log, resume; and note."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from datetime import UTC, datetime, timedelta
+
+import click
+
+from ..errors import InvalidInput
+from ..events import EVENT_TYPES
+from ..model import MILESTONE_STATUSES, PRIORITIES
+from . import cli, emit, get_project, output_options, say
+
+_AGO = re.compile(r"^(\d+)([mhdw])$")
+
+
+def since_arg(value: str | None) -> str | None:
+    """30m, 2h, 3d, 1w, or an ISO date/time -> ISO UTC timestamp prefix for comparison."""
+    if value is None:
+        return None
+    text = value.strip()
+    m = _AGO.match(text)
+    if m:
+        unit = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[m.group(2)]
+        moment = datetime.now(UTC) - timedelta(**{unit: int(m.group(1))})
+        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(
+            f"--since {value!r} is not a time",
+            hint="use 30m, 2h, 3d, 1w, or a date like 2026-11-01",
+        ) from None
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@cli.command()
+@click.argument("ref", required=False)
+@click.option("--all", "-a", "all_", is_flag=True, help="Every milestone, not only the current.")
+@output_options
+def status(ref: str | None, all_: bool, as_json: bool, ui: str | None) -> None:
+    """Progress of the current milestone (or REF, or --all).
+
+    \b
+    Examples:
+      milestone status
+      milestone status 3 --ui rich
+      milestone status --all --json
+    """
+    emit(get_project().status_view(ref, all_=all_), "status", as_json, ui)
+
+
+@cli.command("list")
+@click.option(
+    "--status",
+    "-s",
+    "statuses",
+    multiple=True,
+    type=click.Choice(MILESTONE_STATUSES),
+    help="Only these statuses (repeatable).",
+)
+@click.option("--tag", "tags", multiple=True, help="Only milestones with this tag (repeatable).")
+@click.option("--owner", help="Only this owner's milestones.")
+@click.option("--priority", "-p", "priorities", multiple=True, type=click.Choice(PRIORITIES))
+@click.option("--overdue", is_flag=True, help="Only milestones past their due date.")
+@click.option("--all", "-a", "all_", is_flag=True, help="Include archived milestones.")
+@output_options
+def list_(
+    statuses: tuple[str, ...],
+    tags: tuple[str, ...],
+    owner: str | None,
+    priorities: tuple[str, ...],
+    overdue: bool,
+    all_: bool,
+    as_json: bool,
+    ui: str | None,
+) -> None:
+    """List milestones (archived ones only with --all).
+
+    \b
+    Examples:
+      milestone list --status in_progress --tag backend
+      milestone list --overdue --json
+    """
+    data = get_project().list_view(
+        status=statuses, tags=tags, owner=owner, priority=priorities, overdue=overdue, all_=all_
+    )
+    emit(data, "list", as_json, ui)
+
+
+@cli.command()
+@click.argument("ref")
+@output_options
+def show(ref: str, as_json: bool, ui: str | None) -> None:
+    """Everything about a milestone (3) or a task (3/2).
+
+    \b
+    Examples:
+      milestone show 3
+      milestone show 3/2 --json
+    """
+    emit(get_project().show_view(ref), "show", as_json, ui)
+
+
+@cli.command("next")
+@click.argument("ref", required=False)
+@click.option("--limit", "-n", type=click.IntRange(min=1), help="At most this many tasks.")
+@output_options
+def next_(ref: str | None, limit: int | None, as_json: bool, ui: str | None) -> None:
+    """Tasks that can start now: dependencies met, by priority then longest chain waiting.
+
+    \b
+    Examples:
+      milestone next
+      milestone next 3 --limit 1 --json
+    """
+    emit(get_project().next_view(ref, limit=limit), "next", as_json, ui)
+
+
+@cli.command()
+@click.option("--milestone", "-m", help="Only events of this milestone.")
+@click.option(
+    "--type",
+    "-t",
+    "types",
+    multiple=True,
+    metavar="TYPE",
+    help=f"Only this event type (repeatable): {', '.join(EVENT_TYPES)}.",
+)
+@click.option("--actor", help="Only events by this actor.")
+@click.option("--since", help="Only events since: 30m, 2h, 3d, 1w, or an ISO date/time.")
+@click.option("--limit", "-n", type=click.IntRange(min=0), help="Only the last N events.")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new events (Ctrl-C stops).")
+@output_options
+def log(
+    milestone: str | None,
+    types: tuple[str, ...],
+    actor: str | None,
+    since: str | None,
+    limit: int | None,
+    follow: bool,
+    as_json: bool,
+    ui: str | None,
+) -> None:
+    """The event log: every change, who made it and when.
+
+    With --follow --json, events stream as one JSON object per line.
+
+    \b
+    Examples:
+      milestone log --limit 20
+      milestone log --milestone 3 --type task_completed --since 1w
+      milestone log --follow --json
+    """
+    project = get_project()
+    cutoff = since_arg(since)
+    data = project.log_view(
+        milestone=milestone, types=types, actor=actor, since=cutoff, limit=limit
+    )
+    if not follow:
+        emit(data, "log", as_json, ui)
+        return
+    from ..ui.simple import event_line
+
+    last = 0
+    for e in data["events"]:
+        click.echo(json.dumps(e, ensure_ascii=False) if as_json else event_line(e))
+    last = max([e["event_id"] for e in data["events"]] or [project.state().last_event_id])
+    try:
+        while True:
+            time.sleep(0.25)
+            fresh = project.log_view(
+                milestone=milestone, types=types, actor=actor, since=cutoff, after=last
+            )["events"]
+            for e in fresh:
+                click.echo(json.dumps(e, ensure_ascii=False) if as_json else event_line(e))
+                last = max(last, e["event_id"])
+            if hasattr(project.store, "invalidate"):
+                project.store.invalidate()
+    except KeyboardInterrupt:
+        return
+
+
+@cli.command()
+@output_options
+def resume(as_json: bool, ui: str | None) -> None:
+    """Where the last session stopped: what is in progress, blocked, and next.
+
+    \b
+    Example:
+      milestone resume
+    """
+    emit(get_project().resume_view(), "resume", as_json, ui)
+
+
+@cli.command()
+@click.argument("text")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def note(text: str, as_json: bool) -> None:
+    """Leave a note for whoever resumes the work (shown by `milestone resume`).
+
+    \b
+    Example:
+      milestone note "Parser done; next: error messages"
+    """
+    get_project().note(text)
+    say("Noted.", {"note": text}, as_json)

@@ -1,0 +1,262 @@
+"""Milestone commands: plan, update, current, archive, delete."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import InvalidInput
+from ..model import CATEGORIES, PRIORITIES
+from . import cli, get_project, say
+
+_REL = re.compile(r"^\+(\d+)([dw])$")
+
+
+def date_arg(value: str | None) -> str | None:
+    """Accept YYYY-MM-DD, today, tomorrow, +3d, +2w; the model validates the rest."""
+    if value is None:
+        return None
+    text = value.strip().lower()
+    base = date.today()
+    if text == "today":
+        return base.isoformat()
+    if text == "tomorrow":
+        return (base + timedelta(days=1)).isoformat()
+    m = _REL.match(text)
+    if m:
+        n = int(m.group(1)) * (7 if m.group(2) == "w" else 1)
+        return (base + timedelta(days=n)).isoformat()
+    return value
+
+
+def json_flag(func: Any) -> Any:
+    return click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")(func)
+
+
+@cli.command()
+@click.argument("title", required=False)
+@click.option("--description", "-d", default="", help="What the milestone is for.")
+@click.option("--start", help="Start date: YYYY-MM-DD, today, tomorrow, +3d, +2w.")
+@click.option("--due", help="Due date, same forms as --start.")
+@click.option(
+    "--priority", "-p", type=click.Choice(PRIORITIES), default="medium", show_default=True
+)
+@click.option("--owner", help="Who is accountable.")
+@click.option("--tag", "tags", multiple=True, help="A tag (repeatable).")
+@click.option(
+    "--depends-on", "depends_on", multiple=True, help="A milestone this one waits for (repeatable)."
+)
+@click.option(
+    "--category", default="feature", show_default=True, help=f"e.g. {', '.join(CATEGORIES[:4])}."
+)
+@click.option("--assignee", "assignees", multiple=True, help="A person working on it (repeatable).")
+@click.option("--criterion", "criteria", multiple=True, help="A success criterion (repeatable).")
+@click.option("--task", "-t", "tasks", multiple=True, help="A task title (repeatable, in order).")
+@click.option(
+    "--from-file",
+    "from_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Create milestones from a plan.yaml or plan.md file instead.",
+)
+@json_flag
+def plan(
+    title: str | None,
+    description: str,
+    start: str | None,
+    due: str | None,
+    priority: str,
+    owner: str | None,
+    tags: tuple[str, ...],
+    depends_on: tuple[str, ...],
+    category: str,
+    assignees: tuple[str, ...],
+    criteria: tuple[str, ...],
+    tasks: tuple[str, ...],
+    from_file: Path | None,
+    as_json: bool,
+) -> None:
+    """Create a milestone with its tasks (it becomes current if none is).
+
+    \b
+    Examples:
+      milestone plan "Public beta" --due +2w --priority high \\
+          --task "Freeze API" --task "Write docs" --task "Ship"
+      milestone plan --from-file plan.yaml
+    """
+    project = get_project()
+    if from_file is not None:
+        if title:
+            raise InvalidInput(
+                "give either a TITLE or --from-file, not both",
+                hint="drop the title; the file names its milestones",
+            )
+        from ..planfile import read_plan
+
+        created = project.plan_many(read_plan(from_file))
+    else:
+        if not title:
+            raise InvalidInput("missing TITLE", hint='e.g. milestone plan "Public beta"')
+        created = [
+            project.plan(
+                title,
+                description=description,
+                start=date_arg(start),
+                due=date_arg(due),
+                priority=priority,
+                owner=owner,
+                tags=tags,
+                depends_on=depends_on,
+                category=category,
+                tasks=tasks,
+                assignees=assignees,
+                success_criteria=criteria,
+            )
+        ]
+    lines = [f"Planned {m.id}: {m.title} ({len(m.tasks)} tasks)" for m in created]
+    say("\n".join(lines), {"milestones": [m.to_dict() for m in created]}, as_json)
+
+
+@cli.command()
+@click.argument("ref")
+@click.option("--title")
+@click.option("--description", "-d")
+@click.option("--start", help="YYYY-MM-DD, today, tomorrow, +3d, +2w.")
+@click.option("--due", help="YYYY-MM-DD, today, tomorrow, +3d, +2w.")
+@click.option("--priority", "-p", type=click.Choice(PRIORITIES))
+@click.option("--owner")
+@click.option("--category")
+@click.option(
+    "--status", type=click.Choice(("planned", "in_progress", "blocked", "cancelled", "completed"))
+)
+@click.option("--tag", "tags", multiple=True, help="Replace the tags (repeatable).")
+@click.option("--add-tag", "add_tags", multiple=True, help="Add a tag (repeatable).")
+@click.option("--remove-tag", "remove_tags", multiple=True, help="Remove a tag (repeatable).")
+@click.option("--assignee", "assignees", multiple=True, help="Replace the assignees.")
+@click.option("--depends-on", "depends_on", multiple=True, help="Replace milestone dependencies.")
+@click.option("--criterion", "criteria", multiple=True, help="Replace the success criteria.")
+@json_flag
+def update(
+    ref: str,
+    title: str | None,
+    description: str | None,
+    start: str | None,
+    due: str | None,
+    priority: str | None,
+    owner: str | None,
+    category: str | None,
+    status: str | None,
+    tags: tuple[str, ...],
+    add_tags: tuple[str, ...],
+    remove_tags: tuple[str, ...],
+    assignees: tuple[str, ...],
+    depends_on: tuple[str, ...],
+    criteria: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Edit a milestone's fields.
+
+    \b
+    Examples:
+      milestone update 3 --due 2026-12-20 --priority critical
+      milestone update 3 --add-tag backend --status cancelled
+    """
+    m = get_project().update(
+        ref,
+        title=title,
+        description=description,
+        start=date_arg(start),
+        due=date_arg(due),
+        priority=priority,
+        owner=owner,
+        category=category,
+        status=status,
+        tags=list(tags) or None,
+        add_tags=add_tags,
+        remove_tags=remove_tags,
+        assignees=list(assignees) or None,
+        depends_on=list(depends_on) or None,
+        success_criteria=list(criteria) or None,
+    )
+    say(f"Updated {m.id}: {m.title}", {"milestone": m.to_dict()}, as_json)
+
+
+@cli.command()
+@click.argument("ref", required=False)
+@json_flag
+def current(ref: str | None, as_json: bool) -> None:
+    """Show the current milestone, or make REF current.
+
+    \b
+    Examples:
+      milestone current        # which one is current
+      milestone current 4      # make milestone-004 current
+    """
+    project = get_project()
+    if ref is not None:
+        mid = project.set_current(ref)
+        say(f"Current milestone: {mid}", {"current": mid}, as_json)
+        return
+    st = project.state()
+    mid = st.current
+    if as_json:
+        title = st.milestones[mid]["title"] if mid in st.milestones else None
+        say("", {"current": mid, "title": title}, True)
+    elif mid is None:
+        click.echo("No current milestone. Set one with: milestone current REF")
+    else:
+        click.echo(f"{mid}  {st.milestones[mid]['title']}")
+
+
+@cli.command()
+@click.argument("ref")
+@click.option("--lessons", "lessons", multiple=True, help="A lesson learned (repeatable).")
+@json_flag
+def archive(ref: str, lessons: tuple[str, ...], as_json: bool) -> None:
+    """Move a completed milestone to completed/ with its completion record.
+
+    The record holds estimated against actual hours, the efficiency ratio
+    (estimated / actual), the duration, whether it was on time, and lessons.
+
+    \b
+    Example:
+      milestone archive 3 --lessons "Estimate reviews separately"
+    """
+    m = get_project().archive(ref, lessons=lessons)
+    c = m.completion or {}
+    say(
+        f"Archived {m.id}: estimated {c.get('estimated_hours')}h, actual "
+        f"{c.get('actual_hours')}h, "
+        + (
+            "on time"
+            if c.get("on_time")
+            else "late"
+            if c.get("on_time") is False
+            else "no due date"
+        ),
+        {"milestone": m.to_dict()},
+        as_json,
+    )
+
+
+@cli.command()
+@click.argument("ref")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--force", is_flag=True, help="Delete even if other work depends on it.")
+@json_flag
+def delete(ref: str, yes: bool, force: bool, as_json: bool) -> None:
+    """Delete a milestone (asks first unless --yes). Its history stays in the log.
+
+    \b
+    Example:
+      milestone delete 7 --yes
+    """
+    project = get_project()
+    m = project.milestone(ref)
+    if not yes:
+        click.confirm(f"Delete {m.id} ({m.title}) and its {len(m.tasks)} tasks?", abort=True)
+    mid = project.delete(m.id, force=force)
+    say(f"Deleted {mid}", {"deleted": mid}, as_json)

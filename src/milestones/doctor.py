@@ -1,0 +1,160 @@
+"""``milestone doctor``: check the event log, the snapshots and the files; repair safely.
+
+Repair only does what needs no guessing: truncate a torn last log line (a write
+that died mid-append, never applied), finish an interrupted write from the
+log's tail, record hand edits, and rewrite snapshots the log disagrees with.
+A broken hash chain in the middle of the log is reported, never "fixed".
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from . import events as ev
+
+if TYPE_CHECKING:
+    from .project import Project
+
+
+def _check(name: str, ok: bool, detail: str) -> dict[str, Any]:
+    return {"name": name, "ok": ok, "detail": detail}
+
+
+def check_log(project: Project) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Check the raw log line by line; returns (checks, the events that parsed)."""
+    store = project.store
+    path = getattr(store, "log_path", None)
+    checks: list[dict[str, Any]] = []
+    parsed: list[dict[str, Any]] = []
+    if path is None:
+        events = list(store.events())
+        bad = ev.verify_chain(events)
+        checks.append(
+            _check(
+                "hash chain",
+                bad is None,
+                "valid" if bad is None else f"event #{bad[0] + 1}: {bad[1]}",
+            )
+        )
+        return checks, events
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        checks.append(_check("event log", False, f"{path} is missing"))
+        return checks, parsed
+    lines = raw.split(b"\n")
+    torn = lines[-1] != b""
+    body = lines[:-1]
+    first_bad = None
+    for no, line in enumerate(body, 1):
+        if not line.strip():
+            continue
+        try:
+            parsed.append(json.loads(line))
+        except ValueError:
+            first_bad = no
+            break
+    rel = ".milestones/logs/progress-events.jsonl"
+    checks.append(
+        _check(
+            "event log readable",
+            first_bad is None,
+            f"{len(parsed)} events"
+            if first_bad is None
+            else f"{rel}:{first_bad}: not a JSON event",
+        )
+    )
+    checks.append(
+        _check(
+            "event log complete",
+            not torn,
+            "every line is whole"
+            if not torn
+            else f"{rel}:{len(body) + 1}: torn last line (an interrupted append)",
+        )
+    )
+    bad = ev.verify_chain(parsed)
+    if bad is None:
+        detail = f"valid through event #{parsed[-1]['event_id']}" if parsed else "empty log"
+    else:
+        detail = f"{rel}:{_line_of(body, bad[0])}: {bad[1]}"
+    checks.append(_check("hash chain", bad is None, detail))
+    return checks, parsed
+
+
+def _line_of(body: list[bytes], index: int) -> int:
+    seen = -1
+    for no, line in enumerate(body, 1):
+        if line.strip():
+            seen += 1
+            if seen == index:
+                return no
+    return len(body)
+
+
+def run(project: Project, *, repair: bool = False) -> dict[str, Any]:
+    store = project.store
+    repairs: list[str] = []
+    if repair:
+        with store.lock():
+            repairs += store.recover()
+            sealed = project._sync()
+            if sealed:
+                repairs.append(f"recorded {len(sealed)} hand edit(s) as events")
+            replayed = ev.replay(store.events())
+            st = store.load()
+            if (replayed.milestones != st.milestones or replayed.current != st.current) and hasattr(
+                store, "rebuild"
+            ):
+                changed = store.rebuild()
+                repairs.append(
+                    "rewrote snapshots from the log"
+                    + (f": {', '.join(changed)}" if changed else "")
+                )
+    checks, events = check_log(project)
+    replayed = ev.replay(events)
+    st = store.load()
+    pending = store.needs_sync()
+    same = replayed.milestones == st.milestones and replayed.current == st.current
+    if same:
+        detail = f"{len(st.milestones)} milestones match the log"
+    else:
+        diff = sorted(set(replayed.milestones) ^ set(st.milestones)) or sorted(
+            k for k in replayed.milestones if replayed.milestones[k] != st.milestones.get(k)
+        )
+        detail = f"snapshots differ from the log: {', '.join(diff) or 'current milestone'}"
+    checks.append(_check("snapshots match the log", same, detail))
+    check_files = getattr(store, "check_files", None)
+    if check_files is not None:
+        results = check_files()
+        errors = [err for _rel, _snap, err in results if err]
+        checks.append(
+            _check(
+                "milestone files",
+                not errors,
+                f"{len(results)} files parse" if not errors else errors[0],
+            )
+        )
+        unrecorded = [
+            rel
+            for rel, snap, err in results
+            if not err and snap is not None and st.milestones.get(snap["id"]) != snap
+        ]
+        checks.append(
+            _check(
+                "hand edits recorded",
+                not unrecorded,
+                "none pending" if not unrecorded else f"not yet recorded: {', '.join(unrecorded)}",
+            )
+        )
+    elif pending:
+        checks.append(_check("pending changes", False, "changes not yet recorded"))
+    healthy = all(c["ok"] for c in checks)
+    return {
+        "schema": 1,
+        "healthy": healthy,
+        "repaired": repair,
+        "repairs": repairs,
+        "checks": checks,
+    }

@@ -1,0 +1,76 @@
+"""Errors raised by milestone, each mapped to one documented exit code.
+
+MilestoneError                 base; catch it to handle anything we raise
+ ├── NotFound          (3)     no project, unknown milestone or task reference
+ ├── InvalidInput      (4)     a value, file or argument is malformed or unsafe
+ ├── ValidationFailed  (5)     the change is well formed but not allowed by the plan
+ │    ├── InvalidTransition    a status change the task or milestone cannot make
+ │    └── DependencyError      a missing, self or cyclic dependency, or unmet ones
+ ├── PermissionDenied  (6)     the actor's role does not allow the operation
+ ├── Conflict          (7)     the project is busy (writer lock) or the state moved on
+ └── StorageError      (8)     the disk said no: read-only, full, unreadable
+"""
+
+from __future__ import annotations
+
+
+class MilestoneError(Exception):
+    """Base class: a message for the user and the process exit code."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message} — {self.hint}"
+        return self.message
+
+
+class NotFound(MilestoneError):
+    exit_code = 3
+
+
+class InvalidInput(MilestoneError):
+    exit_code = 4
+
+
+class ValidationFailed(MilestoneError):
+    exit_code = 5
+
+
+class InvalidTransition(ValidationFailed):
+    pass
+
+
+class DependencyError(ValidationFailed):
+    pass
+
+
+class PermissionDenied(MilestoneError):
+    exit_code = 6
+
+
+class Conflict(MilestoneError):
+    exit_code = 7
+
+
+class StorageError(MilestoneError):
+    exit_code = 8
+
+
+EXIT_CODES: dict[int, str] = {
+    0: "success",
+    1: "unexpected internal error (please report it, with --debug output)",
+    2: "usage error: unknown command or option, missing argument",
+    3: "not found: no .milestones/ project, or an unknown milestone/task reference",
+    4: "invalid input: bad value, malformed or unsafe file",
+    5: "validation failed: illegal transition, dependency problem",
+    6: "permission denied",
+    7: "conflict: the project is busy (writer lock) or changed underneath",
+    8: "storage error: read-only directory, disk full, unreadable data",
+    130: "interrupted (Ctrl-C)",
+}

@@ -1,0 +1,237 @@
+"""The event log's record format: canonical JSON, the SHA-256 chain, and patches.
+
+Every change is one event. Its ``data`` holds a patch from the milestone's
+state before to its state after, so replaying the log from empty rebuilds every
+milestone exactly (``replay``). The seed's fields (``milestone_id``,
+``event_type``, ``timestamp``, ``details``, ``session_id``) are kept as they are.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+GENESIS_HASH = "0" * 64
+SCHEMA = 1
+
+EVENT_TYPES: dict[str, str] = {
+    "project_initialized": "`milestone init` created the project",
+    "milestone_created": "a milestone was planned",
+    "milestone_updated": "milestone fields were edited (`update`)",
+    "milestone_started": "the first task of a milestone started",
+    "milestone_completed": "every task of a milestone is done or skipped",
+    "milestone_status_changed": "a milestone's derived status moved (blocked, reopened, ...)",
+    "milestone_archived": "a completed milestone moved to completed/ with its record",
+    "milestone_deleted": "a milestone was deleted",
+    "task_added": "a task was added to a milestone",
+    "task_updated": "task fields were edited (`task edit`)",
+    "task_started": "work on a task started (its timer runs)",
+    "task_stopped": "work on a task paused (time added to time_spent)",
+    "task_completed": "a task is done",
+    "task_blocked": "a task is blocked, with the reason",
+    "task_unblocked": "a task's blockers were cleared",
+    "task_skipped": "a task was skipped",
+    "task_reopened": "a done or skipped task was reopened",
+    "task_progress": "a task's partial progress changed",
+    "task_assigned": "a task got a new assignee",
+    "current_changed": "the current milestone changed",
+    "note_added": "a session note (`milestone note`)",
+    "manual_edit_detected": "a person edited, added or removed a milestone file by hand",
+}
+
+
+def canonical(obj: Any) -> str:
+    """The one JSON text of ``obj`` that hashes are taken over."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def event_hash(event: Mapping[str, Any]) -> str:
+    body = {k: v for k, v in event.items() if k != "hash"}
+    return hashlib.sha256(canonical(body).encode("utf-8")).hexdigest()
+
+
+def seal(event: dict[str, Any], event_id: int, prev_hash: str) -> dict[str, Any]:
+    """Give ``event`` its id and chain hash; returns the same dict."""
+    event["event_id"] = event_id
+    event["prev_hash"] = prev_hash
+    event["hash"] = event_hash(event)
+    return event
+
+
+def make_event(
+    event_type: str,
+    milestone_id: str | None,
+    *,
+    timestamp: str,
+    actor: str,
+    session_id: str,
+    data: dict[str, Any] | None = None,
+    task_id: str | None = None,
+    progress: float | None = None,
+    time_spent: int = 0,
+    blockers: list[str] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    details: dict[str, Any] = {
+        "task_id": task_id,
+        "progress_percentage": progress,
+        "time_spent": time_spent,
+        "blockers": list(blockers or []),
+    }
+    details.update({k: v for k, v in extra.items() if v is not None})
+    return {
+        "milestone_id": milestone_id,
+        "event_type": event_type,
+        "timestamp": timestamp,
+        "details": details,
+        "session_id": session_id,
+        "actor": actor,
+        "data": data or {},
+    }
+
+
+def verify_chain(
+    events: Iterable[Mapping[str, Any]], prev_hash: str = GENESIS_HASH, prev_id: int = 0
+) -> tuple[int, str] | None:
+    """Check ids and hashes; return (position, problem) of the first bad event or None."""
+    for pos, ev in enumerate(events):
+        if ev.get("event_id") != prev_id + 1:
+            return pos, f"event_id {ev.get('event_id')} should be {prev_id + 1}"
+        if ev.get("prev_hash") != prev_hash:
+            return pos, "prev_hash does not match the previous event's hash"
+        if ev.get("hash") != event_hash(ev):
+            return pos, "hash does not match the event's content"
+        prev_id, prev_hash = ev["event_id"], ev["hash"]
+    return None
+
+
+# --------------------------------------------------------------------- patches
+
+
+def diff(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A patch taking milestone dict ``old`` to ``new`` (both canonical ``to_dict``)."""
+    if old is None and new is None:
+        return {}
+    if old is None:
+        return {"create": dict(new or {})}
+    if new is None:
+        return {"delete": True}
+    patch: dict[str, Any] = {}
+    fields = {k: new[k] for k in new if k != "tasks" and old.get(k) != new[k]}
+    removed = [k for k in old if k != "tasks" and k not in new]
+    if fields:
+        patch["set"] = fields
+    if removed:
+        patch["unset"] = removed
+    old_tasks = {t["id"]: t for t in old.get("tasks", [])}
+    new_tasks = {t["id"]: t for t in new.get("tasks", [])}
+    tset: dict[str, Any] = {}
+    for tid, t in new_tasks.items():
+        before = old_tasks.get(tid)
+        if before is None:
+            continue
+        changed = {k: t[k] for k in t if before.get(k) != t[k]}
+        gone = [k for k in before if k not in t]
+        if changed or gone:
+            tset[tid] = {**changed, **({"$unset": gone} if gone else {})}
+    added = [t for tid, t in new_tasks.items() if tid not in old_tasks]
+    dropped = [tid for tid in old_tasks if tid not in new_tasks]
+    if tset:
+        patch["tasks_set"] = tset
+    if added:
+        patch["tasks_add"] = added
+    if dropped:
+        patch["tasks_remove"] = dropped
+    order_after = [tid for tid in old_tasks if tid in new_tasks] + [t["id"] for t in added]
+    if order_after != list(new_tasks):
+        patch["tasks_order"] = list(new_tasks)
+    return patch
+
+
+def apply(state: Mapping[str, Any] | None, patch: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Apply a ``diff`` patch to a milestone dict; returns a new dict (or None if deleted)."""
+    if "create" in patch:
+        created: dict[str, Any] = json.loads(json.dumps(patch["create"]))
+        return created
+    if patch.get("delete"):
+        return None
+    if state is None:
+        raise ValueError("patch applied to a milestone that does not exist")
+    new = dict(state)
+    new.update(json.loads(json.dumps(patch.get("set", {}))))
+    for k in patch.get("unset", ()):
+        new.pop(k, None)
+    tasks = [dict(t) for t in state.get("tasks", [])]
+    tset = patch.get("tasks_set", {})
+    if tset:
+        for t in tasks:
+            change = tset.get(t["id"])
+            if change:
+                for k, v in change.items():
+                    if k != "$unset":
+                        t[k] = json.loads(json.dumps(v))
+                for k in change.get("$unset", ()):
+                    t.pop(k, None)
+    drop = set(patch.get("tasks_remove", ()))
+    tasks = [t for t in tasks if t["id"] not in drop]
+    tasks.extend(json.loads(json.dumps(patch.get("tasks_add", []))))
+    if "tasks_order" in patch:
+        by_id = {t["id"]: t for t in tasks}
+        tasks = [by_id[tid] for tid in patch["tasks_order"]]
+    new["tasks"] = tasks
+    return new
+
+
+class ReplayState:
+    """What the log says the project is: milestones, the current one, id counters."""
+
+    def __init__(self) -> None:
+        self.milestones: dict[str, dict[str, Any]] = {}
+        self.current: str | None = None
+        self.max_number = 0
+        self.notes: list[dict[str, Any]] = []
+        self.last_id = 0
+        self.last_hash = GENESIS_HASH
+
+    def feed(self, ev: Mapping[str, Any]) -> None:
+        data = ev.get("data") or {}
+        mid = ev.get("milestone_id")
+        if "current" in data:
+            self.current = data["current"]
+        if "note" in data:
+            self.notes.append(
+                {"text": data["note"], "actor": ev.get("actor"), "timestamp": ev.get("timestamp")}
+            )
+        if mid and any(
+            k in data
+            for k in (
+                "create",
+                "delete",
+                "set",
+                "unset",
+                "tasks_set",
+                "tasks_add",
+                "tasks_remove",
+                "tasks_order",
+            )
+        ):
+            after = apply(self.milestones.get(mid), data)
+            if after is None:
+                self.milestones.pop(mid, None)
+                if self.current == mid:
+                    self.current = None
+            else:
+                self.milestones[mid] = after
+                num = int(mid.rsplit("-", 1)[1])
+                self.max_number = max(self.max_number, num)
+        self.last_id = int(ev.get("event_id", self.last_id))
+        self.last_hash = str(ev.get("hash", self.last_hash))
+
+
+def replay(events: Iterable[Mapping[str, Any]]) -> ReplayState:
+    state = ReplayState()
+    for ev in events:
+        state.feed(ev)
+    return state

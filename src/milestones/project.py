@@ -1,0 +1,1160 @@
+"""The service layer: the only way data changes.
+
+Every operation takes the writer lock, finishes any interrupted write, records
+hand edits, checks the change against the model, then commits its events (the
+write-ahead record) and the new snapshots as one unit, and refreshes the
+session-resume record. Reads are served without the lock. Views return plain
+data (the ``--json`` contract); the doors render it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import events as ev
+from . import model as md
+from . import refs
+from .errors import DependencyError, InvalidInput, InvalidTransition, NotFound, ValidationFailed
+from .session import git_position, resolve_actor, resolve_session, today, utc_now
+from .storage import State, Store, open_store
+
+DIRNAME = ".milestones"
+SCHEMA = 1
+
+
+def find_root(start: Path | None = None) -> Path:
+    """The nearest ``.milestones/`` at or above ``start`` (or $MILESTONE_DIR)."""
+    env = os.environ.get("MILESTONE_DIR")
+    if env:
+        p = Path(env)
+        p = p if p.name == DIRNAME else p / DIRNAME
+        if p.is_dir():
+            return p
+        raise NotFound(f"no milestone project at {p}", hint="run `milestone init` there first")
+    here = (start or Path.cwd()).resolve()
+    for d in (here, *here.parents):
+        if (d / DIRNAME).is_dir():
+            return d / DIRNAME
+    raise NotFound(
+        f"no {DIRNAME}/ here or in any parent of {here}",
+        hint="run `milestone init` to start a project",
+    )
+
+
+class Txn:
+    """One write: the milestones it touches and the events it will append."""
+
+    def __init__(self, project: Project, state: State) -> None:
+        self.project = project
+        self.state = state
+        self.snaps: dict[str, dict[str, Any]] = dict(state.milestones)
+        self.current = state.current
+        self.max_number = state.max_number
+        self.events: list[dict[str, Any]] = []
+        self.now = project.clock()
+
+    def milestone(self, mid: str) -> md.Milestone:
+        return md.Milestone.from_dict(self.snaps[mid])
+
+    def status_of(self, ref: str) -> str | None:
+        """Status of a task (``milestone-003/task-2``) or milestone (``milestone-003``)."""
+        if "/" in ref:
+            mid, tid = ref.split("/", 1)
+            for t in self.snaps.get(mid, {}).get("tasks", []):
+                if t["id"] == tid:
+                    return str(t["status"])
+            return None
+        snap = self.snaps.get(ref)
+        if snap is None:
+            return None
+        # A milestone dependency is met once that milestone is completed.
+        return "done" if snap["status"] in ("completed", "archived") else str(snap["status"])
+
+    def unmet(self, m: md.Milestone, t: md.Task) -> list[str]:
+        refs_ = [full_ref(m.id, d) for d in t.depends_on] + list(m.depends_on)
+        return [r for r in refs_ if self.status_of(r) not in md.FINISHED_TASK]
+
+    def record(
+        self,
+        event_type: str,
+        m: md.Milestone | None,
+        before: dict[str, Any] | None,
+        *,
+        mid: str | None = None,
+        task: md.Task | None = None,
+        time_spent: int = 0,
+        data: dict[str, Any] | None = None,
+        **details: Any,
+    ) -> None:
+        after = m.to_dict() if m is not None else None
+        target = m.id if m is not None else mid
+        patch = ev.diff(before, after) if (before is not None or after is not None) else {}
+        if data:
+            patch.update(data)
+        if target and after is not None:
+            self.snaps[target] = after
+        elif target and before is not None and after is None:
+            self.snaps.pop(target, None)
+        progress = md.milestone_progress(m) if m is not None else None
+        blockers = (
+            list(task.blockers)
+            if task is not None
+            else ([b for t in m.tasks for b in t.blockers] if m is not None else [])
+        )
+        self.events.append(
+            ev.make_event(
+                event_type,
+                target,
+                timestamp=self.now,
+                actor=self.project.actor,
+                session_id=self.project.session_id,
+                data=patch,
+                task_id=task.id if task is not None else details.pop("task_id", None),
+                progress=progress,
+                time_spent=time_spent,
+                blockers=blockers,
+                **details,
+            )
+        )
+
+    def touch(self, m: md.Milestone) -> None:
+        m.updated_at = self.now
+
+    def follow_status(self, m: md.Milestone) -> None:
+        """Move the milestone's status where its tasks put it, as its own event."""
+        before = m.to_dict()
+        old = m.status
+        new = md.derive_status(m)
+        if new == old:
+            return
+        m.status = new
+        m.completed_at = self.now if new == "completed" else None
+        if new == "completed":
+            self.record("milestone_completed", m, before)
+        elif new == "in_progress" and old == "planned":
+            self.record("milestone_started", m, before)
+        else:
+            self.record("milestone_status_changed", m, before, from_status=old, to_status=new)
+
+
+def full_ref(home: str, dep: str) -> str:
+    mid, tid = md.split_task_ref(dep, home)
+    return f"{mid}/{tid}"
+
+
+class Project:
+    """A milestone project on disk (or in memory): every read and write goes here."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        cwd: Path | None = None,
+        actor: str | None = None,
+        session_id: str | None = None,
+    ) -> None:
+        self.store = store
+        self.root = store.root
+        self.cwd = cwd or Path.cwd()
+        self._actor = actor
+        self._session = session_id
+        self.clock = utc_now
+        self.today = today
+
+    # ---------------------------------------------------------- opening
+
+    @classmethod
+    def open(cls, start: Path | None = None, **kw: Any) -> Project:
+        root = find_root(start)
+        return cls(open_store(root), cwd=start, **kw)
+
+    @classmethod
+    def init(cls, directory: Path, **kw: Any) -> tuple[Project, bool]:
+        """Create ``.milestones/`` in ``directory``; returns (project, created)."""
+        root = Path(directory) / DIRNAME
+        store = open_store(root)
+        created = not store.exists()
+        store.initialize()
+        config = root / "config" / "config.yaml"
+        if not config.exists():
+            from .config import DEFAULT_CONFIG_TEXT
+            from .storage.fsutil import atomic_write
+
+            atomic_write(config, DEFAULT_CONFIG_TEXT.encode("utf-8"))
+        project = cls(store, cwd=Path(directory), **kw)
+        if created:
+            with project._write() as tx:
+                tx.record("project_initialized", None, None, data={"backend": store.backend})
+        return project, created
+
+    @property
+    def actor(self) -> str:
+        if self._actor is None:
+            self._actor = resolve_actor(self.cwd)
+        return self._actor
+
+    @property
+    def session_id(self) -> str:
+        if self._session is None:
+            self._session = resolve_session(self.actor, self.store.read_resume(), self.clock())
+        return self._session
+
+    # ------------------------------------------------------------ reads
+
+    def state(self) -> State:
+        """Current state; records pending hand edits first when the lock is free."""
+        store = self.store
+        if store.needs_sync():
+            with store.try_lock() as got:
+                if got:
+                    self._sync()
+        return store.load()
+
+    def _sync(self) -> list[dict[str, Any]]:
+        """Under the lock: finish interrupted writes, record hand edits."""
+        self.store.recover()
+        edits = self.store.scan_edits()
+        if not edits:
+            return []
+        events: list[dict[str, Any]] = []
+        adopt: list[str] = []
+        now = self.clock()
+        for e in edits:
+            if e.current:
+                events.append(
+                    ev.make_event(
+                        "current_changed",
+                        e.milestone_id or None,
+                        timestamp=now,
+                        actor=self.actor,
+                        session_id=self.session_id,
+                        data={"current": e.milestone_id or None},
+                        summary="active/current.txt edited by hand",
+                    )
+                )
+                continue
+            summary = summarize_edit(e.before, e.after)
+            data = {"create": e.after} if e.after is not None else {"delete": True}
+            progress = md.milestone_progress(md.Milestone.from_dict(e.after)) if e.after else None
+            events.append(
+                ev.make_event(
+                    "manual_edit_detected",
+                    e.milestone_id,
+                    timestamp=now,
+                    actor=self.actor,
+                    session_id=self.session_id,
+                    data=data,
+                    progress=progress,
+                    summary=summary,
+                    path=f"{DIRNAME}/{e.path}",
+                )
+            )
+            adopt.append(e.milestone_id)
+        return self.store.commit(events, adopt=adopt)
+
+    def milestones(self) -> dict[str, md.Milestone]:
+        return {
+            mid: md.Milestone.from_dict(s) for mid, s in sorted(self.state().milestones.items())
+        }
+
+    def milestone(self, ref: str) -> md.Milestone:
+        st = self.state()
+        return md.Milestone.from_dict(st.milestones[refs.resolve_milestone(ref, st.milestones)])
+
+    def current_id(self) -> str | None:
+        return self.state().current
+
+    # ----------------------------------------------------------- writes
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[Txn]:
+        store = self.store
+        if not store.exists():
+            raise NotFound(f"no project at {self.root}", hint="run `milestone init` first")
+        with store.lock():
+            self._sync()
+            tx = Txn(self, store.load())
+            yield tx
+            if tx.events:
+                sealed = store.commit(tx.events)
+                self._refresh_resume(sealed[-1])
+
+    def _refresh_resume(self, last: Mapping[str, Any], note: str | None = None) -> None:
+        st = self.store.load()
+        record = self.store.read_resume()
+        sessions = dict(record.get("sessions") or {})
+        sessions[self.actor] = {"id": self.session_id, "last_active": last["timestamp"]}
+        notes = list(record.get("notes") or [])
+        if note:
+            notes.append(
+                {
+                    "text": note,
+                    "actor": self.actor,
+                    "timestamp": last["timestamp"],
+                    "session_id": self.session_id,
+                }
+            )
+        ms = {mid: md.Milestone.from_dict(s) for mid, s in st.milestones.items()}
+        in_progress, blocked = [], []
+        for m in ms.values():
+            for t in m.tasks:
+                if t.status == "in_progress":
+                    in_progress.append(
+                        {
+                            "ref": f"{m.id}/{t.id}",
+                            "title": t.title,
+                            "assignee": t.assignee,
+                            "started_at": t.started_at,
+                            "timer_running": bool(t.timer_started_at),
+                            "progress": t.progress,
+                        }
+                    )
+                elif t.status == "blocked":
+                    blocked.append(
+                        {"ref": f"{m.id}/{t.id}", "title": t.title, "blockers": t.blockers}
+                    )
+        ready = next_tasks(ms, limit=1)
+        record.update(
+            {
+                "schema": SCHEMA,
+                "session_id": self.session_id,
+                "actor": self.actor,
+                "cwd": str(self.cwd),
+                "git": git_position(self.cwd),
+                "current_milestone": st.current,
+                "in_progress": in_progress,
+                "blockers": blocked,
+                "last_event": {
+                    k: last.get(k)
+                    for k in ("event_id", "event_type", "milestone_id", "timestamp", "actor")
+                }
+                | {"task_id": last.get("details", {}).get("task_id")},
+                "notes": notes[-20:],
+                "next_task": ready[0] if ready else None,
+                "sessions": sessions,
+                "updated_at": last["timestamp"],
+            }
+        )
+        self.store.write_resume(record)
+
+    # ------------------------------------------------------- milestones
+
+    def plan(
+        self,
+        title: str,
+        *,
+        description: str = "",
+        start: str | None = None,
+        due: str | None = None,
+        priority: str = "medium",
+        owner: str | None = None,
+        tags: Sequence[str] = (),
+        depends_on: Sequence[str] = (),
+        category: str = "feature",
+        tasks: Sequence[str | Mapping[str, Any]] = (),
+        assignees: Sequence[str] = (),
+        success_criteria: Sequence[str] = (),
+        deliverables: Sequence[Mapping[str, Any]] = (),
+        risks: Sequence[Mapping[str, Any]] = (),
+    ) -> md.Milestone:
+        """Create a milestone (and its tasks); it becomes current if none is."""
+        return self.plan_many(
+            [
+                dict(
+                    title=title,
+                    description=description,
+                    start_date=start,
+                    due_date=due,
+                    priority=priority,
+                    owner=owner,
+                    tags=list(tags),
+                    depends_on=list(depends_on),
+                    category=category,
+                    tasks=list(tasks),
+                    assignees=list(assignees),
+                    success_criteria=list(success_criteria),
+                    deliverables=list(deliverables),
+                    risks=list(risks),
+                )
+            ]
+        )[0]
+
+    def plan_many(self, specs: Sequence[Mapping[str, Any]]) -> list[md.Milestone]:
+        """Create several milestones in one write (``plan --from-file``)."""
+        created: list[md.Milestone] = []
+        with self._write() as tx:
+            for spec in specs:
+                created.append(self._create(tx, spec))
+        return created
+
+    def _create(self, tx: Txn, spec: Mapping[str, Any]) -> md.Milestone:
+        # Ids are never reused, not even those of deleted milestones.
+        number = max(tx.max_number, *(md.milestone_number(k) for k in tx.snaps), 0) + 1
+        tx.max_number = number
+        mid = md.milestone_id(number)
+        title = md.check_title(str(spec.get("title") or ""), "milestone title")
+        start = md.check_date(spec.get("start_date"), "start date")
+        due = md.check_date(spec.get("due_date"), "due date")
+        md.check_window(start, due, f"milestone {title!r}")
+        deps = [refs.resolve_milestone(d, tx.snaps) for d in spec.get("depends_on") or []]
+        m = md.Milestone(
+            id=mid,
+            title=title,
+            description=md.check_text(str(spec.get("description") or ""), "description"),
+            priority=md.check_choice(spec.get("priority") or "medium", md.PRIORITIES, "priority"),
+            owner=_opt(spec.get("owner"), "owner"),
+            assignees=[
+                md.check_text(a, "assignee", required=True, single_line=True, limit=200)
+                for a in spec.get("assignees") or []
+            ],
+            start_date=start,
+            due_date=due,
+            depends_on=_unique(deps),
+            tags=_unique([_tag(t) for t in spec.get("tags") or []]),
+            category=_category(spec.get("category") or "feature"),
+            success_criteria=[
+                md.check_text(s, "success criterion", required=True, single_line=True, limit=1000)
+                for s in spec.get("success_criteria") or []
+            ],
+            deliverables=[dict(d) for d in spec.get("deliverables") or []],
+            risks=[dict(r) for r in spec.get("risks") or []],
+            created_at=tx.now,
+            updated_at=tx.now,
+        )
+        raw_tasks = list(spec.get("tasks") or [])
+        for i, raw in enumerate(raw_tasks, 1):
+            m.tasks.append(
+                self._new_task(m, raw if isinstance(raw, Mapping) else {"title": raw}, f"task-{i}")
+            )
+        for t in m.tasks:
+            t.depends_on = [self._dep_ref(tx, m, d, t.id) for d in t.depends_on]
+        md.Milestone.from_dict(m.to_dict())  # full structural check before anything is written
+        tx.snaps[mid] = m.to_dict()
+        self._check_graph(tx)
+        data: dict[str, Any] = {}
+        if tx.current is None or tx.current not in tx.snaps:
+            tx.current = mid
+            data["current"] = mid
+        del tx.snaps[mid]
+        tx.record("milestone_created", m, None, data=data, title=m.title)
+        return m
+
+    def _new_task(self, m: md.Milestone, raw: Mapping[str, Any], tid: str) -> md.Task:
+        where = f"task {tid}"
+        status = raw.get("status") or "todo"
+        md.check_choice(status, ("todo", "done"), f"{where} status")
+        t = md.Task(
+            id=tid,
+            title=md.check_title(str(raw.get("title") or ""), "task title"),
+            description=md.check_text(str(raw.get("description") or ""), f"{where} description"),
+            depends_on=[str(d) for d in (raw.get("depends_on") or [])],
+            estimate=md.check_estimate(raw.get("estimate")),
+            assignee=_opt(raw.get("assignee"), "assignee"),
+            skills=_unique([_tag(s, "skill") for s in raw.get("skills") or []]),
+            run=_opt(raw.get("run"), "run command", limit=5000),
+            paths=[
+                md.check_text(p, "path", required=True, single_line=True, limit=500)
+                for p in raw.get("paths") or []
+            ],
+        )
+        return t
+
+    def _dep_ref(self, tx: Txn, m: md.Milestone, dep: str, tid: str) -> str:
+        """Normalise a task dependency: same milestone -> task-N, else milestone-NNN/task-N."""
+        raw = str(dep).strip()
+        if "/" in raw:
+            mpart, tpart = raw.split("/", 1)
+            try:
+                dmid = refs.parse_milestone(mpart)
+            except InvalidInput:
+                raise NotFound(
+                    f"{m.id}/{tid}: unknown dependency {raw!r}",
+                    hint="use TASK or MILESTONE/TASK, e.g. 2 or 3/2",
+                ) from None
+        else:
+            dmid, tpart = m.id, raw
+        dtid = refs.parse_task(tpart)
+        if dmid == m.id:
+            ids = [t.id for t in m.tasks]
+        else:
+            if dmid not in tx.snaps:
+                snaps = tx.snaps
+                refs.resolve_milestone(dmid, snaps)
+            ids = [t["id"] for t in tx.snaps[dmid].get("tasks", [])]
+        if dtid not in ids:
+            raise DependencyError(
+                f"{m.id}/{tid} depends on {dmid}/{dtid}, which does not exist",
+                hint=f"tasks in {dmid}: {', '.join(ids) or 'none'}",
+            )
+        if dmid == m.id and dtid == tid:
+            raise DependencyError(
+                f"{m.id}/{tid} cannot depend on itself", hint="remove that dependency"
+            )
+        return dtid if dmid == m.id else f"{dmid}/{dtid}"
+
+    def _check_graph(self, tx: Txn) -> None:
+        """Refuse cycles among tasks and among milestones."""
+        task_edges: dict[str, list[str]] = {}
+        mil_edges: dict[str, list[str]] = {}
+        for mid, snap in tx.snaps.items():
+            mil_edges[mid] = list(snap.get("depends_on") or [])
+            for t in snap.get("tasks", []):
+                task_edges[f"{mid}/{t['id']}"] = [full_ref(mid, d) for d in t.get("depends_on", [])]
+        for edges, what in ((mil_edges, "milestones"), (task_edges, "tasks")):
+            cycle = md.find_cycle(edges)
+            if cycle:
+                raise DependencyError(
+                    f"dependency cycle among {what}: {' → '.join(cycle)}",
+                    hint="remove one of those dependencies",
+                )
+
+    def update(self, ref: str, **changes: Any) -> md.Milestone:
+        """Edit milestone fields (``None`` leaves a field as it is)."""
+        with self._write() as tx:
+            mid = refs.resolve_milestone(ref, tx.snaps)
+            m = tx.milestone(mid)
+            before = m.to_dict()
+            self._apply_milestone_changes(tx, m, changes)
+            if m.to_dict() == before:
+                raise InvalidInput(
+                    f"nothing to change in {mid}",
+                    hint="give at least one option, see `milestone update --help`",
+                )
+            self.touch_and_check(tx, m)
+            changed = sorted(
+                k for k in m.to_dict() if m.to_dict()[k] != before.get(k) and k != "updated_at"
+            )
+            tx.record("milestone_updated", m, before, fields=changed)
+            return m
+
+    def touch_and_check(self, tx: Txn, m: md.Milestone) -> None:
+        tx.touch(m)
+        md.Milestone.from_dict(m.to_dict())
+        tx.snaps[m.id], saved = m.to_dict(), tx.snaps.get(m.id)
+        try:
+            self._check_graph(tx)
+        finally:
+            if saved is not None:
+                tx.snaps[m.id] = saved
+
+    def _apply_milestone_changes(self, tx: Txn, m: md.Milestone, c: Mapping[str, Any]) -> None:
+        if c.get("title") is not None:
+            m.title = md.check_title(c["title"], "milestone title")
+        if c.get("description") is not None:
+            m.description = md.check_text(c["description"], "description")
+        if c.get("priority") is not None:
+            m.priority = md.check_choice(c["priority"], md.PRIORITIES, "priority")
+        if c.get("owner") is not None:
+            m.owner = _opt(c["owner"], "owner")
+        if c.get("category") is not None:
+            m.category = _category(c["category"])
+        if c.get("start") is not None:
+            m.start_date = md.check_date(c["start"], "start date")
+        if c.get("due") is not None:
+            m.due_date = md.check_date(c["due"], "due date")
+        md.check_window(m.start_date, m.due_date, m.id)
+        if c.get("tags") is not None:
+            m.tags = _unique([_tag(t) for t in c["tags"]])
+        for t in c.get("add_tags") or ():
+            m.tags = _unique([*m.tags, _tag(t)])
+        for t in c.get("remove_tags") or ():
+            m.tags = [x for x in m.tags if x != t]
+        if c.get("assignees") is not None:
+            m.assignees = _unique(
+                [
+                    md.check_text(a, "assignee", required=True, single_line=True, limit=200)
+                    for a in c["assignees"]
+                ]
+            )
+        if c.get("success_criteria") is not None:
+            m.success_criteria = [
+                md.check_text(s, "success criterion", required=True, single_line=True)
+                for s in c["success_criteria"]
+            ]
+        if c.get("depends_on") is not None:
+            deps = [refs.resolve_milestone(d, tx.snaps) for d in c["depends_on"]]
+            if m.id in deps:
+                raise DependencyError(f"{m.id} cannot depend on itself", hint="remove it")
+            m.depends_on = _unique(deps)
+        status = c.get("status")
+        if status is not None:
+            md.check_choice(
+                status, ("planned", "in_progress", "blocked", "cancelled", "completed"), "status"
+            )
+            if status == "completed" and not (m.tasks and all(t.finished for t in m.tasks)):
+                raise InvalidTransition(
+                    f"cannot mark {m.id} completed: it has open tasks",
+                    hint="finish or skip them (`task done`, `task skip`)",
+                )
+            if m.status == "archived":
+                raise InvalidTransition(f"{m.id} is archived", hint="archived milestones are final")
+            m.status = status
+            m.completed_at = tx.now if status == "completed" else None
+
+    def set_current(self, ref: str) -> str:
+        with self._write() as tx:
+            mid = refs.resolve_milestone(ref, tx.snaps)
+            if tx.current == mid:
+                return mid
+            tx.current = mid
+            tx.record("current_changed", None, None, mid=mid, data={"current": mid})
+            return mid
+
+    def archive(self, ref: str, *, lessons: Sequence[str] = ()) -> md.Milestone:
+        with self._write() as tx:
+            mid = refs.resolve_milestone(ref, tx.snaps)
+            m = tx.milestone(mid)
+            if m.status not in ("completed", "cancelled"):
+                raise InvalidTransition(
+                    f"cannot archive {mid}: it is {m.status}",
+                    hint="archive completed or cancelled milestones only",
+                )
+            before = m.to_dict()
+            m.completion = completion_record(
+                m,
+                tx.now,
+                [md.check_text(x, "lesson", required=True, single_line=True) for x in lessons],
+            )
+            m.status = "archived"
+            tx.touch(m)
+            data = {"current": None} if tx.current == mid else None
+            tx.record(
+                "milestone_archived",
+                m,
+                before,
+                data=data,
+                **{k: m.completion[k] for k in ("estimated_hours", "actual_hours", "on_time")},
+            )
+            return m
+
+    def delete(self, ref: str, *, force: bool = False) -> str:
+        with self._write() as tx:
+            mid = refs.resolve_milestone(ref, tx.snaps)
+            users = sorted(
+                {f"{o}" for o, s in tx.snaps.items() if mid in (s.get("depends_on") or [])}
+                | {
+                    f"{o}/{t['id']}"
+                    for o, s in tx.snaps.items()
+                    if o != mid
+                    for t in s.get("tasks", [])
+                    if any(d.startswith(mid + "/") for d in t.get("depends_on", []))
+                }
+            )
+            if users and not force:
+                raise DependencyError(
+                    f"cannot delete {mid}: {', '.join(users)} depend on it",
+                    hint="remove those dependencies first, or pass --force",
+                )
+            before = tx.snaps[mid]
+            tx.record("milestone_deleted", None, before, mid=mid, title=before.get("title"))
+            return mid
+
+    # ------------------------------------------------------------ tasks
+
+    def add_task(
+        self,
+        milestone_ref: str,
+        title: str,
+        *,
+        depends_on: Sequence[str] = (),
+        estimate: float | None = None,
+        skills: Sequence[str] = (),
+        assignee: str | None = None,
+        description: str = "",
+        run: str | None = None,
+        paths: Sequence[str] = (),
+    ) -> tuple[str, md.Task]:
+        with self._write() as tx:
+            mid = refs.resolve_milestone(milestone_ref, tx.snaps)
+            m = tx.milestone(mid)
+            if m.status in ("archived", "cancelled"):
+                raise InvalidTransition(
+                    f"cannot add a task to {mid}: it is {m.status}",
+                    hint="plan a new milestone instead",
+                )
+            before = m.to_dict()
+            t = self._new_task(
+                m,
+                {
+                    "title": title,
+                    "description": description,
+                    "estimate": estimate,
+                    "skills": list(skills),
+                    "assignee": assignee,
+                    "run": run,
+                    "paths": list(paths),
+                },
+                m.next_task_id(),
+            )
+            m.tasks.append(t)
+            t.depends_on = _unique([self._dep_ref(tx, m, d, t.id) for d in depends_on])
+            self.touch_and_check(tx, m)
+            tx.record("task_added", m, before, task=t, title=t.title)
+            tx.follow_status(m)
+            return mid, t
+
+    @contextlib.contextmanager
+    def _with_task(self, ref: str) -> Iterator[tuple[Txn, md.Milestone, md.Task, dict[str, Any]]]:
+        with self._write() as tx:
+            mid, tid = refs.resolve_task(ref, tx.snaps, tx.current)
+            m = tx.milestone(mid)
+            if m.status == "archived":
+                raise InvalidTransition(f"{mid} is archived", hint="archived milestones are final")
+            yield tx, m, m.task(tid), m.to_dict()
+
+    def start_task(self, ref: str, *, force: bool = False) -> md.Task:
+        with self._with_task(ref) as (tx, m, t, before):
+            unmet = tx.unmet(m, t)
+            md.start_task(t, tx.now, f"{m.id}/{t.id}", unmet, force)
+            tx.touch(m)
+            tx.record(
+                "task_started",
+                m,
+                before,
+                task=t,
+                forced=bool(force and unmet) or None,
+                unmet=unmet if force and unmet else None,
+            )
+            tx.follow_status(m)
+            return t
+
+    def stop_task(self, ref: str) -> md.Task:
+        with self._with_task(ref) as (tx, m, t, before):
+            spent = md.stop_task(t, tx.now, f"{m.id}/{t.id}")
+            tx.touch(m)
+            tx.record("task_stopped", m, before, task=t, time_spent=spent)
+            return t
+
+    def complete_task(self, ref: str, *, force: bool = False) -> md.Task:
+        with self._with_task(ref) as (tx, m, t, before):
+            unmet = tx.unmet(m, t)
+            spent = md.complete_task(t, tx.now, f"{m.id}/{t.id}", unmet, force)
+            tx.touch(m)
+            tx.record(
+                "task_completed",
+                m,
+                before,
+                task=t,
+                time_spent=spent,
+                forced=bool(force and unmet) or None,
+                unmet=unmet if force and unmet else None,
+            )
+            tx.follow_status(m)
+            return t
+
+    def block_task(self, ref: str, reason: str) -> md.Task:
+        with self._with_task(ref) as (tx, m, t, before):
+            spent = md.block_task(t, tx.now, f"{m.id}/{t.id}", reason)
+            tx.touch(m)
+            tx.record("task_blocked", m, before, task=t, time_spent=spent, reason=reason.strip())
+            tx.follow_status(m)
+            return t
+
+    def unblock_task(self, ref: str) -> md.Task:
+        with self._with_task(ref) as (tx, m, t, before):
+            cleared = list(t.blockers)
+            md.unblock_task(t, f"{m.id}/{t.id}")
+            tx.touch(m)
+            tx.record("task_unblocked", m, before, task=t, cleared=cleared)
+            tx.follow_status(m)
+            return t
+
+    def skip_task(self, ref: str, *, reason: str | None = None) -> md.Task:
+        with self._with_task(ref) as (tx, m, t, before):
+            spent = md.skip_task(t, tx.now, f"{m.id}/{t.id}")
+            tx.touch(m)
+            tx.record("task_skipped", m, before, task=t, time_spent=spent, reason=reason)
+            tx.follow_status(m)
+            return t
+
+    def reopen_task(self, ref: str) -> md.Task:
+        with self._with_task(ref) as (tx, m, t, before):
+            md.reopen_task(t, f"{m.id}/{t.id}")
+            tx.touch(m)
+            tx.record("task_reopened", m, before, task=t)
+            tx.follow_status(m)
+            return t
+
+    def set_progress(self, ref: str, value: int) -> md.Task:
+        with self._with_task(ref) as (tx, m, t, before):
+            old = t.to_dict()
+            md.set_progress(t, tx.now, f"{m.id}/{t.id}", value)
+            if t.to_dict() == old:
+                return t  # no change, no event
+            tx.touch(m)
+            tx.record("task_progress", m, before, task=t, task_progress=value)
+            tx.follow_status(m)
+            return t
+
+    def assign_task(self, ref: str, assignee: str | None) -> md.Task:
+        with self._with_task(ref) as (tx, m, t, before):
+            t.assignee = _opt(assignee, "assignee")
+            tx.touch(m)
+            tx.record("task_assigned", m, before, task=t, assignee=t.assignee)
+            return t
+
+    def edit_task(
+        self,
+        ref: str,
+        *,
+        title: str | None = None,
+        description: str | None = None,
+        estimate: float | None = None,
+        skills: Sequence[str] | None = None,
+        depends_on: Sequence[str] | None = None,
+        run: str | None = None,
+        assignee: str | None = None,
+        paths: Sequence[str] | None = None,
+    ) -> md.Task:
+        with self._with_task(ref) as (tx, m, t, before):
+            if title is not None:
+                t.title = md.check_title(title, "task title")
+            if description is not None:
+                t.description = md.check_text(description, "task description")
+            if estimate is not None:
+                t.estimate = md.check_estimate(estimate)
+            if skills is not None:
+                t.skills = _unique([_tag(s, "skill") for s in skills])
+            if run is not None:
+                t.run = _opt(run, "run command", limit=5000)
+            if assignee is not None:
+                t.assignee = _opt(assignee, "assignee")
+            if paths is not None:
+                t.paths = [
+                    md.check_text(p, "path", required=True, single_line=True, limit=500)
+                    for p in paths
+                ]
+            if depends_on is not None:
+                t.depends_on = _unique([self._dep_ref(tx, m, d, t.id) for d in depends_on])
+            if m.to_dict() == before:
+                raise InvalidInput(
+                    f"nothing to change in {m.id}/{t.id}",
+                    hint="give at least one option, see `milestone task edit --help`",
+                )
+            self.touch_and_check(tx, m)
+            old = {x["id"]: x for x in before["tasks"]}[t.id]
+            changed = sorted(k for k, v in t.to_dict().items() if old.get(k) != v)
+            tx.record("task_updated", m, before, task=t, fields=changed)
+            return t
+
+    # ------------------------------------------------------ notes, views
+
+    def note(self, text: str) -> None:
+        text = md.check_text(text, "note", required=True, limit=5000)
+        with self.store.lock():
+            self._sync()
+            tx = Txn(self, self.store.load())
+            tx.record("note_added", None, None, mid=tx.current, data={"note": text})
+            sealed = self.store.commit(tx.events)
+            self._refresh_resume(sealed[-1], note=text)
+
+    def status_view(self, ref: str | None = None, *, all_: bool = False) -> dict[str, Any]:
+        st = self.state()
+        day = self.today()
+        ms = {mid: md.Milestone.from_dict(s) for mid, s in sorted(st.milestones.items())}
+        if ref is not None:
+            chosen = [refs.resolve_milestone(ref, st.milestones)]
+        elif all_ or st.current is None:
+            chosen = [mid for mid, m in ms.items() if m.status != "archived"]
+        else:
+            chosen = [st.current]
+        ready = next_tasks(ms)
+        out = []
+        for mid in chosen:
+            s = summary(ms[mid], day)
+            s["next"] = [r for r in ready if r["milestone_id"] == mid][:3]
+            out.append(s)
+        return {
+            "schema": SCHEMA,
+            "current": st.current,
+            "today": day,
+            "milestones": out,
+            "totals": totals(list(ms.values())),
+        }
+
+    def list_view(
+        self,
+        *,
+        status: Sequence[str] = (),
+        tags: Sequence[str] = (),
+        owner: str | None = None,
+        priority: Sequence[str] = (),
+        overdue: bool = False,
+        all_: bool = False,
+    ) -> dict[str, Any]:
+        st = self.state()
+        day = self.today()
+        rows = []
+        for mid in sorted(st.milestones):
+            m = md.Milestone.from_dict(st.milestones[mid])
+            if not all_ and not status and m.status == "archived":
+                continue
+            if status and m.status not in status:
+                continue
+            if tags and not set(tags) & set(m.tags):
+                continue
+            if owner and m.owner != owner:
+                continue
+            if priority and m.priority not in priority:
+                continue
+            if overdue and not (
+                m.due_date
+                and m.due_date < day
+                and m.status not in ("completed", "archived", "cancelled")
+            ):
+                continue
+            rows.append(summary(m, day))
+        return {"schema": SCHEMA, "current": st.current, "today": day, "milestones": rows}
+
+    def show_view(self, ref: str) -> dict[str, Any]:
+        st = self.state()
+        day = self.today()
+        if "/" in ref:
+            mid, tid = refs.resolve_task(ref, st.milestones, st.current)
+            m = md.Milestone.from_dict(st.milestones[mid])
+            t = m.task(tid)
+            tx = Txn(self, st)
+            data = t.to_dict() | {
+                "ref": f"{mid}/{tid}",
+                "milestone_id": mid,
+                "milestone_title": m.title,
+                "ready": not t.finished and t.status != "blocked" and not tx.unmet(m, t),
+                "waiting_on": tx.unmet(m, t),
+            }
+            return {"schema": SCHEMA, "kind": "task", "task": data}
+        mid = refs.resolve_milestone(ref, st.milestones)
+        m = md.Milestone.from_dict(st.milestones[mid])
+        data = m.to_dict() | summary(m, day)
+        data["tasks"] = [t.to_dict() | {"ref": f"{mid}/{t.id}"} for t in m.tasks]
+        return {"schema": SCHEMA, "kind": "milestone", "milestone": data}
+
+    def next_view(self, ref: str | None = None, *, limit: int | None = None) -> dict[str, Any]:
+        st = self.state()
+        ms = {mid: md.Milestone.from_dict(s) for mid, s in st.milestones.items()}
+        only = refs.resolve_milestone(ref, st.milestones) if ref else None
+        rows = next_tasks(ms, only=only, limit=limit)
+        return {"schema": SCHEMA, "tasks": rows}
+
+    def log_view(
+        self,
+        *,
+        milestone: str | None = None,
+        types: Sequence[str] = (),
+        actor: str | None = None,
+        since: str | None = None,
+        limit: int | None = None,
+        after: int = 0,
+    ) -> dict[str, Any]:
+        mid = None
+        if milestone:
+            st = self.state()
+            try:
+                mid = refs.resolve_milestone(milestone, st.milestones)
+            except NotFound:
+                mid = refs.parse_milestone(milestone)  # deleted milestones keep their history
+        for t in types:
+            if t not in ev.EVENT_TYPES:
+                raise InvalidInput(
+                    f"unknown event type {t!r}", hint="see `milestone log --help` for the list"
+                )
+        rows = []
+        for e in self.store.events(after=after):
+            if mid and e.get("milestone_id") != mid:
+                continue
+            if types and e.get("event_type") not in types:
+                continue
+            if actor and e.get("actor") != actor:
+                continue
+            if since and str(e.get("timestamp", "")) < since:
+                continue
+            rows.append(e)
+        if limit is not None:
+            rows = rows[-limit:] if limit > 0 else []
+        return {"schema": SCHEMA, "events": rows}
+
+    def resume_view(self) -> dict[str, Any]:
+        st = self.state()
+        record = self.store.read_resume()
+        if not record:
+            ms = {mid: md.Milestone.from_dict(s) for mid, s in st.milestones.items()}
+            ready = next_tasks(ms, limit=1)
+            record = {
+                "session_id": None,
+                "actor": None,
+                "current_milestone": st.current,
+                "in_progress": [],
+                "blockers": [],
+                "last_event": None,
+                "notes": [],
+                "next_task": ready[0] if ready else None,
+            }
+        record = dict(record)
+        record["schema"] = SCHEMA
+        return record
+
+
+# --------------------------------------------------------------- helpers
+
+
+def _opt(value: Any, what: str, limit: int = 200) -> str | None:
+    if value is None:
+        return None
+    text = md.check_text(str(value), what, single_line=True, limit=limit)
+    return text or None
+
+
+def _tag(value: Any, what: str = "tag") -> str:
+    return md.check_text(str(value), what, required=True, single_line=True, limit=100)
+
+
+def _category(value: Any) -> str:
+    return md.check_text(str(value), "category", required=True, single_line=True, limit=50)
+
+
+def _unique(items: Sequence[str]) -> list[str]:
+    return list(dict.fromkeys(items))
+
+
+def summarize_edit(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> str:
+    if before is None:
+        return f"file added: {after.get('title') if after else ''}"
+    if after is None:
+        return "file removed"
+    parts = [f"{k} changed" for k in after if k != "tasks" and before.get(k) != after.get(k)]
+    old = {t["id"]: t for t in before.get("tasks", [])}
+    new = {t["id"]: t for t in after.get("tasks", [])}
+    parts += [f"{tid} added" for tid in new if tid not in old]
+    parts += [f"{tid} removed" for tid in old if tid not in new]
+    for tid, t in new.items():
+        if tid in old and old[tid] != t:
+            fields = [k for k in t if old[tid].get(k) != t.get(k)]
+            if "status" in fields:
+                parts.append(f"{tid} status {old[tid].get('status')} → {t.get('status')}")
+                fields.remove("status")
+            if fields:
+                parts.append(f"{tid} {', '.join(fields)} changed")
+    return "; ".join(parts) or "reformatted"
+
+
+def summary(m: md.Milestone, day: str) -> dict[str, Any]:
+    c = md.counts(m)
+    estimate = sum(t.estimate or 0 for t in m.tasks)
+    return {
+        "id": m.id,
+        "title": m.title,
+        "status": m.status,
+        "priority": m.priority,
+        "owner": m.owner,
+        "category": m.category,
+        "tags": list(m.tags),
+        "start_date": m.start_date,
+        "due_date": m.due_date,
+        "depends_on": list(m.depends_on),
+        "progress": md.milestone_progress(m),
+        "health": md.health(m, day),
+        "overdue": bool(m.due_date and m.due_date < day and m.status not in md.CLOSED_MILESTONE),
+        "counts": c,
+        "estimate_hours": estimate,
+        "time_spent": sum(t.time_spent for t in m.tasks),
+        "in_progress": [f"{m.id}/{t.id}" for t in m.tasks if t.status == "in_progress"],
+        "blocked": [
+            {"ref": f"{m.id}/{t.id}", "title": t.title, "blockers": t.blockers}
+            for t in m.tasks
+            if t.status == "blocked"
+        ],
+        "completed_at": m.completed_at,
+    }
+
+
+def totals(ms: list[md.Milestone]) -> dict[str, Any]:
+    by_status = {s: 0 for s in md.MILESTONE_STATUSES}
+    tasks = {s: 0 for s in md.TASK_STATUSES}
+    for m in ms:
+        by_status[m.status] += 1
+        for t in m.tasks:
+            tasks[t.status] += 1
+    return {"milestones": len(ms), "by_status": by_status, "tasks": tasks}
+
+
+def task_graph(ms: Mapping[str, md.Milestone]) -> dict[str, list[str]]:
+    edges: dict[str, list[str]] = {}
+    for mid, m in ms.items():
+        for t in m.tasks:
+            edges[f"{mid}/{t.id}"] = [full_ref(mid, d) for d in t.depends_on]
+    return edges
+
+
+def next_tasks(
+    ms: Mapping[str, md.Milestone], *, only: str | None = None, limit: int | None = None
+) -> list[dict[str, Any]]:
+    """Tasks that can start now, best first: priority, then longest chain waiting on them."""
+    status: dict[str, str] = {}
+    for mid, m in ms.items():
+        status[mid] = "done" if m.status in ("completed", "archived") else m.status
+        for t in m.tasks:
+            status[f"{mid}/{t.id}"] = t.status
+    open_nodes = {ref for ref, s in status.items() if "/" in ref and s not in md.FINISHED_TASK}
+    chain = md.dependents_chain(task_graph(ms), open_nodes)
+    rows: list[dict[str, Any]] = []
+    for mid, m in ms.items():
+        if m.closed or (only and mid != only):
+            continue
+        if any(status.get(d) != "done" for d in m.depends_on):
+            continue
+        for t in m.tasks:
+            if t.status != "todo":
+                continue
+            if any(status.get(full_ref(mid, d)) not in md.FINISHED_TASK for d in t.depends_on):
+                continue
+            ref = f"{mid}/{t.id}"
+            rows.append(
+                {
+                    "ref": ref,
+                    "milestone_id": mid,
+                    "task_id": t.id,
+                    "title": t.title,
+                    "priority": m.priority,
+                    "chain": chain.get(ref, 1),
+                    "estimate": t.estimate,
+                    "skills": list(t.skills),
+                    "assignee": t.assignee,
+                    "milestone_title": m.title,
+                }
+            )
+    rows.sort(
+        key=lambda r: (
+            md.priority_rank(r["priority"]),
+            -r["chain"],
+            r["milestone_id"],
+            md.task_number(r["task_id"]),
+        )
+    )
+    return rows[:limit] if limit is not None else rows
+
+
+def completion_record(m: md.Milestone, now: str, lessons: list[str]) -> dict[str, Any]:
+    from datetime import date
+
+    estimated = float(sum(t.estimate or 0 for t in m.tasks))
+    actual = round(sum(t.time_spent for t in m.tasks) / 3600.0, 2)
+    finished = (m.completed_at or now)[:10]
+    begun = m.start_date or (m.created_at or now)[:10]
+    duration = (date.fromisoformat(finished) - date.fromisoformat(begun)).days
+    return {
+        "archived_at": now,
+        "estimated_hours": estimated,
+        "actual_hours": actual,
+        "efficiency": round(estimated / actual, 2) if actual > 0 else None,
+        "duration_days": max(duration, 0),
+        "on_time": (finished <= m.due_date) if m.due_date else None,
+        "lessons": lessons,
+        "tasks_done": sum(1 for t in m.tasks if t.status == "done"),
+        "tasks_skipped": sum(1 for t in m.tasks if t.status == "skipped"),
+    }
+
+
+__all__ = ["Project", "ValidationFailed", "find_root"]

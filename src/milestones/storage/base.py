@@ -1,0 +1,115 @@
+"""The storage adapter interface every backend implements.
+
+A Store keeps three things: milestone snapshots (canonical dicts, see
+``Milestone.to_dict``), the append-only event log, and a little session state.
+The service layer (``Project``) is the only caller. Writes happen inside
+``lock()`` and go through ``commit``, which appends the events first (the
+write-ahead record) and then applies their patches to the snapshots, so the two
+can never disagree for longer than a crash, which ``recover`` repairs.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+Snapshot = dict[str, Any]
+
+
+@dataclass
+class State:
+    """What a reader sees: every milestone snapshot plus the log head."""
+
+    milestones: dict[str, Snapshot]
+    current: str | None
+    max_number: int
+    last_event_id: int
+    last_hash: str
+    # True when the store saw changes it has not recorded yet (hand edits, an
+    # interrupted write) and could not take the lock to record them.
+    stale: bool = False
+
+
+@dataclass
+class Edit:
+    """A change made outside the tool: a milestone file edited, added or removed."""
+
+    milestone_id: str
+    before: Snapshot | None
+    after: Snapshot | None
+    path: str
+    current: bool = False  # the edit is to the current-milestone marker
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Store(ABC):
+    """Adapter interface: snapshots, events, the writer lock, backup and restore."""
+
+    backend: str = "abstract"
+    root: Path
+
+    @abstractmethod
+    def exists(self) -> bool:
+        """True when a project has been initialised here."""
+
+    @abstractmethod
+    def initialize(self) -> None:
+        """Create the on-disk layout (idempotent)."""
+
+    @abstractmethod
+    def lock(self, timeout: float | None = None) -> AbstractContextManager[None]:
+        """Hold the project's single writer lock; raise Conflict after ``timeout``."""
+
+    @abstractmethod
+    def try_lock(self) -> AbstractContextManager[bool]:
+        """Take the writer lock if it is free right now; yields whether it was taken."""
+
+    @abstractmethod
+    def recover(self) -> list[str]:
+        """Finish an interrupted write (under the lock); describe what was repaired."""
+
+    @abstractmethod
+    def scan_edits(self) -> list[Edit]:
+        """Changes made by hand since the last commit (under the lock)."""
+
+    @abstractmethod
+    def load(self) -> State:
+        """The current state; may be served without the lock."""
+
+    @abstractmethod
+    def needs_sync(self) -> bool:
+        """Cheap check: has anything changed outside ``commit`` since the last one?"""
+
+    @abstractmethod
+    def commit(
+        self, events: Sequence[dict[str, Any]], adopt: Sequence[str] = ()
+    ) -> list[dict[str, Any]]:
+        """Seal and append ``events``, then apply their patches (under the lock).
+
+        ``adopt`` names milestones whose file already holds the new state (hand
+        edits): the store records it without rewriting the file.
+        """
+
+    @abstractmethod
+    def events(self, after: int = 0) -> Iterator[dict[str, Any]]:
+        """Events with ``event_id`` greater than ``after``, oldest first."""
+
+    @abstractmethod
+    def read_resume(self) -> dict[str, Any]:
+        """The session-resume record (empty when there is none)."""
+
+    @abstractmethod
+    def write_resume(self, record: dict[str, Any]) -> None:
+        """Replace the session-resume record."""
+
+    @abstractmethod
+    def backup(self, dest: Path) -> Path:
+        """Write a complete copy of the project's data to ``dest``."""
+
+    @abstractmethod
+    def restore(self, src: Path) -> None:
+        """Replace the project's data with a backup made by ``backup``."""

@@ -1,0 +1,608 @@
+"""The YAML file backend: one milestone per file, an append-only JSONL event log.
+
+Layout (see the README)::
+
+    .milestones/
+      active/milestone-001.yaml   active/current.txt   completed/milestone-000.yaml
+      logs/progress-events.jsonl  logs/session-resume.json  logs/state.json
+      config/storage-backend.txt  config/config.yaml
+
+``logs/state.json`` is derived data: the snapshots as the log last left them,
+with each file's hash, size and mtime. It makes reads cheap (no YAML parse
+unless a file changed), tells a hand edit from the tool's own write, and gives
+the "before" of a hand edit. It can always be rebuilt by replaying the log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+import tarfile
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+from .. import events as ev
+from ..errors import InvalidInput, MilestoneError, StorageError
+from ..model import MILESTONE_ID_RE, Milestone
+from . import fsutil, yamlio
+from .base import Edit, Snapshot, State, Store
+
+FILE_RE = re.compile(r"^(milestone-\d{3,})\.yaml$")
+STATE_VERSION = 1
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class FileStore(Store):
+    backend = "file"
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.active = self.root / "active"
+        self.completed = self.root / "completed"
+        self.logs = self.root / "logs"
+        self.config = self.root / "config"
+        self.log_path = self.logs / "progress-events.jsonl"
+        self.state_path = self.logs / "state.json"
+        self.resume_path = self.logs / "session-resume.json"
+        self.current_path = self.active / "current.txt"
+        self.lock_path = self.root / ".lock"
+        self._state: dict[str, Any] | None = None
+
+    # ------------------------------------------------------------- layout
+
+    def exists(self) -> bool:
+        return (self.config / "storage-backend.txt").is_file() or self.active.is_dir()
+
+    def initialize(self) -> None:
+        try:
+            for d in (self.active, self.completed, self.logs, self.config, self.logs / "archive"):
+                d.mkdir(parents=True, exist_ok=True)
+            backend = self.config / "storage-backend.txt"
+            if not backend.exists():
+                fsutil.atomic_write(backend, b"file\n")
+            if not self.log_path.exists():
+                fsutil.append_durable(self.log_path, b"")
+        except OSError as exc:
+            raise fsutil.storage_error(exc, self.root, "create") from None
+
+    def lock(self, timeout: float | None = None) -> AbstractContextManager[None]:
+        return fsutil.writer_lock(self.lock_path, timeout)
+
+    def try_lock(self) -> AbstractContextManager[bool]:
+        return fsutil.try_writer_lock(self.lock_path)
+
+    # -------------------------------------------------------------- state
+
+    def _empty_state(self) -> dict[str, Any]:
+        return {
+            "version": STATE_VERSION,
+            "applied_event_id": 0,
+            "applied_hash": ev.GENESIS_HASH,
+            "log_size": 0,
+            "max_number": 0,
+            "current": None,
+            "current_mtime_ns": None,
+            "milestones": {},
+        }
+
+    def _read_state(self) -> dict[str, Any]:
+        try:
+            raw = self.state_path.read_bytes()
+        except FileNotFoundError:
+            return self._rebuild_state() if self._log_size() else self._empty_state()
+        except OSError as exc:
+            raise fsutil.storage_error(exc, self.state_path, "read") from None
+        try:
+            state: dict[str, Any] = json.loads(raw)
+            if state.get("version") != STATE_VERSION:
+                raise ValueError
+            return state
+        except ValueError:
+            return self._rebuild_state()
+
+    def _rebuild_state(self) -> dict[str, Any]:
+        """Derive state.json from the log (hashes empty: files are re-checked)."""
+        replayed = ev.replay(self.events())
+        state = self._empty_state()
+        state.update(
+            applied_event_id=replayed.last_id,
+            applied_hash=replayed.last_hash,
+            log_size=self._log_size(),
+            max_number=replayed.max_number,
+            current=replayed.current,
+        )
+        for mid, snap in replayed.milestones.items():
+            state["milestones"][mid] = {
+                "path": self._relpath(snap),
+                "sha256": None,
+                "mtime_ns": None,
+                "size": None,
+                "roundtrip": False,
+                "state": snap,
+            }
+        return state
+
+    def _relpath(self, snap: Snapshot) -> str:
+        folder = "completed" if snap.get("status") == "archived" else "active"
+        return f"{folder}/{snap['id']}.yaml"
+
+    def _log_size(self) -> int:
+        try:
+            return self.log_path.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def _files(self) -> dict[str, list[tuple[str, os.stat_result]]]:
+        """Milestone files on disk: id -> [(relative path, stat)]."""
+        found: dict[str, list[tuple[str, os.stat_result]]] = {}
+        for folder in ("active", "completed"):
+            try:
+                entries = os.scandir(self.root / folder)
+            except FileNotFoundError:
+                continue
+            with entries:
+                for entry in entries:
+                    m = FILE_RE.match(entry.name)
+                    if m and entry.is_file():
+                        found.setdefault(m.group(1), []).append(
+                            (f"{folder}/{entry.name}", entry.stat())
+                        )
+        return found
+
+    def needs_sync(self) -> bool:
+        state = self._state if self._state is not None else self._read_state()
+        self._state = state
+        if self._log_size() != state["log_size"]:
+            return True
+        files = self._files()
+        entries = state["milestones"]
+        if set(files) != set(entries):
+            return True
+        for mid, found in files.items():
+            entry = entries[mid]
+            if len(found) != 1:
+                return True
+            rel, st = found[0]
+            if (
+                rel != entry["path"]
+                or st.st_mtime_ns != entry["mtime_ns"]
+                or st.st_size != entry["size"]
+            ):
+                return True
+        return self._current_mtime() != state.get("current_mtime_ns")
+
+    def _current_mtime(self) -> int | None:
+        try:
+            return self.current_path.stat().st_mtime_ns
+        except FileNotFoundError:
+            return None
+
+    def load(self) -> State:
+        state = self._state if self._state is not None else self._read_state()
+        self._state = state
+        return State(
+            milestones={mid: e["state"] for mid, e in state["milestones"].items()},
+            current=state.get("current"),
+            max_number=state.get("max_number", 0),
+            last_event_id=state["applied_event_id"],
+            last_hash=state["applied_hash"],
+        )
+
+    def invalidate(self) -> None:
+        self._state = None
+
+    # ------------------------------------------------------------- events
+
+    def events(self, after: int = 0) -> Iterator[dict[str, Any]]:
+        try:
+            f = self.log_path.open("rb")
+        except FileNotFoundError:
+            return
+        with f:
+            for lineno, line in enumerate(f, 1):
+                if not line.endswith(b"\n"):
+                    break  # a torn last line is not an event (doctor reports it)
+                if not line.strip():
+                    continue
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    raise StorageError(
+                        f"{self.log_path}:{lineno}: the event log has a corrupt line",
+                        hint="run `milestone doctor` to see the damage",
+                    ) from None
+                if event.get("event_id", 0) > after:
+                    yield event
+
+    def _read_pending(self, offset: int) -> list[dict[str, Any]]:
+        with self.log_path.open("rb") as f:
+            f.seek(offset)
+            out = []
+            for line in f:
+                if line.endswith(b"\n") and line.strip():
+                    out.append(json.loads(line))
+            return out
+
+    def _torn_tail(self) -> int | None:
+        """Offset where a torn (unterminated) last line starts, or None."""
+        size = self._log_size()
+        if size == 0:
+            return None
+        with self.log_path.open("rb") as f:
+            f.seek(size - 1)
+            if f.read(1) == b"\n":
+                return None
+            pos = size
+            while pos > 0:
+                step = min(65536, pos)
+                pos -= step
+                f.seek(pos)
+                chunk = f.read(step)
+                nl = chunk.rfind(b"\n")
+                if nl >= 0:
+                    return pos + nl + 1
+            return 0
+
+    # ----------------------------------------------------------- recovery
+
+    def recover(self) -> list[str]:
+        repairs: list[str] = []
+        self._state = self._read_state()
+        torn = self._torn_tail()
+        if torn is not None:
+            try:
+                fsutil.truncate_durable(self.log_path, torn)
+            except OSError as exc:
+                raise fsutil.storage_error(exc, self.log_path, "repair") from None
+            repairs.append(f"truncated a torn last line at byte {torn} of {self.log_path.name}")
+        state = self._state
+        size = self._log_size()
+        if size > state["log_size"]:
+            pending = self._read_pending(state["log_size"])
+            pending = [e for e in pending if e.get("event_id", 0) > state["applied_event_id"]]
+            if pending:
+                self._materialize(pending, adopt=())
+                repairs.append(
+                    f"finished an interrupted write: applied events "
+                    f"{pending[0]['event_id']}..{pending[-1]['event_id']}"
+                )
+            else:
+                state["log_size"] = size
+                self._write_state(state)
+        elif size < state["log_size"]:
+            # The log is shorter than the state says: state.json is ahead of the
+            # log (it cannot be, unless the log was cut). Rebuild from the log.
+            self._state = self._rebuild_state()
+            self._write_state(self._state)
+            repairs.append("state.json was ahead of the event log; rebuilt it from the log")
+        return repairs
+
+    # ---------------------------------------------------------- hand edits
+
+    def _parse_file(self, rel: str, raw: bytes) -> Snapshot:
+        data = yamlio.load_bytes(raw, f".milestones/{rel}")
+        if not isinstance(data, dict):
+            raise InvalidInput(
+                f".milestones/{rel}: expected a mapping of milestone fields",
+                hint="start the file with `id: milestone-001`",
+            )
+        expected = Path(rel).stem
+        if data.get("id") != expected:
+            raise InvalidInput(
+                f".milestones/{rel}: id {data.get('id')!r} does not match the file name",
+                hint=f"set `id: {expected}` or rename the file",
+            )
+        try:
+            return Milestone.from_dict(data, where=f".milestones/{rel}").to_dict()
+        except MilestoneError as exc:
+            msg = exc.message
+            if not msg.startswith(".milestones/"):
+                msg = f".milestones/{rel}: {msg}"
+            raise InvalidInput(msg, hint=exc.hint) from None
+
+    def scan_edits(self) -> list[Edit]:
+        state = self._state if self._state is not None else self._read_state()
+        self._state = state
+        entries: dict[str, Any] = state["milestones"]
+        edits: list[Edit] = []
+        files = self._files()
+        dirty = False
+        for mid, found in sorted(files.items()):
+            if len(found) > 1:
+                paths = " and ".join(f".milestones/{rel}" for rel, _ in found)
+                raise InvalidInput(f"{mid} exists twice: {paths}", hint="delete one of them")
+            rel, st = found[0]
+            entry = entries.get(mid)
+            if (
+                entry
+                and rel == entry["path"]
+                and st.st_mtime_ns == entry["mtime_ns"]
+                and st.st_size == entry["size"]
+            ):
+                continue
+            try:
+                raw = (self.root / rel).read_bytes()
+            except OSError as exc:
+                raise fsutil.storage_error(exc, self.root / rel, "read") from None
+            digest = _sha(raw)
+            if entry and digest == entry["sha256"] and rel == entry["path"]:
+                entry["mtime_ns"], entry["size"] = st.st_mtime_ns, st.st_size
+                dirty = True
+                continue
+            after = self._parse_file(rel, raw)
+            before = entry["state"] if entry else None
+            if before == after and entry is not None:
+                # Same data in other words (reformatted, comments): adopt quietly.
+                entry.update(
+                    path=rel,
+                    sha256=digest,
+                    mtime_ns=st.st_mtime_ns,
+                    size=st.st_size,
+                    roundtrip=raw != yamlio.dump_fast(after).encode("utf-8"),
+                )
+                dirty = True
+                continue
+            edits.append(Edit(mid, before, after, rel))
+        for mid in sorted(set(entries) - set(files)):
+            edits.append(Edit(mid, entries[mid]["state"], None, entries[mid]["path"]))
+        if self._current_mtime() != state.get("current_mtime_ns"):
+            marker = self._read_current_marker()
+            if marker != state.get("current"):
+                edits.append(Edit(marker or "", None, None, "active/current.txt", current=True))
+            else:
+                state["current_mtime_ns"] = self._current_mtime()
+                dirty = True
+        if dirty and not edits:
+            self._write_state(state)
+        return edits
+
+    def _read_current_marker(self) -> str | None:
+        try:
+            text = self.current_path.read_text("utf-8", errors="replace").strip()
+        except FileNotFoundError:
+            return None
+        return text if MILESTONE_ID_RE.match(text) else None
+
+    # -------------------------------------------------------------- commit
+
+    def commit(
+        self, events: Sequence[dict[str, Any]], adopt: Sequence[str] = ()
+    ) -> list[dict[str, Any]]:
+        state = self._state if self._state is not None else self._read_state()
+        self._state = state
+        last_id, last_hash = state["applied_event_id"], state["applied_hash"]
+        sealed = []
+        for e in events:
+            last_id += 1
+            sealed.append(ev.seal(dict(e), last_id, last_hash))
+            last_hash = sealed[-1]["hash"]
+        payload = "".join(ev.canonical(e) + "\n" for e in sealed).encode("utf-8")
+        before = fsutil.append_durable(self.log_path, payload)
+        try:
+            self._materialize(sealed, adopt)
+        except BaseException:
+            # The snapshot could not be written: take the event back so the log
+            # and the files agree, and nothing of the change remains.
+            with contextlib.suppress(OSError):
+                fsutil.truncate_durable(self.log_path, before)
+            self._state = None
+            raise
+        return sealed
+
+    def _materialize(self, sealed: Sequence[dict[str, Any]], adopt: Sequence[str]) -> None:
+        """Apply sealed events' patches to the snapshots and files, then state.json."""
+        state = self._state if self._state is not None else self._read_state()
+        entries: dict[str, Any] = state["milestones"]
+        replay = ev.ReplayState()
+        replay.milestones = {mid: e["state"] for mid, e in entries.items()}
+        replay.current = state.get("current")
+        replay.max_number = state.get("max_number", 0)
+        touched: list[str] = []
+        for e in sealed:
+            replay.feed(e)
+            mid = e.get("milestone_id")
+            if mid and mid not in touched and e.get("data"):
+                touched.append(mid)
+        written: list[tuple[Path, bytes | None]] = []  # for undo: (path, old bytes)
+        new_entries = dict(entries)
+        try:
+            for mid in touched:
+                snap = replay.milestones.get(mid)
+                old = entries.get(mid)
+                if mid in adopt:
+                    if snap is None:
+                        new_entries.pop(mid, None)
+                    else:
+                        new_entries[mid] = self._adopt_entry(mid, snap)
+                    continue
+                if snap is None:
+                    if old is not None:
+                        self._remove(self.root / old["path"], written)
+                    new_entries.pop(mid, None)
+                    continue
+                rel = self._relpath(snap)
+                path = self.root / rel
+                roundtrip = bool(old and old.get("roundtrip"))
+                text = self._render(snap, old, roundtrip)
+                data = text.encode("utf-8")
+                self._write(path, data, written)
+                if old is not None and old["path"] != rel:
+                    self._remove(self.root / old["path"], written)
+                st = path.stat()
+                new_entries[mid] = {
+                    "path": rel,
+                    "sha256": _sha(data),
+                    "mtime_ns": st.st_mtime_ns,
+                    "size": st.st_size,
+                    "roundtrip": roundtrip,
+                    "state": snap,
+                }
+            if replay.current != state.get("current") or (
+                replay.current and self._read_current_marker() != replay.current
+            ):
+                current_bytes = f"{replay.current}\n".encode() if replay.current else b""
+                self._write(self.current_path, current_bytes, written)
+        except BaseException:
+            for path, old_bytes in reversed(written):
+                with contextlib.suppress(OSError):
+                    if old_bytes is None:
+                        path.unlink()
+                    else:
+                        fsutil.atomic_write(path, old_bytes)
+            raise
+        new_state = dict(state)
+        new_state.update(
+            milestones=new_entries,
+            current=replay.current,
+            max_number=max(replay.max_number, state.get("max_number", 0)),
+            applied_event_id=sealed[-1]["event_id"] if sealed else state["applied_event_id"],
+            applied_hash=sealed[-1]["hash"] if sealed else state["applied_hash"],
+            log_size=self._log_size(),
+            current_mtime_ns=self._current_mtime(),
+        )
+        self._write_state(new_state)
+        self._state = new_state
+
+    def _adopt_entry(self, mid: str, snap: Snapshot) -> dict[str, Any]:
+        rel = self._relpath(snap)
+        files = self._files().get(mid, [])
+        rel = files[0][0] if files else rel
+        raw = (self.root / rel).read_bytes()
+        st = (self.root / rel).stat()
+        return {
+            "path": rel,
+            "sha256": _sha(raw),
+            "mtime_ns": st.st_mtime_ns,
+            "size": st.st_size,
+            "roundtrip": True,
+            "state": snap,
+        }
+
+    def _render(self, snap: Snapshot, old: Any, roundtrip: bool) -> str:
+        if roundtrip and old is not None:
+            try:
+                old_text = (self.root / old["path"]).read_text("utf-8")
+            except (OSError, UnicodeDecodeError):
+                return yamlio.dump_fast(snap)
+            return yamlio.dump_roundtrip(old_text, snap)
+        return yamlio.dump_fast(snap)
+
+    def _write(self, path: Path, data: bytes, written: list[tuple[Path, bytes | None]]) -> None:
+        try:
+            old = path.read_bytes()
+        except FileNotFoundError:
+            old = None
+        except OSError as exc:
+            raise fsutil.storage_error(exc, path, "read") from None
+        fsutil.atomic_write(path, data)
+        written.append((path, old))
+
+    def _remove(self, path: Path, written: list[tuple[Path, bytes | None]]) -> None:
+        try:
+            old = path.read_bytes()
+            path.unlink()
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise fsutil.storage_error(exc, path, "remove") from None
+        written.append((path, old))
+        fsutil.fsync_dir(path.parent)
+
+    def _write_state(self, state: dict[str, Any]) -> None:
+        fsutil.atomic_write(
+            self.state_path,
+            json.dumps(state, separators=(",", ":"), ensure_ascii=False).encode("utf-8"),
+        )
+
+    # -------------------------------------------------------------- doctor
+
+    def check_files(self) -> list[tuple[str, Snapshot | None, str | None]]:
+        """Every milestone file: (relative path, parsed snapshot or None, error or None)."""
+        out: list[tuple[str, Snapshot | None, str | None]] = []
+        for _mid, found in sorted(self._files().items()):
+            for rel, _st in found:
+                try:
+                    out.append((rel, self._parse_file(rel, (self.root / rel).read_bytes()), None))
+                except MilestoneError as exc:
+                    out.append((rel, None, str(exc)))
+                except OSError as exc:
+                    out.append((rel, None, f"cannot read: {exc.strerror}"))
+        return out
+
+    def rebuild(self) -> list[str]:
+        """Rewrite state.json and every file from the log (under the lock)."""
+        fresh = self._rebuild_state()
+        changed: list[str] = []
+        files = self._files()
+        for mid, entry in fresh["milestones"].items():
+            snap = entry["state"]
+            rel = entry["path"]
+            path = self.root / rel
+            current = None
+            with contextlib.suppress(MilestoneError, OSError):
+                current = self._parse_file(rel, path.read_bytes())
+            if current != snap:
+                fsutil.atomic_write(path, yamlio.dump_fast(snap).encode("utf-8"))
+                changed.append(rel)
+            for other, _st in files.get(mid, []):
+                if other != rel:
+                    (self.root / other).unlink()
+                    changed.append(f"removed {other}")
+            raw = path.read_bytes()
+            st = path.stat()
+            entry.update(
+                sha256=_sha(raw),
+                mtime_ns=st.st_mtime_ns,
+                size=st.st_size,
+                roundtrip=raw != yamlio.dump_fast(snap).encode("utf-8"),
+            )
+        for mid in set(files) - set(fresh["milestones"]):
+            for rel, _st in files[mid]:
+                (self.root / rel).unlink()
+                changed.append(f"removed {rel}")
+        marker = f"{fresh['current']}\n".encode() if fresh["current"] else b""
+        fsutil.atomic_write(self.current_path, marker)
+        fresh["current_mtime_ns"] = self._current_mtime()
+        self._write_state(fresh)
+        self._state = fresh
+        return changed
+
+    # ------------------------------------------------------------- resume
+
+    def read_resume(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.resume_path.read_bytes())
+        except (FileNotFoundError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def write_resume(self, record: dict[str, Any]) -> None:
+        data = json.dumps(record, indent=2, ensure_ascii=False).encode("utf-8") + b"\n"
+        fsutil.atomic_write(self.resume_path, data)
+
+    # ------------------------------------------------------ backup/restore
+
+    def backup(self, dest: Path) -> Path:
+        dest = Path(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with self.lock(), tarfile.open(dest, "w:gz") as tar:
+            for folder in ("active", "completed", "logs", "config"):
+                if (self.root / folder).exists():
+                    tar.add(self.root / folder, arcname=folder)
+        return dest
+
+    def restore(self, src: Path) -> None:
+        with self.lock(), tarfile.open(src, "r:gz") as tar:
+            for folder in ("active", "completed", "logs", "config"):
+                shutil.rmtree(self.root / folder, ignore_errors=True)
+            tar.extractall(self.root, filter="data")
+        self._state = None

@@ -1,0 +1,243 @@
+"""Reading untrusted YAML safely and writing milestone YAML people can edit.
+
+Reading: size limit, strict UTF-8, no anchors or aliases (so no alias bombs),
+duplicate keys refused, errors as ``file:line:column: problem``. Writing: a fast
+PyYAML dump for files only the tool has written, and a ruamel.yaml round trip
+for files a person has edited, which keeps their comments and key order.
+PyYAML and ruamel are imported on first use: read commands rarely need them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import UTC, date, datetime
+from typing import Any
+
+from ..errors import InvalidInput
+
+MAX_FILE_BYTES = 10 * 1024 * 1024
+_MAYBE_ANCHOR = re.compile(r"(?:^|[\s\[\{,:-])[&*][^\s,\]\}]")
+
+
+def decode(raw: bytes, where: str) -> str:
+    if len(raw) > MAX_FILE_BYTES:
+        raise InvalidInput(
+            f"{where} is {len(raw) / 1048576:.1f} MB, over the 10 MB limit",
+            hint="split it into smaller files",
+        )
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise InvalidInput(
+            f"{where}:{line}: not UTF-8 (byte 0x{raw[exc.start]:02x})",
+            hint="save the file as UTF-8",
+        ) from None
+
+
+def _loader() -> Any:
+    import yaml
+
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+    class StrictLoader(base):  # type: ignore[misc, valid-type]
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                if not isinstance(key, (str, int, float, bool)) and key is not None:
+                    mark = key_node.start_mark
+                    raise InvalidInput(
+                        f"{{where}}:{mark.line + 1}:{mark.column + 1}: "
+                        "mapping keys must be plain text"
+                    )
+                if key in seen:
+                    mark = key_node.start_mark
+                    raise InvalidInput(
+                        f"{{where}}:{mark.line + 1}:{mark.column + 1}: duplicate key {key!r}",
+                        hint="keep one of them",
+                    )
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    StrictLoader.add_constructor("tag:yaml.org,2002:map", StrictLoader.construct_yaml_map)
+    return StrictLoader
+
+
+_LOADER: Any = None
+
+
+def _refuse_aliases(text: str, where: str) -> None:
+    import yaml
+
+    if not _MAYBE_ANCHOR.search(text):
+        return
+    try:
+        for ev in yaml.parse(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+            anchor = getattr(ev, "anchor", None)
+            if isinstance(ev, yaml.AliasEvent) or anchor:
+                mark = ev.start_mark
+                pos = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+                raise InvalidInput(
+                    f"{where}{pos}: YAML anchors "
+                    "and aliases are not allowed in milestone files",
+                    hint="write the value out in full",
+                )
+    except yaml.YAMLError:
+        return  # the real load below reports the syntax error with its position
+
+
+def jsonable(value: Any) -> Any:
+    """YAML's richer types (dates, timestamps) as the JSON-safe values we store."""
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, (bytes, bytearray, set)):
+        return str(value)
+    return value
+
+
+def load_text(text: str, where: str) -> Any:
+    """Parse one YAML document safely; errors name ``where`` and the line."""
+    import yaml
+
+    global _LOADER
+    if _LOADER is None:
+        _LOADER = _loader()
+    _refuse_aliases(text, where)
+    try:
+        data = yaml.load(text, Loader=_LOADER)
+    except InvalidInput as exc:
+        exc.message = exc.message.replace("{where}", where)
+        exc.args = (exc.message,)
+        raise
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        pos = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        problem = exc.problem or exc.context or "malformed YAML"
+        raise InvalidInput(
+            f"{where}{pos}: {problem}", hint="fix the YAML syntax (check indentation and colons)"
+        ) from None
+    except yaml.YAMLError as exc:
+        raise InvalidInput(f"{where}: malformed YAML ({exc})", hint="fix the YAML syntax") from None
+    except RecursionError:
+        raise InvalidInput(f"{where}: nested too deeply", hint="flatten the document") from None
+    return jsonable(data)
+
+
+def load_bytes(raw: bytes, where: str) -> Any:
+    return load_text(decode(raw, where), where)
+
+
+# ----------------------------------------------------------------- writing
+
+_ALWAYS = ("id", "title", "status")
+_ZERO_DEFAULTS = ("time_spent", "progress")
+
+
+def prune(d: Mapping[str, Any]) -> dict[str, Any]:
+    """Drop empty values so files stay short; loading fills the same defaults back."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if k in _ALWAYS:
+            out[k] = v
+        elif v is None or v == "" or v == [] or v == {} or (k in _ZERO_DEFAULTS and v == 0):
+            continue
+        elif k == "tasks":
+            out[k] = [prune(t) for t in v]
+        else:
+            out[k] = v
+    return out
+
+
+def dump_fast(d: Mapping[str, Any]) -> str:
+    import yaml
+
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    text: str = yaml.dump(
+        prune(d),
+        Dumper=dumper,
+        sort_keys=False,
+        allow_unicode=True,
+        default_flow_style=False,
+        width=100,
+    )
+    return text
+
+
+def _plain(value: Any) -> Any:
+    """A ruamel value as plain Python, for comparison with ours."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return jsonable(value) if not isinstance(value, str) else str(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, int):
+        return int(value)
+    return jsonable(value)
+
+
+def _merge_map(target: Any, new: Mapping[str, Any]) -> None:
+    from ruamel.yaml.comments import CommentedMap
+
+    for key in [k for k in target if k not in new]:
+        del target[key]
+    for key, value in new.items():
+        if key in target and _plain(target[key]) == value:
+            continue
+        if key == "tasks" and key in target and isinstance(value, list):
+            _merge_tasks(target[key], value)
+        elif isinstance(value, Mapping) and isinstance(target.get(key), CommentedMap):
+            _merge_map(target[key], value)
+        else:
+            target[key] = value
+
+
+def _merge_tasks(seq: Any, tasks: list[dict[str, Any]]) -> None:
+    from ruamel.yaml.comments import CommentedMap
+
+    existing = {str(t.get("id")): t for t in seq if isinstance(t, Mapping)}
+    rebuilt = []
+    for task in tasks:
+        node = existing.get(task["id"])
+        if node is None:
+            node = CommentedMap()
+            for k, v in task.items():
+                node[k] = v
+        else:
+            _merge_map(node, task)
+        rebuilt.append(node)
+    if [id(x) for x in seq] != [id(x) for x in rebuilt]:
+        seq[:] = rebuilt
+
+
+def dump_roundtrip(old_text: str, d: Mapping[str, Any]) -> str:
+    """Write ``d`` into the person's file ``old_text``, keeping comments and key order."""
+    import io
+
+    from ruamel.yaml import YAML
+
+    yaml = YAML(typ="rt")
+    yaml.width = 100
+    yaml.preserve_quotes = True
+    try:
+        doc = yaml.load(old_text)
+    except Exception:
+        doc = None
+    if not isinstance(doc, Mapping):
+        return dump_fast(d)
+    _merge_map(doc, prune(d))
+    buf = io.StringIO()
+    yaml.dump(doc, buf)
+    return buf.getvalue()

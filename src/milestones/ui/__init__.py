@@ -1,0 +1,1 @@
+"""Renderers: ``simple`` (plain ASCII), ``rich`` (terminal), JSON is the view data itself."""

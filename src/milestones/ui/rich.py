@@ -1,0 +1,205 @@
+"""Rich terminal renderers: tables, colour and progress bars coloured by progress.
+
+They take the same view data as ``simple`` and print through a rich Console,
+which honours NO_COLOR and the terminal width.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from rich import box
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from . import simple
+
+HEALTH_STYLE = {
+    "on_track": "green",
+    "at_risk": "yellow",
+    "overdue": "bold red",
+    "done": "cyan",
+    "cancelled": "dim",
+}
+STATUS_STYLE = {
+    "todo": "white",
+    "in_progress": "bold blue",
+    "blocked": "bold red",
+    "done": "green",
+    "skipped": "dim",
+    "planned": "white",
+    "completed": "green",
+    "archived": "dim",
+    "cancelled": "dim",
+}
+
+
+def console() -> Console:
+    return Console(highlight=False)
+
+
+def progress_color(pct: float) -> str:
+    if pct >= 100:
+        return "cyan"
+    if pct >= 66:
+        return "green"
+    if pct >= 33:
+        return "yellow"
+    return "red"
+
+
+def pbar(pct: float, width: int = 24) -> Table:
+    grid = Table.grid(padding=(0, 1))
+    grid.add_row(
+        ProgressBar(
+            total=100,
+            completed=pct,
+            width=width,
+            complete_style=progress_color(pct),
+            finished_style="cyan",
+        ),
+        Text(f"{pct:5.1f}%"),
+    )
+    return grid
+
+
+def _health(h: str) -> Text:
+    return Text(simple.HEALTH.get(h, h), style=HEALTH_STYLE.get(h, ""))
+
+
+def _status(s: str) -> Text:
+    return Text(s.replace("_", " "), style=STATUS_STYLE.get(s, ""))
+
+
+def _milestone_panel(s: Mapping[str, Any], current: str | None) -> Panel:
+    info = Table.grid(padding=(0, 2))
+    info.add_column(style="dim")
+    info.add_column()
+    info.add_row("progress", pbar(s["progress"]))
+    info.add_row("status", Text.assemble(_status(s["status"]), "  ", _health(s["health"])))
+    c = s["counts"]
+    info.add_row(
+        "tasks",
+        f"{c['done']}/{c['total']} done, {c['in_progress']} in progress, "
+        f"{c['blocked']} blocked, {c['todo']} to do",
+    )
+    if s.get("due_date"):
+        info.add_row("due", s["due_date"])
+    if s.get("time_spent"):
+        info.add_row("spent", simple.duration(s["time_spent"]))
+    for b in s.get("blocked", []):
+        info.add_row(
+            Text("blocked", style="red"), f"{b['ref']} {b['title']} ({'; '.join(b['blockers'])})"
+        )
+    for n in s.get("next", []):
+        info.add_row("next", f"{n['ref']} {n['title']}")
+    star = "★ " if s["id"] == current else ""
+    return Panel(
+        info,
+        title=f"{star}[bold]{s['id']}[/] {s['title']}",
+        title_align="left",
+        subtitle=s["priority"],
+        subtitle_align="right",
+        box=box.ROUNDED,
+    )
+
+
+def render_status(data: Mapping[str, Any]) -> None:
+    con = console()
+    if not data["milestones"]:
+        con.print(simple.render_status(data))
+        return
+    con.print(Group(*(_milestone_panel(s, data.get("current")) for s in data["milestones"])))
+
+
+def render_list(data: Mapping[str, Any]) -> None:
+    con = console()
+    table = Table(box=box.SIMPLE_HEAD)
+    for col in ("", "id", "title", "status", "priority", "progress", "due", "health"):
+        table.add_column(col)
+    for r in data["milestones"]:
+        table.add_row(
+            "★" if r["id"] == data.get("current") else "",
+            r["id"],
+            r["title"],
+            _status(r["status"]),
+            r["priority"],
+            pbar(r["progress"], 12),
+            r["due_date"] or "-",
+            _health(r["health"]),
+        )
+    con.print(table if data["milestones"] else "No milestones match.")
+
+
+def render_show(data: Mapping[str, Any]) -> None:
+    con = console()
+    if data["kind"] == "task":
+        con.print(Panel(simple.render_task(data["task"]), box=box.ROUNDED))
+        return
+    m = data["milestone"]
+    con.print(_milestone_panel(m, None))
+    table = Table(box=box.SIMPLE_HEAD)
+    for col in ("id", "title", "status", "after", "estimate", "spent", "assignee"):
+        table.add_column(col)
+    for t in m["tasks"]:
+        table.add_row(
+            t["id"],
+            t["title"],
+            _status(t["status"]),
+            ", ".join(t["depends_on"]),
+            simple.hours(t.get("estimate")),
+            simple.duration(t["time_spent"]),
+            t.get("assignee") or "",
+        )
+    con.print(table)
+
+
+def render_next(data: Mapping[str, Any]) -> None:
+    con = console()
+    if not data["tasks"]:
+        con.print(simple.render_next(data))
+        return
+    table = Table(box=box.SIMPLE_HEAD)
+    for col in ("task", "title", "priority", "unblocks", "estimate"):
+        table.add_column(col)
+    for r in data["tasks"]:
+        table.add_row(
+            r["ref"],
+            r["title"],
+            r["priority"],
+            str(r["chain"] - 1),
+            simple.hours(r.get("estimate")),
+        )
+    con.print(table)
+
+
+def render_log(data: Mapping[str, Any]) -> None:
+    con = console()
+    table = Table(box=box.SIMPLE_HEAD)
+    for col in ("#", "time", "event", "target", "actor"):
+        table.add_column(col)
+    for e in data["events"]:
+        target = e.get("milestone_id") or "-"
+        if (e.get("details") or {}).get("task_id"):
+            target += "/" + e["details"]["task_id"]
+        table.add_row(
+            str(e["event_id"]), e["timestamp"], e["event_type"], target, e.get("actor", "")
+        )
+    con.print(table if data["events"] else "No events match.")
+
+
+def render_resume(data: Mapping[str, Any]) -> None:
+    console().print(Panel(simple.render_resume(data), title="resume", box=box.ROUNDED))
+
+
+def render_doctor(data: Mapping[str, Any]) -> None:
+    con = console()
+    for c in data["checks"]:
+        mark = Text("ok  ", style="green") if c["ok"] else Text("FAIL", style="bold red")
+        con.print(Text.assemble(mark, f" {c['name']}: {c['detail']}"))
+    for r in data.get("repairs", []):
+        con.print(f"repaired: {r}")
