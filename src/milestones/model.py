@@ -529,7 +529,7 @@ def health(m: Milestone, today: str) -> str:
 
 # Documented in the README; ``force`` lifts only the dependency check.
 TASK_TRANSITIONS: dict[str, tuple[str, ...]] = {
-    "start": ("todo", "blocked"),
+    "start": ("todo", "blocked", "in_progress"),  # in_progress: resume a stopped timer
     "stop": ("in_progress",),
     "done": ("todo", "in_progress"),
     "block": ("todo", "in_progress", "blocked"),
@@ -581,6 +581,9 @@ def unmet_dependencies(t: Task, status_of: Callable[[str], str | None]) -> list[
 
 def start_task(t: Task, now: str, ref: str, unmet: list[str], force: bool) -> None:
     _require(t, "start", ref)
+    if t.status == "in_progress" and t.timer_started_at:
+        raise InvalidTransition(f"cannot start {ref}: it is already started",
+                                hint="`task stop` pauses it, `task done` finishes it")
     if t.status == "blocked" and not force:
         raise InvalidTransition(
             f"cannot start {ref}: it is blocked ({'; '.join(t.blockers)})",

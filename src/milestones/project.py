@@ -441,17 +441,18 @@ class Project:
             data["current"] = mid
         del tx.snaps[mid]
         tx.record("milestone_created", m, None, data=data, title=m.title)
+        tx.follow_status(m)  # a plan may list tasks already done
         return m
 
     def _new_task(self, m: md.Milestone, raw: Mapping[str, Any], tid: str) -> md.Task:
         where = f"task {tid}"
-        status = raw.get("status") or "todo"
-        md.check_choice(status, ("todo", "done"), f"{where} status")
+        status = md.check_choice(raw.get("status") or "todo", ("todo", "done"), f"{where} status")
+        deps = raw.get("depends_on") or []
         t = md.Task(
             id=tid,
             title=md.check_title(str(raw.get("title") or ""), "task title"),
             description=md.check_text(str(raw.get("description") or ""), f"{where} description"),
-            depends_on=[str(d) for d in (raw.get("depends_on") or [])],
+            depends_on=[str(d) for d in ([deps] if isinstance(deps, (str, int)) else deps)],
             estimate=md.check_estimate(raw.get("estimate")),
             assignee=_opt(raw.get("assignee"), "assignee"),
             skills=_unique([_tag(s, "skill") for s in raw.get("skills") or []]),
@@ -461,6 +462,9 @@ class Project:
                 for p in raw.get("paths") or []
             ],
         )
+        if status == "done":
+            t.status, t.progress = "done", 100
+            t.started_at = t.completed_at = self.clock()
         return t
 
     def _dep_ref(self, tx: Txn, m: md.Milestone, dep: str, tid: str) -> str:
