@@ -7,7 +7,6 @@ from typing import Any
 
 DEFAULTS: dict[str, Any] = {
     "ui": {"default": "auto", "rich_from_milestones": 5},
-    "session": {"idle_minutes": 30},
     "team": {"members": []},
 }
 
@@ -18,8 +17,6 @@ ui:
   # terminal, rich once the project has rich_from_milestones milestones or more.
   default: auto
   rich_from_milestones: 5
-session:
-  idle_minutes: 30
 team:
   members: []
 """
@@ -32,8 +29,10 @@ def load_config(root: Path) -> dict[str, Any]:
     path = root / "config" / "config.yaml"
     try:
         raw = path.read_bytes()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return {k: dict(v) for k, v in DEFAULTS.items()}
+    if raw == DEFAULT_CONFIG_TEXT.encode("utf-8"):
+        return {k: dict(v) for k, v in DEFAULTS.items()}  # no YAML parse on the hot path
     data = yamlio.load_bytes(raw, ".milestones/config/config.yaml") or {}
     merged: dict[str, Any] = {k: dict(v) for k, v in DEFAULTS.items()}
     if isinstance(data, dict):

@@ -37,8 +37,10 @@ MAX_TITLE = 200
 MAX_TEXT = 20_000
 MILESTONE_ID_RE = re.compile(r"^milestone-(\d{3,})$")
 TASK_ID_RE = re.compile(r"^task-(\d+)$")
-_CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-_CONTROL_LINE_RE = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")
+TASK_REF_RE = re.compile(r"^(?:milestone-\d{3,}/)?task-\d+$")  # a task's depends_on entry
+# C0 and C1 control characters; multi-line text may hold tabs and newlines, one line neither.
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_CONTROL_LINE_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
@@ -97,7 +99,7 @@ def check_text(
     if bad:
         raise InvalidInput(
             f"{what} contains the control character {bad.group()!r}",
-            hint="remove it (titles are one plain line)",
+            hint="remove it" + (" (it must be one plain line)" if single_line else ""),
         )
     return text
 
@@ -175,6 +177,9 @@ class Task:
     started_at: str | None = None
     completed_at: str | None = None
     timer_started_at: str | None = None
+    requirements: list[str] = field(default_factory=list)
+    phase: str | None = None
+    spec_ref: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -195,6 +200,9 @@ class Task:
             "started_at": self.started_at,
             "completed_at": self.completed_at,
             "timer_started_at": self.timer_started_at,
+            "requirements": list(self.requirements),
+            "phase": self.phase,
+            "spec_ref": self.spec_ref,
         }
         d.update(self.extra)
         return d
@@ -229,8 +237,17 @@ class Task:
             started_at=_opt_ts(data.get("started_at"), f"{where} started_at"),
             completed_at=_opt_ts(data.get("completed_at"), f"{where} completed_at"),
             timer_started_at=_opt_ts(data.get("timer_started_at"), f"{where} timer_started_at"),
+            requirements=_str_list(data.get("requirements"), f"{where} requirements"),
+            phase=_opt_str(data.get("phase"), f"{where} phase"),
+            spec_ref=_opt_str(data.get("spec_ref"), f"{where} spec_ref"),
             extra={k: v for k, v in data.items() if k not in known},
         )
+        for dep in t.depends_on:
+            if not TASK_REF_RE.match(dep):
+                raise InvalidInput(
+                    f"{where}: depends_on {dep!r} is not a task reference",
+                    hint="use task-2, or milestone-003/task-2 for a task of another milestone",
+                )
         return t
 
     @property
@@ -263,6 +280,9 @@ class Milestone:
     updated_at: str | None = None
     completed_at: str | None = None
     completion: dict[str, Any] | None = None
+    workflow: str | None = None
+    template: dict[str, Any] | None = None
+    kiro: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -287,6 +307,9 @@ class Milestone:
             "updated_at": self.updated_at,
             "completed_at": self.completed_at,
             "completion": self.completion,
+            "workflow": self.workflow,
+            "template": self.template,
+            "kiro": self.kiro,
         }
         d.update(self.extra)
         return d
@@ -339,6 +362,9 @@ class Milestone:
             updated_at=_opt_ts(data.get("updated_at"), f"{w} updated_at"),
             completed_at=_opt_ts(data.get("completed_at"), f"{w} completed_at"),
             completion=_opt_dict(data.get("completion"), f"{w} completion"),
+            workflow=_opt_str(data.get("workflow"), f"{w} workflow"),
+            template=_opt_dict(data.get("template"), f"{w} template"),
+            kiro=_opt_dict(data.get("kiro"), f"{w} kiro"),
             extra={k: v for k, v in data.items() if k not in known},
         )
         check_window(m.start_date, m.due_date, w)

@@ -18,7 +18,14 @@ from typing import Any
 from . import events as ev
 from . import model as md
 from . import refs
-from .errors import DependencyError, InvalidInput, InvalidTransition, NotFound, ValidationFailed
+from .errors import (
+    DependencyError,
+    InvalidInput,
+    InvalidTransition,
+    MilestoneError,
+    NotFound,
+    ValidationFailed,
+)
 from .session import git_position, resolve_actor, resolve_session, today, utc_now
 from .storage import State, Store, open_store
 
@@ -164,6 +171,8 @@ class Project:
         self._session = session_id
         self.clock = utc_now
         self.today = today
+        self.warnings: list[Any] = []  # validation warnings raised by this object's writes
+        self._config: dict[str, Any] | None = None
 
     # ---------------------------------------------------------- opening
 
@@ -280,8 +289,48 @@ class Project:
             tx = Txn(self, store.load())
             yield tx
             if tx.events:
+                self._check_write(tx)
                 sealed = store.commit(tx.events)
                 self._refresh_resume(sealed[-1])
+
+    def _check_write(self, tx: Txn) -> None:
+        """Run the write rules on what the change touched; new errors refuse it.
+
+        Only findings the change introduces count: a problem that was already there
+        (say, from a hand edit) does not block unrelated work. New warnings are
+        kept on the last event (``details.warnings``) and in ``self.warnings``.
+        """
+        from .validation import engine
+
+        touched = {e["milestone_id"] for e in tx.events if e.get("milestone_id")} & set(tx.snaps)
+        if not touched:
+            return
+        config = self.config()
+        day = self.today()
+        after = engine.run(engine.Context(tx.snaps, day, config, scope=touched), write_only=True)
+        if not after:
+            return
+        before_ctx = engine.Context(tx.state.milestones, day, config, scope=touched)
+        known = {f.key for f in engine.run(before_ctx, write_only=True)}
+        new = [f for f in after if f.key not in known]
+        errors = [f for f in new if f.severity == "error"]
+        if errors:
+            first = errors[0]
+            more = f" (and {len(errors) - 1} more; see `milestone validate`)" if errors[1:] else ""
+            cls = DependencyError if first.family == "dependency" else ValidationFailed
+            raise cls(f"{first.code} {first.message}", hint=first.hint + more)
+        warnings = [f for f in new if f.severity == "warning"]
+        if warnings:
+            tx.events[-1]["details"]["warnings"] = [f"{w.code} {w.message}" for w in warnings]
+            self.warnings.extend(warnings)
+
+    def config(self) -> dict[str, Any]:
+        """The project's configuration (the defaults when the file is the default one)."""
+        if self._config is None:
+            from .config import load_config
+
+            self._config = load_config(self.root)
+        return self._config
 
     def _refresh_resume(self, last: Mapping[str, Any], note: str | None = None) -> None:
         st = self.store.load()
@@ -400,7 +449,7 @@ class Project:
         start = md.check_date(spec.get("start_date"), "start date")
         due = md.check_date(spec.get("due_date"), "due date")
         md.check_window(start, due, f"milestone {title!r}")
-        deps = [refs.resolve_milestone(d, tx.snaps) for d in spec.get("depends_on") or []]
+        deps = [_milestone_dep(d, tx.snaps, mid) for d in spec.get("depends_on") or []]
         m = md.Milestone(
             id=mid,
             title=title,
@@ -433,13 +482,10 @@ class Project:
         for t in m.tasks:
             t.depends_on = [self._dep_ref(tx, m, d, t.id) for d in t.depends_on]
         md.Milestone.from_dict(m.to_dict())  # full structural check before anything is written
-        tx.snaps[mid] = m.to_dict()
-        self._check_graph(tx)
         data: dict[str, Any] = {}
         if tx.current is None or tx.current not in tx.snaps:
             tx.current = mid
             data["current"] = mid
-        del tx.snaps[mid]
         tx.record("milestone_created", m, None, data=data, title=m.title)
         tx.follow_status(m)  # a plan may list tasks already done
         return m
@@ -472,22 +518,21 @@ class Project:
         raw = str(dep).strip()
         if "/" in raw:
             mpart, tpart = raw.split("/", 1)
-            try:
-                dmid = refs.parse_milestone(mpart)
-            except InvalidInput:
-                raise NotFound(
-                    f"{m.id}/{tid}: unknown dependency {raw!r}",
-                    hint="use TASK or MILESTONE/TASK, e.g. 2 or 3/2",
-                ) from None
         else:
-            dmid, tpart = m.id, raw
-        dtid = refs.parse_task(tpart)
+            mpart, tpart = m.id, raw
+        try:
+            dmid = refs.parse_milestone(mpart)
+            dtid = refs.parse_task(tpart)
+        except InvalidInput:
+            raise DependencyError(
+                f"{m.id}/{tid}: unknown dependency {raw!r}",
+                hint="use TASK or MILESTONE/TASK, e.g. 2 or 3/2",
+            ) from None
         if dmid == m.id:
             ids = [t.id for t in m.tasks]
         else:
             if dmid not in tx.snaps:
-                snaps = tx.snaps
-                refs.resolve_milestone(dmid, snaps)
+                _milestone_dep(mpart, tx.snaps, f"{m.id}/{tid}")
             ids = [t["id"] for t in tx.snaps[dmid].get("tasks", [])]
         if dtid not in ids:
             raise DependencyError(
@@ -499,22 +544,6 @@ class Project:
                 f"{m.id}/{tid} cannot depend on itself", hint="remove that dependency"
             )
         return dtid if dmid == m.id else f"{dmid}/{dtid}"
-
-    def _check_graph(self, tx: Txn) -> None:
-        """Refuse cycles among tasks and among milestones."""
-        task_edges: dict[str, list[str]] = {}
-        mil_edges: dict[str, list[str]] = {}
-        for mid, snap in tx.snaps.items():
-            mil_edges[mid] = list(snap.get("depends_on") or [])
-            for t in snap.get("tasks", []):
-                task_edges[f"{mid}/{t['id']}"] = [full_ref(mid, d) for d in t.get("depends_on", [])]
-        for edges, what in ((mil_edges, "milestones"), (task_edges, "tasks")):
-            cycle = md.find_cycle(edges)
-            if cycle:
-                raise DependencyError(
-                    f"dependency cycle among {what}: {' → '.join(cycle)}",
-                    hint="remove one of those dependencies",
-                )
 
     def update(self, ref: str, **changes: Any) -> md.Milestone:
         """Edit milestone fields (``None`` leaves a field as it is)."""
@@ -536,14 +565,9 @@ class Project:
             return m
 
     def touch_and_check(self, tx: Txn, m: md.Milestone) -> None:
+        """Stamp the change and check the milestone's structure (rules run at commit)."""
         tx.touch(m)
         md.Milestone.from_dict(m.to_dict())
-        tx.snaps[m.id], saved = m.to_dict(), tx.snaps.get(m.id)
-        try:
-            self._check_graph(tx)
-        finally:
-            if saved is not None:
-                tx.snaps[m.id] = saved
 
     def _apply_milestone_changes(self, tx: Txn, m: md.Milestone, c: Mapping[str, Any]) -> None:
         if c.get("title") is not None:
@@ -580,7 +604,7 @@ class Project:
                 for s in c["success_criteria"]
             ]
         if c.get("depends_on") is not None:
-            deps = [refs.resolve_milestone(d, tx.snaps) for d in c["depends_on"]]
+            deps = [_milestone_dep(d, tx.snaps, m.id) for d in c["depends_on"]]
             if m.id in deps:
                 raise DependencyError(f"{m.id} cannot depend on itself", hint="remove it")
             m.depends_on = _unique(deps)
@@ -933,8 +957,76 @@ class Project:
         mid = refs.resolve_milestone(ref, st.milestones)
         m = md.Milestone.from_dict(st.milestones[mid])
         data = m.to_dict() | summary(m, day)
-        data["tasks"] = [t.to_dict() | {"ref": f"{mid}/{t.id}"} for t in m.tasks]
+        plan = self._schedule(st.milestones, mid)
+        data["critical_path"] = plan["critical_path"]
+        data["feasibility"] = plan["feasibility"]
+        data["tasks"] = [
+            t.to_dict() | {"ref": f"{mid}/{t.id}"} | plan["tasks"].get(f"{mid}/{t.id}", {})
+            for t in m.tasks
+        ]
         return {"schema": SCHEMA, "kind": "milestone", "milestone": data}
+
+    def _schedule(self, milestones: Mapping[str, Any], mid: str) -> dict[str, Any]:
+        """Critical path, per-task slack and the feasibility projection of ``mid``."""
+        from . import schedule
+        from .validation.engine import Context
+        from .validation.resource import weekly_hours
+
+        try:
+            sched = schedule.project_schedule(milestones, only=mid)
+        except DependencyError:
+            return {"critical_path": [], "feasibility": None, "tasks": {}}
+        hours = weekly_hours(Context(milestones, self.today(), self.config()))
+        crit = schedule.critical_hours_by_milestone(sched).get(mid, 0.0)
+        on_path = set(sched.critical_path)
+        tasks = {
+            ref: {"slack": round(sched.slack[ref], 2),
+                  "earliest_start": round(sched.earliest_start[ref], 2),
+                  "earliest_finish": round(sched.earliest_finish[ref], 2),
+                  "critical": ref in on_path}
+            for ref in sched.slack
+        }
+        return {"critical_path": sched.critical_path,
+                "feasibility": schedule.feasibility(milestones[mid], crit, self.today(), hours),
+                "tasks": tasks}
+
+    def validate(self, ref: str | None = None, types: Sequence[str] = ("standard",)
+                 ) -> dict[str, Any]:
+        """Run the rules of ``types`` over the plan as it is on disk now."""
+        from .storage import yamlio
+        from .validation import engine
+
+        st = self.store.load()
+        milestones = dict(st.milestones)
+        scope = None
+        if ref is not None:
+            scope = {refs.resolve_milestone(ref, milestones)}
+        raw: dict[str, tuple[str, Any, str | None]] = {}
+        sources: dict[str, engine.Source] = {}
+        files = getattr(self.store, "_files", None)
+        if files is not None:
+            for mid, found in files().items():
+                if scope is not None and mid not in scope:
+                    continue
+                for rel, _st in found:
+                    shown = f"{DIRNAME}/{rel}"
+                    try:
+                        text = yamlio.decode((self.root / rel).read_bytes(), shown)
+                        data = yamlio.load_text(text, shown)
+                    except MilestoneError as exc:
+                        raw[shown] = ("", None, str(exc))
+                        continue
+                    raw[shown] = (text, data, None)
+                    sources[mid] = engine.Source(shown, text)
+                    with contextlib.suppress(MilestoneError):  # what is on disk counts
+                        milestones[mid] = md.Milestone.from_dict(data).to_dict()
+        ctx = engine.Context(milestones, self.today(), self.config(), root=self.root,
+                             sources=sources, raw=raw, store=self.store, scope=scope)
+        findings = engine.run(ctx, types)
+        count = {sev: sum(1 for f in findings if f.severity == sev)
+                 for sev in engine.SEVERITIES}
+        return {"schema": SCHEMA, "types": list(types), "ok": count["error"] == 0,
+                "counts": count, "findings": [f.to_dict() for f in findings]}
 
     def next_view(self, ref: str | None = None, *, limit: int | None = None) -> dict[str, Any]:
         st = self.state()
@@ -1017,6 +1109,14 @@ def _tag(value: Any, what: str = "tag") -> str:
 
 def _category(value: Any) -> str:
     return md.check_text(str(value), "category", required=True, single_line=True, limit=50)
+
+
+def _milestone_dep(ref: str, snaps: Mapping[str, Any], who: str) -> str:
+    """Resolve a milestone dependency; an unknown one is a missing dependency (exit 5)."""
+    try:
+        return refs.resolve_milestone(ref, snaps)
+    except NotFound as exc:
+        raise DependencyError(f"{who} depends on {exc.message}", hint=exc.hint) from None
 
 
 def _unique(items: Sequence[str]) -> list[str]:

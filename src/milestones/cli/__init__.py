@@ -42,7 +42,9 @@ class MilestoneGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
+            _print_warnings(ctx)
+            return result
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except MilestoneError as exc:
@@ -65,6 +67,16 @@ class MilestoneGroup(click.Group):
                 hint="check the path, permissions and free space",
             )
             raise CliError(str(err), err.exit_code) from None
+
+
+def _print_warnings(ctx: click.Context) -> None:
+    """Validation warnings a write raised: one line each on stderr."""
+    state = ctx.find_object(State)
+    project = state._project if state is not None else None
+    for w in getattr(project, "warnings", []) or []:
+        click.echo(f"milestone: warning: {w.location}: {w.code} {w.message} — {w.hint}", err=True)
+    if project is not None:
+        project.warnings = []
 
 
 class State:
@@ -194,7 +206,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _register() -> None:
-    from . import activity, admin, plan, task  # noqa: F401  (commands register on import)
+    from . import activity, admin, plan, task, validate  # noqa: F401  (register on import)
 
 
 _register()

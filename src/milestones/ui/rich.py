@@ -203,3 +203,31 @@ def render_doctor(data: Mapping[str, Any]) -> None:
         con.print(Text.assemble(mark, f" {c['name']}: {c['detail']}"))
     for r in data.get("repairs", []):
         con.print(f"repaired: {r}")
+
+
+SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
+
+
+def render_validation(data: Mapping[str, Any]) -> None:
+    con = console()
+    if data["findings"]:
+        table = Table(box=box.SIMPLE_HEAD)
+        for col in ("location", "severity", "code", "message", "hint"):
+            table.add_column(col)
+        for f in data["findings"]:
+            table.add_row(f["location"], Text(f["severity"], style=SEVERITY_STYLE[f["severity"]]),
+                          f["code"], f["message"], f["hint"])
+        con.print(table)
+    con.print(simple.render_validation(data).splitlines()[-1])
+
+
+def render_rules(data: Mapping[str, Any]) -> None:
+    con = console()
+    table = Table(box=box.SIMPLE_HEAD)
+    for col in ("code", "family", "severity", "title", "on write"):
+        table.add_column(col)
+    for r in data["rules"]:
+        table.add_row(r["code"], r["family"], Text(r["severity"],
+                                                   style=SEVERITY_STYLE[r["severity"]]),
+                      r["title"], "yes" if r["on_write"] else "")
+    con.print(table)

@@ -300,3 +300,18 @@ def render_doctor(data: Mapping[str, Any]) -> str:
 
 def render_rows(rows: Sequence[str]) -> str:
     return "\n".join(rows)
+
+
+def render_validation(data: Mapping[str, Any]) -> str:
+    lines = [f"{f['location']}: {f['severity']} {f['code']} {f['message']} — {f['hint']}"
+             for f in data["findings"]]
+    c = data["counts"]
+    verdict = "ok" if data["ok"] and not (data.get("strict") and c["warning"]) else "FAILED"
+    lines.append(f"{verdict}: {c['error']} error(s), {c['warning']} warning(s), "
+                 f"{c['info']} info ({', '.join(data['types'])})")
+    return "\n".join(lines)
+
+
+def render_rules(data: Mapping[str, Any]) -> str:
+    return "\n".join(f"{r['code']}  {r['family']:<10} {r['severity']:<7} {r['title']}"
+                     + ("  [on write]" if r["on_write"] else "") for r in data["rules"])

@@ -1,0 +1,176 @@
+"""Critical path, slack and feasibility over the task graph. Pure: no I/O, no clock.
+
+Durations are remaining hours: a done or skipped task takes 0, an open task its
+estimate times (1 - progress), a task without an estimate ``DEFAULT_HOURS``.
+Edges run from a task to the tasks it depends on; cross-milestone edges count.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+from .errors import DependencyError
+
+DEFAULT_HOURS = 1.0
+DEFAULT_WEEKLY_HOURS = 40.0
+WORK_DAYS_PER_WEEK = 5
+
+
+def remaining_hours(task: Mapping[str, Any]) -> float:
+    if task.get("status") in ("done", "skipped"):
+        return 0.0
+    estimate = task.get("estimate")
+    hours = float(estimate) if estimate else DEFAULT_HOURS
+    return hours * (1.0 - (task.get("progress") or 0) / 100.0)
+
+
+def topological_order(edges: Mapping[str, list[str]]) -> list[str]:
+    """Nodes with every dependency before its dependents (Kahn); DependencyError on a cycle."""
+    nodes = set(edges)
+    for deps in edges.values():
+        nodes.update(deps)
+    indegree = {n: 0 for n in nodes}
+    users: dict[str, list[str]] = {n: [] for n in nodes}
+    for node, deps in edges.items():
+        for d in set(deps):
+            indegree[node] += 1
+            users[d].append(node)
+    ready = sorted(n for n, k in indegree.items() if k == 0)
+    order: list[str] = []
+    while ready:
+        n = ready.pop()
+        order.append(n)
+        for u in users[n]:
+            indegree[u] -= 1
+            if indegree[u] == 0:
+                ready.append(u)
+    if len(order) != len(nodes):
+        raise DependencyError("the task graph has a cycle", hint="run `milestone validate`")
+    return order
+
+
+@dataclass
+class Schedule:
+    """Earliest/latest start in hours from now, slack, and the critical path."""
+
+    earliest_start: dict[str, float] = field(default_factory=dict)
+    earliest_finish: dict[str, float] = field(default_factory=dict)
+    latest_start: dict[str, float] = field(default_factory=dict)
+    slack: dict[str, float] = field(default_factory=dict)
+    critical_path: list[str] = field(default_factory=list)
+    length: float = 0.0
+
+
+def schedule(edges: Mapping[str, list[str]], hours: Mapping[str, float]) -> Schedule:
+    """Forward and backward pass; the critical path is the longest chain of work."""
+    order = topological_order(edges)
+    es: dict[str, float] = {}
+    ef: dict[str, float] = {}
+    for n in order:
+        es[n] = max((ef[d] for d in edges.get(n, ())), default=0.0)
+        ef[n] = es[n] + hours.get(n, 0.0)
+    length = max(ef.values(), default=0.0)
+    users: dict[str, list[str]] = {n: [] for n in order}
+    for n, deps in edges.items():
+        for d in deps:
+            users[d].append(n)
+    lf: dict[str, float] = {}
+    ls: dict[str, float] = {}
+    for n in reversed(order):
+        lf[n] = min((ls[u] for u in users[n]), default=length)
+        ls[n] = lf[n] - hours.get(n, 0.0)
+    slack = {n: round(ls[n] - es[n], 6) for n in order}
+    path: list[str] = []
+    if order:
+        # Walk back from the task that finishes last along zero-slack dependencies.
+        pos = {n: i for i, n in enumerate(order)}
+        end = max(order, key=lambda n: (ef[n], -pos[n]))
+        node: str | None = end
+        while node is not None:
+            path.append(node)
+            prev = [
+                d
+                for d in edges.get(node, ())
+                if math.isclose(ef[d], es[node]) and slack[d] <= slack[node] + 1e-9
+            ]
+            node = max(prev, key=lambda d: ef[d]) if prev else None
+        path.reverse()
+    return Schedule(es, ef, ls, slack, path, length)
+
+
+def project_schedule(
+    milestones: Mapping[str, Mapping[str, Any]], only: str | None = None
+) -> Schedule:
+    """The schedule of every open task (or those of milestone ``only`` and what they need)."""
+    edges: dict[str, list[str]] = {}
+    hours: dict[str, float] = {}
+    for mid, m in milestones.items():
+        for t in m.get("tasks", []):
+            ref = f"{mid}/{t['id']}"
+            edges[ref] = [d if "/" in d else f"{mid}/{d}" for d in t.get("depends_on", [])]
+            hours[ref] = remaining_hours(t)
+    edges = {k: [d for d in v if d in edges] for k, v in edges.items()}
+    if only is not None:
+        keep: set[str] = set()
+        stack = [r for r in edges if r.startswith(only + "/")]
+        while stack:
+            r = stack.pop()
+            if r not in keep:
+                keep.add(r)
+                stack.extend(edges[r])
+        edges = {k: v for k, v in edges.items() if k in keep}
+    return schedule(edges, hours)
+
+
+def add_work_days(start: date, days: float) -> date:
+    """``start`` plus ``days`` working days (Monday to Friday), rounded up."""
+    whole = math.ceil(days - 1e-9)
+    d = start
+    while whole > 0:
+        d += timedelta(days=1)
+        if d.weekday() < WORK_DAYS_PER_WEEK:
+            whole -= 1
+    return d
+
+
+def critical_hours_by_milestone(sched: Schedule) -> dict[str, float]:
+    """Per milestone: hours until its last task can finish, upstream work included."""
+    out: dict[str, float] = {}
+    for ref, finish in sched.earliest_finish.items():
+        mid = ref.split("/", 1)[0]
+        if finish > out.get(mid, -1.0):
+            out[mid] = finish
+    return out
+
+
+def feasibility(
+    milestone: Mapping[str, Any], critical_hours: float, today: str, team_weekly_hours: list[float]
+) -> dict[str, Any]:
+    """Projected finish from the critical path and the team's capacity; ``at_risk`` if late.
+
+    The critical path is worked by one person at a time (one member's daily
+    hours); all remaining work is shared by the whole team. The slower of the
+    two sets the projected finish, in working days from today (or the start).
+    """
+    remaining = sum(remaining_hours(t) for t in milestone.get("tasks", []))
+    weekly = [h for h in team_weekly_hours if h > 0] or [DEFAULT_WEEKLY_HOURS]
+    person_daily = max(weekly) / WORK_DAYS_PER_WEEK
+    team_daily = sum(weekly) / WORK_DAYS_PER_WEEK
+    days = max(critical_hours / person_daily, remaining / team_daily) if remaining else 0.0
+    start = date.fromisoformat(today)
+    if milestone.get("start_date") and milestone["start_date"] > today:
+        start = date.fromisoformat(milestone["start_date"])
+    finish = add_work_days(start, days) if days else start
+    due = milestone.get("due_date")
+    return {
+        "remaining_hours": round(remaining, 2),
+        "critical_path_hours": round(critical_hours, 2),
+        "work_days": round(days, 2),
+        "projected_finish": finish.isoformat(),
+        "due_date": due,
+        "at_risk": bool(due and finish.isoformat() > due and remaining > 0),
+    }

@@ -1,0 +1,209 @@
+"""Dependency rules (MS2xx): dangling references, self-dependencies, cycles, odd targets."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .. import model as md
+from .engine import Context, rule, short
+
+
+def _task_ids(ctx: Context, mid: str) -> set[str]:
+    return {t["id"] for t in ctx.milestones.get(mid, {}).get("tasks", [])}
+
+
+def _deps(mid: str, m: Mapping[str, Any]) -> list[tuple[int, int, str, str]]:
+    """(task index, dependency index, task id, full dependency ref) for every task edge."""
+    out = []
+    for i, t in enumerate(m.get("tasks", [])):
+        for j, d in enumerate(t.get("depends_on", [])):
+            out.append((i, j, t["id"], d if "/" in d else f"{mid}/{d}"))
+    return out
+
+
+@rule(
+    "MS201",
+    "dependency",
+    "error",
+    "a task depends on a task that does not exist",
+    "fix the reference or remove it (`milestone task edit REF --depends-on …`)",
+    on_write=True,
+)
+def dangling_tasks(ctx: Context) -> None:
+    for mid, m in ctx.scoped():
+        for i, j, tid, ref in _deps(mid, m):
+            dmid, dtid = ref.split("/", 1)
+            if dtid not in _task_ids(ctx, dmid):
+                where = "" if dmid in ctx.milestones else f" ({dmid} does not exist)"
+                ctx.report(
+                    f"{mid}/{tid} depends on {ref}, which does not exist{where}",
+                    ref=f"{mid}/{tid}",
+                    path=(mid, ("tasks", i, "depends_on", j)),
+                )
+
+
+@rule(
+    "MS202",
+    "dependency",
+    "error",
+    "a milestone depends on a milestone that does not exist",
+    "fix the id or remove it (`milestone update REF --depends-on …`)",
+    on_write=True,
+)
+def dangling_milestones(ctx: Context) -> None:
+    for mid, m in ctx.scoped():
+        for j, d in enumerate(m.get("depends_on", [])):
+            if d not in ctx.milestones:
+                ctx.report(
+                    f"{mid} depends on {d}, which does not exist",
+                    ref=mid,
+                    path=(mid, ("depends_on", j)),
+                )
+
+
+@rule(
+    "MS203",
+    "dependency",
+    "error",
+    "tasks depend on each other in a cycle",
+    "remove one dependency of the cycle",
+    on_write=True,
+)
+def task_cycles(ctx: Context) -> None:
+    edges: dict[str, list[str]] = {}
+    for mid, m in ctx.milestones.items():
+        for t in m.get("tasks", []):
+            edges[f"{mid}/{t['id']}"] = [
+                d if "/" in d else f"{mid}/{d}" for d in t.get("depends_on", []) if d != t["id"]
+            ]
+    for cycle in _cycles(edges):
+        if not any(ctx.in_scope(r.split("/")[0]) for r in cycle):
+            continue
+        first_mid, first_tid = cycle[0].split("/", 1)
+        index = next(
+            (
+                i
+                for i, t in enumerate(ctx.milestones[first_mid].get("tasks", []))
+                if t["id"] == first_tid
+            ),
+            0,
+        )
+        ctx.report(
+            "dependency cycle: " + " → ".join(short(r) for r in cycle),
+            ref=cycle[0],
+            path=(first_mid, ("tasks", index, "depends_on")),
+        )
+
+
+def _cycles(edges: dict[str, list[str]]) -> list[list[str]]:
+    """Cycles, one per strongly connected group, each as a closed path."""
+    found: list[list[str]] = []
+    remaining = dict(edges)
+    while True:
+        cycle = md.find_cycle(remaining)
+        if cycle is None:
+            return found
+        found.append(cycle)
+        members = set(cycle)
+        remaining = {
+            k: [d for d in v if d not in members] for k, v in remaining.items() if k not in members
+        }
+
+
+@rule(
+    "MS204",
+    "dependency",
+    "error",
+    "milestones depend on each other in a cycle",
+    "remove one dependency of the cycle",
+    on_write=True,
+)
+def milestone_cycles(ctx: Context) -> None:
+    edges = {
+        mid: [d for d in m.get("depends_on", []) if d != mid] for mid, m in ctx.milestones.items()
+    }
+    for cycle in _cycles(edges):
+        if any(ctx.in_scope(m) for m in cycle):
+            ctx.report(
+                "dependency cycle: " + " → ".join(short(m) for m in cycle),
+                ref=cycle[0],
+                path=(cycle[0], ("depends_on",)),
+            )
+
+
+@rule(
+    "MS205",
+    "dependency",
+    "warning",
+    "work depends on a cancelled or archived milestone",
+    "depend on the work that replaces it, or drop the dependency",
+    on_write=True,
+)
+def closed_targets(ctx: Context) -> None:
+    for mid, m in ctx.scoped():
+        if m.get("status") in ("archived", "cancelled"):
+            continue
+        for j, d in enumerate(m.get("depends_on", [])):
+            status = ctx.milestones.get(d, {}).get("status")
+            if status == "cancelled":
+                ctx.report(
+                    f"{mid} depends on {d}, which is cancelled",
+                    ref=mid,
+                    path=(mid, ("depends_on", j)),
+                )
+        for i, j, tid, ref in _deps(mid, m):
+            dmid = ref.split("/", 1)[0]
+            status = ctx.milestones.get(dmid, {}).get("status")
+            if dmid != mid and status == "cancelled":
+                ctx.report(
+                    f"{mid}/{tid} depends on {ref} in {dmid}, which is {status}",
+                    ref=f"{mid}/{tid}",
+                    path=(mid, ("tasks", i, "depends_on", j)),
+                )
+
+
+@rule(
+    "MS206",
+    "dependency",
+    "warning",
+    "a task waits on a task in a milestone due later",
+    "move one of the due dates, or the dependency",
+    on_write=True,
+)
+def later_dependency(ctx: Context) -> None:
+    for mid, m in ctx.scoped():
+        due = m.get("due_date")
+        if not due:
+            continue
+        for i, j, tid, ref in _deps(mid, m):
+            dmid = ref.split("/", 1)[0]
+            other = ctx.milestones.get(dmid, {}).get("due_date")
+            if dmid != mid and other and other > due:
+                ctx.report(
+                    f"{mid}/{tid} (due {due}) depends on {ref}, due later ({other})",
+                    ref=f"{mid}/{tid}",
+                    path=(mid, ("tasks", i, "depends_on", j)),
+                )
+
+
+@rule(
+    "MS207",
+    "dependency",
+    "error",
+    "something depends on itself",
+    "remove the dependency on itself",
+    on_write=True,
+)
+def self_dependency(ctx: Context) -> None:
+    for mid, m in ctx.scoped():
+        for j, d in enumerate(m.get("depends_on", [])):
+            if d == mid:
+                ctx.report(f"{mid} depends on itself", ref=mid, path=(mid, ("depends_on", j)))
+        for i, j, tid, ref in _deps(mid, m):
+            if ref == f"{mid}/{tid}":
+                ctx.report(
+                    f"{mid}/{tid} depends on itself",
+                    ref=ref,
+                    path=(mid, ("tasks", i, "depends_on", j)),
+                )

@@ -1,0 +1,277 @@
+"""The rule engine: a registry of coded rules, a context, and findings with locations.
+
+A rule is a function over a ``Context`` that yields findings through
+``ctx.report``. Each rule has a stable code (``MS203``), a family, a default
+severity, a one-line title and a hint. ``config/config.yaml`` may change a rule's
+severity or turn it off::
+
+    validation:
+      rules:
+        MS304: error      # error | warning | info | off
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+FAMILIES = ("structure", "dependency", "timeline", "resource", "storage", "template", "kiro")
+SEVERITIES = ("error", "warning", "info")
+TYPES = ("standard", "hybrid", "quick", "kiro")
+TYPE_FAMILIES = {
+    "standard": ("structure", "dependency", "timeline", "resource"),
+    "hybrid": ("storage",),
+    "quick": ("template",),
+    "kiro": ("kiro",),
+}
+_RANK = {"error": 0, "warning": 1, "info": 2}
+
+
+@dataclass(frozen=True)
+class Rule:
+    code: str
+    family: str
+    severity: str
+    title: str
+    hint: str
+    check: Callable[[Context], None]
+    on_write: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "family": self.family,
+            "severity": self.severity,
+            "title": self.title,
+            "hint": self.hint,
+            "on_write": self.on_write,
+        }
+
+
+@dataclass
+class Finding:
+    code: str
+    family: str
+    severity: str
+    message: str
+    hint: str
+    ref: str | None = None
+    file: str | None = None
+    line: int | None = None
+    column: int | None = None
+
+    @property
+    def location(self) -> str:
+        if self.file:
+            pos = f":{self.line}:{self.column}" if self.line else ""
+            return f"{self.file}{pos}"
+        return self.ref or "project"
+
+    @property
+    def key(self) -> tuple[str, str | None, str]:
+        return (self.code, self.ref, self.message)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "family": self.family,
+            "severity": self.severity,
+            "message": self.message,
+            "location": self.location,
+            "hint": self.hint,
+            "ref": self.ref,
+            "file": self.file,
+            "line": self.line,
+            "column": self.column,
+        }
+
+    def line_text(self) -> str:
+        return f"{self.location}: {self.severity} {self.code} {self.message} — {self.hint}"
+
+
+RULES: dict[str, Rule] = {}
+
+
+def rule(
+    code: str, family: str, severity: str, title: str, hint: str, *, on_write: bool = False
+) -> Callable[[Callable[[Context], None]], Callable[[Context], None]]:
+    """Register a rule function under ``code``."""
+    assert family in FAMILIES and severity in SEVERITIES and code not in RULES, code
+
+    def register(fn: Callable[[Context], None]) -> Callable[[Context], None]:
+        RULES[code] = Rule(code, family, severity, title, hint, fn, on_write)
+        return fn
+
+    return register
+
+
+@dataclass
+class Source:
+    """Where a milestone came from on disk, for file:line:column locations."""
+
+    rel: str  # relative to the project directory, e.g. .milestones/active/milestone-003.yaml
+    text: str
+    _nodes: Any = None
+
+    def position(self, path: Sequence[str | int]) -> tuple[int, int] | None:
+        """Line and column (1-based) of the node at ``path``, or the nearest parent."""
+        if self._nodes is None:
+            try:
+                import yaml
+
+                loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+                self._nodes = yaml.compose(self.text, Loader=loader) or False
+            except Exception:
+                self._nodes = False
+        node = self._nodes
+        if not node:
+            return None
+        best = node.start_mark
+        for step in path:
+            nxt = None
+            if (
+                isinstance(step, str)
+                and hasattr(node, "value")
+                and isinstance(node.value, list)
+                and node.value
+                and isinstance(node.value[0], tuple)
+            ):
+                for k, v in node.value:
+                    if getattr(k, "value", None) == step:
+                        nxt = v
+                        best = k.start_mark
+                        break
+            elif (
+                isinstance(step, int)
+                and isinstance(getattr(node, "value", None), list)
+                and 0 <= step < len(node.value)
+                and not isinstance(node.value[0], tuple)
+            ):
+                nxt = node.value[step]
+                best = nxt.start_mark
+            if nxt is None:
+                break
+            node = nxt
+        return best.line + 1, best.column + 1
+
+
+@dataclass
+class Context:
+    """What rules look at. ``scope`` limits per-milestone rules to some milestones."""
+
+    milestones: Mapping[str, Mapping[str, Any]]
+    today: str
+    config: Mapping[str, Any] = field(default_factory=dict)
+    root: Path | None = None  # the .milestones directory
+    sources: dict[str, Source] = field(default_factory=dict)
+    raw: dict[str, tuple[str, Any, str | None]] = field(default_factory=dict)
+    store: Any = None
+    scope: set[str] | None = None
+    findings: list[Finding] = field(default_factory=list)
+    _current: Rule | None = None
+
+    def in_scope(self, mid: str) -> bool:
+        return self.scope is None or mid in self.scope
+
+    def scoped(self) -> Iterator[tuple[str, Mapping[str, Any]]]:
+        for mid in sorted(self.milestones):
+            if self.in_scope(mid):
+                yield mid, self.milestones[mid]
+
+    def report(
+        self,
+        message: str,
+        *,
+        ref: str | None = None,
+        path: tuple[str, Sequence[str | int]] | None = None,
+        file: str | None = None,
+        line: int | None = None,
+        column: int | None = None,
+        hint: str | None = None,
+        severity: str | None = None,
+    ) -> None:
+        """Record a finding of the running rule; ``path`` = (milestone id, YAML path)."""
+        r = self._current
+        assert r is not None
+        sev = self.severity_of(r, severity)
+        if sev == "off":
+            return
+        if path is not None and file is None:
+            src = self.sources.get(path[0])
+            if src is not None:
+                file = src.rel
+                pos = src.position(path[1])
+                if pos:
+                    line, column = pos
+        self.findings.append(
+            Finding(r.code, r.family, sev, message, hint or r.hint, ref, file, line, column)
+        )
+
+    def severity_of(self, r: Rule, wanted: str | None = None) -> str:
+        overrides = (self.config.get("validation") or {}).get("rules") or {}
+        configured = overrides.get(r.code)
+        if configured is False:
+            return "off"
+        if isinstance(configured, str) and configured in (*SEVERITIES, "off"):
+            return configured
+        return wanted or r.severity
+
+    @property
+    def team(self) -> list[dict[str, Any]]:
+        members = ((self.config.get("team") or {}).get("members")) or []
+        return [m for m in members if isinstance(m, dict)]
+
+
+def families_for(types: Iterable[str]) -> set[str]:
+    out: set[str] = set()
+    for t in types:
+        if t == "all":
+            out.update(FAMILIES)
+        else:
+            out.update(TYPE_FAMILIES[t])
+    return out
+
+
+def run(
+    ctx: Context, types: Iterable[str] = ("standard",), *, write_only: bool = False
+) -> list[Finding]:
+    """Run the rules of ``types`` (or those marked on_write); findings sorted for display."""
+    _load_rules()
+    wanted = families_for(types)
+    ctx.findings = []
+    for code in sorted(RULES):
+        r = RULES[code]
+        if r.family not in wanted or (write_only and not r.on_write):
+            continue
+        if ctx.severity_of(r) == "off":
+            continue
+        ctx._current = r
+        r.check(ctx)
+    ctx._current = None
+    return sorted(ctx.findings, key=lambda f: (_RANK[f.severity], f.location, f.code))
+
+
+def _load_rules() -> None:
+    from . import (  # noqa: F401  (rules register on import)
+        dependency,
+        resource,
+        storage,
+        structure,
+        timeline,
+    )
+
+
+def all_rules() -> list[Rule]:
+    _load_rules()
+    return [RULES[c] for c in sorted(RULES)]
+
+
+def short(ref: str) -> str:
+    """``milestone-003/task-2`` -> ``3/2`` for compact cycle paths."""
+    if ref.startswith("milestone-"):
+        mid, _, tid = ref.partition("/")
+        num = str(int(mid.split("-")[1]))
+        return f"{num}/{tid.removeprefix('task-')}" if tid else num
+    return ref

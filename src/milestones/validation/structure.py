@@ -1,0 +1,379 @@
+"""Structure rules (MS1xx): the milestone files against the schema generated from the model.
+
+They read the files as written (``ctx.raw``), so one run reports every problem
+in every file, each at its file:line:column, where loading would stop at the
+first.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime
+from typing import Any
+
+from .. import model as md
+from ..schema import milestone_schema
+from .engine import Context, Source, rule
+
+_SCHEMA: dict[str, Any] | None = None
+
+
+def _schema() -> dict[str, Any]:
+    global _SCHEMA
+    if _SCHEMA is None:
+        _SCHEMA = milestone_schema()
+    return _SCHEMA
+
+
+def _files(ctx: Context) -> list[tuple[str, Source, Any]]:
+    """(file id from its name, source, parsed data) for files that parsed."""
+    out = []
+    for rel, (text, data, error) in sorted(ctx.raw.items()):
+        if error is None:
+            out.append((rel.rsplit("/", 1)[-1].removesuffix(".yaml"), Source(rel, text), data))
+    return out
+
+
+def _at(
+    ctx: Context,
+    src: Source,
+    path: Sequence[str | int],
+    message: str,
+    ref: str | None,
+    hint: str | None = None,
+) -> None:
+    pos = src.position(path)
+    ctx.report(
+        message,
+        ref=ref,
+        file=src.rel,
+        line=pos[0] if pos else None,
+        column=pos[1] if pos else None,
+        hint=hint,
+    )
+
+
+def _objects(data: Any) -> list[tuple[str, Sequence[str | int], Mapping[str, Any], str]]:
+    """(kind, path, mapping, ref) for the milestone and each task mapping."""
+    if not isinstance(data, Mapping):
+        return []
+    mid = str(data.get("id", "?"))
+    out: list[tuple[str, Sequence[str | int], Mapping[str, Any], str]] = [
+        ("milestone", (), data, mid)
+    ]
+    tasks = data.get("tasks")
+    if isinstance(tasks, list):
+        for i, t in enumerate(tasks):
+            if isinstance(t, Mapping):
+                out.append(("task", ("tasks", i), t, f"{mid}/{t.get('id', f'#{i + 1}')}"))
+    return out
+
+
+def _props(kind: str) -> dict[str, Any]:
+    s = _schema()
+    props: dict[str, Any] = (s if kind == "milestone" else s["$defs"]["task"])["properties"]
+    return props
+
+
+@rule(
+    "MS100",
+    "structure",
+    "error",
+    "a milestone file is not readable YAML",
+    "fix the YAML syntax at that line (indentation, colons, quotes)",
+)
+def unreadable(ctx: Context) -> None:
+    for rel, (_text, _data, error) in sorted(ctx.raw.items()):
+        if error is not None:
+            m = re.match(r"^(.*?):(\d+)(?::(\d+))?: (.*)$", error.split(" — ")[0])
+            if m:
+                ctx.report(
+                    m.group(4),
+                    file=rel,
+                    line=int(m.group(2)),
+                    column=int(m.group(3)) if m.group(3) else None,
+                )
+            else:
+                ctx.report(error, file=rel)
+
+
+@rule(
+    "MS101",
+    "structure",
+    "error",
+    "a required field is missing",
+    "add the field (every milestone and task needs an id and a title)",
+)
+def required(ctx: Context) -> None:
+    for _fid, src, data in _files(ctx):
+        if not isinstance(data, Mapping):
+            _at(
+                ctx,
+                src,
+                (),
+                "the file must be a mapping of milestone fields",
+                None,
+                "start the file with `id: milestone-001`",
+            )
+            continue
+        for kind, path, obj, ref in _objects(data):
+            for key in ("id", "title"):
+                if obj.get(key) in (None, ""):
+                    _at(ctx, src, path, f"{kind} {ref} has no {key}", ref)
+
+
+_PY_TYPES: dict[str, Any] = {
+    "string": str,
+    "integer": int,
+    "number": (int, float),
+    "array": list,
+    "object": Mapping,
+    "boolean": bool,
+}
+
+
+def _type_ok(value: Any, types: Any) -> bool:
+    wanted = types if isinstance(types, list) else [types]
+    for t in wanted:
+        if t == "null" and value is None:
+            return True
+        if (
+            t in _PY_TYPES
+            and isinstance(value, _PY_TYPES[t])
+            and not (t in ("integer", "number") and isinstance(value, bool))
+        ):
+            return True
+        if t == "string" and isinstance(value, (date, datetime)):
+            return True  # unquoted YAML dates are strings to us
+        if t == "number" and isinstance(value, int):
+            return True
+    return False
+
+
+@rule(
+    "MS102",
+    "structure",
+    "error",
+    "a field has the wrong type",
+    "give the field a value of the type the schema says",
+)
+def types(ctx: Context) -> None:
+    for _fid, src, data in _files(ctx):
+        for kind, path, obj, ref in _objects(data):
+            props = _props(kind)
+            for key, value in obj.items():
+                spec = props.get(key)
+                if spec is None or "type" not in spec or key == "tasks":
+                    continue
+                if not _type_ok(value, spec["type"]):
+                    want = (
+                        spec["type"]
+                        if isinstance(spec["type"], str)
+                        else " or ".join(t for t in spec["type"])
+                    )
+                    _at(
+                        ctx,
+                        src,
+                        (*path, key),
+                        f"{ref} {key} must be {want}, not {type(value).__name__} {value!r}",
+                        ref,
+                    )
+                elif spec.get("type") == "array" and isinstance(value, list):
+                    item_type = (spec.get("items") or {}).get("type")
+                    for i, item in enumerate(value):
+                        if item_type and not _type_ok(item, item_type):
+                            _at(
+                                ctx,
+                                src,
+                                (*path, key, i),
+                                f"{ref} {key} items must be {item_type}",
+                                ref,
+                            )
+
+
+@rule(
+    "MS103",
+    "structure",
+    "error",
+    "a field's value is not one of the allowed values",
+    "use one of the listed values",
+)
+def enums(ctx: Context) -> None:
+    for _fid, src, data in _files(ctx):
+        for kind, path, obj, ref in _objects(data):
+            for key, spec in _props(kind).items():
+                allowed = spec.get("enum")
+                if allowed and key in obj and obj[key] is not None and obj[key] not in allowed:
+                    close = difflib.get_close_matches(
+                        str(obj[key]), [str(a) for a in allowed if a], n=1
+                    )
+                    _at(
+                        ctx,
+                        src,
+                        (*path, key),
+                        f"{ref} {key} {obj[key]!r} is not one of "
+                        f"{', '.join(str(a) for a in allowed if a)}",
+                        ref,
+                        f"did you mean {close[0]!r}?" if close else None,
+                    )
+
+
+@rule(
+    "MS104",
+    "structure",
+    "error",
+    "an id does not have the required form",
+    "milestone ids look like milestone-003, task ids like task-2",
+)
+def ids(ctx: Context) -> None:
+    for fid, src, data in _files(ctx):
+        for kind, path, obj, ref in _objects(data):
+            value = obj.get("id")
+            pattern = md.MILESTONE_ID_RE if kind == "milestone" else md.TASK_ID_RE
+            if isinstance(value, str) and value and not pattern.match(value):
+                _at(ctx, src, (*path, "id"), f"{kind} id {value!r} is not a {kind} id", ref)
+        if (
+            isinstance(data, Mapping)
+            and isinstance(data.get("id"), str)
+            and md.MILESTONE_ID_RE.match(data["id"])
+            and data["id"] != fid
+        ):
+            _at(
+                ctx,
+                src,
+                ("id",),
+                f"id {data['id']} does not match the file name {fid}.yaml",
+                data["id"],
+                f"set `id: {fid}` or rename the file",
+            )
+
+
+@rule(
+    "MS105",
+    "structure",
+    "error",
+    "two tasks in a milestone share an id",
+    "give each task its own id (the next free one is shown)",
+)
+def duplicate_ids(ctx: Context) -> None:
+    for _fid, src, data in _files(ctx):
+        if not isinstance(data, Mapping) or not isinstance(data.get("tasks"), list):
+            continue
+        seen: dict[str, int] = {}
+        tasks = [t for t in data["tasks"] if isinstance(t, Mapping)]
+        numbers = [
+            int(t["id"][5:])
+            for t in tasks
+            if isinstance(t.get("id"), str) and md.TASK_ID_RE.match(t["id"])
+        ]
+        for i, t in enumerate(data["tasks"]):
+            tid = t.get("id") if isinstance(t, Mapping) else None
+            if not isinstance(tid, str):
+                continue
+            if tid in seen:
+                _at(
+                    ctx,
+                    src,
+                    ("tasks", i, "id"),
+                    f"duplicate task id {tid} (first at task #{seen[tid] + 1})",
+                    f"{data.get('id')}/{tid}",
+                    f"rename it, e.g. task-{max(numbers, default=0) + 1}",
+                )
+            seen.setdefault(tid, i)
+
+
+@rule(
+    "MS106",
+    "structure",
+    "warning",
+    "a field is not one milestone knows",
+    "check the spelling; unknown fields are kept but not used",
+)
+def unknown_keys(ctx: Context) -> None:
+    for _fid, src, data in _files(ctx):
+        for kind, path, obj, ref in _objects(data):
+            props = _props(kind)
+            for key in obj:
+                if key not in props:
+                    close = difflib.get_close_matches(str(key), list(props), n=1, cutoff=0.6)
+                    _at(
+                        ctx,
+                        src,
+                        (*path, key),
+                        f"unknown {kind} field {key!r}",
+                        ref,
+                        f"did you mean {close[0]!r}?" if close else None,
+                    )
+
+
+@rule(
+    "MS107",
+    "structure",
+    "error",
+    "a date or timestamp is not valid",
+    "write dates as YYYY-MM-DD (a real date) and timestamps as ISO 8601",
+)
+def dates(ctx: Context) -> None:
+    for _fid, src, data in _files(ctx):
+        for kind, path, obj, ref in _objects(data):
+            for key, spec in _props(kind).items():
+                value = obj.get(key)
+                if value is None or isinstance(value, (date, datetime)):
+                    continue
+                fmt = spec.get("format")
+                if fmt == "date":
+                    try:
+                        md.check_date(value, key)
+                    except Exception as exc:
+                        _at(ctx, src, (*path, key), f"{ref} {key}: {exc}".split(" — ")[0], ref)
+                elif fmt == "date-time" and isinstance(value, str):
+                    try:
+                        datetime.fromisoformat(value.replace("Z", "+00:00"))
+                    except ValueError:
+                        _at(
+                            ctx,
+                            src,
+                            (*path, key),
+                            f"{ref} {key} {value!r} is not an ISO 8601 timestamp",
+                            ref,
+                        )
+
+
+@rule(
+    "MS108",
+    "structure",
+    "error",
+    "a title is empty, too long, or has control characters",
+    f"use one plain line of 1 to {md.MAX_TITLE} characters",
+)
+def titles(ctx: Context) -> None:
+    for _fid, src, data in _files(ctx):
+        for _kind, path, obj, ref in _objects(data):
+            value = obj.get("title")
+            if not isinstance(value, str) or not value:
+                continue
+            try:
+                md.check_title(value, "title")
+            except Exception as exc:
+                _at(ctx, src, (*path, "title"), f"{ref} {str(exc).split(' — ')[0]}", ref)
+
+
+@rule(
+    "MS109",
+    "structure",
+    "error",
+    "a number is out of range",
+    "progress is 0-100, estimates 0-10000 hours, time_spent 0 or more",
+)
+def ranges(ctx: Context) -> None:
+    for _fid, src, data in _files(ctx):
+        for kind, path, obj, ref in _objects(data):
+            for key, spec in _props(kind).items():
+                value = obj.get(key)
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    continue
+                low, high = spec.get("minimum"), spec.get("maximum")
+                if (low is not None and value < low) or (high is not None and value > high):
+                    _at(ctx, src, (*path, key), f"{ref} {key} {value} is out of range", ref)
