@@ -532,8 +532,13 @@ def counts(m: Milestone) -> dict[str, int]:
     return c
 
 
-def health(m: Milestone, today: str) -> str:
-    """on_track | at_risk | overdue | done | cancelled, from dates, progress and blockers."""
+def health(m: Milestone, today: str, projected_late: bool | None = None) -> str:
+    """on_track | at_risk | overdue | done | cancelled, from dates, progress and blockers.
+
+    ``projected_late`` is the feasibility projection's verdict when there is one;
+    without it, progress lagging the elapsed share of the window by 25 points
+    counts as at risk.
+    """
     if m.status in ("completed", "archived"):
         return "done"
     if m.status == "cancelled":
@@ -542,6 +547,8 @@ def health(m: Milestone, today: str) -> str:
         return "overdue"
     if m.status == "blocked" or any(t.status == "blocked" for t in m.tasks):
         return "at_risk"
+    if projected_late is not None:
+        return "at_risk" if projected_late else "on_track"
     if m.start_date and m.due_date and m.start_date <= today:
         span = (date.fromisoformat(m.due_date) - date.fromisoformat(m.start_date)).days + 1
         elapsed = (date.fromisoformat(today) - date.fromisoformat(m.start_date)).days + 1

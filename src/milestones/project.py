@@ -890,10 +890,11 @@ class Project:
             chosen = [mid for mid, m in ms.items() if m.status != "archived"]
         else:
             chosen = [st.current]
+        feas = self._feasibilities(st.milestones)
         ready = next_tasks(ms)
         out = []
         for mid in chosen:
-            s = summary(ms[mid], day)
+            s = summary(ms[mid], day, feas.get(mid))
             s["next"] = [r for r in ready if r["milestone_id"] == mid][:3]
             out.append(s)
         return {
@@ -916,6 +917,7 @@ class Project:
     ) -> dict[str, Any]:
         st = self.state()
         day = self.today()
+        feas = self._feasibilities(st.milestones)
         rows = []
         for mid in sorted(st.milestones):
             m = md.Milestone.from_dict(st.milestones[mid])
@@ -935,7 +937,7 @@ class Project:
                 and m.status not in ("completed", "archived", "cancelled")
             ):
                 continue
-            rows.append(summary(m, day))
+            rows.append(summary(m, day, feas.get(mid)))
         return {"schema": SCHEMA, "current": st.current, "today": day, "milestones": rows}
 
     def show_view(self, ref: str) -> dict[str, Any]:
@@ -956,8 +958,8 @@ class Project:
             return {"schema": SCHEMA, "kind": "task", "task": data}
         mid = refs.resolve_milestone(ref, st.milestones)
         m = md.Milestone.from_dict(st.milestones[mid])
-        data = m.to_dict() | summary(m, day)
         plan = self._schedule(st.milestones, mid)
+        data = m.to_dict() | summary(m, day, plan["feasibility"])
         data["critical_path"] = plan["critical_path"]
         data["feasibility"] = plan["feasibility"]
         data["tasks"] = [
@@ -965,6 +967,21 @@ class Project:
             for t in m.tasks
         ]
         return {"schema": SCHEMA, "kind": "milestone", "milestone": data}
+
+    def _feasibilities(self, milestones: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+        """The feasibility projection of every open milestone, from one global schedule."""
+        from . import schedule
+        from .validation.engine import Context
+        from .validation.resource import weekly_hours
+
+        try:
+            crit = schedule.critical_hours_by_milestone(schedule.project_schedule(milestones))
+        except DependencyError:
+            return {}
+        hours = weekly_hours(Context(milestones, self.today(), self.config()))
+        return {mid: schedule.feasibility(m, crit.get(mid, 0.0), self.today(), hours)
+                for mid, m in milestones.items()
+                if m.get("status") in ("planned", "in_progress", "blocked")}
 
     def _schedule(self, milestones: Mapping[str, Any], mid: str) -> dict[str, Any]:
         """Critical path, per-task slack and the feasibility projection of ``mid``."""
@@ -1144,7 +1161,8 @@ def summarize_edit(before: Mapping[str, Any] | None, after: Mapping[str, Any] | 
     return "; ".join(parts) or "reformatted"
 
 
-def summary(m: md.Milestone, day: str) -> dict[str, Any]:
+def summary(m: md.Milestone, day: str, feasibility: Mapping[str, Any] | None = None
+            ) -> dict[str, Any]:
     c = md.counts(m)
     estimate = sum(t.estimate or 0 for t in m.tasks)
     return {
@@ -1159,7 +1177,9 @@ def summary(m: md.Milestone, day: str) -> dict[str, Any]:
         "due_date": m.due_date,
         "depends_on": list(m.depends_on),
         "progress": md.milestone_progress(m),
-        "health": md.health(m, day),
+        "health": md.health(
+            m, day, feasibility["at_risk"] if feasibility and m.due_date else None),
+        "projected_finish": feasibility["projected_finish"] if feasibility else None,
         "overdue": bool(m.due_date and m.due_date < day and m.status not in md.CLOSED_MILESTONE),
         "counts": c,
         "estimate_hours": estimate,

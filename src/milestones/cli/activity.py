@@ -95,16 +95,24 @@ def list_(
 
 @cli.command()
 @click.argument("ref")
+@click.option("--critical-path", "critical", is_flag=True,
+              help="Also show the critical path, each task's slack and the projected finish.")
 @output_options
-def show(ref: str, as_json: bool, ui: str | None) -> None:
+def show(ref: str, critical: bool, as_json: bool, ui: str | None) -> None:
     """Everything about a milestone (3) or a task (3/2).
+
+    The JSON of a milestone always carries critical_path, feasibility and, per
+    task, slack (hours it can slip without delaying the milestone).
 
     \b
     Examples:
       milestone show 3
+      milestone show 3 --critical-path
       milestone show 3/2 --json
     """
-    emit(get_project().show_view(ref), "show", as_json, ui)
+    data = get_project().show_view(ref)
+    data["show_critical_path"] = critical
+    emit(data, "show", as_json, ui)
 
 
 @cli.command("next")

@@ -156,6 +156,8 @@ def render_show(data: Mapping[str, Any]) -> None:
             t.get("assignee") or "",
         )
     con.print(table)
+    if data.get("show_critical_path"):
+        con.print("\n".join(simple.critical_path_lines(m)))
 
 
 def render_next(data: Mapping[str, Any]) -> None:

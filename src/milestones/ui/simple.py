@@ -185,6 +185,8 @@ def render_show(data: Mapping[str, Any]) -> str:
             extra.append("blocked: " + "; ".join(t["blockers"]))
         tail = f"  ({'; '.join(extra)})" if extra else ""
         lines.append(f"    {TASK_MARK[t['status']]} {t['id']:<8} {t['title']}{tail}")
+    if data.get("show_critical_path"):
+        lines += critical_path_lines(m)
     if m.get("completion"):
         c = m["completion"]
         lines.append(
@@ -315,3 +317,19 @@ def render_validation(data: Mapping[str, Any]) -> str:
 def render_rules(data: Mapping[str, Any]) -> str:
     return "\n".join(f"{r['code']}  {r['family']:<10} {r['severity']:<7} {r['title']}"
                      + ("  [on write]" if r["on_write"] else "") for r in data["rules"])
+
+
+def critical_path_lines(m: Mapping[str, Any]) -> list[str]:
+    path = m.get("critical_path") or []
+    lines = ["  critical path: " + (" → ".join(path) if path else "none (nothing left to do)")]
+    for t in m["tasks"]:
+        if "slack" in t and t["status"] not in ("done", "skipped"):
+            lines.append(f"    {t['id']:<8} slack {t['slack']:g}h"
+                         + ("  (critical)" if t.get("critical") else ""))
+    f = m.get("feasibility")
+    if f:
+        lines.append(f"  projected finish {f['projected_finish']} ({f['remaining_hours']:g}h "
+                     f"left, {f['critical_path_hours']:g}h on the critical path)"
+                     + (f"; due {f['due_date']}" if f.get("due_date") else "")
+                     + ("; AT RISK" if f.get("at_risk") else ""))
+    return lines
