@@ -12,6 +12,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from . import events as ev
+from .errors import MilestoneError
 
 if TYPE_CHECKING:
     from .project import Project
@@ -19,6 +20,20 @@ if TYPE_CHECKING:
 
 def _check(name: str, ok: bool, detail: str) -> dict[str, Any]:
     return {"name": name, "ok": ok, "detail": detail}
+
+
+def rule_sections(project: Project) -> list[dict[str, Any]]:
+    """The schema and cross-reference sections, from the validation rules' errors."""
+    report = project.validate(types=("standard",))
+    out = []
+    for name, codes in (("YAML syntax and schema", "MS1"), ("cross-references", "MS2")):
+        errors = [f for f in report["findings"]
+                  if f["code"].startswith(codes) and f["severity"] == "error"]
+        detail = "consistent" if not errors else (
+            f"{errors[0]['location']}: {errors[0]['code']} {errors[0]['message']}"
+            + (f" (and {len(errors) - 1} more; see `milestone validate`)" if errors[1:] else ""))
+        out.append(_check(name, not errors, detail))
+    return out
 
 
 def check_log(project: Project) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -99,7 +114,11 @@ def run(project: Project, *, repair: bool = False) -> dict[str, Any]:
     if repair:
         with store.lock():
             repairs += store.recover()
-            sealed = project._sync()
+            try:
+                sealed = project._sync()
+            except MilestoneError as exc:  # a broken file: a person must fix it
+                sealed = []
+                repairs.append(f"left alone (fix by hand): {exc}")
             if sealed:
                 repairs.append(f"recorded {len(sealed)} hand edit(s) as events")
             replayed = ev.replay(store.events())
@@ -150,6 +169,7 @@ def run(project: Project, *, repair: bool = False) -> dict[str, Any]:
         )
     elif pending:
         checks.append(_check("pending changes", False, "changes not yet recorded"))
+    checks += rule_sections(project)
     healthy = all(c["ok"] for c in checks)
     return {
         "schema": 1,
