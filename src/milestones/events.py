@@ -39,6 +39,8 @@ EVENT_TYPES: dict[str, str] = {
     "current_changed": "the current milestone changed",
     "note_added": "a session note (`milestone note`)",
     "manual_edit_detected": "a person edited, added or removed a milestone file by hand",
+    "review_recorded": "a Kiro gate decision: approve, reject or request changes",
+    "gate_opened": "every required role approved a Kiro phase's gate",
 }
 
 
@@ -110,6 +112,18 @@ def verify_chain(
 # --------------------------------------------------------------------- patches
 
 
+def _changed(old: Mapping[str, Any], new: Mapping[str, Any], key: str) -> bool:
+    """Does ``new[key]`` differ from ``old``'s? A key new with the value None counts."""
+    if key not in old:
+        return True
+    before, after = old[key], new[key]
+    if before != after or type(before) is not type(after):
+        return True  # 1 == 1.0 == True, but they are different JSON
+    if isinstance(after, (list, dict)):
+        return canonical(before) != canonical(after)
+    return False
+
+
 def diff(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> dict[str, Any]:
     """A patch taking milestone dict ``old`` to ``new`` (both canonical ``to_dict``)."""
     if old is None and new is None:
@@ -119,7 +133,7 @@ def diff(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> dict[s
     if new is None:
         return {"delete": True}
     patch: dict[str, Any] = {}
-    fields = {k: new[k] for k in new if k != "tasks" and old.get(k) != new[k]}
+    fields = {k: new[k] for k in new if k != "tasks" and _changed(old, new, k)}
     removed = [k for k in old if k != "tasks" and k not in new]
     if fields:
         patch["set"] = fields
@@ -128,23 +142,27 @@ def diff(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> dict[s
     old_tasks = {t["id"]: t for t in old.get("tasks", [])}
     new_tasks = {t["id"]: t for t in new.get("tasks", [])}
     tset: dict[str, Any] = {}
+    replaced: set[str] = set()
     for tid, t in new_tasks.items():
         before = old_tasks.get(tid)
         if before is None:
             continue
-        changed = {k: t[k] for k in t if before.get(k) != t[k]}
+        changed = {k: t[k] for k in t if _changed(before, t, k)}
         gone = [k for k in before if k not in t]
-        if changed or gone:
+        if "$unset" in changed:
+            replaced.add(tid)  # a task field named "$unset" cannot be patched: replace it
+        elif changed or gone:
             tset[tid] = {**changed, **({"$unset": gone} if gone else {})}
-    added = [t for tid, t in new_tasks.items() if tid not in old_tasks]
-    dropped = [tid for tid in old_tasks if tid not in new_tasks]
+    added = [t for tid, t in new_tasks.items() if tid not in old_tasks or tid in replaced]
+    dropped = [tid for tid in old_tasks if tid not in new_tasks or tid in replaced]
     if tset:
         patch["tasks_set"] = tset
     if added:
         patch["tasks_add"] = added
     if dropped:
         patch["tasks_remove"] = dropped
-    order_after = [tid for tid in old_tasks if tid in new_tasks] + [t["id"] for t in added]
+    kept = [tid for tid in old_tasks if tid in new_tasks and tid not in replaced]
+    order_after = kept + [t["id"] for t in added]
     if order_after != list(new_tasks):
         patch["tasks_order"] = list(new_tasks)
     return patch

@@ -35,8 +35,8 @@ CLOSED_MILESTONE = ("completed", "archived", "cancelled")
 
 MAX_TITLE = 200
 MAX_TEXT = 20_000
-MILESTONE_ID_RE = re.compile(r"^milestone-(\d{3,})$")
-TASK_ID_RE = re.compile(r"^task-(\d+)$")
+MILESTONE_ID_RE = re.compile(r"^milestone-(\d{3,18})$")  # 18: int() of a huge id raises
+TASK_ID_RE = re.compile(r"^task-(\d{1,18})$")
 TASK_REF_RE = re.compile(r"^(?:milestone-\d{3,}/)?task-\d+$")  # a task's depends_on entry
 # C0 and C1 control characters; multi-line text may hold tabs and newlines, one line neither.
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -495,7 +495,9 @@ def task_fraction(t: Task) -> float:
 
 
 def milestone_progress(m: Milestone) -> float:
-    """Percentage done, 0-100, rounded to one decimal."""
+    """Percentage done, 0-100, rounded to one decimal (Kiro milestones count their gates)."""
+    if m.workflow == "kiro" and m.kiro is not None:
+        return kiro_progress(m)
     weights = task_weights(m.tasks)
     total = sum(weights.values())
     if total == 0:
@@ -594,7 +596,8 @@ def _require(t: Task, action: str, ref: str) -> None:
             "skip": "reopen it first (`task reopen`)",
             "block": "reopen it first (`task reopen`)",
         }
-        raise InvalidTransition(f"cannot {action} {ref}: it is {t.status}", hint=hints[action])
+        verb = "complete" if action == "done" else action
+        raise InvalidTransition(f"cannot {verb} {ref}: it is {t.status}", hint=hints[action])
 
 
 def _stop_timer(t: Task, now: str) -> int:
@@ -736,6 +739,41 @@ def find_cycle(edges: Mapping[str, Iterable[str]]) -> list[str] | None:
     return None
 
 
+def topological_order(edges: Mapping[str, Iterable[str]]) -> list[str]:
+    """Every node (dependencies too) once, each after all it depends on.
+
+    ``edges`` maps a node to the nodes it depends on. Kahn's algorithm, ties by
+    name, so the order is stable; DependencyError names a cycle if there is one.
+    """
+    import heapq
+
+    deps = {n: set(ds) for n, ds in edges.items()}
+    for ds in list(deps.values()):
+        for d in ds:
+            deps.setdefault(d, set())
+    waiting: dict[str, list[str]] = {n: [] for n in deps}
+    for n, ds in deps.items():
+        for d in ds:
+            waiting[d].append(n)
+    left = {n: len(ds) for n, ds in deps.items()}
+    ready = [n for n, k in left.items() if k == 0]
+    heapq.heapify(ready)
+    order: list[str] = []
+    while ready:
+        n = heapq.heappop(ready)
+        order.append(n)
+        for u in waiting[n]:
+            left[u] -= 1
+            if left[u] == 0:
+                heapq.heappush(ready, u)
+    if len(order) != len(deps):
+        cycle = find_cycle(deps) or sorted(n for n, k in left.items() if k)
+        raise DependencyError(
+            f"dependency cycle: {' → '.join(cycle)}", hint="remove one of those dependencies"
+        )
+    return order
+
+
 def dependents_chain(edges: Mapping[str, Iterable[str]], open_nodes: set[str]) -> dict[str, int]:
     """For every node, the length of the longest chain of open nodes waiting on it.
 
@@ -777,3 +815,86 @@ def dependents_chain(edges: Mapping[str, Iterable[str]], open_nodes: set[str]) -
 
 def priority_rank(priority: str) -> int:
     return PRIORITY_RANK.get(priority, len(PRIORITIES))
+
+
+# ------------------------------------------------------------ kiro workflow
+
+KIRO_PHASES = ("requirements", "design", "tasks", "execute")
+KIRO_GATED = ("requirements", "design", "tasks")
+KIRO_DECISIONS = ("approve", "reject", "request_changes")
+KIRO_DEFAULTS: dict[str, Any] = {
+    "policy": "optional",  # optional: findings are advice; mandatory: they are enforced
+    "enforcement": "flexible",  # flexible: warn; strict: refuse
+    "weights": {"requirements": 10, "design": 15, "tasks": 10, "execute": 65},
+    "approvers": {"requirements": ["owner"], "design": ["owner"], "tasks": ["owner"]},
+}
+
+
+def kiro_settings(*layers: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Defaults overlaid by each layer in turn (project config, then the milestone)."""
+    out: dict[str, Any] = {
+        "policy": KIRO_DEFAULTS["policy"], "enforcement": KIRO_DEFAULTS["enforcement"],
+        "weights": dict(KIRO_DEFAULTS["weights"]),
+        "approvers": {k: list(v) for k, v in KIRO_DEFAULTS["approvers"].items()},
+    }
+    for layer in layers:
+        if not layer:
+            continue
+        for key in ("policy", "enforcement"):
+            if layer.get(key):
+                out[key] = layer[key]
+        for key in ("weights", "approvers"):
+            if isinstance(layer.get(key), Mapping):
+                out[key].update(layer[key])
+    check_choice(out["policy"], ("optional", "mandatory"), "kiro policy")
+    check_choice(out["enforcement"], ("flexible", "strict"), "kiro enforcement")
+    return out
+
+
+def gate_state(kiro: Mapping[str, Any], phase: str) -> dict[str, Any]:
+    """A gate's status from the reviews: every required role must approve after the
+    last rejection or change request; any rejection blocks it with its feedback."""
+    required = list((kiro.get("approvers") or {}).get(phase) or ["owner"])
+    approved: set[str] = set()
+    status, feedback = "pending", None
+    for r in kiro.get("reviews") or []:
+        if r.get("phase") != phase:
+            continue
+        if r.get("decision") == "approve":
+            approved.add(str(r.get("role")))
+            if status in ("rejected", "changes_requested"):
+                status = "pending"
+        else:
+            approved.clear()
+            status = "rejected" if r.get("decision") == "reject" else "changes_requested"
+            feedback = r.get("comment")
+    waiting = [role for role in required if role not in approved]
+    if not waiting and status == "pending":
+        status = "approved"
+    return {"phase": phase, "status": status, "required": required,
+            "approved_by": sorted(approved & set(required)), "waiting_for": waiting,
+            "feedback": feedback}
+
+
+def kiro_phase(m: Milestone) -> str:
+    """The phase the spec is in: the first gate not yet approved, else execute."""
+    kiro = m.kiro or {}
+    for phase in KIRO_GATED:
+        if gate_state(kiro, phase)["status"] != "approved":
+            return phase
+    return "execute"
+
+
+def kiro_progress(m: Milestone) -> float:
+    """Approved gates earn their phase's weight; execute earns its weight × task progress."""
+    kiro = m.kiro or {}
+    weights = {p: float((kiro.get("weights") or KIRO_DEFAULTS["weights"]).get(p, 0))
+               for p in KIRO_PHASES}
+    total = sum(weights.values())
+    if total <= 0:
+        return 0.0
+    earned = sum(weights[p] for p in KIRO_GATED if gate_state(kiro, p)["status"] == "approved")
+    tw = task_weights(m.tasks)
+    tsum = sum(tw.values())
+    tasks = sum(w * task_fraction(m.task(tid)) for tid, w in tw.items()) / tsum if tsum else 0.0
+    return round(100.0 * (earned + weights["execute"] * tasks) / total, 1)

@@ -307,11 +307,12 @@ class Project:
             return
         config = self.config()
         day = self.today()
-        after = engine.run(engine.Context(tx.snaps, day, config, scope=touched), write_only=True)
+        after = engine.run(engine.Context(tx.snaps, day, config, scope=touched), ("all",),
+                           write_only=True)
         if not after:
             return
         before_ctx = engine.Context(tx.state.milestones, day, config, scope=touched)
-        known = {f.key for f in engine.run(before_ctx, write_only=True)}
+        known = {f.key for f in engine.run(before_ctx, ("all",), write_only=True)}
         new = [f for f in after if f.key not in known]
         errors = [f for f in new if f.severity == "error"]
         if errors:
@@ -473,6 +474,9 @@ class Project:
             risks=[dict(r) for r in spec.get("risks") or []],
             created_at=tx.now,
             updated_at=tx.now,
+            workflow=_opt(spec.get("workflow"), "workflow"),
+            template=dict(spec["template"]) if spec.get("template") else None,
+            kiro=dict(spec["kiro"]) if spec.get("kiro") else None,
         )
         raw_tasks = list(spec.get("tasks") or [])
         for i, raw in enumerate(raw_tasks, 1):
@@ -507,6 +511,11 @@ class Project:
                 md.check_text(p, "path", required=True, single_line=True, limit=500)
                 for p in raw.get("paths") or []
             ],
+            requirements=[md.check_text(str(r), "requirement id", required=True,
+                                        single_line=True, limit=50)
+                          for r in raw.get("requirements") or []],
+            phase=_opt(raw.get("phase"), "phase", limit=100),
+            spec_ref=_opt(raw.get("spec_ref"), "spec_ref", limit=50),
         )
         if status == "done":
             t.status, t.progress = "done", 100
@@ -870,6 +879,119 @@ class Project:
             return t
 
     # ------------------------------------------------------ notes, views
+
+    # ------------------------------------------------------------- kiro
+
+    def role_of(self, actor: str | None = None) -> str | None:
+        """The actor's team role; with no team configured everyone is an owner."""
+        who = actor or self.actor
+        members = [m for m in (self.config().get("team") or {}).get("members") or []
+                   if isinstance(m, Mapping)]
+        if not members:
+            return "owner"
+        for m in members:
+            names = {str(m.get(k)) for k in ("name", "email", "id") if m.get(k)}
+            if who in names | {str(a) for a in m.get("aliases") or []}:
+                return str(m.get("role") or "contributor")
+        return None
+
+    def import_kiro(self, path: Path, *, title: str | None = None, policy: str | None = None,
+                    enforcement: str | None = None, priority: str = "medium",
+                    due: str | None = None) -> md.Milestone:
+        """A milestone with ``workflow: kiro`` from a spec directory (or its tasks.md)."""
+        from . import kiro
+
+        spec = kiro.read_spec(Path(path))
+        tasks = kiro.tasks_to_specs(spec.tasks)
+        for t in tasks:
+            t.pop("optional", None)
+        repo = self.root.parent.resolve()
+        try:
+            where = str(spec.directory.resolve().relative_to(repo))
+        except ValueError:
+            where = str(spec.directory.resolve())
+        settings = md.kiro_settings(self.config().get("kiro"),
+                                    {"policy": policy, "enforcement": enforcement})
+        story = next((r.story for r in spec.requirements if r.story), None)
+        return self.plan_many([{
+            "title": title or spec.name.replace("-", " ").replace("_", " ").capitalize(),
+            "description": story or f"Kiro spec {spec.name}",
+            "priority": priority, "due_date": due, "tasks": tasks, "workflow": "kiro",
+            "tags": ["kiro"],
+            "kiro": settings | {
+                "spec": spec.name, "path": where, "tasks_source": spec.tasks_md, "reviews": [],
+                # boxes ticked in Kiro before the import: not work started past a gate
+                "imported_done": [f"task-{i}" for i, t in enumerate(tasks, 1)
+                                  if t["status"] == "done"]},
+        }])[0]
+
+    def export_kiro(self, ref: str) -> str:
+        """The milestone as a Kiro tasks.md (the imported text, with boxes brought up to date)."""
+        from . import kiro
+
+        m = self.milestone(ref)
+        source = (m.kiro or {}).get("tasks_source") if m.workflow == "kiro" else None
+        return kiro.export_tasks_md(m.to_dict(), source)
+
+    def review(self, ref: str, phase: str, decision: str,
+               comment: str | None = None) -> dict[str, Any]:
+        """Record a gate decision on a Kiro milestone's phase; returns the gate's state."""
+        md.check_choice(phase, md.KIRO_GATED, "phase")
+        md.check_choice(decision, md.KIRO_DECISIONS, "decision")
+        note = md.check_text(comment or "", "comment", limit=5000) or None
+        with self._write() as tx:
+            mid = refs.resolve_milestone(ref, tx.snaps)
+            m = tx.milestone(mid)
+            if m.workflow != "kiro" or m.kiro is None:
+                raise InvalidInput(f"{mid} does not use the Kiro workflow",
+                                   hint="import a spec with `milestone import kiro PATH`")
+            kiro = dict(m.kiro)
+            for earlier in md.KIRO_GATED[: md.KIRO_GATED.index(phase)]:
+                if md.gate_state(kiro, earlier)["status"] != "approved":
+                    raise InvalidTransition(f"cannot review {phase} of {mid}: the {earlier} "
+                                            "gate is not approved yet",
+                                            hint=f"review {earlier} first")
+            role = self.role_of()
+            gate = md.gate_state(kiro, phase)
+            if role not in gate["required"]:
+                from .errors import PermissionDenied
+
+                raise PermissionDenied(
+                    f"{self.actor} ({role or 'not a team member'}) cannot review the {phase} "
+                    f"gate of {mid}", hint=f"it needs: {', '.join(gate['required'])}")
+            if decision == "approve" and gate["status"] == "approved":
+                raise InvalidTransition(f"the {phase} gate of {mid} is already approved",
+                                        hint="nothing to do")
+            before = m.to_dict()
+            kiro["reviews"] = [*(kiro.get("reviews") or []), {
+                "phase": phase, "decision": decision, "actor": self.actor, "role": role,
+                "comment": note, "timestamp": tx.now}]
+            m.kiro = kiro
+            tx.touch(m)
+            after = md.gate_state(kiro, phase)
+            tx.record("review_recorded", m, before, phase=phase, decision=decision, role=role,
+                      comment=note, gate=after["status"])
+            if after["status"] == "approved":
+                opened = m.to_dict()
+                tx.record("gate_opened", m, opened, phase=phase,
+                          next_phase=md.kiro_phase(m))
+            return after
+
+    def pending_reviews(self) -> dict[str, Any]:
+        """Gates that wait for the caller's role, phase by phase."""
+        role = self.role_of()
+        rows = []
+        for mid, snap in sorted(self.state().milestones.items()):
+            m = md.Milestone.from_dict(snap)
+            if m.workflow != "kiro" or m.kiro is None or m.status in md.CLOSED_MILESTONE:
+                continue
+            phase = md.kiro_phase(m)
+            if phase == "execute":
+                continue
+            gate = md.gate_state(m.kiro, phase)
+            if role in gate["waiting_for"]:
+                rows.append({"ref": mid, "title": m.title, "spec": m.kiro.get("spec")} | gate)
+        return {"schema": SCHEMA, "role": role, "actor": self.actor, "pending": rows}
 
     def note(self, text: str) -> None:
         text = md.check_text(text, "note", required=True, limit=5000)

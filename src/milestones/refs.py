@@ -9,8 +9,9 @@ from typing import Any
 from .errors import InvalidInput, NotFound
 from .model import milestone_id
 
-_M = re.compile(r"^(?:milestone-?|m)?0*(\d+)$", re.IGNORECASE)
-_T = re.compile(r"^(?:task-?|t)?(\d+)$", re.IGNORECASE)
+# At most 18 digits: int() refuses strings past 4300 digits, and no id gets that far.
+_M = re.compile(r"^(?:milestone-?|m)?0*(\d{1,18})$", re.IGNORECASE)
+_T = re.compile(r"^(?:task-?|t)?0*(\d{1,18})$", re.IGNORECASE)
 
 
 def parse_milestone(text: str) -> str:
@@ -78,7 +79,10 @@ def resolve_task(
     raw = str(text).strip()
     if "/" in raw:
         mpart, tpart = raw.split("/", 1)
-        mid = resolve_milestone(mpart, milestones)
+        try:
+            mid = resolve_milestone(mpart, milestones)
+        except NotFound as exc:  # name the whole reference: '..' alone says little
+            raise NotFound(f"{exc.message} in task reference {raw!r}", hint=exc.hint) from None
     else:
         if current is None or current not in milestones:
             raise NotFound(

@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _register() -> None:
-    from . import activity, admin, plan, task, validate  # noqa: F401  (register on import)
+    from . import activity, admin, kiro, plan, task, validate  # noqa: F401  (register)
 
 
 _register()

@@ -355,7 +355,7 @@ class FileStore(Store):
         for mid in sorted(set(entries) - set(files)):
             edits.append(Edit(mid, entries[mid]["state"], None, entries[mid]["path"]))
         if self._current_mtime() != state.get("current_mtime_ns"):
-            marker = self._read_current_marker()
+            marker = self._edited_current_marker(set(files))
             if marker != state.get("current"):
                 edits.append(Edit(marker or "", None, None, "active/current.txt", current=True))
             else:
@@ -364,6 +364,21 @@ class FileStore(Store):
         if dirty and not edits:
             self._write_state(state)
         return edits
+
+    def _edited_current_marker(self, ids: set[str]) -> str | None:
+        """The id in a hand-edited current.txt; refuse one that is no milestone here."""
+        try:
+            text = self.current_path.read_text("utf-8", errors="replace").strip()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise fsutil.storage_error(exc, self.current_path, "read") from None
+        if text and text not in ids:
+            raise InvalidInput(
+                f".milestones/active/current.txt: {text[:80]!r} is not a milestone of this project",
+                hint="write a milestone id there (e.g. milestone-001), or delete the file",
+            )
+        return text or None
 
     def _read_current_marker(self) -> str | None:
         try:
@@ -451,25 +466,30 @@ class FileStore(Store):
             ):
                 current_bytes = f"{replay.current}\n".encode() if replay.current else b""
                 self._write(self.current_path, current_bytes, written)
+            new_state = dict(state)
+            new_state.update(
+                milestones=new_entries,
+                current=replay.current,
+                max_number=max(replay.max_number, state.get("max_number", 0)),
+                applied_event_id=sealed[-1]["event_id"] if sealed else state["applied_event_id"],
+                applied_hash=sealed[-1]["hash"] if sealed else state["applied_hash"],
+                log_size=self._log_size(),
+                current_mtime_ns=self._current_mtime(),
+            )
+            written.append((self.state_path, None))  # undo: put the old state back
+            self._write_state(new_state)
         except BaseException:
+            # Undo every file (state.json included) so the caller can take the
+            # events back: a half-done write must not survive as a "hand edit".
             for path, old_bytes in reversed(written):
-                with contextlib.suppress(OSError):
-                    if old_bytes is None:
+                with contextlib.suppress(OSError, MilestoneError):
+                    if path == self.state_path:
+                        self._write_state(state)
+                    elif old_bytes is None:
                         path.unlink()
                     else:
                         fsutil.atomic_write(path, old_bytes)
             raise
-        new_state = dict(state)
-        new_state.update(
-            milestones=new_entries,
-            current=replay.current,
-            max_number=max(replay.max_number, state.get("max_number", 0)),
-            applied_event_id=sealed[-1]["event_id"] if sealed else state["applied_event_id"],
-            applied_hash=sealed[-1]["hash"] if sealed else state["applied_hash"],
-            log_size=self._log_size(),
-            current_mtime_ns=self._current_mtime(),
-        )
-        self._write_state(new_state)
         self._state = new_state
 
     def _adopt_entry(self, mid: str, snap: Snapshot) -> dict[str, Any]:
@@ -503,18 +523,18 @@ class FileStore(Store):
             old = None
         except OSError as exc:
             raise fsutil.storage_error(exc, path, "read") from None
+        written.append((path, old))  # before the write: an interrupt may land after the rename
         fsutil.atomic_write(path, data)
-        written.append((path, old))
 
     def _remove(self, path: Path, written: list[tuple[Path, bytes | None]]) -> None:
         try:
             old = path.read_bytes()
+            written.append((path, old))  # before the unlink, as in _write
             path.unlink()
         except FileNotFoundError:
             return
         except OSError as exc:
             raise fsutil.storage_error(exc, path, "remove") from None
-        written.append((path, old))
         fsutil.fsync_dir(path.parent)
 
     def _write_state(self, state: dict[str, Any]) -> None:

@@ -10,11 +10,12 @@ PyYAML and ruamel are imported on first use: read commands rarely need them.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
 from ..errors import InvalidInput
+from ..model import MILESTONE_FIELDS, TASK_FIELDS
 
 MAX_FILE_BYTES = 10 * 1024 * 1024
 _MAYBE_ANCHOR = re.compile(r"(?:^|[\s\[\{,:-])[&*][^\s,\]\}]")
@@ -23,7 +24,7 @@ _MAYBE_ANCHOR = re.compile(r"(?:^|[\s\[\{,:-])[&*][^\s,\]\}]")
 def decode(raw: bytes, where: str) -> str:
     if len(raw) > MAX_FILE_BYTES:
         raise InvalidInput(
-            f"{where} is {len(raw) / 1048576:.1f} MB, over the 10 MB limit",
+            f"{where} is {len(raw):,} bytes, over the 10 MB ({MAX_FILE_BYTES:,} bytes) limit",
             hint="split it into smaller files",
         )
     try:
@@ -50,7 +51,8 @@ def _loader() -> Any:
                     mark = key_node.start_mark
                     raise InvalidInput(
                         f"{{where}}:{mark.line + 1}:{mark.column + 1}: "
-                        "mapping keys must be plain text"
+                        "mapping keys must be plain text",
+                        hint="write the key as a plain word, e.g. `title:`",
                     )
                 if key in seen:
                     mark = key_node.start_mark
@@ -61,7 +63,23 @@ def _loader() -> Any:
                 seen.add(key)
             return super().construct_mapping(node, deep=deep)
 
+        def construct_yaml_timestamp(self, node: Any) -> Any:
+            # PyYAML raises a bare ValueError for dates that do not exist (2026-02-30).
+            try:
+                return super().construct_yaml_timestamp(node)
+            except (ValueError, AttributeError) as exc:  # AttributeError: `!!timestamp foo`
+                mark = node.start_mark
+                why = f" ({exc})" if isinstance(exc, ValueError) else ""
+                raise InvalidInput(
+                    f"{{where}}:{mark.line + 1}:{mark.column + 1}: "
+                    f"{node.value!r} is not a real date{why}",
+                    hint="use a date that exists, as YYYY-MM-DD, e.g. 2026-02-28",
+                ) from None
+
     StrictLoader.add_constructor("tag:yaml.org,2002:map", StrictLoader.construct_yaml_map)
+    StrictLoader.add_constructor(
+        "tag:yaml.org,2002:timestamp", StrictLoader.construct_yaml_timestamp
+    )
     return StrictLoader
 
 
@@ -123,14 +141,21 @@ def load_text(text: str, where: str) -> Any:
         mark = exc.problem_mark or exc.context_mark
         pos = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
         problem = exc.problem or exc.context or "malformed YAML"
-        raise InvalidInput(
-            f"{where}{pos}: {problem}", hint="fix the YAML syntax (check indentation and colons)"
-        ) from None
+        hint = "fix the YAML syntax (check indentation and colons)"
+        lines = text.splitlines()
+        if mark and mark.line < len(lines) and "\t" in lines[mark.line][: mark.column + 1]:
+            problem, hint = f"{problem} (a tab)", "indent YAML with spaces, not tabs"
+        raise InvalidInput(f"{where}{pos}: {problem}", hint=hint) from None
     except yaml.YAMLError as exc:
         raise InvalidInput(f"{where}: malformed YAML ({exc})", hint="fix the YAML syntax") from None
     except RecursionError:
         raise InvalidInput(f"{where}: nested too deeply", hint="flatten the document") from None
-    return jsonable(data)
+    try:
+        return jsonable(data)
+    except OverflowError as exc:  # an aware timestamp that leaves the calendar in UTC
+        raise InvalidInput(
+            f"{where}: a timestamp is out of range ({exc})", hint="use a date after year 1"
+        ) from None
 
 
 def load_bytes(raw: bytes, where: str) -> Any:
@@ -143,16 +168,21 @@ _ALWAYS = ("id", "title", "status")
 _ZERO_DEFAULTS = ("time_spent", "progress")
 
 
-def prune(d: Mapping[str, Any]) -> dict[str, Any]:
-    """Drop empty values so files stay short; loading fills the same defaults back."""
+def prune(d: Mapping[str, Any], fields: Collection[str] = MILESTONE_FIELDS) -> dict[str, Any]:
+    """Drop empty values so files stay short; loading fills the same defaults back.
+
+    Only model ``fields`` are dropped: loading gives an absent one its empty
+    default, but an unknown key (kept in ``extra``) or an empty mapping such as
+    ``completion: {}`` would come back missing or as None.
+    """
     out: dict[str, Any] = {}
     for k, v in d.items():
-        if k in _ALWAYS:
+        if k in _ALWAYS or k not in fields:
             out[k] = v
-        elif v is None or v == "" or v == [] or v == {} or (k in _ZERO_DEFAULTS and v == 0):
+        elif v is None or v == "" or v == [] or (k in _ZERO_DEFAULTS and v == 0):
             continue
         elif k == "tasks":
-            out[k] = [prune(t) for t in v]
+            out[k] = [prune(t, TASK_FIELDS) for t in v]
         else:
             out[k] = v
     return out
@@ -188,6 +218,31 @@ def _plain(value: Any) -> Any:
     return jsonable(value)
 
 
+_RESOLVER: Any = None
+
+
+def _yaml11_safe(value: Any) -> Any:
+    """Quote the strings our YAML 1.1 reader would take for something else.
+
+    ruamel writes YAML 1.2, where ``yes``, ``off``, ``1_000`` and ``12:30`` are
+    plain text; PyYAML would read them back as a bool or a number.
+    """
+    global _RESOLVER
+    if isinstance(value, str):
+        import yaml
+        from ruamel.yaml.scalarstring import DoubleQuotedScalarString
+
+        if _RESOLVER is None:
+            _RESOLVER = yaml.resolver.Resolver()
+        tag = _RESOLVER.resolve(yaml.ScalarNode, value, (True, False))
+        return value if tag == "tag:yaml.org,2002:str" else DoubleQuotedScalarString(value)
+    if isinstance(value, Mapping):
+        return {k: _yaml11_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_yaml11_safe(v) for v in value]
+    return value
+
+
 def _merge_map(target: Any, new: Mapping[str, Any]) -> None:
     from ruamel.yaml.comments import CommentedMap
 
@@ -201,7 +256,7 @@ def _merge_map(target: Any, new: Mapping[str, Any]) -> None:
         elif isinstance(value, Mapping) and isinstance(target.get(key), CommentedMap):
             _merge_map(target[key], value)
         else:
-            target[key] = value
+            target[key] = _yaml11_safe(value)
 
 
 def _merge_tasks(seq: Any, tasks: list[dict[str, Any]]) -> None:
@@ -214,7 +269,7 @@ def _merge_tasks(seq: Any, tasks: list[dict[str, Any]]) -> None:
         if node is None:
             node = CommentedMap()
             for k, v in task.items():
-                node[k] = v
+                node[k] = _yaml11_safe(v)
         else:
             _merge_map(node, task)
         rebuilt.append(node)
@@ -237,7 +292,20 @@ def dump_roundtrip(old_text: str, d: Mapping[str, Any]) -> str:
         doc = None
     if not isinstance(doc, Mapping):
         return dump_fast(d)
-    _merge_map(doc, prune(d))
+    pruned = prune(d)
+    _merge_map(doc, pruned)
     buf = io.StringIO()
     yaml.dump(doc, buf)
-    return buf.getvalue()
+    text = buf.getvalue()
+    # Whatever still reads back differently (say, a key like `yes:`): write it afresh.
+    try:
+        same = _canonical(load_text(text, "the rewritten file")) == _canonical(pruned)
+    except InvalidInput:
+        same = False
+    return text if same else dump_fast(d)
+
+
+def _canonical(value: Any) -> str:
+    import json
+
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)

@@ -233,3 +233,7 @@ def render_rules(data: Mapping[str, Any]) -> None:
                                                    style=SEVERITY_STYLE[r["severity"]]),
                       r["title"], "yes" if r["on_write"] else "")
     con.print(table)
+
+
+def render_pending(data: Mapping[str, Any]) -> None:
+    console().print(simple.render_pending(data))

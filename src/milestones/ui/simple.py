@@ -333,3 +333,12 @@ def critical_path_lines(m: Mapping[str, Any]) -> list[str]:
                      + (f"; due {f['due_date']}" if f.get("due_date") else "")
                      + ("; AT RISK" if f.get("at_risk") else ""))
     return lines
+
+
+def render_pending(data: Mapping[str, Any]) -> str:
+    if not data["pending"]:
+        return f"Nothing waits for {data['actor']} ({data['role'] or 'no role'})."
+    return "\n".join(
+        f"{p['ref']}  {p['title']}: {p['phase']} gate {p['status']}, waiting for "
+        f"{', '.join(p['waiting_for'])}" + (f" (feedback: {p['feedback']})" if p["feedback"]
+                                            else "") for p in data["pending"])

@@ -65,7 +65,8 @@ class Finding:
     @property
     def location(self) -> str:
         if self.file:
-            pos = f":{self.line}:{self.column}" if self.line else ""
+            pos = f":{self.line}" if self.line else ""
+            pos += f":{self.column}" if self.line and self.column else ""
             return f"{self.file}{pos}"
         return self.ref or "project"
 
@@ -256,6 +257,7 @@ def run(
 def _load_rules() -> None:
     from . import (  # noqa: F401  (rules register on import)
         dependency,
+        kiro_rules,
         resource,
         storage,
         structure,

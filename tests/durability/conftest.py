@@ -1,0 +1,24 @@
+"""Fixtures for the durability tests: real processes on a real project directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from .helpers import cli
+
+
+@pytest.fixture(autouse=True)
+def _patient_lock(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Contention must make commands wait, never fail.
+    monkeypatch.setenv("MILESTONE_LOCK_TIMEOUT", "60")
+
+
+@pytest.fixture
+def proj(tmp_path: Path) -> Path:
+    """A project initialised by `milestone init` (the directory holding .milestones/)."""
+    d = tmp_path / "proj"
+    d.mkdir()
+    cli(d, "init")
+    return d
