@@ -50,7 +50,7 @@ def test_import_maps_tasks_requirements_and_numbers(tmp_path: Path) -> None:
     assert by_ref["2.1"].status == "done" and by_ref["2.1"].requirements == ["1.1"]
     assert by_ref["2.3"].requirements == ["1.3"]  # from **Validates: Requirements 1.3**
     assert by_ref["3.1"].requirements == ["2.1", "2.2"]
-    assert by_ref["1"].description.startswith("Create the `sync_queue` table")
+    assert by_ref["1"].description.startswith("- Create the `sync_queue` table")
     parent = by_ref["2"]
     assert set(parent.depends_on) == {t.id for r, t in by_ref.items()
                                       if r and r.startswith("2.")}
