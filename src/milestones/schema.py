@@ -14,8 +14,6 @@ from typing import Any
 from . import model as md
 
 SCHEMA_ID = "https://milestone.dev/schema/milestone-1.json"
-SCHEMA_FILE = "config/milestone.schema.json"
-SCHEMA_COMMENT = f"# yaml-language-server: $schema=../{SCHEMA_FILE}"
 
 _DATE = {"type": ["string", "null"], "format": "date", "pattern": r"^\d{4}-\d{2}-\d{2}$"}
 _TIMESTAMP = {"type": ["string", "null"], "format": "date-time"}

@@ -180,3 +180,17 @@ def test_demo(tmp_path: Path) -> None:
     p = Project.open(tmp_path / "demo")
     assert len(p.state().milestones) == 3
     assert p.milestone("1").status == "in_progress"
+
+
+def test_files_carry_the_schema_line_and_schema_command(run: Runner) -> None:
+    run.ok("plan", "One", "--task", "A")
+    text = (run.cwd / ".milestones" / "active" / "milestone-001.yaml").read_text()
+    assert text.startswith("# yaml-language-server: $schema=../config/milestone.schema.json\n")
+    on_disk = json.loads((run.cwd / ".milestones" / "config" / "milestone.schema.json").read_text())
+    printed = json.loads(run.ok("schema"))
+    assert on_disk == printed
+    props = printed["properties"]
+    assert props["status"]["enum"][0] == "planned"
+    assert props["id"]["pattern"] == r"^milestone-(\d{3,})$"
+    assert printed["$defs"]["task"]["properties"]["progress"]["maximum"] == 100
+    assert "title" in printed["required"]

@@ -71,6 +71,14 @@ class FileStore(Store):
                 fsutil.atomic_write(backend, b"file\n")
             if not self.log_path.exists():
                 fsutil.append_durable(self.log_path, b"")
+            schema_path = self.root / yamlio.SCHEMA_FILE
+            if not schema_path.exists():
+                import json as _json
+
+                from ..schema import milestone_schema
+
+                text = _json.dumps(milestone_schema(), indent=2) + "\n"
+                fsutil.atomic_write(schema_path, text.encode("utf-8"))
         except OSError as exc:
             raise fsutil.storage_error(exc, self.root, "create") from None
 

@@ -18,6 +18,9 @@ from ..errors import InvalidInput
 from ..model import MILESTONE_FIELDS, TASK_FIELDS
 
 MAX_FILE_BYTES = 10 * 1024 * 1024
+SCHEMA_FILE = "config/milestone.schema.json"
+# Editors with the YAML language server check files against the schema as you type.
+SCHEMA_COMMENT = f"# yaml-language-server: $schema=../{SCHEMA_FILE}"
 _MAYBE_ANCHOR = re.compile(r"(?:^|[\s\[\{,:-])[&*][^\s,\]\}]")
 
 
@@ -200,7 +203,7 @@ def dump_fast(d: Mapping[str, Any]) -> str:
         default_flow_style=False,
         width=100,
     )
-    return text
+    return f"{SCHEMA_COMMENT}\n{text}"
 
 
 def _plain(value: Any) -> Any:
