@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from conftest import Runner
 from milestones.cli import cli
+from milestones.model import MILESTONE_ID_RE
 from milestones.project import Project
 
 
@@ -191,6 +192,6 @@ def test_files_carry_the_schema_line_and_schema_command(run: Runner) -> None:
     assert on_disk == printed
     props = printed["properties"]
     assert props["status"]["enum"][0] == "planned"
-    assert props["id"]["pattern"] == r"^milestone-(\d{3,})$"
+    assert props["id"]["pattern"] == MILESTONE_ID_RE.pattern
     assert printed["$defs"]["task"]["properties"]["progress"]["maximum"] == 100
     assert "title" in printed["required"]
