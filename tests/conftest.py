@@ -31,14 +31,18 @@ def project_dir(tmp_path: Path) -> Path:
     return tmp_path
 
 
-@pytest.fixture(params=["file", "memory"])
+BACKENDS = ["file", "database", "memory"]
+
+
+@pytest.fixture(params=BACKENDS)
 def project(request: pytest.FixtureRequest, tmp_path: Path) -> Project:
     """A Project on every backend: the same behaviour is expected of each."""
     if request.param == "memory":
         store = MemoryStore(tmp_path / ".milestones")
         store.initialize()
         return Project(store, cwd=tmp_path, actor="tester@example.com", session_id="test-session")
-    p, _ = Project.init(tmp_path, actor="tester@example.com", session_id="test-session")
+    p, _ = Project.init(tmp_path, backend=request.param, actor="tester@example.com",
+                        session_id="test-session")
     return p
 
 

@@ -1,3 +1,3 @@
-from milestones.cli import main
+from milestones.console import main
 
 main()

@@ -8,10 +8,17 @@ milestone exactly (``replay``). The seed's fields (``milestone_id``,
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hashlib import sha256 as _sha256
+else:
+    try:  # the built-in SHA-256, as random.py does: hashlib loads OpenSSL, ~5 ms per start
+        from _sha256 import sha256 as _sha256
+    except ImportError:  # pragma: no cover  (Pythons built without it)
+        from hashlib import sha256 as _sha256
 
 GENESIS_HASH = "0" * 64
 SCHEMA = 1
@@ -51,7 +58,11 @@ def canonical(obj: Any) -> str:
 
 def event_hash(event: Mapping[str, Any]) -> str:
     body = {k: v for k, v in event.items() if k != "hash"}
-    return hashlib.sha256(canonical(body).encode("utf-8")).hexdigest()
+    return sha256_hex(canonical(body).encode("utf-8"))
+
+
+def sha256_hex(data: bytes) -> str:
+    return _sha256(data).hexdigest()
 
 
 def seal(event: dict[str, Any], event_id: int, prev_hash: str) -> dict[str, Any]:
@@ -202,6 +213,11 @@ def apply(state: Mapping[str, Any] | None, patch: Mapping[str, Any]) -> dict[str
     return new
 
 
+# The keys of ``data`` that make an event a patch of its milestone.
+PATCH_KEYS = ("create", "delete", "set", "unset", "tasks_set", "tasks_add", "tasks_remove",
+              "tasks_order")
+
+
 class ReplayState:
     """What the log says the project is: milestones, the current one, id counters."""
 
@@ -222,19 +238,7 @@ class ReplayState:
             self.notes.append(
                 {"text": data["note"], "actor": ev.get("actor"), "timestamp": ev.get("timestamp")}
             )
-        if mid and any(
-            k in data
-            for k in (
-                "create",
-                "delete",
-                "set",
-                "unset",
-                "tasks_set",
-                "tasks_add",
-                "tasks_remove",
-                "tasks_order",
-            )
-        ):
+        if mid and any(k in data for k in PATCH_KEYS):
             after = apply(self.milestones.get(mid), data)
             if after is None:
                 self.milestones.pop(mid, None)

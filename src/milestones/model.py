@@ -315,7 +315,10 @@ class Milestone:
         return d
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], where: str | None = None) -> Milestone:
+    def from_dict(
+        cls, data: Mapping[str, Any], where: str | None = None, *, window: bool = True
+    ) -> Milestone:
+        """``window=False`` accepts a due date before the start (validation reports it)."""
         if not isinstance(data, Mapping):
             raise InvalidInput(
                 f"{where or 'milestone'} must be a mapping of fields, not {type(data).__name__}"
@@ -367,7 +370,8 @@ class Milestone:
             kiro=_opt_dict(data.get("kiro"), f"{w} kiro"),
             extra={k: v for k, v in data.items() if k not in known},
         )
-        check_window(m.start_date, m.due_date, w)
+        if window:
+            check_window(m.start_date, m.due_date, w)
         for dep in m.depends_on:
             if not MILESTONE_ID_RE.match(dep):
                 raise InvalidInput(
@@ -503,7 +507,10 @@ def milestone_progress(m: Milestone) -> float:
     if total == 0:
         return 100.0 if m.status in ("completed", "archived") else 0.0
     done = sum(w * task_fraction(m.task(tid)) for tid, w in weights.items())
-    return round(100.0 * done / total, 1)
+    pct = round(100.0 * done / total, 1)
+    if pct >= 100.0 and any(m.task(tid).status != "done" for tid in weights):
+        return 99.9  # a task at 100 % (or rounding) is not every task done
+    return pct
 
 
 def derive_status(m: Milestone) -> str:

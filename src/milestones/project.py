@@ -182,10 +182,11 @@ class Project:
         return cls(open_store(root), cwd=start, **kw)
 
     @classmethod
-    def init(cls, directory: Path, **kw: Any) -> tuple[Project, bool]:
+    def init(cls, directory: Path, *, backend: str | None = None,
+             **kw: Any) -> tuple[Project, bool]:
         """Create ``.milestones/`` in ``directory``; returns (project, created)."""
         root = Path(directory) / DIRNAME
-        store = open_store(root)
+        store = open_store(root, backend)
         created = not store.exists()
         store.initialize()
         config = root / "config" / "config.yaml"
@@ -214,8 +215,20 @@ class Project:
 
     # ------------------------------------------------------------ reads
 
+    def _follow_backend(self) -> bool:
+        """Re-open the store when a migration switched the backend; True if it did."""
+        try:
+            marker = (self.root / "config" / "storage-backend.txt").read_text("utf-8").strip()
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        if marker and marker != self.store.backend and self.store.backend != "memory":
+            self.store = open_store(self.root)  # the old one closes when its lock is let go
+            return True
+        return False
+
     def state(self) -> State:
         """Current state; records pending hand edits first when the lock is free."""
+        self._follow_backend()
         store = self.store
         if store.needs_sync():
             with store.try_lock() as got:
@@ -281,10 +294,17 @@ class Project:
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[Txn]:
+        self._follow_backend()
         store = self.store
         if not store.exists():
             raise NotFound(f"no project at {self.root}", hint="run `milestone init` first")
-        with store.lock():
+        with contextlib.ExitStack() as held:
+            held.enter_context(store.lock())
+            if self._follow_backend():
+                # A migration switched backends while we waited for the lock: the
+                # write goes to the new backend, under its lock.
+                store = self.store
+                held.enter_context(store.lock())
             self._sync()
             tx = Txn(self, store.load())
             yield tx
@@ -880,6 +900,20 @@ class Project:
 
     # ------------------------------------------------------ notes, views
 
+    # --------------------------------------------------------- templates
+
+    def plan_from_template(self, name: str, *, title: str | None = None,
+                           variables: Mapping[str, Any] | None = None,
+                           start: str | None = None, **overrides: Any) -> md.Milestone:
+        """A milestone from a built-in or user template, through the validated write."""
+        from . import templates
+
+        template = templates.get_template(self.root, name)
+        spec = templates.render(template, title=title, variables=variables,
+                                start=start or self.today())
+        spec.update({k: v for k, v in overrides.items() if v is not None})
+        return self.plan_many([spec])[0]
+
     # ------------------------------------------------------------- kiro
 
     def role_of(self, actor: str | None = None) -> str | None:
@@ -1093,14 +1127,12 @@ class Project:
     def _feasibilities(self, milestones: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         """The feasibility projection of every open milestone, from one global schedule."""
         from . import schedule
-        from .validation.engine import Context
-        from .validation.resource import weekly_hours
 
         try:
             crit = schedule.critical_hours_by_milestone(schedule.project_schedule(milestones))
         except DependencyError:
             return {}
-        hours = weekly_hours(Context(milestones, self.today(), self.config()))
+        hours = schedule.team_weekly_hours(self.config())  # not the rules' engine: reads skip it
         return {mid: schedule.feasibility(m, crit.get(mid, 0.0), self.today(), hours)
                 for mid, m in milestones.items()
                 if m.get("status") in ("planned", "in_progress", "blocked")}
@@ -1108,14 +1140,12 @@ class Project:
     def _schedule(self, milestones: Mapping[str, Any], mid: str) -> dict[str, Any]:
         """Critical path, per-task slack and the feasibility projection of ``mid``."""
         from . import schedule
-        from .validation.engine import Context
-        from .validation.resource import weekly_hours
 
         try:
             sched = schedule.project_schedule(milestones, only=mid)
         except DependencyError:
             return {"critical_path": [], "feasibility": None, "tasks": {}}
-        hours = weekly_hours(Context(milestones, self.today(), self.config()))
+        hours = schedule.team_weekly_hours(self.config())
         crit = schedule.critical_hours_by_milestone(sched).get(mid, 0.0)
         on_path = set(sched.critical_path)
         tasks = {
@@ -1158,7 +1188,8 @@ class Project:
                     raw[shown] = (text, data, None)
                     sources[mid] = engine.Source(shown, text)
                     with contextlib.suppress(MilestoneError):  # what is on disk counts
-                        milestones[mid] = md.Milestone.from_dict(data).to_dict()
+                        # window=False: a due date before the start is MS301's to report
+                        milestones[mid] = md.Milestone.from_dict(data, window=False).to_dict()
         ctx = engine.Context(milestones, self.today(), self.config(), root=self.root,
                              sources=sources, raw=raw, store=self.store, scope=scope)
         findings = engine.run(ctx, types)

@@ -28,6 +28,20 @@ def remaining_hours(task: Mapping[str, Any]) -> float:
     return hours * (1.0 - (task.get("progress") or 0) / 100.0)
 
 
+def team_weekly_hours(config: Mapping[str, Any]) -> list[float]:
+    """Each configured team member's weekly hours (``capacity``, default 40)."""
+    members = ((config.get("team") or {}).get("members")) or []
+    out = []
+    for m in members:
+        if not isinstance(m, dict):
+            continue
+        try:
+            out.append(float(m.get("capacity", DEFAULT_WEEKLY_HOURS)))
+        except (TypeError, ValueError):
+            continue
+    return out
+
+
 def topological_order(edges: Mapping[str, list[str]]) -> list[str]:
     """Nodes with every dependency before its dependents (Kahn); DependencyError on a cycle."""
     nodes = set(edges)
@@ -106,14 +120,7 @@ def project_schedule(
     milestones: Mapping[str, Mapping[str, Any]], only: str | None = None
 ) -> Schedule:
     """The schedule of every open task (or those of milestone ``only`` and what they need)."""
-    edges: dict[str, list[str]] = {}
-    hours: dict[str, float] = {}
-    for mid, m in milestones.items():
-        for t in m.get("tasks", []):
-            ref = f"{mid}/{t['id']}"
-            edges[ref] = [d if "/" in d else f"{mid}/{d}" for d in t.get("depends_on", [])]
-            hours[ref] = remaining_hours(t)
-    edges = {k: [d for d in v if d in edges] for k, v in edges.items()}
+    edges, hours = _task_graph(milestones)
     if only is not None:
         keep: set[str] = set()
         stack = [r for r in edges if r.startswith(only + "/")]
@@ -124,6 +131,50 @@ def project_schedule(
                 stack.extend(edges[r])
         edges = {k: v for k, v in edges.items() if k in keep}
     return schedule(edges, hours)
+
+
+def _task_graph(
+    milestones: Mapping[str, Mapping[str, Any]],
+) -> tuple[dict[str, list[str]], dict[str, float]]:
+    """Every task's dependencies (those that exist) and remaining hours, by full ref."""
+    edges: dict[str, list[str]] = {}
+    hours: dict[str, float] = {}
+    for mid, m in milestones.items():
+        for t in m.get("tasks", []):
+            ref = f"{mid}/{t['id']}"
+            edges[ref] = [d if "/" in d else f"{mid}/{d}" for d in t.get("depends_on", [])]
+            hours[ref] = remaining_hours(t)
+    edges = {k: [d for d in v if d in edges] for k, v in edges.items()}
+    return edges, hours
+
+
+def project_critical_hours(milestones: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
+    """``critical_hours_by_milestone(project_schedule(milestones))`` by the forward pass
+    alone (no order to sort, no latest starts, slack or path); DependencyError on a cycle."""
+    edges, hours = _task_graph(milestones)
+    ef: dict[str, float] = {}  # earliest finish, each task after all it depends on
+    open_: set[str] = set()  # on the depth-first stack: meeting one again is a cycle
+    for root in edges:
+        if root in ef:
+            continue
+        stack = [(root, iter(edges[root]))]
+        open_.add(root)
+        while stack:
+            node, deps = stack[-1]
+            for d in deps:
+                if d not in ef:
+                    if d in open_:
+                        raise DependencyError(
+                            "the task graph has a cycle", hint="run `milestone validate`"
+                        )
+                    open_.add(d)
+                    stack.append((d, iter(edges[d])))
+                    break
+            else:
+                stack.pop()
+                open_.discard(node)
+                ef[node] = max((ef[d] for d in edges[node]), default=0.0) + hours[node]
+    return critical_hours_by_milestone(Schedule(earliest_finish=ef))
 
 
 def add_work_days(start: date, days: float) -> date:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import getpass
 import os
 import re
-import secrets
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -78,6 +76,8 @@ def resolve_actor(cwd: Path) -> str:
     email = git_email(cwd)
     if email:
         return email
+    import getpass  # on first use: most actors come from the environment or git
+
     try:
         return getpass.getuser()
     except Exception:
@@ -116,6 +116,8 @@ def git_position(cwd: Path) -> dict[str, Any]:
 
 def new_session_id(now: str) -> str:
     stamp = now.replace("-", "").replace(":", "").replace("T", "-").rstrip("Z")
+    import secrets  # on first use: it loads hashlib (OpenSSL), ~5 ms at start-up
+
     return f"s-{stamp}-{secrets.token_hex(2)}"
 
 

@@ -62,6 +62,9 @@ def json_flag(func: Any) -> Any:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Create milestones from a plan.yaml or plan.md file instead.",
 )
+@click.option("--template", "template_name", help="Start from a template (`template list`).")
+@click.option("--var", "variables", multiple=True, metavar="NAME=VALUE",
+              help="A template variable (repeatable).")
 @json_flag
 def plan(
     title: str | None,
@@ -77,6 +80,8 @@ def plan(
     criteria: tuple[str, ...],
     tasks: tuple[str, ...],
     from_file: Path | None,
+    template_name: str | None,
+    variables: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Create a milestone with its tasks (it becomes current if none is).
@@ -86,6 +91,7 @@ def plan(
       milestone plan "Public beta" --due +2w --priority high \\
           --task "Freeze API" --task "Write docs" --task "Ship"
       milestone plan --from-file plan.yaml
+      milestone plan --template bugfix --var bug="Login loop" --start today
     """
     project = get_project()
     if from_file is not None:
@@ -97,6 +103,13 @@ def plan(
         from ..planfile import read_plan
 
         created = project.plan_many(read_plan(from_file))
+    elif template_name is not None:
+        from .templates import parse_vars
+
+        created = [project.plan_from_template(
+            template_name, title=title, variables=parse_vars(variables), start=date_arg(start),
+            due_date=date_arg(due), priority=priority if priority != "medium" else None,
+            owner=owner, description=description or None)]
     else:
         if not title:
             raise InvalidInput("missing TITLE", hint='e.g. milestone plan "Public beta"')

@@ -9,16 +9,19 @@ from .base import Edit, State, Store
 
 __all__ = ["BACKENDS", "Edit", "State", "Store", "open_store"]
 
-BACKENDS = ("file",)
+BACKENDS = ("file", "database")
 
 
-def open_store(root: Path) -> Store:
-    """Open the backend named in ``config/storage-backend.txt`` (``file`` if absent)."""
+def open_store(root: Path, backend: str | None = None) -> Store:
+    """Open the backend named in ``config/storage-backend.txt`` (``file`` if absent).
+
+    ``backend`` chooses one for a project that has none yet (``milestone init``).
+    """
     marker = root / "config" / "storage-backend.txt"
     try:
         backend = marker.read_text("utf-8").strip() or "file"
     except FileNotFoundError:
-        backend = "file"
+        backend = backend or "file"
     except OSError as exc:
         raise StorageError(
             f"cannot read {marker}: {exc.strerror}", hint="check the directory's permissions"
@@ -27,6 +30,10 @@ def open_store(root: Path) -> Store:
         from .file import FileStore
 
         return FileStore(root)
+    if backend == "database":
+        from .sqlite import DatabaseStore
+
+        return DatabaseStore(root)
     raise StorageError(
         f"{marker} names an unknown storage backend {backend!r}",
         hint=f"set it to one of: {', '.join(BACKENDS)}",

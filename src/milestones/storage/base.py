@@ -107,6 +107,15 @@ class Store(ABC):
         """Replace the session-resume record."""
 
     @abstractmethod
+    def sources(self) -> dict[str, str]:
+        """The YAML text each milestone was last written as (kept across migrations)."""
+
+    @abstractmethod
+    def import_data(self, events: Sequence[dict[str, Any]], state: State,
+                    resume: dict[str, Any], sources: dict[str, str]) -> None:
+        """Fill a fresh store with another's events (verbatim) and snapshots."""
+
+    @abstractmethod
     def backup(self, dest: Path) -> Path:
         """Write a complete copy of the project's data to ``dest``."""
 

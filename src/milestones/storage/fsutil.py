@@ -6,6 +6,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -118,9 +119,24 @@ def _open_lock(path: Path) -> int:
         raise storage_error(exc, path, "open the lock file") from None
 
 
+_HELD: dict[tuple[str, int], int] = {}  # (lock path, thread) -> depth: re-entrant per thread
+
+
 @contextlib.contextmanager
 def writer_lock(path: Path, timeout: float | None = None) -> Iterator[None]:
-    """Hold an exclusive flock on ``path``, waiting at most ``timeout`` seconds."""
+    """Hold an exclusive flock on ``path``, waiting at most ``timeout`` seconds.
+
+    Re-entrant within a thread (a migration holding the lock may take a backup),
+    exclusive between threads and processes.
+    """
+    key = (str(path), threading.get_ident())
+    if _HELD.get(key):
+        _HELD[key] += 1
+        try:
+            yield
+        finally:
+            _HELD[key] -= 1
+        return
     limit = lock_timeout() if timeout is None else timeout
     fd = _open_lock(path)
     try:
@@ -139,9 +155,11 @@ def writer_lock(path: Path, timeout: float | None = None) -> Iterator[None]:
                     ) from None
                 time.sleep(delay)
                 delay = min(delay * 2, 0.02)
+        _HELD[key] = 1
         try:
             yield
         finally:
+            _HELD.pop(key, None)
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
@@ -150,6 +168,10 @@ def writer_lock(path: Path, timeout: float | None = None) -> Iterator[None]:
 @contextlib.contextmanager
 def try_writer_lock(path: Path) -> Iterator[bool]:
     """Take the lock only if it is free now; yield whether it was taken."""
+    key = (str(path), threading.get_ident())
+    if _HELD.get(key):
+        yield True
+        return
     try:
         fd = _open_lock(path)
     except StorageError:
@@ -161,9 +183,11 @@ def try_writer_lock(path: Path) -> Iterator[bool]:
         except BlockingIOError:
             yield False
             return
+        _HELD[key] = 1
         try:
             yield True
         finally:
+            _HELD.pop(key, None)
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)

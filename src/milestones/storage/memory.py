@@ -102,6 +102,16 @@ class MemoryStore(Store):
     def write_resume(self, record: dict[str, Any]) -> None:
         self._resume = copy.deepcopy(record)
 
+    def sources(self) -> dict[str, str]:
+        return {}
+
+    def import_data(self, events: Sequence[dict[str, Any]], state: State,
+                    resume: dict[str, Any], sources: dict[str, str]) -> None:
+        self._log = [copy.deepcopy(dict(e)) for e in events]
+        self._replay = ev.replay(self._log)
+        self._resume = copy.deepcopy(resume)
+        self._initialized = True
+
     def backup(self, dest: Path) -> Path:
         Path(dest).write_text(json.dumps({"events": self._log, "resume": self._resume}))
         return Path(dest)

@@ -153,6 +153,13 @@ def load_text(text: str, where: str) -> Any:
         raise InvalidInput(f"{where}: malformed YAML ({exc})", hint="fix the YAML syntax") from None
     except RecursionError:
         raise InvalidInput(f"{where}: nested too deeply", hint="flatten the document") from None
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
+        # PyYAML's constructors raise these for explicit tags on values that do not
+        # fit them: `!!int 08`, `!!float x`, `!!bool maybe`.
+        raise InvalidInput(
+            f"{where}: a value does not fit its YAML tag ({exc!r})",
+            hint="remove the !!tag or fix the value",
+        ) from None
     try:
         return jsonable(data)
     except OverflowError as exc:  # an aware timestamp that leaves the calendar in UTC
@@ -192,18 +199,33 @@ def prune(d: Mapping[str, Any], fields: Collection[str] = MILESTONE_FIELDS) -> d
 
 
 def dump_fast(d: Mapping[str, Any]) -> str:
+    from . import yamlfast
+
+    data = prune(d)
+    text = yamlfast.dump(data)  # PyYAML's text without importing it (~9 ms), when it can
+    if text is None:
+        text = _pyyaml_dump(data)
+    return f"{SCHEMA_COMMENT}\n{text}"
+
+
+def _pyyaml_dump(data: dict[str, Any]) -> str:
     import yaml
 
-    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    base = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+    class Dumper(base):  # type: ignore[misc, valid-type]
+        def ignore_aliases(self, data: Any) -> bool:
+            return True  # a list met twice is written twice: we refuse to read &anchors
+
     text: str = yaml.dump(
-        prune(d),
-        Dumper=dumper,
+        data,
+        Dumper=Dumper,
         sort_keys=False,
         allow_unicode=True,
         default_flow_style=False,
         width=100,
     )
-    return f"{SCHEMA_COMMENT}\n{text}"
+    return text
 
 
 def _plain(value: Any) -> Any:

@@ -237,3 +237,18 @@ def render_rules(data: Mapping[str, Any]) -> None:
 
 def render_pending(data: Mapping[str, Any]) -> None:
     console().print(simple.render_pending(data))
+
+
+def render_templates(data: Mapping[str, Any]) -> None:
+    con = console()
+    table = Table(box=box.SIMPLE_HEAD)
+    for col in ("name", "days", "tasks", "description", "source"):
+        table.add_column(col)
+    for t in data["templates"]:
+        table.add_row(t["name"], str(t["duration"]), str(t["task_count"]), t["description"],
+                      t["source"])
+    con.print(table)
+
+
+def render_template(data: Mapping[str, Any]) -> None:
+    console().print(Panel(simple.render_template(data), box=box.ROUNDED))

@@ -342,3 +342,31 @@ def render_pending(data: Mapping[str, Any]) -> str:
         f"{p['ref']}  {p['title']}: {p['phase']} gate {p['status']}, waiting for "
         f"{', '.join(p['waiting_for'])}" + (f" (feedback: {p['feedback']})" if p["feedback"]
                                             else "") for p in data["pending"])
+
+
+def render_templates(data: Mapping[str, Any]) -> str:
+    return "\n".join(f"{t['name']:<14} {t['duration']:>3}d  {t['task_count']:>2} tasks  "
+                     f"{t['description']}" + ("" if t["source"] == "built-in"
+                                             else f"  ({t['source']})")
+                     for t in data["templates"])
+
+
+def render_template(data: Mapping[str, Any]) -> str:
+    t = data["template"]
+    lines = [f"{t['name']}: {t['description']}",
+             f"  {t['duration']} days, {t['task_count']} tasks, {t['estimate_hours']:g}h; "
+             f"priority {t['priority']}; category {t['category']}; from {t['source']}"]
+    for v in t["variables"]:
+        lines.append(f"  variable {v['name']}" + (" (required)" if v["required"] else "")
+                     + (f" = {v['default']}" if v["default"] is not None else "")
+                     + (f": {v['description']}" if v["description"] else ""))
+    for p in t["phases"]:
+        lines.append(f"  phase {p['name']} ({p['days']} days)")
+        lines += [f"    - {task['title']}" + (f" ({task['estimate']:g}h)" if task["estimate"]
+                                              else "") for task in p["tasks"]]
+    r = t["requires"]
+    lines.append(f"  requires: phases {', '.join(r['phases']) or '-'}; at least "
+                 f"{r['min_tasks']} tasks" + ("; a due date" if r["due_date"] else "")
+                 + (f"; {r['success_criteria']} success criteria" if r["success_criteria"]
+                    else "") + ("; estimates" if r["estimates"] else ""))
+    return "\n".join(lines)

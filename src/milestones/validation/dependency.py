@@ -10,7 +10,10 @@ from .engine import Context, rule, short
 
 
 def _task_ids(ctx: Context, mid: str) -> set[str]:
-    return {t["id"] for t in ctx.milestones.get(mid, {}).get("tasks", [])}
+    known: dict[str, set[str]] = ctx.memo.setdefault("dependency.task_ids", {})
+    if mid not in known:  # once a run, not once per dependency
+        known[mid] = {t["id"] for t in ctx.milestones.get(mid, {}).get("tasks", [])}
+    return known[mid]
 
 
 def _deps(mid: str, m: Mapping[str, Any]) -> list[tuple[int, int, str, str]]:

@@ -12,6 +12,7 @@ severity or turn it off::
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,8 +123,7 @@ class Source:
             try:
                 import yaml
 
-                loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-                self._nodes = yaml.compose(self.text, Loader=loader) or False
+                self._nodes = yaml.compose(self.text, Loader=_position_loader()) or False
             except Exception:
                 self._nodes = False
         node = self._nodes
@@ -157,6 +157,33 @@ class Source:
             node = nxt
         return best.line + 1, best.column + 1
 
+    def forget(self) -> None:
+        """Let go of the composed YAML (``position`` composes it again if asked)."""
+        self._nodes = None
+
+
+_LOADER: Any = None
+
+
+def _position_loader() -> Any:
+    """The C (or Python) safe loader, minus tag resolution: only positions are wanted."""
+    global _LOADER
+    if _LOADER is None:
+        import yaml
+
+        class PositionLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+            def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
+                return ""
+
+            def descend_resolver(self, current_node: Any, current_index: Any) -> None:
+                pass
+
+            def ascend_resolver(self) -> None:
+                pass
+
+        _LOADER = PositionLoader
+    return _LOADER
+
 
 @dataclass
 class Context:
@@ -171,7 +198,9 @@ class Context:
     store: Any = None
     scope: set[str] | None = None
     findings: list[Finding] = field(default_factory=list)
+    memo: dict[str, Any] = field(default_factory=dict)  # work rules share within one run
     _current: Rule | None = None
+    _unlocated: list[tuple[Finding, Source, Sequence[str | int]]] = field(default_factory=list)
 
     def in_scope(self, mid: str) -> bool:
         return self.scope is None or mid in self.scope
@@ -192,23 +221,41 @@ class Context:
         column: int | None = None,
         hint: str | None = None,
         severity: str | None = None,
+        source: Source | None = None,
     ) -> None:
-        """Record a finding of the running rule; ``path`` = (milestone id, YAML path)."""
+        """Record a finding of the running rule; ``path`` = (milestone id, YAML path).
+
+        The YAML path is looked up in ``source`` (default: the milestone's file)
+        when the run ends, by ``locate``: each file is composed once for all its
+        findings.
+        """
         r = self._current
         assert r is not None
         sev = self.severity_of(r, severity)
         if sev == "off":
             return
+        src = None
         if path is not None and file is None:
-            src = self.sources.get(path[0])
+            src = source or self.sources.get(path[0])
             if src is not None:
                 file = src.rel
-                pos = src.position(path[1])
+        finding = Finding(r.code, r.family, sev, message, hint or r.hint, ref, file, line, column)
+        self.findings.append(finding)
+        if src is not None and path is not None:
+            self._unlocated.append((finding, src, path[1]))
+
+    def locate(self) -> None:
+        """Give findings reported by YAML path their line and column, file by file."""
+        by_source: dict[int, list[tuple[Finding, Source, Sequence[str | int]]]] = {}
+        for item in self._unlocated:
+            by_source.setdefault(id(item[1]), []).append(item)
+        self._unlocated = []
+        for items in by_source.values():
+            for finding, src, path in items:
+                pos = src.position(path)
                 if pos:
-                    line, column = pos
-        self.findings.append(
-            Finding(r.code, r.family, sev, message, hint or r.hint, ref, file, line, column)
-        )
+                    finding.line, finding.column = pos
+            items[0][1].forget()  # one composed file at a time, not thousands
 
     def severity_of(self, r: Rule, wanted: str | None = None) -> str:
         overrides = (self.config.get("validation") or {}).get("rules") or {}
@@ -238,20 +285,40 @@ def families_for(types: Iterable[str]) -> set[str]:
 def run(
     ctx: Context, types: Iterable[str] = ("standard",), *, write_only: bool = False
 ) -> list[Finding]:
-    """Run the rules of ``types`` (or those marked on_write); findings sorted for display."""
+    """Run the rules of ``types`` (or those marked on_write); findings sorted for display.
+
+    The cyclic garbage collector is paused meanwhile: the rules build many small
+    objects that live to the end of the run (findings, file positions, schedules)
+    and create no garbage cycles, and each collection would walk the whole plan
+    again, a cost that grows with the plan's size times the work done.
+    """
     _load_rules()
     wanted = families_for(types)
     ctx.findings = []
-    for code in sorted(RULES):
-        r = RULES[code]
-        if r.family not in wanted or (write_only and not r.on_write):
-            continue
-        if ctx.severity_of(r) == "off":
-            continue
-        ctx._current = r
-        r.check(ctx)
-    ctx._current = None
-    return sorted(ctx.findings, key=lambda f: (_RANK[f.severity], f.location, f.code))
+    ctx.memo = {}
+    ctx._unlocated = []
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        for code in sorted(RULES):
+            r = RULES[code]
+            if r.family not in wanted or (write_only and not r.on_write):
+                continue
+            if ctx.severity_of(r) == "off":
+                continue
+            ctx._current = r
+            r.check(ctx)
+        ctx.locate()
+    finally:
+        ctx._current = None
+        if paused:
+            gc.enable()
+    return sorted(ctx.findings, key=_display_order)
+
+
+def _display_order(f: Finding) -> tuple[int, str, int, int, str]:
+    """Errors first; within a file by line and column as numbers (line 8 before 12)."""
+    return (_RANK[f.severity], f.file or f.location, f.line or 0, f.column or 0, f.code)
 
 
 def _load_rules() -> None:
@@ -261,6 +328,7 @@ def _load_rules() -> None:
         resource,
         storage,
         structure,
+        template,
         timeline,
     )
 

@@ -28,13 +28,7 @@ def _names(member: dict[str, Any]) -> set[str]:
 
 
 def weekly_hours(ctx: Context) -> list[float]:
-    out = []
-    for m in ctx.team:
-        try:
-            out.append(float(m.get("capacity", schedule.DEFAULT_WEEKLY_HOURS)))
-        except (TypeError, ValueError):
-            continue
-    return out
+    return schedule.team_weekly_hours(ctx.config)
 
 
 @rule(
@@ -113,14 +107,17 @@ def over_allocated(ctx: Context) -> None:
         due = date.fromisoformat(m["due_date"])
         days = [start + timedelta(days=k) for k in range((due - start).days + 1)]
         days = [d for d in days if d.weekday() < 5] or [max(start, due)]
+        weeks: dict[str, int] = defaultdict(int)  # working days of the window per ISO week
+        for d in days:
+            iso = d.isocalendar()
+            weeks[f"{iso.year}-W{iso.week:02d}"] += 1
         for t in m.get("tasks", []):
             who = t.get("assignee")
             if not who or who not in capacity or t.get("status") not in OPEN_TASK:
                 continue
             share = schedule.remaining_hours(t) / len(days)
-            for d in days:
-                iso = d.isocalendar()
-                load[(who, f"{iso.year}-W{iso.week:02d}")] += share
+            for week, count in weeks.items():
+                load[(who, week)] += share * count
     for (who, week), hours in sorted(load.items()):
         if hours > capacity[who] + 1e-6:
             ctx.report(

@@ -28,11 +28,22 @@ def _schema() -> dict[str, Any]:
 
 
 def _files(ctx: Context) -> list[tuple[str, Source, Any]]:
-    """(file id from its name, source, parsed data) for files that parsed."""
+    """(file id from its name, source, parsed data) for files that parsed (once a run)."""
+    if "structure.files" not in ctx.memo:
+        ctx.memo["structure.files"] = _read_files(ctx)
+    files: list[tuple[str, Source, Any]] = ctx.memo["structure.files"]
+    return files
+
+
+def _read_files(ctx: Context) -> list[tuple[str, Source, Any]]:
     out = []
     for rel, (text, data, error) in sorted(ctx.raw.items()):
         if error is None:
-            out.append((rel.rsplit("/", 1)[-1].removesuffix(".yaml"), Source(rel, text), data))
+            fid = rel.rsplit("/", 1)[-1].removesuffix(".yaml")
+            src = ctx.sources.get(fid)  # the same file: share its positions, compose once
+            if src is None or src.rel != rel or src.text != text:
+                src = Source(rel, text)
+            out.append((fid, src, data))
     return out
 
 
@@ -44,19 +55,22 @@ def _at(
     ref: str | None,
     hint: str | None = None,
 ) -> None:
-    pos = src.position(path)
-    ctx.report(
-        message,
-        ref=ref,
-        file=src.rel,
-        line=pos[0] if pos else None,
-        column=pos[1] if pos else None,
-        hint=hint,
-    )
+    ctx.report(message, ref=ref, path=(src.rel, path), source=src, hint=hint)
 
 
-def _objects(data: Any) -> list[tuple[str, Sequence[str | int], Mapping[str, Any], str]]:
-    """(kind, path, mapping, ref) for the milestone and each task mapping."""
+def _objects(
+    ctx: Context, data: Any
+) -> list[tuple[str, Sequence[str | int], Mapping[str, Any], str]]:
+    """(kind, path, mapping, ref) for the milestone and each task mapping (once a run)."""
+    memo: dict[int, Any] = ctx.memo.setdefault("structure.objects", {})
+    key = id(data)  # the data lives in ctx.raw for the whole run
+    if key not in memo:
+        memo[key] = _list_objects(data)
+    found: list[tuple[str, Sequence[str | int], Mapping[str, Any], str]] = memo[key]
+    return found
+
+
+def _list_objects(data: Any) -> list[tuple[str, Sequence[str | int], Mapping[str, Any], str]]:
     if not isinstance(data, Mapping):
         return []
     mid = str(data.get("id", "?"))
@@ -75,6 +89,17 @@ def _props(kind: str) -> dict[str, Any]:
     s = _schema()
     props: dict[str, Any] = (s if kind == "milestone" else s["$defs"]["task"])["properties"]
     return props
+
+
+_WITH: dict[tuple[str, tuple[str, ...]], list[tuple[str, dict[str, Any]]]] = {}
+
+
+def _props_with(kind: str, *attrs: str) -> list[tuple[str, dict[str, Any]]]:
+    """The fields of ``kind`` whose schema has one of ``attrs`` (a few, not all)."""
+    key = (kind, attrs)
+    if key not in _WITH:
+        _WITH[key] = [(k, v) for k, v in _props(kind).items() if any(a in v for a in attrs)]
+    return _WITH[key]
 
 
 @rule(
@@ -118,7 +143,7 @@ def required(ctx: Context) -> None:
                 "start the file with `id: milestone-001`",
             )
             continue
-        for kind, path, obj, ref in _objects(data):
+        for kind, path, obj, ref in _objects(ctx, data):
             for key in ("id", "title"):
                 if obj.get(key) in (None, ""):
                     _at(ctx, src, path, f"{kind} {ref} has no {key}", ref)
@@ -134,7 +159,19 @@ _PY_TYPES: dict[str, Any] = {
 }
 
 
+_TYPE_OK: dict[tuple[type, Any], bool] = {}
+
+
 def _type_ok(value: Any, types: Any) -> bool:
+    """Does ``value`` fit the schema ``types``? (It depends on the value's type alone.)"""
+    key = (type(value), types if isinstance(types, str) else tuple(types))
+    ok = _TYPE_OK.get(key)
+    if ok is None:
+        ok = _TYPE_OK[key] = _check_type(value, types)
+    return ok
+
+
+def _check_type(value: Any, types: Any) -> bool:
     wanted = types if isinstance(types, list) else [types]
     for t in wanted:
         if t == "null" and value is None:
@@ -161,11 +198,11 @@ def _type_ok(value: Any, types: Any) -> bool:
 )
 def types(ctx: Context) -> None:
     for _fid, src, data in _files(ctx):
-        for kind, path, obj, ref in _objects(data):
+        for kind, path, obj, ref in _objects(ctx, data):
             props = _props(kind)
             for key, value in obj.items():
                 spec = props.get(key)
-                if spec is None or "type" not in spec or key == "tasks":
+                if spec is None or "type" not in spec:
                     continue
                 if not _type_ok(value, spec["type"]):
                     want = (
@@ -181,7 +218,8 @@ def types(ctx: Context) -> None:
                         ref,
                     )
                 elif spec.get("type") == "array" and isinstance(value, list):
-                    item_type = (spec.get("items") or {}).get("type")
+                    items = spec.get("items") or {}
+                    item_type = items.get("type") or ("object" if "$ref" in items else None)
                     for i, item in enumerate(value):
                         if item_type and not _type_ok(item, item_type):
                             _at(
@@ -202,8 +240,8 @@ def types(ctx: Context) -> None:
 )
 def enums(ctx: Context) -> None:
     for _fid, src, data in _files(ctx):
-        for kind, path, obj, ref in _objects(data):
-            for key, spec in _props(kind).items():
+        for kind, path, obj, ref in _objects(ctx, data):
+            for key, spec in _props_with(kind, "enum"):
                 allowed = spec.get("enum")
                 if allowed and key in obj and obj[key] is not None and obj[key] not in allowed:
                     close = difflib.get_close_matches(
@@ -229,11 +267,29 @@ def enums(ctx: Context) -> None:
 )
 def ids(ctx: Context) -> None:
     for fid, src, data in _files(ctx):
-        for kind, path, obj, ref in _objects(data):
+        for kind, path, obj, ref in _objects(ctx, data):
             value = obj.get("id")
             pattern = md.MILESTONE_ID_RE if kind == "milestone" else md.TASK_ID_RE
             if isinstance(value, str) and value and not pattern.match(value):
                 _at(ctx, src, (*path, "id"), f"{kind} id {value!r} is not a {kind} id", ref)
+            deps = obj.get("depends_on")
+            dep_re, what = (
+                (md.MILESTONE_ID_RE, "a milestone id")
+                if kind == "milestone"
+                else (md.TASK_REF_RE, "a task reference")
+            )
+            for j, dep in enumerate(deps if isinstance(deps, list) else []):
+                if isinstance(dep, str) and not dep_re.match(dep):
+                    _at(
+                        ctx,
+                        src,
+                        (*path, "depends_on", j),
+                        f"{ref} depends_on {dep!r} is not {what}",
+                        ref,
+                        "use ids like milestone-002"
+                        if kind == "milestone"
+                        else "use task-2, or milestone-003/task-2 for a task of another milestone",
+                    )
         if (
             isinstance(data, Mapping)
             and isinstance(data.get("id"), str)
@@ -293,7 +349,7 @@ def duplicate_ids(ctx: Context) -> None:
 )
 def unknown_keys(ctx: Context) -> None:
     for _fid, src, data in _files(ctx):
-        for kind, path, obj, ref in _objects(data):
+        for kind, path, obj, ref in _objects(ctx, data):
             props = _props(kind)
             for key in obj:
                 if key not in props:
@@ -317,8 +373,8 @@ def unknown_keys(ctx: Context) -> None:
 )
 def dates(ctx: Context) -> None:
     for _fid, src, data in _files(ctx):
-        for kind, path, obj, ref in _objects(data):
-            for key, spec in _props(kind).items():
+        for kind, path, obj, ref in _objects(ctx, data):
+            for key, spec in _props_with(kind, "format"):
                 value = obj.get(key)
                 if value is None or isinstance(value, (date, datetime)):
                     continue
@@ -350,7 +406,7 @@ def dates(ctx: Context) -> None:
 )
 def titles(ctx: Context) -> None:
     for _fid, src, data in _files(ctx):
-        for _kind, path, obj, ref in _objects(data):
+        for _kind, path, obj, ref in _objects(ctx, data):
             value = obj.get("title")
             if not isinstance(value, str) or not value:
                 continue
@@ -369,8 +425,8 @@ def titles(ctx: Context) -> None:
 )
 def ranges(ctx: Context) -> None:
     for _fid, src, data in _files(ctx):
-        for kind, path, obj, ref in _objects(data):
-            for key, spec in _props(kind).items():
+        for kind, path, obj, ref in _objects(ctx, data):
+            for key, spec in _props_with(kind, "minimum", "maximum"):
                 value = obj.get(key)
                 if isinstance(value, bool) or not isinstance(value, (int, float)):
                     continue

@@ -101,7 +101,7 @@ def overdue(ctx: Context) -> None:
 def feasibility(ctx: Context) -> None:
     hours = weekly_hours(ctx)
     try:
-        crit_by = schedule.critical_hours_by_milestone(schedule.project_schedule(ctx.milestones))
+        crit_by = schedule.project_critical_hours(ctx.milestones)
     except DependencyError:
         return  # MS203 reports the cycle; no projection through one
     for mid, m in ctx.scoped():

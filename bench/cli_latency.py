@@ -1,0 +1,320 @@
+"""CLI latency benchmark: the installed ``milestone`` script against ``python -c pass``.
+
+Run it with ``python bench/cli_latency.py [--runs N]`` from the project's virtualenv.
+
+It builds a fresh project in a temporary directory (25 milestones x 10 tasks, made
+through ``milestones.project.Project``), then times whole subprocess invocations of the
+installed console script, the way a person or an agent runs them:
+
+* reads: ``status --json``, ``list``, ``show 5``, ``next``
+* a write: ``task done REF``, each run completing a different ready task
+
+Each command is timed ``--runs`` times after a warm-up, interleaved round by round with
+``python -c pass`` (the floor: starting the same interpreter and doing nothing), and the
+table shows the medians and the ratio to that floor. Targets: reads at most 5x, writes at
+most 7x; each row says PASS or FAIL.
+
+The children run with PYTHONDONTWRITEBYTECODE removed from their environment: users
+normally have bytecode caching, and the warm-up runs write the caches.
+
+When Taskwarrior (``task``) is installed, the same table has its nearest commands on a
+database of 250 tasks (25 projects x 10 tasks, imported once):
+
+* ``task export`` for ``status --json``, ``task list`` for ``list``,
+  ``task 5 info`` for ``show 5``, ``task next`` for ``next``, and
+  ``task UUID done`` for ``task done`` (a different pending task each run).
+
+Taskwarrior choices, to compare like with like:
+
+* a private TASKRC and TASKDATA in the temporary directory: no user configuration,
+  no hooks (``hooks=off``), no themes;
+* ``confirmation=off`` and ``verbose=nothing``: no prompts or footnotes (milestone
+  prints none either); ``news.version`` set so 2.6 prints no release-news nag;
+* garbage collection stays ON (the default): it is part of the work Taskwarrior does on
+  every command, as milestone checks its files for hand edits on every command. Because
+  gc renumbers working ids after a completion, ``done`` addresses tasks by UUID;
+  ``task 5 info`` always finds some pending task 5;
+* ``recurrence`` stays on (the default; there are no recurring tasks).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+MILESTONES = 25
+TASKS_PER_MILESTONE = 10
+WARMUP = 3
+READ_TARGET = 5.0
+WRITE_TARGET = 7.0
+
+
+def child_env() -> dict[str, str]:
+    """The caller's environment, with bytecode caching back on."""
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env.pop("MILESTONE_DEBUG", None)
+    env.pop("MILESTONE_UI", None)
+    env.pop("MILESTONE_DIR", None)
+    return env
+
+
+def find_script() -> str:
+    """The ``milestone`` console script of this interpreter's environment."""
+    beside = Path(sys.executable).with_name("milestone")
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("milestone")
+    if found is None:
+        sys.exit("cli_latency: no `milestone` script found; run `pip install -e .` first")
+    return found
+
+
+# ------------------------------------------------------------------ the project
+
+
+def build_project(directory: Path) -> list[str]:
+    """25 milestones x 10 tasks; returns the refs of ready tasks, spread over milestones."""
+    from milestones.project import Project
+
+    project, _ = Project.init(directory, actor="bench@example.com", session_id="s-bench")
+    for n in range(1, MILESTONES + 1):
+        tasks: list[dict[str, Any]] = []
+        for i in range(1, TASKS_PER_MILESTONE + 1):
+            spec: dict[str, Any] = {
+                "title": f"Task {i} of milestone {n}: implement part {i}",
+                "estimate": float(1 + i % 4),
+                "description": f"Work item {i} for milestone {n}.",
+            }
+            if i > 5:  # the second half waits on the first
+                spec["depends_on"] = [str(i - 5)]
+            tasks.append(spec)
+        project.plan(
+            f"Milestone {n}: feature area {n}",
+            description=f"Deliver feature area {n}.",
+            priority=("low", "medium", "high", "critical")[n % 4],
+            tags=[f"area{n % 5}", "bench"],
+            tasks=tasks,
+        )
+    # Some history, as a real project has: a few tasks done and some in progress.
+    for n in range(1, 6):
+        project.start_task(f"{n}/1")
+        project.complete_task(f"{n}/1")
+        project.start_task(f"{n}/2")
+    ready: list[str] = []
+    for i in range(3, 6):  # tasks 3..5 have no dependencies
+        for n in range(1, MILESTONES + 1):
+            ready.append(f"{n}/{i}")
+    return ready
+
+
+# ------------------------------------------------------------------ taskwarrior
+
+
+def build_taskwarrior(directory: Path) -> tuple[dict[str, str], list[str]]:
+    """A TASKRC/TASKDATA with 250 tasks; returns the environment and pending UUIDs."""
+    data = directory / "taskdata"
+    data.mkdir()
+    rc = directory / "taskrc"
+    version = subprocess.run(
+        ["task", "--version"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    rc.write_text(
+        "\n".join(
+            [
+                f"data.location={data}",
+                "confirmation=off",
+                "verbose=nothing",
+                "hooks=off",
+                f"news.version={version}",
+                "color=off",
+                "",
+            ]
+        ),
+        "utf-8",
+    )
+    env = child_env() | {"TASKRC": str(rc), "TASKDATA": str(data)}
+    rows: list[dict[str, Any]] = []
+    uuids: list[str] = []
+    for n in range(1, MILESTONES + 1):
+        ids = [str(uuid.uuid4()) for _ in range(TASKS_PER_MILESTONE)]
+        for i, u in enumerate(ids, 1):
+            row: dict[str, Any] = {
+                "uuid": u,
+                "description": f"Task {i} of milestone {n}: implement part {i}",
+                "status": "pending",
+                "entry": "20260101T000000Z",
+                "project": f"ms{n:02d}",
+                "priority": ("L", "M", "H", "H")[n % 4],
+                "tags": [f"area{n % 5}", "bench"],
+            }
+            if i > 5:
+                row["depends"] = [ids[i - 6]]
+            rows.append(row)
+        uuids.extend(ids[2:5])
+    path = directory / "import.json"
+    path.write_text(json.dumps(rows), "utf-8")
+    subprocess.run(
+        ["task", "import", str(path)], env=env, capture_output=True, check=True
+    )
+    return env, uuids
+
+
+# ------------------------------------------------------------------ timing
+
+
+class Row:
+    def __init__(
+        self,
+        label: str,
+        argv: Callable[[], list[str]],
+        *,
+        env: dict[str, str],
+        cwd: Path,
+        kind: str,
+        tool: str,
+    ) -> None:
+        self.label = label
+        self.argv = argv
+        self.env = env
+        self.cwd = cwd
+        self.kind = kind  # "base", "read" or "write"
+        self.tool = tool
+        self.samples: list[float] = []
+
+    def run_once(self) -> float:
+        argv = self.argv()
+        t0 = time.perf_counter()
+        proc = subprocess.run(argv, env=self.env, cwd=self.cwd, capture_output=True)
+        elapsed = (time.perf_counter() - t0) * 1000
+        if proc.returncode != 0:
+            sys.exit(
+                f"cli_latency: {' '.join(argv)} exited {proc.returncode}:\n"
+                + proc.stderr.decode("utf-8", "replace")
+            )
+        return elapsed
+
+
+def measure(rows: Sequence[Row], runs: int) -> None:
+    for _ in range(WARMUP):
+        for row in rows:
+            row.run_once()
+    for _ in range(runs):  # interleaved, so drift hits every row alike
+        for row in rows:
+            row.samples.append(row.run_once())
+
+
+def report(rows: Sequence[Row], base: Row, runs: int) -> bool:
+    floor = statistics.median(base.samples)
+    print(
+        f"\nmedian of {runs} runs each after {WARMUP} warm-up runs; "
+        "children run without PYTHONDONTWRITEBYTECODE (bytecode caching on)"
+    )
+    header = f"{'tool':<12} {'command':<28} {'median ms':>10} {'min ms':>8} {'x pass':>7}  target"
+    print(header)
+    print("-" * (len(header) + 8))
+    ok = True
+    for row in rows:
+        med = statistics.median(row.samples)
+        ratio = med / floor
+        if row.kind == "base":
+            verdict = "(floor)"
+        else:
+            target = READ_TARGET if row.kind == "read" else WRITE_TARGET
+            passed = ratio <= target
+            if row.tool == "milestone":
+                ok = ok and passed
+                verdict = f"<= {target:g}x  {'PASS' if passed else 'FAIL'}"
+            else:
+                verdict = f"<= {target:g}x  ({'within' if passed else 'over'}; reference)"
+        print(
+            f"{row.tool:<12} {row.label:<28} {med:>10.1f} {min(row.samples):>8.1f} "
+            f"{ratio:>6.2f}x  {verdict}"
+        )
+    return ok
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=21, help="timed runs per command (21)")
+    parser.add_argument(
+        "--no-taskwarrior", action="store_true", help="skip Taskwarrior even when installed"
+    )
+    args = parser.parse_args(argv)
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
+    script = find_script()
+    env = child_env()
+    with tempfile.TemporaryDirectory(prefix="milestone-bench-") as tmp:
+        root = Path(tmp)
+        proj = root / "project"
+        proj.mkdir()
+        t0 = time.perf_counter()
+        ready = build_project(proj)
+        print(
+            f"built {MILESTONES} milestones x {TASKS_PER_MILESTONE} tasks in {proj} "
+            f"({(time.perf_counter() - t0):.1f}s); script {script}; python {sys.version.split()[0]}"
+        )
+        needed = WARMUP + args.runs
+        if needed > len(ready):
+            parser.error(f"--runs {args.runs} needs more ready tasks than the project has")
+        todo = iter(ready)
+
+        def ms(*words: str) -> Callable[[], list[str]]:
+            return lambda: [script, *words]
+
+        def row(label: str, a: Callable[[], list[str]], kind: str) -> Row:
+            return Row(label, a, env=env, cwd=proj, kind=kind, tool="milestone")
+
+        base = Row(
+            "python -c pass",
+            lambda: [sys.executable, "-c", "pass"],
+            env=env,
+            cwd=proj,
+            kind="base",
+            tool="python",
+        )
+        rows = [
+            base,
+            row("status --json", ms("status", "--json"), "read"),
+            row("list", ms("list"), "read"),
+            row("show 5", ms("show", "5"), "read"),
+            row("next", ms("next"), "read"),
+            row("task done REF", lambda: [script, "task", "done", next(todo)], "write"),
+        ]
+        tw = shutil.which("task")
+        if tw and not args.no_taskwarrior:
+            tw_env, uuids = build_taskwarrior(root)
+            pending = iter(uuids)
+
+            def tw_row(label: str, a: Callable[[], list[str]], kind: str) -> Row:
+                return Row(label, a, env=tw_env, cwd=proj, kind=kind, tool="taskwarrior")
+
+            rows += [
+                tw_row("export (status --json)", lambda: [tw, "export"], "read"),
+                tw_row("list", lambda: [tw, "list"], "read"),
+                tw_row("5 info (show 5)", lambda: [tw, "5", "info"], "read"),
+                tw_row("next", lambda: [tw, "next"], "read"),
+                tw_row("UUID done (task done)", lambda: [tw, next(pending), "done"], "write"),
+            ]
+        elif not tw:
+            print("taskwarrior: not installed (apt-get install taskwarrior), skipped")
+        measure(rows, args.runs)
+        ok = report(rows, base, args.runs)
+    print("\nall milestone rows PASS" if ok else "\nsome milestone rows FAIL")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

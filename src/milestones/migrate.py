@@ -1,0 +1,193 @@
+"""Moving a project between storage backends, with no downtime and rollback on failure.
+
+Steps, each logged: take the writer lock → back up → copy → verify (milestone
+and task counts, a SHA-256 per milestone over its canonical JSON, the event
+count and the chain head) → switch (``config/storage-backend.txt`` replaced in
+one rename) → log to ``performance/migration-log.jsonl`` → release the lock.
+Anything that fails before the switch removes the half-made copy, leaves the
+old backend as it was and in use, and logs the rollback.
+
+Readers keep reading the old backend until the switch and the new one after it;
+writers wait on the lock, then see the new backend named in the marker and
+write there (``Project`` re-opens its store when the marker changes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from . import events as ev
+from .errors import InvalidInput, MilestoneError, StorageError
+from .storage import BACKENDS, State, Store, fsutil, open_store
+
+STEPS = ("lock", "backup", "copy", "verify", "switch", "log")
+MIGRATION_LOCK_TIMEOUT = 120.0
+
+
+def store_for(root: Path, backend: str) -> Store:
+    """A store object for ``backend`` at ``root``, whatever the marker says."""
+    if backend == "file":
+        from .storage.file import FileStore
+
+        return FileStore(root)
+    if backend == "database":
+        from .storage.sqlite import DatabaseStore
+
+        return DatabaseStore(root)
+    raise InvalidInput(f"unknown backend {backend!r}", hint=f"use one of: {', '.join(BACKENDS)}")
+
+
+def checksums(state: State) -> dict[str, str]:
+    """A SHA-256 per milestone over its canonical JSON."""
+    return {mid: hashlib.sha256(ev.canonical(snap).encode("utf-8")).hexdigest()
+            for mid, snap in sorted(state.milestones.items())}
+
+
+def summary(state: State, events: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "milestones": len(state.milestones),
+        "tasks": sum(len(s.get("tasks", [])) for s in state.milestones.values()),
+        "events": len(events),
+        "head": {"event_id": state.last_event_id, "hash": state.last_hash},
+        "current": state.current,
+    }
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _log(root: Path, record: dict[str, Any]) -> None:
+    path = root / "performance" / "migration-log.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fsutil.append_durable(path, (json.dumps(record, ensure_ascii=False) + "\n").encode())
+
+
+def write_marker(root: Path, backend: str) -> None:
+    fsutil.atomic_write(root / "config" / "storage-backend.txt", f"{backend}\n".encode())
+
+
+def migrate(root: Path, to: str, *, dry_run: bool = False, actor: str = "unknown",
+            on_step: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Move the project at ``root`` (a .milestones dir) to backend ``to``.
+
+    ``on_step`` is called with each step's name before it runs (tests inject
+    faults there). Returns a report; raises StorageError after a rollback.
+    """
+    if to not in BACKENDS:
+        raise InvalidInput(f"unknown backend {to!r}", hint=f"use one of: {', '.join(BACKENDS)}")
+    old = open_store(root)
+    if old.backend == to:
+        raise InvalidInput(f"the project already uses the {to} backend",
+                           hint="see `milestone storage status`")
+    started = time.monotonic()
+    report: dict[str, Any] = {"schema": 1, "from": old.backend, "to": to, "dry_run": dry_run,
+                              "started_at": _now(), "steps": []}
+    step = "lock"
+
+    def enter(name: str) -> None:
+        nonlocal step
+        step = name
+        report["steps"].append(name)
+        if on_step is not None:
+            on_step(name)
+
+    new: Store | None = None
+    try:
+        enter("lock")
+        with old.lock(timeout=MIGRATION_LOCK_TIMEOUT):
+            # Bring the old store fully up to date first (interrupted writes, hand edits).
+            from .project import Project
+
+            Project(old, actor=actor, session_id="migration")._sync()
+            state = old.load()
+            events = list(old.events())
+            report["source"] = summary(state, events)
+            if dry_run:
+                report["ok"] = True
+                return report
+            enter("backup")
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+            backup_dir = root / "database" / "backup"
+            backup_dir.mkdir(parents=True, exist_ok=True)
+            report["backup"] = str(old.backup(backup_dir / f"pre-migration-{stamp}.bak"))
+            enter("copy")
+            new = store_for(root, to)
+            discard = getattr(new, "discard", None)
+            if discard is not None:
+                discard()  # leftovers of an earlier attempt
+            new.import_data(events, state, old.read_resume(), old.sources())
+            enter("verify")
+            verify(state, events, new)
+            enter("switch")
+            write_marker(root, to)
+            report["target"] = summary(new.load(), list(new.events()))
+            enter("log")
+            report["ok"] = True
+            report["seconds"] = round(time.monotonic() - started, 3)
+            _log(root, {"timestamp": _now(), "event": "migration_completed", "actor": actor,
+                        **{k: report[k] for k in ("from", "to", "backup", "seconds", "target")}})
+            close = getattr(new, "close", None)
+            if close is not None:
+                close()
+            return report
+    except BaseException as exc:
+        switched = "switch" in report["steps"] and step in ("log",)
+        if not switched:
+            if new is not None:
+                discard = getattr(new, "discard", None)
+                if discard is not None:
+                    with contextlib.suppress(Exception):
+                        discard()
+            with contextlib.suppress(Exception):
+                _log(root, {"timestamp": _now(), "event": "migration_rolled_back",
+                            "actor": actor, "from": old.backend, "to": to, "step": step,
+                            "error": str(exc)})
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise
+        if isinstance(exc, MilestoneError) and step == "lock":
+            raise
+        raise StorageError(f"migration to {to} failed at the {step} step ({exc}); the project "
+                           f"still uses the {old.backend} backend, unchanged",
+                           hint="fix the cause and run the migration again") from None
+
+
+def verify(state: State, events: list[dict[str, Any]], new: Store) -> None:
+    """Compare counts, per-milestone checksums, the event count and the chain head."""
+    got = new.load()
+    got_events = list(new.events())
+    want, have = summary(state, events), summary(got, got_events)
+    for key in ("milestones", "tasks", "events", "head", "current"):
+        if want[key] != have[key]:
+            raise StorageError(f"verification failed: {key} {have[key]} != {want[key]}")
+    a, b = checksums(state), checksums(got)
+    for mid in a:
+        if a[mid] != b.get(mid):
+            raise StorageError(f"verification failed: {mid}'s checksum differs")
+    bad = ev.verify_chain(got_events)
+    if bad is not None:
+        raise StorageError(f"verification failed: event #{bad[0] + 1}: {bad[1]}")
+
+
+def previous_backend(root: Path) -> str | None:
+    """The backend before the last completed migration, from the migration log."""
+    path = root / "performance" / "migration-log.jsonl"
+    try:
+        lines = path.read_text("utf-8").splitlines()
+    except FileNotFoundError:
+        return None
+    for line in reversed(lines):
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if rec.get("event") == "migration_completed":
+            return str(rec["from"])
+    return None

@@ -1,0 +1,483 @@
+"""The database backend: ``database/milestones.db`` (SQLite) is the source of truth.
+
+Milestones, tasks and dependencies are rows (each row also keeps its canonical
+JSON, so a snapshot comes back exactly); events live in a table with the same
+hash chain as the JSONL log. The writer lock is SQLite's own: ``lock()`` opens a
+``BEGIN IMMEDIATE`` transaction that ``commit`` writes into and that commits when
+the lock is released (or rolls back on an error), so the events and the
+snapshots change together or not at all. WAL mode lets readers go on while a
+writer works. Every query is parameterized.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+from .. import events as ev
+from ..errors import Conflict, StorageError
+from . import fsutil
+from .base import Edit, Snapshot, State, Store
+
+SCHEMA_VERSION = 1
+
+# Forward migrations, by the version they lead to. Never edit one that shipped.
+MIGRATIONS: dict[int, str] = {
+    1: """
+    CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+    CREATE TABLE IF NOT EXISTS milestones (
+        id TEXT PRIMARY KEY,
+        number INTEGER NOT NULL,
+        title TEXT NOT NULL,
+        status TEXT NOT NULL,
+        priority TEXT NOT NULL,
+        owner TEXT,
+        category TEXT,
+        start_date TEXT,
+        due_date TEXT,
+        updated_at TEXT,
+        data TEXT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS idx_milestone_status ON milestones(status, priority);
+    CREATE INDEX IF NOT EXISTS idx_milestone_timeline ON milestones(start_date, due_date);
+    CREATE INDEX IF NOT EXISTS idx_milestone_owner ON milestones(owner);
+    CREATE TABLE IF NOT EXISTS milestone_tags (
+        milestone_id TEXT NOT NULL REFERENCES milestones(id) ON DELETE CASCADE,
+        tag TEXT NOT NULL,
+        PRIMARY KEY (milestone_id, tag)
+    );
+    CREATE INDEX IF NOT EXISTS idx_tag ON milestone_tags(tag);
+    CREATE TABLE IF NOT EXISTS milestone_deps (
+        milestone_id TEXT NOT NULL REFERENCES milestones(id) ON DELETE CASCADE,
+        depends_on TEXT NOT NULL,
+        PRIMARY KEY (milestone_id, depends_on)
+    );
+    CREATE INDEX IF NOT EXISTS idx_milestone_dep_target ON milestone_deps(depends_on);
+    CREATE TABLE IF NOT EXISTS tasks (
+        milestone_id TEXT NOT NULL REFERENCES milestones(id) ON DELETE CASCADE,
+        id TEXT NOT NULL,
+        position INTEGER NOT NULL,
+        title TEXT NOT NULL,
+        status TEXT NOT NULL,
+        assignee TEXT,
+        estimate REAL,
+        progress INTEGER NOT NULL DEFAULT 0,
+        data TEXT NOT NULL,
+        PRIMARY KEY (milestone_id, id)
+    );
+    CREATE INDEX IF NOT EXISTS idx_task_status ON tasks(status, milestone_id);
+    CREATE INDEX IF NOT EXISTS idx_task_assignee ON tasks(assignee);
+    CREATE TABLE IF NOT EXISTS task_deps (
+        milestone_id TEXT NOT NULL,
+        task_id TEXT NOT NULL,
+        dep_milestone_id TEXT NOT NULL,
+        dep_task_id TEXT NOT NULL,
+        PRIMARY KEY (milestone_id, task_id, dep_milestone_id, dep_task_id),
+        FOREIGN KEY (milestone_id, task_id) REFERENCES tasks(milestone_id, id)
+            ON DELETE CASCADE
+    );
+    CREATE INDEX IF NOT EXISTS idx_task_dependencies ON task_deps(milestone_id, task_id);
+    CREATE INDEX IF NOT EXISTS idx_task_dep_target ON task_deps(dep_milestone_id, dep_task_id);
+    CREATE TABLE IF NOT EXISTS events (
+        event_id INTEGER PRIMARY KEY,
+        milestone_id TEXT,
+        event_type TEXT NOT NULL,
+        timestamp TEXT NOT NULL,
+        actor TEXT,
+        session_id TEXT,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        body TEXT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS idx_event_milestone ON events(milestone_id, event_id);
+    CREATE INDEX IF NOT EXISTS idx_event_type ON events(event_type, event_id);
+    CREATE INDEX IF NOT EXISTS idx_event_time ON events(timestamp);
+    CREATE TABLE IF NOT EXISTS resume (id INTEGER PRIMARY KEY CHECK (id = 1), data TEXT);
+    CREATE TABLE IF NOT EXISTS sources (
+        milestone_id TEXT PRIMARY KEY REFERENCES milestones(id) ON DELETE CASCADE,
+        text TEXT NOT NULL
+    );
+    """,
+}
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+class DatabaseStore(Store):
+    backend = "database"
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.db_path = self.root / "database" / "milestones.db"
+        self._conn: sqlite3.Connection | None = None
+        self._in_txn = False
+
+    # ----------------------------------------------------------- connection
+
+    def connect(self) -> sqlite3.Connection:
+        if self._conn is None:
+            if not self.db_path.exists():
+                from ..errors import NotFound
+
+                raise NotFound(f"no database at {self.db_path}",
+                               hint="run `milestone init` (or migrate to the database backend)")
+            self._conn = self._open()
+        return self._conn
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(self.db_path, timeout=fsutil.lock_timeout(),
+                                   isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute(f"PRAGMA busy_timeout={int(fsutil.lock_timeout() * 1000)}")
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open {self.db_path}: {exc}",
+                               hint="check the file's permissions, or run `milestone doctor`"
+                               ) from None
+        return conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    # --------------------------------------------------------------- layout
+
+    def exists(self) -> bool:
+        return self.db_path.is_file()
+
+    def initialize(self) -> None:
+        try:
+            for d in ("database", "database/backup", "logs", "config"):
+                (self.root / d).mkdir(parents=True, exist_ok=True)
+            backend = self.root / "config" / "storage-backend.txt"
+            if not backend.exists():
+                fsutil.atomic_write(backend, b"database\n")
+        except OSError as exc:
+            raise fsutil.storage_error(exc, self.root, "create") from None
+        conn = self._conn or self._open()
+        self._conn = conn
+        self.migrate_schema(conn)
+
+    def migrate_schema(self, conn: sqlite3.Connection) -> int:
+        """Bring the schema forward, one recorded step at a time; returns the version."""
+        conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
+        current = int(row[0] or 0)
+        for version in sorted(v for v in MIGRATIONS if v > current):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in MIGRATIONS[version].split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            current = version
+        return current
+
+    # ----------------------------------------------------------------- lock
+
+    @contextlib.contextmanager
+    def _transaction(self, timeout: float | None) -> Iterator[None]:
+        conn = self.connect()
+        if self._in_txn:
+            yield
+            return
+        limit = fsutil.lock_timeout() if timeout is None else timeout
+        # SQLite's busy handler does the bounded wait for the write lock.
+        conn.execute(f"PRAGMA busy_timeout={int(limit * 1000)}")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise StorageError(f"{self.db_path}: {exc}", hint="run `milestone doctor`"
+                                   ) from None
+            raise Conflict(f"the project is busy: another milestone command has held "
+                           f"the database for over {limit:g}s",
+                           hint="retry, or raise MILESTONE_LOCK_TIMEOUT") from None
+        finally:
+            conn.execute(f"PRAGMA busy_timeout={int(fsutil.lock_timeout() * 1000)}")
+        self._in_txn = True
+        try:
+            yield
+        except BaseException:
+            self._in_txn = False
+            conn.execute("ROLLBACK")
+            raise
+        self._in_txn = False
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise StorageError(f"cannot write {self.db_path}: {exc}",
+                               hint="check free space and permissions") from None
+
+    def lock(self, timeout: float | None = None) -> AbstractContextManager[None]:
+        return self._transaction(timeout)
+
+    @contextlib.contextmanager
+    def _try(self) -> Iterator[bool]:
+        try:
+            with self._transaction(0.0):
+                yield True
+        except Conflict:
+            yield False
+
+    def try_lock(self) -> AbstractContextManager[bool]:
+        return self._try()
+
+    def recover(self) -> list[str]:
+        return []  # SQLite's journal already finished or undid any interrupted write
+
+    def scan_edits(self) -> list[Edit]:
+        return []  # nobody edits the database by hand
+
+    def needs_sync(self) -> bool:
+        return False
+
+    # ------------------------------------------------------------- reading
+
+    def _meta(self, conn: sqlite3.Connection) -> dict[str, str]:
+        return {k: v for k, v in conn.execute("SELECT key, value FROM meta")}
+
+    def load(self) -> State:
+        conn = self.connect()
+        with self._read(conn):
+            meta = self._meta(conn)
+            tasks: dict[str, list[Any]] = {}
+            for mid, data in conn.execute(
+                    "SELECT milestone_id, data FROM tasks ORDER BY milestone_id, position"):
+                tasks.setdefault(mid, []).append(json.loads(data))
+            milestones: dict[str, Snapshot] = {}
+            for mid, data in conn.execute("SELECT id, data FROM milestones"):
+                snap = json.loads(data)
+                snap["tasks"] = tasks.get(mid, [])
+                milestones[mid] = snap
+        return State(milestones=milestones, current=meta.get("current") or None,
+                     max_number=int(meta.get("max_number", 0)),
+                     last_event_id=int(meta.get("last_event_id", 0)),
+                     last_hash=meta.get("last_hash", ev.GENESIS_HASH))
+
+    @contextlib.contextmanager
+    def _read(self, conn: sqlite3.Connection) -> Iterator[None]:
+        """A consistent snapshot for a multi-statement read (no-op inside a write)."""
+        if self._in_txn:
+            yield
+            return
+        conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            conn.execute("COMMIT")
+
+    def milestone_snapshot(self, mid: str) -> Snapshot | None:
+        conn = self.connect()
+        with self._read(conn):
+            row = conn.execute("SELECT data FROM milestones WHERE id = ?", (mid,)).fetchone()
+            if row is None:
+                return None
+            snap: Snapshot = json.loads(row[0])
+            snap["tasks"] = [json.loads(d) for (d,) in conn.execute(
+                "SELECT data FROM tasks WHERE milestone_id = ? ORDER BY position", (mid,))]
+        return snap
+
+    def events(self, after: int = 0) -> Iterator[dict[str, Any]]:
+        conn = self.connect()
+        cursor = conn.execute("SELECT body FROM events WHERE event_id > ? ORDER BY event_id",
+                              (after,))
+        for (body,) in cursor:
+            yield json.loads(body)
+
+    # ------------------------------------------------------------- writing
+
+    def commit(self, events: Sequence[dict[str, Any]],
+               adopt: Sequence[str] = ()) -> list[dict[str, Any]]:
+        conn = self.connect()
+        with self._transaction(None):
+            meta = self._meta(conn)
+            last_id = int(meta.get("last_event_id", 0))
+            last_hash = meta.get("last_hash", ev.GENESIS_HASH)
+            current = meta.get("current") or None
+            max_number = int(meta.get("max_number", 0))
+            sealed = []
+            for e in events:
+                last_id += 1
+                sealed.append(ev.seal(json.loads(ev.canonical(e)), last_id, last_hash))
+                last_hash = sealed[-1]["hash"]
+            conn.executemany(
+                "INSERT INTO events (event_id, milestone_id, event_type, timestamp, actor, "
+                "session_id, prev_hash, hash, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(e["event_id"], e.get("milestone_id"), e["event_type"], e["timestamp"],
+                  e.get("actor"), e.get("session_id"), e["prev_hash"], e["hash"],
+                  ev.canonical(e)) for e in sealed])
+            for e in sealed:
+                data = e.get("data") or {}
+                mid = e.get("milestone_id")
+                if "current" in data:
+                    current = data["current"]
+                if mid and any(k in data for k in ev.PATCH_KEYS):
+                    before = self.milestone_snapshot(mid)
+                    after = ev.apply(before, data)
+                    if after is None:
+                        conn.execute("DELETE FROM milestones WHERE id = ?", (mid,))
+                        if current == mid:
+                            current = None
+                    else:
+                        self._write_milestone(conn, before, after)
+                        max_number = max(max_number, int(mid.rsplit("-", 1)[1]))
+            self._set_meta(conn, {"last_event_id": str(last_id), "last_hash": last_hash,
+                                  "current": current or "", "max_number": str(max_number)})
+        return sealed
+
+    def _set_meta(self, conn: sqlite3.Connection, values: dict[str, str]) -> None:
+        conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?) "
+                         "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                         list(values.items()))
+
+    def _write_milestone(self, conn: sqlite3.Connection, before: Snapshot | None,
+                         after: Snapshot) -> None:
+        """Upsert the milestone row and only the task rows that changed."""
+        mid = after["id"]
+        head = {k: v for k, v in after.items() if k != "tasks"}
+        conn.execute(
+            "INSERT INTO milestones (id, number, title, status, priority, owner, category, "
+            "start_date, due_date, updated_at, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT(id) DO UPDATE SET title = excluded.title, status = excluded.status, "
+            "priority = excluded.priority, owner = excluded.owner, "
+            "category = excluded.category, start_date = excluded.start_date, "
+            "due_date = excluded.due_date, updated_at = excluded.updated_at, "
+            "data = excluded.data",
+            (mid, int(mid.rsplit("-", 1)[1]), after["title"], after["status"],
+             after["priority"], after.get("owner"), after.get("category"),
+             after.get("start_date"), after.get("due_date"), after.get("updated_at"),
+             _dumps(head)))
+        old_head = {k: v for k, v in (before or {}).items() if k != "tasks"}
+        if before is None or old_head.get("tags") != head.get("tags"):
+            conn.execute("DELETE FROM milestone_tags WHERE milestone_id = ?", (mid,))
+            conn.executemany("INSERT OR IGNORE INTO milestone_tags VALUES (?, ?)",
+                             [(mid, t) for t in head.get("tags") or []])
+        if before is None or old_head.get("depends_on") != head.get("depends_on"):
+            conn.execute("DELETE FROM milestone_deps WHERE milestone_id = ?", (mid,))
+            conn.executemany("INSERT OR IGNORE INTO milestone_deps VALUES (?, ?)",
+                             [(mid, d) for d in head.get("depends_on") or []])
+        old_tasks = {t["id"]: (i, t) for i, t in enumerate((before or {}).get("tasks", []))}
+        new_ids = {t["id"] for t in after.get("tasks", [])}
+        for tid in old_tasks.keys() - new_ids:
+            conn.execute("DELETE FROM tasks WHERE milestone_id = ? AND id = ?", (mid, tid))
+        for pos, t in enumerate(after.get("tasks", [])):
+            old = old_tasks.get(t["id"])
+            if old is not None and old == (pos, t):
+                continue
+            conn.execute(
+                "INSERT INTO tasks (milestone_id, id, position, title, status, assignee, "
+                "estimate, progress, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(milestone_id, id) DO UPDATE SET position = excluded.position, "
+                "title = excluded.title, status = excluded.status, "
+                "assignee = excluded.assignee, estimate = excluded.estimate, "
+                "progress = excluded.progress, data = excluded.data",
+                (mid, t["id"], pos, t["title"], t["status"], t.get("assignee"),
+                 t.get("estimate"), t.get("progress") or 0, _dumps(t)))
+            if old is None or old[1].get("depends_on") != t.get("depends_on"):
+                conn.execute("DELETE FROM task_deps WHERE milestone_id = ? AND task_id = ?",
+                             (mid, t["id"]))
+                rows = []
+                for d in t.get("depends_on") or []:
+                    dmid, dtid = d.split("/", 1) if "/" in d else (mid, d)
+                    rows.append((mid, t["id"], dmid, dtid))
+                conn.executemany("INSERT OR IGNORE INTO task_deps VALUES (?, ?, ?, ?)", rows)
+
+    # --------------------------------------------------------------- resume
+
+    def read_resume(self) -> dict[str, Any]:
+        row = self.connect().execute("SELECT data FROM resume WHERE id = 1").fetchone()
+        if row is None:
+            return {}
+        data = json.loads(row[0])
+        return data if isinstance(data, dict) else {}
+
+    def write_resume(self, record: dict[str, Any]) -> None:
+        conn = self.connect()
+        with self._transaction(None):
+            conn.execute("INSERT INTO resume (id, data) VALUES (1, ?) "
+                         "ON CONFLICT(id) DO UPDATE SET data = excluded.data", (_dumps(record),))
+
+    # ------------------------------------------------------------ migration
+
+    def sources(self) -> dict[str, str]:
+        return {mid: text for mid, text in self.connect().execute(
+            "SELECT milestone_id, text FROM sources")}
+
+    def import_data(self, events: Sequence[dict[str, Any]], state: State,
+                    resume: dict[str, Any], sources: dict[str, str]) -> None:
+        self.initialize()
+        conn = self.connect()
+        with self._transaction(None):
+            for table in ("events", "sources", "task_deps", "tasks", "milestone_deps",
+                          "milestone_tags", "milestones", "meta", "resume"):
+                conn.execute(f"DELETE FROM {table}")
+            conn.executemany(
+                "INSERT INTO events (event_id, milestone_id, event_type, timestamp, actor, "
+                "session_id, prev_hash, hash, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(e["event_id"], e.get("milestone_id"), e["event_type"], e["timestamp"],
+                  e.get("actor"), e.get("session_id"), e["prev_hash"], e["hash"],
+                  ev.canonical(e)) for e in events])
+            for snap in state.milestones.values():
+                self._write_milestone(conn, None, snap)
+            conn.executemany("INSERT INTO sources (milestone_id, text) VALUES (?, ?)",
+                             [(mid, text) for mid, text in sources.items()
+                              if mid in state.milestones])
+            self._set_meta(conn, {"last_event_id": str(state.last_event_id),
+                                  "last_hash": state.last_hash, "current": state.current or "",
+                                  "max_number": str(state.max_number)})
+            if resume:
+                conn.execute("INSERT INTO resume (id, data) VALUES (1, ?)", (_dumps(resume),))
+
+    def discard(self) -> None:
+        """Remove this backend's data (a failed migration's half-made copy)."""
+        self.close()
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                Path(f"{self.db_path}{suffix}").unlink()
+
+    # -------------------------------------------------------- backup/restore
+
+    def backup(self, dest: Path) -> Path:
+        """A consistent copy through SQLite's online backup API (never a file copy)."""
+        dest = Path(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        # A separate reading connection: the backup API cannot copy from a connection
+        # that holds the write lock (a migration does), and in WAL mode the reader
+        # sees the last committed state without waiting.
+        source = sqlite3.connect(self.db_path)
+        target = sqlite3.connect(dest)
+        try:
+            source.backup(target)
+        finally:
+            target.close()
+            source.close()
+        return dest
+
+    def restore(self, src: Path) -> None:
+        source = sqlite3.connect(Path(src))
+        try:
+            self.close()
+            target = sqlite3.connect(self.db_path)
+            try:
+                source.backup(target)
+            finally:
+                target.close()
+        finally:
+            source.close()
