@@ -117,7 +117,12 @@ def migrate(root: Path, to: str, *, dry_run: bool = False, actor: str = "unknown
             stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
             backup_dir = root / "database" / "backup"
             backup_dir.mkdir(parents=True, exist_ok=True)
-            report["backup"] = str(old.backup(backup_dir / f"pre-migration-{stamp}.bak"))
+            dest = backup_dir / f"pre-migration-{stamp}-{old.backend}.bak"
+            n = 1
+            while dest.exists():
+                n += 1
+                dest = backup_dir / f"pre-migration-{stamp}-{old.backend}-{n}.bak"
+            report["backup"] = str(old.backup(dest))
             enter("copy")
             new = store_for(root, to)
             discard = getattr(new, "discard", None)

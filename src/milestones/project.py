@@ -63,6 +63,7 @@ class Txn:
         self.max_number = state.max_number
         self.events: list[dict[str, Any]] = []
         self.now = project.clock()
+        self.note: str | None = None  # a session note for the resume record
 
     def milestone(self, mid: str) -> md.Milestone:
         return md.Milestone.from_dict(self.snaps[mid])
@@ -311,7 +312,7 @@ class Project:
             if tx.events:
                 self._check_write(tx)
                 sealed = store.commit(tx.events)
-                self._refresh_resume(sealed[-1])
+                self._refresh_resume(sealed[-1], note=tx.note)
 
     def _check_write(self, tx: Txn) -> None:
         """Run the write rules on what the change touched; new errors refuse it.
@@ -1029,12 +1030,9 @@ class Project:
 
     def note(self, text: str) -> None:
         text = md.check_text(text, "note", required=True, limit=5000)
-        with self.store.lock():
-            self._sync()
-            tx = Txn(self, self.store.load())
+        with self._write() as tx:
             tx.record("note_added", None, None, mid=tx.current, data={"note": text})
-            sealed = self.store.commit(tx.events)
-            self._refresh_resume(sealed[-1], note=text)
+            tx.note = text
 
     def status_view(self, ref: str | None = None, *, all_: bool = False) -> dict[str, Any]:
         st = self.state()
@@ -1129,7 +1127,7 @@ class Project:
         from . import schedule
 
         try:
-            crit = schedule.critical_hours_by_milestone(schedule.project_schedule(milestones))
+            crit = schedule.project_critical_hours(milestones)  # the forward pass is enough
         except DependencyError:
             return {}
         hours = schedule.team_weekly_hours(self.config())  # not the rules' engine: reads skip it

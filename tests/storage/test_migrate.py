@@ -1,0 +1,203 @@
+"""Migration between backends: round trips, rollback at every step, no downtime."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from milestones import events as ev
+from milestones.errors import InvalidInput, StorageError
+from milestones.migrate import STEPS, checksums, migrate, previous_backend
+from milestones.project import Project
+from milestones.storage import open_store
+
+
+def build(tmp_path: Path) -> Project:
+    p, _ = Project.init(tmp_path, actor="ann@example.com", session_id="s1")
+    p.plan("Alpha", tasks=["One", {"title": "Two", "depends_on": ["task-1"], "estimate": 2}],
+           due="2026-12-24", tags=["core"])
+    p.plan("Beta", tasks=["Three"], depends_on=["1"])
+    p.start_task("1/1")
+    p.note("left off here")
+    return p
+
+
+def snapshot(root: Path) -> tuple[dict[str, str], list[dict[str, object]], str | None]:
+    store = open_store(root)
+    state = store.load()
+    return checksums(state), list(store.events()), state.current
+
+
+def test_round_trip_keeps_every_field_the_log_and_comments(tmp_path: Path) -> None:
+    p = build(tmp_path)
+    root = p.root
+    path = root / "active" / "milestone-002.yaml"
+    commented = path.read_text().replace("title: Beta", "title: Beta  # named by ann")
+    path.write_text("# planning notes stay\n" + commented)
+    Project.open(tmp_path).state()  # records the hand edit
+    before = snapshot(root)
+    text_before = path.read_text()
+    migrate(root, "database")
+    assert (root / "config" / "storage-backend.txt").read_text() == "database\n"
+    assert snapshot(root) == before
+    migrate(root, "file")
+    assert snapshot(root) == before
+    assert path.read_text() == text_before  # the person's comments came back
+    log = [json.loads(line) for line in (root / "logs" / "progress-events.jsonl").open()]
+    assert log == before[1] and ev.verify_chain(log) is None
+    assert Project.open(tmp_path).resume_view()["notes"][-1]["text"] == "left off here"
+
+
+def test_dry_run_changes_nothing(tmp_path: Path) -> None:
+    p = build(tmp_path)
+    report = migrate(p.root, "database", dry_run=True)
+    assert report["source"]["milestones"] == 2 and report["source"]["tasks"] == 3
+    assert not (p.root / "database" / "milestones.db").exists()
+    assert (p.root / "config" / "storage-backend.txt").read_text() == "file\n"
+
+
+def test_same_backend_is_refused(tmp_path: Path) -> None:
+    p = build(tmp_path)
+    with pytest.raises(InvalidInput, match="already uses the file backend"):
+        migrate(p.root, "file")
+
+
+@pytest.mark.parametrize("direction", [("file", "database"), ("database", "file")])
+@pytest.mark.parametrize("fail_at", ["backup", "copy", "verify", "switch"])
+def test_failure_at_any_step_rolls_back(tmp_path: Path, direction: tuple[str, str],
+                                        fail_at: str) -> None:
+    source, target = direction
+    p = build(tmp_path)
+    if source != "file":
+        migrate(p.root, source)
+    before = snapshot(p.root)
+
+    def boom(step: str) -> None:
+        if step == fail_at:
+            raise OSError(28, "No space left on device")
+
+    with pytest.raises(StorageError, match=f"failed at the {fail_at} step"):
+        migrate(p.root, target, on_step=boom)
+    assert (p.root / "config" / "storage-backend.txt").read_text() == f"{source}\n"
+    assert snapshot(p.root) == before
+    log = (p.root / "performance" / "migration-log.jsonl").read_text().splitlines()
+    last = json.loads(log[-1])
+    assert last["event"] == "migration_rolled_back" and last["step"] == fail_at
+    q = Project.open(tmp_path, actor="ann@example.com", session_id="s1")
+    q.complete_task("1/1")  # the old backend keeps working
+    assert q.milestone("1").task("task-1").status == "done"
+    if target == "database":
+        assert not (p.root / "database" / "milestones.db").exists()
+
+
+def test_corrupt_copy_is_caught_by_verification(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from milestones.storage.sqlite import DatabaseStore
+
+    p = build(tmp_path)
+    original = DatabaseStore.import_data
+
+    def corrupting(self: DatabaseStore, events, state, resume, sources):  # type: ignore[no-untyped-def]
+        original(self, events, state, resume, sources)
+        self.connect().execute("UPDATE tasks SET data = replace(data, 'One', 'Uno')")
+
+    monkeypatch.setattr(DatabaseStore, "import_data", corrupting)
+    with pytest.raises(StorageError, match="checksum differs"):
+        migrate(p.root, "database")
+    assert (p.root / "config" / "storage-backend.txt").read_text() == "file\n"
+
+
+STEP_KILL = """
+import os, sys
+from pathlib import Path
+from milestones.migrate import migrate
+def die(step):
+    if step == sys.argv[3]:
+        os._exit(9)
+migrate(Path(sys.argv[1]), sys.argv[2], on_step=die)
+"""
+
+
+@pytest.mark.parametrize("step", ["backup", "copy", "verify", "switch"])
+def test_killed_migration_leaves_the_old_backend_in_use(tmp_path: Path, step: str) -> None:
+    p = build(tmp_path)
+    before = snapshot(p.root)
+    out = subprocess.run([sys.executable, "-c", STEP_KILL, str(p.root), "database", step],
+                         capture_output=True, text=True)
+    assert out.returncode == 9, out.stderr
+    assert (p.root / "config" / "storage-backend.txt").read_text() == "file\n"
+    assert snapshot(p.root) == before
+    q = Project.open(tmp_path, actor="ann@example.com", session_id="s1")
+    q.complete_task("1/1")
+    migrate(p.root, "database")  # a later attempt succeeds over the leftovers
+    assert open_store(p.root).load().milestones["milestone-001"]["tasks"][0]["status"] == "done"
+
+
+def test_rollback_returns_to_the_previous_backend_keeping_later_changes(tmp_path: Path) -> None:
+    p = build(tmp_path)
+    migrate(p.root, "database")
+    q = Project.open(tmp_path, actor="ann@example.com", session_id="s1")
+    q.complete_task("1/1")
+    assert previous_backend(p.root) == "file"
+    migrate(p.root, previous_backend(p.root) or "")
+    r = Project.open(tmp_path)
+    assert r.store.backend == "file"
+    assert r.milestone("1").task("task-1").status == "done"
+
+
+WORKER = """
+import json, sys, time
+from pathlib import Path
+from milestones.project import Project
+from milestones.errors import MilestoneError
+root, role, n = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+p = Project.open(root, actor=f"{role}@example.com", session_id=role)
+done = 0
+errors = []
+for i in range(n):
+    try:
+        if role.startswith("writer"):
+            p.note(f"{role} {i}")
+            done += 1
+        else:
+            st = p.status_view(all_=True)
+            assert len(st["milestones"]) == 2, st
+            done += 1
+    except Exception as exc:  # noqa: BLE001
+        errors.append(repr(exc))
+    time.sleep(0.005)
+print(json.dumps({"done": done, "errors": errors}))
+"""
+
+
+def test_no_command_fails_during_migrations_in_every_direction(tmp_path: Path) -> None:
+    build(tmp_path)
+    root = tmp_path / ".milestones"
+    env = dict(os.environ, MILESTONE_LOCK_TIMEOUT="60")
+    procs = [subprocess.Popen([sys.executable, "-c", WORKER, str(tmp_path), role, "120"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+             for role in ("writer1", "writer2", "reader1", "reader2")]
+    for target in ("database", "file", "database", "file"):
+        time.sleep(0.15)
+        migrate(root, target)
+    results = {}
+    for role, proc in zip(("writer1", "writer2", "reader1", "reader2"), procs, strict=True):
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        results[role] = json.loads(out.strip().splitlines()[-1])
+    for role, res in results.items():
+        assert res["errors"] == [], (role, res["errors"][:3])
+        assert res["done"] == 120
+    notes = [e["data"]["note"] for e in open_store(root).events()
+             if e["event_type"] == "note_added" and e["actor"] != "ann@example.com"]
+    for writer in ("writer1", "writer2"):
+        mine = [n for n in notes if n.startswith(writer)]
+        assert mine == [f"{writer} {i}" for i in range(120)]  # no lost write, in order
+    assert ev.verify_chain(list(open_store(root).events())) is None
+    assert STEPS[0] == "lock"
