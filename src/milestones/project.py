@@ -66,7 +66,7 @@ class Txn:
         self.note: str | None = None  # a session note for the resume record
 
     def milestone(self, mid: str) -> md.Milestone:
-        return md.Milestone.from_dict(self.snaps[mid])
+        return md.Milestone.from_snapshot(self.snaps[mid])
 
     def status_of(self, ref: str) -> str | None:
         """Status of a task (``milestone-003/task-2``) or milestone (``milestone-003``)."""
@@ -281,12 +281,15 @@ class Project:
 
     def milestones(self) -> dict[str, md.Milestone]:
         return {
-            mid: md.Milestone.from_dict(s) for mid, s in sorted(self.state().milestones.items())
+            mid: md.Milestone.from_snapshot(s)
+            for mid, s in sorted(self.state().milestones.items())
         }
 
     def milestone(self, ref: str) -> md.Milestone:
         st = self.state()
-        return md.Milestone.from_dict(st.milestones[refs.resolve_milestone(ref, st.milestones)])
+        return md.Milestone.from_snapshot(
+            st.milestones[refs.resolve_milestone(ref, st.milestones)]
+        )
 
     def current_id(self) -> str | None:
         return self.state().current
@@ -369,7 +372,7 @@ class Project:
                     "session_id": self.session_id,
                 }
             )
-        ms = {mid: md.Milestone.from_dict(s) for mid, s in st.milestones.items()}
+        ms = {mid: md.Milestone.from_snapshot(s) for mid, s in st.milestones.items()}
         in_progress, blocked = [], []
         for m in ms.values():
             for t in m.tasks:
@@ -1017,7 +1020,7 @@ class Project:
         role = self.role_of()
         rows = []
         for mid, snap in sorted(self.state().milestones.items()):
-            m = md.Milestone.from_dict(snap)
+            m = md.Milestone.from_snapshot(snap)
             if m.workflow != "kiro" or m.kiro is None or m.status in md.CLOSED_MILESTONE:
                 continue
             phase = md.kiro_phase(m)
@@ -1037,7 +1040,7 @@ class Project:
     def status_view(self, ref: str | None = None, *, all_: bool = False) -> dict[str, Any]:
         st = self.state()
         day = self.today()
-        ms = {mid: md.Milestone.from_dict(s) for mid, s in sorted(st.milestones.items())}
+        ms = {mid: md.Milestone.from_snapshot(s) for mid, s in sorted(st.milestones.items())}
         if ref is not None:
             chosen = [refs.resolve_milestone(ref, st.milestones)]
         elif all_ or st.current is None:
@@ -1074,7 +1077,7 @@ class Project:
         feas = self._feasibilities(st.milestones)
         rows = []
         for mid in sorted(st.milestones):
-            m = md.Milestone.from_dict(st.milestones[mid])
+            m = md.Milestone.from_snapshot(st.milestones[mid])
             if not all_ and not status and m.status == "archived":
                 continue
             if status and m.status not in status:
@@ -1099,7 +1102,7 @@ class Project:
         day = self.today()
         if "/" in ref:
             mid, tid = refs.resolve_task(ref, st.milestones, st.current)
-            m = md.Milestone.from_dict(st.milestones[mid])
+            m = md.Milestone.from_snapshot(st.milestones[mid])
             t = m.task(tid)
             tx = Txn(self, st)
             data = t.to_dict() | {
@@ -1111,7 +1114,7 @@ class Project:
             }
             return {"schema": SCHEMA, "kind": "task", "task": data}
         mid = refs.resolve_milestone(ref, st.milestones)
-        m = md.Milestone.from_dict(st.milestones[mid])
+        m = md.Milestone.from_snapshot(st.milestones[mid])
         plan = self._schedule(st.milestones, mid)
         data = m.to_dict() | summary(m, day, plan["feasibility"])
         data["critical_path"] = plan["critical_path"]
@@ -1198,7 +1201,7 @@ class Project:
 
     def next_view(self, ref: str | None = None, *, limit: int | None = None) -> dict[str, Any]:
         st = self.state()
-        ms = {mid: md.Milestone.from_dict(s) for mid, s in st.milestones.items()}
+        ms = {mid: md.Milestone.from_snapshot(s) for mid, s in st.milestones.items()}
         only = refs.resolve_milestone(ref, st.milestones) if ref else None
         rows = next_tasks(ms, only=only, limit=limit)
         return {"schema": SCHEMA, "tasks": rows}
@@ -1244,7 +1247,7 @@ class Project:
         st = self.state()
         record = self.store.read_resume()
         if not record:
-            ms = {mid: md.Milestone.from_dict(s) for mid, s in st.milestones.items()}
+            ms = {mid: md.Milestone.from_snapshot(s) for mid, s in st.milestones.items()}
             ready = next_tasks(ms, limit=1)
             record = {
                 "session_id": None,

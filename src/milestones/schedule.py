@@ -14,6 +14,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from .errors import DependencyError
+from .model import topological_order
 
 DEFAULT_HOURS = 1.0
 DEFAULT_WEEKLY_HOURS = 40.0
@@ -40,31 +41,6 @@ def team_weekly_hours(config: Mapping[str, Any]) -> list[float]:
         except (TypeError, ValueError):
             continue
     return out
-
-
-def topological_order(edges: Mapping[str, list[str]]) -> list[str]:
-    """Nodes with every dependency before its dependents (Kahn); DependencyError on a cycle."""
-    nodes = set(edges)
-    for deps in edges.values():
-        nodes.update(deps)
-    indegree = {n: 0 for n in nodes}
-    users: dict[str, list[str]] = {n: [] for n in nodes}
-    for node, deps in edges.items():
-        for d in set(deps):
-            indegree[node] += 1
-            users[d].append(node)
-    ready = sorted(n for n, k in indegree.items() if k == 0)
-    order: list[str] = []
-    while ready:
-        n = ready.pop()
-        order.append(n)
-        for u in users[n]:
-            indegree[u] -= 1
-            if indegree[u] == 0:
-                ready.append(u)
-    if len(order) != len(nodes):
-        raise DependencyError("the task graph has a cycle", hint="run `milestone validate`")
-    return order
 
 
 @dataclass

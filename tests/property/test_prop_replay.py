@@ -13,6 +13,7 @@ import json
 import shutil
 import tempfile
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +51,6 @@ class Clock:
     def __call__(self) -> str:
         self.tick += 1
         seconds = 1_700_000_000 + 97 * self.tick
-        from datetime import UTC, datetime
-
         return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 

@@ -80,11 +80,9 @@ def milestone_yaml(
     )
 
 
-def team_config(*members: Mapping[str, Any], rules: Mapping[str, str] | None = None) -> str:
-    cfg: dict[str, Any] = {"team": {"members": [dict(m) for m in members]}}
-    if rules:
-        cfg["validation"] = {"rules": dict(rules)}
-    return json.dumps(cfg)  # JSON is YAML
+def team_config(*members: Mapping[str, Any]) -> str:
+    """config/config.yaml with these ``team.members``."""
+    return json.dumps({"team": {"members": [dict(m) for m in members]}})  # JSON is YAML
 
 
 def new_project(tmp: Path, *, milestones: int = 2, config: str | None = None) -> Project:
