@@ -302,13 +302,16 @@ class Project:
         store = self.store
         if not store.exists():
             raise NotFound(f"no project at {self.root}", hint="run `milestone init` first")
-        with contextlib.ExitStack() as held:
+        while True:
+            held = contextlib.ExitStack()
             held.enter_context(store.lock())
-            if self._follow_backend():
-                # A migration switched backends while we waited for the lock: the
-                # write goes to the new backend, under its lock.
-                store = self.store
-                held.enter_context(store.lock())
+            if not self._follow_backend():
+                break
+            # A migration switched backends while we waited for the lock: let it go
+            # and write to the new backend, under its lock (checked again there).
+            held.close()
+            store = self.store
+        with held:
             self._sync()
             tx = Txn(self, store.load())
             yield tx
