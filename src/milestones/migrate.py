@@ -37,6 +37,10 @@ def store_for(root: Path, backend: str) -> Store:
         from .storage.file import FileStore
 
         return FileStore(root)
+    if backend == "hybrid":
+        from .storage.hybrid import HybridStore
+
+        return HybridStore(root)
     if backend == "database":
         from .storage.sqlite import DatabaseStore
 

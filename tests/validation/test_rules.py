@@ -33,10 +33,7 @@ F1, F2 = ".milestones/active/milestone-001.yaml", ".milestones/active/milestone-
 LOG = "logs/progress-events.jsonl"
 
 # Families whose cases are written together with their rules, elsewhere for now.
-PENDING_FAMILIES = {
-    "template": "MS6xx cases come with the template rules",
-    "kiro": "MS7xx cases come with the Kiro rules (see tests/unit/test_kiro_workflow.py)",
-}
+PENDING_FAMILIES: dict[str, str] = {}
 
 
 # ----------------------------------------------------------------- helpers
@@ -440,6 +437,162 @@ def _pending(tmp: Path, trigger: bool) -> Outcome:
 def _torn(tmp: Path, trigger: bool) -> Outcome:
     found = scan(tmp, tamper=_tear_log if trigger else None, types=("hybrid",))
     return Outcome(found, [LOG])
+
+
+# MS6xx template (the `quick` type) -----------------------------------------------------
+
+SPIKE = (
+    "description: A short spike\nduration: 3\nphases:\n"
+    "  - name: try\n    tasks:\n      - title: Try it\n        estimate: 2\n"
+    "  - name: decide\n    tasks:\n      - title: Write it up\n        estimate: 1\n"
+    "requires:\n  phases: [try, decide]\n  min_tasks: 1\n"
+)
+
+
+def _spike_project(tmp: Path) -> Project:
+    p, _ = Project.init(tmp, actor=ACTOR, session_id="test-session")
+    (p.root / "templates").mkdir()
+    (p.root / "templates" / "spike.yaml").write_text(SPIKE, "utf-8")
+    p.plan_from_template("spike", title="Caching", start=TODAY)
+    return reopen(tmp)
+
+
+@case("MS601", "warning")
+def _template_gone(tmp: Path, trigger: bool) -> Outcome:
+    p = _spike_project(tmp)
+    if trigger:
+        (p.root / "templates" / "spike.yaml").unlink()
+    found = reopen(tmp).validate(None, ("quick",))["findings"]
+    text = (tmp / F1).read_text("utf-8")
+    return Outcome(found, [at(text, "template:")])
+
+
+@case("MS602", "error")
+def _template_requirement(tmp: Path, trigger: bool) -> Outcome:
+    p = _spike_project(tmp)
+    if trigger:
+        p.skip_task("1/2")  # the only task of phase `decide`
+    found = reopen(tmp).validate(None, ("quick",))["findings"]
+    text = (tmp / F1).read_text("utf-8")
+    return Outcome(found, [at(text, "tasks:")])
+
+
+# MS7xx kiro (the `kiro` type) ------------------------------------------------------------
+
+KIRO_FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "kiro" / "offline-sync"
+SPEC = ".kiro/specs/offline-sync"
+
+
+def _kiro_project(tmp: Path, enforcement: str = "flexible") -> Project:
+    import shutil
+
+    shutil.copytree(KIRO_FIXTURE, tmp / SPEC)
+    p, _ = Project.init(tmp, actor=ACTOR, session_id="test-session")
+    p.import_kiro(tmp / SPEC, policy="mandatory", enforcement=enforcement)
+    return reopen(tmp)
+
+
+def _kiro_findings(tmp: Path) -> list[dict[str, Any]]:
+    findings: list[dict[str, Any]] = reopen(tmp).validate(None, ("kiro",))["findings"]
+    return findings
+
+
+@case("MS701", "error")
+def _spec_missing(tmp: Path, trigger: bool) -> Outcome:
+    import shutil
+
+    _kiro_project(tmp, "strict")
+    if trigger:
+        shutil.rmtree(tmp / SPEC)
+    text = (tmp / F1).read_text("utf-8")
+    return Outcome(_kiro_findings(tmp), [at(text, "path: .kiro")])
+
+
+@case("MS702", "error")
+def _requirements_missing(tmp: Path, trigger: bool) -> Outcome:
+    _kiro_project(tmp, "strict")
+    if trigger:
+        (tmp / SPEC / "requirements.md").write_text("# Requirements\n", "utf-8")
+    return Outcome(_kiro_findings(tmp), [f"{SPEC}/requirements.md"])
+
+
+@case("MS703", "warning")
+def _not_ears(tmp: Path, trigger: bool) -> Outcome:
+    _kiro_project(tmp)
+    path = tmp / SPEC / "requirements.md"
+    if not trigger:
+        path.write_text(path.read_text("utf-8").replace(
+            "4. The sync should be fast", "4. WHEN a replay starts THE app SHALL finish it "
+            "within 10 seconds"), "utf-8")
+    return Outcome(_kiro_findings(tmp), [f"{SPEC}/requirements.md:36"])
+
+
+@case("MS704", "error")
+def _design_missing(tmp: Path, trigger: bool) -> Outcome:
+    p = _kiro_project(tmp, "strict")
+    p.review(M1, "requirements", "approve")
+    if trigger:
+        (tmp / SPEC / "design.md").unlink()
+    return Outcome(_kiro_findings(tmp), [f"{SPEC}/design.md"])
+
+
+@case("MS705", "warning")
+def _design_unapproved(tmp: Path, trigger: bool) -> Outcome:
+    p = _kiro_project(tmp)
+    if not trigger:
+        p.review(M1, "requirements", "approve")
+        p.review(M1, "design", "approve")
+    p.start_task("1/4")  # not ticked in tasks.md
+    return Outcome(_kiro_findings(tmp), [M1])
+
+
+@case("MS706", "warning")
+def _untraced(tmp: Path, trigger: bool) -> Outcome:
+    _kiro_project(tmp)
+    text = (tmp / F1).read_text("utf-8")
+    if not trigger:  # trace the checkpoint task by hand
+        text = text.replace("title: Checkpoint - Ensure all tests pass\n",
+                            "title: Checkpoint - Ensure all tests pass\n"
+                            "  requirements: ['1.1']\n")
+        hand_edit(tmp, {F1: text})
+    return Outcome(_kiro_findings(tmp), [at(text, "id: task-9")])
+
+
+@case("MS707", "warning")
+def _uncovered(tmp: Path, trigger: bool) -> Outcome:
+    _kiro_project(tmp)
+    path = tmp / SPEC / "requirements.md"
+    if not trigger:  # drop requirement 3 and criterion 2.4, which no task covers
+        text = path.read_text("utf-8").replace("4. The sync should be fast\n", "")
+        path.write_text(text[: text.index("### Requirement 3")], "utf-8")
+    return Outcome(_kiro_findings(tmp), [f"{SPEC}/requirements.md:{n}" for n in (36, 44, 45)])
+
+
+@case("MS708", "warning")
+def _unknown_requirement(tmp: Path, trigger: bool) -> Outcome:
+    _kiro_project(tmp)
+    if trigger:
+        text = (tmp / F1).read_text("utf-8").replace("title: Checkpoint - Ensure all tests "
+                                                     "pass\n", "title: Checkpoint - Ensure "
+                                                     "all tests pass\n  requirements: ['9.9']\n")
+        hand_edit(tmp, {F1: text})
+    return Outcome(_kiro_findings(tmp), [f"{M1}/task-9"])
+
+
+@case("MS710", "error")
+def _tasks_gate(tmp: Path, trigger: bool) -> Outcome:
+    p = _kiro_project(tmp, "strict")
+    if not trigger:
+        for phase in ("requirements", "design", "tasks"):
+            p.review(M1, phase, "approve")
+    text = (tmp / F1).read_text("utf-8")
+    task4 = text.index("id: task-4")
+    hand_edit(tmp, {F1: text[:task4] + text[task4:].replace("status: todo",
+                                                            "status: in_progress", 1)})
+    text = (tmp / F1).read_text("utf-8")
+    nth = text[: text.index("id: task-4")].count("status: in_progress") + 1
+    return Outcome(_kiro_findings(tmp),
+                   [at(text, "status: in_progress", nth=nth)] if trigger else [])
 
 
 # --------------------------------------------------------------- the tests

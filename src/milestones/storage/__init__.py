@@ -9,7 +9,7 @@ from .base import Edit, State, Store
 
 __all__ = ["BACKENDS", "Edit", "State", "Store", "open_store"]
 
-BACKENDS = ("file", "database")
+BACKENDS = ("file", "hybrid", "database")
 
 
 def open_store(root: Path, backend: str | None = None) -> Store:
@@ -30,6 +30,10 @@ def open_store(root: Path, backend: str | None = None) -> Store:
         from .file import FileStore
 
         return FileStore(root)
+    if backend == "hybrid":
+        from .hybrid import HybridStore
+
+        return HybridStore(root)
     if backend == "database":
         from .sqlite import DatabaseStore
 

@@ -46,6 +46,18 @@ class Edit:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class MilestoneQuery:
+    """The filters of `milestone list`, for stores that can answer from an index."""
+
+    statuses: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    owner: str | None = None
+    priorities: tuple[str, ...] = ()
+    overdue_before: str | None = None  # today: open milestones due before it
+    include_archived: bool = False
+
+
 class Store(ABC):
     """Adapter interface: snapshots, events, the writer lock, backup and restore."""
 
@@ -114,6 +126,18 @@ class Store(ABC):
     def import_data(self, events: Sequence[dict[str, Any]], state: State,
                     resume: dict[str, Any], sources: dict[str, str]) -> None:
         """Fill a fresh store with another's events (verbatim) and snapshots."""
+
+    def query_milestones(self, q: MilestoneQuery) -> list[Snapshot] | None:
+        """Milestones matching ``q`` from an index; None when the store has none."""
+        return None
+
+    def cache_get(self, key: str, head: str) -> Any:
+        """A cached query result computed at log head ``head`` (None on a miss)."""
+        return None
+
+    def cache_put(self, key: str, head: str, value: Any) -> None:
+        """Keep a query result computed at log head ``head``."""
+        return None
 
     @abstractmethod
     def backup(self, dest: Path) -> Path:

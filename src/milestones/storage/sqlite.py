@@ -22,7 +22,7 @@ from typing import Any
 from .. import events as ev
 from ..errors import Conflict, StorageError
 from . import fsutil
-from .base import Edit, Snapshot, State, Store
+from .base import Edit, MilestoneQuery, Snapshot, State, Store
 
 SCHEMA_VERSION = 1
 
@@ -106,6 +106,79 @@ MIGRATIONS: dict[int, str] = {
 }
 
 
+class QueryCache:
+    """``database/cache.db``: query results keyed by the event log head, so an entry
+    computed before the last change is never served after it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.hits = 0
+        self.misses = 0
+        self._conn: sqlite3.Connection | None = None
+
+    def _db(self) -> sqlite3.Connection | None:
+        if self._conn is None:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._conn = sqlite3.connect(self.path, timeout=1.0, isolation_level=None)
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                self._conn.execute("CREATE TABLE IF NOT EXISTS cache (key TEXT PRIMARY KEY, "
+                                   "head TEXT NOT NULL, value TEXT NOT NULL)")
+            except (sqlite3.Error, OSError):
+                return None  # a cache that cannot open is a cache that misses
+        return self._conn
+
+    def get(self, key: str, head: str) -> Any:
+        db = self._db()
+        row = None
+        if db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                row = db.execute("SELECT value FROM cache WHERE key = ? AND head = ?",
+                                 (key, head)).fetchone()
+        if row is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        return json.loads(row[0])
+
+    def put(self, key: str, head: str, value: Any) -> None:
+        db = self._db()
+        if db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("INSERT INTO cache (key, head, value) VALUES (?, ?, ?) "
+                           "ON CONFLICT(key) DO UPDATE SET head = excluded.head, "
+                           "value = excluded.value", (key, head, _dumps(value)))
+
+
+def milestone_query_sql(q: MilestoneQuery) -> tuple[str, list[Any]]:
+    """A parameterized SELECT of milestone ids for ``q`` (every filter uses an index)."""
+    where: list[str] = []
+    args: list[Any] = []
+    if q.statuses:
+        where.append(f"status IN ({', '.join('?' * len(q.statuses))})")
+        args += list(q.statuses)
+    elif not q.include_archived:
+        where.append("status IN ('planned', 'in_progress', 'blocked', 'completed', "
+                     "'cancelled')")
+    if q.priorities:
+        where.append(f"priority IN ({', '.join('?' * len(q.priorities))})")
+        args += list(q.priorities)
+    if q.owner:
+        where.append("owner = ?")
+        args.append(q.owner)
+    if q.tags:
+        where.append(f"id IN (SELECT milestone_id FROM milestone_tags WHERE tag IN "
+                     f"({', '.join('?' * len(q.tags))}))")
+        args += list(q.tags)
+    if q.overdue_before:
+        where.append("due_date < ? AND status IN ('planned', 'in_progress', 'blocked')")
+        args.append(q.overdue_before)
+    sql = "SELECT id FROM milestones"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    return sql + " ORDER BY id", args
+
+
 def _dumps(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
 
@@ -113,9 +186,9 @@ def _dumps(obj: Any) -> str:
 class DatabaseStore(Store):
     backend = "database"
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, db_path: Path | None = None) -> None:
         self.root = Path(root)
-        self.db_path = self.root / "database" / "milestones.db"
+        self.db_path = db_path or self.root / "database" / "milestones.db"
         self._conn: sqlite3.Connection | None = None
         self._in_txn = False
 
@@ -413,6 +486,27 @@ class DatabaseStore(Store):
         with self._transaction(None):
             conn.execute("INSERT INTO resume (id, data) VALUES (1, ?) "
                          "ON CONFLICT(id) DO UPDATE SET data = excluded.data", (_dumps(record),))
+
+    # -------------------------------------------------------------- queries
+
+    def query_milestones(self, q: MilestoneQuery) -> list[Snapshot] | None:
+        """The milestones matching ``q``, found through the indexes."""
+        conn = self.connect()
+        sql, args = milestone_query_sql(q)
+        with self._read(conn):
+            ids = [mid for (mid,) in conn.execute(sql, args)]
+            return [snap for mid in ids if (snap := self.milestone_snapshot(mid)) is not None]
+
+    def cache_get(self, key: str, head: str) -> Any:
+        return self._cache().get(key, head)
+
+    def cache_put(self, key: str, head: str, value: Any) -> None:
+        self._cache().put(key, head, value)
+
+    def _cache(self) -> QueryCache:
+        if getattr(self, "_query_cache", None) is None:
+            self._query_cache = QueryCache(self.root / "database" / "cache.db")
+        return self._query_cache
 
     # ------------------------------------------------------------ migration
 

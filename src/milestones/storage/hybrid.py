@@ -1,0 +1,98 @@
+"""The hybrid backend: YAML files stay the source of truth; SQLite indexes them.
+
+Everything the file backend does (people edit the YAML, git diffs stay readable,
+the JSONL log is written first) plus ``database/index.db``: the same tables as the
+database backend, kept in step with the files on every commit and every recorded
+hand edit, and rebuilt from the snapshots whenever it falls behind (or on
+``milestone storage reindex``). Reads that need many milestones (list and its
+filters) go to the index; ``database/cache.db`` keeps expensive results keyed
+by the log head.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from . import fsutil
+from .base import MilestoneQuery, Snapshot
+from .file import FileStore
+from .sqlite import DatabaseStore, QueryCache, milestone_query_sql
+
+
+class HybridStore(FileStore):
+    backend = "hybrid"
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.index = DatabaseStore(self.root, self.root / "database" / "index.db")
+        self.cache = QueryCache(self.root / "database" / "cache.db")
+
+    def initialize(self) -> None:
+        marker = self.config / "storage-backend.txt"
+        fresh = not marker.exists()
+        super().initialize()
+        if fresh:
+            fsutil.atomic_write(marker, b"hybrid\n")
+        (self.root / "database").mkdir(parents=True, exist_ok=True)
+        self.index.migrate_schema(self.index._conn or self.index._open())
+        self.index._conn = self.index._conn or self.index._open()
+
+    def _index_head(self) -> int:
+        with contextlib.suppress(Exception):
+            conn = self.index.connect()
+            row = conn.execute("SELECT value FROM meta WHERE key = 'last_event_id'").fetchone()
+            return int(row[0]) if row else 0
+        return -1
+
+    def reindex(self) -> int:
+        """Rebuild the index from the snapshots; returns the milestones indexed."""
+        state = self.load()
+        if not self.index.exists():
+            self.initialize()
+        self.index.import_data([], state, {}, {})
+        return len(state.milestones)
+
+    def _materialize(self, sealed: Sequence[dict[str, Any]], adopt: Sequence[str]) -> None:
+        super()._materialize(sealed, adopt)
+        touched = {e.get("milestone_id") for e in sealed if e.get("milestone_id")}
+        state = self.load()
+        if not self.index.exists():
+            self.initialize()
+        if self._index_head() != (state.last_event_id - len(sealed)):
+            self.reindex()  # it fell behind (a crash, a copy): rebuild, then it is current
+            return
+        conn = self.index.connect()
+        with self.index.lock():
+            for mid in sorted(m for m in touched if m):
+                conn.execute("DELETE FROM milestones WHERE id = ?", (mid,))
+                snap = state.milestones.get(mid)
+                if snap is not None:
+                    self.index._write_milestone(conn, None, snap)
+            self.index._set_meta(conn, {"last_event_id": str(state.last_event_id),
+                                        "last_hash": state.last_hash,
+                                        "current": state.current or "",
+                                        "max_number": str(state.max_number)})
+
+    def query_milestones(self, q: MilestoneQuery) -> list[Snapshot] | None:
+        state = self.load()
+        if self._index_head() != state.last_event_id:
+            with self.try_lock() as got:
+                if not got:
+                    return None  # a writer is mid-commit: answer from the snapshots
+                self.reindex()
+        sql, args = milestone_query_sql(q)
+        ids = [mid for (mid,) in self.index.connect().execute(sql, args)]
+        return [state.milestones[mid] for mid in ids if mid in state.milestones]
+
+    def cache_get(self, key: str, head: str) -> Any:
+        return self.cache.get(key, head)
+
+    def cache_put(self, key: str, head: str, value: Any) -> None:
+        self.cache.put(key, head, value)
+
+    def discard(self) -> None:
+        super().discard()
+        self.index.discard()
