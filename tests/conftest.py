@@ -31,7 +31,7 @@ def project_dir(tmp_path: Path) -> Path:
     return tmp_path
 
 
-BACKENDS = ["file", "database", "memory"]
+BACKENDS = ["file", "hybrid", "database", "memory"]
 
 
 @pytest.fixture(params=BACKENDS)

@@ -31,8 +31,10 @@ restores: a restore keeps the live one rather than the archive's.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gzip
 import hashlib
+import io
 import json
 import os
 import re
@@ -41,18 +43,18 @@ import sqlite3
 import stat
 import tarfile
 import tempfile
+import time
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeGuard
 from urllib.parse import quote
 
 from . import __version__
-from .errors import InvalidInput, MilestoneError, NotFound, StorageError
-from .storage import BACKENDS, Store, open_store
-from .storage import fsutil
+from .errors import Conflict, InvalidInput, MilestoneError, NotFound, StorageError
+from .storage import BACKENDS, Store, fsutil, open_store
 
 FORMAT = "milestone-backup"
 FORMAT_VERSION = 1
@@ -214,12 +216,12 @@ def create_backup(root: Path, dest: Path | None = None, *, reason: str = MANUAL,
                 staged = _stage_project(root, store, target.parent, reason)
         finally:
             _close(store)
-        # Compression runs after the lock is released: the staged copy is ours.
-        with _cleanup(staged.directory):
-            info = _write_archive(staged, target)
-        pruned = _auto_prune(root, target, reason)
-    _record(root, "backup_created", info, actor, reason=reason,
-            **({"repairs": repairs} if repairs else {}))
+    # Compression runs after the lock is released: the staged copy is ours alone.
+    with _cleanup(staged.directory):
+        info = _write_archive(staged, target)
+    pruned = _auto_prune(root, target, reason)
+    _record(root, "backup_created", info.path, info.manifest, actor,
+            {"reason": reason, **({"repairs": repairs} if repairs else {})})
     return BackupInfo(info.path, info.manifest, info.archive_size, pruned)
 
 
@@ -284,7 +286,7 @@ def restore_backup(root: Path, path: Path, *, actor: str | None = None) -> Resto
     swapped in under the writer lock. Stores opened before this must be reopened.
     """
     root = _project_root(root)
-    path = Path(path)
+    path = Path(path).absolute()
     _require_file(path)
     work = root / RESTORE_DIR
     with fsutil.writer_lock(root / LOCK_NAME):
@@ -296,12 +298,12 @@ def restore_backup(root: Path, path: Path, *, actor: str | None = None) -> Resto
             info = _apply_restore(root, store, work, manifest, plan, actor)
         finally:
             _close(store)
-        _auto_prune(root, info.path, "pre-restore")
-    result = RestoreInfo(path, manifest, previous, info, tuple(repairs))
-    _record(root, "backup_restored", path=path, manifest=manifest, actor=actor,
-            previous_backend=previous, pre_restore_backup=str(info.path),
-            **({"repairs": repairs} if repairs else {}))
-    return result
+        _record(root, "backup_restored", path, manifest, actor,
+                {"previous_backend": previous, "pre_restore_backup": str(info.path),
+                 **({"repairs": repairs} if repairs else {})})
+        pruned = _auto_prune(root, info.path, "pre-restore")
+    pre = BackupInfo(info.path, info.manifest, info.archive_size, pruned)
+    return RestoreInfo(path, manifest, previous, pre, tuple(repairs))
 
 
 def recover_restore(root: Path) -> list[str]:
@@ -342,7 +344,7 @@ def _stage_project(root: Path, store: Store, parent: Path, reason: str) -> _Stag
             state = store.load()
             last_id: int | None = state.last_event_id
             last_hash: str | None = state.last_hash
-        except MilestoneError as exc:
+        except (MilestoneError, sqlite3.Error, ValueError, KeyError, TypeError) as exc:
             # A damaged project is exactly what one wants a copy of before repairs.
             last_id = last_hash = None
             warning = f"the project's state could not be read: {exc}"
@@ -480,8 +482,8 @@ def _write_archive(staged: _Staged, dest: Path) -> _Written:
             with gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=6) as gz, \
                     tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
                 data = manifest.to_json()
-                tar.addfile(_tarinfo(MANIFEST_NAME, len(data), 0o644, _now_ns()),
-                            _BytesReader(data))
+                tar.addfile(_tarinfo(MANIFEST_NAME, len(data), 0o644, time.time_ns()),
+                            io.BytesIO(data))
                 for m in manifest.members:
                     with (staged.directory / m.path).open("rb") as f:
                         tar.addfile(_tarinfo(m.path, m.size, m.mode, m.mtime_ns), f)
@@ -510,20 +512,6 @@ def _tarinfo(name: str, size: int, mode: int, mtime_ns: int) -> tarfile.TarInfo:
     return info
 
 
-class _BytesReader:
-    """The read() tarfile.addfile needs, over bytes."""
-
-    def __init__(self, data: bytes) -> None:
-        self._view = memoryview(data)
-        self._pos = 0
-
-    def read(self, n: int = -1) -> bytes:
-        end = len(self._view) if n < 0 else min(len(self._view), self._pos + n)
-        out = bytes(self._view[self._pos:end])
-        self._pos = end
-        return out
-
-
 # ----------------------------------------------------------- reading archives
 
 
@@ -543,7 +531,9 @@ def _read_archive(path: Path, into: Path | None) -> Manifest:
 
 
 def _read_members(path: Path, tar: tarfile.TarFile, into: Path | None) -> Manifest:
-    first = tar.next()
+    # One pass, in order: in stream mode a member can be read only as it goes by.
+    members = iter(tar)
+    first = next(members, None)
     if first is None:
         raise StorageError(f"{path}: the archive is empty", hint=_DAMAGED)
     if first.name != MANIFEST_NAME or first.type not in (tarfile.REGTYPE, tarfile.AREGTYPE):
@@ -558,9 +548,9 @@ def _read_members(path: Path, tar: tarfile.TarFile, into: Path | None) -> Manife
     expected = {m.path: m for m in manifest.members}
     if into is not None:
         for d in manifest.dirs:
-            (into / d).mkdir(parents=True, exist_ok=True)
+            _mkdir(into / d)
     seen: set[str] = set()
-    for info in tar:
+    for info in members:
         name = info.name
         problem = _bad_path(name)
         if problem:
@@ -590,30 +580,48 @@ def _read_members(path: Path, tar: tarfile.TarFile, into: Path | None) -> Manife
 def _check_member(path: Path, want: Member, data: IO[bytes], into: Path | None) -> None:
     digest = hashlib.sha256()
     size = 0
-    out = None
-    if into is not None:
-        target = into / want.path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        out = target.open("wb")
+    target = into / want.path if into is not None else None
+    out = _open_target(target) if target is not None else None
     try:
         while chunk := data.read(CHUNK):
             size += len(chunk)
             digest.update(chunk)
             if out is not None:
-                out.write(chunk)
+                try:
+                    out.write(chunk)
+                except OSError as exc:
+                    raise fsutil.storage_error(exc, target or path, "write") from None
     finally:
         if out is not None:
-            out.close()
+            with contextlib.suppress(OSError):
+                out.close()
     if size != want.size or digest.hexdigest() != want.sha256:
         raise StorageError(f"{path}: member {want.path} does not match its SHA-256 in the "
                            f"manifest", hint=_DAMAGED)
-    if into is not None:
-        target = into / want.path
-        os.chmod(target, (want.mode & 0o777) | 0o600)
-        if want.mtime_ns:
-            # The file backend's state.json knows each file by size and mtime:
-            # give them back so the restored project reads as unchanged.
-            os.utime(target, ns=(want.mtime_ns, want.mtime_ns))
+    if target is not None:
+        try:
+            os.chmod(target, (want.mode & 0o777) | 0o600)
+            if want.mtime_ns:
+                # The file backend's state.json knows each file by size and mtime:
+                # give them back so the restored project reads as unchanged.
+                os.utime(target, ns=(want.mtime_ns, want.mtime_ns))
+        except OSError as exc:
+            raise fsutil.storage_error(exc, target, "write") from None
+
+
+def _open_target(target: Path) -> IO[bytes]:
+    try:
+        _mkdir(target.parent)
+        return target.open("xb")  # "x": two members never share a file
+    except OSError as exc:
+        raise fsutil.storage_error(exc, target, "extract") from None
+
+
+def _mkdir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise fsutil.storage_error(exc, path, "extract") from None
 
 
 def _bad_path(name: str) -> str | None:
@@ -713,7 +721,7 @@ def _parse_manifest(path: Path, raw: bytes) -> Manifest:
     )
 
 
-def _is_count(value: Any) -> bool:
+def _is_count(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
@@ -724,21 +732,24 @@ def _is_count(value: Any) -> bool:
 class _Plan:
     """What a restore swaps; written to the journal so a crash can finish it."""
 
-    dirs_in: list[str]  # top-level data dirs the archive has
-    dirs_out: list[str]  # live data dirs the archive has not
+    dirs_in: list[str]  # top-level data dirs (not config/) the archive has
+    dirs_out: list[str]  # live top-level data dirs (not config/) the archive has not
+    config_files: list[str]  # the archive's config files, but the backend marker
+    config_dirs: list[str]  # the archive's config directories
     db_copy: list[str]  # databases whose live contents are replaced in a transaction
     db_rename: list[str]  # databases the project has not got: renamed into place
     db_drop: list[str]  # live databases the archive has not got
     marker: str | None  # the archive's storage-backend.txt, written last (None: remove)
-    state: str = "swapping"
+    old_marker: str | None  # the live one, for an undo
+    state: str = "swapping"  # or "rolling-back"
 
     def to_json(self) -> bytes:
-        return json.dumps(self.__dict__, indent=2).encode("utf-8") + b"\n"
+        return json.dumps(dataclasses.asdict(self), indent=2).encode("utf-8") + b"\n"
 
     @classmethod
     def from_json(cls, raw: bytes) -> _Plan:
         data = json.loads(raw)
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls)})
 
 
 def _stage_restore(root: Path, archive: Path, work: Path) -> tuple[Manifest, _Plan]:
@@ -749,26 +760,53 @@ def _stage_restore(root: Path, archive: Path, work: Path) -> tuple[Manifest, _Pl
         new.mkdir(parents=True)
         manifest = _read_archive(archive, new)
         marker = _check_staged(archive, new, manifest)
+        # The live marker stays until the very end (a command starting mid-swap
+        # must still find its backend), so the archive's is written from the plan.
+        with contextlib.suppress(FileNotFoundError):
+            (new / MARKER).unlink()
     except OSError as exc:
         shutil.rmtree(work, ignore_errors=True)
         raise fsutil.storage_error(exc, work, "stage the restore in") from None
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    tops = sorted({d.split("/")[0] for d in manifest.dirs}
-                  | {m.path.split("/")[0] for m in manifest.members} - {DB_DIR})
+    tops = {d.split("/")[0] for d in manifest.dirs}
+    tops |= {m.path.split("/")[0] for m in manifest.members}
     staged_dbs = sorted(m.path.split("/")[1] for m in manifest.members
                         if m.path.startswith(f"{DB_DIR}/"))
     live_dbs = [p.name for p in _live_databases(root)]
     plan = _Plan(
-        dirs_in=[d for d in DATA_DIRS if d in tops],
-        dirs_out=[d for d in DATA_DIRS if d not in tops and (root / d).exists()],
+        dirs_in=[d for d in DATA_DIRS if d in tops and d != "config"],
+        dirs_out=[d for d in DATA_DIRS if d not in tops and d != "config"
+                  and (root / d).exists()],
+        config_files=sorted(m.path for m in manifest.members
+                            if m.path.startswith("config/") and m.path != MARKER),
+        config_dirs=sorted(d for d in manifest.dirs if d.split("/")[0] == "config"),
         db_copy=[n for n in staged_dbs if n in live_dbs],
         db_rename=[n for n in staged_dbs if n not in live_dbs],
         db_drop=[n for n in live_dbs if n not in staged_dbs],
         marker=marker,
+        old_marker=_read_marker(root),
     )
     return manifest, plan
+
+
+def _read_marker(root: Path) -> str | None:
+    try:
+        return (root / MARKER).read_text("utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StorageError(f"cannot read {root / MARKER}: {exc}",
+                           hint="check the file's permissions") from None
+
+
+def _write_marker(root: Path, text: str | None) -> None:
+    if text is None:
+        with contextlib.suppress(FileNotFoundError):
+            (root / MARKER).unlink()
+    else:
+        _atomic(root / MARKER, text.encode("utf-8"))
 
 
 def _check_staged(archive: Path, new: Path, manifest: Manifest) -> str | None:
@@ -790,14 +828,14 @@ def _check_staged(archive: Path, new: Path, manifest: Manifest) -> str | None:
         store = open_store(new)
         try:
             state = store.load()
-        except MilestoneError as exc:
+        except Exception as exc:  # untrusted data: whatever breaks, the archive is bad
             raise StorageError(f"{archive}: its data cannot be read: {exc}",
                                hint=_DAMAGED) from None
         finally:
             _close(store)
         if (state.last_event_id, state.last_hash) != (manifest.last_event_id, manifest.last_hash):
             raise StorageError(
-                f"{archive}: its event log ends at event {state.last_event_id}, but the manifest "
+                f"{archive}: its data ends at event {state.last_event_id}, but the manifest "
                 f"says {manifest.last_event_id}", hint=_DAMAGED)
     return marker
 
@@ -842,34 +880,44 @@ def _apply_restore(root: Path, store: Store, work: Path, manifest: Manifest, pla
         # writer transaction: other connections see the old data or the new,
         # whole. ATTACH and the foreign-keys switch cannot happen inside it.
         main_db = store.db_path.name
-        conn = store.connect()
         try:
+            conn = store.connect()
             conn.execute(f"ATTACH DATABASE ? AS {ATTACH_AS}", (str(new / DB_DIR / main_db),))
             conn.execute("PRAGMA foreign_keys=OFF")
         except sqlite3.Error as exc:
-            shutil.rmtree(work, ignore_errors=True)
+            _discard(work)
             raise StorageError(f"cannot open the staged database: {exc}",
                                hint="check free space and permissions") from None
+    journal = work / "journal.json"
     journaled = False
     try:
         with _store_lock(store):
             staged = _stage_project(root, store, _default_dir(root), "pre-restore")
             with _cleanup(staged.directory):
                 pre = _write_archive(staged, _destination(root, None, "pre-restore"))
-            _record(root, "backup_created", pre, actor, reason="pre-restore")
+            _record(root, "backup_created", pre.path, pre.manifest, actor,
+                    {"reason": "pre-restore"})
             _carry_over(root, new)
-            _atomic(work / "journal.json", plan.to_json())
+            _atomic(journal, plan.to_json())
             journaled = True
             _roll_forward(root, work, plan, stop_before_copy=True)
             if conn is not None:
                 _replace_contents(conn, ATTACH_AS)
-        # Committed (for the database backend, when the lock above was released).
-    except BaseException:
+            # Still under the lock: a writer that waited for it re-reads the marker
+            # once it has it (Project._follow_backend), so it writes where the data is.
+            _write_marker(root, plan.marker)
+        # Committed: for the database backend, when the lock above was released.
+    except BaseException as exc:
         if journaled:
-            plan.state = "rolling-back"
-            with contextlib.suppress(OSError, StorageError):
-                _atomic(work / "journal.json", plan.to_json())
-            _roll_back(root, work, plan)
+            try:
+                plan.state = "rolling-back"
+                _atomic(journal, plan.to_json())
+                _roll_back(root, work, plan)
+            except (OSError, MilestoneError) as undo:
+                raise StorageError(
+                    f"the restore failed ({exc}) and could not be undone ({undo}); the previous "
+                    f"data is in {work / 'old'}", hint="run `milestone restore` again to undo it"
+                ) from exc
         _discard(work)
         raise
     finally:
@@ -878,14 +926,13 @@ def _apply_restore(root: Path, store: Store, work: Path, manifest: Manifest, pla
                 conn.execute(f"DETACH DATABASE {ATTACH_AS}")
                 conn.execute("PRAGMA foreign_keys=ON")
     _close(store)
+    if main_db is not None:
+        plan.db_copy = [n for n in plan.db_copy if n != main_db]
     try:
-        if main_db is not None:
-            plan.db_copy = [n for n in plan.db_copy if n != main_db]
         _roll_forward(root, work, plan)
     except MilestoneError as exc:
-        raise StorageError(
-            f"the restore of {manifest.backend} data did not finish: {exc.message}",
-            hint="run the same `milestone restore` again to finish it") from None
+        raise StorageError(f"the restore did not finish: {exc.message}",
+                           hint="run any `milestone backup` or `restore` to finish it") from None
     return pre
 
 
@@ -894,6 +941,7 @@ def _roll_forward(root: Path, work: Path, plan: _Plan, stop_before_copy: bool = 
     new, old = work / "new", work / "old"
     try:
         old.mkdir(exist_ok=True)
+        _swap_config(root, new, old, plan)
         for d in plan.dirs_in:
             _swap_dir(root / d, new / d, old / d)
         for d in plan.dirs_out:
@@ -909,22 +957,38 @@ def _roll_forward(root: Path, work: Path, plan: _Plan, stop_before_copy: bool = 
         for n in plan.db_copy:
             if (new / DB_DIR / n).exists():
                 _copy_into(root / DB_DIR / n, new / DB_DIR / n)
-        if plan.marker is None:
-            with contextlib.suppress(FileNotFoundError):
-                (root / MARKER).unlink()
-        else:
-            _atomic(root / MARKER, plan.marker.encode("utf-8"))
-        # The marker now names the archive's backend: no new connection opens a
-        # database the archive has not got, so it can go.
-        (old / DB_DIR).mkdir(exist_ok=True)
+        _write_marker(root, plan.marker)
+        # The marker names the archive's backend now: no new command opens a
+        # database the archive has not got, so it (and its WAL) can go.
         for n in plan.db_drop:
             for suffix in ("", "-wal", "-shm", "-journal"):
                 src = root / DB_DIR / f"{n}{suffix}"
                 if src.exists():
+                    (old / DB_DIR).mkdir(exist_ok=True)
                     _rename(src, old / DB_DIR / f"{n}{suffix}")
     except OSError as exc:
         raise fsutil.storage_error(exc, root, "restore into") from None
     _discard(work)
+
+
+def _swap_config(root: Path, new: Path, old: Path, plan: _Plan) -> None:
+    """File by file, so config/ and its backend marker never disappear, even briefly."""
+    keep = {*plan.config_files, MARKER}
+    for rel in _files_under(root, "config"):
+        if rel not in keep:
+            (old / rel).parent.mkdir(parents=True, exist_ok=True)
+            _rename(root / rel, old / rel)
+    (root / "config").mkdir(exist_ok=True)
+    for d in plan.config_dirs:
+        (root / d).mkdir(parents=True, exist_ok=True)
+    for rel in plan.config_files:
+        if not (new / rel).exists():
+            continue  # replaced already
+        if (root / rel).exists() and not (old / rel).exists():
+            (old / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(root / rel, old / rel)  # for an undo; the live file stays put
+        os.replace(new / rel, root / rel)
+    fsutil.fsync_dir(root / "config")
 
 
 def _swap_dir(live: Path, staged: Path, aside: Path) -> None:
@@ -934,29 +998,50 @@ def _swap_dir(live: Path, staged: Path, aside: Path) -> None:
         if aside.exists():
             raise StorageError(f"cannot finish the interrupted restore: {live}, {staged} and "
                                f"{aside} all exist", hint="move the right one into place by hand")
-        _rename(live, aside)
-    _rename(staged, live)
+        os.rename(live, aside)
+    os.rename(staged, live)  # no fsync between the two: the gap stays microseconds
+    for d in {live.parent, aside.parent, staged.parent}:
+        fsutil.fsync_dir(d)
 
 
 def _roll_back(root: Path, work: Path, plan: _Plan) -> None:
-    """Undo the renames of a swap that failed before its database transaction committed."""
+    """Undo the renames of a swap that failed before its database transaction committed.
+
+    Each step may be repeated: what is staged goes back to ``new/``, what was
+    moved aside comes back from ``old/``.
+    """
     new, old = work / "new", work / "old"
-    with contextlib.suppress(OSError):
-        for n in plan.db_rename:
-            if (root / DB_DIR / n).exists() and not (new / DB_DIR / n).exists():
-                _rename(root / DB_DIR / n, new / DB_DIR / n)
-        for d in plan.dirs_out:
-            if (old / d).exists() and not (root / d).exists():
-                _rename(old / d, root / d)
-        for d in reversed(plan.dirs_in):
-            if (old / d).exists():
-                if (root / d).exists() and not (new / d).exists():
-                    _rename(root / d, new / d)
-                if not (root / d).exists():
-                    _rename(old / d, root / d)
-            elif (root / d).exists() and not (new / d).exists() and d not in plan.dirs_out:
-                # The project had no such directory before: it goes back to staging.
-                _rename(root / d, new / d)
+    _write_marker(root, plan.old_marker)
+    for n in plan.db_rename:
+        if (root / DB_DIR / n).exists() and not (new / DB_DIR / n).exists():
+            _rename(root / DB_DIR / n, new / DB_DIR / n)
+    for d in plan.dirs_out:
+        if (old / d).exists() and not (root / d).exists():
+            _rename(old / d, root / d)
+    for d in reversed(plan.dirs_in):
+        if (root / d).exists() and not (new / d).exists():
+            _rename(root / d, new / d)
+        if (old / d).exists() and not (root / d).exists():
+            _rename(old / d, root / d)
+    for rel in plan.config_files:
+        if (new / rel).exists():
+            continue  # never replaced
+        if (root / rel).exists():
+            _rename(root / rel, new / rel)
+        if (old / rel).exists():
+            _rename(old / rel, root / rel)
+    for rel in _files_under(old, "config"):
+        if rel not in plan.config_files and not (root / rel).exists():
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            _rename(old / rel, root / rel)
+
+
+def _files_under(base: Path, top: str) -> list[str]:
+    out = []
+    for dirpath, _dirs, files in os.walk(base / top):
+        rel_dir = Path(dirpath).relative_to(base).as_posix()
+        out += [f"{rel_dir}/{f}" for f in files]
+    return sorted(out)
 
 
 def _recover_locked(root: Path) -> list[str]:
@@ -977,7 +1062,10 @@ def _recover_locked(root: Path) -> list[str]:
         raise StorageError(f"{work / 'journal.json'} is unreadable",
                            hint="finish the restore by hand from .milestones/.restore/") from None
     if plan.state == "rolling-back":
-        _roll_back(root, work, plan)
+        try:
+            _roll_back(root, work, plan)
+        except OSError as exc:
+            raise fsutil.storage_error(exc, root, "undo the failed restore in") from None
         _discard(work)
         return ["undid a restore that had failed part-way"]
     _roll_forward(root, work, plan)
@@ -1053,8 +1141,6 @@ def _copy_into(live: Path, staged: Path) -> None:
             conn.close()
     except sqlite3.OperationalError as exc:
         if "locked" in str(exc) or "busy" in str(exc):
-            from .errors import Conflict
-
             raise Conflict(f"{live} stayed busy for over {fsutil.lock_timeout():g}s",
                            hint="retry, or raise MILESTONE_LOCK_TIMEOUT") from None
         raise StorageError(f"cannot restore {live}: {exc}", hint="run `milestone doctor`"
@@ -1080,7 +1166,7 @@ def _carry_over(root: Path, new: Path) -> None:
 
 
 def _project_root(root: Path) -> Path:
-    root = Path(root)
+    root = Path(root).absolute()
     if not root.is_dir():
         raise NotFound(f"no milestone project at {root}", hint="run `milestone init` first")
     return root
@@ -1107,7 +1193,7 @@ def _default_dir(root: Path) -> Path:
 def _destination(root: Path, dest: Path | None, reason: str) -> Path:
     """The archive's path: a new name in the default directory or ``dest``'s."""
     if dest is not None:
-        dest = Path(dest)
+        dest = Path(dest).absolute()
         if not dest.is_dir():
             if dest.exists() or dest.is_symlink():
                 raise InvalidInput(f"{dest} already exists",
@@ -1155,8 +1241,10 @@ def _store_lock(store: Store) -> Iterator[None]:
     """The store's writer lock, when it is not the .lock the caller already holds."""
     from .storage.file import FileStore
 
-    if isinstance(store, FileStore):
-        yield  # its lock is .lock: flock would wait for our own descriptor
+    if isinstance(store, FileStore) or not store.exists():
+        # A FileStore's lock is .lock (flock would wait for our own descriptor);
+        # a database that is not there has no writers to keep out.
+        yield
         return
     with store.lock():
         yield
@@ -1202,17 +1290,9 @@ def _utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _now_ns() -> int:
-    return int(datetime.now(UTC).timestamp()) * 1_000_000_000
-
-
-def _record(root: Path, event: str, written: _Written | None = None, actor: str | None = None,
-            *, path: Path | None = None, manifest: Manifest | None = None,
-            **extra: Any) -> None:
+def _record(root: Path, event: str, path: Path, manifest: Manifest, actor: str | None,
+            extra: dict[str, Any]) -> None:
     """Append one line to logs/system-events.jsonl (never to the progress event log)."""
-    if written is not None:
-        path, manifest = written.path, written.manifest
-    assert path is not None and manifest is not None
     if actor is None:
         from .session import resolve_actor
 

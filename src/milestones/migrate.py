@@ -48,6 +48,23 @@ def store_for(root: Path, backend: str) -> Store:
     raise InvalidInput(f"unknown backend {backend!r}", hint=f"use one of: {', '.join(BACKENDS)}")
 
 
+def shares_files(a: str, b: str) -> bool:
+    """file and hybrid read the same YAML files and log (hybrid adds an index)."""
+    return {a, b} == {"file", "hybrid"}
+
+
+def _discard(store: Store, *, shared: bool) -> None:
+    """Remove what a migration made for ``store``; never files another backend reads."""
+    if shared:
+        index = getattr(store, "index", None)
+        if index is not None:
+            index.discard()
+        return
+    discard = getattr(store, "discard", None)
+    if discard is not None:
+        discard()
+
+
 def checksums(state: State) -> dict[str, str]:
     """A SHA-256 per milestone over its canonical JSON."""
     return {mid: hashlib.sha256(ev.canonical(snap).encode("utf-8")).hexdigest()
@@ -129,10 +146,14 @@ def migrate(root: Path, to: str, *, dry_run: bool = False, actor: str = "unknown
             report["backup"] = str(old.backup(dest))
             enter("copy")
             new = store_for(root, to)
-            discard = getattr(new, "discard", None)
-            if discard is not None:
-                discard()  # leftovers of an earlier attempt
-            new.import_data(events, state, old.read_resume(), old.sources())
+            if shares_files(old.backend, to):
+                # file and hybrid keep the same YAML and log: only the index changes.
+                if to == "hybrid":
+                    new.initialize()
+                    new.reindex()  # type: ignore[attr-defined]
+            else:
+                _discard(new, shared=False)  # leftovers of an earlier attempt
+                new.import_data(events, state, old.read_resume(), old.sources())
             enter("verify")
             verify(state, events, new)
             enter("switch")
@@ -151,10 +172,8 @@ def migrate(root: Path, to: str, *, dry_run: bool = False, actor: str = "unknown
         switched = "switch" in report["steps"] and step in ("log",)
         if not switched:
             if new is not None:
-                discard = getattr(new, "discard", None)
-                if discard is not None:
-                    with contextlib.suppress(Exception):
-                        discard()
+                with contextlib.suppress(Exception):
+                    _discard(new, shared=shares_files(old.backend, to))
             with contextlib.suppress(Exception):
                 _log(root, {"timestamp": _now(), "event": "migration_rolled_back",
                             "actor": actor, "from": old.backend, "to": to, "step": step,

@@ -1078,8 +1078,17 @@ class Project:
         st = self.state()
         day = self.today()
         feas = self._feasibilities(st.milestones)
+        from .storage.base import MilestoneQuery
+
+        # An indexed store answers the filters in SQL; the loop below re-checks them,
+        # so both paths give the same rows.
+        indexed = self.store.query_milestones(MilestoneQuery(
+            statuses=tuple(status), tags=tuple(tags), owner=owner,
+            priorities=tuple(priority), overdue_before=day if overdue else None,
+            include_archived=all_))
+        candidates = [s["id"] for s in indexed] if indexed is not None else sorted(st.milestones)
         rows = []
-        for mid in sorted(st.milestones):
+        for mid in candidates:
             m = md.Milestone.from_snapshot(st.milestones[mid])
             if not all_ and not status and m.status == "archived":
                 continue
@@ -1129,7 +1138,19 @@ class Project:
         return {"schema": SCHEMA, "kind": "milestone", "milestone": data}
 
     def _feasibilities(self, milestones: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-        """The feasibility projection of every open milestone, from one global schedule."""
+        """The feasibility projection of every open milestone, from one global schedule.
+
+        Stores with a query cache keep it keyed by the log head (and the day)."""
+        st = self.store.load()
+        head = f"{st.last_event_id}:{st.last_hash}:{self.today()}"
+        cached = self.store.cache_get("feasibility", head)
+        if isinstance(cached, dict):
+            return cached
+        result = self._compute_feasibilities(milestones)
+        self.store.cache_put("feasibility", head, result)
+        return result
+
+    def _compute_feasibilities(self, milestones: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         from . import schedule
 
         try:

@@ -43,6 +43,9 @@ def test_round_trip_keeps_every_field_the_log_and_comments(tmp_path: Path) -> No
     Project.open(tmp_path).state()  # records the hand edit
     before = snapshot(root)
     text_before = path.read_text()
+    migrate(root, "hybrid")
+    assert (root / "database" / "index.db").is_file()
+    assert snapshot(root) == before
     migrate(root, "database")
     assert (root / "config" / "storage-backend.txt").read_text() == "database\n"
     assert snapshot(root) == before
@@ -68,7 +71,11 @@ def test_same_backend_is_refused(tmp_path: Path) -> None:
         migrate(p.root, "file")
 
 
-@pytest.mark.parametrize("direction", [("file", "database"), ("database", "file")])
+DIRECTIONS = [(a, b) for a in ("file", "hybrid", "database")
+              for b in ("file", "hybrid", "database") if a != b]
+
+
+@pytest.mark.parametrize("direction", DIRECTIONS, ids=lambda d: f"{d[0]}-to-{d[1]}")
 @pytest.mark.parametrize("fail_at", ["backup", "copy", "verify", "switch"])
 def test_failure_at_any_step_rolls_back(tmp_path: Path, direction: tuple[str, str],
                                         fail_at: str) -> None:
@@ -94,6 +101,8 @@ def test_failure_at_any_step_rolls_back(tmp_path: Path, direction: tuple[str, st
     assert q.milestone("1").task("task-1").status == "done"
     if target == "database":
         assert not (p.root / "database" / "milestones.db").exists()
+    if target == "hybrid":
+        assert not (p.root / "database" / "index.db").exists()
 
 
 def test_corrupt_copy_is_caught_by_verification(tmp_path: Path,
@@ -183,7 +192,7 @@ def test_no_command_fails_during_migrations_in_every_direction(tmp_path: Path) -
     procs = [subprocess.Popen([sys.executable, "-c", WORKER, str(tmp_path), role, "120"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
              for role in ("writer1", "writer2", "reader1", "reader2")]
-    for target in ("database", "file", "database", "file"):
+    for target in ("hybrid", "database", "file", "database", "hybrid", "file"):
         time.sleep(0.15)
         migrate(root, target)
     results = {}

@@ -347,7 +347,7 @@ class DatabaseStore(Store):
     @contextlib.contextmanager
     def _read(self, conn: sqlite3.Connection) -> Iterator[None]:
         """A consistent snapshot for a multi-statement read (no-op inside a write)."""
-        if self._in_txn:
+        if self._in_txn or conn.in_transaction:
             yield
             return
         conn.execute("BEGIN")
