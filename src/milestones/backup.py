@@ -19,11 +19,14 @@ missing, extra, resized or altered member, a name with ``..`` or a leading ``/``
 a link or a device, or one that is cut short, is refused whole.
 
 Restore stages the archive in ``.milestones/.restore/`` (and checks it again
-while extracting), takes a ``pre-restore`` backup, then swaps each directory in
-with renames and replaces a live database's contents inside its own writer
-transaction (never a file operation on a database that may be open). A journal
-in ``.restore/`` makes the swap finish (or, after an error, undo) as one unit:
-``recover_restore`` completes a restore a crash interrupted.
+while extracting: hashes, the data's chain head against the manifest's, SQLite's
+quick_check), takes a ``pre-restore`` backup, then, under the writer lock, swaps
+each directory in with renames (``config/`` file by file, so the backend marker
+never disappears), replaces a live database's contents inside its own writer
+transaction (never a file operation on a database that may be open), and writes
+``config/storage-backend.txt`` last. A journal in ``.restore/`` makes the swap
+finish (or, after an error, undo) as one unit: ``recover_restore`` (run first by
+every backup and restore) completes a restore a crash interrupted.
 ``logs/system-events.jsonl`` is this installation's audit trail of backups and
 restores: a restore keeps the live one rather than the archive's.
 """

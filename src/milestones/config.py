@@ -8,6 +8,16 @@ from typing import Any
 DEFAULTS: dict[str, Any] = {
     "ui": {"default": "auto", "rich_from_milestones": 5},
     "team": {"members": []},
+    # Read by milestones.scale (documented in milestones.cli.storage).
+    "scale": {
+        "policy": "suggest",
+        "file_below_milestones": 25,
+        "file_below_team": 5,
+        "hybrid_below_milestones": 100,
+        "hybrid_below_team": 20,
+        "latency_p95_ms": 500,
+        "latency_min_samples": 20,
+    },
 }
 
 DEFAULT_CONFIG_TEXT = """\
@@ -19,7 +29,33 @@ ui:
   rich_from_milestones: 5
 team:
   members: []
+scale:
+  # What to do when the project outgrows its storage backend (after a command that
+  # wrote): suggest (one note a day on stderr), auto (migrate, saying so), or off.
+  # `milestone storage status` shows each signal against these thresholds.
+  policy: suggest
+  file_below_milestones: 25     # file while below 25 milestones and a team below 5
+  file_below_team: 5            # (team: members plus actors of the last 30 days)
+  hybrid_below_milestones: 100  # hybrid while below 100 and 20; database beyond
+  hybrid_below_team: 20
+  latency_p95_ms: 500           # p95 of the last 200 commands at or above this: move up
+  latency_min_samples: 20
 """
+
+# Default files written by earlier versions: still default, still not parsed.
+EARLIER_DEFAULT_TEXTS = (
+    """\
+# milestone project configuration. Every key is optional; these are the defaults.
+ui:
+  # auto | simple | rich. auto: plain text when output is not a terminal; on a
+  # terminal, rich once the project has rich_from_milestones milestones or more.
+  default: auto
+  rich_from_milestones: 5
+team:
+  members: []
+""",
+)
+_DEFAULT_BYTES = frozenset(t.encode("utf-8") for t in (DEFAULT_CONFIG_TEXT, *EARLIER_DEFAULT_TEXTS))
 
 
 def load_config(root: Path) -> dict[str, Any]:
@@ -31,7 +67,7 @@ def load_config(root: Path) -> dict[str, Any]:
         raw = path.read_bytes()
     except (FileNotFoundError, NotADirectoryError):
         return {k: dict(v) for k, v in DEFAULTS.items()}
-    if raw == DEFAULT_CONFIG_TEXT.encode("utf-8"):
+    if raw in _DEFAULT_BYTES:
         return {k: dict(v) for k, v in DEFAULTS.items()}  # no YAML parse on the hot path
     data = yamlio.load_bytes(raw, ".milestones/config/config.yaml") or {}
     merged: dict[str, Any] = {k: dict(v) for k, v in DEFAULTS.items()}

@@ -91,6 +91,14 @@ def _log(root: Path, record: dict[str, Any]) -> None:
     fsutil.append_durable(path, (json.dumps(record, ensure_ascii=False) + "\n").encode())
 
 
+def read_marker(root: Path, default: str = "file") -> str:
+    """The backend ``config/storage-backend.txt`` names (``default`` if it names none)."""
+    try:
+        return (root / "config" / "storage-backend.txt").read_text("utf-8").strip() or default
+    except FileNotFoundError:
+        return default
+
+
 def write_marker(root: Path, backend: str) -> None:
     fsutil.atomic_write(root / "config" / "storage-backend.txt", f"{backend}\n".encode())
 
@@ -121,9 +129,18 @@ def migrate(root: Path, to: str, *, dry_run: bool = False, actor: str = "unknown
             on_step(name)
 
     new: Store | None = None
+    superseded = False
     try:
         enter("lock")
         with old.lock(timeout=MIGRATION_LOCK_TIMEOUT):
+            moved = read_marker(root, old.backend)
+            if moved != old.backend:
+                # Another migration switched while this one waited for the lock (two
+                # `auto` policies at once): copying the old backend now would lose the
+                # writes made since, so this one stops, and logs nothing.
+                superseded = True
+                raise InvalidInput(f"the project moved to the {moved} backend meanwhile",
+                                   hint="see `milestone storage status`")
             # Bring the old store fully up to date first (interrupted writes, hand edits).
             from .project import Project
 
@@ -170,7 +187,7 @@ def migrate(root: Path, to: str, *, dry_run: bool = False, actor: str = "unknown
             return report
     except BaseException as exc:
         switched = "switch" in report["steps"] and step in ("log",)
-        if not switched:
+        if not switched and not superseded:
             if new is not None:
                 with contextlib.suppress(Exception):
                     _discard(new, shared=shares_files(old.backend, to))

@@ -161,6 +161,8 @@ def check_window(start: str | None, due: str | None, what: str = "milestone") ->
 
 @dataclass
 class Task:
+    """One task of a milestone (a docstring also spares dataclass an inspect.signature)."""
+
     id: str
     title: str
     description: str = ""
@@ -260,6 +262,8 @@ TASK_FIELDS = tuple(Task.__dataclass_fields__)
 
 @dataclass
 class Milestone:
+    """A milestone and its tasks; ``to_dict`` is its snapshot, ``from_dict`` reads one."""
+
     id: str
     title: str
     description: str = ""

@@ -173,6 +173,7 @@ class Project:
         self.clock = utc_now
         self.today = today
         self.warnings: list[Any] = []  # validation warnings raised by this object's writes
+        self.commits = 0  # writes committed through this object (the CLI's scale check reads it)
         self._config: dict[str, Any] | None = None
 
     # ---------------------------------------------------------- opening
@@ -298,6 +299,10 @@ class Project:
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[Txn]:
+        if (self.root / ".restore").exists():  # a restore was interrupted: finish it first
+            from .backup import recover_restore
+
+            recover_restore(self.root)
         self._follow_backend()
         store = self.store
         if not store.exists():
@@ -318,6 +323,7 @@ class Project:
             if tx.events:
                 self._check_write(tx)
                 sealed = store.commit(tx.events)
+                self.commits += 1
                 self._refresh_resume(sealed[-1], note=tx.note)
 
     def _check_write(self, tx: Txn) -> None:
@@ -1051,7 +1057,7 @@ class Project:
         else:
             chosen = [st.current]
         feas = self._feasibilities(st.milestones)
-        ready = next_tasks(ms)
+        ready = next_tasks(ms, only=chosen[0] if len(chosen) == 1 else None)  # rows we show
         out = []
         for mid in chosen:
             s = summary(ms[mid], day, feas.get(mid))
@@ -1252,19 +1258,22 @@ class Project:
                 raise InvalidInput(
                     f"unknown event type {t!r}", hint="see `milestone log --help` for the list"
                 )
-        rows = []
-        for e in self.store.events(after=after):
-            if mid and e.get("milestone_id") != mid:
-                continue
-            if types and e.get("event_type") not in types:
-                continue
-            if actor and e.get("actor") != actor:
-                continue
-            if since and str(e.get("timestamp", "")) < since:
-                continue
-            rows.append(e)
-        if limit is not None:
-            rows = rows[-limit:] if limit > 0 else []
+
+        def keep(e: dict[str, Any]) -> bool:
+            return not (
+                (mid and e.get("milestone_id") != mid)
+                or (types and e.get("event_type") not in types)
+                or (actor and e.get("actor") != actor)
+                or (since and str(e.get("timestamp", "")) < since)
+            )
+
+        tail = getattr(self.store, "events_tail", None)  # rotated logs: newest files only
+        if limit is not None and tail is not None:
+            rows: list[dict[str, Any]] = tail(limit, keep, after)
+        else:
+            rows = [e for e in self.store.events(after=after) if keep(e)]
+            if limit is not None:
+                rows = rows[-limit:] if limit > 0 else []
         return {"schema": SCHEMA, "events": rows}
 
     def resume_view(self) -> dict[str, Any]:

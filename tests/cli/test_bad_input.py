@@ -55,12 +55,18 @@ Entry = tuple[int, int, int, int, bytes | None]  # mode, inode, size, mtime_ns, 
 
 
 def snapshot(root: Path) -> dict[str, Entry]:
-    """Every file and directory under ``root`` (itself included): path -> what it is."""
+    """Every file and directory under ``root`` (itself included): path -> what it is.
+
+    Except ``.milestones/performance/``: every command, failed ones too, appends its
+    wall time to ``metrics.jsonl`` there (scale detection); that is not project data.
+    """
     out: dict[str, Entry] = {}
     for path in [root, *sorted(root.rglob("*"))]:
+        rel = path.relative_to(root).as_posix()
+        if rel.startswith(".milestones/performance"):
+            continue
         st = path.lstat()
         data = path.read_bytes() if stat.S_ISREG(st.st_mode) else None
-        rel = path.relative_to(root).as_posix()
         out[rel] = (st.st_mode, st.st_ino, st.st_size, st.st_mtime_ns, data)
     return out
 

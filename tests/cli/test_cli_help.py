@@ -66,3 +66,20 @@ def test_completion_scripts(shell: str) -> None:
 def test_unknown_command_is_a_usage_error() -> None:
     result = CliRunner().invoke(cli, ["frobnicate"])
     assert result.exit_code == 2
+
+
+def test_every_command_is_in_the_lazy_map() -> None:
+    from milestones.cli import COMMAND_MODULES
+
+    top = {name for name, cmd in cli.commands.items()}
+    assert top <= set(COMMAND_MODULES), top - set(COMMAND_MODULES)
+    for name, module in COMMAND_MODULES.items():
+        assert cli.commands[name].callback.__module__ == f"milestones.cli.{module}"
+
+
+@pytest.mark.parametrize("name", ["backup", "restore", "quickstart", "template", "storage"])
+def test_lazily_loaded_commands_run_in_a_real_process(name: str) -> None:
+    out = subprocess.run([sys.executable, "-m", "milestones", name, "--help"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "Example" in out.stdout

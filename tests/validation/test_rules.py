@@ -882,6 +882,7 @@ def _disk(proj: Path) -> dict[str, bytes]:
         str(p.relative_to(root)): p.read_bytes()
         for p in sorted(root.rglob("*"))
         if p.is_file() and p.name not in (".lock", "session-resume.json")
+        and p.parent.name != "performance"  # metrics: every command, failed ones too
     }
 
 

@@ -6,9 +6,11 @@ code; ``--debug`` (or MILESTONE_DEBUG=1) shows the traceback instead.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator, MutableMapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -45,8 +47,10 @@ COMMAND_MODULES = {
     **dict.fromkeys(("init", "demo", "doctor", "completion", "event-types"), "admin"),
     **dict.fromkeys(("plan", "update", "current", "archive", "delete"), "plan"),
     **dict.fromkeys(("import", "export", "review"), "kiro"),
+    **dict.fromkeys(("backup", "restore"), "backup"),
     "storage": "storage",
     "task": "task",
+    **dict.fromkeys(("template", "quickstart"), "templates"),
     **dict.fromkeys(("validate", "schema"), "validate"),
 }
 
@@ -89,11 +93,18 @@ class MilestoneGroup(click.Group):
         self.commands = _Commands()
 
     def invoke(self, ctx: click.Context) -> Any:
+        words = [*ctx.protected_args, *ctx.args]  # click consumes them; the metric names them
+        started = time.perf_counter()
+        ok = False
         try:
             result = super().invoke(ctx)
+            ok = True
             _print_warnings(ctx)
             return result
-        except (click.ClickException, click.exceptions.Exit, click.Abort):
+        except click.exceptions.Exit as exc:
+            ok = exc.exit_code == 0
+            raise
+        except (click.ClickException, click.Abort):
             raise
         except MilestoneError as exc:
             if _debug():
@@ -115,6 +126,74 @@ class MilestoneGroup(click.Group):
                 hint="check the path, permissions and free space",
             )
             raise CliError(str(err), err.exit_code) from None
+        finally:
+            _after_command(ctx, words, (time.perf_counter() - started) * 1000, ok)
+
+
+METRICS_MAX_LINES = 2000  # metrics.jsonl is cut to its last 1000 lines past about this many
+
+
+def _after_command(ctx: click.Context, words: list[str], ms: float, ok: bool) -> None:
+    """Record the command's wall time; after a write, apply the scale policy.
+
+    Only when the command opened a project, and never failing the command: a metric
+    that cannot be written is dropped. See ``milestones.scale``.
+    """
+    state = ctx.find_object(State)
+    project = state._project if state is not None else None
+    if project is None:
+        return
+    with contextlib.suppress(Exception):  # metrics are best effort
+        _record_metric(project, words, ms, ok)
+    commits: int = getattr(project, "commits", 0)
+    if ok and commits:
+        try:
+            from ..scale import after_write
+
+            line = after_write(project)
+        except Exception as exc:
+            line = f"milestone: debug: scale check failed: {exc!r}" if _debug() else None
+        if line:
+            click.echo(line, err=True)
+
+
+def _record_metric(project: Any, words: list[str], ms: float, ok: bool) -> None:
+    """Append one line to performance/metrics.jsonl: one O_APPEND write, no fsync."""
+    names: list[str] = []
+    cmd: click.Command = cli
+    for word in words:
+        sub = cmd.commands.get(word) if isinstance(cmd, click.Group) else None
+        if sub is None:
+            break
+        names.append(word)
+        cmd = sub
+    record = {"timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+              "command": " ".join(names), "ms": round(ms, 1),
+              "backend": project.store.backend, "ok": ok}
+    data = (json.dumps(record) + "\n").encode("utf-8")
+    folder = os.path.join(project.root, "performance")
+    path = os.path.join(folder, "metrics.jsonl")
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+    try:
+        fd = os.open(path, flags, 0o644)
+    except FileNotFoundError:
+        if not os.path.isdir(project.root):
+            return
+        os.makedirs(folder, exist_ok=True)
+        fd = os.open(path, flags, 0o644)
+    try:
+        os.write(fd, data)
+        size = os.fstat(fd).st_size
+    finally:
+        os.close(fd)
+    if size == len(data):  # a new file: keep it (and the policy's memo) out of git
+        with contextlib.suppress(OSError), open(os.path.join(folder, ".gitignore"), "x") as f:
+            f.write("# per machine: command timings, the scale policy's memo\n"
+                    "metrics.jsonl\nscale-state.json\n")
+    if size > METRICS_MAX_LINES * len(data):  # lines are of about the same length
+        from ..scale import trim_metrics
+
+        trim_metrics(Path(path))
 
 
 def _print_warnings(ctx: click.Context) -> None:
@@ -257,6 +336,7 @@ def _register() -> None:
     from . import (  # noqa: F401  (commands register on import)
         activity,
         admin,
+        backup,
         kiro,
         plan,
         storage,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -34,11 +35,11 @@ def _size(n: int) -> str:
 
 
 @cli.command()
-@click.option("--to", "dest", type=click.Path(path_type=Path), default=None,
-              help="A new file to write, or a directory to put it in "
-                   "(default: .milestones/database/backup/).")
+@click.option("--to", "dest", type=click.Path(), default=None,
+              help="A new file to write, or a directory to put it in (a trailing / makes "
+                   "one); default: .milestones/database/backup/.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def backup(dest: Path | None, as_json: bool) -> None:
+def backup(dest: str | None, as_json: bool) -> None:
     """Write one archive of the project's data, with a SHA-256 for every file.
 
     A database is copied through SQLite's online backup API, so the copy is
@@ -55,7 +56,10 @@ def backup(dest: Path | None, as_json: bool) -> None:
     from ..backup import create_backup
 
     root, actor = _where()
-    info = create_backup(root, dest, actor=actor)
+    target = Path(dest).expanduser() if dest else None
+    if dest and target and dest.endswith(("/", os.sep)):
+        target.mkdir(parents=True, exist_ok=True)
+    info = create_backup(root, target, actor=actor)
     m = info.manifest
     if m.warning and not as_json:
         click.echo(f"milestone: warning: {m.warning}", err=True)

@@ -1,8 +1,31 @@
-"""Storage commands: storage migrate, storage rollback, storage status."""
+"""Storage commands: storage migrate, storage rollback, storage status.
+
+Scale detection (``milestones.scale``) reads the ``scale`` section of
+``config/config.yaml``; every key is optional (the defaults are shown):
+
+\b
+    scale:
+      policy: suggest              # after a command that wrote, when the project has
+                                   # outgrown its backend: suggest (one note on
+                                   # stderr, at most once a day), auto (migrate and
+                                   # say so in one line), off (nothing)
+      file_below_milestones: 25    # file while below 25 milestones and a team below 5
+      file_below_team: 5
+      hybrid_below_milestones: 100 # hybrid while below 100 and 20; database beyond
+      hybrid_below_team: 20        # team: members plus distinct actors, 30 days
+      latency_p95_ms: 500          # p95 of the last 200 successful commands on this
+      latency_min_samples: 20      # backend at or above 500 ms (over at least 20
+                                   # of them): the next built backend up
+
+A bad value is reported by ``storage status`` and replaced by its default. Each
+command's wall time is appended to ``performance/metrics.jsonl``; the last note or
+automatic migration is remembered in ``performance/scale-state.json``.
+"""
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
@@ -74,3 +97,65 @@ def storage_rollback(as_json: bool) -> None:
                            hint="see `milestone storage status`")
     report = migrate(project.root, previous, actor=project.actor)
     say(f"Rolled back {report['from']} → {previous}", {"report": report}, as_json)
+
+
+@storage.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+def storage_status(as_json: bool) -> None:
+    """Show the backend, what it holds, each scale signal against its thresholds, the
+    recommendation and why, and the last migrations.
+
+    Thresholds and the policy (suggest, auto, off) are the `scale` keys of
+    config/config.yaml.
+
+    \b
+    Examples:
+      milestone storage status
+      milestone storage status --json
+    """
+    from ..scale import status
+
+    data = status(get_project())
+    if as_json:
+        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        return
+    click.echo(render_status(data))
+
+
+def render_status(data: dict[str, Any]) -> str:
+    """The text form of `storage status`."""
+    c, sig, rec = data["counts"], data["signals"], data["recommendation"]
+    lat, team, feats = sig["latency"], sig["team"], sig["features"]
+
+    def limits(name: str) -> str:
+        return ", ".join(f"{t} below {n}" for t, n in sig[name]["thresholds"].items())
+
+    used = [f for f, on in feats.items() if on is True]
+    p95 = "n/a" if lat["p95_ms"] is None else f"{lat['p95_ms']:.0f} ms"
+    rows = [
+        ("milestones", str(sig["milestones"]["value"]), limits("milestones"),
+         sig["milestones"]["tier"]),
+        ("team", str(team["value"]), limits("team"), team["tier"]),
+        ("latency p95", p95, f"move up at {lat['threshold_ms']:g} ms (over >= "
+         f"{lat['min_samples']} commands; {lat['samples']} recorded)", lat["tier"]),
+        ("features", ", ".join(used) or "none", "agents, dashboard: hybrid or above",
+         feats["tier"]),
+    ]
+    lines = [
+        f"Backend: {data['backend']} (built: {', '.join(data['available'])})",
+        f"Holds: {c['milestones']} milestones, {c['tasks']} tasks, {c['events']} events",
+        f"Policy: {data['policy']}",
+        "",
+        f"{'signal':<12} {'value':<10} {'thresholds':<52} fits",
+    ]
+    lines += [f"{a:<12} {b:<10} {t:<52} {d}" for a, b, t, d in rows]
+    lines.append(f"  (team: {team['members']} members in config, {len(team['recent_actors'])} "
+                 f"actors in the last {team['window_days']} days)")
+    lines += ["", f"Recommendation: {rec['summary']}"]
+    lines += [f"Config problem: {p}" for p in data["problems"]]
+    lines += ["", "Last migrations:" if data["migrations"] else "No migrations yet."]
+    for m in data["migrations"]:
+        what = (f"completed in {m.get('seconds')}s" if m.get("event") == "migration_completed"
+                else f"rolled back at the {m.get('step')} step: {m.get('error')}")
+        lines.append(f"  {m.get('timestamp')}  {m.get('from')} → {m.get('to')}  {what}")
+    return "\n".join(lines)

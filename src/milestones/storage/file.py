@@ -19,16 +19,19 @@ import contextlib
 import json
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import events as ev
-from ..errors import InvalidInput, MilestoneError, StorageError
+from ..errors import InvalidInput, MilestoneError
 from ..model import MILESTONE_ID_RE, Milestone
 from . import fsutil, yamlio
 from .base import Edit, Snapshot, State, Store
+
+if TYPE_CHECKING:
+    from .logfiles import LogFiles
 
 FILE_RE = re.compile(r"^(milestone-\d{3,})\.yaml$")
 STATE_VERSION = 1
@@ -53,6 +56,17 @@ class FileStore(Store):
         self.current_path = self.active / "current.txt"
         self.lock_path = self.root / ".lock"
         self._state: dict[str, Any] | None = None
+        self._log_files: LogFiles | None = None
+        self._rotate_limit: int | None = None  # logs.rotate_bytes, read once
+
+    @property
+    def log_files(self) -> LogFiles:
+        """The live log and its archives; imported on first use (~1 ms reads seldom need)."""
+        if self._log_files is None:
+            from .logfiles import LogFiles
+
+            self._log_files = LogFiles(self.log_path)
+        return self._log_files
 
     # ------------------------------------------------------------- layout
 
@@ -103,7 +117,9 @@ class FileStore(Store):
         try:
             raw = self.state_path.read_bytes()
         except FileNotFoundError:
-            return self._rebuild_state() if self._log_size() else self._empty_state()
+            if self._log_size() or self.log_files.archives():
+                return self._rebuild_state()
+            return self._empty_state()
         except OSError as exc:
             raise fsutil.storage_error(exc, self.state_path, "read") from None
         try:
@@ -166,8 +182,8 @@ class FileStore(Store):
     def needs_sync(self) -> bool:
         state = self._state if self._state is not None else self._read_state()
         self._state = state
-        if self._log_size() != state["log_size"]:
-            return True
+        if self._log_size() != state["log_size"] or state.get("rotating"):
+            return True  # "rotating": a log rotation was interrupted
         files = self._files()
         entries = state["milestones"]
         if set(files) != set(entries):
@@ -208,25 +224,14 @@ class FileStore(Store):
     # ------------------------------------------------------------- events
 
     def events(self, after: int = 0) -> Iterator[dict[str, Any]]:
-        try:
-            f = self.log_path.open("rb")
-        except FileNotFoundError:
-            return
-        with f:
-            for lineno, line in enumerate(f, 1):
-                if not line.endswith(b"\n"):
-                    break  # a torn last line is not an event (doctor reports it)
-                if not line.strip():
-                    continue
-                try:
-                    event = json.loads(line)
-                except ValueError:
-                    raise StorageError(
-                        f"{self.log_path}:{lineno}: the event log has a corrupt line",
-                        hint="run `milestone doctor` to see the damage",
-                    ) from None
-                if event.get("event_id", 0) > after:
-                    yield event
+        """Events after ``after``: the rotated archives in order, then the live log."""
+        return self.log_files.events(after)
+
+    def events_tail(
+        self, limit: int, keep: Callable[[dict[str, Any]], bool], after: int = 0
+    ) -> list[dict[str, Any]]:
+        """The last ``limit`` events ``keep`` accepts, reading only the newest files."""
+        return self.log_files.tail(limit, keep, after)
 
     def _read_pending(self, offset: int) -> list[dict[str, Any]]:
         with self.log_path.open("rb") as f:
@@ -262,6 +267,7 @@ class FileStore(Store):
     def recover(self) -> list[str]:
         repairs: list[str] = []
         self._state = self._read_state()
+        repairs += self._finish_rotation()
         torn = self._torn_tail()
         if torn is not None:
             try:
@@ -416,7 +422,54 @@ class FileStore(Store):
                 fsutil.truncate_durable(self.log_path, before)
             self._state = None
             raise
+        self._maybe_rotate()
         return sealed
+
+    # ------------------------------------------------------------ rotation
+
+    def _maybe_rotate(self) -> None:
+        """After a commit: archive the live log once it is over ``logs.rotate_bytes``.
+
+        The commit has fully applied (``log_size`` is the live log's size), so the
+        archive holds no pending event. See ``logfiles`` for the steps and why a
+        crash at any point loses and duplicates nothing. A failure here does not
+        fail the commit, which is done: the next write retries or finishes it.
+        """
+        if self._rotate_limit is None:
+            from .logfiles import rotate_bytes
+
+            self._rotate_limit = rotate_bytes(self.root)
+        state = self._state
+        if (
+            not self._rotate_limit
+            or state is None
+            or self._log_size() <= self._rotate_limit
+            or state.get("rotating")
+        ):
+            return
+        try:
+            self._state = self.log_files.rotate(state, self._write_state) or state
+        except (MilestoneError, OSError):
+            self._state = None  # re-read: recover() finishes a half-done rotation
+        except BaseException:
+            self._state = None
+            raise
+
+    def _finish_rotation(self) -> list[str]:
+        """Finish or undo a rotation a crash interrupted (from ``recover``)."""
+        state = self._state if self._state is not None else self._read_state()
+        done = self.log_files.finish(state)
+        if done.state is not None:
+            state = done.state
+            self._write_state(state)
+        if state["applied_event_id"] < done.archived_through:
+            # state.json is behind the archives (an old copy): pending events are
+            # no longer all in the live log, so derive it from every file.
+            state = self._rebuild_state()
+            self._write_state(state)
+            done.repairs.append("state.json was behind the archived event log; rebuilt it")
+        self._state = state
+        return done.repairs
 
     def _materialize(self, sealed: Sequence[dict[str, Any]], adopt: Sequence[str]) -> None:
         """Apply sealed events' patches to the snapshots and files, then state.json."""
@@ -659,6 +712,7 @@ class FileStore(Store):
         for path in (self.log_path, self.state_path, self.resume_path):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
+        self.log_files.discard()
         self._state = None
 
     # ------------------------------------------------------------- resume

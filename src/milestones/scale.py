@@ -1,0 +1,648 @@
+"""Scale detection: which storage backend a project's size and use call for.
+
+Signals (the seed's detection criteria), each read by a function in the I/O part:
+
+* **milestones**: how many the project has.
+* **team**: the people in ``team.members`` plus the distinct actors of the last 30
+  days' events, each person once (an actor equal to a member's name, email, id or
+  alias is that member).
+* **latency**: the p95 wall time of the last 200 successful commands run on the
+  current backend, from ``performance/metrics.jsonl`` (the CLI appends one line per
+  command; ``storage`` commands are left out, a migration being slow by nature).
+* **features**: agents (a ``.milestones/agents/`` directory, or an ``agent_*`` event
+  in the last 30 days: the agents feature is not built yet, so its presence is
+  detected generically), the dashboard (``.milestones/web-dashboard/``) and
+  encryption (``config/encryption.key``).
+
+Each signal names the smallest tier that serves it (``Finding``); the project wants
+the largest of those (``Recommendation.ideal``). The seed's table: ``file`` below 25
+milestones and a team below 5, ``hybrid`` below 100 and 20, ``database`` beyond. The
+latency trigger asks for the next built backend above the current one. Agents and
+the dashboard ask for at least ``hybrid`` (concurrent writers and a reader that
+queries everything); encryption works on every backend and asks for nothing.
+
+Which backend to move to is decided by ``TIERS`` and ``storage.BACKENDS`` alone: the
+highest *built* tier above the current one and no higher than ``ideal``. So while
+``hybrid`` is not built a project that wants hybrid stays where it is (``pending``
+says hybrid would be recommended once available) and only the database thresholds
+move it to ``database``; adding ``"hybrid"`` to ``BACKENDS`` is all it takes to
+recommend hybrid. Recommendations only go up: a project on a bigger backend than it
+needs is told so, never moved down.
+
+Policy (``scale.policy``), applied by the CLI after a command that wrote
+(``after_write``): ``suggest`` (the default) prints one note on stderr at most once a
+day, ``auto`` migrates and says so in one line, ``off`` does nothing. The keys are
+documented in ``milestones.cli.storage``.
+
+Cost: recording a metric is one ``O_APPEND`` write in the CLI (no import, no fsync).
+The policy runs only after a write, and returns before measuring anything when it
+is ``off``, when no built backend is above the current one, or when it already spoke
+today. It counts milestones in the (cached) state on every write; team and latency
+are measured at most once an hour (``MEASURE_EVERY``) and kept in
+``performance/scale-state.json``: the last ~200 metric lines, and the event log read
+backwards from its end until the first event older than 30 days (at most
+``QUICK_SCAN_EVENTS`` events, stopping early once the team crosses every bound;
+rotated archives are left closed); the database answers with one indexed query.
+``storage status`` measures everything, reading the whole window, archives included.
+
+The first part of this module is pure (signals in, recommendation out); the second
+reads the files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from .storage import BACKENDS
+
+if TYPE_CHECKING:
+    from .project import Project
+    from .storage import Store
+
+# ------------------------------------------------------------------ pure logic
+
+TIERS: tuple[str, ...] = ("file", "hybrid", "database")  # smallest first
+POLICIES: tuple[str, ...] = ("auto", "suggest", "off")
+DEFAULT_POLICY = "suggest"
+
+# A project fits a tier while it is below both of the tier's bounds (the
+# ``Thresholds`` fields named here); the last tier has no bounds.
+LIMITS: tuple[tuple[str, str, str], ...] = (
+    ("file", "file_below_milestones", "file_below_team"),
+    ("hybrid", "hybrid_below_milestones", "hybrid_below_team"),
+)
+# The smallest tier a feature in use asks for.
+FEATURE_FLOORS: dict[str, str] = {"agents": "hybrid", "dashboard": "hybrid", "encryption": "file"}
+FEATURES: tuple[str, ...] = tuple(FEATURE_FLOORS)
+WINDOW_DAYS = 30  # the team counts the actors of this many days
+
+
+# NamedTuples, not dataclasses: this module is imported after every write, and a
+# NamedTuple costs a tenth of a frozen dataclass to define.
+
+
+class Thresholds(NamedTuple):
+    """The ``scale`` section of ``config/config.yaml`` (the seed's numbers by default)."""
+
+    file_below_milestones: int = 25
+    file_below_team: int = 5
+    hybrid_below_milestones: int = 100
+    hybrid_below_team: int = 20
+    latency_p95_ms: float = 500.0
+    latency_min_samples: int = 20
+
+
+class Signals(NamedTuple):
+    """What the project measures: the input of ``recommend``."""
+
+    milestones: int
+    team: int = 1
+    p95_ms: float | None = None
+    samples: int = 0  # how many commands the p95 is over
+    features: frozenset[str] = frozenset()
+
+
+class Finding(NamedTuple):
+    """One signal against its thresholds: the smallest tier that serves it, and why."""
+
+    signal: str
+    tier: str
+    reason: str  # for `storage status`
+    lead: str  # opens the one-line note: "this project has 31 milestones"
+    detail: dict[str, Any]  # JSON for `storage status --json`
+
+
+class Recommendation(NamedTuple):
+    """What ``recommend`` decided, with every finding behind it."""
+
+    current: str
+    backend: str  # the backend to be on now (``current`` when no move is called for)
+    ideal: str  # the tier the signals ask for, built or not
+    findings: tuple[Finding, ...]
+    pending: str | None = None  # a tier that would be recommended once it is built
+
+    @property
+    def change(self) -> bool:
+        return self.backend != self.current
+
+    @property
+    def drivers(self) -> tuple[Finding, ...]:
+        """The findings that call for more than the current backend, strongest first."""
+        above = [f for f in self.findings if rank(f.tier) > rank(self.current)]
+        return tuple(sorted(above, key=lambda f: -rank(f.tier)))
+
+    @property
+    def command(self) -> str | None:
+        return f"milestone storage migrate --to {self.backend}" if self.change else None
+
+    def explain(self) -> str:
+        """One sentence: what to do and why."""
+        why = "; ".join(f.reason for f in self.drivers)
+        if self.change:
+            return f"move to {self.backend}: {why} — run `{self.command}`"
+        if self.pending:
+            return (f"stay on {self.current}; {self.pending} would be recommended once "
+                    f"available: {why}")
+        if rank(self.ideal) < rank(self.current):
+            return (f"stay on {self.current} (every signal would fit {self.ideal}; moves "
+                    f"down are never suggested — `milestone storage migrate --to "
+                    f"{self.ideal}` if you want one)")
+        return f"stay on {self.current}: every signal fits it"
+
+    def note(self, moved: str | None = None) -> str:
+        """The line the policy prints (``moved``: the backup of an automatic migration)."""
+        lead = self.drivers[0].lead if self.drivers else "this project"
+        if moved is not None:
+            return (f"milestone: note: {lead}; moved it to the {self.backend} backend "
+                    f"(scale.policy auto; backup: {moved}) — `milestone storage rollback` "
+                    f"undoes it")
+        return (f"milestone: note: {lead}; the {self.backend} backend would serve it "
+                f"better — run `{self.command}`")
+
+
+def rank(tier: str) -> int:
+    """A tier's place in ``TIERS`` (-1 for a backend outside them, e.g. memory)."""
+    return TIERS.index(tier) if tier in TIERS else -1
+
+
+def _bounded(value: int, th: Thresholds, column: int) -> tuple[str, dict[str, int]]:
+    """The smallest tier whose bound in ``LIMITS[..][column]`` ``value`` is below."""
+    limits = {row[0]: int(getattr(th, row[column])) for row in LIMITS}
+    for tier, below in limits.items():
+        if value < below:
+            return tier, limits
+    return TIERS[-1], limits
+
+
+def _limits_text(limits: Mapping[str, int]) -> str:
+    return ", ".join(f"{tier} below {below}" for tier, below in limits.items())
+
+
+def recommend(signals: Signals, current: str, thresholds: Thresholds | None = None,
+              available: Sequence[str] | None = None) -> Recommendation:
+    """The backend the signals call for, given the ``current`` one and those ``available``."""
+    th = thresholds or Thresholds()
+    built = tuple(BACKENDS if available is None else available)
+    findings: list[Finding] = []
+
+    tier, limits = _bounded(signals.milestones, th, 1)
+    findings.append(Finding(
+        "milestones", tier,
+        f"{signals.milestones} milestones ({_limits_text(limits)})",
+        f"this project has {signals.milestones} milestones",
+        {"value": signals.milestones, "thresholds": limits}))
+
+    tier, limits = _bounded(signals.team, th, 2)
+    findings.append(Finding(
+        "team", tier,
+        f"a team of {signals.team} ({_limits_text(limits)})",
+        f"this project's team has {signals.team} people (members and actors of the last "
+        f"{WINDOW_DAYS} days)",
+        {"value": signals.team, "thresholds": limits}))
+
+    triggered = (signals.p95_ms is not None and signals.samples >= th.latency_min_samples
+                 and signals.p95_ms >= th.latency_p95_ms)
+    up = [t for t in TIERS if rank(t) > rank(current) and t in built]
+    tier = (up[0] if up else current) if triggered else TIERS[0]
+    if signals.p95_ms is None or signals.samples < th.latency_min_samples:
+        reason = (f"{signals.samples} commands recorded on {current}; the latency trigger "
+                  f"needs {th.latency_min_samples}")
+    else:
+        reason = (f"commands take {signals.p95_ms:.0f} ms at p95 over the last "
+                  f"{signals.samples} ({'at or above' if triggered else 'below'} "
+                  f"{th.latency_p95_ms:g} ms)")
+    findings.append(Finding(
+        "latency", tier, reason,
+        f"this project's commands take {signals.p95_ms or 0:.0f} ms at p95",
+        {"p95_ms": signals.p95_ms, "samples": signals.samples,
+         "threshold_ms": th.latency_p95_ms, "min_samples": th.latency_min_samples,
+         "triggered": triggered}))
+
+    used = sorted(f for f in signals.features if f in FEATURE_FLOORS)
+    tier = max((FEATURE_FLOORS[f] for f in used), key=rank, default=TIERS[0])
+    asking = [f for f in used if rank(FEATURE_FLOORS[f]) > 0]
+    if not used:
+        reason = "no agents, dashboard or encryption in use"
+    elif asking:
+        reason = f"uses {', '.join(used)} ({', '.join(asking)}: {tier} or above)"
+    else:
+        reason = f"uses {', '.join(used)} (any backend serves it)"
+    findings.append(Finding("features", tier, reason,
+                            f"this project uses {', '.join(asking or used)}",
+                            {f: f in used for f in FEATURES}))
+
+    ideal = max((f.tier for f in findings), key=rank)
+    steps = [t for t in TIERS if rank(current) < rank(t) <= rank(ideal) and t in built]
+    backend = steps[-1] if steps else current
+    pending = ideal if ideal not in built and rank(ideal) > rank(backend) else None
+    return Recommendation(current, backend, ideal, tuple(findings), pending)
+
+
+def settings(config: Mapping[str, Any]) -> tuple[str, Thresholds, list[str]]:
+    """The policy and thresholds in the ``scale`` config section, and what was wrong there.
+
+    A bad value is reported (by ``storage status``) and replaced by its default, so a
+    typo in the config never stops a command.
+    """
+    section = config.get("scale")
+    section = section if isinstance(section, Mapping) else {}
+    problems: list[str] = []
+    policy = section.get("policy", DEFAULT_POLICY)
+    if policy is False:
+        policy = "off"  # YAML 1.1 reads a bare `off` as false
+    if policy not in POLICIES:
+        problems.append(f"scale.policy must be one of {', '.join(POLICIES)} (got {policy!r}); "
+                        f"using {DEFAULT_POLICY}")
+        policy = DEFAULT_POLICY
+    values: dict[str, Any] = {}
+    for name, default in Thresholds._field_defaults.items():
+        if name not in section:
+            continue
+        raw = section[name]
+        if isinstance(raw, bool) or not isinstance(raw, (int, float)) or raw <= 0:
+            problems.append(f"scale.{name} must be a positive number (got {raw!r}); "
+                            f"using {default}")
+            continue
+        values[name] = type(default)(raw)
+    th = Thresholds(**values)
+    for column in (1, 2):
+        for row, upper in pairwise(LIMITS):
+            low, high = getattr(th, row[column]), getattr(th, upper[column])
+            if low >= high:
+                problems.append(f"scale.{row[column]} ({low}) should be below "
+                                f"scale.{upper[column]} ({high})")
+    return str(policy), th, problems
+
+
+def p95(values: Sequence[float]) -> float | None:
+    """The 95th percentile (nearest rank), or None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, -(-95 * len(ordered) // 100) - 1)]
+
+
+def team_size(members: Sequence[set[str]], actors: Iterable[str]) -> int:
+    """Members plus the actors who are none of them (each member: the names they go by)."""
+    known: set[str] = set().union(*members) if members else set()
+    return len(members) + len({a for a in actors if a not in known})
+
+
+# ------------------------------------------------------------------------ I/O
+
+METRICS = "performance/metrics.jsonl"
+MIGRATION_LOG = "performance/migration-log.jsonl"
+MEMO = "performance/scale-state.json"  # when the policy last spoke (a small cache)
+LATENCY_WINDOW = 200
+METRICS_KEEP_LINES = 1000
+# After a write the live event log is read backwards from its end, stopping at the
+# first event older than WINDOW_DAYS, after this many events, or once enough actors
+# were seen to cross every team bound (rotated archives are not opened); `storage
+# status` reads the whole window, archives included.
+QUICK_SCAN_EVENTS = 5_000
+MEASURE_EVERY = 3600  # seconds: after writes, team and latency are re-measured this often
+UNCOUNTED_ACTORS = frozenset({"", "unknown"})
+
+
+def _lines_backwards(path: Path, block: int = 1 << 16) -> Iterator[bytes]:
+    """The file's complete lines, last first (a torn last line is skipped)."""
+    try:
+        f = path.open("rb")
+    except OSError:
+        return
+    with f:
+        pos = f.seek(0, os.SEEK_END)
+        rest = b""
+        first = True
+        while pos > 0:
+            step = min(block, pos)
+            pos -= step
+            f.seek(pos)
+            lines = (f.read(step) + rest).split(b"\n")
+            rest = lines[0]
+            body = lines[1:]
+            if first:
+                body = body[:-1]  # after the last newline: empty, or a torn write
+                first = False
+            for line in reversed(body):
+                if line.strip():
+                    yield line
+        if rest.strip() and not first:
+            yield rest
+
+
+def trim_metrics(path: Path, keep: int = METRICS_KEEP_LINES) -> None:
+    """Keep the last ``keep`` lines of the metrics file (temp file and rename).
+
+    Metrics are not worth a lock: a line another process appends during the
+    rewrite may be lost.
+    """
+    lines = list(_lines_backwards(path))[:keep]
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_bytes(b"".join(line + b"\n" for line in reversed(lines)))
+    os.replace(tmp, path)
+
+
+def read_latencies(root: Path, backend: str, window: int = LATENCY_WINDOW) -> list[float]:
+    """Wall times (ms) of the last ``window`` successful non-storage commands on ``backend``."""
+    out: list[float] = []
+    for line in _lines_backwards(root / METRICS):
+        try:
+            rec = json.loads(line)
+            if (rec.get("backend") == backend and rec.get("ok") is True
+                    and not str(rec.get("command", "")).startswith("storage")):
+                out.append(float(rec["ms"]))
+        except (ValueError, TypeError, KeyError, AttributeError):
+            continue
+        if len(out) >= window:
+            break
+    return out
+
+
+class Activity:
+    """Who acted in the window: actor → last seen, and how many events agents left."""
+
+    __slots__ = ("actors", "agent_events", "scanned")
+
+    def __init__(self) -> None:
+        self.actors: dict[str, str] = {}
+        self.agent_events = 0
+        self.scanned = 0
+
+
+# A sealed event is canonical JSON (sorted keys): it opens with the actor and ends with
+# the timestamp, so both are read without parsing the line (any other shape is parsed).
+_ACTOR = re.compile(rb'^\{"actor":"((?:[^"\\]|\\.)*)"')
+_STAMP = re.compile(rb'"timestamp":"([^"\\]*)"\}\s*$')
+
+
+def _actor_and_time(line: bytes) -> tuple[str, str, bool]:
+    a, t = _ACTOR.match(line), _STAMP.search(line)
+    if a is not None and t is not None:
+        raw = a.group(1)
+        actor = json.loads(b'"' + raw + b'"') if b"\\" in raw else raw.decode("utf-8", "replace")
+        return str(actor), t.group(1).decode(), b'"event_type":"agent' in line
+    event = json.loads(line)
+    return (str(event.get("actor") or ""), str(event.get("timestamp") or ""),
+            str(event.get("event_type") or "").startswith("agent"))
+
+
+def recent_activity(store: Store, since: str, *, limit: int | None = None,
+                    enough: int | None = None, archives: bool = True) -> Activity:
+    """Actors of the events at or after ``since`` (ISO UTC).
+
+    The database answers from its timestamp index. The file log (file and hybrid) is
+    read backwards from its end and the scan stops at the first older event (the log
+    is appended in time order), after ``limit`` events, or once ``enough`` distinct
+    actors were seen. When the live log starts inside the window and rotated
+    archives exist, ``archives`` reads every file instead (exact, slower); without
+    it the live log alone is counted.
+    """
+    act = Activity()
+
+    def seen(actor: str, stamp: str, agent: bool) -> None:
+        act.scanned += 1
+        act.agent_events += agent
+        if actor not in UNCOUNTED_ACTORS:
+            act.actors[actor] = max(stamp, act.actors.get(actor, ""))
+
+    if store.backend == "database":
+        from .storage.sqlite import DatabaseStore
+
+        if isinstance(store, DatabaseStore):
+            for actor, stamp, n, agents in store.connect().execute(
+                    "SELECT actor, MAX(timestamp), COUNT(*), SUM(event_type LIKE 'agent%') "
+                    "FROM events WHERE timestamp >= ? GROUP BY actor", (since,)):
+                seen(str(actor or ""), str(stamp), False)
+                act.scanned += int(n) - 1
+                act.agent_events += int(agents or 0)
+            return act
+    log_path = getattr(store, "log_path", None)
+    if isinstance(log_path, Path):
+        for line in _lines_backwards(log_path):
+            try:
+                actor, stamp, agent = _actor_and_time(line)
+            except ValueError:
+                continue  # a corrupt line: `milestone doctor` reports it
+            if stamp < since:
+                return act
+            seen(actor, stamp, agent)
+            if (limit is not None and act.scanned >= limit) or (
+                    enough is not None and len(act.actors) >= enough):
+                return act
+        if not archives or not any((log_path.parent / "archive").glob("*.gz")):
+            return act
+        act = Activity()
+    for event in store.events():  # every event, oldest first
+        stamp = str(event.get("timestamp") or "")
+        if stamp >= since:
+            seen(str(event.get("actor") or ""), stamp,
+                 str(event.get("event_type") or "").startswith("agent"))
+    return act
+
+
+def team_members(config: Mapping[str, Any]) -> list[set[str]]:
+    """Each ``team.members`` entry as the set of names it goes by."""
+    team = config.get("team")
+    raw = team.get("members") if isinstance(team, Mapping) else None
+    out: list[set[str]] = []
+    for m in raw if isinstance(raw, list) else []:
+        if isinstance(m, Mapping):
+            names = {str(m[k]) for k in ("name", "email", "id") if m.get(k)}
+            names |= {str(a) for a in m.get("aliases") or [] if a}
+        else:
+            names = {str(m)} if m else set()
+        if names:
+            out.append(names)
+    return out
+
+
+def features_in_use(root: Path, agent_events: int = 0) -> frozenset[str]:
+    used = set()
+    if agent_events or (root / "agents").is_dir():
+        used.add("agents")
+    if (root / "web-dashboard").is_dir():
+        used.add("dashboard")
+    if (root / "config" / "encryption.key").is_file():
+        used.add("encryption")
+    return frozenset(used)
+
+
+def since_iso(days: int = WINDOW_DAYS, now: datetime | None = None) -> str:
+    start = (now or datetime.now(UTC)) - timedelta(days=days)
+    return start.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def gather(project: Project, thresholds: Thresholds | None = None, *,
+           quick: bool = False) -> tuple[Signals, dict[str, Any]]:
+    """Measure the project; ``quick`` bounds the event scan (see QUICK_SCAN_EVENTS)."""
+    th = thresholds or Thresholds()
+    state = project.state()
+    members = team_members(project.config())
+    enough = None
+    if quick:
+        enough = max(th.file_below_team, th.hybrid_below_team) + sum(len(m) for m in members)
+    activity = recent_activity(project.store, since_iso(), enough=enough, archives=not quick,
+                               limit=QUICK_SCAN_EVENTS if quick else None)
+    latencies = read_latencies(project.root, project.store.backend)
+    signals = Signals(
+        milestones=len(state.milestones),
+        team=team_size(members, activity.actors),
+        p95_ms=p95(latencies),
+        samples=len(latencies),
+        features=features_in_use(project.root, activity.agent_events),
+    )
+    extra = {
+        "counts": {"milestones": len(state.milestones),
+                   "tasks": sum(len(s.get("tasks", [])) for s in state.milestones.values()),
+                   "events": state.last_event_id},
+        "members": len(members),
+        "recent_actors": sorted(activity.actors),
+        "agent_events": activity.agent_events,
+    }
+    return signals, extra
+
+
+def migrations(root: Path, last: int = 5) -> list[dict[str, Any]]:
+    """The last records of ``performance/migration-log.jsonl``, newest first."""
+    out: list[dict[str, Any]] = []
+    for line in _lines_backwards(root / MIGRATION_LOG):
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict):
+            out.append(rec)
+        if len(out) >= last:
+            break
+    return out
+
+
+def status(project: Project) -> dict[str, Any]:
+    """Everything `milestone storage status` shows (the ``--json`` contract)."""
+    policy, th, problems = settings(project.config())
+    signals, extra = gather(project, th)
+    rec = recommend(signals, project.store.backend, th)
+    found = {f.signal: {"tier": f.tier, "reason": f.reason, **f.detail} for f in rec.findings}
+    found["team"].update(members=extra["members"], recent_actors=extra["recent_actors"],
+                         window_days=WINDOW_DAYS)
+    found["latency"].update(window=LATENCY_WINDOW)
+    found["features"]["agent_events"] = extra["agent_events"]
+    return {
+        "schema": 1,
+        "backend": project.store.backend,
+        "available": list(BACKENDS),
+        "counts": extra["counts"],
+        "policy": policy,
+        "signals": found,
+        "recommendation": {
+            "backend": rec.backend,
+            "change": rec.change,
+            "ideal": rec.ideal,
+            "pending": rec.pending,
+            "reasons": [f.reason for f in rec.drivers],
+            "summary": rec.explain(),
+            "command": rec.command,
+        },
+        "migrations": migrations(project.root),
+        "problems": problems,
+    }
+
+
+def _read_memo(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_memo(path: Path, memo: Mapping[str, Any]) -> None:
+    from .storage import fsutil
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fsutil.atomic_write(path, json.dumps(dict(memo), sort_keys=True).encode("utf-8"))
+
+
+def _moved_back_from(root: Path, backend: str, current: str) -> bool:
+    """True when the last completed migration left ``backend`` for ``current``."""
+    for rec in migrations(root, last=50):
+        if rec.get("event") == "migration_completed":
+            return bool(rec.get("from") == backend and rec.get("to") == current)
+    return False
+
+
+def _measured(memo: Mapping[str, Any], backend: str) -> Mapping[str, Any] | None:
+    """The team and latency the memo keeps, if measured on ``backend`` within the hour."""
+    slow = memo.get("measured")
+    try:
+        if (isinstance(slow, Mapping) and slow["backend"] == backend
+                and 0 <= time.time() - float(slow["at"]) < MEASURE_EVERY
+                and (slow["p95_ms"] is None or float(slow["p95_ms"]) >= 0)
+                and int(slow["team"]) >= 0 and int(slow["samples"]) >= 0
+                and int(slow["agent_events"]) >= 0):
+            return slow
+    except (KeyError, TypeError, ValueError):
+        pass
+    return None
+
+
+def after_write(project: Project) -> str | None:
+    """Apply the scale policy after a command that wrote; the line to print, if any.
+
+    Cheap when nothing is to be said: ``off``, a backend with nothing built above it,
+    or a note already given today return before anything is measured. The slow
+    signals (team and latency: they read the event log and the metrics) are measured
+    at most once every ``MEASURE_EVERY`` seconds and kept in the memo; the milestone
+    count and the feature files are read on every call. ``auto`` does not undo a
+    rollback: after the user moved back from the recommended backend it only suggests.
+    """
+    policy, th, _ = settings(project.config())
+    current = project.store.backend
+    if policy == "off" or not any(t in BACKENDS for t in TIERS if rank(t) > rank(current) >= 0):
+        return None
+    memo_path = project.root / MEMO
+    memo = _read_memo(memo_path)
+    today = project.today()
+    if memo.get("noted_on") == today:
+        return None
+    slow = _measured(memo, current)
+    if slow is None:
+        signals, extra = gather(project, th, quick=True)
+        memo["measured"] = {"backend": current, "at": time.time(), "team": signals.team,
+                            "p95_ms": signals.p95_ms, "samples": signals.samples,
+                            "agent_events": extra["agent_events"]}
+        _write_memo(memo_path, memo)
+    else:
+        signals = Signals(
+            milestones=len(project.state().milestones), team=int(slow["team"]),
+            p95_ms=slow["p95_ms"], samples=int(slow["samples"]),
+            features=features_in_use(project.root, int(slow["agent_events"])))
+    rec = recommend(signals, current, th)
+    if not rec.change:
+        return None
+    memo = {**memo, "noted_on": today, "backend": rec.backend, "policy": policy}
+    if policy == "suggest" or _moved_back_from(project.root, rec.backend, current):
+        _write_memo(memo_path, memo)
+        return rec.note()
+    from .errors import MilestoneError
+    from .migrate import migrate, read_marker
+
+    try:
+        report = migrate(project.root, rec.backend, actor=project.actor)
+    except MilestoneError as exc:
+        if read_marker(project.root, current) != current:
+            return None  # another command's `auto` moved it first
+        _write_memo(memo_path, {**memo, "failed": str(exc)})
+        return (f"milestone: warning: the automatic move to the {rec.backend} backend failed "
+                f"({exc}); the project still uses {current} — see `milestone storage status`")
+    _write_memo(memo_path, memo)
+    return rec.note(moved=str(report.get("backup")))

@@ -1,0 +1,581 @@
+"""Event log rotation: the live log plus gzipped archives, read as one log.
+
+Layout::
+
+    logs/progress-events.jsonl                     the live log: appends go here
+    logs/archive/progress-events-000001.jsonl.gz   older events, oldest archive first
+    logs/archive/index.json                        each archive's first/last event id and hash
+
+The hash chain runs on across files: an archive's first event has the previous
+archive's last hash as its ``prev_hash``. ``events(after)`` reads the archives in
+sequence order, then the live log; the index lets it skip (never decompress) an
+archive whose last event id is ``<= after``, and lets ``tail`` (``log --limit``)
+stop at the newest archives.
+
+Rotation (``rotate``) runs inside a write, under the writer lock, right after a
+commit has fully applied, so every event in the live log is already in the
+snapshots and ``state.json``'s ``log_size`` is the live log's size. Steps:
+
+0. ``state.json`` gets a ``rotating`` marker (atomic replace). It does nothing
+   but make the next command's ``needs_sync`` true, so a crash in the steps
+   below is finished by the very next command, even a read.
+1. The live log's bytes are gzipped to a temp name in ``logs/archive/``,
+   fsync'd, renamed to ``progress-events-<next seq>.jsonl.gz``, and the
+   directory fsync'd. Until the rename nothing reads the temp file.
+2. ``index.json`` gets the archive's entry (atomic replace).
+3. The live log is replaced by an empty file (atomic replace: a reader holding
+   the old file open still reads it whole).
+4. ``state.json``: ``log_size`` 0, the marker removed (atomic replace).
+
+A crash (or power loss) leaves one of these, all readable without loss or
+duplication, and all finished by ``finish`` (run by ``FileStore.recover``, so by
+the next command and by ``doctor --repair``):
+
+* during 0-1 (marker set, maybe a temp file, no archive): the temp file is
+  removed and the marker cleared; the live log is untouched. The next write
+  rotates again.
+* after 1 (archive on disk, not in the index; the live log still holds the
+  same events): readers decompress the unindexed archive and then skip the
+  live log's events with ids not above the archive's last one, so no event is
+  seen twice. ``finish`` indexes the archive (by reading it), then as below.
+* after 2 (indexed; the live log still holds the events): readers skip the
+  repeated events by id, as above. ``finish`` drops from the live log the
+  events up to the archive's last id, once it has checked that the live log's
+  event with that id has the archive's last hash (same chain, so the same
+  events), and sets ``log_size`` to 0.
+* after 3 (live log empty, ``state.json`` still names the old size): ``finish``
+  sets ``log_size`` to 0 (every applied event is archived) and clears the marker.
+
+The overlap check uses event ids, not the marker, so an interrupted rotation is
+also finished when ``state.json`` was lost or rebuilt in between.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from .. import events as ev
+from ..errors import MilestoneError, StorageError
+from . import fsutil
+
+ARCHIVE_DIR = "archive"
+ARCHIVE_RE = re.compile(r"^progress-events-(\d{6,})\.jsonl\.gz$")
+INDEX_NAME = "index.json"
+INDEX_VERSION = 1
+DEFAULT_ROTATE_BYTES = 10 * 1024 * 1024
+GZIP_LEVEL = 6  # gzip.compress defaults to 9: slower, for little gain on JSON lines
+
+# The points between rotation steps, in order ("compressed": the temp archive is
+# written and fsync'd, not yet renamed). ``_after_step`` is called at each one.
+ROTATION_STEPS = ("marked", "compressed", "archived", "indexed", "emptied")
+
+
+def _after_step(step: str) -> None:
+    """A no-op hook between rotation steps: the crash tests make it ``os._exit``."""
+
+
+def archive_name(seq: int) -> str:
+    return f"progress-events-{seq:06d}.jsonl.gz"
+
+
+def rotate_bytes(root: Path) -> int:
+    """``logs.rotate_bytes`` from the config: the live log's size limit (0: never rotate)."""
+    from ..config import load_config
+
+    try:
+        section = load_config(root).get("logs")
+    except MilestoneError:
+        return DEFAULT_ROTATE_BYTES  # a broken config is reported elsewhere, not by a write
+    value = section.get("rotate_bytes") if isinstance(section, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int):
+        return DEFAULT_ROTATE_BYTES
+    return max(value, 0)
+
+
+@dataclass
+class Finished:
+    """What ``finish`` did: repairs, the state to write (None: unchanged), the last
+    archived event id (0 without archives)."""
+
+    repairs: list[str] = field(default_factory=list)
+    state: dict[str, Any] | None = None
+    archived_through: int = 0
+
+
+@dataclass
+class Segment:
+    """One file of the log, for ``doctor``: its label, and raw bytes or an error."""
+
+    seq: int  # 0: the live log
+    path: Path
+    label: str
+    raw: bytes | None
+    error: str | None = None
+
+    @property
+    def archive(self) -> bool:
+        return self.seq > 0
+
+
+def _parse(line: bytes, path: Path, lineno: int) -> dict[str, Any]:
+    try:
+        event = json.loads(line)
+    except ValueError:
+        event = None
+    if not isinstance(event, dict):
+        raise StorageError(
+            f"{path}:{lineno}: the event log has a corrupt line",
+            hint="run `milestone doctor` to see the damage",
+        )
+    return event
+
+
+def _gzip_error(path: Path, exc: BaseException) -> StorageError:
+    return StorageError(
+        f"{path}: cannot read the archived event log ({exc or 'cut short'})",
+        hint="run `milestone doctor`; restore the archive from a backup",
+    )
+
+
+def _read_gzip(path: Path) -> bytes:
+    """An archive's whole text; StorageError naming the file when it cannot be read."""
+    import gzip
+    import zlib
+
+    try:
+        with gzip.open(path, "rb") as f:
+            return f.read()
+    except (OSError, EOFError, zlib.error) as exc:
+        raise _gzip_error(path, exc) from None
+
+
+def _gzip_lines(path: Path) -> Iterator[bytes]:
+    """An archive's lines, decompressed as they are read."""
+    import gzip
+    import zlib
+
+    try:
+        with gzip.open(path, "rb") as f:
+            yield from f
+    except (OSError, EOFError, zlib.error) as exc:
+        raise _gzip_error(path, exc) from None
+
+
+def _loads(line: bytes) -> dict[str, Any]:
+    """A line's JSON object, or {} when it is not one."""
+    try:
+        obj = json.loads(line)
+    except ValueError:
+        return {}
+    return obj if isinstance(obj, dict) else {}
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _iter_events(
+    lines: Iterable[bytes], path: Path, archive: bool
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, event) of each whole line; a torn last line of the live log ends it."""
+    for lineno, line in enumerate(lines, 1):
+        if not line.endswith(b"\n"):
+            if archive and line.strip():
+                raise StorageError(
+                    f"{path}:{lineno}: the archived event log ends in a torn line",
+                    hint="run `milestone doctor` to see the damage",
+                )
+            break  # a torn last line is not an event (doctor reports it)
+        if line.strip():
+            yield lineno, _parse(line, path, lineno)
+
+
+class LogFiles:
+    """The live event log and its archives."""
+
+    def __init__(self, live: Path) -> None:
+        self.live = live
+        self.dir = live.parent / ARCHIVE_DIR
+        self.index_path = self.dir / INDEX_NAME
+
+    # --------------------------------------------------------------- listing
+
+    def archives(self) -> list[tuple[int, Path]]:
+        """(sequence number, path) of every archive on disk, oldest first."""
+        try:
+            entries = os.scandir(self.dir)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        with entries:
+            found = [
+                (int(m.group(1)), Path(e.path))
+                for e in entries
+                if (m := ARCHIVE_RE.match(e.name))
+            ]
+        return sorted(found)
+
+    def read_index(self) -> dict[int, dict[str, Any]]:
+        """The index's entries by sequence number ({} when missing or unreadable)."""
+        try:
+            data = json.loads(self.index_path.read_bytes())
+        except (OSError, ValueError):
+            return {}
+        out: dict[int, dict[str, Any]] = {}
+        rows = data.get("archives") if isinstance(data, dict) else None
+        for row in rows if isinstance(rows, list) else ():
+            if (
+                isinstance(row, dict)
+                and isinstance(row.get("seq"), int)
+                and isinstance(row.get("first_id"), int)
+                and isinstance(row.get("last_id"), int)
+                and isinstance(row.get("last_hash"), str)
+            ):
+                out[row["seq"]] = row
+        return out
+
+    def write_index(self, entries: dict[int, dict[str, Any]]) -> None:
+        body = {"version": INDEX_VERSION, "archives": [entries[k] for k in sorted(entries)]}
+        fsutil.atomic_write(self.index_path, (json.dumps(body, indent=1) + "\n").encode("utf-8"))
+
+    def describe(self, seq: int, raw: bytes) -> dict[str, Any]:
+        """The index entry of archive ``seq`` holding ``raw`` (whole JSON lines)."""
+        lines = [line for line in raw.split(b"\n") if line.strip()]
+        first = _loads(lines[0]) if lines else {}
+        last = _loads(lines[-1]) if lines else {}
+        return {
+            "seq": seq,
+            "file": archive_name(seq),
+            "first_id": _int(first.get("event_id")),
+            "first_prev_hash": str(first.get("prev_hash", "")),
+            "last_id": _int(last.get("event_id")),
+            "last_hash": str(last.get("hash", "")),
+            "events": len(lines),
+            "bytes": len(raw),
+            "sha256": ev.sha256_hex(raw),
+        }
+
+    # --------------------------------------------------------------- reading
+
+    def _open_live(self) -> IO[bytes] | None:
+        try:
+            return self.live.open("rb")
+        except FileNotFoundError:
+            return None
+
+    def events(self, after: int = 0) -> Iterator[dict[str, Any]]:
+        """Every event with id > ``after``: the archives in order, then the live log.
+
+        The live log is opened before the archives are listed: a rotation finishing
+        in between then shows its events twice (in the old live file and the new
+        archive), never not at all, and the repeats are skipped by id: a file's
+        events with ids not above the ids of the files before it are not yielded.
+        Within one file every event with id > ``after`` is yielded, as it is.
+        """
+        live = self._open_live()
+        try:
+            floor = after
+            archives = self.archives()
+            index = self.read_index() if archives else {}
+            for seq, path in archives:
+                entry = index.get(seq)
+                if entry is not None and entry["last_id"] <= floor:
+                    continue  # wholly at or before ``after``: not even decompressed
+                top = floor
+                for _no, event in _iter_events(_gzip_lines(path), path, True):
+                    eid = event.get("event_id", 0)
+                    if eid > floor:
+                        top = max(top, eid)
+                        yield event
+                floor = top
+            if live is not None:
+                for _no, event in _iter_events(live, self.live, False):
+                    if event.get("event_id", 0) > floor:
+                        yield event
+        finally:
+            if live is not None:
+                live.close()
+
+    def tail(
+        self, limit: int, keep: Callable[[dict[str, Any]], bool], after: int = 0
+    ) -> list[dict[str, Any]]:
+        """The last ``limit`` events with id > ``after`` that ``keep`` accepts, oldest
+        first, reading the newest file first and stopping once there are enough."""
+        if limit <= 0:
+            return []
+        live = self._open_live()  # first, as in ``events``
+        batches: list[list[dict[str, Any]]] = []
+        found = 0
+        ceiling: int | None = None  # the lowest id read so far: older files repeat none
+        try:
+            if live is not None:
+                batch = []
+                for _no, event in _iter_events(live, self.live, False):
+                    eid = event.get("event_id", 0)
+                    if eid > after:
+                        ceiling = eid if ceiling is None else min(ceiling, eid)
+                        if keep(event):
+                            batch.append(event)
+                batches.append(batch)
+                found += len(batch)
+        finally:
+            if live is not None:
+                live.close()
+        archives = self.archives()
+        index = self.read_index() if archives else {}
+        for seq, path in reversed(archives):
+            if found >= limit:
+                break
+            entry = index.get(seq)
+            if entry is not None and entry["last_id"] <= after:
+                break  # this one and every older one are at or before ``after``
+            low = ceiling
+            batch = []
+            for _no, event in _iter_events(_gzip_lines(path), path, True):
+                eid = event.get("event_id", 0)
+                if eid > after and (ceiling is None or eid < ceiling):
+                    low = eid if low is None else min(low, eid)
+                    if keep(event):
+                        batch.append(event)
+            ceiling = low
+            batches.append(batch)
+            found += len(batch)
+        rows = [e for batch in reversed(batches) for e in batch]
+        return rows[-limit:]
+
+    def segments(self, root: Path) -> list[Segment]:
+        """Every file of the log, oldest first, read whole, for ``doctor``."""
+        out: list[Segment] = []
+        for seq, path in self.archives():
+            label = f".milestones/{path.relative_to(root).as_posix()}"
+            try:
+                out.append(Segment(seq, path, label, _read_gzip(path)))
+            except StorageError as exc:
+                out.append(Segment(seq, path, label, None, exc.message[len(str(path)) + 2:]))
+        label = f".milestones/{self.live.relative_to(root).as_posix()}"
+        try:
+            out.append(Segment(0, self.live, label, self.live.read_bytes()))
+        except FileNotFoundError:
+            out.append(Segment(0, self.live, label, None, "is missing"))
+        return out
+
+    def check_index(self, segments: list[Segment]) -> list[str]:
+        """Where ``index.json`` disagrees with the archives ``segments`` read."""
+        index = self.read_index()
+        if not index and self.index_path.exists():
+            return [f"{INDEX_NAME} is unreadable (`milestone doctor --repair` rebuilds it)"]
+        problems = []
+        on_disk = {seg.seq for seg in segments if seg.archive}
+        for seg in segments:
+            if not seg.archive or seg.raw is None:
+                continue
+            entry = index.get(seg.seq)
+            if entry is None:
+                problems.append(f"{seg.label} is not in {INDEX_NAME} (an interrupted rotation; "
+                                "`milestone doctor --repair` indexes it)")
+                continue
+            actual = self.describe(seg.seq, seg.raw)
+            wrong = [k for k in ("first_id", "last_id", "last_hash", "events", "sha256")
+                     if k in entry and entry[k] != actual[k]]
+            if wrong:
+                problems.append(f"{seg.label}: {INDEX_NAME} has another {wrong[0]} for it "
+                                "(the archive was changed after it was written)")
+        problems += [f"{INDEX_NAME} names {archive_name(seq)}, which is missing"
+                     for seq in sorted(set(index) - on_disk)]
+        return problems
+
+    # -------------------------------------------------------------- rotation
+
+    def rotate(
+        self, state: dict[str, Any], write_state: Callable[[dict[str, Any]], None]
+    ) -> dict[str, Any] | None:
+        """Archive the whole live log (see the module's docstring for the steps).
+
+        ``state`` must be the state just written by a commit: every event of the
+        live log applied. Returns the new state, or None when the live log is not
+        in a state to rotate (left for the next write).
+        """
+        try:
+            raw = self.live.read_bytes()
+        except FileNotFoundError:
+            return None
+        if not raw or not raw.endswith(b"\n") or len(raw) != state.get("log_size"):
+            return None  # a torn tail or unapplied events: never archive those
+        lines = raw.split(b"\n")
+        last_line = next((x for x in reversed(lines) if x.strip()), b"")
+        try:
+            last = json.loads(last_line)
+        except ValueError:
+            return None
+        if (
+            not isinstance(last, dict)
+            or last.get("event_id") != state.get("applied_event_id")
+            or last.get("hash") != state.get("applied_hash")
+        ):
+            return None
+        index = self.read_index()
+        seq = max([s for s, _ in self.archives()] + list(index) + [0]) + 1
+        final = self.dir / archive_name(seq)
+        tmp = self.dir / f".{final.name}.tmp-{os.getpid()}"
+
+        # 0. The marker: the next command finishes whatever of 1-4 a crash leaves.
+        marked = dict(state, rotating={"seq": seq})
+        write_state(marked)
+        _after_step("marked")
+
+        # 1. The archive: temp name, fsync, rename, fsync the directory.
+        import gzip
+
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            data = gzip.compress(raw, compresslevel=GZIP_LEVEL, mtime=0)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            _after_step("compressed")
+            os.replace(tmp, final)
+        except OSError as exc:
+            # Nothing is archived yet: take the marker back; the next write retries.
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            with contextlib.suppress(OSError, MilestoneError):
+                write_state(state)
+            raise fsutil.storage_error(exc, final, "write") from None
+        fsutil.fsync_dir(self.dir)
+        _after_step("archived")
+
+        # 2. The index entry (from the bytes just archived: no need to read them back).
+        index[seq] = self.describe(seq, raw)
+        self.write_index(index)
+        _after_step("indexed")
+
+        # 3. An empty live log, by rename: readers holding the old one read it whole.
+        fsutil.atomic_write(self.live, b"")
+        _after_step("emptied")
+
+        # 4. state.json: nothing of the (empty) live log is applied; no marker.
+        done = dict(state, log_size=0)
+        done.pop("rotating", None)
+        write_state(done)
+        return done
+
+    def finish(self, state: dict[str, Any]) -> Finished:
+        """Finish (or undo) an interrupted rotation; see the module's docstring.
+
+        Runs under the writer lock before anything else touches the log.
+        """
+        out = Finished()
+        marker = state.get("rotating")
+        if marker:
+            self._remove_temps()  # temp files exist only if a rotation died writing them
+        archives = self.archives()
+        new = dict(state)
+        if marker:
+            new.pop("rotating", None)
+            out.state = new
+            seq = marker.get("seq") if isinstance(marker, dict) else None
+            if not any(s == seq for s, _ in archives):
+                out.repairs.append(
+                    "undid an interrupted log rotation: no archive was written and "
+                    f"{self.live.name} is unchanged"
+                )
+        if not archives:
+            return out
+        index = self.read_index()
+        added = []
+        for seq, path in archives:
+            if seq in index:
+                continue
+            try:
+                index[seq] = self.describe(seq, _read_gzip(path))
+            except StorageError:
+                continue  # damaged: left for `milestone doctor` to report
+            added.append(path.name)
+        if added:
+            self.write_index(index)
+            out.repairs.append(f"indexed {', '.join(added)} (a log rotation was interrupted)")
+        latest = next((index[s] for s, _ in reversed(archives) if s in index), None)
+        if latest is None:
+            return out
+        last_id, last_hash = latest["last_id"], latest["last_hash"]
+        out.archived_through = last_id
+        cut = self._archived_prefix(last_id, last_hash)
+        if cut is None:
+            return out  # the live log does not continue the archives: doctor reports it
+        if cut:
+            raw = self.live.read_bytes()
+            fsutil.atomic_write(self.live, raw[cut:])
+            new["log_size"] = max(0, int(new.get("log_size", 0)) - cut)
+            out.state = new
+            out.repairs.append(
+                f"finished an interrupted log rotation: removed from {self.live.name} the "
+                f"events through #{last_id}, which are in {latest.get('file', 'the archive')}"
+            )
+        if new.get("applied_event_id") == last_id and new.get("log_size") != 0:
+            # Every applied event is archived: none of the live log is applied.
+            new["log_size"] = 0
+            out.state = new
+            if not cut:
+                out.repairs.append("finished an interrupted log rotation (state.json)")
+        if marker and not out.repairs:
+            out.repairs.append("finished an interrupted log rotation")
+        return out
+
+    def _archived_prefix(self, last_id: int, last_hash: str) -> int | None:
+        """Bytes at the start of the live log that repeat archived events (through
+        ``last_id``): 0 when it starts after them, None when it disagrees with them."""
+        live = self._open_live()
+        if live is None:
+            return 0
+        with live:
+            offset = 0
+            repeats = False  # seen an event with an id <= last_id
+            for line in live:
+                if not line.endswith(b"\n"):
+                    break  # a torn last line: recover truncates it
+                offset += len(line)
+                if not line.strip():
+                    continue
+                event = _loads(line)
+                eid = event.get("event_id")
+                if not isinstance(eid, int):
+                    return None
+                if eid > last_id:
+                    return None if repeats else 0
+                repeats = True
+                if eid == last_id:
+                    return offset if event.get("hash") == last_hash else None
+            return None if repeats else 0
+
+    def _remove_temps(self) -> None:
+        """Temp files a crash mid-rotation left (the archive's, the index's, the live
+        log's): never read, only removed (under the writer lock)."""
+        stale: list[Path] = []
+        with contextlib.suppress(OSError):
+            stale += [self.dir / n for n in os.listdir(self.dir)
+                      if n.startswith(".") and ".tmp-" in n]
+        prefix = f".{self.live.name}.tmp-"
+        with contextlib.suppress(OSError):
+            stale += [self.live.parent / n for n in os.listdir(self.live.parent)
+                      if n.startswith(prefix)]
+        for path in stale:
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+    def discard(self) -> None:
+        """Remove every archive and the index (a migration's leftovers)."""
+        for _seq, path in self.archives():
+            path.unlink()
+        with contextlib.suppress(FileNotFoundError):
+            self.index_path.unlink()
