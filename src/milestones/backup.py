@@ -58,6 +58,7 @@ from urllib.parse import quote
 from . import __version__
 from .errors import Conflict, InvalidInput, MilestoneError, NotFound, StorageError
 from .storage import BACKENDS, Store, fsutil, open_store
+from .storage.sqlite import copy_database
 
 FORMAT = "milestone-backup"
 FORMAT_VERSION = 1
@@ -456,16 +457,11 @@ def _sqlite_copy(src: Path, dest: Path) -> None:
     writer transaction would wait for itself forever. One step (``pages=-1``)
     copies under one read transaction, so the copy is one committed state.
     """
+    if not src.exists():
+        raise StorageError(f"cannot back up {src}: it does not exist",
+                           hint="run `milestone doctor`")
     try:
-        source = _connect_existing(src)
-        try:
-            target = sqlite3.connect(dest)
-            try:
-                source.backup(target)
-            finally:
-                target.close()
-        finally:
-            source.close()
+        copy_database(src, dest)
     except sqlite3.Error as exc:
         raise StorageError(f"cannot back up {src}: {exc}",
                            hint="run `milestone doctor`, or check the file's permissions"

@@ -33,19 +33,13 @@ MIGRATION_LOCK_TIMEOUT = 120.0
 
 def store_for(root: Path, backend: str) -> Store:
     """A store object for ``backend`` at ``root``, whatever the marker says."""
-    if backend == "file":
-        from .storage.file import FileStore
+    from .storage import store_for as make
 
-        return FileStore(root)
-    if backend == "hybrid":
-        from .storage.hybrid import HybridStore
-
-        return HybridStore(root)
-    if backend == "database":
-        from .storage.sqlite import DatabaseStore
-
-        return DatabaseStore(root)
-    raise InvalidInput(f"unknown backend {backend!r}", hint=f"use one of: {', '.join(BACKENDS)}")
+    store = make(root, backend)
+    if store is None:
+        raise InvalidInput(f"unknown backend {backend!r}",
+                           hint=f"use one of: {', '.join(BACKENDS)}")
+    return store
 
 
 def shares_files(a: str, b: str) -> bool:

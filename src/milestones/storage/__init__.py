@@ -7,7 +7,7 @@ from pathlib import Path
 from ..errors import StorageError
 from .base import Edit, State, Store
 
-__all__ = ["BACKENDS", "Edit", "State", "Store", "open_store"]
+__all__ = ["BACKENDS", "Edit", "State", "Store", "open_store", "store_for"]
 
 BACKENDS = ("file", "hybrid", "database")
 
@@ -26,6 +26,17 @@ def open_store(root: Path, backend: str | None = None) -> Store:
         raise StorageError(
             f"cannot read {marker}: {exc.strerror}", hint="check the directory's permissions"
         ) from None
+    store = store_for(root, backend)
+    if store is None:
+        raise StorageError(
+            f"{marker} names an unknown storage backend {backend!r}",
+            hint=f"set it to one of: {', '.join(BACKENDS)}",
+        )
+    return store
+
+
+def store_for(root: Path, backend: str) -> Store | None:
+    """A store object for ``backend`` at ``root`` (None for an unknown name)."""
     if backend == "file":
         from .file import FileStore
 
@@ -38,7 +49,4 @@ def open_store(root: Path, backend: str | None = None) -> Store:
         from .sqlite import DatabaseStore
 
         return DatabaseStore(root)
-    raise StorageError(
-        f"{marker} names an unknown storage backend {backend!r}",
-        hint=f"set it to one of: {', '.join(BACKENDS)}",
-    )
+    return None

@@ -179,6 +179,29 @@ def milestone_query_sql(q: MilestoneQuery) -> tuple[str, list[Any]]:
     return sql + " ORDER BY id", args
 
 
+def _insert_events(conn: sqlite3.Connection, events: Sequence[dict[str, Any]]) -> None:
+    conn.executemany(
+        "INSERT INTO events (event_id, milestone_id, event_type, timestamp, actor, "
+        "session_id, prev_hash, hash, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [(e["event_id"], e.get("milestone_id"), e["event_type"], e["timestamp"],
+          e.get("actor"), e.get("session_id"), e["prev_hash"], e["hash"],
+          ev.canonical(e)) for e in events])
+
+
+def copy_database(src: Path, dest: Path) -> None:
+    """A consistent copy of a database through SQLite's online backup API, from a
+    connection of our own: the one holding the writer lock cannot be the source."""
+    source = sqlite3.connect(src)
+    try:
+        target = sqlite3.connect(dest)
+        try:
+            source.backup(target)
+        finally:
+            target.close()
+    finally:
+        source.close()
+
+
 def _dumps(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
 
@@ -390,12 +413,7 @@ class DatabaseStore(Store):
                 last_id += 1
                 sealed.append(ev.seal(json.loads(ev.canonical(e)), last_id, last_hash))
                 last_hash = sealed[-1]["hash"]
-            conn.executemany(
-                "INSERT INTO events (event_id, milestone_id, event_type, timestamp, actor, "
-                "session_id, prev_hash, hash, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(e["event_id"], e.get("milestone_id"), e["event_type"], e["timestamp"],
-                  e.get("actor"), e.get("session_id"), e["prev_hash"], e["hash"],
-                  ev.canonical(e)) for e in sealed])
+            _insert_events(conn, sealed)
             for e in sealed:
                 data = e.get("data") or {}
                 mid = e.get("milestone_id")
@@ -522,12 +540,7 @@ class DatabaseStore(Store):
             for table in ("events", "sources", "task_deps", "tasks", "milestone_deps",
                           "milestone_tags", "milestones", "meta", "resume"):
                 conn.execute(f"DELETE FROM {table}")
-            conn.executemany(
-                "INSERT INTO events (event_id, milestone_id, event_type, timestamp, actor, "
-                "session_id, prev_hash, hash, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(e["event_id"], e.get("milestone_id"), e["event_type"], e["timestamp"],
-                  e.get("actor"), e.get("session_id"), e["prev_hash"], e["hash"],
-                  ev.canonical(e)) for e in events])
+            _insert_events(conn, events)
             for snap in state.milestones.values():
                 self._write_milestone(conn, None, snap)
             conn.executemany("INSERT INTO sources (milestone_id, text) VALUES (?, ?)",
@@ -552,26 +565,9 @@ class DatabaseStore(Store):
         """A consistent copy through SQLite's online backup API (never a file copy)."""
         dest = Path(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        # A separate reading connection: the backup API cannot copy from a connection
-        # that holds the write lock (a migration does), and in WAL mode the reader
-        # sees the last committed state without waiting.
-        source = sqlite3.connect(self.db_path)
-        target = sqlite3.connect(dest)
-        try:
-            source.backup(target)
-        finally:
-            target.close()
-            source.close()
+        copy_database(self.db_path, dest)
         return dest
 
     def restore(self, src: Path) -> None:
-        source = sqlite3.connect(Path(src))
-        try:
-            self.close()
-            target = sqlite3.connect(self.db_path)
-            try:
-                source.backup(target)
-            finally:
-                target.close()
-        finally:
-            source.close()
+        self.close()
+        copy_database(Path(src), self.db_path)
