@@ -10,15 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from hashlib import sha256 as _sha256
-else:
-    try:  # the built-in SHA-256, as random.py does: hashlib loads OpenSSL, ~5 ms per start
-        from _sha256 import sha256 as _sha256
-    except ImportError:  # pragma: no cover  (Pythons built without it)
-        from hashlib import sha256 as _sha256
+from typing import Any
 
 GENESIS_HASH = "0" * 64
 SCHEMA = 1
@@ -62,7 +54,27 @@ def event_hash(event: Mapping[str, Any]) -> str:
 
 
 def sha256_hex(data: bytes) -> str:
-    return _sha256(data).hexdigest()
+    global _SHA256
+    if _SHA256 is None:
+        _SHA256 = _builtin_sha256()
+    return str(_SHA256(data).hexdigest())
+
+
+_SHA256: Any = None  # loaded on the first hash: reads hash nothing
+
+
+def _builtin_sha256() -> Any:
+    """The built-in SHA-256, as random.py does: hashlib loads OpenSSL, ~5 ms per start."""
+    import importlib
+
+    for name in ("_sha256", "_sha2"):  # Python 3.12 moved it into _sha2
+        try:
+            return importlib.import_module(name).sha256
+        except (ImportError, AttributeError):
+            continue
+    import hashlib  # pragma: no cover  (a Python built without them)
+
+    return hashlib.sha256  # pragma: no cover
 
 
 def seal(event: dict[str, Any], event_id: int, prev_hash: str) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 Snapshot = dict[str, Any]
 
@@ -46,8 +46,7 @@ class Edit:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class MilestoneQuery:
+class MilestoneQuery(NamedTuple):
     """The filters of `milestone list`, for stores that can answer from an index."""
 
     statuses: tuple[str, ...] = ()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import os
 import threading
 import time
@@ -137,6 +136,8 @@ def writer_lock(path: Path, timeout: float | None = None) -> Iterator[None]:
         finally:
             _HELD[key] -= 1
         return
+    import fcntl  # here, not at the top: a read that finds nothing to sync takes no lock
+
     limit = lock_timeout() if timeout is None else timeout
     fd = _open_lock(path)
     try:
@@ -172,6 +173,8 @@ def try_writer_lock(path: Path) -> Iterator[bool]:
     if _HELD.get(key):
         yield True
         return
+    import fcntl
+
     try:
         fd = _open_lock(path)
     except StorageError:
