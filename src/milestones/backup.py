@@ -48,7 +48,7 @@ import tarfile
 import tempfile
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -71,6 +71,8 @@ SYSTEM_LOG = "logs/system-events.jsonl"
 RESTORE_DIR = ".restore"
 LOCK_NAME = ".lock"
 DEFAULT_RETENTION = 10
+DEFAULT_EVERY_HOURS = 24
+SCHEDULED = "scheduled"
 MANUAL = "manual"
 ATTACH_AS = "restore_src"
 
@@ -277,6 +279,68 @@ def retention(root: Path) -> int:
             hint=f"set `backup: {{retention: {DEFAULT_RETENTION}}}`",
         )
     return value
+
+
+def every_hours(root: Path) -> float:
+    """``backup.every_hours`` from config/config.yaml (default 24; 0 turns it off): how
+    old the newest automatic backup may get before a write on the database backend
+    takes a ``scheduled`` one."""
+    from .config import load_config
+
+    section = load_config(Path(root)).get("backup") or {}
+    value = (section.get("every_hours", DEFAULT_EVERY_HOURS) if isinstance(section, dict)
+             else None)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1e6:
+        raise InvalidInput(
+            f".milestones/config/config.yaml: backup.every_hours must be a number of hours, "
+            f"0 or more (0: no scheduled backups), not {value!r}",
+            hint=f"set `backup: {{every_hours: {DEFAULT_EVERY_HOURS}}}`",
+        )
+    return float(value)
+
+
+def newest_automatic_backup(root: Path) -> datetime | None:
+    """When the newest automatic backup in ``database/backup/`` was made (from its name)."""
+    try:
+        names = os.listdir(Path(root) / BACKUP_DIR)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise fsutil.storage_error(exc, Path(root) / BACKUP_DIR, "list") from None
+    stamps = [m.group(1) for n in names if (m := _NAME_RE.match(n)) and m.group(2) != MANUAL]
+    if not stamps:
+        return None
+    return datetime.strptime(max(stamps), "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=UTC)
+
+
+def scheduled_backup(root: Path, *, actor: str | None = None, now: datetime | None = None,
+                     began: Callable[[], datetime | None] | None = None) -> BackupInfo | None:
+    """Take a ``scheduled`` backup (pruned to ``backup.retention``) when the newest
+    automatic one is ``backup.every_hours`` old or more; None when none was due.
+
+    ``began`` tells when the project's data began (its first event): with no automatic
+    backup yet, the first is due a period after that, not on a new project's first
+    write. The check and the backup happen under ``.lock``, so processes that write
+    at the same moment take one backup between them; one under way counts.
+    """
+    root = _project_root(root)
+    hours = every_hours(root)
+    if not hours:
+        return None
+
+    def due() -> bool:
+        newest = newest_automatic_backup(root)
+        if newest is None and began is not None:
+            newest = began()
+        moment = now or datetime.now(UTC)
+        return newest is None or moment - newest >= timedelta(hours=hours)
+
+    if not due():
+        return None  # the common case: no lock taken
+    with fsutil.try_writer_lock(root / LOCK_NAME) as got:
+        if not got or not due():
+            return None  # another process is backing up (or restoring) right now
+        return create_backup(root, reason=SCHEDULED, actor=actor)
 
 
 # ------------------------------------------------------------------ restore

@@ -10,8 +10,11 @@ data (the ``--json`` contract); the doors render it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
+import sys
 from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -175,6 +178,10 @@ class Project:
         self.warnings: list[Any] = []  # validation warnings raised by this object's writes
         self.commits = 0  # writes committed through this object (the CLI's scale check reads it)
         self._config: dict[str, Any] | None = None
+        # L1: the last state() result, keyed by the store and its log head (see state()).
+        self._l1: tuple[Store, tuple[int, str], State] | None = None
+        self._l1_hits = 0
+        self._l1_misses = 0
 
     # ---------------------------------------------------------- opening
 
@@ -199,7 +206,7 @@ class Project:
             atomic_write(config, DEFAULT_CONFIG_TEXT.encode("utf-8"))
         project = cls(store, cwd=Path(directory), **kw)
         if created:
-            with project._write() as tx:
+            with project._write(scheduled_backup=False) as tx:
                 tx.record("project_initialized", None, None, data={"backend": store.backend})
         return project, created
 
@@ -229,14 +236,45 @@ class Project:
         return False
 
     def state(self) -> State:
-        """Current state; records pending hand edits first when the lock is free."""
+        """Current state; records pending hand edits first when the lock is free.
+
+        L1 cache, for long-lived objects (dashboard, agents): a state stays valid for
+        as long as the store's log head (last event id and hash, read cheaply, after
+        the usual check for changes on disk) stays put, so repeated reads skip the
+        load. Another process's write moves the head; a state that could not be
+        brought up to date (the lock was busy) is never kept. Snapshots are shared
+        with the cache: read them, never change them.
+        """
         self._follow_backend()
         store = self.store
+        in_step = True
         if store.needs_sync():
             with store.try_lock() as got:
                 if got:
                     self._sync()
-        return store.load()
+                in_step = got
+        head = store.head() if in_step else None
+        cached = self._l1
+        if head is not None and cached is not None and cached[0] is store and cached[1] == head:
+            self._l1_hits += 1
+            st = cached[2]
+        else:
+            self._l1_misses += 1
+            st = store.load()
+            key = (st.last_event_id, st.last_hash)
+            # Keyed by the loaded state's own head: a write landing between head() and
+            # load() makes the next read miss, never hit on an older state.
+            self._l1 = (store, key, st) if head is not None and not st.stale else None
+        return dataclasses.replace(st, milestones=dict(st.milestones))
+
+    def cache_stats(self) -> dict[str, Any]:
+        """Hits and misses of the caches this object has used: L1 (``state()`` in this
+        process) and L2 (the store's query cache, ``database/cache.db``; None without)."""
+        l2 = getattr(self.store, "cache", None) or getattr(self.store, "_query_cache", None)
+        return {
+            "l1": {"hits": self._l1_hits, "misses": self._l1_misses},
+            "l2": None if l2 is None else {"hits": int(l2.hits), "misses": int(l2.misses)},
+        }
 
     def _sync(self) -> list[dict[str, Any]]:
         """Under the lock: finish interrupted writes, record hand edits."""
@@ -298,7 +336,7 @@ class Project:
     # ----------------------------------------------------------- writes
 
     @contextlib.contextmanager
-    def _write(self) -> Iterator[Txn]:
+    def _write(self, *, scheduled_backup: bool = True) -> Iterator[Txn]:
         if (self.root / ".restore").exists():  # a restore was interrupted: finish it first
             from .backup import recover_restore
 
@@ -325,6 +363,36 @@ class Project:
                 sealed = store.commit(tx.events)
                 self.commits += 1
                 self._refresh_resume(sealed[-1], note=tx.note)
+        if tx.events and scheduled_backup and store.backend == "database":
+            self._scheduled_backup()  # after the lock: the backup takes it itself
+
+    def _scheduled_backup(self) -> None:
+        """After a write on the database backend: a ``scheduled`` backup when the newest
+        automatic one is ``backup.every_hours`` old (see ``backup.scheduled_backup``).
+
+        The write is done: a backup that fails is one warning line, never an error."""
+        from .backup import scheduled_backup
+
+        try:
+            scheduled_backup(self.root, actor=self.actor, began=self._began)
+        except Exception as exc:  # whatever it is, the write stands
+            print(f"milestone: warning: the scheduled backup failed: {exc}", file=sys.stderr,
+                  flush=True)
+
+    def _began(self) -> datetime | None:
+        """When the project's data began: its first event's time (None without one)."""
+        events = self.store.events()
+        try:
+            first = next(iter(events), None)
+        finally:
+            close = getattr(events, "close", None)
+            if close is not None:
+                close()  # a database cursor left open would pin a read transaction
+        try:
+            stamp = str((first or {})["timestamp"])
+            return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        except (KeyError, ValueError):
+            return None
 
     def _check_write(self, tx: Txn) -> None:
         """Run the write rules on what the change touched; new errors refuse it.
@@ -979,6 +1047,70 @@ class Project:
         m = self.milestone(ref)
         source = (m.kiro or {}).get("tasks_source") if m.workflow == "kiro" else None
         return kiro.export_tasks_md(m.to_dict(), source)
+
+    def export_yaml(self, dest: Path | None = None) -> dict[str, Any]:
+        """Write every milestone as the file backend would: ``DEST/active/milestone-NNN.yaml``
+        (``DEST/completed/`` when archived), as the text it was last written as when that
+        still says the same (comments kept), else a fresh ``dump_fast``: what a migration
+        to the file backend writes. Default DEST: ``.milestones/export/``. Milestone files
+        left in DEST by an earlier export that are no longer there are removed."""
+        from .storage import fsutil
+        from .storage.file import FILE_RE, FileStore
+
+        folder = (Path(dest) if dest is not None else self.root / "export").absolute()
+        base = self.root.resolve()
+        where = folder.resolve()
+        for d in ("", "active", "completed", "config", "logs", "database"):
+            inside = base / d if d else base
+            if where == inside or (d and inside in where.parents):
+                raise InvalidInput(f"{folder} is the project's own data ({DIRNAME}/{d})",
+                                   hint=f"export elsewhere (default: {DIRNAME}/export/)")
+        st = self.state()
+        sources = self.store.sources()
+        render = FileStore(folder)  # renders only: the file backend's rules for the text
+        written: list[str] = []
+        removed: list[str] = []
+        try:
+            for mid, snap in sorted(st.milestones.items()):
+                rel = f"{'completed' if snap.get('status') == 'archived' else 'active'}/{mid}.yaml"
+                (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+                text = render.file_text(snap, sources.get(mid))
+                fsutil.atomic_write(folder / rel, text.encode("utf-8"))
+                written.append(rel)
+            for sub in ("active", "completed"):
+                if (folder / sub).is_dir():
+                    for entry in sorted((folder / sub).iterdir()):
+                        rel = f"{sub}/{entry.name}"
+                        if FILE_RE.match(entry.name) and rel not in written:
+                            entry.unlink()
+                            removed.append(rel)
+        except OSError as exc:
+            raise fsutil.storage_error(exc, folder, "export to") from None
+        return {"schema": SCHEMA, "path": str(folder), "backend": self.store.backend,
+                "milestones": len(written), "files": written, "removed": removed}
+
+    def reindex(self) -> int:
+        """Rebuild the hybrid backend's index (``database/index.db``) from the snapshots,
+        under the writer lock, hand edits recorded first; returns the milestones indexed."""
+        self._follow_backend()
+        store = self.store
+        rebuild = getattr(store, "reindex", None)
+        if store.backend != "hybrid" or rebuild is None:
+            raise InvalidInput(
+                f"only the hybrid backend has an index; this project uses the "
+                f"{store.backend} backend",
+                hint="nothing to rebuild: `milestone storage migrate --to hybrid` adds one"
+                if store.backend == "file" else
+                "nothing to rebuild: its tables are its data (`milestone doctor` checks them)",
+            )
+        if not store.exists():
+            raise NotFound(f"no project at {self.root}", hint="run `milestone init` first")
+        with store.lock():
+            if self._follow_backend():
+                raise InvalidInput(f"the project moved to the {self.store.backend} backend "
+                                   f"meanwhile", hint="see `milestone storage status`")
+            self._sync()
+            return int(rebuild())
 
     def review(self, ref: str, phase: str, decision: str,
                comment: str | None = None) -> dict[str, Any]:

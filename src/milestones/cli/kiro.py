@@ -1,4 +1,4 @@
-"""Kiro spec workflow commands: import kiro, export kiro, review."""
+"""Kiro spec workflow commands: import kiro, export kiro, review; and export yaml."""
 
 from __future__ import annotations
 
@@ -50,12 +50,35 @@ def import_kiro(path: Path, title: str | None, policy: str | None, enforcement: 
 
 @cli.group("export")
 def export() -> None:
-    """Write a milestone out in other tools' formats.
+    """Write milestones out in other tools' formats, or as readable YAML.
 
     \b
-    Example:
+    Examples:
       milestone export kiro 3 --to .kiro/specs/user-auth/tasks.md
+      milestone export yaml --to review/
     """
+
+
+@export.command("yaml")
+@click.option("--to", "dest", type=click.Path(file_okay=False, path_type=Path),
+              help="The directory to write (default: .milestones/export/).")
+@json_flag
+def export_yaml(dest: Path | None, as_json: bool) -> None:
+    """Every milestone as the file backend's YAML, on any backend.
+
+    Writes DIR/active/milestone-NNN.yaml (DIR/completed/ when archived), exactly
+    what a migration to the file backend would write: the text a milestone was
+    last written as, comments and all, while it still says the same, else a fresh
+    dump. Milestone files an earlier export left in DIR are replaced or removed.
+
+    \b
+    Examples:
+      milestone export yaml
+      milestone export yaml --to /tmp/milestones-review
+    """
+    report = get_project().export_yaml(dest)
+    say(f"Exported {report['milestones']} milestones to {report['path']}", {"export": report},
+        as_json)
 
 
 @export.command("kiro")

@@ -1,4 +1,4 @@
-"""Storage commands: storage migrate, storage rollback, storage status.
+"""Storage commands: storage migrate, storage rollback, storage status, storage reindex.
 
 Scale detection (``milestones.scale``) reads the ``scale`` section of
 ``config/config.yaml``; every key is optional (the defaults are shown):
@@ -42,6 +42,7 @@ def storage() -> None:
       milestone storage status
       milestone storage migrate --to database
       milestone storage rollback
+      milestone storage reindex
     """
 
 
@@ -120,6 +121,23 @@ def storage_status(as_json: bool) -> None:
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
         return
     click.echo(render_status(data))
+
+
+@storage.command("reindex")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def storage_reindex(as_json: bool) -> None:
+    """Rebuild the hybrid backend's index (database/index.db) from the YAML snapshots.
+
+    Under the writer lock, after recording any hand edits. Safe at any time: the
+    index holds nothing the YAML files and the log do not. Use it when the index
+    was deleted, damaged or copied from elsewhere.
+
+    \b
+    Example:
+      milestone storage reindex
+    """
+    count = get_project().reindex()
+    say(f"Indexed {count} milestones (database/index.db)", {"indexed": count}, as_json)
 
 
 def render_status(data: dict[str, Any]) -> str:

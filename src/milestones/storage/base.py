@@ -130,6 +130,15 @@ class Store(ABC):
         """Milestones matching ``q`` from an index; None when the store has none."""
         return None
 
+    def head(self) -> tuple[int, str] | None:
+        """The log head (last event id and hash) if the store can tell it cheaply, else None.
+
+        Right after ``needs_sync()`` said False it names exactly what ``load()`` would
+        return: two loads at one head are the same state (the hash chains every event),
+        so a caller may keep a loaded state for as long as the head stays put.
+        """
+        return None
+
     def cache_get(self, key: str, head: str) -> Any:
         """A cached query result computed at log head ``head`` (None on a miss)."""
         return None

@@ -218,6 +218,14 @@ class FileStore(Store):
             last_hash=state["applied_hash"],
         )
 
+    def head(self) -> tuple[int, str] | None:
+        """The head of the state in memory: what ``load()`` returns until ``needs_sync()``
+        notices a change on disk (another process's write, a hand edit)."""
+        state = self._state
+        if state is None:
+            return None
+        return int(state["applied_event_id"]), str(state["applied_hash"])
+
     def invalidate(self) -> None:
         self._state = None
 
@@ -674,16 +682,8 @@ class FileStore(Store):
         entries: dict[str, Any] = {}
         for mid, snap in sorted(state.milestones.items()):
             rel = self._relpath(snap)
-            text = sources.get(mid)
+            text = self.file_text(snap, sources.get(mid))
             fresh = yamlio.dump_fast(snap)
-            if text is not None and text != fresh:
-                try:
-                    same = self._parse_file(rel, text.encode("utf-8")) == snap
-                except MilestoneError:
-                    same = False
-                text = text if same else fresh
-            else:
-                text = fresh
             data = text.encode("utf-8")
             fsutil.atomic_write(self.root / rel, data)
             st = (self.root / rel).stat()
@@ -700,6 +700,18 @@ class FileStore(Store):
         self._state = fresh_state
         if resume:
             self.write_resume(resume)
+
+    def file_text(self, snap: Snapshot, source: str | None) -> str:
+        """The text a milestone's file gets: ``source`` (what it was last written as) when
+        that still says the same, comments and all, else a fresh ``dump_fast``."""
+        fresh = yamlio.dump_fast(snap)
+        if source is None or source == fresh:
+            return fresh
+        try:
+            same = self._parse_file(self._relpath(snap), source.encode("utf-8")) == snap
+        except MilestoneError:
+            same = False
+        return source if same else fresh
 
     def discard(self) -> None:
         """Remove this backend's data files (a failed migration's half-made copy)."""

@@ -51,6 +51,9 @@ class HybridStore(FileStore):
         """Rebuild the index from the snapshots; returns the milestones indexed."""
         state = self.load()
         if not self.index.exists():
+            # Close a connection to the deleted file (it would write nowhere), and drop
+            # its -wal/-shm: left beside a new file, SQLite would replay them into it.
+            self.index.discard()
             self.initialize()
         self.index.import_data([], state, {}, {})
         return len(state.milestones)

@@ -379,6 +379,12 @@ class DatabaseStore(Store):
         finally:
             conn.execute("COMMIT")
 
+    def head(self) -> tuple[int, str] | None:
+        """Two meta rows, read in one statement (so from one committed state)."""
+        meta = dict(self.connect().execute(
+            "SELECT key, value FROM meta WHERE key IN ('last_event_id', 'last_hash')"))
+        return int(meta.get("last_event_id", 0)), meta.get("last_hash", ev.GENESIS_HASH)
+
     def milestone_snapshot(self, mid: str) -> Snapshot | None:
         conn = self.connect()
         with self._read(conn):
