@@ -18,6 +18,8 @@ DEFAULTS: dict[str, Any] = {
         "latency_p95_ms": 500,
         "latency_min_samples": 20,
     },
+    # Read by milestones.coord (documented in the README, "Agents").
+    "agents": {"lease_seconds": 300, "max_attempts": 3, "message_keep": 5000},
 }
 
 DEFAULT_CONFIG_TEXT = """\

@@ -40,6 +40,16 @@ EVENT_TYPES: dict[str, str] = {
     "manual_edit_detected": "a person edited, added or removed a milestone file by hand",
     "review_recorded": "a Kiro gate decision: approve, reject or request changes",
     "gate_opened": "every required role approved a Kiro phase's gate",
+    "agent_registered": "an agent registered (or came back after a restart)",
+    "agent_expired": "an agent missed its heartbeats for longer than its lease",
+    "agent_deregistered": "an agent was cleaned up; its claims were released",
+    "task_claimed": "an agent claimed a task under a lease, with a fencing token",
+    "task_released": "an agent gave a claimed task back to the queue",
+    "task_requeued": "a claim's lease expired (its agent died): the task is ready again",
+    "task_failed": "an agent failed a task: re-queued, or blocked after max attempts",
+    "message_sent": "a message to an agent, a role, or every live agent",
+    "message_acked": "an agent marked messages read",
+    "blocker_detected": "a blocker rule fired; the milestone's owner was told",
 }
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from . import events as ev
+from .coord import RECORDS
 from .errors import InvalidInput, MilestoneError, StorageError
 from .storage import BACKENDS, State, Store, fsutil, open_store
 
@@ -165,6 +166,9 @@ def migrate(root: Path, to: str, *, dry_run: bool = False, actor: str = "unknown
             else:
                 _discard(new, shared=False)  # leftovers of an earlier attempt
                 new.import_data(events, state, old.read_resume(), old.sources())
+                for name in RECORDS:  # agents and their messages (milestones.coord)
+                    if record := old.read_record(name):
+                        new.write_record(name, record)
             enter("verify")
             verify(state, events, new)
             enter("switch")

@@ -8,6 +8,7 @@ old state (see ``Milestone.copy``).
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -182,6 +183,9 @@ class Task:
     requirements: list[str] = field(default_factory=list)
     phase: str | None = None
     spec_ref: str | None = None
+    # Work by agents (milestones.coord): holder, fencing token, lease, attempts,
+    # result, linked commits. Absent (None) for tasks no agent has touched.
+    execution: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -206,6 +210,8 @@ class Task:
             "phase": self.phase,
             "spec_ref": self.spec_ref,
         }
+        if self.execution is not None:
+            d["execution"] = copy.deepcopy(self.execution)
         d.update(self.extra)
         return d
 
@@ -242,6 +248,7 @@ class Task:
             requirements=_str_list(data.get("requirements"), f"{where} requirements"),
             phase=_opt_str(data.get("phase"), f"{where} phase"),
             spec_ref=_opt_str(data.get("spec_ref"), f"{where} spec_ref"),
+            execution=_opt_dict(data.get("execution"), f"{where} execution"),
             extra={k: v for k, v in data.items() if k not in known},
         )
         for dep in t.depends_on:
@@ -399,7 +406,7 @@ class Milestone:
             return cls.from_dict(data)
         tasks = []
         for raw in fields["tasks"]:
-            t = _snapshot_fields(raw, _TASK_SHAPE)
+            t = _snapshot_fields(raw, _TASK_SHAPE_RUN if "execution" in raw else _TASK_SHAPE)
             if t is None or t["status"] not in TASK_STATUSES:
                 return cls.from_dict(data)
             task = Task.__new__(Task)
@@ -435,9 +442,12 @@ MILESTONE_FIELDS = tuple(Milestone.__dataclass_fields__)
 
 # A snapshot's keys (every field but ``extra``, which ``to_dict`` spreads out), and how
 # each value is copied so the object shares nothing with the snapshot, as from_dict's.
-_TASK_SHAPE = {f: "" for f in TASK_FIELDS if f != "extra"} | dict.fromkeys(
+_TASK_SHAPE = {f: "" for f in TASK_FIELDS if f not in ("extra", "execution")} | dict.fromkeys(
     ("depends_on", "skills", "blockers", "paths", "requirements"), "list"
 )
+# A task agents worked on also has ``execution`` (to_dict leaves it out when None, and
+# the dataclass default answers for a task built without it).
+_TASK_SHAPE_RUN = _TASK_SHAPE | {"execution": "deep"}
 _MILESTONE_SHAPE = (
     {f: "" for f in MILESTONE_FIELDS if f != "extra"}
     | dict.fromkeys(("assignees", "depends_on", "tags", "success_criteria", "tasks"), "list")
@@ -455,7 +465,11 @@ def _snapshot_fields(data: Any, shape: dict[str, str]) -> dict[str, Any] | None:
         if not kind:
             continue
         value = fields[key]
-        if kind == "dict":
+        if kind == "deep":
+            if type(value) is not dict:
+                return None
+            fields[key] = copy.deepcopy(value)
+        elif kind == "dict":
             if value is not None:
                 if type(value) is not dict:
                     return None
@@ -745,6 +759,15 @@ def block_task(t: Task, now: str, ref: str, reason: str) -> int:
     t.status = "blocked"
     if reason not in t.blockers:
         t.blockers.append(reason)
+    return spent
+
+
+def requeue_task(t: Task, now: str) -> int:
+    """An agent let go of a task it held: back to todo, timer stopped, unassigned."""
+    spent = _stop_timer(t, now)
+    if t.status == "in_progress":
+        t.status = "todo"
+    t.assignee = None
     return spent
 
 

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import events as ev
 from . import model as md
@@ -31,6 +31,9 @@ from .errors import (
 )
 from .session import git_position, resolve_actor, resolve_session, today, utc_now
 from .storage import State, Store, open_store
+
+if TYPE_CHECKING:
+    from .coord import Agents
 
 DIRNAME = ".milestones"
 SCHEMA = 1
@@ -67,6 +70,7 @@ class Txn:
         self.events: list[dict[str, Any]] = []
         self.now = project.clock()
         self.note: str | None = None  # a session note for the resume record
+        self.actor: str | None = None  # who the events name, when not the project's actor
 
     def milestone(self, mid: str) -> md.Milestone:
         return md.Milestone.from_snapshot(self.snaps[mid])
@@ -121,7 +125,7 @@ class Txn:
                 event_type,
                 target,
                 timestamp=self.now,
-                actor=self.project.actor,
+                actor=self.actor or self.project.actor,
                 session_id=self.project.session_id,
                 data=patch,
                 task_id=task.id if task is not None else details.pop("task_id", None),
@@ -215,6 +219,13 @@ class Project:
         if self._actor is None:
             self._actor = resolve_actor(self.cwd)
         return self._actor
+
+    @property
+    def agents(self) -> Agents:
+        """Coordination of agents working this project (``milestones.coord``)."""
+        from .coord import Agents
+
+        return Agents(self)
 
     @property
     def session_id(self) -> str:

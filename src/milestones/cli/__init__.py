@@ -50,6 +50,7 @@ COMMAND_MODULES = {
     **dict.fromkeys(("backup", "restore"), "backup"),
     "storage": "storage",
     "task": "task",
+    **dict.fromkeys(("agent", "ready"), "agent"),
     **dict.fromkeys(("template", "quickstart"), "templates"),
     **dict.fromkeys(("validate", "schema"), "validate"),
 }
@@ -336,6 +337,7 @@ def _register() -> None:
     from . import (  # noqa: F401  (commands register on import)
         activity,
         admin,
+        agent,
         backup,
         kiro,
         plan,

@@ -118,6 +118,16 @@ class Store(ABC):
         """Replace the session-resume record."""
 
     @abstractmethod
+    def read_record(self, name: str) -> dict[str, Any]:
+        """A coordination record (``agents``, ``messages``; see ``milestones.coord``);
+        {} when there is none. Records are not events: they hold the live state of
+        agents (heartbeats, inboxes) that changes too often to log every change."""
+
+    @abstractmethod
+    def write_record(self, name: str, data: dict[str, Any]) -> None:
+        """Replace a coordination record (under the lock)."""
+
+    @abstractmethod
     def sources(self) -> dict[str, str]:
         """The YAML text each milestone was last written as (kept across migrations)."""
 

@@ -53,6 +53,7 @@ class FileStore(Store):
         self.log_path = self.logs / "progress-events.jsonl"
         self.state_path = self.logs / "state.json"
         self.resume_path = self.logs / "session-resume.json"
+        self.records_dir = root / "agents"  # agents.json, messages.json (milestones.coord)
         self.current_path = self.active / "current.txt"
         self.lock_path = self.root / ".lock"
         self._state: dict[str, Any] | None = None
@@ -721,7 +722,8 @@ class FileStore(Store):
                 for entry in d.iterdir():
                     if FILE_RE.match(entry.name) or entry.name == "current.txt":
                         entry.unlink()
-        for path in (self.log_path, self.state_path, self.resume_path):
+        records = self.records_dir.glob("*.json") if self.records_dir.is_dir() else ()
+        for path in (self.log_path, self.state_path, self.resume_path, *records):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
         self.log_files.discard()
@@ -740,6 +742,20 @@ class FileStore(Store):
         data = json.dumps(record, indent=2, ensure_ascii=False).encode("utf-8") + b"\n"
         fsutil.atomic_write(self.resume_path, data)
 
+    # ------------------------------------------------------------ records
+
+    def read_record(self, name: str) -> dict[str, Any]:
+        try:
+            data = json.loads((self.records_dir / f"{name}.json").read_bytes())
+        except (FileNotFoundError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def write_record(self, name: str, data: dict[str, Any]) -> None:
+        text = json.dumps(data, indent=1, ensure_ascii=False).encode("utf-8") + b"\n"
+        self.records_dir.mkdir(parents=True, exist_ok=True)
+        fsutil.atomic_write(self.records_dir / f"{name}.json", text)
+
     # ------------------------------------------------------ backup/restore
 
     def backup(self, dest: Path) -> Path:
@@ -748,7 +764,7 @@ class FileStore(Store):
         dest = Path(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
         with self.lock(), tarfile.open(dest, "w:gz") as tar:
-            for folder in ("active", "completed", "logs", "config"):
+            for folder in ("active", "completed", "logs", "config", "agents"):
                 if (self.root / folder).exists():
                     tar.add(self.root / folder, arcname=folder)
         return dest
@@ -758,7 +774,7 @@ class FileStore(Store):
         import tarfile
 
         with self.lock(), tarfile.open(src, "r:gz") as tar:
-            for folder in ("active", "completed", "logs", "config"):
+            for folder in ("active", "completed", "logs", "config", "agents"):
                 shutil.rmtree(self.root / folder, ignore_errors=True)
             tar.extractall(self.root, filter="data")
         self._state = None

@@ -26,6 +26,7 @@ class MemoryStore(Store):
         self._log: list[dict[str, Any]] = []
         self._replay = ev.ReplayState()
         self._resume: dict[str, Any] = {}
+        self._records: dict[str, dict[str, Any]] = {}
         self._lock = threading.RLock()
 
     def exists(self) -> bool:
@@ -101,6 +102,12 @@ class MemoryStore(Store):
 
     def write_resume(self, record: dict[str, Any]) -> None:
         self._resume = copy.deepcopy(record)
+
+    def read_record(self, name: str) -> dict[str, Any]:
+        return copy.deepcopy(self._records.get(name, {}))
+
+    def write_record(self, name: str, data: dict[str, Any]) -> None:
+        self._records[name] = copy.deepcopy(data)
 
     def sources(self) -> dict[str, str]:
         return {}

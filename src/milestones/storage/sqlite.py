@@ -24,7 +24,7 @@ from ..errors import Conflict, StorageError
 from . import fsutil
 from .base import Edit, MilestoneQuery, Snapshot, State, Store
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Forward migrations, by the version they lead to. Never edit one that shipped.
 MIGRATIONS: dict[int, str] = {
@@ -102,6 +102,9 @@ MIGRATIONS: dict[int, str] = {
         milestone_id TEXT PRIMARY KEY REFERENCES milestones(id) ON DELETE CASCADE,
         text TEXT NOT NULL
     );
+    """,
+    2: """
+    CREATE TABLE IF NOT EXISTS records (name TEXT PRIMARY KEY, data TEXT NOT NULL);
     """,
 }
 
@@ -510,6 +513,19 @@ class DatabaseStore(Store):
         with self._transaction(None):
             conn.execute("INSERT INTO resume (id, data) VALUES (1, ?) "
                          "ON CONFLICT(id) DO UPDATE SET data = excluded.data", (_dumps(record),))
+
+    def read_record(self, name: str) -> dict[str, Any]:
+        row = self.connect().execute("SELECT data FROM records WHERE name = ?",
+                                     (name,)).fetchone()
+        data = json.loads(row[0]) if row is not None else {}
+        return data if isinstance(data, dict) else {}
+
+    def write_record(self, name: str, data: dict[str, Any]) -> None:
+        conn = self.connect()
+        with self._transaction(None):
+            conn.execute("INSERT INTO records (name, data) VALUES (?, ?) "
+                         "ON CONFLICT(name) DO UPDATE SET data = excluded.data",
+                         (name, _dumps(data)))
 
     # -------------------------------------------------------------- queries
 
