@@ -292,33 +292,60 @@ class Agents:
 
     # ------------------------------------------------------------- claims
 
-    def _candidates(self, tx_or_snaps: Any, only: str | None,
+    def _candidates(self, snaps: Mapping[str, Any], only: str | None,
                     agent: Mapping[str, Any] | None) -> list[dict[str, Any]]:
-        from .project import next_tasks
+        """Ready tasks, best first (as ``next``), with whether ``agent`` may claim each.
 
-        snaps = tx_or_snaps
-        ms = {mid: md.Milestone.from_snapshot(s) for mid, s in snaps.items()}
-        rows = next_tasks(ms, only=only)
+        Works on the snapshots as they are (no model objects): it runs on every
+        claim, over every task of the project."""
+        status: dict[str, str] = {}
+        for mid, snap in snaps.items():
+            status[mid] = "done" if snap["status"] in ("completed", "archived") else "open"
+            for t in snap["tasks"]:
+                status[f"{mid}/{t['id']}"] = t["status"]
+        finished = md.FINISHED_TASK
+        edges: dict[str, list[str]] = {}
         held_paths: list[tuple[str, list[str]]] = []
-        for mid, m in ms.items():
-            for t in m.tasks:
-                if t.status == "in_progress" and t.paths and (t.execution or {}).get("agent"):
-                    held_paths.append((f"{mid}/{t.id}", t.paths))
-        skills = set(agent.get("skills") or ()) if agent is not None else None
-        out = []
+        rows: list[dict[str, Any]] = []
+        for mid, snap in snaps.items():
+            closed = snap["status"] in md.CLOSED_MILESTONE or (only is not None and mid != only)
+            waiting = any(status.get(d) != "done" for d in snap.get("depends_on") or ())
+            for t in snap["tasks"]:
+                ref = f"{mid}/{t['id']}"
+                st = t["status"]
+                if st in finished:
+                    continue
+                deps = [d if "/" in d else f"{mid}/{d}" for d in t.get("depends_on") or ()]
+                edges[ref] = deps
+                if st == "in_progress" and t.get("paths") and (t.get("execution") or {}).get(
+                        "agent"):
+                    held_paths.append((ref, t["paths"]))
+                if closed or waiting or st != "todo":
+                    continue
+                if any(status.get(d) not in finished for d in deps):
+                    continue
+                rows.append({"ref": ref, "milestone_id": mid, "task_id": t["id"],
+                             "title": t["title"], "priority": snap["priority"],
+                             "estimate": t.get("estimate"), "skills": list(t.get("skills") or ()),
+                             "paths": list(t.get("paths") or ()),
+                             "milestone_title": snap["title"]})
+        # Work waiting on a task: only open tasks have edges, so the chain counts open work.
+        chain = md.dependents_chain(edges, set(edges)) if rows else {}
         for row in rows:
-            t = ms[row["milestone_id"]].task(row["task_id"])
-            row["paths"] = list(t.paths)
-            missing = sorted(set(t.skills) - skills) if skills is not None else []
+            row["chain"] = chain.get(row["ref"], 1)
+        rows.sort(key=lambda r: (md.priority_rank(r["priority"]), -r["chain"],
+                                 r["milestone_id"], md.task_number(r["task_id"])))
+        skills = set(agent.get("skills") or ()) if agent is not None else None
+        for row in rows:
+            missing = sorted(set(row["skills"]) - skills) if skills is not None else []
             clash = [f"{ref} ({', '.join(hit)})" for ref, paths in held_paths
-                     if (hit := paths_overlap(t.paths, paths))] if t.paths else []
+                     if (hit := paths_overlap(row["paths"], paths))] if row["paths"] else []
             row["claimable"] = not missing and not clash
             if missing:
                 row["reason"] = f"needs skills {', '.join(missing)}"
             elif clash:
                 row["reason"] = f"paths overlap a held task: {'; '.join(clash)}"
-            out.append(row)
-        return out
+        return rows
 
     def ready(self, ref: str | None = None) -> list[dict[str, Any]]:
         """Tasks that can be claimed now, best first (any agent's skills)."""
@@ -342,29 +369,41 @@ class Agents:
             entry["status"] = "live"
             tx.actor = entry["name"]
             only = refs.resolve_milestone(ref, tx.snaps) if ref else None
-            pick = next((r for r in self._candidates(tx.snaps, only, entry) if r["claimable"]),
-                        None)
-            if pick is None:
-                return {"ref": None, "agent": entry["id"], **self._backlog(tx.snaps, only)}
-            m = tx.milestone(pick["milestone_id"])
-            before = m.to_dict()
-            t = m.task(pick["task_id"])
-            md.start_task(t, tx.now, pick["ref"], [], False)
-            ex = dict(t.execution or {})
-            ex.pop("lapsed_from", None)
-            ex.update({"agent": entry["id"], "token": int(ex.get("token", 0)) + 1,
-                       "claimed_at": tx.now,
-                       "lease": lease or entry.get("lease") or self.conf["lease_seconds"]})
-            t.execution = ex
-            t.assignee = entry["name"]
-            tx.touch(m)
-            tx.record("task_claimed", m, before, task=t, agent=entry["id"], token=ex["token"],
-                      lease=ex["lease"])
-            tx.follow_status(m)
-            snaps = dict(tx.snaps)
+            got = self._take(tx, entry, only, lease)
+        return self._with_prompt(got)
+
+    def _take(self, tx: Txn, entry: Mapping[str, Any], only: str | None,
+              lease: int | None) -> dict[str, Any]:
+        """Inside a step: give ``entry``'s agent the best task it may claim."""
+        pick = next((r for r in self._candidates(tx.snaps, only, entry) if r["claimable"]),
+                    None)
+        if pick is None:
+            return {"ref": None, "agent": entry["id"], **self._backlog(tx.snaps, only)}
+        m = tx.milestone(pick["milestone_id"])
+        before = m.to_dict()
+        t = m.task(pick["task_id"])
+        md.start_task(t, tx.now, pick["ref"], [], False)
+        ex = dict(t.execution or {})
+        ex.pop("lapsed_from", None)
+        ex.update({"agent": entry["id"], "token": int(ex.get("token", 0)) + 1,
+                   "claimed_at": tx.now,
+                   "lease": lease or entry.get("lease") or self.conf["lease_seconds"]})
+        t.execution = ex
+        t.assignee = entry["name"]
+        tx.touch(m)
+        tx.record("task_claimed", m, before, task=t, agent=entry["id"], token=ex["token"],
+                  lease=ex["lease"])
+        tx.follow_status(m)
         return {"ref": pick["ref"], "token": ex["token"], "lease": ex["lease"],
-                "agent": entry["id"], "task": t.to_dict(),
-                "prompt": task_prompt(snaps, pick["milestone_id"], t.id)}
+                "agent": entry["id"], "task": t.to_dict(), "_snaps": dict(tx.snaps)}
+
+    @staticmethod
+    def _with_prompt(got: dict[str, Any]) -> dict[str, Any]:
+        snaps = got.pop("_snaps", None)
+        if snaps is not None:
+            mid, tid = got["ref"].split("/")
+            got["prompt"] = task_prompt(snaps, mid, tid)
+        return got
 
     @staticmethod
     def _backlog(snaps: Mapping[str, Any], only: str | None) -> dict[str, int]:
@@ -437,9 +476,11 @@ class Agents:
         return t
 
     def complete(self, who: str | None, ref: str | None = None, *, token: int | None = None,
-                 result: str | None = None, time_spent: int | None = None) -> dict[str, Any]:
+                 result: str | None = None, time_spent: int | None = None,
+                 claim_next: bool = False, scope: str | None = None) -> dict[str, Any]:
         """Finish a held task with a result summary; time spent defaults to the lease's
-        clock (claim to now)."""
+        clock (claim to now). With ``claim_next``, claim the next task (of milestone
+        ``scope``, or any) in the same step: ``next`` is what ``claim`` returns."""
         if result is not None:
             result = md.check_text(result, "result", limit=4000)
         if time_spent is not None and not 0 <= time_spent <= 10**7:
@@ -463,8 +504,15 @@ class Agents:
             tx.record("task_completed", m, before, task=t, time_spent=spent, agent=entry["id"],
                       token=ex.get("token"), result=result)
             tx.follow_status(m)
-            return {"ref": f"{mid}/{tid}", "status": t.status, "token": ex.get("token"),
-                    "milestone_status": m.status, "time_spent": spent}
+            done: dict[str, Any] = {
+                "ref": f"{mid}/{tid}", "status": t.status, "token": ex.get("token"),
+                "milestone_status": m.status, "time_spent": spent}
+            if claim_next:
+                only = refs.resolve_milestone(scope, tx.snaps) if scope else None
+                done["next"] = self._take(tx, entry, only, None)
+        if "next" in done:
+            done["next"] = self._with_prompt(done["next"])
+        return done
 
     def fail(self, who: str | None, ref: str | None = None, *, token: int | None = None,
              reason: str = "") -> dict[str, Any]:

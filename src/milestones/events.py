@@ -50,6 +50,7 @@ EVENT_TYPES: dict[str, str] = {
     "message_sent": "a message to an agent, a role, or every live agent",
     "message_acked": "an agent marked messages read",
     "blocker_detected": "a blocker rule fired; the milestone's owner was told",
+    "commit_linked": "`git link` recorded a commit that names a task on that task",
 }
 
 
@@ -153,6 +154,8 @@ def _changed(old: Mapping[str, Any], new: Mapping[str, Any], key: str) -> bool:
     if before != after or type(before) is not type(after):
         return True  # 1 == 1.0 == True, but they are different JSON
     if isinstance(after, (list, dict)):
+        if not after or (type(after) is list and all(type(x) is str for x in after)):
+            return False  # equal, and nothing inside that could be 1 where it was 1.0
         return canonical(before) != canonical(after)
     return False
 

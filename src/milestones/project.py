@@ -373,7 +373,7 @@ class Project:
                 self._check_write(tx)
                 sealed = store.commit(tx.events)
                 self.commits += 1
-                self._refresh_resume(sealed[-1], note=tx.note)
+                self._refresh_resume(sealed[-1], note=tx.note, tx=tx)
         if tx.events and scheduled_backup and store.backend == "database":
             self._scheduled_backup()  # after the lock: the backup takes it itself
 
@@ -445,8 +445,16 @@ class Project:
             self._config = load_config(self.root)
         return self._config
 
-    def _refresh_resume(self, last: Mapping[str, Any], note: str | None = None) -> None:
-        st = self.store.load()
+    def _refresh_resume(self, last: Mapping[str, Any], note: str | None = None,
+                        tx: Txn | None = None) -> None:
+        """Rewrite the session-resume record after a write, from the state the write
+        left (the Txn's); the next task is worked out when the record is read
+        (``resume_view``), not on every write."""
+        if tx is not None:
+            snaps, current = tx.snaps, tx.current
+        else:
+            st = self.store.load()
+            snaps, current = st.milestones, st.current
         record = self.store.read_resume()
         sessions = dict(record.get("sessions") or {})
         sessions[self.actor] = {"id": self.session_id, "last_active": last["timestamp"]}
@@ -460,26 +468,26 @@ class Project:
                     "session_id": self.session_id,
                 }
             )
-        ms = {mid: md.Milestone.from_snapshot(s) for mid, s in st.milestones.items()}
         in_progress, blocked = [], []
-        for m in ms.values():
-            for t in m.tasks:
-                if t.status == "in_progress":
+        for mid, snap in snaps.items():
+            for t in snap.get("tasks", ()):
+                if t["status"] == "in_progress":
                     in_progress.append(
                         {
-                            "ref": f"{m.id}/{t.id}",
-                            "title": t.title,
-                            "assignee": t.assignee,
-                            "started_at": t.started_at,
-                            "timer_running": bool(t.timer_started_at),
-                            "progress": t.progress,
+                            "ref": f"{mid}/{t['id']}",
+                            "title": t["title"],
+                            "assignee": t.get("assignee"),
+                            "started_at": t.get("started_at"),
+                            "timer_running": bool(t.get("timer_started_at")),
+                            "progress": t.get("progress", 0),
                         }
                     )
-                elif t.status == "blocked":
+                elif t["status"] == "blocked":
                     blocked.append(
-                        {"ref": f"{m.id}/{t.id}", "title": t.title, "blockers": t.blockers}
+                        {"ref": f"{mid}/{t['id']}", "title": t["title"],
+                         "blockers": list(t.get("blockers") or [])}
                     )
-        ready = next_tasks(ms, limit=1)
+        record.pop("next_task", None)
         record.update(
             {
                 "schema": SCHEMA,
@@ -487,7 +495,7 @@ class Project:
                 "actor": self.actor,
                 "cwd": str(self.cwd),
                 "git": git_position(self.cwd),
-                "current_milestone": st.current,
+                "current_milestone": current,
                 "in_progress": in_progress,
                 "blockers": blocked,
                 "last_event": {
@@ -496,7 +504,6 @@ class Project:
                 }
                 | {"task_id": last.get("details", {}).get("task_id")},
                 "notes": notes[-20:],
-                "next_task": ready[0] if ready else None,
                 "sessions": sessions,
                 "updated_at": last["timestamp"],
             }
@@ -1430,21 +1437,19 @@ class Project:
 
     def resume_view(self) -> dict[str, Any]:
         st = self.state()
-        record = self.store.read_resume()
-        if not record:
-            ms = {mid: md.Milestone.from_snapshot(s) for mid, s in st.milestones.items()}
-            ready = next_tasks(ms, limit=1)
-            record = {
-                "session_id": None,
-                "actor": None,
-                "current_milestone": st.current,
-                "in_progress": [],
-                "blockers": [],
-                "last_event": None,
-                "notes": [],
-                "next_task": ready[0] if ready else None,
-            }
+        record = self.store.read_resume() or {
+            "session_id": None,
+            "actor": None,
+            "current_milestone": st.current,
+            "in_progress": [],
+            "blockers": [],
+            "last_event": None,
+            "notes": [],
+        }
+        ms = {mid: md.Milestone.from_snapshot(s) for mid, s in st.milestones.items()}
+        ready = next_tasks(ms, limit=1)
         record = dict(record)
+        record["next_task"] = ready[0] if ready else None
         record["schema"] = SCHEMA
         return record
 

@@ -9,9 +9,9 @@ Signals (the seed's detection criteria), each read by a function in the I/O part
 * **latency**: the p95 wall time of the last 200 successful commands run on the
   current backend, from ``performance/metrics.jsonl`` (the CLI appends one line per
   command; ``storage`` commands are left out, a migration being slow by nature).
-* **features**: agents (a ``.milestones/agents/`` directory, or an ``agent_*`` event
-  in the last 30 days: the agents feature is not built yet, so its presence is
-  detected generically), the dashboard (``.milestones/web-dashboard/``) and
+* **features**: agents (a ``.milestones/agents/`` directory, where the file backends
+  keep the agent registry, or an ``agent_*`` event in the last 30 days: see
+  ``milestones.coord``), the dashboard (``.milestones/web-dashboard/``) and
   encryption (``config/encryption.key``).
 
 Each signal names the smallest tier that serves it (``Finding``); the project wants

@@ -87,6 +87,18 @@ def test_nothing_to_claim_says_whether_to_wait_or_stop(project: Project, clock: 
     assert stop["ref"] is None and stop["open"] == 0
 
 
+def test_complete_and_claim_the_next_in_one_step(project: Project, clock: Clock) -> None:
+    project.plan("M", tasks=[{"title": "a"}, {"title": "b", "depends_on": ["task-1"]}])
+    a = project.agents
+    a.register("w")
+    c = a.claim("w")
+    done = a.complete("w", token=c["token"], result="a done", claim_next=True, scope="1")
+    assert done["ref"] == "milestone-001/task-1"
+    assert done["next"]["ref"] == "milestone-001/task-2" and "a done" in done["next"]["prompt"]
+    last = a.complete("w", token=done["next"]["token"], claim_next=True)
+    assert last["next"]["ref"] is None and last["next"]["open"] == 0
+
+
 def test_skills_and_overlapping_paths_keep_tasks_apart(project: Project, clock: Clock) -> None:
     project.plan("M", tasks=[
         {"title": "api", "paths": ["src/api/**"]},

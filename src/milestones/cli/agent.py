@@ -158,21 +158,31 @@ def _token_option(func: Any) -> Any:
 @click.option("--result", default=None, help="A one-line summary of what was done.")
 @click.option("--time-spent", type=int, default=None, metavar="SECONDS",
               help="Time spent (default: since the claim).")
+@click.option("--next", "next_", is_flag=True,
+              help="Claim the next task in the same step (JSON: \"next\", as claim's).")
+@click.option("--scope", default=None, metavar="MILESTONE",
+              help="With --next: claim from this milestone only.")
 @_token_option
 @agent_option
 @json_option
-def complete(ref: str | None, result: str | None, time_spent: int | None, token: int | None,
-             agent: str | None, as_json: bool) -> None:
+def complete(ref: str | None, result: str | None, time_spent: int | None, next_: bool,
+             scope: str | None, token: int | None, agent: str | None, as_json: bool) -> None:
     """Finish a claimed task (REF may be left out when the agent holds one).
 
     \b
     Examples:
       milestone agent complete --result "endpoint and tests added"
       milestone agent complete 3/2 --token 4 --time-spent 600 --json
+      milestone agent complete --result done --next --json    # and claim the next
     """
     data = get_project().agents.complete(agent, ref, token=token, result=result,
-                                         time_spent=time_spent)
-    out(data, as_json, f"completed {data['ref']}")
+                                         time_spent=time_spent, claim_next=next_, scope=scope)
+    text = f"completed {data['ref']}"
+    nxt = data.get("next")
+    if nxt is not None:
+        text += (f"; claimed {nxt['ref']} (token {nxt['token']})" if nxt["ref"]
+                 else f"; nothing to claim ({nxt['open']} open)")
+    out(data, as_json, text)
 
 
 @agent.command()
