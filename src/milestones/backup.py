@@ -63,7 +63,7 @@ from .storage.sqlite import copy_database
 FORMAT = "milestone-backup"
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
-DATA_DIRS = ("active", "completed", "config", "logs")
+DATA_DIRS = ("active", "completed", "config", "logs", "agents")  # agents: coord records
 DB_DIR = "database"
 BACKUP_DIR = "database/backup"
 MARKER = "config/storage-backend.txt"

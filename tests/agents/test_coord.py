@@ -299,3 +299,19 @@ def test_records_move_with_a_migration(tmp_path: Path) -> None:
     assert q.store.backend == "database"
     assert [r["name"] for r in q.agents.roster()] == ["w"]
     assert [m["body"] for m in q.agents.inbox("w")] == ["note to self"]
+
+
+@pytest.mark.parametrize("backend", ["file", "database"])
+def test_records_are_in_backups(tmp_path: Path, backend: str) -> None:
+    from milestones.backup import create_backup, restore_backup
+
+    p, _ = Project.init(tmp_path, backend=backend, actor="tester")
+    p.agents.register("w")
+    p.agents.send("w", "w", "before the backup")
+    info = create_backup(tmp_path / ".milestones", tmp_path / "b.tar.gz")
+    p.agents.cleanup("w")
+    p.agents.register("late")
+    restore_backup(tmp_path / ".milestones", info.path)
+    q = Project.open(tmp_path)
+    assert [(r["name"], r["status"]) for r in q.agents.roster()] == [("w", "live")]
+    assert [m["body"] for m in q.agents.inbox("w")] == ["before the backup"]
