@@ -51,6 +51,7 @@ COMMAND_MODULES = {
     "storage": "storage",
     "task": "task",
     **dict.fromkeys(("agent", "ready"), "agent"),
+    "git": "gitcmd",
     **dict.fromkeys(("template", "quickstart"), "templates"),
     **dict.fromkeys(("validate", "schema"), "validate"),
 }
@@ -339,6 +340,7 @@ def _register() -> None:
         admin,
         agent,
         backup,
+        gitcmd,
         kiro,
         plan,
         storage,

@@ -143,8 +143,11 @@ def render_show(data: Mapping[str, Any]) -> None:
     m = data["milestone"]
     con.print(_milestone_panel(m, None))
     table = Table(box=box.SIMPLE_HEAD)
+    linked = any(simple.commits_of(t) for t in m["tasks"])
     for col in ("id", "title", "status", "after", "estimate", "spent", "assignee"):
         table.add_column(col)
+    if linked:
+        table.add_column("commits")
     for t in m["tasks"]:
         table.add_row(
             t["id"],
@@ -154,6 +157,7 @@ def render_show(data: Mapping[str, Any]) -> None:
             simple.hours(t.get("estimate")),
             simple.duration(t["time_spent"]),
             t.get("assignee") or "",
+            *([" ".join(c.get("sha", "")[:7] for c in simple.commits_of(t))] if linked else []),
         )
     con.print(table)
     if data.get("show_critical_path"):

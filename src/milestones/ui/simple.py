@@ -138,7 +138,24 @@ def render_task(t: Mapping[str, Any]) -> str:
         lines.append(f"  skills:     {', '.join(t['skills'])}")
     if t.get("blockers"):
         lines.append(f"  blockers:   {'; '.join(t['blockers'])}")
+    lines += commit_lines(t)
     return "\n".join(lines)
+
+
+def commits_of(t: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The commits `milestone git link` recorded on a task (its ``execution``)."""
+    return list((t.get("execution") or {}).get("commits") or [])
+
+
+def commit_lines(t: Mapping[str, Any]) -> list[str]:
+    commits = commits_of(t)
+    if not commits:
+        return []
+    return ["  commits:"] + [
+        f"    {c.get('sha', '')[:10]} {c.get('subject', '')}"
+        + (f" ({c['author']}, {c['date']})" if c.get("author") and c.get("date") else "")
+        for c in commits
+    ]
 
 
 def render_show(data: Mapping[str, Any]) -> str:
@@ -183,6 +200,8 @@ def render_show(data: Mapping[str, Any]) -> str:
             extra.append(f"{t['progress']}%")
         if t.get("blockers"):
             extra.append("blocked: " + "; ".join(t["blockers"]))
+        if commits_of(t):
+            extra.append(f"{len(commits_of(t))} commit(s)")
         tail = f"  ({'; '.join(extra)})" if extra else ""
         lines.append(f"    {TASK_MARK[t['status']]} {t['id']:<8} {t['title']}{tail}")
     if data.get("show_critical_path"):
