@@ -72,5 +72,6 @@ EXIT_CODES: dict[int, str] = {
     6: "permission denied",
     7: "conflict: the project is busy (writer lock) or changed underneath",
     8: "storage error: read-only directory, disk full, unreadable data",
-    130: "interrupted (Ctrl-C)",
+    9: "`execute` ended with tasks left blocked or failed",
+    130: "interrupted (Ctrl-C; SIGTERM for `execute`)",
 }

@@ -52,6 +52,7 @@ COMMAND_MODULES = {
     "task": "task",
     **dict.fromkeys(("agent", "ready"), "agent"),
     "git": "gitcmd",
+    "execute": "execute",
     **dict.fromkeys(("template", "quickstart"), "templates"),
     **dict.fromkeys(("validate", "schema"), "validate"),
 }
@@ -340,6 +341,7 @@ def _register() -> None:
         admin,
         agent,
         backup,
+        execute,
         gitcmd,
         kiro,
         plan,
