@@ -435,24 +435,25 @@ class Agents:
                 mid, tid = held[0][0], held[0][1]["id"]
             else:
                 mid, tid = refs.resolve_task(ref, tx.snaps, tx.current)
-            t = tx.milestone(mid).task(tid)
-            ex = t.execution or {}
+            snap = next(x for x in tx.snaps[mid]["tasks"] if x["id"] == tid)
+            ex = snap.get("execution") or {}
+            status = snap["status"]
             latest = ex.get("token")
-            if (not ex.get("agent") and t.status == "todo" and ex.get("lapsed_from") == aid
+            if (not ex.get("agent") and status == "todo" and ex.get("lapsed_from") == aid
                     and token in (None, latest)):
                 # Its lease lapsed but nobody claimed the task since: the claim (and its
                 # token, still the latest) stands, so the late agent's work counts.
                 t = self._retake(tx, mid, tid, entry)
-                ex = t.execution or {}
+                ex, status = t.execution or {}, t.status
             if token is not None and latest != token:
                 raise Conflict(
                     f"cannot {verb} {mid}/{tid}: claim token {token} is stale (the task was "
                     f"claimed again, token {latest}, by {ex.get('agent') or 'nobody now'})",
                     hint="your lease expired; drop this work and `milestone agent claim` again")
-            if ex.get("agent") != aid or t.status != "in_progress":
+            if ex.get("agent") != aid or status != "in_progress":
                 raise Conflict(
                     f"cannot {verb} {mid}/{tid}: {aid} does not hold it "
-                    f"(held by {ex.get('agent') or 'nobody'}, status {t.status})",
+                    f"(held by {ex.get('agent') or 'nobody'}, status {status})",
                     hint="your lease may have expired; `milestone agent claim` again")
             entry["last_seen"] = tx.now
             entry["status"] = "live"
@@ -695,12 +696,11 @@ def task_prompt(snaps: Mapping[str, Any], mid: str, tid: str) -> str:
     deps = []
     for d in t.depends_on:
         dmid, dtid = md.split_task_ref(d, mid)
-        try:
-            dt = md.Milestone.from_snapshot(snaps[dmid]).task(dtid)
-        except KeyError:
+        dt = next((x for x in snaps.get(dmid, {}).get("tasks", ()) if x["id"] == dtid), None)
+        if dt is None:
             continue
-        result = (dt.execution or {}).get("result") or "(no result recorded)"
-        deps.append(f"- {dmid}/{dtid} {dt.title} [{dt.status}]: {result}")
+        result = (dt.get("execution") or {}).get("result") or "(no result recorded)"
+        deps.append(f"- {dmid}/{dtid} {dt['title']} [{dt['status']}]: {result}")
     if deps:
         lines += ["", "## Results of the tasks this one depends on", *deps]
     if t.paths:

@@ -160,6 +160,9 @@ def _changed(old: Mapping[str, Any], new: Mapping[str, Any], key: str) -> bool:
     return False
 
 
+_NUMERIC = ("estimate", "time_spent", "progress")  # task fields whose type may flip
+
+
 def diff(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> dict[str, Any]:
     """A patch taking milestone dict ``old`` to ``new`` (both canonical ``to_dict``)."""
     if old is None and new is None:
@@ -183,6 +186,8 @@ def diff(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> dict[s
         before = old_tasks.get(tid)
         if before is None:
             continue
+        if before == t and all(type(before.get(k)) is type(t.get(k)) for k in _NUMERIC):
+            continue  # most tasks of a write are untouched (1 == 1.0: see _changed)
         changed = {k: t[k] for k in t if _changed(before, t, k)}
         gone = [k for k in before if k not in t]
         if "$unset" in changed:

@@ -211,7 +211,7 @@ class Task:
             "spec_ref": self.spec_ref,
         }
         if self.execution is not None:
-            d["execution"] = copy.deepcopy(self.execution)
+            d["execution"] = copy_record(self.execution)
         d.update(self.extra)
         return d
 
@@ -456,6 +456,20 @@ _MILESTONE_SHAPE = (
 )
 
 
+def copy_record(value: Any) -> Any:
+    """A copy of JSON data sharing nothing mutable (``copy.deepcopy``'s result, for
+    the flat records tasks carry, several times faster)."""
+    kind = type(value)
+    if kind is dict:
+        return {k: v if type(v) in _SCALARS else copy_record(v) for k, v in value.items()}
+    if kind is list:
+        return [v if type(v) in _SCALARS else copy_record(v) for v in value]
+    return copy.deepcopy(value)
+
+
+_SCALARS = frozenset((str, int, float, bool, type(None)))
+
+
 def _snapshot_fields(data: Any, shape: dict[str, str]) -> dict[str, Any] | None:
     """The constructor fields of a snapshot of exactly ``shape``, copied; else None."""
     if type(data) is not dict or data.keys() != shape.keys():
@@ -468,7 +482,7 @@ def _snapshot_fields(data: Any, shape: dict[str, str]) -> dict[str, Any] | None:
         if kind == "deep":
             if type(value) is not dict:
                 return None
-            fields[key] = copy.deepcopy(value)
+            fields[key] = copy_record(value)
         elif kind == "dict":
             if value is not None:
                 if type(value) is not dict:
@@ -588,9 +602,10 @@ def milestone_progress(m: Milestone) -> float:
     total = sum(weights.values())
     if total == 0:
         return 100.0 if m.status in ("completed", "archived") else 0.0
-    done = sum(w * task_fraction(m.task(tid)) for tid, w in weights.items())
+    by_id = {t.id: t for t in m.tasks}
+    done = sum(w * task_fraction(by_id[tid]) for tid, w in weights.items())
     pct = round(100.0 * done / total, 1)
-    if pct >= 100.0 and any(m.task(tid).status != "done" for tid in weights):
+    if pct >= 100.0 and any(by_id[tid].status != "done" for tid in weights):
         return 99.9  # a task at 100 % (or rounding) is not every task done
     return pct
 

@@ -232,6 +232,16 @@ def test_interrupt_inside_a_write_takes_it_back(
         monkeypatch.setattr(FileStore, "_write", interrupt_after(FileStore._write))
     elif where == "after-state-write":
         monkeypatch.setattr(FileStore, "_write_state", interrupt_after(FileStore._write_state))
+    elif where == "state-replaced":  # state.json is derived: written without fsyncs
+        real_replace = os.replace
+
+        def replace(src: Any, dst: Any) -> None:
+            real_replace(src, dst)
+            if Path(dst).name == "state.json" and calls["n"] == 0:
+                calls["n"] += 1
+                raise KeyboardInterrupt
+
+        monkeypatch.setattr(os, "replace", replace)
     else:
         target = root / ("active" if where == "file-replaced" else "logs")
         real_sync = fsutil.fsync_dir

@@ -605,9 +605,12 @@ class FileStore(Store):
         fsutil.fsync_dir(path.parent)
 
     def _write_state(self, state: dict[str, Any]) -> None:
+        # Derived from the log, which is fsynced first: a state.json left behind by a
+        # power cut (older, or empty) is caught up (recover) or rebuilt (_read_state).
         fsutil.atomic_write(
             self.state_path,
             json.dumps(state, separators=(",", ":"), ensure_ascii=False).encode("utf-8"),
+            durable=False,
         )
 
     # -------------------------------------------------------------- doctor
@@ -740,7 +743,7 @@ class FileStore(Store):
 
     def write_resume(self, record: dict[str, Any]) -> None:
         data = json.dumps(record, indent=2, ensure_ascii=False).encode("utf-8") + b"\n"
-        fsutil.atomic_write(self.resume_path, data)
+        fsutil.atomic_write(self.resume_path, data, durable=False)  # derived, rewritten often
 
     # ------------------------------------------------------------ records
 
