@@ -146,6 +146,7 @@ class Agents:
         """One coordination write: the project's write lock, the registry, and the
         sweep of lapsed claims and dead agents that every step starts with."""
         with self.p._write() as tx:
+            tx.check = False  # status moves only (see Txn.check)
             reg = self._registry()
             before = repr(reg)
             self._sweep(tx, reg)

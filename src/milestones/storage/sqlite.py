@@ -423,14 +423,16 @@ class DatabaseStore(Store):
                 sealed.append(ev.seal(json.loads(ev.canonical(e)), last_id, last_hash))
                 last_hash = sealed[-1]["hash"]
             _insert_events(conn, sealed)
+            working: dict[str, Snapshot | None] = {}  # milestones this commit changed
             for e in sealed:
                 data = e.get("data") or {}
                 mid = e.get("milestone_id")
                 if "current" in data:
                     current = data["current"]
                 if mid and any(k in data for k in ev.PATCH_KEYS):
-                    before = self.milestone_snapshot(mid)
+                    before = working[mid] if mid in working else self.milestone_snapshot(mid)
                     after = ev.apply(before, data)
+                    working[mid] = after
                     if after is None:
                         conn.execute("DELETE FROM milestones WHERE id = ?", (mid,))
                         if current == mid:
