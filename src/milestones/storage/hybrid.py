@@ -96,6 +96,9 @@ class HybridStore(FileStore):
     def cache_put(self, key: str, head: str, value: Any) -> None:
         self.cache.put(key, head, value)
 
+    def cache_peek(self, key: str) -> tuple[str, Any] | None:
+        return self.cache.peek(key)
+
     def discard(self) -> None:
         super().discard()
         self.index.discard()
