@@ -146,15 +146,13 @@ def migrate(root: Path, to: str, *, dry_run: bool = False, actor: str = "unknown
                 report["ok"] = True
                 return report
             enter("backup")
-            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-            backup_dir = root / "database" / "backup"
-            backup_dir.mkdir(parents=True, exist_ok=True)
-            dest = backup_dir / f"pre-migration-{stamp}-{old.backend}.bak"
-            n = 1
-            while dest.exists():
-                n += 1
-                dest = backup_dir / f"pre-migration-{stamp}-{old.backend}-{n}.bak"
-            report["backup"] = str(old.backup(dest))
+            from .backup import create_backup
+
+            # A whole archive (manifest, SHA-256 per member, databases through SQLite's
+            # online backup API) that `milestone restore` takes back, read through the
+            # store whose lock this migration holds.
+            report["backup"] = str(create_backup(root, reason="pre-migration", actor=actor,
+                                                 held=old).path)
             enter("copy")
             new = store_for(root, to)
             if shares_files(old.backend, to):
