@@ -164,10 +164,9 @@ def migrate(root: Path, to: str, *, dry_run: bool = False, actor: str = "unknown
                 _discard(new, shared=False)  # leftovers of an earlier attempt
                 new.import_data(events, state, old.read_resume(), old.sources())
             enter("verify")
-            verify(state, events, new)
+            report["target"] = verify(state, events, new)
             enter("switch")
             write_marker(root, to)
-            report["target"] = summary(new.load(), list(new.events()))
             enter("log")
             report["ok"] = True
             report["seconds"] = round(time.monotonic() - started, 3)
@@ -196,8 +195,9 @@ def migrate(root: Path, to: str, *, dry_run: bool = False, actor: str = "unknown
                            hint="fix the cause and run the migration again") from None
 
 
-def verify(state: State, events: list[dict[str, Any]], new: Store) -> None:
-    """Compare counts, per-milestone checksums, the event count and the chain head."""
+def verify(state: State, events: list[dict[str, Any]], new: Store) -> dict[str, Any]:
+    """Compare counts, per-milestone checksums, the event count and the chain head;
+    returns the new store's summary."""
     got = new.load()
     got_events = list(new.events())
     want, have = summary(state, events), summary(got, got_events)
@@ -211,6 +211,7 @@ def verify(state: State, events: list[dict[str, Any]], new: Store) -> None:
     bad = ev.verify_chain(got_events)
     if bad is not None:
         raise StorageError(f"verification failed: event #{bad[0] + 1}: {bad[1]}")
+    return have
 
 
 def previous_backend(root: Path) -> str | None:

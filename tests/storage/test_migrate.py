@@ -245,3 +245,14 @@ def test_pre_migration_backup_is_a_checked_archive_restore_takes_back(
     restore_backup(p.root, archive)
     assert (p.root / "config" / "storage-backend.txt").read_text().strip() == source
     assert snapshot(p.root) == before
+
+
+def test_migration_from_a_relative_root_backs_up_under_its_own_lock(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The file lock is re-entered whatever the path it is named by (relative here)."""
+    monkeypatch.setenv("MILESTONE_LOCK_TIMEOUT", "0.5")
+    build(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    migrate(Path(".milestones"), "hybrid")
+    report = migrate(Path(".milestones"), "database")
+    assert Path(report["backup"]).name.endswith("-pre-migration.tar.gz")

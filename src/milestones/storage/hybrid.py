@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import fsutil
-from .base import MilestoneQuery, Snapshot
+from .base import MilestoneQuery, Snapshot, State
 from .file import FileStore
 from .sqlite import DatabaseStore, QueryCache, milestone_query_sql
 
@@ -78,6 +78,14 @@ class HybridStore(FileStore):
                                         "last_hash": state.last_hash,
                                         "current": state.current or "",
                                         "max_number": str(state.max_number)})
+
+    def import_data(self, events: Sequence[dict[str, Any]], state: State,
+                    resume: dict[str, Any], sources: dict[str, str]) -> None:
+        """The files as the file backend writes them, and the index from the same state."""
+        super().import_data(events, state, resume, sources)
+        self.index.discard()
+        self.initialize()
+        self.index.import_data([], state, {}, {})
 
     def query_milestones(self, q: MilestoneQuery) -> list[Snapshot] | None:
         state = self.load()

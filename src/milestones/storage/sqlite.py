@@ -630,6 +630,40 @@ class DatabaseStore(Store):
                     rows.append((mid, t["id"], dmid, dtid))
                 conn.executemany("INSERT OR IGNORE INTO task_deps VALUES (?, ?, ?, ?)", rows)
 
+    def _insert_many(self, conn: sqlite3.Connection, snaps: Iterable[Snapshot]) -> None:
+        """The rows of many new milestones, a statement per table (an import): what
+        ``_write_milestone(conn, None, snap)`` writes for each."""
+        milestones, tags, deps, tasks, task_deps = [], [], [], [], []
+        for after in snaps:
+            mid = after["id"]
+            head = {k: v for k, v in after.items() if k != "tasks"}
+            milestones.append((mid, int(mid.rsplit("-", 1)[1]), after["title"], after["status"],
+                               after["priority"], after.get("owner"), after.get("category"),
+                               after.get("start_date"), after.get("due_date"),
+                               after.get("updated_at"), _dumps(head)))
+            tags += [(mid, t) for t in head.get("tags") or []]
+            deps += [(mid, d) for d in head.get("depends_on") or []]
+            for pos, t in enumerate(after.get("tasks", [])):
+                tasks.append((mid, t["id"], pos, t["title"], t["status"], t.get("assignee"),
+                              t.get("estimate"), t.get("progress") or 0, _dumps(t)))
+                for d in t.get("depends_on") or []:
+                    dmid, dtid = d.split("/", 1) if "/" in d else (mid, d)
+                    task_deps.append((mid, t["id"], dmid, dtid))
+        conn.executemany(
+            "INSERT INTO milestones (id, number, title, status, priority, owner, category, "
+            "start_date, due_date, updated_at, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            milestones)
+        conn.executemany("INSERT OR IGNORE INTO milestone_tags VALUES (?, ?)", tags)
+        conn.executemany("INSERT OR IGNORE INTO milestone_deps VALUES (?, ?)", deps)
+        conn.executemany(
+            "INSERT INTO tasks (milestone_id, id, position, title, status, assignee, "
+            "estimate, progress, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT(milestone_id, id) DO UPDATE SET position = excluded.position, "
+            "title = excluded.title, status = excluded.status, "
+            "assignee = excluded.assignee, estimate = excluded.estimate, "
+            "progress = excluded.progress, data = excluded.data", tasks)
+        conn.executemany("INSERT OR IGNORE INTO task_deps VALUES (?, ?, ?, ?)", task_deps)
+
     # --------------------------------------------------------------- resume
 
     def read_resume(self) -> dict[str, Any]:
@@ -687,8 +721,7 @@ class DatabaseStore(Store):
                           "milestone_tags", "milestones", "meta", "resume"):
                 conn.execute(f"DELETE FROM {table}")
             _insert_events(conn, events)
-            for snap in state.milestones.values():
-                self._write_milestone(conn, None, snap)
+            self._insert_many(conn, state.milestones.values())
             conn.executemany("INSERT INTO sources (milestone_id, text) VALUES (?, ?)",
                              [(mid, text) for mid, text in sources.items()
                               if mid in state.milestones])
