@@ -204,24 +204,35 @@ class RestoreInfo:
 
 
 def create_backup(root: Path, dest: Path | None = None, *, reason: str = MANUAL,
-                  actor: str | None = None) -> BackupInfo:
+                  actor: str | None = None, held: Store | None = None) -> BackupInfo:
     """Write one archive of the project at ``root`` (``.milestones/``) and return it.
 
     ``dest`` is a file or an existing directory (default: ``database/backup/``).
     Backups whose reason is not ``manual`` are automatic: after writing one into
     the default directory, the oldest beyond ``backup.retention`` are removed.
+
+    ``held``: the caller already holds this store's writer lock (a migration's
+    ``pre-migration`` backup). The backup then reads through that store and takes no
+    lock of the store's own: on the database backend the lock is a transaction on
+    the store's connection, which a second one would wait for forever. The
+    databases are still copied from connections of the backup's own (SQLite's
+    online backup API; in WAL mode a reader never waits for the writer).
     """
     root = _project_root(root)
     _check_reason(reason)
     target = _destination(root, dest, reason)
     with fsutil.writer_lock(root / LOCK_NAME):
-        repairs = _recover_locked(root)
-        store = open_store(root)
-        try:
-            with _store_lock(store):
-                staged = _stage_project(root, store, target.parent, reason)
-        finally:
-            _close(store)
+        if held is not None:
+            staged = _stage_project(root, held, target.parent, reason)
+            repairs: list[str] = []
+        else:
+            repairs = _recover_locked(root)
+            store = open_store(root)
+            try:
+                with _store_lock(store):
+                    staged = _stage_project(root, store, target.parent, reason)
+            finally:
+                _close(store)
     # Compression runs after the lock is released: the staged copy is ours alone.
     with _cleanup(staged.directory):
         info = _write_archive(staged, target)

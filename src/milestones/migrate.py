@@ -147,15 +147,13 @@ def migrate(root: Path, to: str, *, dry_run: bool = False, actor: str = "unknown
                 report["ok"] = True
                 return report
             enter("backup")
-            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-            backup_dir = root / "database" / "backup"
-            backup_dir.mkdir(parents=True, exist_ok=True)
-            dest = backup_dir / f"pre-migration-{stamp}-{old.backend}.bak"
-            n = 1
-            while dest.exists():
-                n += 1
-                dest = backup_dir / f"pre-migration-{stamp}-{old.backend}-{n}.bak"
-            report["backup"] = str(old.backup(dest))
+            from .backup import create_backup
+
+            # A whole archive (manifest, SHA-256 per member, databases through SQLite's
+            # online backup API) that `milestone restore` takes back, read through the
+            # store whose lock this migration holds.
+            report["backup"] = str(create_backup(root, reason="pre-migration", actor=actor,
+                                                 held=old).path)
             enter("copy")
             new = store_for(root, to)
             if shares_files(old.backend, to):
@@ -170,10 +168,9 @@ def migrate(root: Path, to: str, *, dry_run: bool = False, actor: str = "unknown
                     if record := old.read_record(name):
                         new.write_record(name, record)
             enter("verify")
-            verify(state, events, new)
+            report["target"] = verify(state, events, new)
             enter("switch")
             write_marker(root, to)
-            report["target"] = summary(new.load(), list(new.events()))
             enter("log")
             report["ok"] = True
             report["seconds"] = round(time.monotonic() - started, 3)
@@ -202,8 +199,9 @@ def migrate(root: Path, to: str, *, dry_run: bool = False, actor: str = "unknown
                            hint="fix the cause and run the migration again") from None
 
 
-def verify(state: State, events: list[dict[str, Any]], new: Store) -> None:
-    """Compare counts, per-milestone checksums, the event count and the chain head."""
+def verify(state: State, events: list[dict[str, Any]], new: Store) -> dict[str, Any]:
+    """Compare counts, per-milestone checksums, the event count and the chain head;
+    returns the new store's summary."""
     got = new.load()
     got_events = list(new.events())
     want, have = summary(state, events), summary(got, got_events)
@@ -217,6 +215,7 @@ def verify(state: State, events: list[dict[str, Any]], new: Store) -> None:
     bad = ev.verify_chain(got_events)
     if bad is not None:
         raise StorageError(f"verification failed: event #{bad[0] + 1}: {bad[1]}")
+    return have
 
 
 def previous_backend(root: Path) -> str | None:

@@ -13,7 +13,7 @@ import contextlib
 import dataclasses
 import os
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,12 +31,20 @@ from .errors import (
 )
 from .session import git_position, resolve_actor, resolve_session, today, utc_now
 from .storage import State, Store, open_store
+from .storage.base import Overlay, is_lazy
 
 if TYPE_CHECKING:
     from .coord import Agents
 
 DIRNAME = ".milestones"
 SCHEMA = 1
+# Feasibility for at most this many milestones is computed from what they depend on
+# (read through the index); beyond, from the whole plan, once per log head.
+CLOSURE_LIMIT = 200
+# Events that never add a task dependency: a plan known to have no dependency cycle
+# keeps none across them (see Project._acyclic).
+_EDGE_KEEPING = frozenset(ev.EVENT_TYPES) - {"milestone_created", "task_added",
+                                             "task_updated", "manual_edit_detected"}
 
 
 def find_root(start: Path | None = None) -> Path:
@@ -64,7 +72,9 @@ class Txn:
     def __init__(self, project: Project, state: State) -> None:
         self.project = project
         self.state = state
-        self.snaps: dict[str, dict[str, Any]] = dict(state.milestones)
+        # On an indexed store only the milestones the write reads are fetched.
+        self.snaps: MutableMapping[str, dict[str, Any]] = (
+            Overlay(state.milestones) if is_lazy(state.milestones) else dict(state.milestones))
         self.current = state.current
         self.max_number = state.max_number
         self.events: list[dict[str, Any]] = []
@@ -273,6 +283,10 @@ class Project:
         if head is not None and cached is not None and cached[0] is store and cached[1] == head:
             self._l1_hits += 1
             st = cached[2]
+            everything = getattr(st.milestones, "everything", None)
+            if everything is not None:  # kept by view(): read the rest now
+                st = dataclasses.replace(st, milestones=everything())
+                self._l1 = (store, head, st)
         else:
             self._l1_misses += 1
             st = store.load()
@@ -281,6 +295,52 @@ class Project:
             # load() makes the next read miss, never hit on an older state.
             self._l1 = (store, key, st) if head is not None and not st.stale else None
         return dataclasses.replace(st, milestones=dict(st.milestones))
+
+    def view(self) -> State:
+        """Like ``state()``, but on a store with an index the milestones are read when
+        asked (``LazyMilestones``): call it inside ``store.reading()``."""
+        self._follow_backend()
+        store = self.store
+        if type(store).view is Store.view or store.needs_sync():
+            return self.state()
+        head = store.head()
+        cached = self._l1
+        if head is not None and cached is not None and cached[0] is store and cached[1] == head:
+            self._l1_hits += 1  # and the snapshots read since are read again for free
+            return cached[2]
+        self._l1_misses += 1
+        st = store.view()
+        self._l1 = (store, (st.last_event_id, st.last_hash), st)
+        return st
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[State]:
+        """The state for one read view, from one consistent snapshot of the store."""
+        self._follow_backend()
+        with self.store.reading():
+            yield self.view()
+
+    def _cached(self, st: State, key: str, compute: Any, *, dated: bool = True) -> Any:
+        """A view's result from the store's query cache, keyed by the log head (and the
+        day and the team's capacity, which feasibility reads), else ``compute()``."""
+        head = self._head_key(st, dated=dated)
+        if not is_lazy(st.milestones):
+            return compute()  # everything is in memory already: nothing to save
+        hit = self.store.cache_get(key, head)
+        if hit is not None:
+            return hit
+        value = compute()
+        self.store.cache_put(key, head, value)
+        return value
+
+    def _head_key(self, st: State, *, dated: bool = True) -> str:
+        head = f"{st.last_event_id}:{st.last_hash}"
+        if not dated:
+            return head
+        from . import schedule
+
+        hours = schedule.team_weekly_hours(self.config())
+        return f"{head}:{self.today()}:{','.join(map(str, hours))}"
 
     def cache_stats(self) -> dict[str, Any]:
         """Hits and misses of the caches this object has used: L1 (``state()`` in this
@@ -371,7 +431,7 @@ class Project:
             store = self.store
         with held:
             self._sync()
-            tx = Txn(self, store.load())
+            tx = Txn(self, store.view())
             yield tx
             if tx.events:
                 if tx.check:
@@ -419,7 +479,8 @@ class Project:
         """
         from .validation import engine
 
-        touched = {e["milestone_id"] for e in tx.events if e.get("milestone_id")} & set(tx.snaps)
+        touched = {e["milestone_id"] for e in tx.events
+                   if e.get("milestone_id") and e["milestone_id"] in tx.snaps}
         if not touched:
             return
         config = self.config()
@@ -453,12 +514,14 @@ class Project:
     def _refresh_resume(self, last: Mapping[str, Any], note: str | None = None,
                         tx: Txn | None = None) -> None:
         """Rewrite the session-resume record after a write, from the state the write
-        left (the Txn's); the next task is worked out when the record is read
-        (``resume_view``), not on every write."""
+        left (the Txn's). The next task is worked out when the record is read
+        (``resume_view``), never on a write; so are the tasks in progress and
+        blocked when the store is indexed (its state is read on demand, and a
+        write stays O(what it touched))."""
         if tx is not None:
             snaps, current = tx.snaps, tx.current
         else:
-            st = self.store.load()
+            st = self.store.view()
             snaps, current = st.milestones, st.current
         record = self.store.read_resume()
         sessions = dict(record.get("sessions") or {})
@@ -473,25 +536,28 @@ class Project:
                     "session_id": self.session_id,
                 }
             )
-        in_progress, blocked = [], []
-        for mid, snap in snaps.items():
-            for t in snap.get("tasks", ()):
-                if t["status"] == "in_progress":
-                    in_progress.append(
-                        {
-                            "ref": f"{mid}/{t['id']}",
-                            "title": t["title"],
-                            "assignee": t.get("assignee"),
-                            "started_at": t.get("started_at"),
-                            "timer_running": bool(t.get("timer_started_at")),
-                            "progress": t.get("progress", 0),
-                        }
-                    )
-                elif t["status"] == "blocked":
-                    blocked.append(
-                        {"ref": f"{mid}/{t['id']}", "title": t["title"],
-                         "blockers": list(t.get("blockers") or [])}
-                    )
+        in_progress: list[dict[str, Any]] | None = None
+        blocked: list[dict[str, Any]] | None = None
+        if not is_lazy(snaps):
+            in_progress, blocked = [], []
+            for mid, snap in snaps.items():
+                for t in snap.get("tasks", ()):
+                    if t["status"] == "in_progress":
+                        in_progress.append(
+                            {
+                                "ref": f"{mid}/{t['id']}",
+                                "title": t["title"],
+                                "assignee": t.get("assignee"),
+                                "started_at": t.get("started_at"),
+                                "timer_running": bool(t.get("timer_started_at")),
+                                "progress": t.get("progress", 0),
+                            }
+                        )
+                    elif t["status"] == "blocked":
+                        blocked.append(
+                            {"ref": f"{mid}/{t['id']}", "title": t["title"],
+                             "blockers": list(t.get("blockers") or [])}
+                        )
         record.pop("next_task", None)
         record.update(
             {
@@ -1202,20 +1268,25 @@ class Project:
             tx.note = text
 
     def status_view(self, ref: str | None = None, *, all_: bool = False) -> dict[str, Any]:
-        st = self.state()
+        with self._reading() as st:
+            return dict(self._cached(st, f"view:status:{ref}:{all_}",
+                                     lambda: self._status(st, ref, all_)))
+
+    def _status(self, st: State, ref: str | None, all_: bool) -> dict[str, Any]:
         day = self.today()
-        ms = {mid: md.Milestone.from_snapshot(s) for mid, s in sorted(st.milestones.items())}
         if ref is not None:
             chosen = [refs.resolve_milestone(ref, st.milestones)]
         elif all_ or st.current is None:
-            chosen = [mid for mid, m in ms.items() if m.status != "archived"]
+            chosen = [mid for mid, s in sorted(st.milestones.items())
+                      if s["status"] != "archived"]
         else:
             chosen = [st.current]
-        feas = self._feasibilities(st.milestones)
-        ready = next_tasks(ms, only=chosen[0] if len(chosen) == 1 else None)  # rows we show
+        feas = self._feasibilities(st, chosen)
+        only = chosen[0] if len(chosen) == 1 else None
+        ready = self._next_rows(st, only=only)  # rows we show
         out = []
         for mid in chosen:
-            s = summary(ms[mid], day, feas.get(mid))
+            s = summary(md.Milestone.from_snapshot(st.milestones[mid]), day, feas.get(mid))
             s["next"] = [r for r in ready if r["milestone_id"] == mid][:3]
             out.append(s)
         return {
@@ -1223,8 +1294,20 @@ class Project:
             "current": st.current,
             "today": day,
             "milestones": out,
-            "totals": totals(list(ms.values())),
+            "totals": self._totals(st),
         }
+
+    def _totals(self, st: State) -> dict[str, Any]:
+        counted = self.store.totals() if is_lazy(st.milestones) else None
+        if counted is None:
+            return totals([md.Milestone.from_snapshot(s) for s in st.milestones.values()])
+        by_status = {s: 0 for s in md.MILESTONE_STATUSES}
+        tasks = {s: 0 for s in md.TASK_STATUSES}
+        for status, n in counted["by_status"].items():
+            by_status[status] += n
+        for status, n in counted["tasks"].items():
+            tasks[status] += n
+        return {"milestones": sum(by_status.values()), "by_status": by_status, "tasks": tasks}
 
     def list_view(
         self,
@@ -1236,21 +1319,30 @@ class Project:
         overdue: bool = False,
         all_: bool = False,
     ) -> dict[str, Any]:
-        st = self.state()
-        day = self.today()
-        feas = self._feasibilities(st.milestones)
         from .storage.base import MilestoneQuery
 
+        with self._reading() as st:
+            day = self.today()
+            q = MilestoneQuery(
+                statuses=tuple(status), tags=tuple(tags), owner=owner,
+                priorities=tuple(priority), overdue_before=day if overdue else None,
+                include_archived=all_)
+            key = "view:list:" + ev.canonical(list(q))
+            return dict(self._cached(st, key, lambda: self._list(st, q)))
+
+    def _list(self, st: State, q: Any) -> dict[str, Any]:
+        day = self.today()
+        status, tags, owner, priority = q.statuses, q.tags, q.owner, q.priorities
+        overdue, all_ = q.overdue_before is not None, q.include_archived
         # An indexed store answers the filters in SQL; the loop below re-checks them,
         # so both paths give the same rows.
-        indexed = self.store.query_milestones(MilestoneQuery(
-            statuses=tuple(status), tags=tuple(tags), owner=owner,
-            priorities=tuple(priority), overdue_before=day if overdue else None,
-            include_archived=all_))
-        candidates = [s["id"] for s in indexed] if indexed is not None else sorted(st.milestones)
+        indexed = self.store.query_milestones(q)
+        snaps: Mapping[str, Any] = (
+            {s["id"]: s for s in indexed} if indexed is not None else st.milestones)
+        candidates = sorted(snaps)
         rows = []
         for mid in candidates:
-            m = md.Milestone.from_snapshot(st.milestones[mid])
+            m = md.Milestone.from_snapshot(snaps[mid])
             if not all_ and not status and m.status == "archived":
                 continue
             if status and m.status not in status:
@@ -1267,11 +1359,16 @@ class Project:
                 and m.status not in ("completed", "archived", "cancelled")
             ):
                 continue
-            rows.append(summary(m, day, feas.get(mid)))
-        return {"schema": SCHEMA, "current": st.current, "today": day, "milestones": rows}
+            rows.append(m)
+        feas = self._feasibilities(st, [m.id for m in rows])
+        return {"schema": SCHEMA, "current": st.current, "today": day,
+                "milestones": [summary(m, day, feas.get(m.id)) for m in rows]}
 
     def show_view(self, ref: str) -> dict[str, Any]:
-        st = self.state()
+        with self._reading() as st:
+            return self._show(st, ref)
+
+    def _show(self, st: State, ref: str) -> dict[str, Any]:
         day = self.today()
         if "/" in ref:
             mid, tid = refs.resolve_task(ref, st.milestones, st.current)
@@ -1288,7 +1385,7 @@ class Project:
             return {"schema": SCHEMA, "kind": "task", "task": data}
         mid = refs.resolve_milestone(ref, st.milestones)
         m = md.Milestone.from_snapshot(st.milestones[mid])
-        plan = self._schedule(st.milestones, mid)
+        plan = self._schedule(self._upstream(st, [mid]), mid)
         data = m.to_dict() | summary(m, day, plan["feasibility"])
         data["critical_path"] = plan["critical_path"]
         data["feasibility"] = plan["feasibility"]
@@ -1298,30 +1395,128 @@ class Project:
         ]
         return {"schema": SCHEMA, "kind": "milestone", "milestone": data}
 
-    def _feasibilities(self, milestones: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-        """The feasibility projection of every open milestone, from one global schedule.
+    def _upstream(self, st: State, mids: Sequence[str]) -> Mapping[str, Any]:
+        """``mids`` and every milestone their tasks depend on, directly or not: all a
+        schedule of ``mids`` reads (the whole plan when it is in memory anyway)."""
+        milestones = st.milestones
+        if not is_lazy(milestones):
+            return milestones
+        found: dict[str, Any] = {}
+        frontier = [m for m in mids if m in milestones]
+        while frontier:
+            prefetch = getattr(milestones, "prefetch", None)
+            if prefetch is not None:
+                prefetch(frontier)
+            nxt: set[str] = set()
+            for mid in frontier:
+                if mid in found or mid not in milestones:
+                    continue
+                snap = found[mid] = milestones[mid]
+                for t in snap.get("tasks", []):
+                    nxt.update(d.split("/", 1)[0] for d in t.get("depends_on", []) if "/" in d)
+            frontier = sorted(nxt - found.keys())
+        return found
 
-        Stores with a query cache keep it keyed by the log head (and the day)."""
-        st = self.store.load()
-        head = f"{st.last_event_id}:{st.last_hash}:{self.today()}"
+    def _downstream(self, mids: Sequence[str]) -> set[str] | None:
+        """``mids`` and every milestone that waits on them, directly or not (None when
+        the store has no index to ask)."""
+        found = set(mids)
+        frontier = set(mids)
+        while frontier:
+            users = self.store.dependents(frontier)
+            if users is None:
+                return None
+            frontier = users - found
+            found |= frontier
+        return found
+
+    def _feasibilities(self, st: State, mids: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
+        """The feasibility projection of open milestones (at least those of ``mids``),
+        from the schedule of everything they depend on.
+
+        The whole plan's is computed once per log head (and day and team capacity) and
+        kept in the store's query cache; a few milestones on an indexed store are
+        computed from what they depend on alone, once the plan is known to hold no
+        dependency cycle (a cycle anywhere leaves every projection out)."""
+        head = self._head_key(st)
         cached = self.store.cache_get("feasibility", head)
         if isinstance(cached, dict):
             return cached
-        result = self._compute_feasibilities(milestones)
+        if is_lazy(st.milestones) and len(mids) <= CLOSURE_LIMIT and self._acyclic(st):
+            crit = self._critical_hours(self._upstream(st, mids))
+            if crit is not None:
+                return self._feasibility_of(st.milestones, crit, mids)
+        milestones = st.milestones
+        everything = getattr(milestones, "everything", None)
+        if everything is not None:
+            milestones = everything()
+        crit = self._critical_hours(milestones)
+        result = {} if crit is None else self._feasibility_of(milestones, crit, milestones)
         self.store.cache_put("feasibility", head, result)
+        self.store.cache_put("acyclic", self._head_key(st, dated=False), crit is not None)
         return result
 
-    def _compute_feasibilities(self, milestones: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    def _acyclic(self, st: State) -> bool:
+        """True when the plan at this log head holds no task dependency cycle: known from
+        an earlier head on the same chain when no event since can have added a dependency
+        (task done, start, status changes ...), else checked over the index's edges."""
+        head = self._head_key(st, dated=False)
+        hit = self.store.cache_peek("acyclic")
+        if hit is not None and hit[0] == head:
+            return hit[1] is True
+        if hit is None or hit[1] is not True or not self._carries(st, hit[0]):
+            # Ask the index for the dependencies alone (far less than every snapshot).
+            edges = self.store.task_edges()
+            if edges is None:
+                return False
+            acyclic = md.find_cycle(edges) is None
+            self.store.cache_put("acyclic", head, acyclic)
+            return acyclic
+        self.store.cache_put("acyclic", head, True)
+        return True
+
+    def _carries(self, st: State, since: str) -> bool:
+        """True when every event from log head ``since`` to ``st``'s head (on the same
+        chain, at most 100 of them) keeps the task dependencies as they were."""
+        try:
+            before, since_hash = since.split(":", 1)
+            after = int(before)
+        except ValueError:
+            return False
+        if not 0 <= st.last_event_id - after <= 100:
+            return False
+        events = self.store.events(after=after)
+        try:
+            tail = [e for _, e in zip(range(st.last_event_id - after), events, strict=False)]
+        finally:
+            close = getattr(events, "close", None)
+            if close is not None:
+                close()
+        return (bool(tail) and len(tail) == st.last_event_id - after
+                and tail[0]["prev_hash"] == since_hash and tail[-1]["hash"] == st.last_hash
+                and all(e["event_type"] in _EDGE_KEEPING for e in tail))
+
+    def _critical_hours(self, milestones: Mapping[str, Any]) -> dict[str, float] | None:
+        """Per milestone, hours until its last task can finish (None on a cycle)."""
         from . import schedule
 
         try:
-            crit = schedule.project_critical_hours(milestones)  # the forward pass is enough
+            return schedule.project_critical_hours(milestones)  # the forward pass is enough
         except DependencyError:
-            return {}
+            return None
+
+    def _feasibility_of(self, milestones: Mapping[str, Any], crit: Mapping[str, float],
+                        mids: Any) -> dict[str, dict[str, Any]]:
+        from . import schedule
+
         hours = schedule.team_weekly_hours(self.config())  # not the rules' engine: reads skip it
-        return {mid: schedule.feasibility(m, crit.get(mid, 0.0), self.today(), hours)
-                for mid, m in milestones.items()
-                if m.get("status") in ("planned", "in_progress", "blocked")}
+        day = self.today()
+        out = {}
+        for mid in mids:
+            m = milestones[mid]
+            if m.get("status") in ("planned", "in_progress", "blocked"):
+                out[mid] = schedule.feasibility(m, crit.get(mid, 0.0), day, hours)
+        return out
 
     def _schedule(self, milestones: Mapping[str, Any], mid: str) -> dict[str, Any]:
         """Critical path, per-task slack and the feasibility projection of ``mid``."""
@@ -1394,11 +1589,37 @@ class Project:
                 "counts": count, "findings": [f.to_dict() for f in findings]}
 
     def next_view(self, ref: str | None = None, *, limit: int | None = None) -> dict[str, Any]:
-        st = self.state()
-        ms = {mid: md.Milestone.from_snapshot(s) for mid, s in st.milestones.items()}
-        only = refs.resolve_milestone(ref, st.milestones) if ref else None
-        rows = next_tasks(ms, only=only, limit=limit)
-        return {"schema": SCHEMA, "tasks": rows}
+        with self._reading() as st:
+            only = refs.resolve_milestone(ref, st.milestones) if ref else None
+            if only is None and is_lazy(st.milestones):
+                rows = self._cached(st, "view:next", lambda: self._next_rows(st), dated=False)
+                rows = rows[:limit] if limit is not None else rows
+            else:
+                rows = self._next_rows(st, only=only, limit=limit)
+            return {"schema": SCHEMA, "tasks": rows}
+
+    def _next_rows(self, st: State, *, only: str | None = None,
+                   limit: int | None = None) -> list[dict[str, Any]]:
+        """``next_tasks`` of the plan; for one milestone on an indexed store, from that
+        milestone, what it waits on and everything that waits on it (the chains)."""
+        milestones: Mapping[str, Any] = st.milestones
+        scope = (self._downstream([only]) if only is not None and is_lazy(milestones)
+                 else None)
+        if scope is None:
+            everything = getattr(milestones, "everything", None)
+            if everything is not None:
+                milestones = everything()
+        else:
+            snap = milestones[only]  # type: ignore[index]
+            scope |= set(snap.get("depends_on") or [])
+            scope |= {d.split("/", 1)[0] for t in snap.get("tasks", [])
+                      for d in t.get("depends_on", []) if "/" in d}
+            prefetch = getattr(milestones, "prefetch", None)
+            if prefetch is not None:
+                prefetch(sorted(scope))
+            milestones = {mid: milestones[mid] for mid in sorted(scope) if mid in milestones}
+        ms = {mid: md.Milestone.from_snapshot(s) for mid, s in milestones.items()}
+        return next_tasks(ms, only=only, limit=limit)
 
     def log_view(
         self,
@@ -1441,22 +1662,29 @@ class Project:
         return {"schema": SCHEMA, "events": rows}
 
     def resume_view(self) -> dict[str, Any]:
-        st = self.state()
-        record = self.store.read_resume() or {
-            "session_id": None,
-            "actor": None,
-            "current_milestone": st.current,
-            "in_progress": [],
-            "blockers": [],
-            "last_event": None,
-            "notes": [],
-        }
-        ms = {mid: md.Milestone.from_snapshot(s) for mid, s in st.milestones.items()}
-        ready = next_tasks(ms, limit=1)
-        record = dict(record)
-        record["next_task"] = ready[0] if ready else None
-        record["schema"] = SCHEMA
-        return record
+        with self._reading() as st:
+            record = dict(self.store.read_resume() or {
+                "session_id": None,
+                "actor": None,
+                "current_milestone": st.current,
+                "in_progress": [],
+                "blockers": [],
+                "last_event": None,
+                "notes": [],
+            })
+            if record.get("in_progress") is None:  # left to the read by an indexed store
+                indexed = self.store.active_tasks() if is_lazy(st.milestones) else None
+                if indexed is None:
+                    active = [(m.id, t) for m in (md.Milestone.from_snapshot(s)
+                                                  for s in st.milestones.values())
+                              for t in m.tasks]
+                else:
+                    active = [(mid, md.Task.from_dict(t)) for mid, t in indexed]
+                record["in_progress"], record["blockers"] = active_rows(active)
+            ready = self.next_view(limit=1)["tasks"]
+            record["next_task"] = ready[0] if ready else None
+            record["schema"] = SCHEMA
+            return record
 
 
 # --------------------------------------------------------------- helpers
@@ -1541,6 +1769,27 @@ def summary(m: md.Milestone, day: str, feasibility: Mapping[str, Any] | None = N
         ],
         "completed_at": m.completed_at,
     }
+
+
+def active_rows(tasks: Iterable[tuple[str, md.Task]]
+                ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The session-resume record's ``in_progress`` and ``blockers`` rows."""
+    in_progress, blocked = [], []
+    for mid, t in tasks:
+        if t.status == "in_progress":
+            in_progress.append(
+                {
+                    "ref": f"{mid}/{t.id}",
+                    "title": t.title,
+                    "assignee": t.assignee,
+                    "started_at": t.started_at,
+                    "timer_running": bool(t.timer_started_at),
+                    "progress": t.progress,
+                }
+            )
+        elif t.status == "blocked":
+            blocked.append({"ref": f"{mid}/{t.id}", "title": t.title, "blockers": t.blockers})
+    return in_progress, blocked
 
 
 def totals(ms: list[md.Milestone]) -> dict[str, Any]:

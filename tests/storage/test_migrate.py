@@ -210,3 +210,49 @@ def test_no_command_fails_during_migrations_in_every_direction(tmp_path: Path) -
         assert mine == [f"{writer} {i}" for i in range(120)]  # no lost write, in order
     assert ev.verify_chain(list(open_store(root).events())) is None
     assert STEPS[0] == "lock"
+
+
+@pytest.mark.parametrize(("source", "target"), [("file", "database"), ("database", "hybrid"),
+                                                ("hybrid", "database"), ("database", "file")])
+def test_pre_migration_backup_is_a_checked_archive_restore_takes_back(
+        tmp_path: Path, source: str, target: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The automatic backup is a full archive (manifest, SHA-256 per member, databases
+    copied through SQLite's online backup API) made under the migration's own lock,
+    on the database backend too, without waiting for it."""
+    from milestones.backup import restore_backup, verify_backup
+
+    monkeypatch.setenv("MILESTONE_LOCK_TIMEOUT", "2")
+    p = build(tmp_path)
+    if source != "file":
+        migrate(p.root, source)
+    before = snapshot(p.root)
+    started = time.monotonic()
+    report = migrate(p.root, target)
+    assert time.monotonic() - started < 2  # never waited for its own lock
+    archive = Path(report["backup"])
+    assert archive.parent == p.root / "database" / "backup"
+    assert archive.name.endswith("-pre-migration.tar.gz")
+    manifest = verify_backup(archive)
+    assert manifest.backend == source and manifest.reason == "pre-migration"
+    assert (manifest.last_event_id, manifest.last_hash) == (before[1][-1]["event_id"],
+                                                            before[1][-1]["hash"])
+    names = {m.path for m in manifest.members}
+    if source == "database":
+        assert "database/milestones.db" in names
+    else:
+        assert "active/milestone-001.yaml" in names
+    Project.open(tmp_path).plan("After the move")
+    restore_backup(p.root, archive)
+    assert (p.root / "config" / "storage-backend.txt").read_text().strip() == source
+    assert snapshot(p.root) == before
+
+
+def test_migration_from_a_relative_root_backs_up_under_its_own_lock(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The file lock is re-entered whatever the path it is named by (relative here)."""
+    monkeypatch.setenv("MILESTONE_LOCK_TIMEOUT", "0.5")
+    build(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    migrate(Path(".milestones"), "hybrid")
+    report = migrate(Path(".milestones"), "database")
+    assert Path(report["backup"]).name.endswith("-pre-migration.tar.gz")

@@ -73,6 +73,16 @@ def test_list_filters_use_an_index(db: DatabaseStore, q: MilestoneQuery) -> None
     ("SELECT milestone_id FROM milestone_deps WHERE depends_on = ?", ["milestone-500"]),
     ("SELECT body FROM events WHERE milestone_id = ? ORDER BY event_id", ["milestone-500"]),
     ("SELECT body FROM events WHERE event_type = ? ORDER BY event_id", ["task_completed"]),
+    # Project's query paths (LazyMilestones, totals, closures, the resume record).
+    ("SELECT id, data FROM milestones WHERE id IN (?, ?)", ["milestone-500", "milestone-501"]),
+    ("SELECT milestone_id, data FROM tasks WHERE milestone_id IN (?, ?) "
+     "ORDER BY milestone_id, position", ["milestone-500", "milestone-501"]),
+    ("SELECT DISTINCT milestone_id FROM task_deps WHERE dep_milestone_id IN (?, ?)",
+     ["milestone-500", "milestone-501"]),
+    ("SELECT milestone_id FROM milestone_deps WHERE depends_on IN (?, ?)",
+     ["milestone-500", "milestone-501"]),
+    ("SELECT milestone_id, data FROM tasks WHERE status IN ('in_progress', 'blocked') "
+     "ORDER BY milestone_id, position", []),
 ])
 def test_point_queries_use_an_index(db: DatabaseStore, sql: str, args: list[object]) -> None:
     text = plan(db, sql, args)
@@ -85,3 +95,29 @@ def test_snapshot_comes_back_exactly(db: DatabaseStore) -> None:
     snap = db.milestone_snapshot("milestone-500")
     assert snap is not None and snap["tasks"][1]["depends_on"] == ["task-1"]
     assert snap["depends_on"] == ["milestone-499"]
+
+
+@pytest.mark.parametrize("sql", [
+    # Whole-plan reads, each along an index: ids for iterating LazyMilestones, and the
+    # task edges (when a cycle check over the plan is needed, once per log head).
+    "SELECT id FROM milestones ORDER BY id",
+    "SELECT milestone_id, task_id, dep_milestone_id, dep_task_id FROM task_deps "
+    "ORDER BY milestone_id, task_id",
+])
+def test_whole_plan_reads_walk_a_covering_index(db: DatabaseStore, sql: str) -> None:
+    text = plan(db, sql, [])
+    assert "COVERING INDEX" in text and "TEMP B-TREE" not in text, text
+
+
+def test_query_paths_against_a_large_store(db: DatabaseStore) -> None:
+    """The store's query methods answer through those statements at 10,000 milestones."""
+    assert db.dependents(["milestone-500"]) == {"milestone-500", "milestone-501"}
+    totals = db.totals()
+    assert totals is not None and sum(totals["by_status"].values()) == N
+    assert sum(totals["tasks"].values()) == 2 * N
+    assert set(db.snapshots(["milestone-500", "milestone-999999"])) == {"milestone-500"}
+    assert db.active_tasks() == []
+    # The one table read whole is the counts the triggers keep: a row per kind and status.
+    assert db.connect().execute("SELECT COUNT(*) FROM status_counts").fetchone()[0] <= 11
+    edges = db.task_edges()
+    assert edges is not None and edges["milestone-500/task-2"] == ["milestone-500/task-1"]

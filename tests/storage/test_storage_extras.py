@@ -368,19 +368,19 @@ def test_a_backup_error_is_one_warning(tmp_path: Path, monkeypatch: pytest.Monke
 
 def test_create_backup_under_the_migration_lock(tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    """Why `migrate` keeps `Store.backup`: `create_backup` re-enters the file lock, but on
-    the database backend it waits for the very transaction the migration holds (the
-    lock is a BEGIN IMMEDIATE on a connection, and the backup opens its own)."""
+    """`create_backup` re-enters the file lock; on the database backend the lock is a
+    BEGIN IMMEDIATE on the store's connection, which a backup opening its own store
+    would wait for: a migration passes the store it holds (``held``)."""
     monkeypatch.setenv("MILESTONE_LOCK_TIMEOUT", "0.3")
-    for backend in ("file", "hybrid"):
+    for backend in ("file", "hybrid", "database"):
         p = build(tmp_path / backend, backend)
-        with open_store(p.root).lock():
-            info = bk.create_backup(p.root, reason="pre-migration")
+        store = open_store(p.root)
+        with store.lock():
+            info = bk.create_backup(p.root, reason="pre-migration", held=store)
         assert info.manifest.last_event_id == p.state().last_event_id
-    p = build(tmp_path / "database", "database")
-    store = open_store(p.root)
+        assert bk.verify_backup(info.path).backend == backend
     with store.lock(), pytest.raises(Conflict):
-        bk.create_backup(p.root, reason="pre-migration")
+        bk.create_backup(p.root, reason="pre-migration")  # without it: it would wait
 
 
 # ----------------------------------------------------------------- L1 cache

@@ -11,8 +11,8 @@ can never disagree for longer than a crash, which ``recover`` repairs.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -24,7 +24,7 @@ Snapshot = dict[str, Any]
 class State:
     """What a reader sees: every milestone snapshot plus the log head."""
 
-    milestones: dict[str, Snapshot]
+    milestones: dict[str, Snapshot]  # or LazyMilestones, from Store.view() only
     current: str | None
     max_number: int
     last_event_id: int
@@ -44,6 +44,134 @@ class Edit:
     path: str
     current: bool = False  # the edit is to the current-milestone marker
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+class LazyMilestones(Mapping[str, Snapshot]):
+    """Milestone snapshots fetched from an indexed store when asked, each at most once.
+
+    What ``Store.view`` hands out on stores that can read one milestone cheaply: a
+    command that needs three milestones reads three, not ten thousand. Iterating
+    asks the store for the ids only; ``values()``/``items()`` load everything in
+    one go (and keep it). Read the snapshots, never change them. Consistent only
+    inside ``Store.reading()`` (or the writer lock), as every read of the store.
+    """
+
+    lazy = True
+
+    def __init__(self, fetch: Callable[[Sequence[str]], dict[str, Snapshot]],
+                 ids: Callable[[], list[str]], load_all: Callable[[], dict[str, Snapshot]]
+                 ) -> None:
+        self._fetch = fetch
+        self._ids = ids
+        self._load_all = load_all
+        self._got: dict[str, Snapshot | None] = {}
+        self._every: list[str] | None = None
+        self._every_set: set[str] = set()
+        self._complete = False
+
+    def prefetch(self, mids: Iterable[str]) -> None:
+        """Read these milestones (those not read yet) in one batch."""
+        want = [m for m in dict.fromkeys(mids) if m not in self._got]
+        for start in range(0, len(want), 500):
+            chunk = want[start:start + 500]
+            found = self._fetch(chunk)
+            for mid in chunk:
+                self._got[mid] = found.get(mid)
+
+    def __getitem__(self, mid: str) -> Snapshot:
+        if mid not in self._got:
+            if self._complete or (self._every is not None and mid not in self._every_set):
+                raise KeyError(mid)
+            self.prefetch([mid])
+        snap = self._got[mid]
+        if snap is None:
+            raise KeyError(mid)
+        return snap
+
+    def __contains__(self, mid: object) -> bool:
+        if not isinstance(mid, str):
+            return False
+        try:
+            self[mid]
+        except KeyError:
+            return False
+        return True
+
+    def __iter__(self) -> Iterator[str]:
+        if self._every is None:
+            self._every = self._ids()
+            self._every_set = set(self._every)
+        return iter(self._every)
+
+    def __len__(self) -> int:
+        return len(list(iter(self)))
+
+    def everything(self) -> dict[str, Snapshot]:
+        """Every milestone, read in one go (then served from memory)."""
+        if not self._complete:
+            every = self._load_all()
+            self._got = dict(every)
+            self._every = list(every)
+            self._every_set = set(self._every)
+            self._complete = True
+        return {mid: snap for mid, snap in self._got.items() if snap is not None}
+
+    def values(self) -> Any:
+        return self.everything().values()
+
+    def items(self) -> Any:
+        return self.everything().items()
+
+
+class Overlay(MutableMapping[str, Snapshot]):
+    """A write's view of the milestones: its own changes over the store's snapshots."""
+
+    lazy = True
+
+    def __init__(self, base: Mapping[str, Snapshot]) -> None:
+        self.base = base
+        self.changed: dict[str, Snapshot] = {}
+        self.removed: set[str] = set()
+
+    def __getitem__(self, mid: str) -> Snapshot:
+        if mid in self.changed:
+            return self.changed[mid]
+        if mid in self.removed:
+            raise KeyError(mid)
+        return self.base[mid]
+
+    def __contains__(self, mid: object) -> bool:
+        if mid in self.changed:
+            return True
+        return mid not in self.removed and mid in self.base
+
+    def __setitem__(self, mid: str, snap: Snapshot) -> None:
+        self.removed.discard(mid)
+        self.changed[mid] = snap
+
+    def __delitem__(self, mid: str) -> None:
+        if mid not in self:
+            raise KeyError(mid)
+        self.changed.pop(mid, None)
+        self.removed.add(mid)
+
+    def __iter__(self) -> Iterator[str]:
+        seen = set()
+        for mid in self.base:
+            if mid not in self.removed:
+                seen.add(mid)
+                yield mid
+        for mid in self.changed:
+            if mid not in seen:
+                yield mid
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+def is_lazy(milestones: Mapping[str, Any]) -> bool:
+    """True when ``milestones`` reads from an index on demand (not every snapshot in memory)."""
+    return isinstance(milestones, (LazyMilestones, Overlay))
 
 
 class MilestoneQuery(NamedTuple):
@@ -140,6 +268,35 @@ class Store(ABC):
         """Milestones matching ``q`` from an index; None when the store has none."""
         return None
 
+    def view(self) -> State:
+        """The current state for a reader or a write: like ``load()``, but a store with
+        an index may hand out ``LazyMilestones`` that read each snapshot when asked."""
+        return self.load()
+
+    def reading(self) -> AbstractContextManager[None]:
+        """Hold one consistent snapshot of the data for several reads (a no-op unless
+        the store reads lazily)."""
+        return nullcontext()
+
+    def totals(self) -> dict[str, dict[str, int]] | None:
+        """Milestones by status and tasks by status, from an index (None without one)."""
+        return None
+
+    def dependents(self, mids: Iterable[str]) -> set[str] | None:
+        """Milestones that depend on any of ``mids`` (a task of theirs on a task of one of
+        ``mids``, or the milestone itself), from an index; None without one."""
+        return None
+
+    def task_edges(self) -> dict[str, list[str]] | None:
+        """Every task dependency (full refs, task -> what it waits on), from an index
+        (None without one)."""
+        return None
+
+    def active_tasks(self) -> list[tuple[str, Snapshot]] | None:
+        """(milestone id, task) of every task in progress or blocked, by milestone id and
+        position, from an index; None without one."""
+        return None
+
     def head(self) -> tuple[int, str] | None:
         """The log head (last event id and hash) if the store can tell it cheaply, else None.
 
@@ -155,6 +312,10 @@ class Store(ABC):
 
     def cache_put(self, key: str, head: str, value: Any) -> None:
         """Keep a query result computed at log head ``head``."""
+        return None
+
+    def cache_peek(self, key: str) -> tuple[str, Any] | None:
+        """The cached ``key`` whatever head it was computed at: (head, value), or None."""
         return None
 
     @abstractmethod

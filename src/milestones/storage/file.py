@@ -610,7 +610,7 @@ class FileStore(Store):
         fsutil.atomic_write(
             self.state_path,
             json.dumps(state, separators=(",", ":"), ensure_ascii=False).encode("utf-8"),
-            durable=False,
+            sync=False,
         )
 
     # -------------------------------------------------------------- doctor
@@ -684,15 +684,18 @@ class FileStore(Store):
         log = "".join(ev.canonical(e) + "\n" for e in events).encode("utf-8")
         fsutil.atomic_write(self.log_path, log)
         entries: dict[str, Any] = {}
+        # Nothing reads these files before the migration switches to them: write them
+        # all, then flush once (two fsyncs a file made ten thousand files take minutes).
         for mid, snap in sorted(state.milestones.items()):
             rel = self._relpath(snap)
-            text = self.file_text(snap, sources.get(mid))
             fresh = yamlio.dump_fast(snap)
+            text = self.file_text(snap, sources.get(mid), fresh)
             data = text.encode("utf-8")
-            fsutil.atomic_write(self.root / rel, data)
+            fsutil.atomic_write(self.root / rel, data, sync=False)
             st = (self.root / rel).stat()
             entries[mid] = {"path": rel, "sha256": _sha(data), "mtime_ns": st.st_mtime_ns,
                             "size": st.st_size, "roundtrip": text != fresh, "state": snap}
+        fsutil.sync_everything()
         marker = f"{state.current}\n".encode() if state.current else b""
         fsutil.atomic_write(self.current_path, marker)
         fresh_state = self._empty_state()
@@ -705,10 +708,11 @@ class FileStore(Store):
         if resume:
             self.write_resume(resume)
 
-    def file_text(self, snap: Snapshot, source: str | None) -> str:
+    def file_text(self, snap: Snapshot, source: str | None, fresh: str | None = None) -> str:
         """The text a milestone's file gets: ``source`` (what it was last written as) when
-        that still says the same, comments and all, else a fresh ``dump_fast``."""
-        fresh = yamlio.dump_fast(snap)
+        that still says the same, comments and all, else a fresh ``dump_fast`` (``fresh``,
+        when the caller made it already)."""
+        fresh = yamlio.dump_fast(snap) if fresh is None else fresh
         if source is None or source == fresh:
             return fresh
         try:
@@ -743,7 +747,7 @@ class FileStore(Store):
 
     def write_resume(self, record: dict[str, Any]) -> None:
         data = json.dumps(record, indent=2, ensure_ascii=False).encode("utf-8") + b"\n"
-        fsutil.atomic_write(self.resume_path, data, durable=False)  # derived, rewritten often
+        fsutil.atomic_write(self.resume_path, data, sync=False)  # derived, rewritten often
 
     # ------------------------------------------------------------ records
 

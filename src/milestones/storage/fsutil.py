@@ -44,12 +44,13 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
+def atomic_write(path: Path, data: bytes, *, sync: bool = True) -> None:
     """Replace ``path`` with ``data``: temp file, fsync, rename, fsync the directory.
 
-    ``durable=False`` skips both fsyncs, for derived files the store can rebuild
-    (a reader always sees the old or the new content; after a power cut the file
-    may be old or empty, which its reader treats as missing)."""
+    ``sync=False`` leaves out both fsyncs: for a bulk copy that is not in use yet and
+    ends with one ``sync_everything()`` (a migration's thousands of files), and for
+    derived files the store can rebuild (a reader sees the old or the new content;
+    after a power cut the file may be old or empty, which its reader handles)."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -58,7 +59,7 @@ def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
             while view:
                 n = os.write(fd, view)
                 view = view[n:]
-            if durable:
+            if sync:
                 os.fsync(fd)
         finally:
             os.close(fd)
@@ -67,8 +68,13 @@ def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise storage_error(exc, path, "write") from None
-    if durable:
+    if sync:
         fsync_dir(path.parent)
+
+
+def sync_everything() -> None:
+    """Flush every file written so far to disk (one ``sync()`` for a bulk copy)."""
+    os.sync()
 
 
 def append_durable(path: Path, data: bytes) -> int:
@@ -134,7 +140,7 @@ def writer_lock(path: Path, timeout: float | None = None) -> Iterator[None]:
     Re-entrant within a thread (a migration holding the lock may take a backup),
     exclusive between threads and processes.
     """
-    key = (str(path), threading.get_ident())
+    key = (os.path.abspath(path), threading.get_ident())  # one lock, however named
     if _HELD.get(key):
         _HELD[key] += 1
         try:
@@ -175,7 +181,7 @@ def writer_lock(path: Path, timeout: float | None = None) -> Iterator[None]:
 @contextlib.contextmanager
 def try_writer_lock(path: Path) -> Iterator[bool]:
     """Take the lock only if it is free now; yield whether it was taken."""
-    key = (str(path), threading.get_ident())
+    key = (os.path.abspath(path), threading.get_ident())  # one lock, however named
     if _HELD.get(key):
         yield True
         return

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import fsutil
-from .base import MilestoneQuery, Snapshot
+from .base import MilestoneQuery, Snapshot, State
 from .file import FileStore
 from .sqlite import DatabaseStore, QueryCache, milestone_query_sql
 
@@ -79,6 +79,14 @@ class HybridStore(FileStore):
                                         "current": state.current or "",
                                         "max_number": str(state.max_number)})
 
+    def import_data(self, events: Sequence[dict[str, Any]], state: State,
+                    resume: dict[str, Any], sources: dict[str, str]) -> None:
+        """The files as the file backend writes them, and the index from the same state."""
+        super().import_data(events, state, resume, sources)
+        self.index.discard()
+        self.initialize()
+        self.index.import_data([], state, {}, {})
+
     def query_milestones(self, q: MilestoneQuery) -> list[Snapshot] | None:
         state = self.load()
         if self._index_head() != state.last_event_id:
@@ -95,6 +103,9 @@ class HybridStore(FileStore):
 
     def cache_put(self, key: str, head: str, value: Any) -> None:
         self.cache.put(key, head, value)
+
+    def cache_peek(self, key: str) -> tuple[str, Any] | None:
+        return self.cache.peek(key)
 
     def discard(self) -> None:
         super().discard()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -22,12 +22,30 @@ from typing import Any
 from .. import events as ev
 from ..errors import Conflict, StorageError
 from . import fsutil
-from .base import Edit, MilestoneQuery, Snapshot, State, Store
+from .base import Edit, LazyMilestones, MilestoneQuery, Snapshot, State, Store
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
-# Forward migrations, by the version they lead to. Never edit one that shipped.
-MIGRATIONS: dict[int, str] = {
+
+def _counted(table: str, kind: str) -> tuple[str, ...]:
+    """Triggers keeping ``status_counts`` in step with ``table``'s rows."""
+    plus = ("INSERT INTO status_counts (kind, status, n) VALUES ('{k}', {v}.status, 1) "
+            "ON CONFLICT(kind, status) DO UPDATE SET n = n + 1")
+    minus = "UPDATE status_counts SET n = n - 1 WHERE kind = '{k}' AND status = {v}.status"
+    return (
+        f"CREATE TRIGGER IF NOT EXISTS count_{table}_insert AFTER INSERT ON {table} BEGIN "
+        f"{plus.format(k=kind, v='NEW')}; END",
+        f"CREATE TRIGGER IF NOT EXISTS count_{table}_delete AFTER DELETE ON {table} BEGIN "
+        f"{minus.format(k=kind, v='OLD')}; END",
+        f"CREATE TRIGGER IF NOT EXISTS count_{table}_update AFTER UPDATE OF status ON {table} "
+        f"WHEN OLD.status IS NOT NEW.status BEGIN {minus.format(k=kind, v='OLD')}; "
+        f"{plus.format(k=kind, v='NEW')}; END",
+    )
+
+
+# Forward migrations, by the version they lead to. Never edit one that shipped. A
+# string is split on ";"; a tuple lists statements that hold ";" themselves (triggers).
+MIGRATIONS: dict[int, str | tuple[str, ...]] = {
     1: """
     CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
     CREATE TABLE IF NOT EXISTS milestones (
@@ -103,7 +121,21 @@ MIGRATIONS: dict[int, str] = {
         text TEXT NOT NULL
     );
     """,
-    2: """
+    # Milestones and tasks by status, kept by triggers: `status` reads three rows,
+    # not an index of every task.
+    2: (
+        "CREATE TABLE IF NOT EXISTS status_counts (kind TEXT NOT NULL, status TEXT NOT NULL, "
+        "n INTEGER NOT NULL, PRIMARY KEY (kind, status))",
+        "DELETE FROM status_counts",
+        "INSERT INTO status_counts (kind, status, n) "
+        "SELECT 'milestone', status, COUNT(*) FROM milestones GROUP BY status",
+        "INSERT INTO status_counts (kind, status, n) "
+        "SELECT 'task', status, COUNT(*) FROM tasks GROUP BY status",
+        *_counted("milestones", "milestone"),
+        *_counted("tasks", "task"),
+    ),
+    # The agent registry and messages (milestones.coord).
+    3: """
     CREATE TABLE IF NOT EXISTS records (name TEXT PRIMARY KEY, data TEXT NOT NULL);
     """,
 }
@@ -143,6 +175,19 @@ class QueryCache:
             return None
         self.hits += 1
         return json.loads(row[0])
+
+    def peek(self, key: str) -> tuple[str, Any] | None:
+        """The entry for ``key`` at whatever head it was computed (None when there is none)."""
+        db = self._db()
+        row = None
+        if db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                row = db.execute("SELECT head, value FROM cache WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        return str(row[0]), json.loads(row[1])
 
     def put(self, key: str, head: str, value: Any) -> None:
         db = self._db()
@@ -227,7 +272,14 @@ class DatabaseStore(Store):
 
                 raise NotFound(f"no database at {self.db_path}",
                                hint="run `milestone init` (or migrate to the database backend)")
-            self._conn = self._open()
+            conn = self._open()
+            try:
+                version = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0]
+            except sqlite3.Error:
+                version = None
+            if version is not None and version < SCHEMA_VERSION:
+                self.migrate_schema(conn)  # a database an older version wrote: bring it up
+            self._conn = conn
         return self._conn
 
     def _open(self) -> sqlite3.Connection:
@@ -275,7 +327,8 @@ class DatabaseStore(Store):
         for version in sorted(v for v in MIGRATIONS if v > current):
             conn.execute("BEGIN IMMEDIATE")
             try:
-                for statement in MIGRATIONS[version].split(";"):
+                steps = MIGRATIONS[version]
+                for statement in steps.split(";") if isinstance(steps, str) else steps:
                     if statement.strip():
                         conn.execute(statement)
                 conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
@@ -399,6 +452,88 @@ class DatabaseStore(Store):
                 "SELECT data FROM tasks WHERE milestone_id = ? ORDER BY position", (mid,))]
         return snap
 
+    def view(self) -> State:
+        """The meta row's head and current milestone, and milestones read when asked."""
+        conn = self.connect()
+        meta = self._meta(conn)
+        lazy: Any = LazyMilestones(self.snapshots, self.milestone_ids, self._all)
+        return State(milestones=lazy,
+                     current=meta.get("current") or None,
+                     max_number=int(meta.get("max_number", 0)),
+                     last_event_id=int(meta.get("last_event_id", 0)),
+                     last_hash=meta.get("last_hash", ev.GENESIS_HASH))
+
+    def _all(self) -> dict[str, Snapshot]:
+        return self.load().milestones
+
+    def reading(self) -> contextlib.AbstractContextManager[None]:
+        return self._read(self.connect())
+
+    def milestone_ids(self) -> list[str]:
+        return [mid for (mid,) in self.connect().execute("SELECT id FROM milestones ORDER BY id")]
+
+    def snapshots(self, mids: Sequence[str]) -> dict[str, Snapshot]:
+        """The snapshots of ``mids`` (those that exist), in two indexed queries."""
+        if not mids:
+            return {}
+        conn = self.connect()
+        marks = ", ".join("?" * len(mids))
+        out: dict[str, Snapshot] = {}
+        with self._read(conn):
+            for mid, data in conn.execute(
+                    f"SELECT id, data FROM milestones WHERE id IN ({marks})", list(mids)):
+                snap = json.loads(data)
+                snap["tasks"] = []
+                out[mid] = snap
+            for mid, data in conn.execute(
+                    f"SELECT milestone_id, data FROM tasks WHERE milestone_id IN ({marks}) "
+                    f"ORDER BY milestone_id, position", list(mids)):
+                if mid in out:
+                    out[mid]["tasks"].append(json.loads(data))
+        return out
+
+    def totals(self) -> dict[str, dict[str, int]] | None:
+        out: dict[str, dict[str, int]] = {"milestone": {}, "task": {}}
+        # One row per kind and status: a dozen rows, whatever the size of the plan.
+        for kind, status, n in self.connect().execute("SELECT kind, status, n FROM status_counts"):
+            if n and kind in out:
+                out[kind][status] = n
+        return {"by_status": out["milestone"], "tasks": out["task"]}
+
+    def dependents(self, mids: Iterable[str]) -> set[str] | None:
+        ids = sorted(set(mids))
+        if not ids:
+            return set()
+        conn = self.connect()
+        out: set[str] = set()
+        with self._read(conn):
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                marks = ", ".join("?" * len(chunk))
+                out.update(mid for (mid,) in conn.execute(
+                    f"SELECT DISTINCT milestone_id FROM task_deps WHERE dep_milestone_id "
+                    f"IN ({marks})", chunk))
+                out.update(mid for (mid,) in conn.execute(
+                    f"SELECT milestone_id FROM milestone_deps WHERE depends_on IN ({marks})",
+                    chunk))
+        return out
+
+    def task_edges(self) -> dict[str, list[str]] | None:
+        """Every task dependency as full refs (``milestone-001/task-2``), from the index."""
+        edges: dict[str, list[str]] = {}
+        for mid, tid, dmid, dtid in self.connect().execute(
+                "SELECT milestone_id, task_id, dep_milestone_id, dep_task_id FROM task_deps "
+                "ORDER BY milestone_id, task_id"):  # the primary key's index covers it
+            edges.setdefault(f"{mid}/{tid}", []).append(f"{dmid}/{dtid}")
+        return edges
+
+    def active_tasks(self) -> list[tuple[str, Snapshot]] | None:
+        conn = self.connect()
+        rows = conn.execute(
+            "SELECT milestone_id, data FROM tasks WHERE status IN ('in_progress', 'blocked') "
+            "ORDER BY milestone_id, position").fetchall()
+        return [(mid, json.loads(data)) for mid, data in rows]
+
     def events(self, after: int = 0) -> Iterator[dict[str, Any]]:
         conn = self.connect()
         cursor = conn.execute("SELECT body FROM events WHERE event_id > ? ORDER BY event_id",
@@ -501,6 +636,40 @@ class DatabaseStore(Store):
                     rows.append((mid, t["id"], dmid, dtid))
                 conn.executemany("INSERT OR IGNORE INTO task_deps VALUES (?, ?, ?, ?)", rows)
 
+    def _insert_many(self, conn: sqlite3.Connection, snaps: Iterable[Snapshot]) -> None:
+        """The rows of many new milestones, a statement per table (an import): what
+        ``_write_milestone(conn, None, snap)`` writes for each."""
+        milestones, tags, deps, tasks, task_deps = [], [], [], [], []
+        for after in snaps:
+            mid = after["id"]
+            head = {k: v for k, v in after.items() if k != "tasks"}
+            milestones.append((mid, int(mid.rsplit("-", 1)[1]), after["title"], after["status"],
+                               after["priority"], after.get("owner"), after.get("category"),
+                               after.get("start_date"), after.get("due_date"),
+                               after.get("updated_at"), _dumps(head)))
+            tags += [(mid, t) for t in head.get("tags") or []]
+            deps += [(mid, d) for d in head.get("depends_on") or []]
+            for pos, t in enumerate(after.get("tasks", [])):
+                tasks.append((mid, t["id"], pos, t["title"], t["status"], t.get("assignee"),
+                              t.get("estimate"), t.get("progress") or 0, _dumps(t)))
+                for d in t.get("depends_on") or []:
+                    dmid, dtid = d.split("/", 1) if "/" in d else (mid, d)
+                    task_deps.append((mid, t["id"], dmid, dtid))
+        conn.executemany(
+            "INSERT INTO milestones (id, number, title, status, priority, owner, category, "
+            "start_date, due_date, updated_at, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            milestones)
+        conn.executemany("INSERT OR IGNORE INTO milestone_tags VALUES (?, ?)", tags)
+        conn.executemany("INSERT OR IGNORE INTO milestone_deps VALUES (?, ?)", deps)
+        conn.executemany(
+            "INSERT INTO tasks (milestone_id, id, position, title, status, assignee, "
+            "estimate, progress, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT(milestone_id, id) DO UPDATE SET position = excluded.position, "
+            "title = excluded.title, status = excluded.status, "
+            "assignee = excluded.assignee, estimate = excluded.estimate, "
+            "progress = excluded.progress, data = excluded.data", tasks)
+        conn.executemany("INSERT OR IGNORE INTO task_deps VALUES (?, ?, ?, ?)", task_deps)
+
     # --------------------------------------------------------------- resume
 
     def read_resume(self) -> dict[str, Any]:
@@ -537,13 +706,19 @@ class DatabaseStore(Store):
         sql, args = milestone_query_sql(q)
         with self._read(conn):
             ids = [mid for (mid,) in conn.execute(sql, args)]
-            return [snap for mid in ids if (snap := self.milestone_snapshot(mid)) is not None]
+            found: dict[str, Snapshot] = {}
+            for start in range(0, len(ids), 500):
+                found.update(self.snapshots(ids[start:start + 500]))
+            return [found[mid] for mid in ids if mid in found]
 
     def cache_get(self, key: str, head: str) -> Any:
         return self._cache().get(key, head)
 
     def cache_put(self, key: str, head: str, value: Any) -> None:
         self._cache().put(key, head, value)
+
+    def cache_peek(self, key: str) -> tuple[str, Any] | None:
+        return self._cache().peek(key)
 
     def _cache(self) -> QueryCache:
         if getattr(self, "_query_cache", None) is None:
@@ -565,8 +740,7 @@ class DatabaseStore(Store):
                           "milestone_tags", "milestones", "meta", "resume"):
                 conn.execute(f"DELETE FROM {table}")
             _insert_events(conn, events)
-            for snap in state.milestones.values():
-                self._write_milestone(conn, None, snap)
+            self._insert_many(conn, state.milestones.values())
             conn.executemany("INSERT INTO sources (milestone_id, text) VALUES (?, ?)",
                              [(mid, text) for mid, text in sources.items()
                               if mid in state.milestones])

@@ -75,7 +75,10 @@ def dangling_milestones(ctx: Context) -> None:
 )
 def task_cycles(ctx: Context) -> None:
     edges: dict[str, list[str]] = {}
-    for mid, m in ctx.milestones.items():
+    # A cycle through the scope lies within what the scope's tasks reach: on a lazily
+    # read plan, read only that (the cycles found are those of the whole plan).
+    milestones = ctx.reached(_task_targets) if ctx.partial else ctx.milestones
+    for mid, m in milestones.items():
         for t in m.get("tasks", []):
             edges[f"{mid}/{t['id']}"] = [
                 d if "/" in d else f"{mid}/{d}" for d in t.get("depends_on", []) if d != t["id"]
@@ -97,6 +100,12 @@ def task_cycles(ctx: Context) -> None:
             ref=cycle[0],
             path=(first_mid, ("tasks", index, "depends_on")),
         )
+
+
+def _task_targets(mid: str, m: Mapping[str, Any]) -> set[str]:
+    """The milestones ``mid``'s tasks depend on (other than itself)."""
+    return {d.split("/", 1)[0] for t in m.get("tasks", []) for d in t.get("depends_on", [])
+            if "/" in d}
 
 
 def _cycles(edges: dict[str, list[str]]) -> list[list[str]]:
@@ -123,8 +132,10 @@ def _cycles(edges: dict[str, list[str]]) -> list[list[str]]:
     on_write=True,
 )
 def milestone_cycles(ctx: Context) -> None:
+    milestones = (ctx.reached(lambda mid, m: m.get("depends_on") or []) if ctx.partial
+                  else ctx.milestones)
     edges = {
-        mid: [d for d in m.get("depends_on", []) if d != mid] for mid, m in ctx.milestones.items()
+        mid: [d for d in m.get("depends_on", []) if d != mid] for mid, m in milestones.items()
     }
     for cycle in _cycles(edges):
         if any(ctx.in_scope(m) for m in cycle):

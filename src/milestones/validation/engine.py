@@ -206,9 +206,32 @@ class Context:
         return self.scope is None or mid in self.scope
 
     def scoped(self) -> Iterator[tuple[str, Mapping[str, Any]]]:
+        if self.scope is not None:  # a write's few milestones: never list the whole plan
+            for mid in sorted(self.scope):
+                if mid in self.milestones:
+                    yield mid, self.milestones[mid]
+            return
         for mid in sorted(self.milestones):
-            if self.in_scope(mid):
-                yield mid, self.milestones[mid]
+            yield mid, self.milestones[mid]
+
+    @property
+    def partial(self) -> bool:
+        """True when the milestones are read on demand from an index (a write's check on
+        a large store): rules that need the whole plan read what the scope reaches."""
+        return self.scope is not None and bool(getattr(self.milestones, "lazy", False))
+
+    def reached(self, follow: Callable[[str, Mapping[str, Any]], Iterable[str]]
+                ) -> dict[str, Mapping[str, Any]]:
+        """The scope's milestones and those ``follow`` leads to from them, transitively."""
+        found: dict[str, Mapping[str, Any]] = {}
+        todo = sorted(self.scope or ())
+        while todo:
+            mid = todo.pop()
+            if mid in found or mid not in self.milestones:
+                continue
+            m = found[mid] = self.milestones[mid]
+            todo.extend(d for d in follow(mid, m) if d not in found)
+        return found
 
     def report(
         self,

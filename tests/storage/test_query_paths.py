@@ -1,0 +1,221 @@
+"""The database backend's query paths give the answers of the whole-plan paths.
+
+On an indexed store ``Project`` reads only what a view or a write needs (lazily read
+snapshots, counts kept by triggers, closures through the dependency indexes, results
+cached by log head). Here random projects are built through the service layer and
+every view is compared with what the same code gives when the store hands out every
+snapshot (``FullDatabaseStore``), and the writes with the same writes on the memory
+store.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from milestones.errors import MilestoneError
+from milestones.project import Project
+from milestones.storage.base import State, Store
+from milestones.storage.memory import MemoryStore
+from milestones.storage.sqlite import DatabaseStore
+
+NOW = "2026-03-02T10:00:00Z"
+TODAY = "2026-03-02"
+
+
+class FullDatabaseStore(DatabaseStore):
+    """The same database, read the old way: every snapshot, no index, no cache."""
+
+    def view(self) -> State:
+        return self.load()
+
+    def reading(self) -> Any:
+        return Store.reading(self)
+
+    def totals(self) -> Any:
+        return None
+
+    def dependents(self, mids: Any) -> Any:
+        return None
+
+    def task_edges(self) -> Any:
+        return None
+
+    def active_tasks(self) -> Any:
+        return None
+
+    def query_milestones(self, q: Any) -> Any:
+        return None
+
+    def cache_get(self, key: str, head: str) -> Any:
+        return None
+
+    def cache_put(self, key: str, head: str, value: Any) -> None:
+        return None
+
+    def cache_peek(self, key: str) -> Any:
+        return None
+
+
+def fixed(p: Project) -> Project:
+    p.clock = lambda: NOW  # type: ignore[method-assign]
+    p.today = lambda: TODAY  # type: ignore[method-assign]
+    return p
+
+
+def plan_random(rng: random.Random, n: int) -> list[dict[str, Any]]:
+    specs: list[dict[str, Any]] = []
+    for i in range(1, n + 1):
+        tasks: list[dict[str, Any]] = []
+        for k in range(1, rng.randint(1, 6) + 1):
+            deps: list[str] = []
+            if k > 1 and rng.random() < 0.4:
+                deps.append(str(rng.randint(1, k - 1)))
+            if i > 1 and rng.random() < 0.2:
+                j = rng.randint(1, i - 1)
+                deps.append(f"{j}/{rng.randint(1, len(specs[j - 1]['tasks']))}")
+            tasks.append({"title": f"T{i}.{k}", "depends_on": deps,
+                          "estimate": rng.choice([None, 1, 2.5, 8])})
+        specs.append({
+            "title": f"Milestone {i}",
+            "priority": rng.choice(["low", "medium", "high", "critical"]),
+            "tags": rng.sample(["api", "ui", "db", "ops"], rng.randint(0, 2)),
+            "owner": rng.choice([None, "ann", "bob"]),
+            "due_date": rng.choice([None, "2026-02-01", "2026-04-15", "2026-09-30"]),
+            "depends_on": ([f"milestone-{rng.randint(1, i - 1):03d}"]
+                           if i > 1 and rng.random() < 0.15 else []),
+            "tasks": tasks,
+        })
+    return specs
+
+
+def random_ops(rng: random.Random, n: int, count: int) -> list[tuple[str, str]]:
+    verbs = ["start_task", "complete_task", "complete_task", "skip_task", "block_task",
+             "unblock_task", "reopen_task", "set_progress", "set_current"]
+    return [(rng.choice(verbs), f"{rng.randint(1, n)}/{rng.randint(1, 6)}")
+            for _ in range(count)]
+
+
+def apply(p: Project, verb: str, ref: str) -> str:
+    """Run one operation; the outcome as text (the error class when it is refused)."""
+    try:
+        if verb == "block_task":
+            p.block_task(ref, "waiting")
+        elif verb == "set_progress":
+            p.set_progress(ref, 40)
+        elif verb == "set_current":
+            p.set_current(ref.split("/")[0])
+        else:
+            getattr(p, verb)(ref)
+    except MilestoneError as exc:
+        return type(exc).__name__
+    return "ok"
+
+
+def views(p: Project, n: int) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "status": p.status_view(),
+        "status_all": p.status_view(all_=True),
+        "status_3": p.status_view("3"),
+        "list": p.list_view(),
+        "list_in_progress": p.list_view(status=["in_progress"]),
+        "list_filters": p.list_view(tags=["api"], priority=["high", "critical"]),
+        "list_overdue": p.list_view(overdue=True, all_=True),
+        "next": p.next_view(),
+        "next_2": p.next_view("2", limit=3),
+        "show": [p.show_view(str(i)) for i in range(1, n + 1)],
+        "show_task": p.show_view("2/1"),
+    }
+    resume = p.resume_view()
+    out["resume"] = {k: resume.get(k) for k in ("in_progress", "blockers", "next_task",
+                                                "current_milestone")}
+    return out
+
+
+def open_pair(tmp_path: Path) -> tuple[Project, Project]:
+    lazy, _ = Project.init(tmp_path, backend="database", actor="tester@example.com",
+                           session_id="s1")
+    full = Project(FullDatabaseStore(lazy.root), cwd=tmp_path, actor="tester@example.com",
+                   session_id="s1")
+    return fixed(lazy), fixed(full)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_views_equal_the_whole_plan_answers(tmp_path: Path, seed: int) -> None:
+    rng = random.Random(seed)
+    n = 12
+    lazy, full = open_pair(tmp_path)
+    mem = MemoryStore(tmp_path / "memory")
+    mem.initialize()
+    ref = fixed(Project(mem, cwd=tmp_path, actor="tester@example.com", session_id="s1"))
+    specs = plan_random(rng, n)
+    lazy.plan_many(specs)
+    ref.plan_many(specs)
+    for round_ in range(4):
+        for verb, target in random_ops(rng, n, 12):
+            assert apply(lazy, verb, target) == apply(ref, verb, target), (verb, target)
+        assert lazy.store.load().milestones == ref.store.load().milestones
+        want = views(full, n)
+        assert views(lazy, n) == want, f"round {round_}"
+        assert views(lazy, n) == want  # again, from the query cache
+        assert views(ref, n) == want  # and the memory store agrees
+
+
+def test_views_agree_with_a_dependency_cycle(tmp_path: Path) -> None:
+    """A cycle (allowed here by configuration) leaves every projection out, on both."""
+    lazy, full = open_pair(tmp_path)
+    (lazy.root / "config" / "config.yaml").write_text(
+        "validation:\n  rules:\n    MS203: off\n", "utf-8")
+    lazy._config = None
+    lazy.plan_many(plan_random(random.Random(7), 6))
+    lazy.plan("Loop A", tasks=["a"])
+    lazy.plan("Loop B", tasks=["b"], depends_on=[])
+    lazy.edit_task("7/1", depends_on=["8/1"])
+    before = views(lazy, 8)
+    lazy.edit_task("8/1", depends_on=["7/1"])  # the cycle: 7/1 -> 8/1 -> 7/1
+    assert views(lazy, 8) == views(full, 8)
+    assert views(lazy, 8)["status_3"]["milestones"][0]["projected_finish"] is None
+    assert before["status_3"]["milestones"][0]["projected_finish"] is not None
+    lazy.complete_task("1/1")  # an event that keeps the edges: still known cyclic
+    assert views(lazy, 8) == views(full, 8)
+
+
+def test_a_write_and_the_reads_that_follow_never_load_every_milestone(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    lazy, _ = open_pair(tmp_path)
+    lazy.plan_many(plan_random(random.Random(3), 30))
+    lazy.status_view()  # learn once that the plan has no cycle
+
+    def refuse(self: DatabaseStore) -> State:
+        raise AssertionError("load() reads every milestone")
+
+    monkeypatch.setattr(DatabaseStore, "load", refuse)
+    lazy.start_task("5/1", force=True)
+    lazy.complete_task("5/1", force=True)
+    lazy.status_view()
+    lazy.status_view("5")
+    lazy.show_view("5")
+    lazy.show_view("5/1")
+    lazy.next_view("5")
+    lazy.list_view(status=["in_progress"])
+
+
+def test_status_counts_follow_every_change(tmp_path: Path) -> None:
+    """The counts the triggers keep equal a count of the rows, after every kind of write."""
+    lazy, _ = open_pair(tmp_path)
+    lazy.plan_many(plan_random(random.Random(5), 10))
+    lazy.complete_task("1/1", force=True)
+    lazy.block_task("2/1", "x")
+    lazy.delete("10", force=True)
+    lazy.add_task("3", "extra")
+    store = lazy.store
+    assert isinstance(store, DatabaseStore)
+    conn = store.connect()
+    for kind, table in (("milestone", "milestones"), ("task", "tasks")):
+        rows = dict(conn.execute(f"SELECT status, COUNT(*) FROM {table} GROUP BY status"))
+        kept = {s: n for _, s, n in conn.execute(
+            "SELECT kind, status, n FROM status_counts WHERE kind = ? AND n > 0", (kind,))}
+        assert kept == rows
