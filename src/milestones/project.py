@@ -1592,11 +1592,22 @@ class Project:
         with self._reading() as st:
             only = refs.resolve_milestone(ref, st.milestones) if ref else None
             if only is None and is_lazy(st.milestones):
-                rows = self._cached(st, "view:next", lambda: self._next_rows(st), dated=False)
-                rows = rows[:limit] if limit is not None else rows
+                if limit is None:
+                    rows = self._cached(st, "view:next", lambda: self._next_rows(st),
+                                        dated=False)
+                    total = len(rows)
+                else:  # a page of its own in the cache: reading it back stays small
+                    def page() -> dict[str, Any]:
+                        every = self._next_rows(st)
+                        return {"rows": every[:limit], "total": len(every)}
+
+                    cached = self._cached(st, f"view:next:{limit}", page, dated=False)
+                    rows, total = cached["rows"], cached["total"]
             else:
-                rows = self._next_rows(st, only=only, limit=limit)
-            return {"schema": SCHEMA, "tasks": rows}
+                rows = self._next_rows(st, only=only)
+                total = len(rows)
+                rows = rows[:limit] if limit is not None else rows
+            return {"schema": SCHEMA, "tasks": rows, "total": total}
 
     def _next_rows(self, st: State, *, only: str | None = None,
                    limit: int | None = None) -> list[dict[str, Any]]:

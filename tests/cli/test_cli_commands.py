@@ -195,3 +195,14 @@ def test_files_carry_the_schema_line_and_schema_command(run: Runner) -> None:
     assert props["id"]["pattern"] == MILESTONE_ID_RE.pattern
     assert printed["$defs"]["task"]["properties"]["progress"]["maximum"] == 100
     assert "title" in printed["required"]
+
+
+def test_next_text_shows_a_page_and_says_how_many_more(run: Runner) -> None:
+    run.ok("plan", "Many", *[a for i in range(25) for a in ("--task", f"t{i}")])
+    text = run.ok("next")
+    assert len([ln for ln in text.splitlines() if ln.startswith("milestone-001/")]) == 20
+    assert "and 5 more ready" in text
+    assert len(run.ok("next", "--all").splitlines()) == 25
+    data = run.json("next")
+    assert len(data["tasks"]) == 25 and data["total"] == 25
+    assert run.json("next", "--limit", "3")["total"] == 25

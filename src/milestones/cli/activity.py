@@ -115,18 +115,31 @@ def show(ref: str, critical: bool, as_json: bool, ui: str | None) -> None:
     emit(data, "show", as_json, ui)
 
 
+NEXT_PAGE = 20  # tasks `next` prints unless --limit or --all says otherwise
+
+
 @cli.command("next")
 @click.argument("ref", required=False)
-@click.option("--limit", "-n", type=click.IntRange(min=1), help="At most this many tasks.")
+@click.option("--limit", "-n", type=click.IntRange(min=1),
+              help=f"At most this many tasks (text: {NEXT_PAGE} unless --all).")
+@click.option("--all", "-a", "all_", is_flag=True, help="Every ready task (text output).")
 @output_options
-def next_(ref: str | None, limit: int | None, as_json: bool, ui: str | None) -> None:
+def next_(ref: str | None, limit: int | None, all_: bool, as_json: bool,
+          ui: str | None) -> None:
     """Tasks that can start now: dependencies met, by priority then longest chain waiting.
+
+    \b
+    Text shows the best 20 and how many more are ready; --json lists every one
+    (with "total") unless --limit is given.
 
     \b
     Examples:
       milestone next
+      milestone next --all
       milestone next 3 --limit 1 --json
     """
+    if limit is None and not all_ and not as_json:
+        limit = NEXT_PAGE
     emit(get_project().next_view(ref, limit=limit), "next", as_json, ui)
 
 

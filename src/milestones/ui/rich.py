@@ -181,6 +181,9 @@ def render_next(data: Mapping[str, Any]) -> None:
             simple.hours(r.get("estimate")),
         )
     con.print(table)
+    more = int(data.get("total") or len(data["tasks"])) - len(data["tasks"])
+    if more > 0:
+        con.print(f"... and {more} more ready (`milestone next --all` lists every one)")
 
 
 def render_log(data: Mapping[str, Any]) -> None:

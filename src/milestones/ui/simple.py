@@ -228,12 +228,16 @@ def render_next(data: Mapping[str, Any]) -> str:
     rows = data["tasks"]
     if not rows:
         return "Nothing is ready to start: every open task waits on another, or is blocked."
-    return "\n".join(
+    lines = [
         f"{r['ref']:<24} {r['title']}  ({r['priority']}, unblocks {r['chain'] - 1}"
         + (f", {hours(r['estimate'])}" if r.get("estimate") else "")
         + ")"
         for r in rows
-    )
+    ]
+    more = int(data.get("total") or len(rows)) - len(rows)
+    if more > 0:
+        lines.append(f"... and {more} more ready (`milestone next --all` lists every one)")
+    return "\n".join(lines)
 
 
 def event_line(e: Mapping[str, Any]) -> str:
