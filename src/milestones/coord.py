@@ -106,6 +106,7 @@ class Agents:
 
     def __init__(self, project: Project) -> None:
         self.p = project
+        self._batch: tuple[Txn, dict[str, Any]] | None = None
 
     # ------------------------------------------------------------ helpers
 
@@ -144,7 +145,16 @@ class Agents:
     @contextmanager
     def _step(self) -> Iterator[tuple[Txn, dict[str, Any]]]:
         """One coordination write: the project's write lock, the registry, and the
-        sweep of lapsed claims and dead agents that every step starts with."""
+        sweep of lapsed claims and dead agents that every step starts with. Inside
+        ``batch()``, the batch's write."""
+        if self._batch is not None:
+            tx, reg = self._batch
+            try:
+                yield tx, reg
+            except BaseException:
+                tx.forget()  # the step may have changed a milestone it did not record
+                raise
+            return
         with self.p._write() as tx:
             tx.check = False  # status moves only (see Txn.check)
             reg = self._registry()
@@ -153,6 +163,22 @@ class Agents:
             yield tx, reg
             if repr(reg) != before:
                 self.p.store.write_record("agents", reg)
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Several steps as one write (one lock, one sweep, one commit): what
+        ``milestone execute`` does with the steps its agents queue up at once. A step
+        that is refused (a ``MilestoneError`` its caller catches) leaves the others'
+        work standing; any other error undoes the whole batch."""
+        if self._batch is not None:
+            yield
+            return
+        with self._step() as pair:
+            self._batch = pair
+            try:
+                yield
+            finally:
+                self._batch = None
 
     def _sweep(self, tx: Txn, reg: dict[str, Any]) -> None:
         now = _ts(tx.now)
@@ -178,8 +204,7 @@ class Agents:
 
     def _requeue(self, tx: Txn, mid: str, tid: str, reason: str, *, lapsed: bool,
                  event: str = "task_requeued", **details: Any) -> md.Task:
-        m = tx.milestone(mid)
-        before = m.to_dict()
+        m, before = tx.edit(mid)
         t = m.task(tid)
         ex = dict(t.execution or {})
         holder = ex.pop("agent", None)
@@ -189,7 +214,7 @@ class Agents:
         spent = md.requeue_task(t, tx.now)
         t.execution = ex
         tx.touch(m)
-        tx.record(event, m, before, task=t, time_spent=spent, agent=holder, reason=reason,
+        tx.record(event, m, before, task=t, only=t, time_spent=spent, agent=holder, reason=reason,
                   token=ex.get("token"), **details)
         tx.follow_status(m)
         return t
@@ -380,8 +405,7 @@ class Agents:
                     None)
         if pick is None:
             return {"ref": None, "agent": entry["id"], **self._backlog(tx.snaps, only)}
-        m = tx.milestone(pick["milestone_id"])
-        before = m.to_dict()
+        m, before = tx.edit(pick["milestone_id"])
         t = m.task(pick["task_id"])
         md.start_task(t, tx.now, pick["ref"], [], False)
         ex = dict(t.execution or {})
@@ -392,7 +416,8 @@ class Agents:
         t.execution = ex
         t.assignee = entry["name"]
         tx.touch(m)
-        tx.record("task_claimed", m, before, task=t, agent=entry["id"], token=ex["token"],
+        tx.record("task_claimed", m, before, task=t, only=t, agent=entry["id"],
+                  token=ex["token"],
                   lease=ex["lease"])
         tx.follow_status(m)
         return {"ref": pick["ref"], "token": ex["token"], "lease": ex["lease"],
@@ -462,8 +487,7 @@ class Agents:
             yield tx, entry, mid, tid
 
     def _retake(self, tx: Txn, mid: str, tid: str, entry: Mapping[str, Any]) -> md.Task:
-        m = tx.milestone(mid)
-        before = m.to_dict()
+        m, before = tx.edit(mid)
         t = m.task(tid)
         md.start_task(t, tx.now, f"{mid}/{tid}", [], False)
         ex = dict(t.execution or {})
@@ -472,7 +496,8 @@ class Agents:
         t.execution = ex
         t.assignee = entry["name"]
         tx.touch(m)
-        tx.record("task_claimed", m, before, task=t, agent=entry["id"], token=ex.get("token"),
+        tx.record("task_claimed", m, before, task=t, only=t, agent=entry["id"],
+                  token=ex.get("token"),
                   lease=ex.get("lease"), retaken=True)
         tx.follow_status(m)
         return t
@@ -489,8 +514,7 @@ class Agents:
             raise InvalidInput(f"time spent {time_spent} is out of range",
                                hint="give seconds, 0 to 10000000")
         with self._holding(who, ref, token, "complete") as (tx, entry, mid, tid):
-            m = tx.milestone(mid)
-            before = m.to_dict()
+            m, before = tx.edit(mid)
             t = m.task(tid)
             spent = md.complete_task(t, tx.now, f"{mid}/{tid}", tx.unmet(m, t), False)
             if time_spent is not None:
@@ -503,7 +527,8 @@ class Agents:
                 ex["result"] = result
             t.execution = ex
             tx.touch(m)
-            tx.record("task_completed", m, before, task=t, time_spent=spent, agent=entry["id"],
+            tx.record("task_completed", m, before, task=t, only=t, time_spent=spent,
+                      agent=entry["id"],
                       token=ex.get("token"), result=result)
             tx.follow_status(m)
             done: dict[str, Any] = {
@@ -523,8 +548,7 @@ class Agents:
         reason = md.check_text(reason, "fail reason", required=True, limit=1000,
                                single_line=True)
         with self._holding(who, ref, token, "fail") as (tx, entry, mid, tid):
-            m = tx.milestone(mid)
-            before = m.to_dict()
+            m, before = tx.edit(mid)
             t = m.task(tid)
             ex = dict(t.execution or {})
             ex.pop("agent", None)
@@ -537,7 +561,8 @@ class Agents:
             if blocked:
                 md.block_task(t, tx.now, f"{mid}/{tid}", why)
             tx.touch(m)
-            tx.record("task_failed", m, before, task=t, time_spent=spent, agent=entry["id"],
+            tx.record("task_failed", m, before, task=t, only=t, time_spent=spent,
+                      agent=entry["id"],
                       token=ex.get("token"), reason=reason, attempts=attempts,
                       blocked=blocked or None)
             if blocked:
@@ -686,16 +711,16 @@ class Agents:
 def task_prompt(snaps: Mapping[str, Any], mid: str, tid: str) -> str:
     """What an agent needs to do the task: the task, its milestone, what its
     dependencies produced, and what "done" means."""
-    m = md.Milestone.from_snapshot(snaps[mid])
-    t = m.task(tid)
-    lines = [f"# Task {mid}/{tid}: {t.title}", ""]
-    if t.description:
-        lines += [t.description, ""]
-    lines += [f"## Milestone {mid}: {m.title}"]
-    if m.description:
-        lines += ["", m.description]
+    m = snaps[mid]  # the snapshots as they are: nothing here needs the model objects
+    t = next(x for x in m["tasks"] if x["id"] == tid)
+    lines = [f"# Task {mid}/{tid}: {t['title']}", ""]
+    if t.get("description"):
+        lines += [t["description"], ""]
+    lines += [f"## Milestone {mid}: {m['title']}"]
+    if m.get("description"):
+        lines += ["", m["description"]]
     deps = []
-    for d in t.depends_on:
+    for d in t.get("depends_on") or ():
         dmid, dtid = md.split_task_ref(d, mid)
         dt = next((x for x in snaps.get(dmid, {}).get("tasks", ()) if x["id"] == dtid), None)
         if dt is None:
@@ -704,16 +729,16 @@ def task_prompt(snaps: Mapping[str, Any], mid: str, tid: str) -> str:
         deps.append(f"- {dmid}/{dtid} {dt['title']} [{dt['status']}]: {result}")
     if deps:
         lines += ["", "## Results of the tasks this one depends on", *deps]
-    if t.paths:
-        lines += ["", "## Files this task may change", *(f"- {p}" for p in t.paths)]
+    if t.get("paths"):
+        lines += ["", "## Files this task may change", *(f"- {p}" for p in t["paths"])]
     done = []
-    if t.requirements:
-        done += [f"- requirement {r}" for r in t.requirements]
-    if t.run:
-        done.append(f"- the command `{t.run}` exits 0")
-    done += [f"- {c}" for c in m.success_criteria]
+    if t.get("requirements"):
+        done += [f"- requirement {r}" for r in t["requirements"]]
+    if t.get("run"):
+        done.append(f"- the command `{t['run']}` exits 0")
+    done += [f"- {c}" for c in m.get("success_criteria") or ()]
     if not done:
-        done.append(f"- the work described in the title is finished: {t.title}")
+        done.append(f"- the work described in the title is finished: {t['title']}")
     lines += ["", "## Done means", *done, "",
               "Report back with `milestone agent complete` (a one-line result) or "
               "`milestone agent fail --reason ...`."]

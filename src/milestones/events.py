@@ -184,7 +184,7 @@ def diff(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> dict[s
     replaced: set[str] = set()
     for tid, t in new_tasks.items():
         before = old_tasks.get(tid)
-        if before is None:
+        if before is None or before is t:
             continue
         if before == t and all(type(before.get(k)) is type(t.get(k)) for k in _NUMERIC):
             continue  # most tasks of a write are untouched (1 == 1.0: see _changed)

@@ -77,14 +77,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from . import model as md
 from . import refs
+from .coord import Agents
 from .errors import Conflict, InvalidInput, MilestoneError, ValidationFailed
 
 if TYPE_CHECKING:
-    from .coord import Agents
     from .gitops import GitIntegration
     from .project import Project
 
@@ -215,6 +215,18 @@ class Board:
                     "elapsed": now - self.started}
 
 
+class _Queued:
+    """An agent step waiting to be written (``Executor._agent_step``)."""
+
+    __slots__ = ("done", "error", "fn", "result")
+
+    def __init__(self, fn: Callable[[Agents], Any]) -> None:
+        self.fn = fn
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.done = False
+
+
 @dataclass
 class _Running:
     """A command the watchdog looks after."""
@@ -334,6 +346,8 @@ class Executor:
         self.git: GitIntegration | None = None
         self._shared = project.store.backend == "memory"  # one object: nothing to reopen
         self._gate = threading.Lock()
+        self._queue: list[_Queued] = []  # agent steps waiting for the gate (_agent_step)
+        self._queue_lock = threading.Lock()
         self._wake = threading.Condition()
         self._wakeups = 0
         self._stop = threading.Event()  # no new claims
@@ -369,9 +383,40 @@ class Executor:
                        session_id=self.project.session_id)
 
     def _step(self, fn: Callable[[], T]) -> T:
-        """A coordination call: our threads queue here, not on the lock file."""
+        """A write of our own that is not an agent's step: under the gate."""
         with self._gate:
             return fn()
+
+    def _agent_step(self, ag: Agents, fn: Callable[[Agents], T]) -> T:
+        """An agent's coordination step (claim, complete, heartbeat, ...), written
+        together with the steps our other threads queue meanwhile (flat combining):
+        the thread that gets the gate runs every queued step as one batch on its own
+        ``Agents`` (one lock, one sweep, one commit: ``Agents.batch``); the threads
+        whose steps it ran find their results. Eight agents finishing tasks at once
+        make one write, not eight in a row."""
+        item = _Queued(fn)
+        with self._queue_lock:
+            self._queue.append(item)
+        with self._gate:
+            if not item.done:
+                with self._queue_lock:
+                    batch, self._queue = self._queue, []
+                try:
+                    with ag.batch():
+                        for q in batch:
+                            try:
+                                q.result = q.fn(ag)
+                            except MilestoneError as exc:  # refused: the others stand
+                                q.error = exc
+                except BaseException as exc:  # the write did not happen: none stands
+                    for q in batch:
+                        q.error = exc
+                finally:
+                    for q in batch:
+                        q.done = True
+        if item.error is not None:
+            raise item.error
+        return cast(T, item.result)
 
     def _read(self, fn: Callable[[], T]) -> T:
         if self._shared:
@@ -556,7 +601,7 @@ class Executor:
         for name in [*self.names, *self.services.values()]:
             if name in self.ids:
                 try:
-                    self._step(partial(ag.cleanup, name))
+                    self._agent_step(ag, partial(Agents.cleanup, who=name))
                 except MilestoneError as exc:
                     self._error(name, exc)
         if self.git is not None:
@@ -594,7 +639,7 @@ class Executor:
     # ---------------------------------------------------------- task agents
 
     def _claim(self, ag: Agents, name: str) -> dict[str, Any]:
-        return self._step(lambda: ag.claim(name, self.mid, lease=self.opts.lease))
+        return self._agent_step(ag, lambda a: a.claim(name, self.mid, lease=self.opts.lease))
 
     def _agent(self, name: str) -> None:
         got: dict[str, Any] | None = None
@@ -670,7 +715,7 @@ class Executor:
         more = not self._leaving()
         self.board.row(name, status="completing")
         try:
-            done = self._step(lambda: ag.complete(
+            done = self._agent_step(ag, lambda a: a.complete(
                 name, ref, token=token, result=result, time_spent=round(seconds),
                 claim_next=more, scope=self.mid))
         except Conflict as exc:  # the claim was lost: a blocker, a lapsed lease
@@ -690,7 +735,7 @@ class Executor:
             with contextlib.suppress(MilestoneError):
                 self.git.remove_worktree(record["ref"])
         try:
-            r = self._step(lambda: ag.fail(name, record["ref"], token=record["token"],
+            r = self._agent_step(ag, lambda a: a.fail(name, record["ref"], token=record["token"],
                                            reason=reason))
         except Conflict as exc:
             self._lost(name, record, exc)
@@ -707,7 +752,7 @@ class Executor:
             with contextlib.suppress(MilestoneError):
                 self.git.remove_worktree(record["ref"])
         try:
-            self._step(lambda: ag.release(name, record["ref"], token=record["token"]))
+            self._agent_step(ag, lambda a: a.release(name, record["ref"], token=record["token"]))
         except Conflict as exc:
             self._lost(name, record, exc)
             return
@@ -742,7 +787,7 @@ class Executor:
         reason = clean_line(f"merge conflict in: {', '.join(conflicts)}", 1000)
         record.update(status="conflict", reason=reason)
         self._note(record)
-        self._step(lambda: ag.report_blocker(ref, reason, rule="merge_conflict"))
+        self._agent_step(ag, lambda a: a.report_blocker(ref, reason, rule="merge_conflict"))
         self.board.post("conflict", ref, name, reason)
         return False
 
@@ -849,7 +894,7 @@ class Executor:
                 try:
                     if p is None:
                         p = self._open()
-                    self._step(partial(p.agents.heartbeat, name))
+                    self._agent_step(p.agents, partial(Agents.heartbeat, who=name))
                 except MilestoneError as exc:
                     self._error(f"heartbeat {name}", exc)
             self._finished.wait(0.05)
@@ -878,7 +923,7 @@ class Executor:
                 body(p)
                 if time.monotonic() >= next_beat:
                     next_beat = time.monotonic() + lease / 3
-                    self._step(lambda: ag.heartbeat(name))
+                    self._agent_step(ag, lambda a: a.heartbeat(name))
             except MilestoneError as exc:
                 self._error(name, exc)
             except Exception as exc:  # a service's failure must not end the run
@@ -960,7 +1005,8 @@ class Executor:
                         or (r, f["code"]) in self._paused:
                     continue
                 self._paused.add((r, f["code"]))
-                self._step(partial(ag.report_blocker, r, reason, rule="invalid_dependency"))
+                self._agent_step(ag, partial(Agents.report_blocker, ref=r, reason=reason,
+                                             rule="invalid_dependency"))
                 self.board.post("paused", r, self.services["validator"], reason)
 
     def _detector(self, _name: str) -> None:
@@ -985,8 +1031,8 @@ class Executor:
             if (f.ref, f.rule) in self._reported:
                 continue
             self._reported.add((f.ref, f.rule))
-            done = self._step(partial(ag.report_blocker, f.ref, f.reason, rule=f.rule,
-                                      block=f.block))
+            done = self._agent_step(ag, partial(Agents.report_blocker, ref=f.ref,
+                                               reason=f.reason, rule=f.rule, block=f.block))
             if done is not None:
                 self.board.post("blocker", f.ref, self.services["detector"],
                                 f"{f.rule}: {f.reason}")

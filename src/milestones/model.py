@@ -296,7 +296,9 @@ class Milestone:
     kiro: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, tasks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """The snapshot; ``tasks``: the task records to put in it, when the caller
+        knows they are the tasks' own (``Txn.record``: most are unchanged)."""
         d: dict[str, Any] = {
             "id": self.id,
             "title": self.title,
@@ -313,7 +315,7 @@ class Milestone:
             "success_criteria": list(self.success_criteria),
             "deliverables": [dict(x) for x in self.deliverables],
             "risks": [dict(x) for x in self.risks],
-            "tasks": [t.to_dict() for t in self.tasks],
+            "tasks": [t.to_dict() for t in self.tasks] if tasks is None else tasks,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
             "completed_at": self.completed_at,

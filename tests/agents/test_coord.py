@@ -38,6 +38,10 @@ def events(project: Project, kind: str) -> list[dict[str, Any]]:
     return [e for e in project.store.events() if e["event_type"] == kind]
 
 
+def count(project: Project) -> int:
+    return sum(1 for _ in project.store.events())
+
+
 def task(project: Project, ref: str) -> dict[str, Any]:
     mid, tid = ref.split("/")
     return next(t for t in project.state().milestones[mid]["tasks"] if t["id"] == tid)
@@ -315,3 +319,40 @@ def test_records_are_in_backups(tmp_path: Path, backend: str) -> None:
     q = Project.open(tmp_path)
     assert [(r["name"], r["status"]) for r in q.agents.roster()] == [("w", "live")]
     assert [m["body"] for m in q.agents.inbox("w")] == ["before the backup"]
+
+
+def test_a_batch_is_one_write_and_a_refused_step_leaves_the_others(project: Project,
+                                                                   clock: Clock) -> None:
+    project.plan("Work", tasks=[{"title": f"t{i}"} for i in range(4)])
+    a = project.agents
+    for name in ("w1", "w2", "w3"):
+        a.register(name)
+    one = a.claim("w1")
+    two = a.claim("w2")
+    logged = count(project)
+    with a.batch():
+        done = a.complete("w1", one["ref"], token=one["token"], result="r1", claim_next=True)
+        with pytest.raises(Conflict, match="stale"):
+            a.complete("w2", two["ref"], token=two["token"] + 1)  # refused: nothing changes
+        three = a.claim("w3")
+        assert count(project) == logged  # nothing is written before the batch ends
+    assert count(project) == logged + 3  # completed, claimed next, claimed
+    assert task(project, one["ref"])["status"] == "done"
+    assert task(project, one["ref"])["execution"]["result"] == "r1"
+    assert task(project, two["ref"])["execution"]["agent"] == "agent-2"  # still w2's
+    held = {done["next"]["ref"], three["ref"], two["ref"]}
+    assert len(held) == 3 and all(task(project, r)["status"] == "in_progress" for r in held)
+    assert [e["actor"] for e in project.store.events()][-3:] == ["w1", "w1", "w3"]
+
+
+def test_a_batch_that_fails_writes_nothing(project: Project, clock: Clock) -> None:
+    project.plan("Work", tasks=[{"title": "t1"}, {"title": "t2"}])
+    a = project.agents
+    a.register("w1")
+    logged = count(project)
+    with pytest.raises(RuntimeError), a.batch():
+        assert a.claim("w1")["ref"] is not None
+        raise RuntimeError("the batch's writer died")
+    assert count(project) == logged
+    assert all(t["status"] == "todo" for t in project.state().milestones["milestone-001"]["tasks"])
+    assert a.claim("w1")["token"] == 1  # the undone claim left no trace

@@ -59,8 +59,12 @@ class HybridStore(FileStore):
         return len(state.milestones)
 
     def _materialize(self, sealed: Sequence[dict[str, Any]], adopt: Sequence[str]) -> None:
-        super()._materialize(sealed, adopt)
         touched = {e.get("milestone_id") for e in sealed if e.get("milestone_id")}
+        # The snapshots as the index has them (it is checked to be current below), so
+        # that only the rows that change are written: a claim rewrites one task row.
+        entries = (self._state or {}).get("milestones") or {}
+        was = {mid: (entries.get(mid) or {}).get("state") for mid in touched if mid}
+        super()._materialize(sealed, adopt)
         state = self.load()
         if not self.index.exists():
             self.initialize()
@@ -70,10 +74,11 @@ class HybridStore(FileStore):
         conn = self.index.connect()
         with self.index.lock():
             for mid in sorted(m for m in touched if m):
-                conn.execute("DELETE FROM milestones WHERE id = ?", (mid,))
                 snap = state.milestones.get(mid)
+                if snap is None or was.get(mid) is None:
+                    conn.execute("DELETE FROM milestones WHERE id = ?", (mid,))
                 if snap is not None:
-                    self.index._write_milestone(conn, None, snap)
+                    self.index._write_milestone(conn, was.get(mid), snap)
             self.index._set_meta(conn, {"last_event_id": str(state.last_event_id),
                                         "last_hash": state.last_hash,
                                         "current": state.current or "",
