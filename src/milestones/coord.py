@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from . import model as md
 from . import refs
 from .errors import Conflict, InvalidInput, NotFound
+from .storage.base import is_lazy
 
 if TYPE_CHECKING:
     from .project import Project, Txn
@@ -46,6 +47,11 @@ DEFAULTS: dict[str, Any] = {
 }
 ROLE_PREFIX = "role:"
 BROADCAST = "*"
+
+
+# Task statuses that put a milestone in a claim's scope (OPEN), or a sweep's (HELD).
+OPEN = ("todo", "in_progress", "blocked")
+HELD = ("in_progress",)
 
 
 def _ts(stamp: str | None) -> float:
@@ -120,6 +126,26 @@ class Agents:
         reg.setdefault("agents", {})
         return reg
 
+    def _scope(self, snaps: Mapping[str, Any], only: str | None,
+               statuses: Sequence[str]) -> list[str]:
+        """The milestones a step must look at. In memory (the file backends), every
+        one. On an indexed store (the database), those the index says hold a task in
+        ``statuses`` (with ``only``: that milestone and those waiting on it, for the
+        chains), plus those this write changed, read in one batch: a claim on a
+        project of 10,000 milestones reads the few with open work, not all."""
+        if not is_lazy(snaps):
+            return list(snaps)
+        store = self.p.store
+        found = ([only, *sorted(store.dependents([only]) or ())] if only is not None
+                 else store.milestones_with_tasks(statuses))
+        if found is None:
+            return list(snaps)
+        mids = list(dict.fromkeys([*found, *getattr(snaps, "changed", ())]))
+        base = getattr(snaps, "base", snaps)
+        if hasattr(base, "prefetch"):
+            base.prefetch(mids)
+        return [mid for mid in mids if mid in snaps]
+
     def _alive(self, entry: Mapping[str, Any], now: float) -> bool:
         if entry.get("status") == "gone":
             return False
@@ -189,8 +215,8 @@ class Agents:
                 tx.record("agent_expired", None, None, agent=entry["id"], name=entry["name"],
                           last_seen=entry.get("last_seen"))
         agents = reg["agents"]
-        for mid, snap in list(tx.snaps.items()):
-            for t in snap.get("tasks", ()):
+        for mid in self._scope(tx.snaps, None, HELD):
+            for t in tx.snaps[mid].get("tasks", ()):
                 ex = t.get("execution") or {}
                 holder = ex.get("agent")
                 if not holder or t.get("status") != "in_progress":
@@ -222,8 +248,8 @@ class Agents:
     def _held(self, tx: Txn, agent_id: str | None = None) -> list[tuple[str, dict[str, Any]]]:
         """(milestone id, task snapshot) of every task an agent holds (or ``agent_id``)."""
         out = []
-        for mid, snap in tx.snaps.items():
-            for t in snap.get("tasks", ()):
+        for mid in self._scope(tx.snaps, None, HELD):
+            for t in tx.snaps[mid].get("tasks", ()):
                 holder = (t.get("execution") or {}).get("agent")
                 if holder and t.get("status") == "in_progress" and (
                         agent_id is None or holder == agent_id):
@@ -301,8 +327,8 @@ class Agents:
         st = self.p.state()
         now = _ts(self.p.clock())
         holds: dict[str, list[str]] = {}
-        for mid, snap in st.milestones.items():
-            for t in snap.get("tasks", ()):
+        for mid in self._scope(st.milestones, None, HELD):
+            for t in st.milestones[mid].get("tasks", ()):
                 holder = (t.get("execution") or {}).get("agent")
                 if holder and t.get("status") == "in_progress":
                     holds.setdefault(holder, []).append(f"{mid}/{t['id']}")
@@ -324,18 +350,33 @@ class Agents:
 
         Works on the snapshots as they are (no model objects): it runs on every
         claim, over every task of the project."""
+        mids = self._scope(snaps, only, OPEN)
         status: dict[str, str] = {}
-        for mid, snap in snaps.items():
+
+        def learn(mid: str) -> None:
+            snap = snaps.get(mid)
+            if snap is None:
+                status[mid] = "missing"
+                return
             status[mid] = "done" if snap["status"] in ("completed", "archived") else "open"
             for t in snap["tasks"]:
                 status[f"{mid}/{t['id']}"] = t["status"]
+
+        def status_of(ref: str) -> str | None:
+            if ref not in status and ref.split("/", 1)[0] not in status:
+                learn(ref.split("/", 1)[0])  # outside the scope: all done, or gone
+            return status.get(ref)
+
+        for mid in mids:
+            learn(mid)
         finished = md.FINISHED_TASK
         edges: dict[str, list[str]] = {}
         held_paths: list[tuple[str, list[str]]] = []
         rows: list[dict[str, Any]] = []
-        for mid, snap in snaps.items():
+        for mid in mids:
+            snap = snaps[mid]
             closed = snap["status"] in md.CLOSED_MILESTONE or (only is not None and mid != only)
-            waiting = any(status.get(d) != "done" for d in snap.get("depends_on") or ())
+            waiting = any(status_of(d) != "done" for d in snap.get("depends_on") or ())
             for t in snap["tasks"]:
                 ref = f"{mid}/{t['id']}"
                 st = t["status"]
@@ -348,7 +389,7 @@ class Agents:
                     held_paths.append((ref, t["paths"]))
                 if closed or waiting or st != "todo":
                     continue
-                if any(status.get(d) not in finished for d in deps):
+                if any(status_of(d) not in finished for d in deps):
                     continue
                 rows.append({"ref": ref, "milestone_id": mid, "task_id": t["id"],
                              "title": t["title"], "priority": snap["priority"],
@@ -396,7 +437,7 @@ class Agents:
             tx.actor = entry["name"]
             only = refs.resolve_milestone(ref, tx.snaps) if ref else None
             got = self._take(tx, entry, only, lease)
-        return self._with_prompt(got)
+        return got
 
     def _take(self, tx: Txn, entry: Mapping[str, Any], only: str | None,
               lease: int | None) -> dict[str, Any]:
@@ -421,20 +462,15 @@ class Agents:
                   lease=ex["lease"])
         tx.follow_status(m)
         return {"ref": pick["ref"], "token": ex["token"], "lease": ex["lease"],
-                "agent": entry["id"], "task": t.to_dict(), "_snaps": dict(tx.snaps)}
+                "agent": entry["id"], "task": t.to_dict(),
+                # Written here, under the lock: it reads the dependencies' snapshots,
+                # which on an indexed store are fetched as needed.
+                "prompt": task_prompt(tx.snaps, pick["milestone_id"], pick["task_id"])}
 
-    @staticmethod
-    def _with_prompt(got: dict[str, Any]) -> dict[str, Any]:
-        snaps = got.pop("_snaps", None)
-        if snaps is not None:
-            mid, tid = got["ref"].split("/")
-            got["prompt"] = task_prompt(snaps, mid, tid)
-        return got
-
-    @staticmethod
-    def _backlog(snaps: Mapping[str, Any], only: str | None) -> dict[str, int]:
+    def _backlog(self, snaps: Mapping[str, Any], only: str | None) -> dict[str, int]:
         counts = {"open": 0, "held": 0, "blocked": 0}
-        for mid, snap in snaps.items():
+        for mid in self._scope(snaps, only, OPEN):
+            snap = snaps[mid]
             if (only and mid != only) or snap.get("status") in md.CLOSED_MILESTONE:
                 continue
             for t in snap.get("tasks", ()):
@@ -537,8 +573,6 @@ class Agents:
             if claim_next:
                 only = refs.resolve_milestone(scope, tx.snaps) if scope else None
                 done["next"] = self._take(tx, entry, only, None)
-        if "next" in done:
-            done["next"] = self._with_prompt(done["next"])
         return done
 
     def fail(self, who: str | None, ref: str | None = None, *, token: int | None = None,

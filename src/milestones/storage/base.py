@@ -292,6 +292,11 @@ class Store(ABC):
         (None without one)."""
         return None
 
+    def milestones_with_tasks(self, statuses: Sequence[str]) -> list[str] | None:
+        """Ids of the milestones holding a task in one of ``statuses``, from an index
+        (None without one: look at every milestone)."""
+        return None
+
     def active_tasks(self) -> list[tuple[str, Snapshot]] | None:
         """(milestone id, task) of every task in progress or blocked, by milestone id and
         position, from an index; None without one."""

@@ -527,6 +527,12 @@ class DatabaseStore(Store):
             edges.setdefault(f"{mid}/{tid}", []).append(f"{dmid}/{dtid}")
         return edges
 
+    def milestones_with_tasks(self, statuses: Sequence[str]) -> list[str] | None:
+        marks = ", ".join("?" * len(statuses))
+        return [mid for (mid,) in self.connect().execute(  # idx_task_status covers it
+            f"SELECT DISTINCT milestone_id FROM tasks WHERE status IN ({marks}) "
+            "ORDER BY milestone_id", tuple(statuses))]
+
     def active_tasks(self) -> list[tuple[str, Snapshot]] | None:
         conn = self.connect()
         rows = conn.execute(
