@@ -106,8 +106,11 @@ def start_worker(root: Path, name: str, index: int, seed: int, *, lease: int | N
     profiles = os.environ.get("MILESTONE_DAG_PROFILE")  # a folder: w1 of each run profiles
     if profiles and name == "w1":
         args += ["--profile", str(Path(profiles) / f"{root.name}-w1.prof")]
-    # Sixteen processes queue for one lock: a step must wait, never fail.
-    env = {**os.environ, "MILESTONE_LOCK_TIMEOUT": str(int(deadline))}
+    # Sixteen processes queue for one lock: a step must wait, never fail. Not measured
+    # for coverage (the in-process tests cover this code): tracing would slow every
+    # step, and the swarm is the suite's longest test.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_")}
+    env["MILESTONE_LOCK_TIMEOUT"] = str(int(deadline))
     with out.open("wb") as o, err.open("wb") as e:
         proc = subprocess.Popen(args, stdout=o, stderr=e, env=env)
     return Worker(name, proc, out, err, ready)
