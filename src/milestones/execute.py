@@ -519,13 +519,15 @@ class Executor:
         snap = self.project.state().milestones[self.mid]
         # The executor runs whatever command it is given, so its agents take any task.
         skills = sorted({s for t in snap.get("tasks", ()) for s in t.get("skills") or ()})
-        for name in self.names:
-            entry = ag.register(name, kind="executor", skills=skills, lease=self.opts.lease)
-            self.ids[name] = entry["id"]
-            self.board.row(name, id=entry["id"], status="idle")
-        for role, name in self.services.items():
-            entry = ag.register(name, kind=SERVICES[role][1], lease=self.opts.lease)
-            self.ids[name] = entry["id"]
+        with ag.batch():  # every registration in one write
+            for name in self.names:
+                entry = ag.register(name, kind="executor", skills=skills,
+                                    lease=self.opts.lease)
+                self.ids[name] = entry["id"]
+                self.board.row(name, id=entry["id"], status="idle")
+            for role, name in self.services.items():
+                entry = ag.register(name, kind=SERVICES[role][1], lease=self.opts.lease)
+                self.ids[name] = entry["id"]
         self._count(snap)
         for t in snap.get("tasks", ()):
             if t["status"] == "in_progress" and not (t.get("execution") or {}).get("agent"):
