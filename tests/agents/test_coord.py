@@ -356,3 +356,38 @@ def test_a_batch_that_fails_writes_nothing(project: Project, clock: Clock) -> No
     assert count(project) == logged
     assert all(t["status"] == "todo" for t in project.state().milestones["milestone-001"]["tasks"])
     assert a.claim("w1")["token"] == 1  # the undone claim left no trace
+
+
+def test_database_steps_read_only_the_milestones_they_need(tmp_path: Path) -> None:
+    project, _ = Project.init(tmp_path, backend="database", actor="lead", session_id="s")
+    project.plan_many([{"title": f"M{i}", "tasks": [{"title": "a"}, {"title": "b"}]}
+                       for i in range(1, 41)])
+    project.plan("Needs 20", tasks=[{"title": "after", "depends_on": ["milestone-020/task-1"]}])
+    step = Project.open(tmp_path, actor="lead", session_id="s")
+    read: list[str] = []
+    fetch = step.store.snapshots
+
+    def spy(mids: Any) -> Any:
+        read.extend(mids)
+        return fetch(mids)
+
+    load = step.store.load
+
+    def spy_all() -> Any:
+        read.append("everything")
+        return load()
+
+    step.store.snapshots = spy  # type: ignore[method-assign]
+    step.store.load = spy_all  # type: ignore[method-assign]
+    a = step.agents
+    a.register("w1")
+    assert read == []  # nothing held anywhere: the sweep reads no milestone
+    got = a.claim("w1", "20")
+    assert got["ref"] == "milestone-020/task-1"
+    # The milestone and the one waiting on it (for the chain), not the other 39.
+    assert set(read) == {"milestone-020", "milestone-041"}
+    read.clear()
+    a.heartbeat("w1")
+    assert set(read) == {"milestone-020"}  # the sweep: the milestone with a task held
+    done = a.complete("w1", got["ref"], token=got["token"])
+    assert done["status"] == "done"

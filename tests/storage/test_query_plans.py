@@ -83,6 +83,9 @@ def test_list_filters_use_an_index(db: DatabaseStore, q: MilestoneQuery) -> None
      ["milestone-500", "milestone-501"]),
     ("SELECT milestone_id, data FROM tasks WHERE status IN ('in_progress', 'blocked') "
      "ORDER BY milestone_id, position", []),
+    # What an agent step reads first (Store.milestones_with_tasks).
+    ("SELECT DISTINCT milestone_id FROM tasks WHERE status IN (?) ORDER BY milestone_id",
+     ["in_progress"]),
 ])
 def test_point_queries_use_an_index(db: DatabaseStore, sql: str, args: list[object]) -> None:
     text = plan(db, sql, args)
@@ -117,6 +120,8 @@ def test_query_paths_against_a_large_store(db: DatabaseStore) -> None:
     assert sum(totals["tasks"].values()) == 2 * N
     assert set(db.snapshots(["milestone-500", "milestone-999999"])) == {"milestone-500"}
     assert db.active_tasks() == []
+    assert db.milestones_with_tasks(["in_progress"]) == []
+    assert len(db.milestones_with_tasks(["todo", "in_progress", "blocked"]) or []) == N
     # The one table read whole is the counts the triggers keep: a row per kind and status.
     assert db.connect().execute("SELECT COUNT(*) FROM status_counts").fetchone()[0] <= 11
     edges = db.task_edges()
