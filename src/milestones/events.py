@@ -222,12 +222,17 @@ def apply(state: Mapping[str, Any] | None, patch: Mapping[str, Any]) -> dict[str
     new.update(json.loads(json.dumps(patch.get("set", {}))))
     for k in patch.get("unset", ()):
         new.pop(k, None)
-    tasks = [dict(t) for t in state.get("tasks", [])]
+    # The task records a patch does not change are shared with ``state`` (snapshots
+    # are never changed in place), so a write that moves one task of a large
+    # milestone copies one record, and the YAML writer can tell the others did not
+    # change (yamlio.dump_fast).
+    tasks = list(state.get("tasks", []))
     tset = patch.get("tasks_set", {})
     if tset:
-        for t in tasks:
-            change = tset.get(t["id"])
+        for i, old in enumerate(tasks):
+            change = tset.get(old["id"])
             if change:
+                t = tasks[i] = dict(old)
                 for k, v in change.items():
                     if k != "$unset":
                         t[k] = json.loads(json.dumps(v))

@@ -476,3 +476,21 @@ def test_cache_stats_include_the_query_cache(tmp_path: Path, backend: str) -> No
     else:
         assert stats["l2"]["hits"] >= 1 and stats["l2"]["misses"] >= 1
     assert stats["l1"]["hits"] >= 1
+
+
+@pytest.mark.parametrize("backend", ["file", "hybrid"])
+def test_a_long_lived_writer_sees_what_another_wrote_between_its_writes(
+        tmp_path: Path, backend: str) -> None:
+    """A store keeps the state it wrote last instead of re-reading state.json, only
+    while the files on disk are the ones it left."""
+    one, _ = Project.init(tmp_path, backend=backend, actor="one", session_id="s1")
+    one.plan("Shared", tasks=[{"title": "a"}, {"title": "b"}])
+    one.start_task("1/1")
+    other = Project.open(tmp_path, actor="other", session_id="s2")
+    other.start_task("1/2")
+    one.complete_task("1/1")  # must build on other's start of task 2, not undo it
+    tasks = {t["id"]: t["status"] for t in
+             Project.open(tmp_path).state().milestones["milestone-001"]["tasks"]}
+    assert tasks == {"task-1": "done", "task-2": "in_progress"}
+    events = [e["event_type"] for e in Project.open(tmp_path).store.events()]
+    assert events.count("task_started") == 2 and events.count("task_completed") == 1

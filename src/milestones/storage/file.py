@@ -57,6 +57,8 @@ class FileStore(Store):
         self.current_path = self.active / "current.txt"
         self.lock_path = self.root / ".lock"
         self._state: dict[str, Any] | None = None
+        # (files on disk, state object) of this object's last state.json write.
+        self._written: tuple[tuple[int, ...] | None, dict[str, Any] | None] = (None, None)
         self._log_files: LogFiles | None = None
         self._rotate_limit: int | None = None  # logs.rotate_bytes, read once
 
@@ -275,7 +277,9 @@ class FileStore(Store):
 
     def recover(self) -> list[str]:
         repairs: list[str] = []
-        self._state = self._read_state()
+        if self._state is None or self._state is not self._written[1] \
+                or self._written[0] != self._disk_key():
+            self._state = self._read_state()  # else: what this object wrote last is on disk
         repairs += self._finish_rotation()
         torn = self._torn_tail()
         if torn is not None:
@@ -383,6 +387,8 @@ class FileStore(Store):
                 dirty = True
         if dirty and not edits:
             self._write_state(state)
+        elif dirty:
+            self._written = (None, None)  # changed here, not on disk: re-read next time
         return edits
 
     def _edited_current_marker(self, ids: set[str]) -> str | None:
@@ -607,11 +613,24 @@ class FileStore(Store):
     def _write_state(self, state: dict[str, Any]) -> None:
         # Derived from the log, which is fsynced first: a state.json left behind by a
         # power cut (older, or empty) is caught up (recover) or rebuilt (_read_state).
+        self._written = (None, None)
         fsutil.atomic_write(
             self.state_path,
             json.dumps(state, separators=(",", ":"), ensure_ascii=False).encode("utf-8"),
             sync=False,
         )
+        # The next write's recover() keeps this very object (no re-read; snapshots
+        # keep sharing their unchanged task records) while state.json and the log are
+        # the files this object left: nobody else wrote since.
+        self._written = (self._disk_key(), state)
+
+    def _disk_key(self) -> tuple[int, ...] | None:
+        """Which state.json and log are on disk (inode, size, mtime of each)."""
+        try:
+            a, b = os.stat(self.state_path), os.stat(self.log_path)
+        except OSError:
+            return None
+        return (a.st_ino, a.st_size, a.st_mtime_ns, b.st_ino, b.st_size, b.st_mtime_ns)
 
     # -------------------------------------------------------------- doctor
 

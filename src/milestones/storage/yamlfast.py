@@ -32,8 +32,24 @@ _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _LEADING_INDICATORS = frozenset("#,[]{}&*!|>'\"%@`")
 
 
-class _Unsupported(Exception):
+class Unsupported(Exception):
     """Something only PyYAML should write."""
+
+
+_Unsupported = Unsupported
+
+
+class Lines(list[str]):
+    """Lines already written (a milestone's tasks, by ``yamlio.dump_fast``)."""
+
+
+def task_lines(task: dict[str, Any]) -> list[str]:
+    """A task of a milestone's ``tasks:`` list as PyYAML writes it there."""
+    if not task:
+        raise Unsupported
+    out: list[str] = []
+    _mapping(task, 2, "- ", out)
+    return out
 
 
 def dump(data: Mapping[str, Any]) -> str | None:
@@ -57,7 +73,10 @@ def _mapping(d: dict[Any, Any], indent: int, first: str, out: list[str]) -> None
             raise _Unsupported
         head = f"{lead}{key}:"
         lead = pad
-        if type(value) is dict and value:
+        if type(value) is Lines:
+            out.append(head)
+            out.extend(value)
+        elif type(value) is dict and value:
             out.append(head)
             _mapping(value, indent + 2, " " * (indent + 2), out)
         elif type(value) is list and value:

@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from ..errors import InvalidInput
-from ..model import MILESTONE_FIELDS, TASK_FIELDS
+from ..model import MILESTONE_FIELDS, TASK_FIELDS, copy_record
 
 MAX_FILE_BYTES = 10 * 1024 * 1024
 SCHEMA_FILE = "config/milestone.schema.json"
@@ -201,11 +201,69 @@ def prune(d: Mapping[str, Any], fields: Collection[str] = MILESTONE_FIELDS) -> d
 def dump_fast(d: Mapping[str, Any]) -> str:
     from . import yamlfast
 
-    data = prune(d)
-    text = yamlfast.dump(data)  # PyYAML's text without importing it (~9 ms), when it can
+    text = None
+    try:
+        data: dict[str, Any] = {}
+        for k, v in d.items():
+            if k == "tasks" and v:
+                data[k] = yamlfast.Lines(_task_lines(v))
+            else:
+                data.update(prune({k: v}))
+        text = yamlfast.dump(data)  # PyYAML's text without importing it (~9 ms)
+    except yamlfast.Unsupported:
+        pass
     if text is None:
-        text = _pyyaml_dump(data)
+        text = _pyyaml_dump(prune(d))
     return f"{SCHEMA_COMMENT}\n{text}"
+
+
+def _task_lines(tasks: list[Any]) -> list[str]:
+    """The YAML lines of a milestone's tasks, each task's from the cache when the
+    same record was written before (``yamlfast.Unsupported`` for what PyYAML must
+    write)."""
+    from . import yamlfast
+
+    out: list[str] = []
+    for t in tasks:
+        lines = _TASK_TEXT.get(t)
+        if lines is None:
+            if type(t) is not dict or not t:
+                raise yamlfast.Unsupported
+            lines = yamlfast.task_lines(prune(t, TASK_FIELDS))
+            _TASK_TEXT.put(t, lines)
+        out.extend(lines)
+    return out
+
+
+class _TaskText:
+    """The YAML lines of task records written before: a milestone of 1,000 tasks
+    rewritten because one of them changed renders that one.
+
+    Keyed by the record itself: snapshots share the task records a write did not
+    change with the snapshot before it (``events.apply``) and are never changed in
+    place. A copy taken at rendering guards that: a record whose content changed
+    is rendered again. (A value changing type but not ``==`` in place, ``1`` to
+    ``1.0``, would slip through; nothing writes that way.)
+    """
+
+    LIMIT = 100_000
+
+    def __init__(self) -> None:
+        self.lines: dict[int, tuple[Any, Any, list[str]]] = {}
+
+    def get(self, task: Any) -> list[str] | None:
+        hit = self.lines.get(id(task))
+        if hit is None or hit[0] is not task or hit[1] != task:
+            return None
+        return hit[2]
+
+    def put(self, task: Any, lines: list[str]) -> None:
+        if len(self.lines) >= self.LIMIT:
+            self.lines.clear()
+        self.lines[id(task)] = (task, copy_record(task), lines)
+
+
+_TASK_TEXT = _TaskText()
 
 
 def _pyyaml_dump(data: dict[str, Any]) -> str:
