@@ -348,6 +348,7 @@ class Executor:
         self._gate = threading.Lock()
         self._queue: list[_Queued] = []  # agent steps waiting for the gate (_agent_step)
         self._queue_lock = threading.Lock()
+        self._file_writer: Agents | None = None  # see _writer
         self._wake = threading.Condition()
         self._wakeups = 0
         self._stop = threading.Event()  # no new claims
@@ -387,6 +388,18 @@ class Executor:
         with self._gate:
             return fn()
 
+    def _writer(self, ag: Agents) -> Agents:
+        """Whose store writes a batch. On the YAML backends one store object writes
+        every batch, whichever thread runs it (one at a time, under the gate): it
+        keeps the state it wrote last instead of re-reading state.json, and the YAML
+        of the tasks a write did not change. On the database, the running thread's
+        own (nothing to keep)."""
+        if self.project.store.backend not in ("file", "hybrid"):
+            return ag
+        if self._file_writer is None:
+            self._file_writer = self._open().agents
+        return self._file_writer
+
     def _agent_step(self, ag: Agents, fn: Callable[[Agents], T]) -> T:
         """An agent's coordination step (claim, complete, heartbeat, ...), written
         together with the steps our other threads queue meanwhile (flat combining):
@@ -401,11 +414,12 @@ class Executor:
             if not item.done:
                 with self._queue_lock:
                     batch, self._queue = self._queue, []
+                writer = self._writer(ag)
                 try:
-                    with ag.batch():
+                    with writer.batch():
                         for q in batch:
                             try:
-                                q.result = q.fn(ag)
+                                q.result = q.fn(writer)
                             except MilestoneError as exc:  # refused: the others stand
                                 q.error = exc
                 except BaseException as exc:  # the write did not happen: none stands

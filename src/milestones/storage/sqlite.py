@@ -155,7 +155,9 @@ class QueryCache:
         if self._conn is None:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._conn = sqlite3.connect(self.path, timeout=1.0, isolation_level=None)
+                # One thread at a time, not always the same (milestone execute's writer).
+                self._conn = sqlite3.connect(self.path, timeout=1.0, isolation_level=None,
+                                             check_same_thread=False)
                 self._conn.execute("PRAGMA journal_mode=WAL")
                 self._conn.execute("CREATE TABLE IF NOT EXISTS cache (key TEXT PRIMARY KEY, "
                                    "head TEXT NOT NULL, value TEXT NOT NULL)")
