@@ -36,9 +36,6 @@ class Unsupported(Exception):
     """Something only PyYAML should write."""
 
 
-_Unsupported = Unsupported
-
-
 class Lines(list[str]):
     """Lines already written (a milestone's tasks, by ``yamlio.dump_fast``)."""
 
@@ -59,7 +56,7 @@ def dump(data: Mapping[str, Any]) -> str | None:
     out: list[str] = []
     try:
         _mapping(data, 0, "", out)
-    except _Unsupported:
+    except Unsupported:
         return None
     return "\n".join(out) + "\n"
 
@@ -70,7 +67,7 @@ def _mapping(d: dict[Any, Any], indent: int, first: str, out: list[str]) -> None
     lead = first
     for key, value in d.items():
         if type(key) is not str or not _KEY.fullmatch(key) or key in _RESOLVED_WORDS:
-            raise _Unsupported
+            raise Unsupported
         head = f"{lead}{key}:"
         lead = pad
         if type(value) is Lines:
@@ -92,7 +89,7 @@ def _sequence(items: list[Any], indent: int, out: list[str]) -> None:
         if type(item) is dict and item:
             _mapping(item, indent + 2, f"{pad}- ", out)
         elif type(item) is list and item:
-            raise _Unsupported  # a list in a list: nothing the tool writes
+            raise Unsupported  # a list in a list: nothing the tool writes
         else:
             out.append(_line(f"{pad}-", item))
 
@@ -100,7 +97,7 @@ def _sequence(items: list[Any], indent: int, out: list[str]) -> None:
 def _line(head: str, value: Any) -> str:
     line = f"{head} {_scalar(value)}"
     if len(line) > WIDTH:
-        raise _Unsupported
+        raise Unsupported
     return line
 
 
@@ -118,21 +115,21 @@ def _scalar(value: Any) -> str:
         text = repr(value)
         if "." in text and "e" not in text and "n" not in text:  # not 1e+20, inf or nan
             return text
-        raise _Unsupported
+        raise Unsupported
     if t is dict and not value:
         return "{}"
     if t is list and not value:
         return "[]"
-    raise _Unsupported
+    raise Unsupported
 
 
 def _string(s: str) -> str:
     if not s or not s.isascii() or not s.isprintable():
-        raise _Unsupported  # empty, non-ASCII, line breaks, tabs, control characters
+        raise Unsupported  # empty, non-ASCII, line breaks, tabs, control characters
     if s[0] in _RESOLVER_FIRST:
         if _STAMP.fullmatch(s):
             return f"'{s}'"
-        raise _Unsupported  # might read as a number, a date or null: PyYAML decides
+        raise Unsupported  # might read as a number, a date or null: PyYAML decides
     if s in _RESOLVED_WORDS:
         return f"'{s}'"
     return s if _plain(s) else "'" + s.replace("'", "''") + "'"

@@ -227,7 +227,7 @@ def _task_lines(tasks: list[Any]) -> list[str]:
     for t in tasks:
         lines = _TASK_TEXT.get(t)
         if lines is None:
-            if type(t) is not dict or not t:
+            if type(t) is not dict:
                 raise yamlfast.Unsupported
             lines = yamlfast.task_lines(prune(t, TASK_FIELDS))
             _TASK_TEXT.put(t, lines)
