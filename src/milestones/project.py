@@ -13,7 +13,7 @@ import contextlib
 import dataclasses
 import os
 import sys
-from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -1583,9 +1583,11 @@ class Project:
                 "feasibility": schedule.feasibility(milestones[mid], crit, self.today(), hours),
                 "tasks": tasks}
 
-    def validate(self, ref: str | None = None, types: Sequence[str] = ("standard",)
-                 ) -> dict[str, Any]:
-        """Run the rules of ``types`` over the plan as it is on disk now."""
+    def validate(self, ref: str | None = None, types: Sequence[str] = ("standard",), *,
+                 severities: Collection[str] | None = None) -> dict[str, Any]:
+        """Run the rules of ``types`` over the plan as it is on disk now; with
+        ``severities``, report only findings of those (no time spent placing the
+        others in their files)."""
         from .storage import yamlio
         from .validation import engine
 
@@ -1624,7 +1626,8 @@ class Project:
                         # window=False: a due date before the start is MS301's to report
                         milestones[mid] = md.Milestone.from_dict(data, window=False).to_dict()
         ctx = engine.Context(milestones, self.today(), self.config(), root=self.root,
-                             sources=sources, raw=raw, store=self.store, scope=scope)
+                             sources=sources, raw=raw, store=self.store, scope=scope,
+                             severities=frozenset(severities) if severities else None)
         findings = engine.run(ctx, types)
         count = {sev: sum(1 for f in findings if f.severity == sev)
                  for sev in engine.SEVERITIES}

@@ -197,6 +197,7 @@ class Context:
     raw: dict[str, tuple[str, Any, str | None]] = field(default_factory=dict)
     store: Any = None
     scope: set[str] | None = None
+    severities: frozenset[str] | None = None  # keep only findings of these (None: all)
     findings: list[Finding] = field(default_factory=list)
     memo: dict[str, Any] = field(default_factory=dict)  # work rules share within one run
     _current: Rule | None = None
@@ -255,7 +256,7 @@ class Context:
         r = self._current
         assert r is not None
         sev = self.severity_of(r, severity)
-        if sev == "off":
+        if sev == "off" or (self.severities is not None and sev not in self.severities):
             return
         src = None
         if path is not None and file is None:
