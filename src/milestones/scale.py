@@ -5,7 +5,8 @@ Signals (the seed's detection criteria), each read by a function in the I/O part
 * **milestones**: how many the project has.
 * **team**: the people in ``team.members`` plus the distinct actors of the last 30
   days' events, each person once (an actor equal to a member's name, email, id or
-  alias is that member).
+  alias is that member). Registered agents are not people: an actor that is an
+  agent's name or id is not counted (``milestone execute`` acts as a dozen).
 * **latency**: the p95 wall time of the last 200 successful commands run on the
   current backend, from ``performance/metrics.jsonl`` (the CLI appends one line per
   command; ``storage`` commands are left out, a migration being slow by nature).
@@ -55,7 +56,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
@@ -396,8 +397,10 @@ def _actor_and_time(line: bytes) -> tuple[str, str, bool]:
 
 
 def recent_activity(store: Store, since: str, *, limit: int | None = None,
-                    enough: int | None = None, archives: bool = True) -> Activity:
-    """Actors of the events at or after ``since`` (ISO UTC).
+                    enough: int | None = None, archives: bool = True,
+                    agents: Collection[str] = ()) -> Activity:
+    """Actors of the events at or after ``since`` (ISO UTC), but for ``agents`` (the
+    registered agents' names and ids: they are not people).
 
     The database answers from its timestamp index. The file log (file and hybrid) is
     read backwards from its end and the scan stops at the first older event (the log
@@ -411,19 +414,19 @@ def recent_activity(store: Store, since: str, *, limit: int | None = None,
     def seen(actor: str, stamp: str, agent: bool) -> None:
         act.scanned += 1
         act.agent_events += agent
-        if actor not in UNCOUNTED_ACTORS:
+        if actor not in UNCOUNTED_ACTORS and actor not in agents:
             act.actors[actor] = max(stamp, act.actors.get(actor, ""))
 
     if store.backend == "database":
         from .storage.sqlite import DatabaseStore
 
         if isinstance(store, DatabaseStore):
-            for actor, stamp, n, agents in store.connect().execute(
+            for actor, stamp, n, agent_steps in store.connect().execute(
                     "SELECT actor, MAX(timestamp), COUNT(*), SUM(event_type LIKE 'agent%') "
                     "FROM events WHERE timestamp >= ? GROUP BY actor", (since,)):
                 seen(str(actor or ""), str(stamp), False)
                 act.scanned += int(n) - 1
-                act.agent_events += int(agents or 0)
+                act.agent_events += int(agent_steps or 0)
             return act
     log_path = getattr(store, "log_path", None)
     if isinstance(log_path, Path):
@@ -490,8 +493,11 @@ def gather(project: Project, thresholds: Thresholds | None = None, *,
     enough = None
     if quick:
         enough = max(th.file_below_team, th.hybrid_below_team) + sum(len(m) for m in members)
+    registry = project.store.read_record("agents").get("agents")
+    agents = {str(v) for a in (registry if isinstance(registry, Mapping) else {}).values()
+              if isinstance(a, Mapping) for v in (a.get("id"), a.get("name")) if v}
     activity = recent_activity(project.store, since_iso(), enough=enough, archives=not quick,
-                               limit=QUICK_SCAN_EVENTS if quick else None)
+                               limit=QUICK_SCAN_EVENTS if quick else None, agents=agents)
     latencies = read_latencies(project.root, project.store.backend)
     signals = Signals(
         milestones=len(state.milestones),

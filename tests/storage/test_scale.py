@@ -447,3 +447,18 @@ def test_auto_says_so_when_the_migration_fails(tmp_path: Path,
     assert result.stderr.startswith("milestone: warning: the automatic move to the database "
                                     "backend failed (disk full)")
     assert ok(tmp_path, "plan", "And another").stderr == ""  # tried again tomorrow
+
+
+@pytest.mark.parametrize("backend", ["file", "database"])
+def test_registered_agents_are_not_counted_as_people(tmp_path: Path, backend: str) -> None:
+    """`milestone execute` acts as a dozen agents: the team is still one person."""
+    p, _ = Project.init(tmp_path, backend=backend, actor="ann@example.com", session_id="s1")
+    p.plan("Work", tasks=[{"title": f"t{i}"} for i in range(8)])
+    for i in range(8):
+        p.agents.register(f"bot-{i}")
+        assert p.agents.claim(f"bot-{i}")["ref"] is not None
+    actors = {e.get("actor") for e in p.store.events()}
+    assert {f"bot-{i}" for i in range(8)} <= actors  # they did act
+    signals, _ = scale.gather(p)
+    assert signals.team == 1
+    assert "agents" in signals.features
