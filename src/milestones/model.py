@@ -442,15 +442,26 @@ class Milestone:
 
 MILESTONE_FIELDS = tuple(Milestone.__dataclass_fields__)
 
-# A snapshot's keys (every field but ``extra``, which ``to_dict`` spreads out), and how
-# each value is copied so the object shares nothing with the snapshot, as from_dict's.
-_TASK_SHAPE = {f: "" for f in TASK_FIELDS if f not in ("extra", "execution")} | dict.fromkeys(
+class _Shape:
+    """A snapshot's keys (every field but ``extra``, which ``to_dict`` spreads out),
+    and how each value that is not a scalar is copied so that the object shares
+    nothing with the snapshot, as from_dict's."""
+
+    __slots__ = ("copies", "keys")
+
+    def __init__(self, kinds: Mapping[str, str]) -> None:
+        self.keys = frozenset(kinds)
+        self.copies = tuple((key, kind) for key, kind in kinds.items() if kind)
+
+
+_TASK_KINDS = {f: "" for f in TASK_FIELDS if f not in ("extra", "execution")} | dict.fromkeys(
     ("depends_on", "skills", "blockers", "paths", "requirements"), "list"
 )
+_TASK_SHAPE = _Shape(_TASK_KINDS)
 # A task agents worked on also has ``execution`` (to_dict leaves it out when None, and
 # the dataclass default answers for a task built without it).
-_TASK_SHAPE_RUN = _TASK_SHAPE | {"execution": "deep"}
-_MILESTONE_SHAPE = (
+_TASK_SHAPE_RUN = _Shape(_TASK_KINDS | {"execution": "deep"})
+_MILESTONE_SHAPE = _Shape(
     {f: "" for f in MILESTONE_FIELDS if f != "extra"}
     | dict.fromkeys(("assignees", "depends_on", "tags", "success_criteria", "tasks"), "list")
     | dict.fromkeys(("deliverables", "risks"), "dicts")
@@ -472,14 +483,12 @@ def copy_record(value: Any) -> Any:
 _SCALARS = frozenset((str, int, float, bool, type(None)))
 
 
-def _snapshot_fields(data: Any, shape: dict[str, str]) -> dict[str, Any] | None:
+def _snapshot_fields(data: Any, shape: _Shape) -> dict[str, Any] | None:
     """The constructor fields of a snapshot of exactly ``shape``, copied; else None."""
-    if type(data) is not dict or data.keys() != shape.keys():
+    if type(data) is not dict or data.keys() != shape.keys:
         return None
     fields = dict(data)
-    for key, kind in shape.items():
-        if not kind:
-            continue
+    for key, kind in shape.copies:
         value = fields[key]
         if kind == "deep":
             if type(value) is not dict:
