@@ -348,7 +348,7 @@ class Executor:
         self._gate = threading.Lock()
         self._queue: list[_Queued] = []  # agent steps waiting for the gate (_agent_step)
         self._queue_lock = threading.Lock()
-        self._file_writer: Agents | None = None  # see _writer
+        self._writer_agents: Agents | None = None  # see _writer
         self._wake = threading.Condition()
         self._wakeups = 0
         self._stop = threading.Event()  # no new claims
@@ -388,23 +388,21 @@ class Executor:
         with self._gate:
             return fn()
 
-    def _writer(self, ag: Agents) -> Agents:
-        """Whose store writes a batch. On the YAML backends one store object writes
-        every batch, whichever thread runs it (one at a time, under the gate): it
-        keeps the state it wrote last instead of re-reading state.json, and the YAML
-        of the tasks a write did not change. On the database, the running thread's
-        own (nothing to keep)."""
-        if self.project.store.backend not in ("file", "hybrid"):
-            return ag
-        if self._file_writer is None:
-            self._file_writer = self._open().agents
-        return self._file_writer
+    def _writer(self) -> Agents:
+        """Whose store writes a batch: one store object for every batch, whichever
+        thread runs it (one at a time, under the gate). It keeps what it wrote last:
+        on the YAML backends the state (no re-read of state.json) and the YAML of
+        the tasks a write did not change, on the database the milestone's snapshot
+        (no decoding of every task row)."""
+        if self._writer_agents is None:
+            self._writer_agents = self._open().agents
+        return self._writer_agents
 
-    def _agent_step(self, ag: Agents, fn: Callable[[Agents], T]) -> T:
+    def _agent_step(self, fn: Callable[[Agents], T]) -> T:
         """An agent's coordination step (claim, complete, heartbeat, ...), written
         together with the steps our other threads queue meanwhile (flat combining):
-        the thread that gets the gate runs every queued step as one batch on its own
-        ``Agents`` (one lock, one sweep, one commit: ``Agents.batch``); the threads
+        the thread that gets the gate runs every queued step as one batch through
+        the writer (``_writer``: one lock, one sweep, one commit); the threads
         whose steps it ran find their results. Eight agents finishing tasks at once
         make one write, not eight in a row."""
         item = _Queued(fn)
@@ -414,7 +412,7 @@ class Executor:
             if not item.done:
                 with self._queue_lock:
                     batch, self._queue = self._queue, []
-                writer = self._writer(ag)
+                writer = self._writer()
                 try:
                     with writer.batch():
                         for q in batch:
@@ -470,7 +468,7 @@ class Executor:
         """Refuse, in one clear line, a run that cannot go well: validation errors, an
         open task with no command, work outside the milestone it waits on, another
         executor on the milestone (``others``; ``--resume`` takes over)."""
-        report = self.project.validate(self.mid)
+        report = self.project.validate(self.mid, severities=("error",))
         errors = [f for f in report["findings"] if f["severity"] == "error"]
         if errors:
             first = errors[0]
@@ -522,7 +520,7 @@ class Executor:
         """Register the agents and start their threads."""
         self._t0 = time.monotonic()
         self.board.started = self._t0
-        ag = self.project.agents
+        ag = self._writer()  # no other thread yet: the gate is not needed
         if self.opts.resume:
             self._take_over(ag)
         if self.opts.git:
@@ -613,13 +611,19 @@ class Executor:
                     last_pass(self.project)
                 except MilestoneError as exc:
                     self._error(name, exc)
-        ag = self.project.agents
-        for name in [*self.names, *self.services.values()]:
-            if name in self.ids:
+        leaving = [n for n in (*self.names, *self.services.values()) if n in self.ids]
+
+        def leave(a: Agents) -> None:  # one write for all: each refused on its own
+            for name in leaving:
                 try:
-                    self._agent_step(ag, partial(Agents.cleanup, who=name))
+                    a.cleanup(name)
                 except MilestoneError as exc:
                     self._error(name, exc)
+
+        try:
+            self._agent_step(leave)
+        except MilestoneError as exc:
+            self._error("cleanup", exc)
         if self.git is not None:
             try:
                 self.git.finish()
@@ -635,7 +639,7 @@ class Executor:
         else:
             note = f"execute {self.mid} finished: {c['done']} done"
         try:
-            self._step(lambda: self.project.note(note))
+            self._step(lambda: self._writer().p.note(note))
         except MilestoneError as exc:
             self._error("note", exc)
 
@@ -654,18 +658,16 @@ class Executor:
 
     # ---------------------------------------------------------- task agents
 
-    def _claim(self, ag: Agents, name: str) -> dict[str, Any]:
-        return self._agent_step(ag, lambda a: a.claim(name, self.mid, lease=self.opts.lease))
+    def _claim(self, name: str) -> dict[str, Any]:
+        return self._agent_step(lambda a: a.claim(name, self.mid, lease=self.opts.lease))
 
     def _agent(self, name: str) -> None:
         got: dict[str, Any] | None = None
         rounds = 0  # claims in a row that found nothing
         try:
-            p = self._open()
-            ag = p.agents
             while not self._leaving():
                 if got is None:
-                    got = self._claim(ag, name)
+                    got = self._claim(name)
                 if got["ref"] is None:
                     if got["open"] == 0:
                         self._over.set()  # every task is done
@@ -685,15 +687,14 @@ class Executor:
                     continue
                 rounds = 0
                 self._wake_one()  # more may be ready: let a waiting agent look
-                got = self._work(p, ag, name, got)
+                got = self._work(name, got)
         except Exception as exc:  # an agent's failure ends that agent, not the run
             self._error(name, exc)
         finally:
             self.board.row(name, ref=None, title="",
                            status="stopped" if self.stop_reason else "finished")
 
-    def _work(self, p: Project, ag: Agents, name: str,
-              got: dict[str, Any]) -> dict[str, Any] | None:
+    def _work(self, name: str, got: dict[str, Any]) -> dict[str, Any] | None:
         """Run one claimed task to its end; the next claim when it came with it."""
         ref, token, task = got["ref"], got["token"], got["task"]
         title = task["title"]
@@ -707,31 +708,31 @@ class Executor:
             try:
                 cwd = self.git.worktree(ref)
             except MilestoneError as exc:
-                self._fail(ag, name, record, f"git worktree: {exc}", 0.0)
+                self._fail(name, record, f"git worktree: {exc}", 0.0)
                 return None
         command = self.opts.command or task.get("run") or ""
         code, killed, seconds, last = self._run(name, got, command, cwd, attempt)
         record.update(exit_code=code, seconds=round(seconds, 3), log=self._log_rel(ref))
         if killed == "stopped":
-            self._release(ag, name, record)
+            self._release(name, record)
             return None
         if killed == "timeout":
-            self._fail(ag, name, record, f"timed out after {self.opts.timeout:g}s"
+            self._fail(name, record, f"timed out after {self.opts.timeout:g}s"
                        + (f"; last output: {last}" if last else ""), seconds)
             return None
         if code != 0:
             why = f"exit {code}" if code >= 0 else f"killed by signal {-code}"
-            self._fail(ag, name, record, why + (f": {last}" if last else ""), seconds)
+            self._fail(name, record, why + (f": {last}" if last else ""), seconds)
             return None
         if self.git is not None:
-            merged = self._merge(ag, name, record, ref, title)
+            merged = self._merge(name, record, ref, title)
             if not merged:
                 return None
         result = last or "exit 0"
         more = not self._leaving()
         self.board.row(name, status="completing")
         try:
-            done = self._agent_step(ag, lambda a: a.complete(
+            done = self._agent_step(lambda a: a.complete(
                 name, ref, token=token, result=result, time_spent=round(seconds),
                 claim_next=more, scope=self.mid))
         except Conflict as exc:  # the claim was lost: a blocker, a lapsed lease
@@ -744,14 +745,14 @@ class Executor:
         nxt: dict[str, Any] | None = done.get("next")
         return nxt
 
-    def _fail(self, ag: Agents, name: str, record: dict[str, Any], reason: str,
+    def _fail(self, name: str, record: dict[str, Any], reason: str,
               seconds: float) -> None:
         reason = clean_line(reason, 1000)
         if self.git is not None:
             with contextlib.suppress(MilestoneError):
                 self.git.remove_worktree(record["ref"])
         try:
-            r = self._agent_step(ag, lambda a: a.fail(name, record["ref"], token=record["token"],
+            r = self._agent_step(lambda a: a.fail(name, record["ref"], token=record["token"],
                                            reason=reason))
         except Conflict as exc:
             self._lost(name, record, exc)
@@ -763,12 +764,12 @@ class Executor:
                         f"attempt {r['attempts']}: {reason}{tail}")
         self._wake_one()  # re-queued: ready again
 
-    def _release(self, ag: Agents, name: str, record: dict[str, Any]) -> None:
+    def _release(self, name: str, record: dict[str, Any]) -> None:
         if self.git is not None:
             with contextlib.suppress(MilestoneError):
                 self.git.remove_worktree(record["ref"])
         try:
-            self._agent_step(ag, lambda a: a.release(name, record["ref"], token=record["token"]))
+            self._agent_step(lambda a: a.release(name, record["ref"], token=record["token"]))
         except Conflict as exc:
             self._lost(name, record, exc)
             return
@@ -781,7 +782,7 @@ class Executor:
         self._note(record)
         self.board.post("lost", record["ref"], name, clean_line(exc.message))
 
-    def _merge(self, ag: Agents, name: str, record: dict[str, Any], ref: str,
+    def _merge(self, name: str, record: dict[str, Any], ref: str,
                title: str) -> bool:
         """Commit the task's work and merge it into the milestone branch (before the
         task is completed, so that its dependents start from its work)."""
@@ -791,7 +792,7 @@ class Executor:
             record["commit"] = sha
             conflicts = self.git.merge(ref) if sha else []
         except MilestoneError as exc:
-            self._fail(ag, name, record, f"git: {exc}", record.get("seconds", 0.0))
+            self._fail(name, record, f"git: {exc}", record.get("seconds", 0.0))
             return False
         finally:
             with contextlib.suppress(MilestoneError):
@@ -803,7 +804,7 @@ class Executor:
         reason = clean_line(f"merge conflict in: {', '.join(conflicts)}", 1000)
         record.update(status="conflict", reason=reason)
         self._note(record)
-        self._agent_step(ag, lambda a: a.report_blocker(ref, reason, rule="merge_conflict"))
+        self._agent_step(lambda a: a.report_blocker(ref, reason, rule="merge_conflict"))
         self.board.post("conflict", ref, name, reason)
         return False
 
@@ -883,7 +884,6 @@ class Executor:
 
     def _watchdog(self, _name: str) -> None:
         """Heartbeats for running tasks' agents; kills past --timeout or the grace."""
-        p: Project | None = None
         while not self._finished.is_set():
             now = time.monotonic()
             stop_by = self._stop_at + self.opts.grace if self._stop.is_set() else None
@@ -908,9 +908,7 @@ class Executor:
                         beats.append(run.name)
             for name in beats:
                 try:
-                    if p is None:
-                        p = self._open()
-                    self._agent_step(p.agents, partial(Agents.heartbeat, who=name))
+                    self._agent_step(partial(Agents.heartbeat, who=name))
                 except MilestoneError as exc:
                     self._error(f"heartbeat {name}", exc)
             self._finished.wait(0.05)
@@ -931,15 +929,14 @@ class Executor:
         except MilestoneError as exc:
             self._error(name, exc)
             return
-        ag = p.agents
-        lease = float(self.opts.lease or ag.conf["lease_seconds"])
+        lease = float(self.opts.lease or p.agents.conf["lease_seconds"])
         next_beat = time.monotonic() + lease / 3
         while True:
             try:
                 body(p)
                 if time.monotonic() >= next_beat:
                     next_beat = time.monotonic() + lease / 3
-                    self._agent_step(ag, lambda a: a.heartbeat(name))
+                    self._agent_step(lambda a: a.heartbeat(name))
             except MilestoneError as exc:
                 self._error(name, exc)
             except Exception as exc:  # a service's failure must not end the run
@@ -1001,10 +998,9 @@ class Executor:
                 and now - self._checked[1] < 5 * self.opts.check_every:
             return
         self._checked = (head, now)
-        report = self._read(lambda: p.validate(self.mid))
+        report = self._read(lambda: p.validate(self.mid, severities=("error",)))
         snap = st.milestones.get(self.mid) or {}
         tasks = {f"{self.mid}/{t['id']}": t for t in snap.get("tasks", ())}
-        ag = p.agents
         for f in report["findings"]:
             if f["family"] != "dependency" or f["severity"] != "error":
                 continue
@@ -1021,7 +1017,7 @@ class Executor:
                         or (r, f["code"]) in self._paused:
                     continue
                 self._paused.add((r, f["code"]))
-                self._agent_step(ag, partial(Agents.report_blocker, ref=r, reason=reason,
+                self._agent_step(partial(Agents.report_blocker, ref=r, reason=reason,
                                              rule="invalid_dependency"))
                 self.board.post("paused", r, self.services["validator"], reason)
 
@@ -1042,12 +1038,11 @@ class Executor:
         git_root = self.git.root if self.git is not None else None
         found = self._read(lambda: blockers.detect(p, self.mid, conf=self.opts.blocker_conf,
                                                    git_root=git_root, seen=seen))
-        ag = p.agents
         for f in found:
             if (f.ref, f.rule) in self._reported:
                 continue
             self._reported.add((f.ref, f.rule))
-            done = self._agent_step(ag, partial(Agents.report_blocker, ref=f.ref,
+            done = self._agent_step(partial(Agents.report_blocker, ref=f.ref,
                                                reason=f.reason, rule=f.rule, block=f.block))
             if done is not None:
                 self.board.post("blocker", f.ref, self.services["detector"],

@@ -478,19 +478,47 @@ def test_cache_stats_include_the_query_cache(tmp_path: Path, backend: str) -> No
     assert stats["l1"]["hits"] >= 1
 
 
-@pytest.mark.parametrize("backend", ["file", "hybrid"])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_a_long_lived_writer_sees_what_another_wrote_between_its_writes(
         tmp_path: Path, backend: str) -> None:
-    """A store keeps the state it wrote last instead of re-reading state.json, only
-    while the files on disk are the ones it left."""
+    """A store keeps what it wrote last (the YAML backends their state instead of
+    re-reading state.json, the database the milestone's snapshot), only while nobody
+    else wrote since."""
     one, _ = Project.init(tmp_path, backend=backend, actor="one", session_id="s1")
     one.plan("Shared", tasks=[{"title": "a"}, {"title": "b"}])
     one.start_task("1/1")
     other = Project.open(tmp_path, actor="other", session_id="s2")
     other.start_task("1/2")
     one.complete_task("1/1")  # must build on other's start of task 2, not undo it
-    tasks = {t["id"]: t["status"] for t in
-             Project.open(tmp_path).state().milestones["milestone-001"]["tasks"]}
-    assert tasks == {"task-1": "done", "task-2": "in_progress"}
+    for reader in (Project.open(tmp_path), one):
+        tasks = {t["id"]: t["status"] for t in reader.state().milestones["milestone-001"]["tasks"]}
+        assert tasks == {"task-1": "done", "task-2": "in_progress"}
     events = [e["event_type"] for e in Project.open(tmp_path).store.events()]
     assert events.count("task_started") == 2 and events.count("task_completed") == 1
+
+
+def test_a_database_writer_reads_back_what_it_wrote_without_decoding_task_rows(
+        tmp_path: Path) -> None:
+    """The database store keeps the snapshot of each milestone it wrote while that
+    write is still the milestone's last event: the next step of a long-lived writer
+    (``milestone execute``) finds it by one indexed lookup instead of reading every
+    task row again, and a write from elsewhere sends it back to the rows."""
+    one, _ = Project.init(tmp_path, backend="database", actor="one", session_id="s1")
+    one.plan("Shared", tasks=[{"title": f"t{i}"} for i in range(1, 6)])
+    one.start_task("1/1")
+    statements: list[str] = []
+    one.store.connect().set_trace_callback(statements.append)  # type: ignore[attr-defined]
+
+    def task_reads() -> int:
+        return sum("FROM tasks WHERE milestone_id IN" in sql for sql in statements)
+
+    one.complete_task("1/1")
+    one.start_task("1/2")
+    assert task_reads() == 0
+    assert one.state().milestones["milestone-001"]["tasks"][1]["status"] == "in_progress"
+    Project.open(tmp_path, actor="other", session_id="s2").start_task("1/3")
+    one.complete_task("1/2")
+    assert task_reads() == 1  # another wrote since: read from the rows, once
+    tasks = {t["id"]: t["status"] for t in one.state().milestones["milestone-001"]["tasks"]}
+    assert tasks == {"task-1": "done", "task-2": "done", "task-3": "in_progress",
+                     "task-4": "todo", "task-5": "todo"}

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -264,6 +264,14 @@ class DatabaseStore(Store):
         self.db_path = db_path or self.root / "database" / "milestones.db"
         self._conn: sqlite3.Connection | None = None
         self._in_txn = False
+        # Snapshots this object read or wrote, each with the last event of its
+        # milestone then (id, hash): served again while that is still the milestone's
+        # last event, for one indexed lookup instead of decoding every task row. A
+        # long-lived writer (``milestone execute``) reads back what it wrote at every
+        # step.
+        self._kept: dict[str, tuple[tuple[int, str], Snapshot]] = {}
+        self._keeping: dict[str, tuple[tuple[int, str], Snapshot] | None] = {}  # on COMMIT
+        self._dirty = False  # this transaction has inserted events: reads are not kept
 
     # ----------------------------------------------------------- connection
 
@@ -299,6 +307,7 @@ class DatabaseStore(Store):
         return conn
 
     def close(self) -> None:
+        self._kept.clear()
         if self._conn is not None:
             self._conn.close()
             self._conn = None
@@ -364,6 +373,8 @@ class DatabaseStore(Store):
         finally:
             conn.execute(f"PRAGMA busy_timeout={int(fsutil.lock_timeout() * 1000)}")
         self._in_txn = True
+        self._keeping = {}
+        self._dirty = False
         try:
             yield
         except BaseException:
@@ -378,6 +389,29 @@ class DatabaseStore(Store):
                 conn.execute("ROLLBACK")
             raise StorageError(f"cannot write {self.db_path}: {exc}",
                                hint="check free space and permissions") from None
+        self._keep(self._keeping)
+
+    KEEP = 64  # milestones whose snapshots a store object keeps (see _kept)
+    KEEP_READ = 8  # a read of at most this many milestones keeps them
+
+    def _keep(self, written: Mapping[str, tuple[tuple[int, str], Snapshot] | None]) -> None:
+        for mid, entry in written.items():
+            self._kept.pop(mid, None)
+            if entry is not None:
+                self._kept[mid] = entry
+        while len(self._kept) > self.KEEP:
+            del self._kept[next(iter(self._kept))]
+
+    def _last_events(self, conn: sqlite3.Connection, mids: Iterable[str]
+                     ) -> dict[str, tuple[int, str]]:
+        """Each milestone's last event (id, hash): a seek in idx_event_milestone."""
+        out = {}
+        for mid in mids:
+            row = conn.execute("SELECT event_id, hash FROM events WHERE milestone_id = ? "
+                               "ORDER BY event_id DESC LIMIT 1", (mid,)).fetchone()
+            if row is not None:
+                out[mid] = (int(row[0]), str(row[1]))
+        return out
 
     def lock(self, timeout: float | None = None) -> AbstractContextManager[None]:
         return self._transaction(timeout)
@@ -444,15 +478,7 @@ class DatabaseStore(Store):
         return int(meta.get("last_event_id", 0)), meta.get("last_hash", ev.GENESIS_HASH)
 
     def milestone_snapshot(self, mid: str) -> Snapshot | None:
-        conn = self.connect()
-        with self._read(conn):
-            row = conn.execute("SELECT data FROM milestones WHERE id = ?", (mid,)).fetchone()
-            if row is None:
-                return None
-            snap: Snapshot = json.loads(row[0])
-            snap["tasks"] = [json.loads(d) for (d,) in conn.execute(
-                "SELECT data FROM tasks WHERE milestone_id = ? ORDER BY position", (mid,))]
-        return snap
+        return self.snapshots([mid]).get(mid)
 
     def view(self) -> State:
         """The meta row's head and current milestone, and milestones read when asked."""
@@ -479,19 +505,34 @@ class DatabaseStore(Store):
         if not mids:
             return {}
         conn = self.connect()
-        marks = ", ".join("?" * len(mids))
         out: dict[str, Snapshot] = {}
         with self._read(conn):
+            kept = [mid for mid in mids if mid in self._kept]
+            if kept:
+                last = self._last_events(conn, kept)
+                for mid in kept:
+                    at, snap = self._kept[mid]
+                    if last.get(mid) == at:
+                        out[mid] = snap
+            want = [mid for mid in mids if mid not in out]
+            if not want:
+                return out
+            marks = ", ".join("?" * len(want))
+            read: dict[str, Snapshot] = {}
             for mid, data in conn.execute(
-                    f"SELECT id, data FROM milestones WHERE id IN ({marks})", list(mids)):
+                    f"SELECT id, data FROM milestones WHERE id IN ({marks})", want):
                 snap = json.loads(data)
                 snap["tasks"] = []
-                out[mid] = snap
+                read[mid] = snap
             for mid, data in conn.execute(
                     f"SELECT milestone_id, data FROM tasks WHERE milestone_id IN ({marks}) "
-                    f"ORDER BY milestone_id, position", list(mids)):
-                if mid in out:
-                    out[mid]["tasks"].append(json.loads(data))
+                    f"ORDER BY milestone_id, position", want):
+                if mid in read:
+                    read[mid]["tasks"].append(json.loads(data))
+            if read and len(read) <= self.KEEP_READ and not (self._in_txn and self._dirty):
+                last = self._last_events(conn, read)
+                self._keep({mid: (last[mid], snap) for mid, snap in read.items() if mid in last})
+        out.update(read)
         return out
 
     def totals(self) -> dict[str, dict[str, int]] | None:
@@ -565,7 +606,14 @@ class DatabaseStore(Store):
                 last_id += 1
                 sealed.append(ev.seal(json.loads(ev.canonical(e)), last_id, last_hash))
                 last_hash = sealed[-1]["hash"]
+            last_event = {e["milestone_id"]: (e["event_id"], e["hash"])
+                          for e in sealed if e.get("milestone_id")}
+            # Read before the events go in (while the snapshots kept are still current).
+            was = self.snapshots([mid for mid, data in (
+                (e.get("milestone_id"), e.get("data") or {}) for e in sealed)
+                if mid and any(k in data for k in ev.PATCH_KEYS)])
             _insert_events(conn, sealed)
+            self._dirty = True
             working: dict[str, Snapshot | None] = {}  # milestones this commit changed
             for e in sealed:
                 data = e.get("data") or {}
@@ -573,7 +621,7 @@ class DatabaseStore(Store):
                 if "current" in data:
                     current = data["current"]
                 if mid and any(k in data for k in ev.PATCH_KEYS):
-                    before = working[mid] if mid in working else self.milestone_snapshot(mid)
+                    before = working[mid] if mid in working else was.get(mid)
                     after = ev.apply(before, data)
                     working[mid] = after
                     if after is None:
@@ -585,6 +633,9 @@ class DatabaseStore(Store):
                         max_number = max(max_number, int(mid.rsplit("-", 1)[1]))
             self._set_meta(conn, {"last_event_id": str(last_id), "last_hash": last_hash,
                                   "current": current or "", "max_number": str(max_number)})
+            for mid in last_event:  # kept once the transaction commits
+                after = working.get(mid)
+                self._keeping[mid] = (last_event[mid], after) if after is not None else None
         return sealed
 
     def _set_meta(self, conn: sqlite3.Connection, values: dict[str, str]) -> None:
@@ -743,6 +794,7 @@ class DatabaseStore(Store):
                     resume: dict[str, Any], sources: dict[str, str]) -> None:
         self.initialize()
         conn = self.connect()
+        self._kept.clear()
         with self._transaction(None):
             for table in ("events", "sources", "task_deps", "tasks", "milestone_deps",
                           "milestone_tags", "milestones", "meta", "resume"):
