@@ -522,3 +522,26 @@ def test_a_database_writer_reads_back_what_it_wrote_without_decoding_task_rows(
     tasks = {t["id"]: t["status"] for t in one.state().milestones["milestone-001"]["tasks"]}
     assert tasks == {"task-1": "done", "task-2": "done", "task-3": "in_progress",
                      "task-4": "todo", "task-5": "todo"}
+
+
+def test_state_json_reuses_task_text_and_reads_back_exactly(tmp_path: Path) -> None:
+    """state.json holds every snapshot; its text reuses the JSON of unchanged task
+    records and must read back as the very state it was written from."""
+    from milestones.storage.file import state_text
+
+    p = build(tmp_path, "file")
+    p.plan("Empty")  # a milestone without tasks, and one whose tasks are all there
+    state = json.loads(p.store.state_path.read_text())  # type: ignore[attr-defined]
+    assert json.loads(state_text(state)) == state
+    entry = state["milestones"]["milestone-002"]
+    tasks = entry["state"]["tasks"]
+    # A write shares the unchanged records and replaces the changed one.
+    changed = {**state, "milestones": {**state["milestones"], "milestone-002": {
+        **entry, "state": {**entry["state"], "tasks": [{**tasks[0], "status": "done"},
+                                                       *tasks[1:]]}}}}
+    assert json.loads(state_text(changed)) == changed
+    # A record changed in place (nothing should, but) is written again, not served stale.
+    tasks[-1]["title"] = "renamed in place"
+    assert json.loads(state_text(state))["milestones"]["milestone-002"]["state"]["tasks"][-1][
+        "title"] == "renamed in place"
+    assert json.loads(state_text({"milestones": {}})) == {"milestones": {}}

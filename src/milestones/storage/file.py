@@ -19,7 +19,7 @@ import contextlib
 import json
 import os
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,6 +39,43 @@ STATE_VERSION = 1
 
 def _sha(data: bytes) -> str:
     return ev.sha256_hex(data)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+_TASK_JSON: yamlio.RecordText[str] = yamlio.RecordText()
+
+
+def state_text(state: Mapping[str, Any]) -> str:
+    """state.json's JSON. Every milestone's snapshot is in it and a write changes one
+    or two task records: the JSON of each task record is reused from the write
+    before when the record is the same (``yamlio.RecordText``)."""
+    entries = []
+    for mid, entry in state["milestones"].items():
+        snap = entry.get("state") if isinstance(entry, dict) else None
+        if not isinstance(snap, dict) or not isinstance(snap.get("tasks"), list) \
+                or not snap["tasks"]:
+            entries.append(f"{_json(mid)}:{_json(entry)}")
+            continue
+        texts = []
+        for t in snap["tasks"]:
+            text = _TASK_JSON.get(t)
+            if text is None:
+                text = _json(t)
+                _TASK_JSON.put(t, text)
+            texts.append(text)
+        head = _json({k: v for k, v in snap.items() if k != "tasks"})
+        body = f'"tasks":[{",".join(texts)}]'
+        snap_text = f"{head[:-1]},{body}}}" if len(head) > 2 else f"{{{body}}}"
+        rest = _json({k: v for k, v in entry.items() if k != "state"})
+        entry_text = f'{rest[:-1]},"state":{snap_text}}}' if len(rest) > 2 \
+            else f'{{"state":{snap_text}}}'
+        entries.append(f"{_json(mid)}:{entry_text}")
+    rest = _json({k: v for k, v in state.items() if k != "milestones"})
+    milestones = f'"milestones":{{{",".join(entries)}}}'
+    return f"{rest[:-1]},{milestones}}}" if len(rest) > 2 else f"{{{milestones}}}"
 
 
 class FileStore(Store):
@@ -614,11 +651,7 @@ class FileStore(Store):
         # Derived from the log, which is fsynced first: a state.json left behind by a
         # power cut (older, or empty) is caught up (recover) or rebuilt (_read_state).
         self._written = (None, None)
-        fsutil.atomic_write(
-            self.state_path,
-            json.dumps(state, separators=(",", ":"), ensure_ascii=False).encode("utf-8"),
-            sync=False,
-        )
+        fsutil.atomic_write(self.state_path, state_text(state).encode("utf-8"), sync=False)
         # The next write's recover() keeps this very object (no re-read; snapshots
         # keep sharing their unchanged task records) while state.json and the log are
         # the files this object left: nobody else wrote since.

@@ -12,10 +12,12 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Mapping
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from ..errors import InvalidInput
 from ..model import MILESTONE_FIELDS, TASK_FIELDS, copy_record
+
+T = TypeVar("T")
 
 MAX_FILE_BYTES = 10 * 1024 * 1024
 SCHEMA_FILE = "config/milestone.schema.json"
@@ -235,9 +237,10 @@ def _task_lines(tasks: list[Any]) -> list[str]:
     return out
 
 
-class _TaskText:
-    """The YAML lines of task records written before: a milestone of 1,000 tasks
-    rewritten because one of them changed renders that one.
+class RecordText(Generic[T]):
+    """What task records written before were rendered to (their YAML lines, their
+    JSON): a milestone of 1,000 tasks rewritten because one of them changed renders
+    that one.
 
     Keyed by the record itself: snapshots share the task records a write did not
     change with the snapshot before it (``events.apply``) and are never changed in
@@ -249,21 +252,21 @@ class _TaskText:
     LIMIT = 100_000
 
     def __init__(self) -> None:
-        self.lines: dict[int, tuple[Any, Any, list[str]]] = {}
+        self.texts: dict[int, tuple[Any, Any, T]] = {}
 
-    def get(self, task: Any) -> list[str] | None:
-        hit = self.lines.get(id(task))
-        if hit is None or hit[0] is not task or hit[1] != task:
+    def get(self, record: Any) -> T | None:
+        hit = self.texts.get(id(record))
+        if hit is None or hit[0] is not record or hit[1] != record:
             return None
         return hit[2]
 
-    def put(self, task: Any, lines: list[str]) -> None:
-        if len(self.lines) >= self.LIMIT:
-            self.lines.clear()
-        self.lines[id(task)] = (task, copy_record(task), lines)
+    def put(self, record: Any, text: T) -> None:
+        if len(self.texts) >= self.LIMIT:
+            self.texts.clear()
+        self.texts[id(record)] = (record, copy_record(record), text)
 
 
-_TASK_TEXT = _TaskText()
+_TASK_TEXT: RecordText[list[str]] = RecordText()
 
 
 def _pyyaml_dump(data: dict[str, Any]) -> str:
