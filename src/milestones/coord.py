@@ -29,6 +29,7 @@ import socket
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from . import model as md
@@ -57,6 +58,13 @@ HELD = ("in_progress",)
 def _ts(stamp: str | None) -> float:
     if not stamp:
         return 0.0
+    return _parse_ts(stamp)
+
+
+@lru_cache(maxsize=4096)
+def _parse_ts(stamp: str) -> float:
+    """Seconds since the epoch of a UTC stamp (strptime is slow, and every step reads
+    the same few: each agent's last_seen, each claim's claimed_at)."""
     return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
 
 
