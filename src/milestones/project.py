@@ -1599,21 +1599,36 @@ class Project:
         raw: dict[str, tuple[str, Any, str | None]] = {}
         sources: dict[str, engine.Source] = {}
         files = getattr(self.store, "_files", None)
-        entries = (getattr(self.store, "_state", None) or {}).get("milestones", {})
+
+        def entries() -> Mapping[str, Any]:
+            return dict((getattr(self.store, "_state", None) or {}).get("milestones", {}))
+
+        def wrote(entry: Any, rel: str, stat: os.stat_result) -> bool:
+            """The tool wrote this file and nobody touched it since: its content is
+            the snapshot as written, no need to parse it."""
+            return bool(entry and entry.get("path") == rel and not entry.get("roundtrip")
+                        and entry.get("mtime_ns") == stat.st_mtime_ns
+                        and entry.get("size") == stat.st_size)
+
+        known, reread = entries(), False
         if files is not None:
             for mid, found in files().items():
                 if scope is not None and mid not in scope:
                     continue
                 for rel, stat in found:
                     shown = f"{DIRNAME}/{rel}"
-                    entry = entries.get(mid) if len(found) == 1 else None
+                    entry = known.get(mid) if len(found) == 1 else None
+                    if entry and not wrote(entry, rel, stat) and not reread:
+                        # A write may have landed since the state was read (a long-lived
+                        # reader: milestone execute's validator): read it again, once.
+                        reread = True
+                        getattr(self.store, "invalidate", lambda: None)()
+                        self.store.load()
+                        known = entries()
+                        entry = known.get(mid)
                     try:
                         text = yamlio.decode((self.root / rel).read_bytes(), shown)
-                        if (entry and entry.get("path") == rel and not entry.get("roundtrip")
-                                and entry.get("mtime_ns") == stat.st_mtime_ns
-                                and entry.get("size") == stat.st_size):
-                            # The tool wrote this file and nobody touched it since: its
-                            # content is the snapshot as written, no need to parse it.
+                        if entry is not None and wrote(entry, rel, stat):
                             data = yamlio.prune(entry["state"])
                         else:
                             data = yamlio.load_text(text, shown)

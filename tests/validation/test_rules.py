@@ -1044,3 +1044,40 @@ def test_findings_of_one_file_are_located_together(tmp_path: Path) -> None:
     # Errors first, then by file, line and column, then code.
     order = [f["code"] for f in found if f["file"] == F1]
     assert order == ["MS103", "MS201", "MS304", "MS305", "MS106"]
+
+
+def test_severities_keeps_only_those_findings(tmp_path: Path) -> None:
+    p, _ = Project.init(tmp_path, actor=ACTOR, session_id="s")
+    p.plan("No dates", tasks=["a"])
+    every = p.validate()["findings"]
+    assert {f["severity"] for f in every} - {"error"}, every  # something below an error
+    only = p.validate(severities=("error",))
+    assert [f for f in only["findings"] if f["severity"] != "error"] == []
+    assert only["ok"] is p.validate()["ok"]
+
+
+def test_a_long_lived_project_validates_another_s_write_without_parsing_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """milestone execute's validator holds a Project for the whole run while the
+    executor writes: a file the tool wrote is taken from the state, not parsed again
+    (a hand edit still is)."""
+    from milestones.storage import yamlio
+
+    reader, _ = Project.init(tmp_path, actor=ACTOR, session_id="s")
+    reader.plan("Shared", tasks=["a", "b"])
+    assert reader.validate(M1)["ok"]
+    Project.open(tmp_path, actor="other", session_id="s2").start_task("1/1")
+    parsed: list[str] = []
+    load_text = yamlio.load_text
+
+    def counting(text: str, shown: str) -> Any:
+        parsed.append(shown)
+        return load_text(text, shown)
+
+    monkeypatch.setattr(yamlio, "load_text", counting)
+    assert reader.validate(M1)["ok"]
+    assert parsed == []
+    path = tmp_path / F1
+    path.write_text(path.read_text().replace("title: b", "title: b edited by hand"))
+    reader.validate(M1)
+    assert parsed == [F1]
