@@ -545,3 +545,32 @@ def test_state_json_reuses_task_text_and_reads_back_exactly(tmp_path: Path) -> N
     assert json.loads(state_text(state))["milestones"]["milestone-002"]["state"]["tasks"][-1][
         "title"] == "renamed in place"
     assert json.loads(state_text({"milestones": {}})) == {"milestones": {}}
+
+
+def test_only_the_hybrid_index_commits_without_waiting_for_the_disk(tmp_path: Path) -> None:
+    """The database is the data: every commit reaches the disk (synchronous FULL). The
+    hybrid backend's index is derived from the files and rebuilt when it falls behind:
+    WAL's NORMAL (one fsync less per write) is enough for it."""
+    hybrid = build(tmp_path / "h", "hybrid")
+    database = build(tmp_path / "d", "database")
+    index = hybrid.store.index.connect()  # type: ignore[attr-defined]
+    assert index.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    assert database.store.connect().execute(  # type: ignore[attr-defined]
+        "PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+def test_a_hybrid_index_that_lost_its_last_commits_is_rebuilt(tmp_path: Path) -> None:
+    """What a power cut may do to the index (synchronous NORMAL): its last commits
+    gone. Its head is then behind the files, and the next write rebuilds it."""
+    build(tmp_path, "hybrid")
+    root = tmp_path / ".milestones"
+    conn = sqlite3.connect(root / "database" / "index.db")
+    with conn:  # as if the commits of the last two writes never reached the disk
+        conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) - 2 "
+                     "WHERE key = 'last_event_id'")
+        conn.execute("DELETE FROM milestones WHERE id = 'milestone-002'")
+    conn.close()
+    Project.open(tmp_path, **ACTOR).complete_task("1/1")
+    assert index_rows(root) == {"milestone-001": "in_progress", "milestone-002": "planned",
+                                "milestone-003": "archived"}
+    assert listed(tmp_path) == ["milestone-001", "milestone-002", "milestone-003"]

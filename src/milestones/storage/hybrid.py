@@ -27,7 +27,7 @@ class HybridStore(FileStore):
 
     def __init__(self, root: Path) -> None:
         super().__init__(root)
-        self.index = DatabaseStore(self.root, self.root / "database" / "index.db")
+        self.index = DatabaseStore(self.root, self.root / "database" / "index.db", derived=True)
         self.cache = QueryCache(self.root / "database" / "cache.db")
 
     def initialize(self) -> None:

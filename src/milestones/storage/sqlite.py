@@ -259,9 +259,13 @@ def _dumps(obj: Any) -> str:
 class DatabaseStore(Store):
     backend = "database"
 
-    def __init__(self, root: Path, db_path: Path | None = None) -> None:
+    def __init__(self, root: Path, db_path: Path | None = None, *, derived: bool = False) -> None:
         self.root = Path(root)
         self.db_path = db_path or self.root / "database" / "milestones.db"
+        # A derived database (the hybrid backend's index, rebuilt whenever it falls
+        # behind the files) need not reach the disk at every commit: WAL's NORMAL
+        # keeps it consistent, and a power cut costs at most a reindex.
+        self.derived = derived
         self._conn: sqlite3.Connection | None = None
         self._in_txn = False
         # Snapshots this object read or wrote, each with the last event of its
@@ -298,7 +302,7 @@ class DatabaseStore(Store):
                                    isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA foreign_keys=ON")
-            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute(f"PRAGMA synchronous={'NORMAL' if self.derived else 'FULL'}")
             conn.execute(f"PRAGMA busy_timeout={int(fsutil.lock_timeout() * 1000)}")
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open {self.db_path}: {exc}",
