@@ -100,6 +100,7 @@ KILL_AFTER = 3.0  # seconds between SIGTERM and SIGKILL of a command's process g
 PROMPT_LIMIT = 100_000  # characters: one environment string may hold 128 KiB on Linux
 RESULT_LIMIT = 500
 TAIL_BYTES = 65536
+RESUME_EVERY = 1.0  # seconds: the run refreshes the session-resume record at most this often
 SERVICES = {"monitor": ("watch", "monitor"), "validator": ("deps", "dependency-validator"),
             "detector": ("blockers", "blocker-detector")}
 _CONTROL = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|[\x00-\x1f\x7f]")
@@ -395,7 +396,9 @@ class Executor:
         the tasks a write did not change, on the database the milestone's snapshot
         (no decoding of every task row)."""
         if self._writer_agents is None:
-            self._writer_agents = self._open().agents
+            p = self._open()
+            p.resume_every = RESUME_EVERY
+            self._writer_agents = p.agents
         return self._writer_agents
 
     def _agent_step(self, fn: Callable[[Agents], T]) -> T:

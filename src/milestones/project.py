@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import os
 import sys
+import time
 from collections.abc import Collection, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -238,6 +240,11 @@ class Project:
         self.today = today
         self.warnings: list[Any] = []  # validation warnings raised by this object's writes
         self.commits = 0  # writes committed through this object (the CLI's scale check reads it)
+        # Seconds between refreshes of the session-resume record (0: after every
+        # write). A long run of writes (milestone execute) sets it: the record then
+        # lags the log by at most that, and a write with a note refreshes it at once.
+        self.resume_every = 0.0
+        self._resumed_at = -math.inf
         self._config: dict[str, Any] | None = None
         # L1: the last state() result, keyed by the store and its log head (see state()).
         self._l1: tuple[Store, tuple[int, str], State] | None = None
@@ -481,7 +488,10 @@ class Project:
                     self._check_write(tx)
                 sealed = store.commit(tx.events)
                 self.commits += 1
-                self._refresh_resume(sealed[-1], note=tx.note, tx=tx)
+                now = time.monotonic()
+                if tx.note or now - self._resumed_at >= self.resume_every:
+                    self._resumed_at = now
+                    self._refresh_resume(sealed[-1], note=tx.note, tx=tx)
         if tx.events and scheduled_backup and store.backend == "database":
             self._scheduled_backup()  # after the lock: the backup takes it itself
 

@@ -302,6 +302,27 @@ def test_resume_record(project: Project) -> None:
     assert "git" in r and "cwd" in r
 
 
+def test_resume_every_spaces_the_resume_refreshes_but_never_drops_a_note(
+        project: Project) -> None:
+    """A long run of writes (milestone execute) refreshes the session-resume record at
+    most every ``resume_every`` seconds; a note is written at once."""
+    project.plan("One", tasks=["A", "B"])
+    assert project.resume_view()["last_event"]["event_type"] == "milestone_created"
+    project.resume_every = 3600.0
+    project.start_task("1/1")
+    project.start_task("1/2")
+    record = project.resume_view()
+    assert record["last_event"]["event_type"] == "milestone_created"  # it lags
+    project.note("stopping here")
+    record = project.resume_view()
+    assert record["notes"][-1]["text"] == "stopping here"
+    assert [t["ref"] for t in record["in_progress"]] == ["milestone-001/task-1",
+                                                         "milestone-001/task-2"]
+    project.resume_every = 0.0
+    project.complete_task("1/1")
+    assert [t["ref"] for t in project.resume_view()["in_progress"]] == ["milestone-001/task-2"]
+
+
 def test_plan_from_files(tmp_path: Path, project: Project) -> None:
     from milestones.planfile import read_plan
 
