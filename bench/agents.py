@@ -353,16 +353,21 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"  claims {b} C={c}: {cell.rate:.1f}/s, {cell.wall:.1f} s",
                           flush=True)
         if not args.skip_execute:
+            # Round-robin over the backends, so that the machine's drift (shared, noisy)
+            # weighs on each of them alike.
+            runs: dict[str, list[ExecCell]] = {b: [] for b in backends}
+            for r in range(args.exec_runs):
+                for b in backends:
+                    one = exec_cell(b, args, tmp, args.seed)
+                    runs[b].append(one)
+                    print(f"  execute {b} run {r + 1}: {one.wall:.2f} s, "
+                          f"{one.ratio:.2f}x the ideal", flush=True)
             for b in backends:
-                runs = [exec_cell(b, args, tmp, args.seed) for _ in range(args.exec_runs)]
-                first = runs[0]
-                cell = ExecCell(b, first.tasks, first.agents, first.chain, first.sleep,
-                                statistics.median(r.wall for r in runs),
-                                median([r.inner for r in runs]),
-                                max(r.exit_code for r in runs))
-                execs.append(cell)
-                print(f"  execute {b}: {cell.wall:.2f} s, {cell.ratio:.2f}x the ideal",
-                      flush=True)
+                first = runs[b][0]
+                execs.append(ExecCell(b, first.tasks, first.agents, first.chain, first.sleep,
+                                      statistics.median(r.wall for r in runs[b]),
+                                      median([r.inner for r in runs[b]]),
+                                      max(r.exit_code for r in runs[b])))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if claims:
