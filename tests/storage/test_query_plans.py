@@ -86,6 +86,9 @@ def test_list_filters_use_an_index(db: DatabaseStore, q: MilestoneQuery) -> None
     # What an agent step reads first (Store.milestones_with_tasks).
     ("SELECT DISTINCT milestone_id FROM tasks WHERE status IN (?) ORDER BY milestone_id",
      ["in_progress"]),
+    # Whether a snapshot a store kept is still current (DatabaseStore._last_events).
+    ("SELECT event_id, hash FROM events WHERE milestone_id = ? ORDER BY event_id DESC "
+     "LIMIT 1", ["milestone-500"]),
 ])
 def test_point_queries_use_an_index(db: DatabaseStore, sql: str, args: list[object]) -> None:
     text = plan(db, sql, args)
