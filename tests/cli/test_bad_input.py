@@ -326,7 +326,10 @@ def test_usage_errors_exit_2_and_change_nothing(seeded: Cli) -> None:
                  ("task", "frobnicate", "1/1")):
         result = seeded(*args)
         assert result.exit_code == 2, (args, result.stderr)
-        assert result.stdout == "" and "Error:" in result.stderr
+        assert result.stdout == ""
+        # One line, as every other error: what is wrong, and where to read more.
+        assert result.stderr.startswith("milestone: error: "), result.stderr
+        assert result.stderr.count("\n") == 1 and "-h`" in result.stderr, result.stderr
     assert_untouched(seeded.cwd, before)
 
 

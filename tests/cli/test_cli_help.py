@@ -64,8 +64,11 @@ def test_completion_scripts(shell: str) -> None:
 
 
 def test_unknown_command_is_a_usage_error() -> None:
-    result = CliRunner().invoke(cli, ["frobnicate"])
+    result = CliRunner(mix_stderr=False).invoke(cli, ["frobnicate"], prog_name="milestone")
     assert result.exit_code == 2
+    assert result.stderr == "milestone: error: No such command 'frobnicate' — see `milestone -h`\n"
+    result = CliRunner(mix_stderr=False).invoke(cli, ["--frobnicate"], prog_name="milestone")
+    assert result.stderr == "milestone: error: No such option: --frobnicate — see `milestone -h`\n"
 
 
 def test_every_command_is_in_the_lazy_map() -> None:

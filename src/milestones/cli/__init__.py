@@ -35,6 +35,13 @@ class CliError(click.ClickException):
         click.echo(f"milestone: error: {self.message}", err=True)
 
 
+def _one_line(exc: click.UsageError) -> CliError:
+    """click's usage error (usage, a hint, the error: three lines) as one line, with
+    where to look; exit code 2 as click's."""
+    where = exc.ctx.command_path if exc.ctx is not None else "milestone"
+    return CliError(f"{exc.format_message().rstrip('.')} — see `{where} -h`", exc.exit_code)
+
+
 def _debug() -> bool:
     return os.environ.get("MILESTONE_DEBUG", "") not in ("", "0")
 
@@ -95,6 +102,12 @@ class MilestoneGroup(click.Group):
         super().__init__(*args, **kwargs)
         self.commands = _Commands()
 
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except click.UsageError as exc:  # the top level's own options
+            raise _one_line(exc) from None
+
     def invoke(self, ctx: click.Context) -> Any:
         words = [*ctx.protected_args, *ctx.args]  # click consumes them; the metric names them
         started = time.perf_counter()
@@ -107,6 +120,8 @@ class MilestoneGroup(click.Group):
         except click.exceptions.Exit as exc:
             ok = exc.exit_code == 0
             raise
+        except click.UsageError as exc:  # a command or option unknown, an argument bad
+            raise _one_line(exc) from None
         except (click.ClickException, click.Abort):
             raise
         except MilestoneError as exc:
