@@ -237,6 +237,13 @@ def _ranges(tmp: Path, trigger: bool) -> Outcome:
     return file_case(tmp, trigger, bad, good, "progress:")
 
 
+@case("MS110", "error")
+def _control_characters(tmp: Path, trigger: bool) -> Outcome:
+    bad = milestone_yaml(task1='  assignee: "bob\\a"\n  description: "two\\nlines"\n')
+    good = milestone_yaml(task1='  assignee: "bob"\n  description: "two\\nlines"\n')
+    return file_case(tmp, trigger, bad, good, 'assignee:')
+
+
 # MS2xx dependencies ----------------------------------------------------------
 
 

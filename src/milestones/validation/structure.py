@@ -13,6 +13,7 @@ from datetime import date, datetime
 from typing import Any
 
 from .. import model as md
+from ..errors import InvalidInput
 from ..schema import milestone_schema
 from .engine import Context, Source, rule
 
@@ -436,3 +437,44 @@ def ranges(ctx: Context) -> None:
                 low, high = spec.get("minimum"), spec.get("maximum")
                 if (low is not None and value < low) or (high is not None and value > high):
                     _at(ctx, src, (*path, key), f"{ref} {key} {value} is out of range", ref)
+
+
+# The texts a write checks for control characters (``model.check_text``), by kind:
+# the one that may hold several lines, those of one line, the lists of one-line items.
+_TEXTS = {
+    "milestone": ("description", ("owner", "workflow"),
+                  ("assignees", "depends_on", "tags", "success_criteria")),
+    "task": ("description", ("assignee", "run", "phase", "spec_ref"),
+             ("depends_on", "skills", "blockers", "paths", "requirements")),
+}
+
+
+@rule(
+    "MS110",
+    "structure",
+    "error",
+    "a text has control characters",
+    "remove them (terminal escapes, bells, NULs: an edit or a paste brought them in); "
+    "only a description may hold line breaks and tabs",
+)
+def control_characters(ctx: Context) -> None:
+    for _fid, src, data in _files(ctx):
+        for kind, path, obj, ref in _objects(ctx, data):
+            lines, single, lists = _TEXTS[kind]
+            found: list[tuple[tuple[str | int, ...], Any, bool]] = [
+                ((key,), obj.get(key), key == lines) for key in (lines, *single)]
+            for key in lists:
+                items = obj.get(key)
+                if isinstance(items, list):
+                    found += [((key, i), item, False) for i, item in enumerate(items)]
+                else:
+                    found.append(((key,), items, False))
+            for where, value, multiline in found:
+                if not isinstance(value, str):
+                    continue
+                what = where[0] if len(where) == 1 else f"{where[0]}[{where[1]}]"
+                try:
+                    md.check_text(value, str(what), single_line=not multiline,
+                                  limit=len(value) + 1)
+                except InvalidInput as exc:
+                    _at(ctx, src, (*path, *where), f"{ref} {str(exc).split(' — ')[0]}", ref)
