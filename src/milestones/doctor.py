@@ -168,6 +168,11 @@ def run(project: Project, *, repair: bool = False) -> dict[str, Any]:
                     + (f": {', '.join(changed)}" if changed else "")
                 )
     checks, events = check_log(project)
+    interrupted = getattr(store, "rotation_interrupted", None)
+    if interrupted is not None and interrupted():
+        checks.append(_check("log rotation", False,
+                             "a log rotation was interrupted; the next command finishes it, "
+                             "or `milestone doctor --repair`"))
     replayed = ev.replay(events)
     st = store.load()
     pending = store.needs_sync()

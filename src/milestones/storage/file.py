@@ -667,6 +667,11 @@ class FileStore(Store):
 
     # -------------------------------------------------------------- doctor
 
+    def rotation_interrupted(self) -> bool:
+        """A log rotation began (state.json's ``rotating`` marker) and did not end."""
+        state = self._state if self._state is not None else self._read_state()
+        return bool(state.get("rotating"))
+
     def check_files(self) -> list[tuple[str, Snapshot | None, str | None]]:
         """Every milestone file: (relative path, parsed snapshot or None, error or None)."""
         out: list[tuple[str, Snapshot | None, str | None]] = []
