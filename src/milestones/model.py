@@ -903,17 +903,44 @@ def dependents_chain(edges: Mapping[str, Iterable[str]], open_nodes: set[str]) -
 
     ``edges`` maps a node to the nodes it depends on. The result counts the node
     itself when it is open, so a leaf with nothing waiting has chain 1.
+
+    One pass from the nodes nothing waits on back to those everything waits on
+    (each node once all its waiters are known: Kahn's order, no recursion); the
+    nodes a cycle (a hand edit) leaves unresolved get a depth-first pass that
+    cuts the cycle where it meets it.
     """
     waiting: dict[str, list[str]] = {}
     for node, deps in edges.items():
         for d in deps:
-            waiting.setdefault(d, []).append(node)
+            if d in waiting:
+                waiting[d].append(node)
+            else:
+                waiting[d] = [node]
+    left = {n: len(w) for n, w in waiting.items()}  # waiters not resolved yet
     memo: dict[str, int] = {}
-    entered: set[str] = set()
+    ready = [n for n in edges if n not in left]
+    while ready:
+        node = ready.pop()
+        kids = waiting.get(node)
+        memo[node] = (max(memo[k] for k in kids) if kids else 0) + (node in open_nodes)
+        for d in edges.get(node, ()):
+            n = left[d] - 1
+            left[d] = n
+            if n == 0:
+                ready.append(d)
+    if len(memo) < len(left.keys() | edges.keys()):
+        _chain_through_cycles(waiting, open_nodes, memo, left.keys() | edges.keys())
+    return memo
 
-    def visit(root: str) -> int:
-        # Iterative post-order so deep chains do not hit the recursion limit;
-        # ``entered`` cuts cycles a hand edit may have introduced.
+
+def _chain_through_cycles(waiting: Mapping[str, list[str]], open_nodes: set[str],
+                          memo: dict[str, int], nodes: Iterable[str]) -> None:
+    """``dependents_chain`` for the nodes on or behind a cycle: depth first, the
+    cycle cut where the walk meets a node it entered and has not finished."""
+    entered: set[str] = set()
+    for root in nodes:
+        if root in memo:
+            continue
         stack = [(root, False)]
         while stack:
             node, expanded = stack.pop()
@@ -929,12 +956,6 @@ def dependents_chain(edges: Mapping[str, Iterable[str]], open_nodes: set[str]) -
             entered.add(node)
             stack.append((node, True))
             stack.extend((k, False) for k in kids if k not in memo and k not in entered)
-        return memo[root]
-
-    for n in set(edges) | set(waiting):
-        if n not in memo:
-            visit(n)
-    return memo
 
 
 def priority_rank(priority: str) -> int:
