@@ -233,3 +233,42 @@ def previous_backend(root: Path) -> str | None:
         if rec.get("event") == "migration_completed":
             return str(rec["from"])
     return None
+
+
+def leftovers(root: Path) -> tuple[str, list[Path]]:
+    """The backend in use, and the data files of the others: what migrations left
+    where it was (nothing reads them). Never a file the backend in use reads."""
+    current = open_store(root)
+    keep = set(current.data_files())
+    found: set[Path] = set()
+    for backend in BACKENDS:
+        if backend == current.backend:
+            continue
+        other = store_for(root, backend)
+        if shares_files(backend, current.backend):
+            index = getattr(other, "index", None)  # hybrid's own: its index
+            found.update(index.data_files() if index is not None else ())
+        else:
+            found.update(other.data_files())
+    return current.backend, sorted(found - keep)
+
+
+def cleanup(root: Path, *, dry_run: bool = False, actor: str = "unknown") -> dict[str, Any]:
+    """Remove what ``leftovers`` finds, under the writer lock (so not while a
+    migration runs); logs ``storage_cleaned``. The backups stay."""
+    store = open_store(root)
+    with store.lock(timeout=MIGRATION_LOCK_TIMEOUT):
+        backend, files = leftovers(root)
+        if backend != store.backend:  # a migration switched while we waited
+            raise InvalidInput(f"the project moved to the {backend} backend meanwhile",
+                               hint="run `milestone storage cleanup` again")
+        size = sum(p.stat().st_size for p in files)
+        rel = [p.relative_to(root).as_posix() for p in files]
+        if not dry_run:
+            for path in files:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+            if files:
+                _log(root, {"timestamp": _now(), "event": "storage_cleaned", "actor": actor,
+                            "backend": backend, "removed": rel, "bytes": size})
+    return {"schema": 1, "backend": backend, "dry_run": dry_run, "files": rel, "bytes": size}

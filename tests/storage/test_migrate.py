@@ -256,3 +256,58 @@ def test_migration_from_a_relative_root_backs_up_under_its_own_lock(
     migrate(Path(".milestones"), "hybrid")
     report = migrate(Path(".milestones"), "database")
     assert Path(report["backup"]).name.endswith("-pre-migration.tar.gz")
+
+
+def test_cleanup_removes_only_what_no_backend_in_use_reads(tmp_path: Path) -> None:
+    from milestones.migrate import cleanup, leftovers
+
+    p = build(tmp_path)
+    root = p.root
+    assert leftovers(root) == ("file", [])
+    migrate(root, "hybrid")
+    assert leftovers(root) == ("hybrid", [])  # the YAML files are hybrid's too
+    migrate(root, "database")
+    before = snapshot(root)
+    backend, files = leftovers(root)
+    names = {f.relative_to(root).as_posix() for f in files}
+    assert backend == "database"
+    assert {"active/milestone-001.yaml", "logs/progress-events.jsonl", "logs/state.json",
+            "database/index.db"} <= names
+    assert not names & {f.relative_to(root).as_posix() for f in open_store(root).data_files()}
+    dry = cleanup(root, dry_run=True)
+    assert set(dry["files"]) == names and all(f.exists() for f in files)
+    done = cleanup(root)
+    assert set(done["files"]) == names and not any(f.exists() for f in files)
+    assert done["bytes"] > 0 and leftovers(root) == ("database", [])
+    assert snapshot(root) == before  # the project lost nothing
+    Project.open(tmp_path, actor="ann@example.com", session_id="s2").complete_task("1/1")
+    assert list(root.glob("database/backup/*pre-migration*.tar.gz"))  # backups stay
+    log = [json.loads(x) for x in (root / "performance" / "migration-log.jsonl").open()]
+    assert log[-1]["event"] == "storage_cleaned" and log[-1]["backend"] == "database"
+    # Rolling back copies from the database: nothing it needs was removed.
+    migrate(root, previous_backend(root) or "")
+    assert open_store(root).backend == "hybrid"
+    assert [t["status"] for t in Project.open(tmp_path).state().milestones["milestone-001"][
+        "tasks"]] == ["done", "todo"]
+    assert {f.relative_to(root).as_posix() for f in leftovers(root)[1]} >= {
+        "database/milestones.db"}
+
+
+def test_cleanup_from_the_cli_asks_first(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from milestones.cli import cli
+
+    p = build(tmp_path)
+    migrate(p.root, "database")
+    runner = CliRunner(mix_stderr=False)
+    declined = runner.invoke(cli, ["-C", str(tmp_path), "storage", "cleanup"], input="n\n")
+    assert declined.exit_code == 1 and (p.root / "active" / "milestone-001.yaml").exists()
+    listed = runner.invoke(cli, ["-C", str(tmp_path), "storage", "cleanup", "--dry-run"])
+    assert listed.exit_code == 0 and "active/milestone-001.yaml" in listed.stdout
+    done = runner.invoke(cli, ["-C", str(tmp_path), "storage", "cleanup", "--yes", "--json"])
+    assert done.exit_code == 0, done.stderr
+    assert "active/milestone-001.yaml" in json.loads(done.stdout)["report"]["files"]
+    assert not (p.root / "active" / "milestone-001.yaml").exists()
+    again = runner.invoke(cli, ["-C", str(tmp_path), "storage", "cleanup", "--yes"])
+    assert again.exit_code == 0 and "Nothing to remove" in again.stdout

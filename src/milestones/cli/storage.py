@@ -1,4 +1,5 @@
-"""Storage commands: storage migrate, storage rollback, storage status, storage reindex.
+"""Storage commands: storage migrate, storage rollback, storage cleanup, storage status,
+storage reindex.
 
 Scale detection (``milestones.scale``) reads the ``scale`` section of
 ``config/config.yaml``; every key is optional (the defaults are shown):
@@ -42,6 +43,7 @@ def storage() -> None:
       milestone storage status
       milestone storage migrate --to database
       milestone storage rollback
+      milestone storage cleanup --dry-run
       milestone storage reindex
     """
 
@@ -98,6 +100,41 @@ def storage_rollback(as_json: bool) -> None:
                            hint="see `milestone storage status`")
     report = migrate(project.root, previous, actor=project.actor)
     say(f"Rolled back {report['from']} → {previous}", {"report": report}, as_json)
+
+
+@storage.command("cleanup")
+@click.option("--dry-run", is_flag=True, help="List what would be removed; change nothing.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def storage_cleanup(dry_run: bool, yes: bool, as_json: bool) -> None:
+    """Remove the data files of the backends the project no longer uses.
+
+    A migration leaves the previous backend's files where they were, as they were
+    at the switch; nothing reads them again (`storage rollback` copies from the
+    backend in use). This removes them, under the writer lock. Backups stay.
+
+    \b
+    Examples:
+      milestone storage cleanup --dry-run
+      milestone storage cleanup --yes
+    """
+    from ..migrate import cleanup, leftovers
+
+    project = get_project()
+    backend, files = leftovers(project.root)
+    if not files:
+        say(f"Nothing to remove: only the {backend} backend's files are here",
+            {"report": {"schema": 1, "backend": backend, "dry_run": dry_run, "files": [],
+                        "bytes": 0}}, as_json)
+        return
+    if not dry_run and not yes:
+        click.confirm(f"Remove {len(files)} file(s) of other backends, no longer read "
+                      f"(the project uses {backend})?", abort=True, err=True)
+    report = cleanup(project.root, dry_run=dry_run, actor=project.actor)
+    listing = "\n".join(f"  {f}" for f in report["files"])
+    verb = "Would remove" if dry_run else "Removed"
+    say(f"{verb} {len(report['files'])} file(s), {report['bytes']:,} bytes, that the "
+        f"{backend} backend does not read:\n{listing}", {"report": report}, as_json)
 
 
 @storage.command("status")

@@ -191,6 +191,10 @@ class Store(ABC):
     backend: str = "abstract"
     root: Path
 
+    def data_files(self) -> list[Path]:
+        """The files this backend keeps its data in that exist (none in memory)."""
+        return []
+
     @abstractmethod
     def exists(self) -> bool:
         """True when a project has been initialised here."""

@@ -778,6 +778,22 @@ class FileStore(Store):
             same = False
         return source if same else fresh
 
+    def data_files(self) -> list[Path]:
+        """This backend's data files that exist: the milestone files, the log and its
+        archives, state.json, the resume record, the agents' records."""
+        out: list[Path] = []
+        for folder in ("active", "completed"):
+            d = self.root / folder
+            if d.is_dir():
+                out += [e for e in d.iterdir() if FILE_RE.match(e.name) or e.name == "current.txt"]
+        if self.records_dir.is_dir():
+            out += self.records_dir.glob("*.json")
+        out += [p for p in (self.log_path, self.state_path, self.resume_path) if p.exists()]
+        out += [path for _seq, path in self.log_files.archives()]
+        if self.log_files.index_path.exists():
+            out.append(self.log_files.index_path)
+        return sorted(out)
+
     def discard(self) -> None:
         """Remove this backend's data files (a failed migration's half-made copy)."""
         for folder in ("active", "completed"):

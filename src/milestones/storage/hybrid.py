@@ -112,6 +112,9 @@ class HybridStore(FileStore):
     def cache_peek(self, key: str) -> tuple[str, Any] | None:
         return self.cache.peek(key)
 
+    def data_files(self) -> list[Path]:
+        return sorted([*super().data_files(), *self.index.data_files()])
+
     def discard(self) -> None:
         super().discard()
         self.index.discard()

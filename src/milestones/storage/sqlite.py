@@ -814,6 +814,11 @@ class DatabaseStore(Store):
             if resume:
                 conn.execute("INSERT INTO resume (id, data) VALUES (1, ?)", (_dumps(resume),))
 
+    def data_files(self) -> list[Path]:
+        """The database file and its WAL files, those that exist."""
+        return [p for p in (Path(f"{self.db_path}{s}") for s in ("", "-wal", "-shm"))
+                if p.exists()]
+
     def discard(self) -> None:
         """Remove this backend's data (a failed migration's half-made copy)."""
         self.close()
