@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .errors import InvalidInput, NotFound
@@ -55,6 +55,19 @@ def _suggest(word: str, options: list[str], titles: Mapping[str, str]) -> str:
     return "there are none yet; create one with `milestone plan`"
 
 
+def _written_otherwise(raw: str, canonical: str, ids: Iterable[str]) -> str | None:
+    """The id a hand edit wrote another way (``milestone-0003``, ``task-02``) that
+    ``raw`` means: ``raw`` itself, else the one id with the canonical id's number."""
+    ids = list(ids)
+    if raw in ids:
+        return raw
+    number = int(canonical.rsplit("-", 1)[1])
+    prefix = canonical.rsplit("-", 1)[0]
+    hits = [i for i in ids if i.rsplit("-", 1)[0] == prefix
+            and i.rsplit("-", 1)[-1].isdigit() and int(i.rsplit("-", 1)[1]) == number]
+    return hits[0] if len(hits) == 1 else None
+
+
 def resolve_milestone(text: str, milestones: Mapping[str, Mapping[str, Any]]) -> str:
     raw = str(text).strip()
     try:
@@ -65,6 +78,9 @@ def resolve_milestone(text: str, milestones: Mapping[str, Mapping[str, Any]]) ->
             f"unknown milestone {raw!r}", hint=_suggest(raw, sorted(milestones), titles)
         ) from None
     if mid not in milestones:
+        other = _written_otherwise(raw, mid, milestones)
+        if other is not None:
+            return other
         titles = {k: str(v.get("title", "")) for k, v in milestones.items()}
         raise NotFound(
             f"unknown milestone {raw!r} ({mid})", hint=_suggest(mid, sorted(milestones), titles)
@@ -96,6 +112,8 @@ def resolve_task(
         tid = parse_task(tpart)
     except InvalidInput:
         tid = tpart
+    if tid not in ids and tid.startswith("task-"):
+        tid = _written_otherwise(tpart, tid, ids) or tid
     if tid not in ids:
         titles = {f"{mid}/{t['id']}": str(t.get("title", "")) for t in tasks}
         raise NotFound(

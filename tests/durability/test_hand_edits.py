@@ -169,6 +169,24 @@ def test_hand_added_milestone_file_is_adopted(proj: Path) -> None:
     assert_consistent(root)
 
 
+def test_ids_written_by_hand_another_way_are_reached_by_short_refs(proj: Path) -> None:
+    """A file written by hand as milestone-0007 with task-01: `7`, `7/1` and the ids
+    as written all reach them (the canonical spelling would be milestone-007/task-1)."""
+    root = proj / ".milestones"
+    cli(proj, "plan", "Alpha", "--task", "One")
+    (root / "active" / "milestone-0007.yaml").write_text(
+        "id: milestone-0007\ntitle: Hand made\nstatus: planned\ntasks:\n"
+        "- id: task-01\n  title: First\n  status: todo\n"
+        "- id: task-2\n  title: Second\n  status: todo\n", "utf-8")
+    assert cli_json(proj, "show", "7")["milestone"]["id"] == "milestone-0007"
+    assert cli_json(proj, "show", "milestone-0007")["milestone"]["id"] == "milestone-0007"
+    cli(proj, "task", "start", "7/1")
+    cli(proj, "task", "done", "milestone-0007/task-01")
+    tasks = cli_json(proj, "show", "7")["milestone"]["tasks"]
+    assert [(t["id"], t["status"]) for t in tasks] == [("task-01", "done"), ("task-2", "todo")]
+    assert_consistent(root)
+
+
 def test_hand_deleted_milestone_file_is_recorded(proj: Path) -> None:
     root = proj / ".milestones"
     cli(proj, "plan", "Alpha", "--task", "One")
