@@ -398,6 +398,7 @@ class Executor:
         if self._writer_agents is None:
             p = self._open()
             p.resume_every = RESUME_EVERY
+            p.store.reuse_text = True
             self._writer_agents = p.agents
         return self._writer_agents
 

@@ -532,19 +532,20 @@ def test_state_json_reuses_task_text_and_reads_back_exactly(tmp_path: Path) -> N
     p = build(tmp_path, "file")
     p.plan("Empty")  # a milestone without tasks, and one whose tasks are all there
     state = json.loads(p.store.state_path.read_text())  # type: ignore[attr-defined]
-    assert json.loads(state_text(state)) == state
+    assert json.loads(state_text(state, reuse=True)) == state
     entry = state["milestones"]["milestone-002"]
     tasks = entry["state"]["tasks"]
     # A write shares the unchanged records and replaces the changed one.
     changed = {**state, "milestones": {**state["milestones"], "milestone-002": {
         **entry, "state": {**entry["state"], "tasks": [{**tasks[0], "status": "done"},
                                                        *tasks[1:]]}}}}
-    assert json.loads(state_text(changed)) == changed
+    assert json.loads(state_text(changed, reuse=True)) == changed
     # A record changed in place (nothing should, but) is written again, not served stale.
     tasks[-1]["title"] = "renamed in place"
-    assert json.loads(state_text(state))["milestones"]["milestone-002"]["state"]["tasks"][-1][
-        "title"] == "renamed in place"
-    assert json.loads(state_text({"milestones": {}})) == {"milestones": {}}
+    again = json.loads(state_text(state, reuse=True))["milestones"]["milestone-002"]
+    assert again["state"]["tasks"][-1]["title"] == "renamed in place"
+    assert json.loads(state_text({"milestones": {}}, reuse=True)) == {"milestones": {}}
+    assert json.loads(state_text(changed)) == changed  # a one-shot write: plain JSON
 
 
 def test_only_the_hybrid_index_commits_without_waiting_for_the_disk(tmp_path: Path) -> None:
@@ -574,3 +575,28 @@ def test_a_hybrid_index_that_lost_its_last_commits_is_rebuilt(tmp_path: Path) ->
     assert index_rows(root) == {"milestone-001": "in_progress", "milestone-002": "planned",
                                 "milestone-003": "archived"}
     assert listed(tmp_path) == ["milestone-001", "milestone-002", "milestone-003"]
+
+
+def test_only_a_long_lived_writer_fills_the_text_caches(tmp_path: Path) -> None:
+    """Copying every task record into the YAML and JSON text caches costs a write
+    more than it saves unless the same object writes again from the state it wrote
+    (milestone execute's writer, which sets reuse_text). One-shot commands and
+    processes taking turns leave the caches alone."""
+    from milestones.storage import file as filestore
+
+    p, _ = Project.init(tmp_path, backend="file", **ACTOR)
+    p.plan("Work", tasks=[f"t{i}" for i in range(1, 6)])
+    caches = (yamlio._TASK_TEXT.texts, filestore._TASK_JSON.texts)
+    for cache in caches:
+        cache.clear()
+    p.start_task("1/1")
+    p.start_task("1/2")  # writing on from its own state, but not a long-lived writer
+    assert [len(c) for c in caches] == [0, 0]
+    once = Project.open(tmp_path, **ACTOR)
+    once.store.reuse_text = True
+    once.start_task("1/3")  # its state comes from disk: nothing to reuse yet
+    assert [len(c) for c in caches] == [0, 0]
+    once.start_task("1/4")  # on from the state it wrote
+    assert all(len(c) >= 5 for c in caches)
+    texts = (tmp_path / ".milestones" / "active" / "milestone-001.yaml").read_text()
+    assert texts.count("status: in_progress") == 5  # the milestone and four tasks

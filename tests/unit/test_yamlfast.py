@@ -150,16 +150,16 @@ def test_a_milestone_written_again_reuses_its_tasks_text_and_only_theirs() -> No
     m = md.Milestone.from_dict({"id": "milestone-001", "title": "Cache", "tasks": [
         {"id": f"task-{i}", "title": f"step {i}", "estimate": 1} for i in range(1, 6)]})
     d = m.to_dict()
-    first = yamlio.dump_fast(d)
+    first = yamlio.dump_fast(d, reuse=True)
     assert first == f"{yamlio.SCHEMA_COMMENT}\n{pyyaml(yamlio.prune(d))}"
     # The next snapshot shares the unchanged task records and replaces the changed one.
     after = {**d, "tasks": [*d["tasks"][:2], {**d["tasks"][2], "status": "done"},
                             *d["tasks"][3:]]}
-    second = yamlio.dump_fast(after)
+    second = yamlio.dump_fast(after, reuse=True)
     assert second == f"{yamlio.SCHEMA_COMMENT}\n{pyyaml(yamlio.prune(after))}"
     assert second.count("status: done") == 1
     # A record changed in place (nothing should, but) is rendered again, not served stale.
     after["tasks"][0]["title"] = "renamed in place"
-    third = yamlio.dump_fast(after)
+    third = yamlio.dump_fast(after, reuse=True)
     assert "renamed in place" in third
     assert third == f"{yamlio.SCHEMA_COMMENT}\n{pyyaml(yamlio.prune(after))}"

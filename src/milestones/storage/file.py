@@ -48,10 +48,13 @@ def _json(value: Any) -> str:
 _TASK_JSON: yamlio.RecordText[str] = yamlio.RecordText()
 
 
-def state_text(state: Mapping[str, Any]) -> str:
+def state_text(state: Mapping[str, Any], *, reuse: bool = False) -> str:
     """state.json's JSON. Every milestone's snapshot is in it and a write changes one
-    or two task records: the JSON of each task record is reused from the write
-    before when the record is the same (``yamlio.RecordText``)."""
+    or two task records: with ``reuse`` (a writer that writes again and again) the
+    JSON of each task record is reused from the write before when the record is the
+    same (``yamlio.RecordText``); a one-shot write encodes it all at once."""
+    if not reuse:
+        return _json(state)
     entries = []
     for mid, entry in state["milestones"].items():
         snap = entry.get("state") if isinstance(entry, dict) else None
@@ -526,6 +529,9 @@ class FileStore(Store):
     def _materialize(self, sealed: Sequence[dict[str, Any]], adopt: Sequence[str]) -> None:
         """Apply sealed events' patches to the snapshots and files, then state.json."""
         state = self._state if self._state is not None else self._read_state()
+        # A long-lived writer (reuse_text) writing on from the state it wrote last: the
+        # records it did not change are those it rendered before (see state_text).
+        warm = self.reuse_text and self._written[1] is state
         entries: dict[str, Any] = state["milestones"]
         replay = ev.ReplayState()
         replay.milestones = {mid: e["state"] for mid, e in entries.items()}
@@ -557,7 +563,7 @@ class FileStore(Store):
                 rel = self._relpath(snap)
                 path = self.root / rel
                 roundtrip = bool(old and old.get("roundtrip"))
-                text = self._render(snap, old, roundtrip)
+                text = self._render(snap, old, roundtrip, reuse=warm)
                 data = text.encode("utf-8")
                 self._write(path, data, written)
                 if old is not None and old["path"] != rel:
@@ -587,7 +593,7 @@ class FileStore(Store):
                 current_mtime_ns=self._current_mtime(),
             )
             written.append((self.state_path, None))  # undo: put the old state back
-            self._write_state(new_state)
+            self._write_state(new_state, reuse=warm)
         except BaseException:
             # Undo every file (state.json included) so the caller can take the
             # events back: a half-done write must not survive as a "hand edit".
@@ -617,14 +623,14 @@ class FileStore(Store):
             "state": snap,
         }
 
-    def _render(self, snap: Snapshot, old: Any, roundtrip: bool) -> str:
+    def _render(self, snap: Snapshot, old: Any, roundtrip: bool, *, reuse: bool = False) -> str:
         if roundtrip and old is not None:
             try:
                 old_text = (self.root / old["path"]).read_text("utf-8")
             except (OSError, UnicodeDecodeError):
-                return yamlio.dump_fast(snap)
+                return yamlio.dump_fast(snap, reuse=reuse)
             return yamlio.dump_roundtrip(old_text, snap)
-        return yamlio.dump_fast(snap)
+        return yamlio.dump_fast(snap, reuse=reuse)
 
     def _write(self, path: Path, data: bytes, written: list[tuple[Path, bytes | None]]) -> None:
         try:
@@ -647,11 +653,12 @@ class FileStore(Store):
             raise fsutil.storage_error(exc, path, "remove") from None
         fsutil.fsync_dir(path.parent)
 
-    def _write_state(self, state: dict[str, Any]) -> None:
+    def _write_state(self, state: dict[str, Any], *, reuse: bool = False) -> None:
         # Derived from the log, which is fsynced first: a state.json left behind by a
         # power cut (older, or empty) is caught up (recover) or rebuilt (_read_state).
         self._written = (None, None)
-        fsutil.atomic_write(self.state_path, state_text(state).encode("utf-8"), sync=False)
+        fsutil.atomic_write(self.state_path, state_text(state, reuse=reuse).encode("utf-8"),
+                            sync=False)
         # The next write's recover() keeps this very object (no re-read; snapshots
         # keep sharing their unchanged task records) while state.json and the log are
         # the files this object left: nobody else wrote since.

@@ -200,7 +200,11 @@ def prune(d: Mapping[str, Any], fields: Collection[str] = MILESTONE_FIELDS) -> d
     return out
 
 
-def dump_fast(d: Mapping[str, Any]) -> str:
+def dump_fast(d: Mapping[str, Any], *, reuse: bool = False) -> str:
+    """A milestone's YAML. ``reuse``: a writer that writes again and again (a
+    long-lived process) takes the text of task records it rendered before from a
+    cache; a one-shot write renders every record (copying each for the cache would
+    cost more than it saves)."""
     from . import yamlfast
 
     text = None
@@ -208,7 +212,7 @@ def dump_fast(d: Mapping[str, Any]) -> str:
         data: dict[str, Any] = {}
         for k, v in d.items():
             if k == "tasks" and v:
-                data[k] = yamlfast.Lines(_task_lines(v))
+                data[k] = yamlfast.Lines(_task_lines(v, reuse))
             else:
                 data.update(prune({k: v}))
         text = yamlfast.dump(data)  # PyYAML's text without importing it (~9 ms)
@@ -219,20 +223,21 @@ def dump_fast(d: Mapping[str, Any]) -> str:
     return f"{SCHEMA_COMMENT}\n{text}"
 
 
-def _task_lines(tasks: list[Any]) -> list[str]:
-    """The YAML lines of a milestone's tasks, each task's from the cache when the
-    same record was written before (``yamlfast.Unsupported`` for what PyYAML must
-    write)."""
+def _task_lines(tasks: list[Any], reuse: bool) -> list[str]:
+    """The YAML lines of a milestone's tasks; with ``reuse`` each task's from the
+    cache when the same record was written before (``yamlfast.Unsupported`` for what
+    PyYAML must write)."""
     from . import yamlfast
 
     out: list[str] = []
     for t in tasks:
-        lines = _TASK_TEXT.get(t)
+        lines = _TASK_TEXT.get(t) if reuse else None
         if lines is None:
             if type(t) is not dict:
                 raise yamlfast.Unsupported
             lines = yamlfast.task_lines(prune(t, TASK_FIELDS))
-            _TASK_TEXT.put(t, lines)
+            if reuse:
+                _TASK_TEXT.put(t, lines)
         out.extend(lines)
     return out
 
