@@ -67,6 +67,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import threading
@@ -104,6 +105,15 @@ RESUME_EVERY = 1.0  # seconds: the run refreshes the session-resume record at mo
 SERVICES = {"monitor": ("watch", "monitor"), "validator": ("deps", "dependency-validator"),
             "detector": ("blockers", "blocker-detector")}
 _CONTROL = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|[\x00-\x1f\x7f]")
+# A command the shell would only split into words (no quotes, variables, globs,
+# redirections, ...) is run directly, as make does: one process less per task.
+_SIMPLE = re.compile(r"[A-Za-z0-9_./:=,+@%-]+(?: [A-Za-z0-9_./:=,+@%-]+)*")
+_SHELL_WORDS = frozenset([  # builtins and keywords: the shell's own meaning wins
+    ".", ":", "[", "alias", "bg", "break", "case", "cd", "command", "continue", "do", "done",
+    "echo", "elif", "else", "esac", "eval", "exec", "exit", "export", "false", "fc", "fg",
+    "fi", "for", "getopts", "hash", "if", "in", "jobs", "kill", "local", "printf", "pwd",
+    "read", "readonly", "return", "set", "shift", "test", "then", "times", "trap", "true",
+    "type", "ulimit", "umask", "unalias", "unset", "until", "wait", "while"])
 
 
 def _stamp(when: float | None = None) -> str:
@@ -398,7 +408,6 @@ class Executor:
         if self._writer_agents is None:
             p = self._open()
             p.resume_every = RESUME_EVERY
-            p.store.reuse_text = True
             self._writer_agents = p.agents
         return self._writer_agents
 
@@ -822,6 +831,21 @@ class Executor:
     def _log_rel(self, ref: str) -> str:
         return str(self._log_path(ref).relative_to(self.workdir))
 
+    @staticmethod
+    def _argv(command: str, env: Mapping[str, str]) -> list[str] | None:
+        """The command as a program and its arguments when the shell would do no
+        more than split it into words: the first word a program on PATH (not a
+        shell builtin or keyword, not a path, not an assignment). None: run it
+        with ``/bin/sh -c``."""
+        if not _SIMPLE.fullmatch(command):
+            return None
+        words = command.split(" ")
+        first = words[0]
+        if first in _SHELL_WORDS or "/" in first or "=" in first:
+            return None
+        found = shutil.which(first, path=env.get("PATH", os.defpath))
+        return [found, *words[1:]] if found else None
+
     def _env(self, name: str, got: Mapping[str, Any], cwd: Path) -> dict[str, str]:
         def plain(value: Any) -> str:
             return str(value).replace("\0", "")
@@ -857,9 +881,13 @@ class Executor:
             os.write(fd, header.encode("utf-8", "replace"))
             start_at = os.lseek(fd, 0, os.SEEK_END)
             began = time.monotonic()
+            env = self._env(name, got, cwd)
+            argv = self._argv(command, env)
+            if argv is not None:
+                env["PWD"] = str(cwd)  # what the shell would have set
             try:
-                proc = subprocess.Popen(command, shell=True, cwd=cwd, env=self._env(name, got, cwd),
-                                        stdin=subprocess.DEVNULL, stdout=fd,
+                proc = subprocess.Popen(command if argv is None else argv, shell=argv is None,
+                                        cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=fd,
                                         stderr=subprocess.STDOUT, start_new_session=True)
             except OSError as exc:
                 os.write(fd, f"=== could not start: {exc}\n".encode())

@@ -125,6 +125,32 @@ def test_task_data_arrives_in_environment_only(tmp_path: Path) -> None:
     assert Path(env["MILESTONE_DIR"]).resolve() == (tmp_path / ".milestones").resolve()
 
 
+def test_a_simple_command_runs_directly_as_the_shell_would_run_it(tmp_path: Path) -> None:
+    """Words only (no quotes, variables, globs, ...), the first a program on PATH and
+    not a shell builtin: run without /bin/sh (one process less per task), with the
+    same words, working directory, PWD and exit status; anything else goes through
+    the shell."""
+    env = {"PATH": os.environ["PATH"]}
+    assert Executor._argv("expr 2 + 3", env)[1:] == ["2", "+", "3"]  # type: ignore[index]
+    for shell in ("exit 3", "echo hi", "true", "cd src", "FOO=1 env", "./run.sh", "a  b",
+                  'expr "2"', "expr $X", "ls *.py", "make > log", "no-such-program-xyz",
+                  "pytest -k 'a or b'", "expr 2 + 3; expr 4"):
+        assert Executor._argv(shell, env) is None, shell
+    p = make(tmp_path)
+    (tmp_path / "sub").mkdir()
+    p.plan("Direct", tasks=[
+        {"title": "pwd", "run": "printenv PWD"},
+        {"title": "sum", "run": "expr 2 + 3"},
+        {"title": "through the shell", "run": "echo \"$MILESTONE_TASK_TITLE\""},
+    ])
+    summary = execute(p, agents=2)
+    assert summary["exit_code"] == 0
+    results = {t["title"]: t["execution"]["result"] for t in tasks(p).values()}
+    assert Path(results["pwd"]).resolve() == tmp_path.resolve()
+    assert results["sum"] == "5"
+    assert results["through the shell"] == "through the shell"
+
+
 @pytest.mark.parametrize("backend", ["file", "database"])
 def test_failing_command_retried_then_blocked_and_escalated(tmp_path: Path,
                                                             backend: str) -> None:
