@@ -579,24 +579,24 @@ def test_a_hybrid_index_that_lost_its_last_commits_is_rebuilt(tmp_path: Path) ->
 
 def test_only_a_long_lived_writer_fills_the_text_caches(tmp_path: Path) -> None:
     """Copying every task record into the YAML and JSON text caches costs a write
-    more than it saves unless the same object writes again from the state it wrote
-    (milestone execute's writer, which sets reuse_text). One-shot commands and
-    processes taking turns leave the caches alone."""
+    more than it saves unless the same object goes on writing from the state it
+    wrote (milestone execute's writer, an agent's loop). One-shot commands, and
+    processes taking turns, leave the caches alone."""
     from milestones.storage import file as filestore
 
     p, _ = Project.init(tmp_path, backend="file", **ACTOR)
-    p.plan("Work", tasks=[f"t{i}" for i in range(1, 6)])
+    p.plan("Work", tasks=[f"t{i}" for i in range(1, 7)])
     caches = (yamlio._TASK_TEXT.texts, filestore._TASK_JSON.texts)
     for cache in caches:
         cache.clear()
-    p.start_task("1/1")
-    p.start_task("1/2")  # writing on from its own state, but not a long-lived writer
+    one = Project.open(tmp_path, **ACTOR)
+    two = Project.open(tmp_path, **ACTOR)
+    for ref in ("1/1", "1/2", "1/3"):  # taking turns: each writes from what it read
+        (one if ref != "1/2" else two).start_task(ref)
     assert [len(c) for c in caches] == [0, 0]
-    once = Project.open(tmp_path, **ACTOR)
-    once.store.reuse_text = True
-    once.start_task("1/3")  # its state comes from disk: nothing to reuse yet
+    one.start_task("1/4")  # on from its own state once: not yet
     assert [len(c) for c in caches] == [0, 0]
-    once.start_task("1/4")  # on from the state it wrote
-    assert all(len(c) >= 5 for c in caches)
-    texts = (tmp_path / ".milestones" / "active" / "milestone-001.yaml").read_text()
-    assert texts.count("status: in_progress") == 5  # the milestone and four tasks
+    one.start_task("1/5")  # twice in a row: a writer that goes on writing
+    assert all(len(c) >= 6 for c in caches)
+    text = (tmp_path / ".milestones" / "active" / "milestone-001.yaml").read_text()
+    assert text.count("status: in_progress") == 6  # the milestone and five tasks

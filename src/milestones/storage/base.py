@@ -190,11 +190,6 @@ class Store(ABC):
 
     backend: str = "abstract"
     root: Path
-    # Set by a writer that writes again and again from one object (milestone execute):
-    # the store may then keep the text it rendered for records a write did not change.
-    # Off for everyone else: a one-shot write (or one of many processes taking turns)
-    # would pay for filling the cache and never read it.
-    reuse_text: bool = False
 
     def data_files(self) -> list[Path]:
         """The files this backend keeps its data in that exist (none in memory)."""

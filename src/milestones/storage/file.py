@@ -99,6 +99,7 @@ class FileStore(Store):
         self._state: dict[str, Any] | None = None
         # (files on disk, state object) of this object's last state.json write.
         self._written: tuple[tuple[int, ...] | None, dict[str, Any] | None] = (None, None)
+        self._streak = 0  # writes in a row on from the state this object wrote
         self._log_files: LogFiles | None = None
         self._rotate_limit: int | None = None  # logs.rotate_bytes, read once
 
@@ -529,9 +530,12 @@ class FileStore(Store):
     def _materialize(self, sealed: Sequence[dict[str, Any]], adopt: Sequence[str]) -> None:
         """Apply sealed events' patches to the snapshots and files, then state.json."""
         state = self._state if self._state is not None else self._read_state()
-        # A long-lived writer (reuse_text) writing on from the state it wrote last: the
-        # records it did not change are those it rendered before (see state_text).
-        warm = self.reuse_text and self._written[1] is state
+        # Writing on from the state this object wrote last, twice in a row or more: a
+        # long-lived writer (milestone execute, an agent's loop) that will write again,
+        # so keeping the text of the records it renders pays (see state_text). A
+        # one-shot write, or processes taking turns, would fill the caches for nothing.
+        self._streak = self._streak + 1 if self._written[1] is state else 0
+        warm = self._streak >= 2
         entries: dict[str, Any] = state["milestones"]
         replay = ev.ReplayState()
         replay.milestones = {mid: e["state"] for mid, e in entries.items()}
