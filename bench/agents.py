@@ -31,7 +31,8 @@ virtualenv. The default takes about 6 minutes on 2 vCPUs; ``--quick`` (100 tasks
 
 With ``--runs R`` (``--exec-runs R``) every cell runs R times and the tables show
 medians; the executor's runs take turns over the backends (file, hybrid, database,
-file, ...) so that the machine's drift weighs on each alike, and each run is printed. At the end: claims/s at each C over C = 1 per backend, and each backend's
+file, ...) so that the machine's drift weighs on each alike, and each run is
+printed. At the end: claims/s at each C over C = 1 per backend, and each backend's
 executor ratio against the 1.3x target.
 """
 
