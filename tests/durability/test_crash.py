@@ -219,8 +219,8 @@ def test_interrupt_inside_a_write_takes_it_back(
     calls = {"n": 0}
 
     def interrupt_after(real: Any) -> Any:
-        def wrapper(*args: Any) -> Any:
-            out = real(*args)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            out = real(*args, **kwargs)
             if calls["n"] == 0:
                 calls["n"] += 1
                 raise KeyboardInterrupt
