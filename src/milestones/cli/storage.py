@@ -122,15 +122,14 @@ def storage_cleanup(dry_run: bool, yes: bool, as_json: bool) -> None:
 
     project = get_project()
     backend, files = leftovers(project.root)
-    if not files:
-        say(f"Nothing to remove: only the {backend} backend's files are here",
-            {"report": {"schema": 1, "backend": backend, "dry_run": dry_run, "files": [],
-                        "bytes": 0}}, as_json)
-        return
-    if not dry_run and not yes:
+    if files and not dry_run and not yes:
         click.confirm(f"Remove {len(files)} file(s) of other backends, no longer read "
                       f"(the project uses {backend})?", abort=True, err=True)
     report = cleanup(project.root, dry_run=dry_run, actor=project.actor)
+    if not report["files"]:
+        say(f"Nothing to remove: only the {report['backend']} backend's files are here",
+            {"report": report}, as_json)
+        return
     listing = "\n".join(f"  {f}" for f in report["files"])
     verb = "Would remove" if dry_run else "Removed"
     say(f"{verb} {len(report['files'])} file(s), {report['bytes']:,} bytes, that the "
