@@ -51,6 +51,8 @@ EVENT_TYPES: dict[str, str] = {
     "message_acked": "an agent marked messages read",
     "blocker_detected": "a blocker rule fired; the milestone's owner was told",
     "commit_linked": "`git link` recorded a commit that names a task on that task",
+    "task_close_refused": "a commit closes a task its rules keep open (dependencies, "
+                          "blocked): noted on the task, left open",
 }
 
 

@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import model as md
-from .errors import Conflict, InvalidInput, NotFound, StorageError
+from .errors import Conflict, InvalidInput, MilestoneError, NotFound, StorageError
 
 if TYPE_CHECKING:
     from .project import Project, Txn
@@ -517,6 +517,7 @@ def link(project: Project, *, since: str | None = None, keyword: str | None = No
     commits = _scan(root, since, word)
     linked: list[dict[str, Any]] = []
     completed: list[str] = []
+    refused: list[dict[str, Any]] = []
     unknown: set[str] = set()
     skipped: set[str] = set()
     already = 0
@@ -555,29 +556,49 @@ def link(project: Project, *, since: str | None = None, keyword: str | None = No
                                   subject=c["subject"], author=c["author"])
                         linked.append({"ref": ref, **record})
                     if ref in closing and not t.finished:
-                        _close(tx, m, t, c["sha"])
-                        completed.append(ref)
+                        why = _close(tx, m, t, c["sha"])
+                        if why is None:
+                            completed.append(ref)
+                        else:
+                            refused.append({"ref": ref, "sha": c["sha"], "reason": why})
                     tx.follow_status(m)
     return {"schema": 1, "repository": str(root), "scanned": len(commits),
-            "linked": linked, "completed": completed, "already_linked": already,
+            "linked": linked, "completed": completed, "not_closed": refused,
+            "already_linked": already,
             "unknown": sorted(unknown), "skipped_archived": sorted(skipped),
             "keyword": word}
 
 
-def _close(tx: Txn, m: md.Milestone, t: md.Task, sha: str) -> None:
-    """Complete a task a commit closes: the normal rules, forced (and recorded)."""
+def _close(tx: Txn, m: md.Milestone, t: md.Task, sha: str) -> str | None:
+    """Complete a task a commit closes, under the same rules as ``task done`` (no
+    force): None when done; else why not, noted on the task (its commit record's
+    ``close_refused``, a ``task_close_refused`` event) and left open. Anyone who
+    writes a commit message must not finish a task its dependencies hold back."""
     before = m.to_dict()
     t = m.task(t.id)
-    unmet = tx.unmet(m, t)
-    was_blocked = t.status == "blocked"
-    spent = md.complete_task(t, tx.now, f"{m.id}/{t.id}", unmet, True)
+    try:
+        spent = md.complete_task(t, tx.now, f"{m.id}/{t.id}", tx.unmet(m, t), False)
+    except MilestoneError as exc:
+        why = exc.message
+        ex = dict(t.execution or {})
+        known = [dict(k) for k in ex.get("commits") or []]
+        for k in known:
+            if k.get("sha") == sha:
+                if k.get("close_refused") == why:
+                    return why  # noted already: nothing to write again
+                k["close_refused"] = why
+        ex["commits"] = known
+        t.execution = ex
+        tx.touch(m)
+        tx.record("task_close_refused", m, before, task=t, commit=sha, reason=why)
+        return why
     ex = dict(t.execution or {})
     ex.pop("agent", None)
     ex["closed_by"] = sha
     t.execution = ex
     tx.touch(m)
-    tx.record("task_completed", m, before, task=t, time_spent=spent, commit=sha,
-              forced=bool(unmet or was_blocked) or None, unmet=unmet or None)
+    tx.record("task_completed", m, before, task=t, time_spent=spent, commit=sha)
+    return None
 
 
 __all__ = [

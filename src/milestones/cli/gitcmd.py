@@ -68,6 +68,10 @@ def link_command(since: str | None, keyword: str | None, as_json: bool) -> None:
     from ..gitops import link
 
     data = link(get_project(), since=since, keyword=keyword)
+    for r in data["not_closed"]:
+        click.echo(f"milestone: warning: {r['ref']} not closed by {r['sha'][:10]}: "
+                   f"{r['reason']} — finish that first; `git link` again then closes it "
+                   "(noted on the task)", err=True)
     if as_json:
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
     else:

@@ -154,6 +154,7 @@ def commit_lines(t: Mapping[str, Any]) -> list[str]:
     return ["  commits:"] + [
         f"    {c.get('sha', '')[:10]} {c.get('subject', '')}"
         + (f" ({c['author']}, {c['date']})" if c.get("author") and c.get("date") else "")
+        + (f" [did not close it: {c['close_refused']}]" if c.get("close_refused") else "")
         for c in commits
     ]
 
