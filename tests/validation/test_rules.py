@@ -308,6 +308,14 @@ def _self_dependency(tmp: Path, trigger: bool) -> Outcome:
     return Outcome(scan(tmp, {F1: text}), [at(text, dep, nth=2)])
 
 
+@case("MS208", "error")
+def _cross_level_cycle(tmp: Path, trigger: bool) -> Outcome:
+    one = milestone_yaml(top="depends_on: [milestone-002]\n")
+    dep = "milestone-001/task-1" if trigger else "task-1"
+    two = milestone_yaml(M2, task2=f"  depends_on: [{dep}]\n")
+    return Outcome(scan(tmp, {F1: one, F2: two}), [at(one, "depends_on:")])
+
+
 # MS3xx timeline ----------------------------------------------------------------
 
 

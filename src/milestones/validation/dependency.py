@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from itertools import pairwise
 from typing import Any
 
 from .. import model as md
@@ -221,3 +222,58 @@ def self_dependency(ctx: Context) -> None:
                     ref=ref,
                     path=(mid, ("tasks", i, "depends_on", j)),
                 )
+
+
+@rule(
+    "MS208",
+    "dependency",
+    "error",
+    "milestones and tasks wait on each other in a cycle across levels",
+    "remove one dependency of the cycle (`milestone update REF --depends-on …` for a "
+    "milestone's, `milestone task edit REF --depends-on …` for a task's): as it is, "
+    "`milestone next` never offers any task of it",
+    on_write=True,
+)
+def cross_level_cycles(ctx: Context) -> None:
+    """One graph of tasks and milestones: a task waits on the tasks it names; a task of
+    a milestone that depends on milestone A waits on A, and A waits on each of its
+    tasks (A is done when they are). A cycle through both levels (B depends on A,
+    a task of A on a task of B) deadlocks: neither MS203 nor MS204 sees it."""
+    milestones = (ctx.reached(lambda mid, m: {*(m.get("depends_on") or []),
+                                              *_task_targets(mid, m)})
+                  if ctx.partial else ctx.milestones)
+    edges: dict[str, list[str]] = {}
+    crossing = False
+    for mid, m in milestones.items():
+        tasks = m.get("tasks", [])
+        waits = [d for d in m.get("depends_on", []) if d != mid]
+        crossing = crossing or bool(waits)
+        edges[mid] = [f"{mid}/{t['id']}" for t in tasks]
+        for t in tasks:
+            edges[f"{mid}/{t['id']}"] = [
+                *(d if "/" in d else f"{mid}/{d}" for d in t.get("depends_on", [])
+                  if d != t["id"]),
+                *waits,
+            ]
+    if not crossing:
+        return  # no milestone waits on another: MS203 sees every cycle there is
+    for cycle in _cycles(edges):
+        steps = list(pairwise(cycle))
+        task_edge = any("/" in a and "/" in b for a, b in steps)
+        level_edge = any("/" in a and "/" not in b for a, b in steps)
+        if not (task_edge and level_edge):
+            continue  # all tasks (MS203) or all milestones (MS204): reported there
+        if not any(ctx.in_scope(r.split("/")[0]) for r in cycle):
+            continue
+        body = cycle[:-1]
+        k = next(i for i, r in enumerate(body) if "/" not in r)
+        body = body[k:] + body[:k]  # start at a milestone: it reads as "waits on"
+        waiter, waited = next((a.split("/")[0], b) for a, b in steps
+                              if "/" in a and "/" not in b)
+        ctx.report(
+            "dependency cycle across milestones and tasks: "
+            + " → ".join([*body, body[0]])
+            + f" ({waiter} depends on {waited}, so its tasks wait on every task of {waited})",
+            ref=waiter,
+            path=(waiter, ("depends_on",)),
+        )
