@@ -2,7 +2,8 @@
 
 Repair only does what needs no guessing: truncate a torn last log line (a write
 that died mid-append, never applied), finish an interrupted write from the
-log's tail, record hand edits, and rewrite snapshots the log disagrees with.
+log's tail, record hand edits, rewrite snapshots the log disagrees with, and
+set a damaged agents/messages record aside and rebuild it from the log.
 A broken hash chain in the middle of the log is reported, never "fixed".
 """
 
@@ -34,6 +35,24 @@ def rule_sections(project: Project) -> list[dict[str, Any]]:
             f"{errors[0]['location']}: {errors[0]['code']} {errors[0]['message']}"
             + (f" (and {len(errors) - 1} more; see `milestone validate`)" if errors[1:] else ""))
         out.append(_check(name, not errors, detail))
+    return out
+
+
+def check_records(project: Project) -> list[dict[str, Any]]:
+    """The agents' records (``agents``, ``messages``): each sound, or named with what
+    is wrong and how to fix it (``--repair`` rebuilds it from the log)."""
+    from .coord import RECORDS, read_record
+
+    out = []
+    for name in RECORDS:
+        try:
+            data = read_record(project.store, name)
+        except MilestoneError as exc:
+            out.append(_check(f"{name} record", False, str(exc)))
+            continue
+        count = len(data.get("agents" if name == "agents" else "items") or ())
+        out.append(_check(f"{name} record", True,
+                          f"{count} {'agent' if name == 'agents' else 'message'}(s)"))
     return out
 
 
@@ -157,6 +176,9 @@ def run(project: Project, *, repair: bool = False) -> dict[str, Any]:
                 repairs.append(f"left alone (fix by hand): {exc}")
             if sealed:
                 repairs.append(f"recorded {len(sealed)} hand edit(s) as events")
+            from .coord import repair_records
+
+            repairs += repair_records(project)
             replayed = ev.replay(store.events())
             st = store.load()
             if (replayed.milestones != st.milestones or replayed.current != st.current) and hasattr(
@@ -210,6 +232,7 @@ def run(project: Project, *, repair: bool = False) -> dict[str, Any]:
         )
     elif pending:
         checks.append(_check("pending changes", False, "changes not yet recorded"))
+    checks += check_records(project)
     checks += rule_sections(project)
     healthy = all(c["ok"] for c in checks)
     return {

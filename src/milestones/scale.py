@@ -62,6 +62,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from .errors import MilestoneError
 from .storage import BACKENDS
 
 if TYPE_CHECKING:
@@ -493,7 +494,10 @@ def gather(project: Project, thresholds: Thresholds | None = None, *,
     enough = None
     if quick:
         enough = max(th.file_below_team, th.hybrid_below_team) + sum(len(m) for m in members)
-    registry = project.store.read_record("agents").get("agents")
+    try:  # a measure only: a damaged registry is named by the commands that need it
+        registry = project.store.read_record("agents").get("agents")
+    except MilestoneError:
+        registry = None
     agents = {str(v) for a in (registry if isinstance(registry, Mapping) else {}).values()
               if isinstance(a, Mapping) for v in (a.get("id"), a.get("name")) if v}
     activity = recent_activity(project.store, since_iso(), enough=enough, archives=not quick,

@@ -4,6 +4,7 @@ and damaged agent records are an error, never an empty default (issue 12)."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -118,3 +119,133 @@ def test_closing_commit_completes_a_ready_task(run: Runner, tmp_path: Path) -> N
     assert "warning" not in err
     t = task(run, f"{MID}/task-2")
     assert t["status"] == "done" and t["execution"]["closed_by"] == sha
+
+
+# ------------------------------------------------------------ damaged records
+
+DAMAGE = {
+    "truncated": lambda good: good[: len(good) // 2],
+    "a list": lambda good: "[]",
+    "wrong types": lambda good: good.replace('"next": ', '"next": "x", "was": ', 1),
+    "next reuses an id": None,  # filled per record below
+}
+
+
+def record_text(root: Path, backend: str, name: str) -> str:
+    if backend == "database":
+        with sqlite3.connect(root / ".milestones" / "database" / "milestones.db") as conn:
+            row = conn.execute("SELECT data FROM records WHERE name = ?", (name,)).fetchone()
+        return str(row[0]) if row else ""
+    return (root / ".milestones" / "agents" / f"{name}.json").read_text()
+
+
+def set_record(root: Path, backend: str, name: str, text: str) -> None:
+    if backend == "database":
+        with sqlite3.connect(root / ".milestones" / "database" / "milestones.db") as conn:
+            conn.execute("UPDATE records SET data = ? WHERE name = ?", (text, name))
+        return
+    (root / ".milestones" / "agents" / f"{name}.json").write_text(text)
+
+
+def damage(good: str, how: str, name: str) -> str:
+    if how == "next reuses an id":  # valid JSON, sound shape, but would hand an id out again
+        data = json.loads(good)
+        data["next"] = 1
+        return json.dumps(data)
+    if how == "wrong types":
+        data = json.loads(good)
+        if name == "agents":
+            data["agents"] = ["agent-1"]
+        else:
+            data["items"][0]["recipients"] = "agent-2"
+        return json.dumps(data)
+    fn = DAMAGE[how]
+    assert fn is not None
+    return str(fn(good))
+
+
+@pytest.fixture(params=BACKENDS)
+def team(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Runner, str]:
+    backend = request.param
+    Project.init(tmp_path, backend=backend)
+    run = Runner(tmp_path)
+    run.ok("plan", "Ship", "--task", "One", "--task", "Two", "--task", "Three")
+    run.ok("agent", "register", "--name", "w1")
+    run.ok("agent", "register", "--name", "w2")
+    run.ok("agent", "send", "--agent", "w1", "--to", "w2", "unread hello")
+    run.ok("agent", "claim", "--agent", "w2")
+    return run, backend
+
+
+def where(name: str, backend: str) -> str:
+    return f"`{name}` record" if backend == "database" else f"{name}.json"
+
+
+@pytest.mark.parametrize("how", ["truncated", "a list", "wrong types", "next reuses an id"])
+def test_damaged_agents_record_is_an_error(team: tuple[Runner, str], how: str) -> None:
+    run, backend = team
+    root = run.cwd
+    bad = damage(record_text(root, backend, "agents"), how, "agents")
+    set_record(root, backend, "agents", bad)
+    for args in (("agent", "list"), ("agent", "register", "--name", "w3"),
+                 ("agent", "claim", "--agent", "w1"), ("agent", "inbox", "--agent", "w2"),
+                 ("agent", "heartbeat", "--agent", "w1")):
+        r = split(run, *args)
+        assert r.exit_code == 8, (args, r.stdout, r.stderr)
+        assert r.stderr.startswith("milestone: error: ") and where("agents", backend) in r.stderr
+        assert "doctor --repair" in r.stderr and "Traceback" not in r.stderr
+        assert record_text(root, backend, "agents") == bad  # never overwritten
+    r = split(run, "doctor")
+    assert r.exit_code == 8 and "agents record" in r.stdout and where("agents", backend) in r.stdout
+
+
+@pytest.mark.parametrize("how", ["truncated", "a list", "wrong types", "next reuses an id"])
+def test_damaged_messages_record_is_an_error(team: tuple[Runner, str], how: str) -> None:
+    run, backend = team
+    root = run.cwd
+    bad = damage(record_text(root, backend, "messages"), how, "messages")
+    set_record(root, backend, "messages", bad)
+    for args in (("agent", "inbox", "--agent", "w2"),
+                 ("agent", "send", "--agent", "w1", "--to", "w2", "again"),
+                 ("agent", "ack", "--agent", "w2", "1")):
+        r = split(run, *args)
+        assert r.exit_code == 8, (args, r.stdout, r.stderr)
+        assert where("messages", backend) in r.stderr and "Traceback" not in r.stderr
+        assert record_text(root, backend, "messages") == bad
+    r = split(run, "doctor")
+    assert r.exit_code == 8 and where("messages", backend) in r.stdout
+
+
+def test_repair_rebuilds_without_reusing_ids(team: tuple[Runner, str]) -> None:
+    run, backend = team
+    root = run.cwd
+    set_record(root, backend, "agents", record_text(root, backend, "agents")[:40])
+    set_record(root, backend, "messages", "{not json")
+    r = split(run, "doctor", "--repair")
+    assert r.exit_code == 0, (r.stdout, r.stderr)
+    assert "rebuilt" in r.stdout and "damaged" in r.stdout
+    if backend != "database":  # the damaged files are kept beside the rebuilt ones
+        kept = sorted(p.name for p in (root / ".milestones" / "agents").iterdir())
+        assert any(n.startswith("agents.json.damaged-") for n in kept)
+        assert any(n.startswith("messages.json.damaged-") for n in kept)
+    assert split(run, "doctor").exit_code == 0
+    roster = run.json("agent", "list")
+    rows = roster.get("agents", roster) if isinstance(roster, dict) else roster
+    assert {a["id"]: a["name"] for a in rows} == {"agent-1": "w1", "agent-2": "w2"}
+    # a new agent gets a new id; a known name keeps its own
+    assert run.ok("agent", "register", "--name", "w3").strip().endswith("agent-3")
+    assert run.ok("agent", "register", "--name", "w1").strip().endswith("agent-1")
+    # the unread message is back, with its id; the next message gets a new one
+    inbox = run.ok("agent", "inbox", "--agent", "w2")
+    assert "#1" in inbox and "unread hello" in inbox
+    assert "message 2 " in run.ok("agent", "send", "--agent", "w1", "--to", "w2", "next").lower()
+
+
+def test_repair_skips_ids_only_the_damaged_record_names(team: tuple[Runner, str]) -> None:
+    """An id the log never saw (the record was written, its event lost) is not reused."""
+    run, backend = team
+    set_record(run.cwd, backend, "agents",
+               '{"next": 8, "agents": {"agent-7": {"id": "agent-7", "na')
+    assert split(run, "agent", "list").exit_code == 8
+    assert split(run, "doctor", "--repair").exit_code == 0
+    assert run.ok("agent", "register", "--name", "w9").strip().endswith("agent-8")

@@ -334,3 +334,27 @@ class Store(ABC):
     @abstractmethod
     def restore(self, src: Path) -> None:
         """Replace the project's data with a backup made by ``backup``."""
+
+
+RECORD_HINT = ("restore it from a backup (`milestone restore PATH`), or run `milestone doctor "
+               "--repair`: it sets the damaged record aside and rebuilds it from the event log, "
+               "never reusing an id")
+
+
+def decode_record(raw: bytes | str, where: str) -> dict[str, Any]:
+    """A coordination record's stored text as its object. Text that is not one JSON
+    object is a ``StorageError`` naming ``where``: never read as empty, since the next
+    write would replace it (agent ids reused, unread messages lost)."""
+    import json
+
+    from ..errors import StorageError
+
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise StorageError(f"{where} is damaged: not valid JSON ({exc})",
+                           hint=RECORD_HINT) from None
+    if not isinstance(data, dict):
+        raise StorageError(f"{where} is damaged: it holds a {type(data).__name__}, "
+                           "not a JSON object", hint=RECORD_HINT)
+    return data

@@ -836,16 +836,36 @@ class FileStore(Store):
     # ------------------------------------------------------------ records
 
     def read_record(self, name: str) -> dict[str, Any]:
+        """The record; {} when there is none. A damaged one is a StorageError naming
+        the file (see ``base.decode_record``), never an empty default."""
+        from ..errors import StorageError
+        from .base import decode_record
+
+        path = self.records_dir / f"{name}.json"
         try:
-            data = json.loads((self.records_dir / f"{name}.json").read_bytes())
-        except (FileNotFoundError, ValueError):
+            raw = path.read_bytes()
+        except FileNotFoundError:
             return {}
-        return data if isinstance(data, dict) else {}
+        except OSError as exc:
+            raise StorageError(f"cannot read {path}: {exc.strerror or exc}",
+                               hint="check the file's permissions") from None
+        return decode_record(raw, str(path))
 
     def write_record(self, name: str, data: dict[str, Any]) -> None:
         text = json.dumps(data, indent=1, ensure_ascii=False).encode("utf-8") + b"\n"
         self.records_dir.mkdir(parents=True, exist_ok=True)
         fsutil.atomic_write(self.records_dir / f"{name}.json", text)
+
+    def set_aside_record(self, name: str, suffix: str) -> str | None:
+        """Move a (damaged) record out of the way, kept as ``<name>.json.<suffix>``;
+        where it went, or None when there was none."""
+        path = self.records_dir / f"{name}.json"
+        if not path.exists():
+            return None
+        aside = path.with_name(f"{path.name}.{suffix}")
+        os.replace(path, aside)
+        fsutil.fsync_dir(self.records_dir)
+        return str(aside)
 
     # ------------------------------------------------------ backup/restore
 

@@ -749,10 +749,15 @@ class DatabaseStore(Store):
                          "ON CONFLICT(id) DO UPDATE SET data = excluded.data", (_dumps(record),))
 
     def read_record(self, name: str) -> dict[str, Any]:
+        """The record; {} when there is none. A damaged one is a StorageError naming
+        it (see ``base.decode_record``), never an empty default."""
+        from .base import decode_record
+
         row = self.connect().execute("SELECT data FROM records WHERE name = ?",
                                      (name,)).fetchone()
-        data = json.loads(row[0]) if row is not None else {}
-        return data if isinstance(data, dict) else {}
+        if row is None:
+            return {}
+        return decode_record(row[0], f"the `{name}` record in {self.db_path}")
 
     def write_record(self, name: str, data: dict[str, Any]) -> None:
         conn = self.connect()
@@ -760,6 +765,15 @@ class DatabaseStore(Store):
             conn.execute("INSERT INTO records (name, data) VALUES (?, ?) "
                          "ON CONFLICT(name) DO UPDATE SET data = excluded.data",
                          (name, _dumps(data)))
+
+    def set_aside_record(self, name: str, suffix: str) -> str | None:
+        """Keep a (damaged) record as ``<name>.<suffix>`` in the records table; where it
+        went, or None when there was none."""
+        conn = self.connect()
+        with self._transaction(None):
+            moved = conn.execute("UPDATE records SET name = ? WHERE name = ?",
+                                 (f"{name}.{suffix}", name)).rowcount
+        return f"the `{name}.{suffix}` record in {self.db_path}" if moved else None
 
     # -------------------------------------------------------------- queries
 
