@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .errors import InvalidInput
+
 DEFAULTS: dict[str, Any] = {
     "ui": {"default": "auto", "rich_from_milestones": 5},
     "team": {"members": []},
@@ -60,6 +62,10 @@ team:
 _DEFAULT_BYTES = frozenset(t.encode("utf-8") for t in (DEFAULT_CONFIG_TEXT, *EARLIER_DEFAULT_TEXTS))
 
 
+# Sections read as mappings of settings besides those DEFAULTS lists.
+_SECTIONS = frozenset({"validation", "git", "blockers", "backup", "logs", "kiro"})
+
+
 def load_config(root: Path) -> dict[str, Any]:
     """The merged configuration; a broken file is reported, not ignored."""
     from .storage import yamlio
@@ -71,12 +77,24 @@ def load_config(root: Path) -> dict[str, Any]:
         return {k: dict(v) for k, v in DEFAULTS.items()}
     if raw in _DEFAULT_BYTES:
         return {k: dict(v) for k, v in DEFAULTS.items()}  # no YAML parse on the hot path
-    data = yamlio.load_bytes(raw, ".milestones/config/config.yaml") or {}
+    where = ".milestones/config/config.yaml"
+    data = yamlio.load_bytes(raw, where)
     merged: dict[str, Any] = {k: dict(v) for k, v in DEFAULTS.items()}
-    if isinstance(data, dict):
-        for key, value in data.items():
-            if isinstance(value, dict) and isinstance(merged.get(key), dict):
-                merged[key].update(value)
-            else:
-                merged[key] = value
+    if data is None:
+        return merged  # an empty file: the defaults
+    if not isinstance(data, dict):  # never read as the defaults, as if it were not there
+        raise InvalidInput(f"{where}: holds a {type(data).__name__}, not a mapping of settings",
+                           hint="fix the file (`milestone init` writes a default one in a new "
+                                "project to copy from), or restore it from a backup")
+    for key, value in data.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key].update(value)
+        elif isinstance(value, dict):
+            merged[key] = value
+        elif (isinstance(merged.get(key), dict) or key in _SECTIONS) and value is not None:
+            raise InvalidInput(f"{where}: {key} holds a {type(value).__name__}, not a mapping "
+                               "of settings", hint=f"write {key}: as key: value lines, or "
+                                                   "remove it for the defaults")
+        elif value is not None:
+            merged[key] = value
     return merged

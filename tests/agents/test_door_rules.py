@@ -249,3 +249,24 @@ def test_repair_skips_ids_only_the_damaged_record_names(team: tuple[Runner, str]
     assert split(run, "agent", "list").exit_code == 8
     assert split(run, "doctor", "--repair").exit_code == 0
     assert run.ok("agent", "register", "--name", "w9").strip().endswith("agent-8")
+
+
+# ------------------------------------------------------------------- config
+
+
+@pytest.mark.parametrize(("text", "args", "named"), [
+    ("- a list\n- of things\n", ("status",), "holds a list"),
+    ("agents: [1, 2]\n", ("agent", "register", "--name", "w"), "agents holds a list"),
+    ("validation: oops\n", ("validate",), "validation holds a str"),
+    ("git: [Closes]\n", ("git", "link"), "git holds a list"),
+])
+def test_damaged_config_is_an_error(tmp_path: Path, text: str, args: tuple[str, ...],
+                                    named: str) -> None:
+    """A config.yaml of the wrong shape is named, never read as the defaults."""
+    Project.init(tmp_path)
+    path = tmp_path / ".milestones" / "config" / "config.yaml"
+    path.write_text(text)
+    r = split(Runner(tmp_path), *args)
+    assert r.exit_code == 4, (r.stdout, r.stderr)
+    assert "config.yaml" in r.stderr and named in r.stderr and "Traceback" not in r.stderr
+    assert path.read_text() == text
