@@ -728,6 +728,7 @@ class Project:
             )
         for t in m.tasks:
             t.depends_on = [self._dep_ref(tx, m, d, t.id) for d in t.depends_on]
+        _check_done_on_arrival(tx, m)
         md.Milestone.from_dict(m.to_dict())  # full structural check before anything is written
         data: dict[str, Any] = {}
         if tx.current is None or tx.current not in tx.snaps:
@@ -1770,6 +1771,23 @@ class Project:
 
 
 # --------------------------------------------------------------- helpers
+
+
+def _check_done_on_arrival(tx: Txn, m: md.Milestone) -> None:
+    """A task planned as done (a plan file's ``[x]``, a Kiro box ticked, ``status:
+    done``) passes the rule ``task done`` applies: every dependency finished."""
+    mine = {t.id: t.status for t in m.tasks}
+    for t in m.tasks:
+        if t.status != "done":
+            continue
+        unmet = [d for d in t.depends_on
+                 if (mine.get(d) if "/" not in d else tx.status_of(d)) not in md.FINISHED_TASK]
+        unmet += [d for d in m.depends_on if tx.status_of(d) not in md.FINISHED_TASK]
+        if unmet:
+            raise DependencyError(
+                f"cannot plan {t.id} ({t.title!r}) of {m.title!r} as done: it waits on "
+                f"{', '.join(unmet)}, not done",
+                hint="mark those done too, or leave it open (`- [ ]`, status: todo)")
 
 
 def _opt(value: Any, what: str, limit: int = 200) -> str | None:

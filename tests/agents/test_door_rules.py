@@ -270,3 +270,37 @@ def test_damaged_config_is_an_error(tmp_path: Path, text: str, args: tuple[str, 
     assert r.exit_code == 4, (r.stdout, r.stderr)
     assert "config.yaml" in r.stderr and named in r.stderr and "Traceback" not in r.stderr
     assert path.read_text() == text
+
+
+# ------------------------------------------------- tasks planned as done
+
+
+@pytest.mark.parametrize(("name", "text"), [
+    ("plan.md", "# Ship\n\n- [ ] Base\n- [x] Top after 1\n"),
+    ("plan.yaml", "milestones:\n- title: Ship\n  tasks:\n  - title: Base\n  - title: Top\n"
+                  "    status: done\n    depends_on: [task-1]\n"),
+    ("plan.yaml", "milestones:\n- title: Ship\n  depends_on: [milestone-001]\n  tasks:\n"
+                  "  - title: Top\n    status: done\n"),
+    ("spec/tasks.md", "# Tasks\n\n- [x] 1. Parent\n  - [ ] 1.1 Child\n"),
+])
+def test_planned_done_obeys_the_done_rule(tmp_path: Path, name: str, text: str) -> None:
+    """A plan file's `[x]`, `status: done` or a ticked Kiro box is the `task done` door:
+    a task whose dependencies are not done is refused, and nothing is created."""
+    Project.init(tmp_path)
+    run = Runner(tmp_path)
+    run.ok("plan", "Open", "--task", "Still open")
+    (tmp_path / name).parent.mkdir(exist_ok=True)
+    (tmp_path / name).write_text(text)
+    args = ("import", "kiro", str(tmp_path / "spec")) if name.startswith("spec") else \
+        ("plan", "--from-file", str(tmp_path / name))
+    r = split(run, *args)
+    assert r.exit_code == 5, (r.stdout, r.stderr)
+    assert "as done" in r.stderr and "waits on" in r.stderr
+    assert sorted(p.name for p in (tmp_path / ".milestones" / "active").glob("*.yaml")) == \
+        ["milestone-001.yaml"]
+    # with the dependency done too, it is accepted
+    (tmp_path / name).write_text(text.replace("- [ ]", "- [x]").replace(
+        "  - title: Base\n", "  - title: Base\n    status: done\n"))
+    if "milestone-001" in text:
+        run.ok("task", "done", "1/1")
+    assert split(run, *args).exit_code == 0
