@@ -94,9 +94,11 @@ def test_hand_edit_is_reported_by_validate(tmp_path: Path, backend: str) -> None
     assert "MS208" in r.stdout and CYCLE in r.stdout
     assert "milestone-002.yaml" in r.stdout  # located at the milestone that waits
     assert "MS203" not in r.stdout  # no cycle of tasks alone: only the crossing one
-    # `next` offers nothing of the deadlocked tasks; the unrelated work goes on
-    assert run("next").exit_code == 0
+    # `next` offers nothing of the deadlocked tasks (and points at validate); the
+    # unrelated work goes on
     run.ok("task", "done", "1/2")
+    shown = run.ok("next", "--ui", "simple")
+    assert "Nothing is ready" in shown and "milestone validate" in shown
 
 
 def test_rule_over_snapshots() -> None:

@@ -228,7 +228,8 @@ def render_show(data: Mapping[str, Any]) -> str:
 def render_next(data: Mapping[str, Any]) -> str:
     rows = data["tasks"]
     if not rows:
-        return "Nothing is ready to start: every open task waits on another, or is blocked."
+        return ("Nothing is ready to start: every open task waits on another, or is blocked "
+                "(`milestone validate` names a dependency cycle, if that is why).")
     lines = [
         f"{r['ref']:<24} {r['title']}  ({r['priority']}, unblocks {r['chain'] - 1}"
         + (f", {hours(r['estimate'])}" if r.get("estimate") else "")
