@@ -22,7 +22,8 @@ def git_group() -> None:
       Milestone: milestone-003
     or by `[milestone-003/task-2]` anywhere in its message. `Closes
     milestone-003/task-2` (the keyword is the config's git.close_keyword)
-    also completes the task.
+    also completes the task when `task done` would (dependencies done, not
+    blocked); else it stays open, with a warning and a note on the task.
 
     \b
     Example:
