@@ -243,20 +243,21 @@ def cross_level_cycles(ctx: Context) -> None:
                                               *_task_targets(mid, m)})
                   if ctx.partial else ctx.milestones)
     edges: dict[str, list[str]] = {}
-    crossing = False
+    # Only a milestone something waits on is a node: no other can be on a cycle.
+    waited = {d for mid, m in milestones.items() for d in m.get("depends_on", []) if d != mid}
+    if not waited:
+        return  # no milestone waits on another: MS203 sees every cycle there is
     for mid, m in milestones.items():
         tasks = m.get("tasks", [])
         waits = [d for d in m.get("depends_on", []) if d != mid]
-        crossing = crossing or bool(waits)
-        edges[mid] = [f"{mid}/{t['id']}" for t in tasks]
+        if mid in waited:
+            edges[mid] = [f"{mid}/{t['id']}" for t in tasks]
         for t in tasks:
             edges[f"{mid}/{t['id']}"] = [
                 *(d if "/" in d else f"{mid}/{d}" for d in t.get("depends_on", [])
                   if d != t["id"]),
                 *waits,
             ]
-    if not crossing:
-        return  # no milestone waits on another: MS203 sees every cycle there is
     for cycle in _cycles(edges):
         steps = list(pairwise(cycle))
         task_edge = any("/" in a and "/" in b for a, b in steps)
@@ -268,12 +269,12 @@ def cross_level_cycles(ctx: Context) -> None:
         body = cycle[:-1]
         k = next(i for i, r in enumerate(body) if "/" not in r)
         body = body[k:] + body[:k]  # start at a milestone: it reads as "waits on"
-        waiter, waited = next((a.split("/")[0], b) for a, b in steps
+        waiter, target = next((a.split("/")[0], b) for a, b in steps
                               if "/" in a and "/" not in b)
         ctx.report(
             "dependency cycle across milestones and tasks: "
             + " → ".join([*body, body[0]])
-            + f" ({waiter} depends on {waited}, so its tasks wait on every task of {waited})",
+            + f" ({waiter} depends on {target}, so its tasks wait on every task of {target})",
             ref=waiter,
             path=(waiter, ("depends_on",)),
         )
