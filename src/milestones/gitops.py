@@ -595,6 +595,9 @@ def _close(tx: Txn, m: md.Milestone, t: md.Task, sha: str) -> str | None:
     ex = dict(t.execution or {})
     ex.pop("agent", None)
     ex["closed_by"] = sha
+    # an earlier run's note that this commit could not close it is answered now
+    ex["commits"] = [{k: v for k, v in c.items() if k != "close_refused"}
+                     if c.get("sha") == sha else c for c in ex.get("commits") or []]
     t.execution = ex
     tx.touch(m)
     tx.record("task_completed", m, before, task=t, time_spent=spent, commit=sha)

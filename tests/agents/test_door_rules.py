@@ -93,7 +93,9 @@ def test_closing_commit_respects_unmet_dependencies(run: Runner, tmp_path: Path)
     run.ok("task", "done", f"{MID}/task-1")
     data, err = link(run)
     assert data["completed"] == [f"{MID}/task-2"] and data["not_closed"] == []
-    assert task(run, f"{MID}/task-2")["status"] == "done"
+    t = task(run, f"{MID}/task-2")
+    assert t["status"] == "done" and t["execution"]["closed_by"] == sha
+    assert "close_refused" not in t["execution"]["commits"][0]  # the note is answered
 
 
 def test_closing_commit_respects_blocked(run: Runner, tmp_path: Path) -> None:
