@@ -669,7 +669,8 @@ class FileStore(Store):
             old = None
         except OSError as exc:
             raise fsutil.storage_error(exc, path, "read") from None
-        self._check_unchanged(path, old, expect)
+        if old != data:  # else the file holds what is written: nothing to lose
+            self._check_unchanged(path, old, expect)
         written.append((path, old))  # before the write: an interrupt may land after the rename
         fsutil.atomic_write(path, data)
 
