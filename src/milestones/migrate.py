@@ -139,6 +139,9 @@ def migrate(root: Path, to: str, *, dry_run: bool = False, actor: str = "unknown
             # Bring the old store fully up to date first (interrupted writes, hand edits).
             from .project import Project
 
+            distrust = getattr(old, "distrust", None)
+            if distrust is not None:
+                distrust()  # a same-size, same-mtime hand edit is copied too
             Project(old, actor=actor, session_id="migration")._sync()
             state = old.load()
             events = list(old.events())

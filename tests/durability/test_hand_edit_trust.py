@@ -231,3 +231,15 @@ def test_cleanup_keeps_an_edited_not_read_file_aside(proj: Path) -> None:
     assert "title: Uno" in kept.read_text("utf-8")
     assert not list((root / "active").glob("*.yaml"))
     assert not (root / "active" / "NOT-READ.txt").exists()
+
+
+@pytest.mark.parametrize("backend", YAML_BACKENDS)
+def test_a_migration_copies_a_same_size_same_mtime_edit(tmp_path: Path, backend: str) -> None:
+    """The migration reads every file by content before it copies: the edit moves with
+    the data (and is recorded), instead of being left behind in a file no longer read."""
+    proj = _project(tmp_path, "p", backend, "Alpha", "--task", "One", "--task", "Two")
+    _hand_edit(_yaml(proj), "title: Two", "title: Zwo", keep_stat=True)
+    cli(proj, "storage", "migrate", "--to", "database")
+    m = cli_json(proj, "show", "1")["milestone"]
+    assert [t["title"] for t in m["tasks"]] == ["One", "Zwo"]
+    assert "warning" not in cli(proj, "status").stderr

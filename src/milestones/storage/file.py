@@ -113,6 +113,7 @@ class FileStore(Store):
         # Files a write found changed behind an unchanged size and mtime: the next
         # scan_edits reads them whatever their stat says (see _write).
         self._suspect: set[str] = set()
+        self._deep = False  # distrust(): the next scan reads every file
         self._recovering = False
 
     @property
@@ -238,7 +239,8 @@ class FileStore(Store):
     def needs_sync(self) -> bool:
         state = self._state if self._state is not None else self._read_state()
         self._state = state
-        if self._log_size() != state["log_size"] or state.get("rotating") or self._suspect:
+        if self._log_size() != state["log_size"] or state.get("rotating") or self._suspect \
+                or self._deep:
             return True  # "rotating": a log rotation was interrupted
         files = self._files()
         entries = state["milestones"]
@@ -411,6 +413,7 @@ class FileStore(Store):
                 and st.st_mtime_ns == entry["mtime_ns"]
                 and st.st_size == entry["size"]
                 and rel not in self._suspect
+                and not self._deep
             ):
                 continue
             try:
@@ -439,7 +442,7 @@ class FileStore(Store):
         for mid in sorted(set(entries) - set(files)):
             edits.append(Edit(mid, entries[mid]["state"], None, entries[mid]["path"]))
         if self._current_mtime() != state.get("current_mtime_ns") \
-                or "active/current.txt" in self._suspect:
+                or "active/current.txt" in self._suspect or self._deep:
             marker = self._edited_current_marker(set(files))
             if marker != state.get("current"):
                 edits.append(Edit(marker or "", None, None, "active/current.txt", current=True))
@@ -447,11 +450,17 @@ class FileStore(Store):
                 state["current_mtime_ns"] = self._current_mtime()
                 dirty = True
         self._suspect.clear()
+        self._deep = False
         if dirty and not edits:
             self._write_state(state)
         elif dirty:
             self._written = (None, None)  # changed here, not on disk: re-read next time
         return edits
+
+    def distrust(self) -> None:
+        """Make the next ``scan_edits`` compare every file by content, whatever its size
+        and mtime say (before a migration copies the files: no edit may be missed)."""
+        self._deep = True
 
     def _edited_current_marker(self, ids: set[str]) -> str | None:
         """The id in a hand-edited current.txt; refuse one that is no milestone here."""
