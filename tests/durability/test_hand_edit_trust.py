@@ -243,3 +243,14 @@ def test_a_migration_copies_a_same_size_same_mtime_edit(tmp_path: Path, backend:
     m = cli_json(proj, "show", "1")["milestone"]
     assert [t["title"] for t in m["tasks"]] == ["One", "Zwo"]
     assert "warning" not in cli(proj, "status").stderr
+
+
+def test_doctor_repair_records_a_same_size_same_mtime_edit(proj: Path) -> None:
+    cli(proj, "plan", "Alpha", "--task", "One", "--task", "Two")
+    path = _yaml(proj)
+    _hand_edit(path, "title: Two", "title: Zwo", keep_stat=True)
+    cli(proj, "doctor", "--repair")
+    assert "title: Zwo" in path.read_text("utf-8")
+    m = cli_json(proj, "show", "1")["milestone"]
+    assert [t["title"] for t in m["tasks"]] == ["One", "Zwo"]
+    assert_consistent(proj / ".milestones")
