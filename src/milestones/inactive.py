@@ -56,6 +56,13 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _text(path: Path) -> str | None:
+    try:
+        return path.read_text("utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -86,17 +93,23 @@ def marks(root: Path) -> list[Path]:
     return [root / rel for rel in (NOTE, FINGERPRINT) if (root / rel).exists()]
 
 
-def edited(root: Path, *, deep: bool = False) -> list[str]:
+def edited(root: Path, *, deep: bool = False,
+           sources: dict[str, str] | None = None) -> list[str]:
     """The not-read files edited (or added) since the switch, relative to ``root``.
     A file whose size and mtime match is taken as unchanged unless ``deep`` (a move
-    back to files, a cleanup: everything is hashed before anything is replaced)."""
+    back to files, a cleanup: everything is hashed before anything is replaced).
+    Without a record (a switch made before there was one), a milestone file that is
+    not the text the database keeps for it (``sources``) counts as edited."""
     try:
         record = json.loads((root / FINGERPRINT).read_bytes())
         known = record["files"]
         if not isinstance(known, dict):
-            return []
+            raise TypeError
     except (OSError, ValueError, KeyError, TypeError):
-        return []  # no record (or a damaged one): nothing to compare with
+        if sources is None:
+            return []  # nothing to compare with
+        return [rel for rel in _files(root) if not rel.endswith("current.txt")
+                and _text(root / rel) != sources.get(Path(rel).stem)]
     out: list[str] = []
     for rel in _files(root):
         rec = known.get(rel)

@@ -150,7 +150,7 @@ def migrate(root: Path, to: str, *, dry_run: bool = False, actor: str = "unknown
             if back_to_files:  # YAML edited while not read: kept aside, never written over
                 from . import inactive
 
-                report["kept_aside"] = inactive.edited(root, deep=True)
+                report["kept_aside"] = inactive.edited(root, deep=True, sources=old.sources())
             if dry_run:
                 report["ok"] = True
                 return report

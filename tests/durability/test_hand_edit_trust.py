@@ -254,3 +254,20 @@ def test_doctor_repair_records_a_same_size_same_mtime_edit(proj: Path) -> None:
     m = cli_json(proj, "show", "1")["milestone"]
     assert [t["title"] for t in m["tasks"]] == ["One", "Zwo"]
     assert_consistent(proj / ".milestones")
+
+
+def test_a_move_back_to_files_keeps_an_edit_made_before_there_was_a_record(proj: Path) -> None:
+    """A switch made by an older version left no record of the files: a file that is not
+    the text the database keeps for it is kept aside all the same."""
+    root = proj / ".milestones"
+    cli(proj, "plan", "Alpha", "--task", "One")
+    cli(proj, "plan", "Beta", "--task", "One")
+    cli(proj, "storage", "migrate", "--to", "database")
+    (root / "logs" / "not-read.json").unlink()
+    (root / "active" / "NOT-READ.txt").unlink()
+    _hand_edit(_yaml(proj), "title: One", "title: Uno")
+    proc = cli(proj, "storage", "migrate", "--to", "file")
+    assert ".milestones/active/milestone-001.yaml" in proc.stderr, proc.stderr
+    [kept] = list((root / "kept-edits").glob("*/active/*.yaml"))
+    assert kept.name == "milestone-001.yaml" and "title: Uno" in kept.read_text("utf-8")
+    assert "title: One" in _yaml(proj).read_text("utf-8")
