@@ -113,7 +113,9 @@ def storage_cleanup(dry_run: bool, yes: bool, as_json: bool) -> None:
 
     A migration leaves the previous backend's files where they were, as they were
     at the switch; nothing reads them again (`storage rollback` copies from the
-    backend in use). This removes them, under the writer lock. Backups stay.
+    backend in use). This removes them, under the writer lock. Backups stay. A YAML
+    file edited after a move to the database is not removed: it is kept aside in
+    .milestones/kept-edits/ and named.
 
     \b
     Examples:
