@@ -169,6 +169,9 @@ def run(project: Project, *, repair: bool = False) -> dict[str, Any]:
         repairs += recover_restore(project.root)
         with store.lock():
             repairs += store.recover()
+            distrust = getattr(store, "distrust", None)
+            if distrust is not None:
+                distrust()  # every file by content: a same-size, same-mtime edit too
             try:
                 sealed = project._sync()
             except MilestoneError as exc:  # a broken file: a person must fix it

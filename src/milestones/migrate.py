@@ -139,10 +139,18 @@ def migrate(root: Path, to: str, *, dry_run: bool = False, actor: str = "unknown
             # Bring the old store fully up to date first (interrupted writes, hand edits).
             from .project import Project
 
+            distrust = getattr(old, "distrust", None)
+            if distrust is not None:
+                distrust()  # a same-size, same-mtime hand edit is copied too
             Project(old, actor=actor, session_id="migration")._sync()
             state = old.load()
             events = list(old.events())
             report["source"] = summary(state, events)
+            back_to_files = to in ("file", "hybrid") and not shares_files(old.backend, to)
+            if back_to_files:  # YAML edited while not read: kept aside, never written over
+                from . import inactive
+
+                report["kept_aside"] = inactive.edited(root, deep=True, sources=old.sources())
             if dry_run:
                 report["ok"] = True
                 return report
@@ -162,6 +170,9 @@ def migrate(root: Path, to: str, *, dry_run: bool = False, actor: str = "unknown
                     new.initialize()
                     new.reindex()  # type: ignore[attr-defined]
             else:
+                if back_to_files and report["kept_aside"]:
+                    folder = inactive.keep_aside(root, report["kept_aside"])
+                    report["kept_folder"] = str(folder)
                 _discard(new, shared=False)  # leftovers of an earlier attempt
                 new.import_data(events, state, old.read_resume(), old.sources())
                 for name in RECORDS:  # agents and their messages (milestones.coord)
@@ -172,6 +183,13 @@ def migrate(root: Path, to: str, *, dry_run: bool = False, actor: str = "unknown
             enter("switch")
             write_marker(root, to)
             enter("log")
+            from . import inactive
+
+            with contextlib.suppress(OSError):  # the switch is made: a note cannot undo it
+                if to == "database" and old.backend in ("file", "hybrid"):
+                    inactive.mark(root, to)  # the YAML files stay, marked as not read
+                elif back_to_files:
+                    inactive.unmark(root)
             report["ok"] = True
             report["seconds"] = round(time.monotonic() - started, 3)
             _log(root, {"timestamp": _now(), "event": "migration_completed", "actor": actor,
@@ -250,6 +268,10 @@ def leftovers(root: Path) -> tuple[str, list[Path]]:
             found.update(index.data_files() if index is not None else ())
         else:
             found.update(other.data_files())
+    if current.backend not in ("file", "hybrid"):
+        from . import inactive
+
+        found.update(inactive.marks(root))  # the not-read note goes with the files
     return current.backend, sorted(found - keep)
 
 
@@ -262,13 +284,21 @@ def cleanup(root: Path, *, dry_run: bool = False, actor: str = "unknown") -> dic
         if backend != store.backend:  # a migration switched while we waited
             raise InvalidInput(f"the project moved to the {backend} backend meanwhile",
                                hint="run `milestone storage cleanup` again")
+        from . import inactive
+
+        # An edited not-read file is kept aside, never removed.
+        edited = inactive.edited(root, deep=True) if backend not in ("file", "hybrid") else []
+        files = [p for p in files if p.relative_to(root).as_posix() not in edited]
         size = sum(p.stat().st_size for p in files)
         rel = [p.relative_to(root).as_posix() for p in files]
+        kept = None
         if not dry_run:
+            kept = inactive.keep_aside(root, edited)
             for path in files:
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
             if files:
                 _log(root, {"timestamp": _now(), "event": "storage_cleaned", "actor": actor,
                             "backend": backend, "removed": rel, "bytes": size})
-    return {"schema": 1, "backend": backend, "dry_run": dry_run, "files": rel, "bytes": size}
+    return {"schema": 1, "backend": backend, "dry_run": dry_run, "files": rel, "bytes": size,
+            "kept_aside": edited, "kept_folder": str(kept) if kept else None}

@@ -24,6 +24,7 @@ from . import events as ev
 from . import model as md
 from . import refs
 from .errors import (
+    Conflict,
     DependencyError,
     InvalidInput,
     InvalidTransition,
@@ -441,7 +442,54 @@ class Project:
                 )
             )
             adopt.append(e.milestone_id)
-        return self.store.commit(events, adopt=adopt)
+        edited = [e for e in edits if not e.current and e.after is not None]
+        for e in edited:
+            _check_hand_edit(e)  # before anything is recorded: refuse what no command makes
+        sealed = self.store.commit(events, adopt=adopt)
+        if edited:
+            sealed += self._follow_hand_edits(edited)
+        return sealed
+
+    def _follow_hand_edits(self, edits: Sequence[Any]) -> list[dict[str, Any]]:
+        """After hand edits are recorded: derive what the commands they mirror derive (a
+        task ticked done gets its completed_at, its milestone completes), as the events
+        those commands emit, each marked ``hand_edit`` with the file."""
+        from .validation.engine import Finding
+
+        tx = Txn(self, self.store.view())
+        for e in edits:
+            path = f"{DIRNAME}/{e.path}"
+            m = tx.milestone(e.milestone_id)
+            if m.status == "archived":
+                continue
+            old = {t["id"]: t for t in (e.before or {}).get("tasks", [])}
+            moved = set(old) != {t.id for t in m.tasks}
+            for t in m.tasks:
+                prev = old.get(t.id)
+                if prev is not None and all(prev.get(f) == getattr(t, f) for f in _HAND_KEYS):
+                    continue
+                moved = True
+                ref = f"{m.id}/{t.id}"
+                unmet = tx.unmet(m, t) if t.status in ("done", "in_progress") else []
+                before = m.to_dict()
+                step = _hand_step(t, prev, tx.now, ref, unmet)
+                if step is None:
+                    continue
+                kind, spent = step
+                tx.touch(m)
+                tx.record(kind, m, before, task=t, time_spent=spent, hand_edit=path,
+                          forced=bool(unmet) or None, unmet=unmet or None)
+                if unmet:
+                    self.warnings.append(Finding(
+                        "hand-edit", "storage", "warning",
+                        f"{ref} was set {t.status} by hand while it waits on "
+                        f"{', '.join(unmet)}; recorded as forced (as `task "
+                        f"{'done' if t.status == 'done' else 'start'} --force` is)",
+                        f"finish {', '.join(unmet)} too, or set it back to todo",
+                        ref=ref, file=path))
+            if moved:
+                tx.follow_status(m)
+        return self.store.commit(tx.events) if tx.events else []
 
     def milestones(self) -> dict[str, md.Milestone]:
         return {
@@ -486,7 +534,12 @@ class Project:
             if tx.events:
                 if tx.check:
                     self._check_write(tx)
-                sealed = store.commit(tx.events)
+                try:
+                    sealed = store.commit(tx.events)
+                except Conflict as exc:
+                    if getattr(exc, "hand_edit", False):
+                        self._sync()  # record the edit the write found (the lock is held)
+                    raise
                 self.commits += 1
                 now = time.monotonic()
                 if tx.note or now - self._resumed_at >= self.resume_every:
@@ -1815,6 +1868,74 @@ def _milestone_dep(ref: str, snaps: Mapping[str, Any], who: str) -> str:
 
 def _unique(items: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(items))
+
+
+# What a task command derives and a person may leave out of a hand edit.
+_HAND_KEYS = ("status", "progress", "started_at", "completed_at", "timer_started_at",
+              "time_spent", "blockers")
+
+
+def _check_hand_edit(e: Any) -> None:
+    """Refuse a hand edit no command could make (so nothing is recorded, nothing lost:
+    the file stays as the person left it, and commands stop until it is fixed)."""
+    old = {t["id"]: t for t in (e.before or {}).get("tasks", [])}
+    for t in e.after.get("tasks", []):
+        prev = old.get(t["id"])
+        if t["status"] == "blocked" and not t.get("blockers") \
+                and (prev is None or prev.get("status") != "blocked"):
+            raise InvalidInput(
+                f"{DIRNAME}/{e.path}: {t['id']} is set blocked by hand but gives no reason",
+                hint=f"add `blockers: [the reason]` to {t['id']} (as `task block REF "
+                     f"REASON` does), or set another status")
+
+
+def _hand_step(t: md.Task, prev: Mapping[str, Any] | None, now: str, ref: str,
+               unmet: list[str]) -> tuple[str, int] | None:
+    """Give ``t``, as a person left it (``prev``: as it was), what the task command its
+    change mirrors would derive; returns (event type, seconds added) or None.
+
+    The command's own transition (``model``) runs on the task as it was, then each
+    derived field the person did not set takes the command's value. Unmet
+    dependencies are passed as forced (the caller records and reports them)."""
+    base = dict(prev) if prev is not None else md.Task(id=t.id, title=t.title).to_dict()
+    trial = md.Task.from_dict(base)
+    was, want = trial.status, t.status
+    spent = 0
+    try:
+        if want == was:
+            if want in md.FINISHED_TASK or t.progress == trial.progress:
+                return None
+            md.set_progress(trial, now, ref, t.progress)
+            kind = "task_progress"
+        elif want == "done":
+            if was in md.FINISHED_TASK:
+                md.reopen_task(trial, ref)
+            spent, kind = md.complete_task(trial, now, ref, unmet, True), "task_completed"
+        elif want == "skipped":
+            if was in md.FINISHED_TASK:
+                md.reopen_task(trial, ref)
+            spent, kind = md.skip_task(trial, now, ref), "task_skipped"
+        elif want == "in_progress":
+            if was in md.FINISHED_TASK:
+                md.reopen_task(trial, ref)
+            md.start_task(trial, now, ref, unmet, True)
+            kind = "task_started"
+        elif want == "blocked":
+            spent = md.block_task(trial, now, ref, (t.blockers or ["blocked"])[0])
+            kind = "task_blocked"
+        elif was in md.FINISHED_TASK:  # todo
+            md.reopen_task(trial, ref)
+            kind = "task_reopened"
+        else:  # in_progress or blocked -> todo: the timer stops
+            spent = md.stop_task(trial, now, ref) if trial.timer_started_at else 0
+            trial.status, trial.blockers = "todo", []
+            kind = "task_stopped"
+    except MilestoneError:
+        return None  # a change no transition makes: the person's values stand
+    for key in _HAND_KEYS:
+        if getattr(t, key) == base.get(key):  # not set by the person: derived
+            setattr(t, key, getattr(trial, key))
+    return kind, spent
 
 
 def summarize_edit(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> str:

@@ -69,6 +69,7 @@ def storage_migrate(to: str, dry_run: bool, as_json: bool) -> None:
 
     project = get_project()
     report = migrate(project.root, to, dry_run=dry_run, actor=project.actor)
+    _kept_aside(report)
     src = report["source"]
     if as_json:
         click.echo(json.dumps(report, indent=2))
@@ -99,6 +100,7 @@ def storage_rollback(as_json: bool) -> None:
         raise InvalidInput("there is no migration to roll back",
                            hint="see `milestone storage status`")
     report = migrate(project.root, previous, actor=project.actor)
+    _kept_aside(report)
     say(f"Rolled back {report['from']} → {previous}", {"report": report}, as_json)
 
 
@@ -111,7 +113,9 @@ def storage_cleanup(dry_run: bool, yes: bool, as_json: bool) -> None:
 
     A migration leaves the previous backend's files where they were, as they were
     at the switch; nothing reads them again (`storage rollback` copies from the
-    backend in use). This removes them, under the writer lock. Backups stay.
+    backend in use). This removes them, under the writer lock. Backups stay. A YAML
+    file edited after a move to the database is not removed: it is kept aside in
+    .milestones/kept-edits/ and named.
 
     \b
     Examples:
@@ -126,6 +130,7 @@ def storage_cleanup(dry_run: bool, yes: bool, as_json: bool) -> None:
         click.confirm(f"Remove {len(files)} file(s) of other backends, no longer read "
                       f"(the project uses {backend})?", abort=True, err=True)
     report = cleanup(project.root, dry_run=dry_run, actor=project.actor)
+    _kept_aside(report)
     if not report["files"]:
         say(f"Nothing to remove: only the {report['backend']} backend's files are here",
             {"report": report}, as_json)
@@ -174,6 +179,17 @@ def storage_reindex(as_json: bool) -> None:
     """
     count = get_project().reindex()
     say(f"Indexed {count} milestones (database/index.db)", {"indexed": count}, as_json)
+
+
+def _kept_aside(report: dict[str, Any]) -> None:
+    """One line on stderr per YAML file edited while no backend read it: named, with
+    where it now is (or would go) and how to apply it."""
+    folder = report.get("kept_folder")
+    for rel in report.get("kept_aside") or ():
+        where = f"kept aside as {folder}/{rel}" if folder else "would be kept aside"
+        click.echo(f"milestone: warning: .milestones/{rel} was edited while the project did "
+                   f"not read it; not applied, {where} — copy it back over .milestones/{rel} "
+                   f"(on the file backend) to apply it as a hand edit", err=True)
 
 
 def render_status(data: dict[str, Any]) -> str:

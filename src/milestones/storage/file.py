@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import events as ev
-from ..errors import InvalidInput, MilestoneError
+from ..errors import Conflict, InvalidInput, MilestoneError
 from ..model import MILESTONE_ID_RE, Milestone
 from . import fsutil, yamlio
 from .base import Edit, Snapshot, State, Store
@@ -35,6 +35,14 @@ if TYPE_CHECKING:
 
 FILE_RE = re.compile(r"^(milestone-\d{3,})\.yaml$")
 STATE_VERSION = 1
+
+
+class HandEdited(Conflict):
+    """A file the tool was about to replace changed since it last wrote it, though its
+    size and mtime did not (so the scan before the write took it as unchanged).
+    ``Project`` records the edit, then reports this; nothing else is written."""
+
+    hand_edit = True
 
 
 def _sha(data: bytes) -> str:
@@ -102,6 +110,11 @@ class FileStore(Store):
         self._streak = 0  # writes in a row on from the state this object wrote
         self._log_files: LogFiles | None = None
         self._rotate_limit: int | None = None  # logs.rotate_bytes, read once
+        # Files a write found changed behind an unchanged size and mtime: the next
+        # scan_edits reads them whatever their stat says (see _write).
+        self._suspect: set[str] = set()
+        self._deep = False  # distrust(): the next scan reads every file
+        self._recovering = False
 
     @property
     def log_files(self) -> LogFiles:
@@ -226,7 +239,8 @@ class FileStore(Store):
     def needs_sync(self) -> bool:
         state = self._state if self._state is not None else self._read_state()
         self._state = state
-        if self._log_size() != state["log_size"] or state.get("rotating"):
+        if self._log_size() != state["log_size"] or state.get("rotating") or self._suspect \
+                or self._deep:
             return True  # "rotating": a log rotation was interrupted
         files = self._files()
         entries = state["milestones"]
@@ -335,7 +349,13 @@ class FileStore(Store):
             pending = self._read_pending(state["log_size"])
             pending = [e for e in pending if e.get("event_id", 0) > state["applied_event_id"]]
             if pending:
-                self._materialize(pending, adopt=())
+                # The files may hold these events' writes already (the crash came after
+                # a rename): what is on disk is the tool's own, not a hand edit.
+                self._recovering = True
+                try:
+                    self._materialize(pending, adopt=())
+                finally:
+                    self._recovering = False
                 repairs.append(
                     f"finished an interrupted write: applied events "
                     f"{pending[0]['event_id']}..{pending[-1]['event_id']}"
@@ -392,6 +412,8 @@ class FileStore(Store):
                 and rel == entry["path"]
                 and st.st_mtime_ns == entry["mtime_ns"]
                 and st.st_size == entry["size"]
+                and rel not in self._suspect
+                and not self._deep
             ):
                 continue
             try:
@@ -419,18 +441,26 @@ class FileStore(Store):
             edits.append(Edit(mid, before, after, rel))
         for mid in sorted(set(entries) - set(files)):
             edits.append(Edit(mid, entries[mid]["state"], None, entries[mid]["path"]))
-        if self._current_mtime() != state.get("current_mtime_ns"):
+        if self._current_mtime() != state.get("current_mtime_ns") \
+                or "active/current.txt" in self._suspect or self._deep:
             marker = self._edited_current_marker(set(files))
             if marker != state.get("current"):
                 edits.append(Edit(marker or "", None, None, "active/current.txt", current=True))
             else:
                 state["current_mtime_ns"] = self._current_mtime()
                 dirty = True
+        self._suspect.clear()
+        self._deep = False
         if dirty and not edits:
             self._write_state(state)
         elif dirty:
             self._written = (None, None)  # changed here, not on disk: re-read next time
         return edits
+
+    def distrust(self) -> None:
+        """Make the next ``scan_edits`` compare every file by content, whatever its size
+        and mtime say (before a migration copies the files: no edit may be missed)."""
+        self._deep = True
 
     def _edited_current_marker(self, ids: set[str]) -> str | None:
         """The id in a hand-edited current.txt; refuse one that is no milestone here."""
@@ -561,7 +591,7 @@ class FileStore(Store):
                     continue
                 if snap is None:
                     if old is not None:
-                        self._remove(self.root / old["path"], written)
+                        self._remove(self.root / old["path"], written, old.get("sha256"))
                     new_entries.pop(mid, None)
                     continue
                 rel = self._relpath(snap)
@@ -569,9 +599,10 @@ class FileStore(Store):
                 roundtrip = bool(old and old.get("roundtrip"))
                 text = self._render(snap, old, roundtrip, reuse=warm)
                 data = text.encode("utf-8")
-                self._write(path, data, written)
+                kept = old["sha256"] if old is not None and old["path"] == rel else None
+                self._write(path, data, written, kept)
                 if old is not None and old["path"] != rel:
-                    self._remove(self.root / old["path"], written)
+                    self._remove(self.root / old["path"], written, old.get("sha256"))
                 st = path.stat()
                 new_entries[mid] = {
                     "path": rel,
@@ -585,7 +616,8 @@ class FileStore(Store):
                 replay.current and self._read_current_marker() != replay.current
             ):
                 current_bytes = f"{replay.current}\n".encode() if replay.current else b""
-                self._write(self.current_path, current_bytes, written)
+                self._write(self.current_path, current_bytes, written,
+                            state.get("current") or "")
             new_state = dict(state)
             new_state.update(
                 milestones=new_entries,
@@ -636,19 +668,44 @@ class FileStore(Store):
             return yamlio.dump_roundtrip(old_text, snap)
         return yamlio.dump_fast(snap, reuse=reuse)
 
-    def _write(self, path: Path, data: bytes, written: list[tuple[Path, bytes | None]]) -> None:
+    def _write(self, path: Path, data: bytes, written: list[tuple[Path, bytes | None]],
+               expect: str | None = None) -> None:
+        """Replace ``path`` with ``data``. ``expect``: what the tool last wrote there (a
+        milestone file's SHA-256, current.txt's id); other bytes are a hand edit."""
         try:
             old = path.read_bytes()
         except FileNotFoundError:
             old = None
         except OSError as exc:
             raise fsutil.storage_error(exc, path, "read") from None
+        if old != data:  # else the file holds what is written: nothing to lose
+            self._check_unchanged(path, old, expect)
         written.append((path, old))  # before the write: an interrupt may land after the rename
         fsutil.atomic_write(path, data)
 
-    def _remove(self, path: Path, written: list[tuple[Path, bytes | None]]) -> None:
+    def _check_unchanged(self, path: Path, old: bytes | None, expect: str | None) -> None:
+        """Before a file is replaced or removed: the content check behind the scan's
+        size-and-mtime shortcut. A difference is never written over."""
+        if old is None or expect is None or self._recovering:
+            return
+        if path == self.current_path:
+            if old.decode("utf-8", "replace").strip() == expect:
+                return
+        elif _sha(old) == expect:
+            return
+        rel = path.relative_to(self.root).as_posix()
+        self._suspect.add(rel)
+        raise HandEdited(
+            f".milestones/{rel} was edited by hand since the tool last wrote it (its size "
+            f"and time unchanged); the edit is kept and recorded, and this command changed "
+            f"nothing",
+            hint="check the edit (`milestone log`), then run the command again")
+
+    def _remove(self, path: Path, written: list[tuple[Path, bytes | None]],
+                expect: str | None = None) -> None:
         try:
             old = path.read_bytes()
+            self._check_unchanged(path, old, expect)
             written.append((path, old))  # before the unlink, as in _write
             path.unlink()
         except FileNotFoundError:
