@@ -88,7 +88,8 @@ ERROR_KINDS: dict[int, str] = {
     130: "interrupted",
 }
 """The ``kind`` of a ``--json`` error (``{"schema": 1, "error": {"code", "kind", ...}}``) by
-exit code; a code not listed (a declined confirmation exits 1) is ``internal``."""
+exit code; a code not listed is ``internal``. A declined confirmation (exit 1) is
+``declined``."""
 
 
 def error_kind(code: int) -> str:

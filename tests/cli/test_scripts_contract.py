@@ -255,3 +255,14 @@ def test_a_missing_input_file_is_invalid_input(cli_: Cli, tmp_path: Path,
 
 def test_an_unknown_template_name_is_not_found(cli_: Cli) -> None:
     json_error(cli_("plan", "--template", "bugfx", "--json"), 3, "not_found")
+
+
+def test_a_declined_confirmation_with_json(cli_: Cli) -> None:
+    cli_.write("plan", "Beta", "--task", "A")
+    proc = subprocess.run(  # a real process: the test runner echoes input to stdout
+        [sys.executable, "-m", "milestones", "-C", str(cli_.cwd), "delete", "1", "--json"],
+        input="n\n", capture_output=True, text=True, timeout=60)
+    assert (proc.returncode, proc.stdout.strip()) == (1, "")  # click's prompt ends in " "
+    err = strict_json(proc.stderr.strip().splitlines()[-1])["error"]
+    assert err["code"] == 1 and err["kind"] == "declined" and "--yes" in err["hint"]
+    assert "milestone-001" in Project.open(cli_.cwd).state().milestones

@@ -32,18 +32,19 @@ class CliError(click.ClickException):
     """
 
     def __init__(self, message: str, exit_code: int, *, hint: str | None = None,
-                 as_json: bool = False) -> None:
+                 as_json: bool = False, kind: str | None = None) -> None:
         super().__init__(f"{message} — {hint}" if hint else message)
         self.exit_code = exit_code
         self.what = message
         self.hint = hint
         self.as_json = as_json
+        self.kind = kind
 
     def show(self, file: Any = None) -> None:
         if self.as_json:
             from ..errors import error_kind
 
-            error = {"code": self.exit_code, "kind": error_kind(self.exit_code),
+            error = {"code": self.exit_code, "kind": self.kind or error_kind(self.exit_code),
                      "message": self.what, "hint": self.hint}
             click.echo(json.dumps({"schema": 1, "error": error}, ensure_ascii=False), err=True)
             return
@@ -161,7 +162,10 @@ class MilestoneGroup(click.Group):
                 raise
             raise CliError(exc.format_message(), exc.exit_code, as_json=True) from None
         except click.Abort:
-            raise
+            if not _wants_json(words):
+                raise
+            raise CliError("not confirmed: nothing was changed", 1, as_json=True,
+                           kind="declined", hint="pass --yes to go ahead without asking") from None
         except MilestoneError as exc:
             if _debug():
                 raise

@@ -277,6 +277,6 @@ def delete(ref: str, yes: bool, force: bool, as_json: bool) -> None:
     m = project.milestone(ref)
     if not yes:
         click.confirm(f"Delete {m.id} ({m.title}) and its {plural(len(m.tasks), 'task')}?",
-                      abort=True)
+                      abort=True, err=True)  # stderr, as restore's: stdout stays the result
     mid = project.delete(m.id, force=force)
     say(f"Deleted {mid}", {"deleted": mid}, as_json, ref=mid, milestone_id=mid)
