@@ -164,6 +164,8 @@ class MilestoneGroup(click.Group):
         except click.Abort:
             if not _wants_json(words):
                 raise
+            if not sys.stdin.isatty():  # the answer was not echoed: end the prompt's line
+                click.echo("", err=True)
             raise CliError("not confirmed: nothing was changed", 1, as_json=True,
                            kind="declined", hint="pass --yes to go ahead without asking") from None
         except MilestoneError as exc:
