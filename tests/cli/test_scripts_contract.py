@@ -242,9 +242,12 @@ def test_due_before_start_is_invalid_input_everywhere(cli_: Cli, tmp_path: Path)
     ("plan", "--from-file", "{missing}/plan.md"),
     ("import", "kiro", "{missing}/specs/login"),
     ("restore", "{missing}/backup.tar.gz", "--yes"),
+    ("plan", "--from-file", "{missing}"),    # a directory where a file is wanted
+    ("restore", "{missing}", "--yes"),
 ])
 def test_a_missing_input_file_is_invalid_input(cli_: Cli, tmp_path: Path,
                                                args: tuple[str, ...]) -> None:
+    (tmp_path / "nowhere").mkdir()
     words = [a.format(missing=tmp_path / "nowhere") for a in args]
     result = cli_(*words)
     assert result.exit_code == 4, result.stderr

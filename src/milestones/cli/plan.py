@@ -60,7 +60,7 @@ def json_flag(func: Any) -> Any:
 @click.option(
     "--from-file",
     "from_file",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),  # missing or a directory: InvalidInput (4), as restore
     help="Create milestones from a plan.yaml or plan.md file instead.",
 )
 @click.option("--template", "template_name", help="Start from a template (`template list`).")
