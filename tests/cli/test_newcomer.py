@@ -181,3 +181,11 @@ def test_rich_tables_stay_readable_at_60_columns(tmp_path: Path,
         assert "Design the data model" in text  # a task title on one line
     if args[0] == "next":
         assert "milestone-001/task-4" in text and "Write the README" in text
+
+
+def test_doctor_counts_in_the_singular(tmp_path: Path) -> None:
+    p, _ = Project.init(tmp_path)
+    p.plan("One", tasks=["a"])
+    text = run(tmp_path, "doctor", "--ui", "simple").stdout
+    assert "1 milestone matches the log" in text and "1 file parses" in text, text
+    assert " 1 events" not in text and "(s)" not in text

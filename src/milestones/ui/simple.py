@@ -207,7 +207,7 @@ def render_show(data: Mapping[str, Any]) -> str:
         if t.get("blockers"):
             extra.append("blocked: " + "; ".join(t["blockers"]))
         if commits_of(t):
-            extra.append(f"{len(commits_of(t))} commit(s)")
+            extra.append(plural(len(commits_of(t)), "commit"))
         tail = f"  ({'; '.join(extra)})" if extra else ""
         lines.append(f"    {TASK_MARK[t['status']]} {t['id']:<8} {t['title']}{tail}")
     if data.get("show_critical_path"):
