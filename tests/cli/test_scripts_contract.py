@@ -269,3 +269,12 @@ def test_a_declined_confirmation_with_json(cli_: Cli) -> None:
     err = strict_json(proc.stderr.strip().splitlines()[-1])["error"]
     assert err["code"] == 1 and err["kind"] == "declined" and "--yes" in err["hint"]
     assert "milestone-001" in Project.open(cli_.cwd).state().milestones
+
+
+def test_an_internal_error_with_json(cli_: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*_a: Any, **_k: Any) -> Any:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(Project, "status_view", broken)
+    err = json_error(cli_("status", "--json"), 1, "internal")
+    assert "boom" in err["message"] and "--debug" in err["hint"]

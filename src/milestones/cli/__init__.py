@@ -188,6 +188,11 @@ class MilestoneGroup(click.Group):
                 hint="check the path, permissions and free space",
             )
             raise _from_error(err, words) from None
+        except Exception as exc:  # a bug: a script asking for --json still gets JSON
+            if _debug() or not _wants_json(words):
+                raise
+            raise CliError(f"internal error: {exc!r}", 1, as_json=True,
+                           hint="please report it, with the --debug output") from exc
         finally:
             _after_command(ctx, words, (time.perf_counter() - started) * 1000, ok)
 
