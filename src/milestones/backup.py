@@ -1248,7 +1248,7 @@ def _project_root(root: Path) -> Path:
 
 def _require_file(path: Path) -> None:
     if not path.exists():
-        raise NotFound(f"no backup at {path}", hint="check the path (`ls .milestones/"
+        raise InvalidInput(f"no backup at {path}", hint="check the path (`ls .milestones/"
                                                      "database/backup/` lists the backups)")
     if not path.is_file():
         raise InvalidInput(f"{path} is not a file", hint="give the path of a .tar.gz backup")

@@ -694,11 +694,22 @@ class Agents:
                 # token, still the latest) stands, so the late agent's work counts.
                 t = self._retake(tx, mid, tid, entry)
                 ex, status = t.execution or {}, t.status
-            if token is not None and latest != token:
+            if token is not None and latest is None:
                 raise Conflict(
-                    f"cannot {verb} {mid}/{tid}: claim token {token} is stale (the task was "
-                    f"claimed again, token {latest}, by {ex.get('agent') or 'nobody now'})",
-                    hint="your lease expired; drop this work and `milestone agent claim` again")
+                    f"cannot {verb} {mid}/{tid}: claim token {token} is stale: the task has "
+                    f"never been claimed, so no token is current",
+                    hint="check the task reference, or `milestone agent claim` it first")
+            if token is not None and latest != token:
+                holder = ex.get("agent")
+                if holder == aid:  # its own later claim: an old token from an earlier one
+                    holding, hint = f"{aid}'s own later claim", f"give --token {latest}"
+                else:
+                    holding = f"held by {holder}" if holder else "held by nobody now"
+                    hint = ("your lease expired and the task was claimed again; drop this "
+                            "work and `milestone agent claim` again")
+                raise Conflict(
+                    f"cannot {verb} {mid}/{tid}: claim token {token} is stale: the current "
+                    f"token is {latest} ({holding})", hint=hint)
             if ex.get("agent") != aid or status != "in_progress":
                 raise Conflict(
                     f"cannot {verb} {mid}/{tid}: {aid} does not hold it "

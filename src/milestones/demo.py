@@ -39,7 +39,7 @@ def build_demo(directory: Path | None = None) -> Project:
                 "depends_on": ["task-2"],
                 "skills": ["python"],
             },
-            {"title": "Write the README", "estimate": 2, "depends_on": ["task-3"]},
+            {"title": "Write the README", "estimate": 2, "depends_on": ["task-1"]},
         ],
     )
     project.plan(

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from . import events as ev
 from .errors import MilestoneError
 from .storage.logfiles import LogFiles
+from .ui import plural
 
 if TYPE_CHECKING:
     from .project import Project
@@ -132,7 +133,8 @@ def check_log(project: Project) -> tuple[list[dict[str, Any]], list[dict[str, An
         _check(
             "event log readable",
             unreadable is None,
-            f"{len(parsed)} events" + (f" in {len(segments)} files" if len(segments) > 1 else "")
+            plural(len(parsed), "event") + (f" in {len(segments)} files" if len(segments) > 1
+                                             else "")
             if unreadable is None
             else unreadable,
         )
@@ -203,7 +205,8 @@ def run(project: Project, *, repair: bool = False) -> dict[str, Any]:
     pending = store.needs_sync()
     same = replayed.milestones == st.milestones and replayed.current == st.current
     if same:
-        detail = f"{len(st.milestones)} milestones match the log"
+        n = len(st.milestones)
+        detail = f"{plural(n, 'milestone')} match{'es' if n == 1 else ''} the log"
     else:
         diff = sorted(set(replayed.milestones) ^ set(st.milestones)) or sorted(
             k for k in replayed.milestones if replayed.milestones[k] != st.milestones.get(k)
@@ -218,7 +221,8 @@ def run(project: Project, *, repair: bool = False) -> dict[str, Any]:
             _check(
                 "milestone files",
                 not errors,
-                f"{len(results)} files parse" if not errors else errors[0],
+                (f"{plural(len(results), 'file')} parse" + ("s" if len(results) == 1 else ""))
+                if not errors else errors[0],
             )
         )
         unrecorded = [

@@ -75,3 +75,22 @@ EXIT_CODES: dict[int, str] = {
     9: "`execute` ended with tasks left blocked or failed",
     130: "interrupted (Ctrl-C; SIGTERM for `execute`)",
 }
+
+ERROR_KINDS: dict[int, str] = {
+    1: "internal",
+    2: "usage",
+    3: "not_found",
+    4: "invalid_input",
+    5: "validation_failed",
+    6: "permission_denied",
+    7: "conflict",
+    8: "storage_error",
+    130: "interrupted",
+}
+"""The ``kind`` of a ``--json`` error (``{"schema": 1, "error": {"code", "kind", ...}}``) by
+exit code; a code not listed is ``internal``. A declined confirmation (exit 1) is
+``declined``."""
+
+
+def error_kind(code: int) -> str:
+    return ERROR_KINDS.get(code, "internal")

@@ -499,7 +499,8 @@ class Executor:
         if self.opts.command is None:
             missing = [t["id"] for t in open_tasks if not (t.get("run") or "").strip()]
             if missing:
-                more = f" (and {len(missing) - 1} more tasks)" if missing[1:] else ""
+                n = len(missing) - 1
+                more = f" (and {n} more task{'s' if n > 1 else ''})" if n else ""
                 raise InvalidInput(
                     f"{self.mid}/{missing[0]} has no run command{more}",
                     hint="give --command TEMPLATE (task data arrives in $MILESTONE_TASK_ID, "
@@ -1105,7 +1106,7 @@ class Executor:
                 "log": self._log_rel(ref) if runs else None})
         c = self._count(snap)
         left = c["total"] - c["done"]
-        if self.stop_reason:
+        if self.stop_reason and left:  # stopped with every task finished: done, truly
             outcome, code = "stopped", EXIT_STOPPED
         elif left:
             outcome, code = "incomplete", EXIT_LEFT

@@ -46,7 +46,8 @@ def read_plan(path: Path) -> list[dict[str, Any]]:
     except FileNotFoundError:
         raise InvalidInput(f"plan file {path} does not exist", hint="check the path") from None
     except OSError as exc:
-        raise InvalidInput(f"cannot read plan file {path}: {exc.strerror}") from None
+        raise InvalidInput(f"cannot read plan file {path}: {exc.strerror}",
+                           hint="give a plan.yaml or plan.md file") from None
     text = yamlio.decode(raw, str(path))
     if Path(path).suffix.lower() in (".md", ".markdown"):
         specs = parse_markdown(text, str(path))

@@ -241,6 +241,7 @@ class Project:
         self.today = today
         self.warnings: list[Any] = []  # validation warnings raised by this object's writes
         self.commits = 0  # writes committed through this object (the CLI's scale check reads it)
+        self.last_task: tuple[str, str] | None = None  # (milestone, task) of the last task write
         # Seconds between refreshes of the session-resume record (0: after every
         # write). A long run of writes (milestone execute) sets it: the record then
         # lags the log by at most that, and a write with a note refreshes it at once.
@@ -856,6 +857,10 @@ class Project:
         with self._write() as tx:
             mid = refs.resolve_milestone(ref, tx.snaps)
             m = tx.milestone(mid)
+            if m.status == "archived":
+                raise InvalidTransition(
+                    f"cannot update {mid}: it is archived, and archived milestones are final",
+                    hint="plan a new milestone for more work (`milestone plan`)")
             before = m.to_dict()
             self._apply_milestone_changes(tx, m, changes)
             if m.to_dict() == before:
@@ -1038,6 +1043,7 @@ class Project:
             m = tx.milestone(mid)
             if m.status == "archived":
                 raise InvalidTransition(f"{mid} is archived", hint="archived milestones are final")
+            self.last_task = (mid, tid)
             yield tx, m, m.task(tid), m.to_dict()
 
     def start_task(self, ref: str, *, force: bool = False) -> md.Task:
@@ -1401,7 +1407,8 @@ class Project:
             "current": st.current,
             "today": day,
             "milestones": out,
-            "totals": self._totals(st),
+            # every milestone, archived ones too (by_status says how many of them)
+            "totals": {**self._totals(st), "includes_archived": True},
         }
 
     def _totals(self, st: State) -> dict[str, Any]:

@@ -212,7 +212,7 @@ def test_dry_run_prints_waves_and_runs_nothing(tmp_path: Path) -> None:
     out = run.json("execute", "1", "--dry-run")
     assert [len(w["tasks"]) for w in out["waves"]] == [3, 2, 1, 1]
     text = run.ok("execute", "1", "--dry-run")
-    assert "wave 1 (3 task(s))" in text and "critical path (5h by estimates)" in text
+    assert "wave 1 (3 tasks)" in text and "critical path (5h by estimates)" in text
     assert not events(p, "task_claimed") and not (tmp_path / ".milestones/logs/agents").exists()
 
 

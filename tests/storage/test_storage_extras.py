@@ -121,7 +121,7 @@ def test_reindex_rebuilds_a_deleted_index(tmp_path: Path, suffixes: tuple[str, .
     conn.close()
     assert int(head) == state.last_event_id
     assert json.loads(invoke(tmp_path, "storage", "reindex", "--json").stdout) == {
-        "schema": 1, "indexed": 3}
+        "schema": 1, "ref": None, "milestone_id": None, "indexed": 3}
 
 
 def test_reindex_repairs_a_stale_index(tmp_path: Path) -> None:

@@ -25,21 +25,52 @@ UI_LEVELS = ("simple", "rich")
 
 
 class CliError(click.ClickException):
-    """A MilestoneError on its way out: one line, its own exit code."""
+    """A MilestoneError on its way out: one line, its own exit code.
 
-    def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(message)
+    With ``as_json`` (the command line had ``--json``) the line is a JSON object on
+    stderr instead: ``{"schema": 1, "error": {"code", "kind", "message", "hint"}}``.
+    """
+
+    def __init__(self, message: str, exit_code: int, *, hint: str | None = None,
+                 as_json: bool = False, kind: str | None = None) -> None:
+        super().__init__(f"{message} — {hint}" if hint else message)
         self.exit_code = exit_code
+        self.what = message
+        self.hint = hint
+        self.as_json = as_json
+        self.kind = kind
 
     def show(self, file: Any = None) -> None:
+        if self.as_json:
+            from ..errors import error_kind
+
+            error = {"code": self.exit_code, "kind": self.kind or error_kind(self.exit_code),
+                     "message": self.what, "hint": self.hint}
+            click.echo(json.dumps({"schema": 1, "error": error}, ensure_ascii=False), err=True)
+            return
         click.echo(f"milestone: error: {self.message}", err=True)
 
 
-def _one_line(exc: click.UsageError) -> CliError:
+def _wants_json(words: list[str]) -> bool:
+    """The command line asks for --json (before any ``--``)."""
+    for word in words:
+        if word == "--":
+            return False
+        if word == "--json":
+            return True
+    return False
+
+
+def _from_error(exc: MilestoneError, words: list[str]) -> CliError:
+    return CliError(exc.message, exc.exit_code, hint=exc.hint, as_json=_wants_json(words))
+
+
+def _one_line(exc: click.UsageError, words: list[str] | None = None) -> CliError:
     """click's usage error (usage, a hint, the error: three lines) as one line, with
     where to look; exit code 2 as click's."""
     where = exc.ctx.command_path if exc.ctx is not None else "milestone"
-    return CliError(f"{exc.format_message().rstrip('.')} — see `{where} -h`", exc.exit_code)
+    return CliError(exc.format_message().rstrip("."), exc.exit_code, hint=f"see `{where} -h`",
+                    as_json=_wants_json(words or []))
 
 
 def _debug() -> bool:
@@ -106,7 +137,8 @@ class MilestoneGroup(click.Group):
         try:
             return super().make_context(*args, **kwargs)
         except click.UsageError as exc:  # the top level's own options
-            raise _one_line(exc) from None
+            words = list(args[1]) if len(args) > 1 else list(kwargs.get("args") or [])
+            raise _one_line(exc, words) from None
 
     def invoke(self, ctx: click.Context) -> Any:
         words = [*ctx.protected_args, *ctx.args]  # click consumes them; the metric names them
@@ -121,13 +153,25 @@ class MilestoneGroup(click.Group):
             ok = exc.exit_code == 0
             raise
         except click.UsageError as exc:  # a command or option unknown, an argument bad
-            raise _one_line(exc) from None
-        except (click.ClickException, click.Abort):
+            raise _one_line(exc, words) from None
+        except CliError as exc:
+            exc.as_json = exc.as_json or _wants_json(words)
             raise
+        except click.ClickException as exc:
+            if not _wants_json(words):
+                raise
+            raise CliError(exc.format_message(), exc.exit_code, as_json=True) from None
+        except click.Abort:
+            if not _wants_json(words):
+                raise
+            if not sys.stdin.isatty():  # the answer was not echoed: end the prompt's line
+                click.echo("", err=True)
+            raise CliError("not confirmed: nothing was changed", 1, as_json=True,
+                           kind="declined", hint="pass --yes to go ahead without asking") from None
         except MilestoneError as exc:
             if _debug():
                 raise
-            raise CliError(str(exc), exc.exit_code) from None
+            raise _from_error(exc, words) from None
         except PermissionError as exc:
             if _debug():
                 raise
@@ -135,7 +179,7 @@ class MilestoneGroup(click.Group):
                 f"cannot write {exc.filename or 'the project'}: {exc.strerror}",
                 hint="check the directory's permissions",
             )
-            raise CliError(str(err), err.exit_code) from None
+            raise _from_error(err, words) from None
         except OSError as exc:
             if _debug():
                 raise
@@ -143,7 +187,12 @@ class MilestoneGroup(click.Group):
                 f"{exc.filename or 'disk'}: {exc.strerror or exc}",
                 hint="check the path, permissions and free space",
             )
-            raise CliError(str(err), err.exit_code) from None
+            raise _from_error(err, words) from None
+        except Exception as exc:  # a bug: a script asking for --json still gets JSON
+            if _debug() or not _wants_json(words):
+                raise
+            raise CliError(f"internal error: {exc!r}", 1, as_json=True,
+                           hint="please report it, with the --debug output") from exc
         finally:
             _after_command(ctx, words, (time.perf_counter() - started) * 1000, ok)
 
@@ -302,10 +351,15 @@ def emit(data: dict[str, Any], view: str, as_json: bool, ui: str | None) -> None
     click.echo(getattr(simple, f"render_{view}")(data))
 
 
-def say(message: str, data: dict[str, Any] | None = None, as_json: bool = False) -> None:
-    """Confirm a change: one line for people, the changed object for --json."""
+def say(message: str, data: dict[str, Any] | None = None, as_json: bool = False, *,
+        ref: str | None = None, milestone_id: str | None = None) -> None:
+    """Confirm a change: one line for people, the changed object for --json, naming what
+    it touched: ``ref`` (``milestone-003`` or ``milestone-003/task-2``) and
+    ``milestone_id`` (both null for a change to the whole project)."""
     if as_json:
-        click.echo(json.dumps({"schema": 1, **(data or {})}, indent=2, ensure_ascii=False))
+        touched = {"ref": ref, "milestone_id": milestone_id}
+        click.echo(json.dumps({"schema": 1, **touched, **(data or {})}, indent=2,
+                              ensure_ascii=False))
     else:
         click.echo(message)
 

@@ -229,5 +229,7 @@ def note(text: str, as_json: bool) -> None:
     Example:
       milestone note "Parser done; next: error messages"
     """
-    get_project().note(text)
-    say("Noted.", {"note": text}, as_json)
+    project = get_project()
+    project.note(text)
+    mid = project.state().current if as_json else None  # the milestone the note is filed under
+    say("Noted.", {"note": text}, as_json, ref=mid, milestone_id=mid)

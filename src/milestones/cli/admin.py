@@ -53,7 +53,7 @@ def demo(directory: Path | None, ui: str | None) -> None:
     emit(project.status_view(all_=True), "status", False, ui)
     click.echo(
         f"\nTry:\n  cd {project.root.parent}\n  milestone next\n  milestone show 1\n"
-        f"  milestone task start 1/3\n  milestone log --limit 5\n  milestone resume"
+        f"  milestone task start 1/4\n  milestone log --limit 5\n  milestone resume"
     )
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from ..ui import plural
 from . import cli, get_project
 
 AGENT_HELP = "The acting agent's id or name (default: $MILESTONE_AGENT_ID)."
@@ -19,7 +20,9 @@ AGENT_HELP = "The acting agent's id or name (default: $MILESTONE_AGENT_ID)."
 
 def out(data: dict[str, Any], as_json: bool, text: str) -> None:
     if as_json:
-        click.echo(json.dumps({"schema": 1, **data}, indent=2, ensure_ascii=False))
+        ref = data.get("ref")  # the task a step touched; null when it touched none
+        touched = {"ref": ref, "milestone_id": ref.split("/")[0] if ref else None}
+        click.echo(json.dumps({"schema": 1, **touched, **data}, indent=2, ensure_ascii=False))
     else:
         click.echo(text)
 
@@ -140,7 +143,7 @@ def claim(ref: str | None, lease: int | None, agent: str | None, as_json: bool) 
     """
     data = get_project().agents.claim(agent, ref, lease=lease)
     if data["ref"] is None:
-        text = (f"nothing to claim: {data['open']} open task(s), {data['held']} held by "
+        text = (f"nothing to claim: {plural(data['open'], 'open task')}, {data['held']} held by "
                 f"agents, {data['blocked']} blocked")
     else:
         text = (f"claimed {data['ref']} (token {data['token']}, lease {data['lease']}s): "
@@ -250,7 +253,8 @@ def send(to: str, body: str, agent: str | None, as_json: bool) -> None:
       milestone agent send --to role:reviewer "3/4 ready for review"
     """
     msg = get_project().agents.send(agent, to, body)
-    out({"message": msg}, as_json, f"message {msg['id']} to {len(msg['recipients'])} agent(s)")
+    out({"message": msg}, as_json,
+        f"message {msg['id']} to {plural(len(msg['recipients']), 'agent')}")
 
 
 @agent.command()
@@ -265,7 +269,8 @@ def broadcast(body: str, agent: str | None, as_json: bool) -> None:
       milestone agent broadcast "main is red: stop merging"
     """
     msg = get_project().agents.send(agent, "*", body)
-    out({"message": msg}, as_json, f"message {msg['id']} to {len(msg['recipients'])} agent(s)")
+    out({"message": msg}, as_json,
+        f"message {msg['id']} to {plural(len(msg['recipients']), 'agent')}")
 
 
 @agent.command()
@@ -296,7 +301,7 @@ def ack(ids: tuple[int, ...], agent: str | None, as_json: bool) -> None:
       milestone agent ack 4 5
     """
     newly = get_project().agents.ack(agent, list(ids))
-    out({"acked": newly}, as_json, f"acked {len(newly)} message(s)")
+    out({"acked": newly}, as_json, f"acked {plural(len(newly), 'message')}")
 
 
 @agent.command()
@@ -314,7 +319,8 @@ def cleanup(agent: str | None, as_json: bool) -> None:
     who = agent or os.environ.get("MILESTONE_AGENT_ID")
     data = get_project().agents.cleanup(who)
     if who:
-        text = f"{data['agent']['id']} cleaned up; released {len(data['released'])} task(s)"
+        text = (f"{data['agent']['id']} cleaned up; released "
+                f"{plural(len(data['released']), 'task')}")
     else:
         text = f"dead agents: {', '.join(data['dead']) or 'none'} (their claims are released)"
     out(data, as_json, text)

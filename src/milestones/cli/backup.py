@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from ..ui import plural
 from . import State, cli, say
 
 
@@ -63,8 +64,8 @@ def backup(dest: str | None, as_json: bool) -> None:
     m = info.manifest
     if m.warning and not as_json:
         click.echo(f"milestone: warning: {m.warning}", err=True)
-    say(f"Backed up {root} ({m.backend} backend, {m.event_count or 0} events, "
-        f"{len(m.members)} files) to {info.path} ({_size(info.archive_size)})",
+    say(f"Backed up {root} ({m.backend} backend, {plural(m.event_count or 0, 'event')}, "
+        f"{plural(len(m.members), 'file')}) to {info.path} ({_size(info.archive_size)})",
         {"backup": info.to_dict()}, as_json)
 
 
@@ -90,12 +91,13 @@ def restore(path: Path, yes: bool, as_json: bool) -> None:
     manifest = verify_backup(path)
     if not yes:
         click.confirm(
-            f"Restore {path} ({manifest.backend} backend, {manifest.event_count or 0} events, "
+            f"Restore {path} ({manifest.backend} backend, "
+            f"{plural(manifest.event_count or 0, 'event')}, "
             f"made {manifest.created_at}) over {root}? The current state is backed up first.",
             abort=True, err=True)
     info = restore_backup(root, path, actor=actor)
     head = (info.manifest.last_hash or "")[:12]
     say(f"Restored {info.path}: {info.manifest.backend} backend, "
-        f"{info.manifest.event_count or 0} events" + (f" (head {head})" if head else "")
+        f"{plural(info.manifest.event_count or 0, 'event')}" + (f" (head {head})" if head else "")
         + f". The previous state is in {info.pre_restore.path}",
         {"restore": info.to_dict()}, as_json)

@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from ..ui import plural
 from . import UI_LEVELS, cli, get_project
 
 _LINE = threading.Lock()
@@ -30,11 +31,11 @@ def _change_line(c: Any, started: float) -> str:
 
 
 def _schedule_text(data: dict[str, Any]) -> str:
-    lines = [f"{data['milestone']} {data['title']!r}: {data['open']} open task(s) in "
-             f"{len(data['waves'])} wave(s), widest {data['widest']}, with {data['agents']} "
-             f"agent(s)"]
+    lines = [f"{data['milestone']} {data['title']!r}: {plural(data['open'], 'open task')} in "
+             f"{plural(len(data['waves']), 'wave')}, widest {data['widest']}, with "
+             f"{plural(data['agents'], 'agent')}"]
     for w in data["waves"]:
-        lines.append(f"wave {w['wave']} ({len(w['tasks'])} task(s))")
+        lines.append(f"wave {w['wave']} ({plural(len(w['tasks']), 'task')})")
         for t in w["tasks"]:
             status = "" if t["status"] == "todo" else f" [{t['status']}]"
             cmd = f"  $ {t['command']}" if t["command"] else "  (no command)"
@@ -52,9 +53,18 @@ def _schedule_text(data: dict[str, Any]) -> str:
 
 def _summary_text(s: dict[str, Any]) -> str:
     head = {"done": "done", "incomplete": "ended with work left", "stopped": "stopped"}
-    lines = [f"{s['milestone']} {head[s['outcome']]}: {s['done']}/{s['tasks_total']} done, "
-             f"{s['completed']} completed and {s['failed']} failed attempt(s) this run, "
-             f"{s['blocked']} blocked, in {s['wall_seconds']:.1f}s with {s['agents']} agent(s)"]
+    first = f"{s['milestone']} {head[s['outcome']]}: {s['done']}/{s['tasks_total']} done"
+    if s["completed"] or s["failed"]:
+        first += (f"; this run: {s['completed']} completed, "
+                  f"{plural(s['failed'], 'failed attempt')}, in {s['wall_seconds']:.1f}s with "
+                  f"{plural(s['agents'], 'agent')}")
+    elif s["outcome"] == "done":
+        first += "; nothing ran: every task was finished before this run"
+    else:
+        first += "; nothing ran this time"
+    if s["blocked"]:
+        first += f"; {s['blocked']} blocked"
+    lines = [first]
     for t in s["tasks"]:
         if t["status"] == "blocked":
             lines.append(f"  blocked {t['ref']}: {'; '.join(t['blockers']) or '?'}"
@@ -195,7 +205,8 @@ def execute(ref: str, agents: int, template: str | None, use_git: bool, dry_run:
         else:
             summary = ex.wait()
     if as_json:
-        click.echo(json.dumps(summary, indent=2, ensure_ascii=False))
+        touched = {"ref": summary["milestone"], "milestone_id": summary["milestone"]}
+        click.echo(json.dumps({**summary, **touched}, indent=2, ensure_ascii=False))
     else:
         click.echo(_summary_text(summary))
     if summary["exit_code"]:

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from ..ui import plural
 from . import cli, get_project
 
 
@@ -34,9 +35,9 @@ def git_group() -> None:
 def _text(data: dict[str, Any]) -> str:
     lines = [f"{r['ref']:<24} {r['sha'][:10]} {r['subject']}" for r in data["linked"]]
     tasks = len({r["ref"] for r in data["linked"]})
-    lines.append(f"linked {len(data['linked'])} commit(s) to {tasks} task(s) "
-                 f"({data['scanned']} commit(s) scanned, {data['already_linked']} already "
-                 f"linked)")
+    lines.append(f"linked {plural(len(data['linked']), 'commit')} to {plural(tasks, 'task')} "
+                 f"({plural(data['scanned'], 'commit')} scanned, {data['already_linked']} "
+                 f"already linked)")
     if data["completed"]:
         lines.append(f"completed: {', '.join(data['completed'])}")
     if data["unknown"]:
@@ -74,6 +75,7 @@ def link_command(since: str | None, keyword: str | None, as_json: bool) -> None:
                    f"{r['reason']} — finish that first; `git link` again then closes it "
                    "(noted on the task)", err=True)
     if as_json:
-        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        touched = {"schema": 1, "ref": None, "milestone_id": None}  # several tasks: "linked"
+        click.echo(json.dumps({**touched, **data}, indent=2, ensure_ascii=False))
     else:
         click.echo(_text(data))

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from ..model import KIRO_GATED
+from ..ui import plural
 from . import cli, emit, get_project, output_options, say
 from .plan import date_arg, json_flag
 
@@ -22,7 +23,7 @@ def import_() -> None:
 
 
 @import_.command("kiro")
-@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.argument("path", type=click.Path(path_type=Path))  # a missing one: InvalidInput (4)
 @click.option("--title", help="Milestone title (default: from the spec's name).")
 @click.option("--policy", type=click.Choice(("optional", "mandatory")),
               help="optional: spec findings are advice; mandatory: they are enforced.")
@@ -44,8 +45,9 @@ def import_kiro(path: Path, title: str | None, policy: str | None, enforcement: 
     """
     m = get_project().import_kiro(path, title=title, policy=policy, enforcement=enforcement,
                                   due=date_arg(due))
-    say(f"Imported {m.id}: {m.title} ({len(m.tasks)} tasks, Kiro spec "
-        f"{(m.kiro or {}).get('spec')})", {"milestone": m.to_dict()}, as_json)
+    say(f"Imported {m.id}: {m.title} ({plural(len(m.tasks), 'task')}, Kiro spec "
+        f"{(m.kiro or {}).get('spec')})", {"milestone": m.to_dict()}, as_json, ref=m.id,
+        milestone_id=m.id)
 
 
 @cli.group("export")
@@ -77,8 +79,8 @@ def export_yaml(dest: Path | None, as_json: bool) -> None:
       milestone export yaml --to /tmp/milestones-review
     """
     report = get_project().export_yaml(dest)
-    say(f"Exported {report['milestones']} milestones to {report['path']}", {"export": report},
-        as_json)
+    say(f"Exported {plural(report['milestones'], 'milestone')} to {report['path']}",
+        {"export": report}, as_json)
 
 
 @export.command("kiro")
@@ -137,6 +139,9 @@ def review(ref: str | None, approve: str | None, reject: str | None, changes: st
                                "--request-changes PHASE (or --pending)")
     phase, decision = chosen[0]
     gate = project.review(ref, phase, decision, comment)
+    from ..refs import parse_milestone
+
+    mid = parse_milestone(ref)
     say(f"Recorded {decision.replace('_', ' ')} of {phase}: gate {gate['status']}"
         + (f", waiting for {', '.join(gate['waiting_for'])}" if gate["waiting_for"] else ""),
-        {"gate": gate}, as_json)
+        {"gate": gate}, as_json, ref=mid, milestone_id=mid)

@@ -11,6 +11,7 @@ import click
 
 from ..errors import InvalidInput
 from ..model import CATEGORIES, PRIORITIES
+from ..ui import plural
 from . import cli, get_project, say
 
 _REL = re.compile(r"^\+(\d+)([dw])$")
@@ -59,7 +60,7 @@ def json_flag(func: Any) -> Any:
 @click.option(
     "--from-file",
     "from_file",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),  # missing or a directory: InvalidInput (4), as restore
     help="Create milestones from a plan.yaml or plan.md file instead.",
 )
 @click.option("--template", "template_name", help="Start from a template (`template list`).")
@@ -129,8 +130,10 @@ def plan(
                 success_criteria=criteria,
             )
         ]
-    lines = [f"Planned {m.id}: {m.title} ({len(m.tasks)} tasks)" for m in created]
-    say("\n".join(lines), {"milestones": [m.to_dict() for m in created]}, as_json)
+    lines = [f"Planned {m.id}: {m.title} ({plural(len(m.tasks), 'task')})" for m in created]
+    ids = [m.id for m in created]
+    say("\n".join(lines), {"milestones": [m.to_dict() for m in created], "refs": ids}, as_json,
+        ref=ids[0] if ids else None, milestone_id=ids[0] if ids else None)
 
 
 @cli.command()
@@ -194,7 +197,8 @@ def update(
         depends_on=list(depends_on) or None,
         success_criteria=list(criteria) or None,
     )
-    say(f"Updated {m.id}: {m.title}", {"milestone": m.to_dict()}, as_json)
+    say(f"Updated {m.id}: {m.title}", {"milestone": m.to_dict()}, as_json, ref=m.id,
+        milestone_id=m.id)
 
 
 @cli.command()
@@ -211,13 +215,13 @@ def current(ref: str | None, as_json: bool) -> None:
     project = get_project()
     if ref is not None:
         mid = project.set_current(ref)
-        say(f"Current milestone: {mid}", {"current": mid}, as_json)
+        say(f"Current milestone: {mid}", {"current": mid}, as_json, ref=mid, milestone_id=mid)
         return
     st = project.state()
     mid = st.current
     if as_json:
         title = st.milestones[mid]["title"] if mid in st.milestones else None
-        say("", {"current": mid, "title": title}, True)
+        say("", {"current": mid, "title": title}, True, ref=mid, milestone_id=mid)
     elif mid is None:
         click.echo("No current milestone. Set one with: milestone current REF")
     else:
@@ -252,6 +256,8 @@ def archive(ref: str, lessons: tuple[str, ...], as_json: bool) -> None:
         ),
         {"milestone": m.to_dict()},
         as_json,
+        ref=m.id,
+        milestone_id=m.id,
     )
 
 
@@ -270,6 +276,7 @@ def delete(ref: str, yes: bool, force: bool, as_json: bool) -> None:
     project = get_project()
     m = project.milestone(ref)
     if not yes:
-        click.confirm(f"Delete {m.id} ({m.title}) and its {len(m.tasks)} tasks?", abort=True)
+        click.confirm(f"Delete {m.id} ({m.title}) and its {plural(len(m.tasks), 'task')}?",
+                      abort=True, err=True)  # stderr, as restore's: stdout stays the result
     mid = project.delete(m.id, force=force)
-    say(f"Deleted {mid}", {"deleted": mid}, as_json)
+    say(f"Deleted {mid}", {"deleted": mid}, as_json, ref=mid, milestone_id=mid)

@@ -31,6 +31,7 @@ from typing import Any
 import click
 
 from ..storage import BACKENDS
+from ..ui import plural
 from . import cli, get_project, say
 
 
@@ -72,14 +73,16 @@ def storage_migrate(to: str, dry_run: bool, as_json: bool) -> None:
     _kept_aside(report)
     src = report["source"]
     if as_json:
-        click.echo(json.dumps(report, indent=2))
+        click.echo(json.dumps({"schema": 1, "ref": None, "milestone_id": None, **report},
+                              indent=2))
     elif dry_run:
-        click.echo(f"Would migrate {report['from']} → {to}: {src['milestones']} milestones, "
-                   f"{src['tasks']} tasks, {src['events']} events")
+        click.echo(f"Would migrate {report['from']} → {to}: "
+                   f"{plural(src['milestones'], 'milestone')}, {plural(src['tasks'], 'task')}, "
+                   f"{plural(src['events'], 'event')}")
     else:
         click.echo(f"Migrated {report['from']} → {to} in {report['seconds']}s: "
-                   f"{src['milestones']} milestones, {src['tasks']} tasks, {src['events']} "
-                   f"events verified (backup: {report['backup']})")
+                   f"{plural(src['milestones'], 'milestone')}, {plural(src['tasks'], 'task')}, "
+                   f"{plural(src['events'], 'event')} verified (backup: {report['backup']})")
 
 
 @storage.command("rollback")
@@ -127,7 +130,7 @@ def storage_cleanup(dry_run: bool, yes: bool, as_json: bool) -> None:
     project = get_project()
     backend, files = leftovers(project.root)
     if files and not dry_run and not yes:
-        click.confirm(f"Remove {len(files)} file(s) of other backends, no longer read "
+        click.confirm(f"Remove {plural(len(files), 'file')} of other backends, no longer read "
                       f"(the project uses {backend})?", abort=True, err=True)
     report = cleanup(project.root, dry_run=dry_run, actor=project.actor)
     _kept_aside(report)
@@ -137,7 +140,7 @@ def storage_cleanup(dry_run: bool, yes: bool, as_json: bool) -> None:
         return
     listing = "\n".join(f"  {f}" for f in report["files"])
     verb = "Would remove" if dry_run else "Removed"
-    say(f"{verb} {len(report['files'])} file(s), {report['bytes']:,} bytes, that the "
+    say(f"{verb} {plural(len(report['files']), 'file')}, {report['bytes']:,} bytes, that the "
         f"{backend} backend does not read:\n{listing}", {"report": report}, as_json)
 
 
@@ -178,7 +181,7 @@ def storage_reindex(as_json: bool) -> None:
       milestone storage reindex
     """
     count = get_project().reindex()
-    say(f"Indexed {count} milestones (database/index.db)", {"indexed": count}, as_json)
+    say(f"Indexed {plural(count, 'milestone')} (database/index.db)", {"indexed": count}, as_json)
 
 
 def _kept_aside(report: dict[str, Any]) -> None:
@@ -213,7 +216,8 @@ def render_status(data: dict[str, Any]) -> str:
     ]
     lines = [
         f"Backend: {data['backend']} (built: {', '.join(data['available'])})",
-        f"Holds: {c['milestones']} milestones, {c['tasks']} tasks, {c['events']} events",
+        f"Holds: {plural(c['milestones'], 'milestone')}, {plural(c['tasks'], 'task')}, "
+        f"{plural(c['events'], 'event')}",
         f"Policy: {data['policy']}",
         "",
         f"{'signal':<12} {'value':<10} {'thresholds':<52} fits",

@@ -25,8 +25,13 @@ def task() -> None:
     """
 
 
-def _out(verb: str, t: Task, as_json: bool, ref: str | None = None) -> None:
-    say(f"{verb} {ref or t.id}: {t.title} [{t.status}]", {"task": t.to_dict()}, as_json)
+def _out(verb: str, t: Task, as_json: bool, ref: str | None = None,
+         mid: str | None = None) -> None:
+    if mid is None:  # the milestone the write resolved the reference to
+        last = get_project().last_task
+        mid = last[0] if last is not None else None
+    say(f"{verb} {ref or t.id}: {t.title} [{t.status}]", {"task": t.to_dict()}, as_json,
+        ref=f"{mid}/{t.id}" if mid else t.id, milestone_id=mid)
 
 
 @task.command("add")
@@ -74,7 +79,7 @@ def task_add(
         run=run,
         paths=paths,
     )
-    _out("Added", t, as_json, f"{mid}/{t.id}")
+    _out("Added", t, as_json, f"{mid}/{t.id}", mid)
 
 
 @task.command("edit")

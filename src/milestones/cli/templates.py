@@ -10,6 +10,7 @@ import click
 
 from ..errors import InvalidInput
 from ..model import PRIORITIES
+from ..ui import plural
 from . import State, cli, emit, output_options, say
 from .plan import date_arg, json_flag
 
@@ -107,6 +108,10 @@ def quickstart(name: str | None, title: str | None, variables: tuple[str, ...],
     from ..project import Project
     from ..templates import get_template
 
+    if not yes and not sys.stdin.isatty():  # nobody to answer: create nothing unasked
+        raise click.UsageError("quickstart asks before it creates anything, and standard input "
+                               "is not a terminal: pass --yes to accept its proposal (with "
+                               "--template, --title, --var as needed)")
     state = click.get_current_context().find_object(State)
     base = (state.directory if state and state.directory else Path.cwd()).resolve()
     root = _root()
@@ -135,4 +140,5 @@ def quickstart(name: str | None, title: str | None, variables: tuple[str, ...],
     out: dict[str, Any] = {"milestone": m.to_dict(), "detection": found.to_dict(),
                            "template": tpl.name}
     say(f"Detected {found.project_type}; planned {m.id}: {m.title} from the {tpl.name} "
-        f"template ({len(m.tasks)} tasks, due {m.due_date})", out, as_json)
+        f"template ({plural(len(m.tasks), 'task')}, due {m.due_date})", out, as_json,
+        ref=m.id, milestone_id=m.id)

@@ -6,7 +6,7 @@ which honours NO_COLOR and the terminal width.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rich import box
@@ -40,6 +40,32 @@ STATUS_STYLE = {
 
 def console() -> Console:
     return Console(highlight=False)
+
+
+NARROW = 80  # below this many columns a table leaves out its low-value ("+") columns
+
+
+class _Table(Table):
+    """A table that stays readable on a narrow terminal: ids and short values never
+    wrap (an ellipsis cuts them), prose wraps in the room left, and the columns
+    whose kind ends in "+" are left out below NARROW columns (add_row drops their
+    cells, so callers pass every cell as before). Kinds: "id", "short", "text"."""
+
+    def __init__(self, con: Console, columns: Sequence[tuple[str, str]]) -> None:
+        super().__init__(box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False)
+        narrow = con.width < NARROW
+        self._keep = [not (narrow and kind.endswith("+")) for _, kind in columns]
+        for (header, kind), keep in zip(columns, self._keep, strict=True):
+            if not keep:
+                continue
+            if kind.rstrip("+") == "text":
+                self.add_column(header, min_width=12)
+            else:
+                self.add_column(header, no_wrap=True, overflow="ellipsis")
+
+    def add_row(self, *renderables: Any, style: Any = None, end_section: bool = False) -> None:
+        cells = [c for c, keep in zip(renderables, self._keep, strict=False) if keep]
+        super().add_row(*cells, style=style, end_section=end_section)
 
 
 def progress_color(pct: float) -> str:
@@ -118,9 +144,9 @@ def render_status(data: Mapping[str, Any]) -> None:
 
 def render_list(data: Mapping[str, Any]) -> None:
     con = console()
-    table = Table(box=box.SIMPLE_HEAD)
-    for col in ("", "id", "title", "status", "priority", "progress", "due", "health"):
-        table.add_column(col)
+    table = _Table(con, [("", "short"), ("id", "id"), ("title", "text"), ("status", "short+"),
+                         ("priority", "short+"), ("progress", "short"), ("due", "short+"),
+                         ("health", "short+")])
     for r in data["milestones"]:
         table.add_row(
             "★" if r["id"] == data.get("current") else "",
@@ -142,12 +168,10 @@ def render_show(data: Mapping[str, Any]) -> None:
         return
     m = data["milestone"]
     con.print(_milestone_panel(m, None))
-    table = Table(box=box.SIMPLE_HEAD)
     linked = any(simple.commits_of(t) for t in m["tasks"])
-    for col in ("id", "title", "status", "after", "estimate", "spent", "assignee"):
-        table.add_column(col)
-    if linked:
-        table.add_column("commits")
+    table = _Table(con, [("id", "id"), ("title", "text"), ("status", "short"), ("after", "text+"),
+                         ("estimate", "short"), ("spent", "short+"), ("assignee", "short+"),
+                         *([("commits", "text+")] if linked else [])])
     for t in m["tasks"]:
         table.add_row(
             t["id"],
@@ -169,9 +193,8 @@ def render_next(data: Mapping[str, Any]) -> None:
     if not data["tasks"]:
         con.print(simple.render_next(data))
         return
-    table = Table(box=box.SIMPLE_HEAD)
-    for col in ("task", "title", "priority", "unblocks", "estimate"):
-        table.add_column(col)
+    table = _Table(con, [("task", "id"), ("title", "text"), ("priority", "short+"),
+                         ("unblocks", "short+"), ("estimate", "short")])
     for r in data["tasks"]:
         table.add_row(
             r["ref"],
@@ -188,9 +211,8 @@ def render_next(data: Mapping[str, Any]) -> None:
 
 def render_log(data: Mapping[str, Any]) -> None:
     con = console()
-    table = Table(box=box.SIMPLE_HEAD)
-    for col in ("#", "time", "event", "target", "actor"):
-        table.add_column(col)
+    table = _Table(con, [("#", "id"), ("time", "short+"), ("event", "id"), ("target", "id"),
+                         ("actor", "short")])
     for e in data["events"]:
         target = e.get("milestone_id") or "-"
         if (e.get("details") or {}).get("task_id"):
@@ -220,9 +242,8 @@ SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 def render_validation(data: Mapping[str, Any]) -> None:
     con = console()
     if data["findings"]:
-        table = Table(box=box.SIMPLE_HEAD)
-        for col in ("location", "severity", "code", "message", "hint"):
-            table.add_column(col)
+        table = _Table(con, [("location", "text"), ("severity", "short+"), ("code", "id"),
+                             ("message", "text"), ("hint", "text+")])
         for f in data["findings"]:
             table.add_row(f["location"], Text(f["severity"], style=SEVERITY_STYLE[f["severity"]]),
                           f["code"], f["message"], f["hint"])
@@ -232,9 +253,8 @@ def render_validation(data: Mapping[str, Any]) -> None:
 
 def render_rules(data: Mapping[str, Any]) -> None:
     con = console()
-    table = Table(box=box.SIMPLE_HEAD)
-    for col in ("code", "family", "severity", "title", "on write"):
-        table.add_column(col)
+    table = _Table(con, [("code", "id"), ("family", "short+"), ("severity", "short"),
+                         ("title", "text"), ("on write", "short+")])
     for r in data["rules"]:
         table.add_row(r["code"], r["family"], Text(r["severity"],
                                                    style=SEVERITY_STYLE[r["severity"]]),
@@ -248,9 +268,8 @@ def render_pending(data: Mapping[str, Any]) -> None:
 
 def render_templates(data: Mapping[str, Any]) -> None:
     con = console()
-    table = Table(box=box.SIMPLE_HEAD)
-    for col in ("name", "days", "tasks", "description", "source"):
-        table.add_column(col)
+    table = _Table(con, [("name", "id"), ("days", "short"), ("tasks", "short+"),
+                         ("description", "text"), ("source", "short+")])
     for t in data["templates"]:
         table.add_row(t["name"], str(t["duration"]), str(t["task_count"]), t["description"],
                       t["source"])

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from . import plural
+
 HEALTH = {
     "on_track": "on track",
     "at_risk": "at risk",
@@ -81,8 +83,12 @@ def render_status(data: Mapping[str, Any]) -> str:
     t = data.get("totals") or {}
     if t and len(data["milestones"]) > 1:
         tasks = t.get("tasks", {})
+        counted = t.get("by_status") or {} if t.get("includes_archived") else {}
+        archived = counted.get("archived", 0)
         out.append(
-            f"{t['milestones']} milestones; tasks: {tasks.get('done', 0)} done, "
+            f"{plural(t['milestones'], 'milestone')}"
+            + (f" in all, {archived} of them archived (not listed above)" if archived else "")
+            + f"; tasks: {tasks.get('done', 0)} done, "
             f"{tasks.get('in_progress', 0)} in progress, {tasks.get('blocked', 0)} blocked, "
             f"{tasks.get('todo', 0)} to do"
         )
@@ -202,7 +208,7 @@ def render_show(data: Mapping[str, Any]) -> str:
         if t.get("blockers"):
             extra.append("blocked: " + "; ".join(t["blockers"]))
         if commits_of(t):
-            extra.append(f"{len(commits_of(t))} commit(s)")
+            extra.append(plural(len(commits_of(t)), "commit"))
         tail = f"  ({'; '.join(extra)})" if extra else ""
         lines.append(f"    {TASK_MARK[t['status']]} {t['id']:<8} {t['title']}{tail}")
     if data.get("show_critical_path"):
