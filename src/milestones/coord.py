@@ -282,13 +282,15 @@ def repair_records(project: Project) -> list[str]:
             close()
     stamp = datetime.now(UTC).strftime("damaged-%Y%m%dT%H%M%SZ")
     done = []
+    from .ui import plural
+
     for name in damaged:
         setter = getattr(store, "set_aside_record", None)
         aside = setter(name, stamp) if setter is not None else None
         store.write_record(name, built[name])
         count = len(built[name]["agents" if name == "agents" else "items"])
-        done.append(f"rebuilt {record_where(store, name)} from the event log ({count} "
-                    f"{'agent' if name == 'agents' else 'message'}(s), next id "
+        done.append(f"rebuilt {record_where(store, name)} from the event log ("
+                    f"{plural(count, 'agent' if name == 'agents' else 'message')}, next id "
                     f"{built[name]['next']})" + (f"; the damaged one is kept as {aside}"
                                                  if aside else ""))
     return done

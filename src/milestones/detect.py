@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InvalidInput
+from .ui import plural
 
 MAX_DEPTH = 3  # directories below the root that are looked into
 MAX_ENTRIES = 20_000  # directory entries looked at, in all
@@ -550,8 +551,8 @@ def _notebooks(files: list[str], f: _Findings) -> None:
         shown = ", ".join(outside[:3]) + (f" and {len(outside) - 3} more" if len(outside) > 3
                                           else "")
         f.signals.append(Signal("notebooks", "jupyter", outside[0],
-                                f"{len(outside)} Jupyter notebook(s): {shown}"))
-        f.research.append(f"{len(outside)} notebook(s)")
+                                f"{plural(len(outside), 'Jupyter notebook')}: {shown}"))
+        f.research.append(plural(len(outside), "notebook"))
     if len(books) > len(outside):
         f.signals.append(Signal("docs", "notebooks", next(r for r in books if _in_docs(r)),
                                 "notebooks in the docs (documentation, not research)"))
@@ -572,7 +573,7 @@ def _kiro(root: Path, f: _Findings) -> None:
     if names:
         shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
         f.signals.append(Signal("kiro", "kiro", ".kiro/specs",
-                                f"{len(names)} Kiro spec(s): {shown}"))
+                                f"{plural(len(names), 'Kiro spec')}: {shown}"))
         f.kiro.extend(names)
 
 

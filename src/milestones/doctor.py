@@ -53,7 +53,7 @@ def check_records(project: Project) -> list[dict[str, Any]]:
             continue
         count = len(data.get("agents" if name == "agents" else "items") or ())
         out.append(_check(f"{name} record", True,
-                          f"{count} {'agent' if name == 'agents' else 'message'}(s)"))
+                          plural(count, 'agent' if name == 'agents' else 'message')))
     return out
 
 
@@ -180,7 +180,7 @@ def run(project: Project, *, repair: bool = False) -> dict[str, Any]:
                 sealed = []
                 repairs.append(f"left alone (fix by hand): {exc}")
             if sealed:
-                repairs.append(f"recorded {len(sealed)} hand edit(s) as events")
+                repairs.append(f"recorded {plural(len(sealed), 'hand edit')} as events")
             from .coord import repair_records
 
             repairs += repair_records(project)

@@ -84,6 +84,7 @@ from . import model as md
 from . import refs
 from .coord import Agents
 from .errors import Conflict, InvalidInput, MilestoneError, ValidationFailed
+from .ui import plural
 
 if TYPE_CHECKING:
     from .gitops import GitIntegration
@@ -600,8 +601,9 @@ class Executor:
                     told = True
                     running = len(self._running)
                     self.board.post("stopping", None, None,
-                                    f"{self.stop_reason}: no new claims; {running} running "
-                                    f"task(s) get {self.opts.grace:g}s to finish")
+                                    f"{self.stop_reason}: no new claims; "
+                                    f"{plural(running, 'running task')} get "
+                                    f"{self.opts.grace:g}s to finish")
                     self._wake_all()
                 alive[0].join(0.1)
         finally:

@@ -236,7 +236,7 @@ def test_notebooks_are_research(tmp_path: Path) -> None:
     check(d)
     assert (d.project_type, d.template) == ("research", "research")
     sig = next(s for s in d.signals if s.kind == "notebooks")
-    assert "5 Jupyter notebook(s)" in sig.reason and "and 2 more" in sig.reason
+    assert "5 Jupyter notebooks" in sig.reason and "and 2 more" in sig.reason
 
 
 def test_jupyter_dependency_is_research(tmp_path: Path) -> None:
@@ -314,7 +314,7 @@ def test_kiro_specs_win(tmp_path: Path) -> None:
     check(d)
     assert (d.project_type, d.template) == ("kiro-spec", "kiro-spec")
     sig = next(s for s in d.signals if s.kind == "kiro")
-    assert sig.path == ".kiro/specs" and "2 Kiro spec(s): login, search" in sig.reason
+    assert sig.path == ".kiro/specs" and "2 Kiro specs: login, search" in sig.reason
     assert "react" in d.frameworks  # the rest is still reported
 
 
