@@ -189,12 +189,28 @@ class MilestoneGroup(click.Group):
             )
             raise _from_error(err, words) from None
         except Exception as exc:  # a bug: a script asking for --json still gets JSON
-            if _debug() or not _wants_json(words):
+            if _debug():
+                raise
+            damaged = _damaged_database(exc)
+            if damaged is not None:
+                raise _from_error(damaged, words) from None
+            if not _wants_json(words):
                 raise
             raise CliError(f"internal error: {exc!r}", 1, as_json=True,
                            hint="please report it, with the --debug output") from exc
         finally:
             _after_command(ctx, words, (time.perf_counter() - started) * 1000, ok)
+
+
+def _damaged_database(exc: BaseException) -> StorageError | None:
+    """SQLite's error for a database it cannot read (a damaged or foreign file) as the
+    storage error it is; None for anything else. sqlite3 is only looked up, never
+    imported: a command that did not open a database cannot have raised its error."""
+    sqlite3 = sys.modules.get("sqlite3")
+    if sqlite3 is None or not isinstance(exc, sqlite3.DatabaseError):
+        return None
+    return StorageError(f"the project's database cannot be read: {exc}",
+                        hint="run `milestone doctor`, or restore a backup (`milestone restore`)")
 
 
 METRICS_MAX_LINES = 2000  # metrics.jsonl is cut to its last 1000 lines past about this many

@@ -1,0 +1,51 @@
+"""A database file damaged on disk is a storage error (exit 8, one line), never a traceback."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from milestones.cli import cli
+from milestones.project import Project
+
+
+def _damage(db: Path, how: str) -> None:
+    raw = bytearray(db.read_bytes())
+    if how == "header":
+        raw[:16] = b"not a database!!"
+    elif how == "schema":  # the page holding the schema, scrambled
+        raw[100:600] = bytes(500)
+    else:  # cut short
+        raw = raw[: len(raw) // 3]
+    db.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize("how", ["header", "schema", "cut"])
+@pytest.mark.parametrize("args", [("status",), ("list", "--json"), ("note", "x"),
+                                  ("task", "start", "1/1")])
+def test_a_damaged_database_is_a_storage_error(tmp_path: Path, how: str,
+                                              args: tuple[str, ...]) -> None:
+    p, _ = Project.init(tmp_path, backend="database")
+    p.plan("Alpha", tasks=["one", "two"])
+    p.store.close()  # type: ignore[attr-defined]
+    db = tmp_path / ".milestones" / "database" / "milestones.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    _damage(db, how)
+    damaged = db.read_bytes()
+    result = CliRunner(mix_stderr=False).invoke(cli, ["-C", str(tmp_path), *args])
+    assert result.exit_code == 8, (result.stdout, result.stderr, result.exception)
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    if "--json" in args:
+        error = json.loads(result.stderr)["error"]
+        assert (error["code"], error["kind"]) == (8, "storage_error")
+        assert "milestone doctor" in error["hint"]
+    else:
+        assert result.stderr.startswith("milestone: error: "), result.stderr
+        assert "milestone doctor" in result.stderr
+    assert db.read_bytes() == damaged
