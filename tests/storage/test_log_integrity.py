@@ -324,3 +324,13 @@ def test_database_damage_is_a_failed_doctor_check(tmp_path: Path, sql: str) -> N
     data = json.loads(run("doctor", "--json").stdout)
     assert not data["healthy"]
     assert all(c["detail"] for c in data["checks"] if not c["ok"])
+
+
+@pytest.mark.parametrize("to", ["database", "hybrid"])
+def test_migration_refuses_a_log_that_does_not_verify(tmp_path: Path, to: str) -> None:
+    run = _project(tmp_path, "file")
+    _forge(tmp_path)
+    result = run("storage", "migrate", "--to", to)
+    assert result.exit_code == 8 and "not migrated" in result.stderr, result.stderr
+    marker = tmp_path / ".milestones" / "config" / "storage-backend.txt"
+    assert marker.read_text().strip() == "file"
