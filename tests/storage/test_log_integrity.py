@@ -334,3 +334,24 @@ def test_migration_refuses_a_log_that_does_not_verify(tmp_path: Path, to: str) -
     assert result.exit_code == 8 and "not migrated" in result.stderr, result.stderr
     marker = tmp_path / ".milestones" / "config" / "storage-backend.txt"
     assert marker.read_text().strip() == "file"
+
+
+@pytest.mark.parametrize("backend", YAML_BACKENDS)
+def test_forged_event_after_a_rotation_is_not_applied(tmp_path: Path, backend: str) -> None:
+    run = _project(tmp_path, backend)
+    config = tmp_path / ".milestones" / "config" / "config.yaml"
+    config.write_text("logs:\n  rotate_bytes: 200\n", encoding="utf-8")
+    run.ok("task", "start", "1/2")  # the write that goes over the limit rotates
+    archive = tmp_path / ".milestones" / "logs" / "archive"
+    assert list(archive.glob("*.jsonl.gz")) and _log(tmp_path).read_bytes() == b""
+    head = json.loads((tmp_path / ".milestones" / "logs" / "state.json").read_bytes())
+    forged = {"event_id": head["applied_event_id"] + 1, "prev_hash": head["applied_hash"],
+              "hash": "f" * 64, "milestone_id": "milestone-001", "event_type": "x",
+              "data": {"set": {"title": "FORGED"}}}
+    _log(tmp_path).write_bytes((ev.canonical(forged) + "\n").encode())
+    shown = run("show", "1", "--json")
+    assert json.loads(shown.stdout)["milestone"]["title"] == "Launch"
+    assert f"{LOG}:1" in shown.stderr
+    _refused(run("task", "stop", "1/2"))
+    doctor = run("doctor")
+    assert doctor.exit_code == 8 and f"{LOG}:1" in doctor.stdout
