@@ -4,16 +4,21 @@ Repair only does what needs no guessing: truncate a torn last log line (a write
 that died mid-append, never applied), finish an interrupted write from the
 log's tail, record hand edits, rewrite snapshots the log disagrees with, and
 set a damaged agents/messages record aside and rebuild it from the log.
-A broken hash chain in the middle of the log is reported, never "fixed".
+A broken hash chain is never re-hashed over: the line that does not verify and
+every line after it move to ``logs/quarantine/`` (recorded as ``log_quarantined``),
+and a log whose applied events are gone starts a new chain from the current state
+(recorded as ``log_restarted``). Damage to the database's tables is reported as
+failed checks, never an exception.
 """
 
 from __future__ import annotations
 
 import json
+import sqlite3
 from typing import TYPE_CHECKING, Any
 
 from . import events as ev
-from .errors import MilestoneError
+from .errors import MilestoneError, StorageError
 from .storage.logfiles import LogFiles
 from .ui import plural
 
@@ -162,7 +167,49 @@ def check_log(project: Project) -> tuple[list[dict[str, Any]], list[dict[str, An
     return checks, parsed
 
 
+def _make(project: Project) -> Any:
+    def make(kind: str, mid: str | None, data: dict[str, Any], summary: str) -> dict[str, Any]:
+        return ev.make_event(kind, mid, timestamp=project.clock(), actor=project.actor,
+                             session_id=project.session_id, data=data, summary=summary)
+    return make
+
+
+def _head_check(project: Project, verified: list[dict[str, Any]], st: Any) -> dict[str, Any]:
+    """The snapshots' head (state.json, the database's meta) is an event of the log."""
+    store = project.store
+    where = "logs/state.json" if getattr(store, "log_path", None) else "the database's meta"
+    last = verified[-1] if verified else {"event_id": 0, "hash": ev.GENESIS_HASH}
+    applied, head = st.last_event_id, st.last_hash
+    at = verified[applied - 1] if 0 < applied <= len(verified) else None
+    if (applied == 0 and head == ev.GENESIS_HASH) or (at is not None and at["hash"] == head):
+        return _check("log head", True, f"{where} applied event #{applied}, which verifies")
+    if last["event_id"] < applied:
+        fix = ("restore a backup, or `milestone doctor --repair` starts a new log from the "
+               "current state" if hasattr(store, "repair_log")
+               else "restore a backup (`milestone restore`)")
+        detail = (f"the log ends at event #{last['event_id']} (of those that verify), but "
+                  f"{where} applied #{applied}: events are missing — {fix}")
+    else:
+        detail = f"event #{applied} of the log is not the one {where} applied"
+    return _check("log head", False, detail)
+
+
 def run(project: Project, *, repair: bool = False) -> dict[str, Any]:
+    try:
+        return _run(project, repair=repair)
+    except (StorageError, sqlite3.Error, ValueError, KeyError, TypeError, AttributeError) as exc:
+        # The database's tables were changed by something else (rows deleted, a
+        # snapshot edited): whatever the reading tripped on is the finding.
+        if project.store.backend != "database":
+            raise
+        what = exc.message if isinstance(exc, StorageError) else f"{type(exc).__name__}: {exc}"
+        detail = f"{project.root}/database: the data cannot be read ({what})"
+        return {"schema": 1, "healthy": False, "repaired": repair, "repairs": [],
+                "checks": [_check("database readable", False,
+                                  detail + "; restore a backup (`milestone restore`)")]}
+
+
+def _run(project: Project, *, repair: bool = False) -> dict[str, Any]:
     store = project.store
     repairs: list[str] = []
     if repair:
@@ -170,14 +217,21 @@ def run(project: Project, *, repair: bool = False) -> dict[str, Any]:
 
         repairs += recover_restore(project.root)
         with store.lock():
+            fix = getattr(store, "repair_log", None)
+            if fix is not None:
+                repairs += fix(_make(project))
             repairs += store.recover()
             distrust = getattr(store, "distrust", None)
             if distrust is not None:
                 distrust()  # every file by content: a same-size, same-mtime edit too
+            damage = getattr(store, "damage", None)
+            if damage:
+                repairs.append(f"left alone (restore a backup): {damage}")
+            sealed: list[dict[str, Any]] = []
             try:
-                sealed = project._sync()
+                if not damage:  # no hand edits recorded on top of a log that does not verify
+                    sealed = project._sync()
             except MilestoneError as exc:  # a broken file: a person must fix it
-                sealed = []
                 repairs.append(f"left alone (fix by hand): {exc}")
             if sealed:
                 repairs.append(f"recorded {plural(len(sealed), 'hand edit')} as events")
@@ -186,9 +240,8 @@ def run(project: Project, *, repair: bool = False) -> dict[str, Any]:
             repairs += repair_records(project)
             replayed = ev.replay(store.events())
             st = store.load()
-            if (replayed.milestones != st.milestones or replayed.current != st.current) and hasattr(
-                store, "rebuild"
-            ):
+            differs = replayed.milestones != st.milestones or replayed.current != st.current
+            if not damage and differs and hasattr(store, "rebuild"):
                 changed = store.rebuild()
                 repairs.append(
                     "rewrote snapshots from the log"
@@ -200,8 +253,11 @@ def run(project: Project, *, repair: bool = False) -> dict[str, Any]:
         checks.append(_check("log rotation", False,
                              "a log rotation was interrupted; the next command finishes it, "
                              "or `milestone doctor --repair`"))
-    replayed = ev.replay(events)
+    bad = ev.verify_chain(events)
+    verified = events if bad is None else events[:bad[0]]  # what is applied, at most
+    replayed = ev.replay(verified)
     st = store.load()
+    checks.append(_head_check(project, verified, st))
     pending = store.needs_sync()
     same = replayed.milestones == st.milestones and replayed.current == st.current
     if same:

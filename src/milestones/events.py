@@ -53,6 +53,10 @@ EVENT_TYPES: dict[str, str] = {
     "commit_linked": "`git link` recorded a commit that names a task on that task",
     "task_close_refused": "a commit closes a task its rules keep open (dependencies, "
                           "blocked): noted on the task, left open",
+    "log_restarted": "`doctor --repair` started a new event log from the current state "
+                     "(the old one was deleted or cut short)",
+    "log_quarantined": "`doctor --repair` moved event log lines that do not verify to "
+                       "logs/quarantine/",
 }
 
 
@@ -136,7 +140,9 @@ def verify_chain(
     """Check ids and hashes; return (position, problem) of the first bad event or None."""
     for pos, ev in enumerate(events):
         if ev.get("event_id") != prev_id + 1:
-            return pos, f"event_id {ev.get('event_id')} should be {prev_id + 1}"
+            gap = isinstance(ev.get("event_id"), int) and ev["event_id"] > prev_id + 1
+            return pos, (f"event_id {ev.get('event_id')} should be {prev_id + 1}"
+                         + (" (events are missing before it)" if gap else ""))
         if ev.get("prev_hash") != prev_hash:
             return pos, "prev_hash does not match the previous event's hash"
         if ev.get("hash") != event_hash(ev):

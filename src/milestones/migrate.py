@@ -143,6 +143,10 @@ def migrate(root: Path, to: str, *, dry_run: bool = False, actor: str = "unknown
             if distrust is not None:
                 distrust()  # a same-size, same-mtime hand edit is copied too
             Project(old, actor=actor, session_id="migration")._sync()
+            damage = getattr(old, "damage", None)
+            if damage:  # copying a log that does not verify would bless it
+                raise StorageError(f"{damage}; not migrated",
+                                   hint="restore a backup, or run `milestone doctor --repair`")
             state = old.load()
             events = list(old.events())
             report["source"] = summary(state, events)

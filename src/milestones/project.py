@@ -30,6 +30,7 @@ from .errors import (
     InvalidTransition,
     MilestoneError,
     NotFound,
+    StorageError,
     ValidationFailed,
 )
 from .session import git_position, resolve_actor, resolve_session, today, utc_now
@@ -252,6 +253,7 @@ class Project:
         self._l1: tuple[Store, tuple[int, str], State] | None = None
         self._l1_hits = 0
         self._l1_misses = 0
+        self._warned = False  # the event log's damage was told (once per command)
 
     # ---------------------------------------------------------- opening
 
@@ -406,6 +408,13 @@ class Project:
     def _sync(self) -> list[dict[str, Any]]:
         """Under the lock: finish interrupted writes, record hand edits."""
         self.store.recover()
+        damage = getattr(self.store, "damage", None)
+        if damage:  # the log does not verify: record nothing on top of it
+            if not self._warned:
+                self._warned = True
+                print(f"milestone: warning: {damage}; the event log does not verify — run "
+                      "`milestone doctor`", file=sys.stderr, flush=True)
+            return []
         edits = self.store.scan_edits()
         if not edits:
             return []
@@ -529,7 +538,13 @@ class Project:
             held.close()
             store = self.store
         with held:
+            self._warned = True  # a refused write says so once, as its error
             self._sync()
+            damage = getattr(store, "damage", None)
+            if damage:
+                raise StorageError(f"{damage}; writes are refused until the event log is "
+                                   "repaired",
+                                   hint="restore a backup, or run `milestone doctor --repair`")
             tx = Txn(self, store.view())
             yield tx
             if tx.events:

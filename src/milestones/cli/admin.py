@@ -64,7 +64,9 @@ def doctor(repair: bool, as_json: bool, ui: str | None) -> None:
     """Check the event log's hash chain, the snapshots and the files; --repair fixes.
 
     Repairs: truncate a torn last log line, finish an interrupted write from the
-    log's tail, record hand edits, rewrite snapshots the log disagrees with.
+    log's tail, record hand edits, rewrite snapshots the log disagrees with,
+    move log lines that do not verify to logs/quarantine/ (never re-hashed), and
+    start a new log from the current state when the old one was deleted.
     Exits 8 when problems remain.
 
     \b

@@ -115,6 +115,9 @@ class FileStore(Store):
         self._suspect: set[str] = set()
         self._deep = False  # distrust(): the next scan reads every file
         self._recovering = False
+        # What ``recover`` found wrong with the log ("FILE:LINE: what"): events that do
+        # not verify are not applied, and writes are refused until it is repaired.
+        self.damage: str | None = None
 
     @property
     def log_files(self) -> LogFiles:
@@ -188,13 +191,16 @@ class FileStore(Store):
             return self._rebuild_state()
 
     def _rebuild_state(self) -> dict[str, Any]:
-        """Derive state.json from the log (hashes empty: files are re-checked)."""
-        replayed = ev.replay(self.events())
+        """Derive state.json from the events of the log that verify (hashes empty: files
+        are re-checked); a line that does not verify, and all after it, is not applied."""
+        scan = self.log_files.scan(self.root)
+        self.damage = scan.problem
+        replayed = ev.replay(scan.events)
         state = self._empty_state()
         state.update(
             applied_event_id=replayed.last_id,
             applied_hash=replayed.last_hash,
-            log_size=self._log_size(),
+            log_size=scan.live_end,
             max_number=replayed.max_number,
             current=replayed.current,
         )
@@ -299,15 +305,6 @@ class FileStore(Store):
         """The last ``limit`` events ``keep`` accepts, reading only the newest files."""
         return self.log_files.tail(limit, keep, after)
 
-    def _read_pending(self, offset: int) -> list[dict[str, Any]]:
-        with self.log_path.open("rb") as f:
-            f.seek(offset)
-            out = []
-            for line in f:
-                if line.endswith(b"\n") and line.strip():
-                    out.append(json.loads(line))
-            return out
-
     def _torn_tail(self) -> int | None:
         """Offset where a torn (unterminated) last line starts, or None."""
         size = self._log_size()
@@ -332,6 +329,7 @@ class FileStore(Store):
 
     def recover(self) -> list[str]:
         repairs: list[str] = []
+        self.damage = None
         if self._state is None or self._state is not self._written[1] \
                 or self._written[0] != self._disk_key():
             self._state = self._read_state()  # else: what this object wrote last is on disk
@@ -344,10 +342,10 @@ class FileStore(Store):
                 raise fsutil.storage_error(exc, self.log_path, "repair") from None
             repairs.append(f"truncated a torn last line at byte {torn} of {self.log_path.name}")
         state = self._state
-        size = self._log_size()
-        if size > state["log_size"]:
-            pending = self._read_pending(state["log_size"])
-            pending = [e for e in pending if e.get("event_id", 0) > state["applied_event_id"]]
+        if self._log_size() != state["log_size"]:
+            # Events after the applied head: each is checked (id, prev_hash, hash)
+            # before it is applied; one that does not verify is not, nor any after it.
+            pending, end, self.damage = self._check_log(state)
             if pending:
                 # The files may hold these events' writes already (the crash came after
                 # a rename): what is on disk is the tool's own, not a hand edit.
@@ -360,16 +358,116 @@ class FileStore(Store):
                     f"finished an interrupted write: applied events "
                     f"{pending[0]['event_id']}..{pending[-1]['event_id']}"
                 )
-            else:
-                state["log_size"] = size
+                state = self._state
+            if end is not None and end != state["log_size"]:
+                state["log_size"] = end  # through the last event that verifies, no further
                 self._write_state(state)
-        elif size < state["log_size"]:
-            # The log is shorter than the state says: state.json is ahead of the
-            # log (it cannot be, unless the log was cut). Rebuild from the log.
-            self._state = self._rebuild_state()
-            self._write_state(self._state)
-            repairs.append("state.json was ahead of the event log; rebuilt it from the log")
         return repairs
+
+    def _check_log(self, state: dict[str, Any]) -> tuple[list[dict[str, Any]], int | None,
+                                                          str | None]:
+        """The events after ``state``'s applied head that verify, the live log's size
+        through the last of them (None: leave ``log_size``), and what is wrong, if
+        anything. ``log_size`` is trusted only when the line just before it is the
+        applied event; else the whole log is read and verified."""
+        applied, head = int(state["applied_event_id"]), str(state["applied_hash"])
+        offset = int(state.get("log_size") or 0)
+        if self._at_head(offset, applied, head):
+            return self._pending_after(offset, applied, head)
+        scan = self.log_files.scan(self.root)
+        if self._holds(scan.events, applied, head):
+            return scan.events[applied:], scan.live_end, scan.problem
+        return [], None, scan.problem or self._missing(scan, applied)
+
+    @staticmethod
+    def _holds(events: Sequence[dict[str, Any]], applied: int, head: str) -> bool:
+        """Do verified ``events`` (ids 1, 2, ...) include the applied head?"""
+        if applied == 0:
+            return head == ev.GENESIS_HASH
+        return len(events) >= applied and events[applied - 1].get("hash") == head
+
+    def _missing(self, scan: Any, applied: int) -> str:
+        label = f".milestones/{self.log_path.relative_to(self.root).as_posix()}"
+        if scan.live_missing and not scan.events:
+            return (f"{label} is missing, but logs/state.json has {applied} events applied "
+                    "(deleted?)")
+        last = scan.events[-1]["event_id"] if scan.events else 0
+        if last < applied:
+            return (f"{label}: the log ends at event #{last}, but logs/state.json has "
+                    f"#{applied} applied: events #{last + 1}..#{applied} are missing")
+        return f"{label}: event #{applied} is not the event logs/state.json has applied"
+
+    def _at_head(self, offset: int, applied: int, head: str) -> bool:
+        """Is the line ending at byte ``offset`` of the live log the applied event?"""
+        if offset == 0:
+            if applied == 0:
+                return not self.log_files.archives()
+            index = self.log_files.read_index()
+            latest = index[max(index)] if index else None
+            return latest is not None and (latest["last_id"], latest["last_hash"]) == (
+                applied, head)
+        try:
+            with self.log_path.open("rb") as f:
+                if offset > os.fstat(f.fileno()).st_size:
+                    return False
+                pos = offset - 1
+                f.seek(pos)
+                if f.read(1) != b"\n":
+                    return False
+                chunks: list[bytes] = []
+                while pos > 0:
+                    step = min(65536, pos)
+                    pos -= step
+                    f.seek(pos)
+                    chunk = f.read(step)
+                    nl = chunk.rfind(b"\n")
+                    if nl >= 0:
+                        chunks.append(chunk[nl + 1:])
+                        break
+                    chunks.append(chunk)
+                line = b"".join(reversed(chunks))
+        except FileNotFoundError:
+            return False
+        try:
+            event = json.loads(line)
+        except ValueError:
+            return False
+        return isinstance(event, dict) and event.get("event_id") == applied and \
+            event.get("hash") == head
+
+    def _pending_after(self, offset: int, applied: int, head: str
+                       ) -> tuple[list[dict[str, Any]], int, str | None]:
+        """The events from byte ``offset`` of the live log on, up to the first that does
+        not verify (chained on ``applied``/``head``); a torn last line is left out."""
+        from .logfiles import lines_of
+
+        with self.log_path.open("rb") as f:
+            f.seek(offset)
+            raw = f.read()
+        out: list[dict[str, Any]] = []
+        end = pos = offset
+        for line in lines_of(raw):
+            pos += len(line)
+            if not line.endswith(b"\n"):
+                break
+            if not line.strip():
+                end = pos
+                continue
+            try:
+                event = json.loads(line)
+            except ValueError:
+                event = None
+            bad = (ev.verify_chain([event], head, applied) if isinstance(event, dict)
+                   else (0, "not a JSON event"))
+            if bad is not None:
+                with self.log_path.open("rb") as f:
+                    lineno = f.read(pos - len(line)).count(b"\n") + 1
+                label = f".milestones/{self.log_path.relative_to(self.root).as_posix()}"
+                return out, end, f"{label}:{lineno}: {bad[1]}"
+            assert isinstance(event, dict)
+            out.append(event)
+            applied, head, end = event["event_id"], event["hash"], pos
+        return out, end, None
 
     # ---------------------------------------------------------- hand edits
 
@@ -739,6 +837,103 @@ class FileStore(Store):
         """A log rotation began (state.json's ``rotating`` marker) and did not end."""
         state = self._state if self._state is not None else self._read_state()
         return bool(state.get("rotating"))
+
+    def repair_log(self, make: Callable[[str, str | None, dict[str, Any], str], dict[str, Any]]
+                   ) -> list[str]:
+        """``doctor --repair`` on a log that does not verify (under the writer lock).
+
+        Never re-hashes over what is there. The first line that does not verify and
+        every line after it (they chain on it) move to ``logs/quarantine/``, and the
+        state goes back to the last event that verifies. A log whose applied events
+        are gone (deleted, cut short) starts a new chain from the current state. Each
+        is recorded as an event (``log_quarantined``, ``log_restarted``) made by
+        ``make(event_type, milestone_id, data, summary)``."""
+        self._state = state = self._read_state()
+        scan = self.log_files.scan(self.root)
+        applied, head = int(state["applied_event_id"]), str(state["applied_hash"])
+        holds = self._holds(scan.events, applied, head)
+        if scan.problem is None and holds:
+            return []
+        if scan.problem is not None and scan.bad_offset is None:
+            return [f"left alone (restore the archive from a backup): {scan.problem}"]
+        import time
+
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        qdir = self.logs / "quarantine"
+        try:
+            if scan.problem is not None or self._log_size() or self.log_files.archives():
+                qdir.mkdir(parents=True, exist_ok=True)
+            if scan.problem is not None:
+                return self._quarantine(scan, state, holds, qdir / f"progress-events-{stamp}.jsonl",
+                                        make)
+            return self._restart(state, qdir, stamp, make)
+        except OSError as exc:
+            raise fsutil.storage_error(exc, qdir, "repair") from None
+
+    def _label(self, path: Path) -> str:
+        return f".milestones/{path.relative_to(self.root).as_posix()}"
+
+    def _quarantine(self, scan: Any, state: dict[str, Any], holds: bool, dest: Path,
+                    make: Callable[[str, str | None, dict[str, Any], str], dict[str, Any]]
+                    ) -> list[str]:
+        cut = int(scan.bad_offset)
+        moved = self.log_path.read_bytes()[cut:]
+        fsutil.atomic_write(dest, moved)  # first: the lines are kept before they are cut
+        fsutil.truncate_durable(self.log_path, cut)
+        lines = moved.count(b"\n") + (0 if moved.endswith(b"\n") else 1)
+        repairs = [f"moved {lines} line(s) to {self._label(dest)}, not applied: {scan.problem}"
+                   " (and every line after it)"]
+        if holds:
+            self._state = state
+            repairs += self.recover()
+        else:  # state.json was built on events that no longer verify
+            kept = dest.with_suffix("")  # the files as they were, beside the lines moved
+            for rel, _st in [f for found in self._files().values() for f in found]:
+                (kept / rel).parent.mkdir(parents=True, exist_ok=True)
+                fsutil.atomic_write(kept / rel, (self.root / rel).read_bytes(), sync=False)
+            changed = self.rebuild()
+            repairs.append("rebuilt the snapshots from the events that verify"
+                           + (f": {', '.join(changed)}" if changed else "")
+                           + (f" (the files as they were are in {self._label(kept)})"
+                              if kept.exists() else ""))
+        data = {"quarantined": {"file": self._label(dest), "from_line": scan.bad_line,
+                                "lines": lines, "problem": scan.problem}}
+        self.commit([make("log_quarantined", None, data,
+                          f"{lines} line(s) of the event log that do not verify moved to "
+                          f"{self._label(dest)}")])
+        return repairs
+
+    def _restart(self, state: dict[str, Any], qdir: Path, stamp: str,
+                 make: Callable[[str, str | None, dict[str, Any], str], dict[str, Any]]
+                 ) -> list[str]:
+        moved: list[str] = []
+        if self._log_size():
+            dest = qdir / f"progress-events-{stamp}.jsonl"
+            os.replace(self.log_path, dest)
+            moved.append(self._label(dest))
+        archive_dir = self.log_files.dir
+        if self.log_files.archives() or self.log_files.index_path.exists():
+            dest = qdir / f"archive-{stamp}"
+            os.replace(archive_dir, dest)
+            archive_dir.mkdir()
+            moved.append(self._label(dest))
+        fsutil.atomic_write(self.log_path, b"")
+        previous = {"event_id": state["applied_event_id"], "hash": state["applied_hash"]}
+        fresh = dict(state, applied_event_id=0, applied_hash=ev.GENESIS_HASH, log_size=0)
+        fresh.pop("rotating", None)
+        self._state = fresh
+        events = [make("log_restarted", None,
+                       {"current": state.get("current"), "previous_head": previous,
+                        "moved": moved},
+                       f"the event log lost events #1..#{previous['event_id']}; a new chain "
+                       "starts from the current state")]
+        events += [make("log_restarted", mid, {"create": entry["state"]},
+                        f"{mid} as it was when the event log restarted")
+                   for mid, entry in sorted(state["milestones"].items())]
+        self.commit(events)
+        return [f"started a new event log from the current state ({len(events) - 1} "
+                f"milestones); it had lost events up to #{previous['event_id']}"
+                + (f"; what was left is in {', '.join(moved)}" if moved else "")]
 
     def check_files(self) -> list[tuple[str, Snapshot | None, str | None]]:
         """Every milestone file: (relative path, parsed snapshot or None, error or None)."""

@@ -124,6 +124,19 @@ class Segment:
         return self.seq > 0
 
 
+@dataclass
+class Scan:
+    """The whole log read and verified (``LogFiles.scan``): the events that verify,
+    in order, and where the first one that does not is."""
+
+    events: list[dict[str, Any]] = field(default_factory=list)
+    live_end: int = 0  # bytes of the live log through its last event that verifies
+    problem: str | None = None  # "FILE:LINE: what", the first line that does not verify
+    bad_offset: int | None = None  # where that line starts, when it is in the live log
+    bad_line: int = 0
+    live_missing: bool = False
+
+
 def _parse(line: bytes, path: Path, lineno: int) -> dict[str, Any]:
     try:
         event = json.loads(line)
@@ -175,6 +188,16 @@ def _loads(line: bytes) -> dict[str, Any]:
     except ValueError:
         return {}
     return obj if isinstance(obj, dict) else {}
+
+
+def lines_of(raw: bytes) -> Iterator[bytes]:
+    """``raw``'s lines, each with its ``\\n`` (the last one without, when it has none)."""
+    start = 0
+    while start < len(raw):
+        end = raw.find(b"\n", start)
+        end = len(raw) if end < 0 else end + 1
+        yield raw[start:end]
+        start = end
 
 
 def _int(value: Any) -> int:
@@ -348,6 +371,70 @@ class LogFiles:
             found += len(batch)
         rows = [e for batch in reversed(batches) for e in batch]
         return rows[-limit:]
+
+    def scan(self, root: Path) -> Scan:
+        """Read every file of the log and verify the chain from the first event: ids one
+        by one, each ``prev_hash`` the hash before, each ``hash`` its content's. Stops at
+        the first line that does not verify (a torn last line of the live log is no
+        event, and no problem: ``recover`` truncates it)."""
+        out = Scan()
+        prev_id, prev_hash = 0, ev.GENESIS_HASH
+        last_file: dict[int, Any] = {}  # the previous file's hashes: an interrupted rotation
+
+        def label(path: Path) -> str:
+            try:
+                return f".milestones/{path.relative_to(root).as_posix()}"
+            except ValueError:
+                return str(path)
+
+        files: list[tuple[Path, bool]] = [(path, True) for _seq, path in self.archives()]
+        files.append((self.live, False))
+        for path, archive in files:
+            try:
+                raw = _read_gzip(path) if archive else path.read_bytes()
+            except StorageError as exc:
+                out.problem = f"{label(path)}: {exc.message[len(str(path)) + 2:]}"
+                return out
+            except FileNotFoundError:
+                out.live_missing = True
+                return out
+            except OSError as exc:
+                out.problem = f"{label(path)}: cannot be read ({exc.strerror})"
+                return out
+            hashes: dict[int, Any] = {}
+            offset = 0
+            prefix = True
+            for lineno, line in enumerate(lines_of(raw), 1):
+                start, offset = offset, offset + len(line)
+                if not line.endswith(b"\n"):
+                    if archive:
+                        out.problem = f"{label(path)}:{lineno}: torn last line in an archive"
+                        return out
+                    break  # a torn last line: not an event
+                if not line.strip():
+                    if not archive and out.problem is None:
+                        out.live_end = offset
+                    continue
+                event = _loads(line)
+                eid = event.get("event_id")
+                if prefix and isinstance(eid, int) and eid in last_file \
+                        and last_file[eid] == event.get("hash"):
+                    continue  # repeats the last archive (an interrupted rotation)
+                prefix = False
+                bad = ev.verify_chain([event], prev_hash, prev_id) if event else (0, "")
+                if bad is not None:
+                    what = bad[1] or "not a JSON event"
+                    out.problem = f"{label(path)}:{lineno}: {what}"
+                    out.bad_line = lineno
+                    out.bad_offset = None if archive else start
+                    return out
+                out.events.append(event)
+                prev_id, prev_hash = event["event_id"], event["hash"]
+                hashes[prev_id] = prev_hash
+                if not archive:
+                    out.live_end = offset
+            last_file = hashes
+        return out
 
     def segments(self, root: Path) -> list[Segment]:
         """Every file of the log, oldest first, read whole, for ``doctor``."""

@@ -452,16 +452,28 @@ class DatabaseStore(Store):
             tasks: dict[str, list[Any]] = {}
             for mid, data in conn.execute(
                     "SELECT milestone_id, data FROM tasks ORDER BY milestone_id, position"):
-                tasks.setdefault(mid, []).append(json.loads(data))
+                tasks.setdefault(mid, []).append(self._row(data, "tasks", mid))
             milestones: dict[str, Snapshot] = {}
             for mid, data in conn.execute("SELECT id, data FROM milestones"):
-                snap = json.loads(data)
+                snap = self._row(data, "milestones", mid)
                 snap["tasks"] = tasks.get(mid, [])
                 milestones[mid] = snap
         return State(milestones=milestones, current=meta.get("current") or None,
                      max_number=int(meta.get("max_number", 0)),
                      last_event_id=int(meta.get("last_event_id", 0)),
                      last_hash=meta.get("last_hash", ev.GENESIS_HASH))
+
+    def _row(self, data: Any, table: str, mid: str) -> dict[str, Any]:
+        """A row's JSON object; a row changed by something else is a StorageError."""
+        try:
+            obj = json.loads(data)
+        except (TypeError, ValueError):
+            obj = None
+        if not isinstance(obj, dict):
+            raise StorageError(f"{self.db_path}: the {table} row of {mid} is not a JSON object "
+                               "(changed outside milestone)",
+                               hint="run `milestone doctor`; restore a backup")
+        return obj
 
     @contextlib.contextmanager
     def _read(self, conn: sqlite3.Connection) -> Iterator[None]:
@@ -525,14 +537,14 @@ class DatabaseStore(Store):
             read: dict[str, Snapshot] = {}
             for mid, data in conn.execute(
                     f"SELECT id, data FROM milestones WHERE id IN ({marks})", want):
-                snap = json.loads(data)
+                snap = self._row(data, "milestones", mid)
                 snap["tasks"] = []
                 read[mid] = snap
             for mid, data in conn.execute(
                     f"SELECT milestone_id, data FROM tasks WHERE milestone_id IN ({marks}) "
                     f"ORDER BY milestone_id, position", want):
                 if mid in read:
-                    read[mid]["tasks"].append(json.loads(data))
+                    read[mid]["tasks"].append(self._row(data, "tasks", mid))
             if read and len(read) <= self.KEEP_READ and not (self._in_txn and self._dirty):
                 last = self._last_events(conn, read)
                 self._keep({mid: (last[mid], snap) for mid, snap in read.items() if mid in last})
