@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 FILE_RE = re.compile(r"^(milestone-\d{3,})\.yaml$")
 STATE_VERSION = 1
+RECORD_LIMIT = 64 * 1024 * 1024  # agents.json, messages.json, session-resume.json
 
 
 def _sha(data: bytes) -> str:
@@ -159,7 +160,7 @@ class FileStore(Store):
 
     def _read_state(self) -> dict[str, Any]:
         try:
-            raw = self.state_path.read_bytes()
+            raw = fsutil.read_bytes(self.state_path)
         except FileNotFoundError:
             if self._log_size() or self.log_files.archives():
                 return self._rebuild_state()
@@ -217,6 +218,8 @@ class FileStore(Store):
             with entries:
                 for entry in entries:
                     m = FILE_RE.match(entry.name)
+                    if m and entry.is_symlink():
+                        raise fsutil.link_refused(entry.path)
                     if m and entry.is_file():
                         found.setdefault(m.group(1), []).append(
                             (f"{folder}/{entry.name}", entry.stat())
@@ -286,7 +289,7 @@ class FileStore(Store):
         return self.log_files.tail(limit, keep, after)
 
     def _read_pending(self, offset: int) -> list[dict[str, Any]]:
-        with self.log_path.open("rb") as f:
+        with fsutil.open_read(self.log_path) as f:
             f.seek(offset)
             out = []
             for line in f:
@@ -299,7 +302,7 @@ class FileStore(Store):
         size = self._log_size()
         if size == 0:
             return None
-        with self.log_path.open("rb") as f:
+        with fsutil.open_read(self.log_path) as f:
             f.seek(size - 1)
             if f.read(1) == b"\n":
                 return None
@@ -395,7 +398,7 @@ class FileStore(Store):
             ):
                 continue
             try:
-                raw = (self.root / rel).read_bytes()
+                raw = fsutil.read_bytes(self.root / rel, yamlio.MAX_FILE_BYTES)
             except OSError as exc:
                 raise fsutil.storage_error(exc, self.root / rel, "read") from None
             digest = _sha(raw)
@@ -435,7 +438,7 @@ class FileStore(Store):
     def _edited_current_marker(self, ids: set[str]) -> str | None:
         """The id in a hand-edited current.txt; refuse one that is no milestone here."""
         try:
-            text = self.current_path.read_text("utf-8", errors="replace").strip()
+            text = self._read_current_text()
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -447,9 +450,13 @@ class FileStore(Store):
             )
         return text or None
 
+    def _read_current_text(self) -> str:
+        raw = fsutil.read_bytes(self.current_path, yamlio.MAX_FILE_BYTES)
+        return raw.decode("utf-8", errors="replace").strip()
+
     def _read_current_marker(self) -> str | None:
         try:
-            text = self.current_path.read_text("utf-8", errors="replace").strip()
+            text = self._read_current_text()
         except FileNotFoundError:
             return None
         return text if MILESTONE_ID_RE.match(text) else None
@@ -616,7 +623,7 @@ class FileStore(Store):
         rel = self._relpath(snap)
         files = self._files().get(mid, [])
         rel = files[0][0] if files else rel
-        raw = (self.root / rel).read_bytes()
+        raw = fsutil.read_bytes(self.root / rel, yamlio.MAX_FILE_BYTES)
         st = (self.root / rel).stat()
         return {
             "path": rel,
@@ -630,7 +637,7 @@ class FileStore(Store):
     def _render(self, snap: Snapshot, old: Any, roundtrip: bool, *, reuse: bool = False) -> str:
         if roundtrip and old is not None:
             try:
-                old_text = (self.root / old["path"]).read_text("utf-8")
+                old_text = fsutil.read_bytes(self.root / old["path"]).decode("utf-8")
             except (OSError, UnicodeDecodeError):
                 return yamlio.dump_fast(snap, reuse=reuse)
             return yamlio.dump_roundtrip(old_text, snap)
@@ -638,7 +645,7 @@ class FileStore(Store):
 
     def _write(self, path: Path, data: bytes, written: list[tuple[Path, bytes | None]]) -> None:
         try:
-            old = path.read_bytes()
+            old = fsutil.read_bytes(path)
         except FileNotFoundError:
             old = None
         except OSError as exc:
@@ -648,7 +655,7 @@ class FileStore(Store):
 
     def _remove(self, path: Path, written: list[tuple[Path, bytes | None]]) -> None:
         try:
-            old = path.read_bytes()
+            old = fsutil.read_bytes(path)
             written.append((path, old))  # before the unlink, as in _write
             path.unlink()
         except FileNotFoundError:
@@ -689,7 +696,8 @@ class FileStore(Store):
         for _mid, found in sorted(self._files().items()):
             for rel, _st in found:
                 try:
-                    out.append((rel, self._parse_file(rel, (self.root / rel).read_bytes()), None))
+                    raw = fsutil.read_bytes(self.root / rel, yamlio.MAX_FILE_BYTES)
+                    out.append((rel, self._parse_file(rel, raw), None))
                 except MilestoneError as exc:
                     out.append((rel, None, str(exc)))
                 except OSError as exc:
@@ -707,7 +715,7 @@ class FileStore(Store):
             path = self.root / rel
             current = None
             with contextlib.suppress(MilestoneError, OSError):
-                current = self._parse_file(rel, path.read_bytes())
+                current = self._parse_file(rel, fsutil.read_bytes(path, yamlio.MAX_FILE_BYTES))
             if current != snap:
                 fsutil.atomic_write(path, yamlio.dump_fast(snap).encode("utf-8"))
                 changed.append(rel)
@@ -715,7 +723,7 @@ class FileStore(Store):
                 if other != rel:
                     (self.root / other).unlink()
                     changed.append(f"removed {other}")
-            raw = path.read_bytes()
+            raw = fsutil.read_bytes(path)
             st = path.stat()
             entry.update(
                 sha256=_sha(raw),
@@ -740,7 +748,7 @@ class FileStore(Store):
         out: dict[str, str] = {}
         for mid, found in self._files().items():
             with contextlib.suppress(OSError, UnicodeDecodeError):
-                out[mid] = (self.root / found[0][0]).read_text("utf-8")
+                out[mid] = fsutil.read_bytes(self.root / found[0][0]).decode("utf-8")
         return out
 
     def import_data(self, events: Sequence[dict[str, Any]], state: State,
@@ -824,7 +832,7 @@ class FileStore(Store):
 
     def read_resume(self) -> dict[str, Any]:
         try:
-            data = json.loads(self.resume_path.read_bytes())
+            data = json.loads(fsutil.read_bytes(self.resume_path, RECORD_LIMIT))
         except (FileNotFoundError, ValueError):
             return {}
         return data if isinstance(data, dict) else {}
@@ -837,7 +845,7 @@ class FileStore(Store):
 
     def read_record(self, name: str) -> dict[str, Any]:
         try:
-            data = json.loads((self.records_dir / f"{name}.json").read_bytes())
+            data = json.loads(fsutil.read_bytes(self.records_dir / f"{name}.json", RECORD_LIMIT))
         except (FileNotFoundError, ValueError):
             return {}
         return data if isinstance(data, dict) else {}
