@@ -32,7 +32,7 @@ from .errors import (
     ValidationFailed,
 )
 from .session import git_position, resolve_actor, resolve_session, today, utc_now
-from .storage import State, Store, open_store
+from .storage import State, Store, fsutil, open_store
 from .storage.base import Overlay, is_lazy
 
 if TYPE_CHECKING:
@@ -256,6 +256,8 @@ class Project:
     @classmethod
     def open(cls, start: Path | None = None, **kw: Any) -> Project:
         root = find_root(start)
+        # A backup killed mid-way left its staging copy: remove it (one listdir).
+        fsutil.remove_dead_temps(root, fsutil.BACKUP_STAGE_RE)
         return cls(open_store(root), cwd=start, **kw)
 
     @classmethod

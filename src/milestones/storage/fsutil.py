@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import secrets
 import stat
 import threading
@@ -30,6 +31,8 @@ PROJECT_DIR = ".milestones"
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+# A backup's staging folder in .milestones/ (group 1: the backup's process id).
+BACKUP_STAGE_RE = re.compile(r"^\.backup\.tmp-(\d+)-")
 
 
 def shown(path: Path | str) -> str:
@@ -192,17 +195,18 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def remove_dead_temps(folder: Path, prefix: str) -> list[str]:
-    """Remove what a killed process left in ``folder``: entries named
-    ``PREFIX<pid>-...`` whose process is gone (a live one's are kept); their names."""
+def remove_dead_temps(folder: Path, pattern: re.Pattern[str]) -> list[str]:
+    """Remove what a killed process left in ``folder``: the entries ``pattern`` matches
+    (its group 1 is the process id) whose process is gone; their names. A live
+    process's are kept. One ``listdir``: cheap enough for every command."""
     try:
-        names = [n for n in os.listdir(folder) if n.startswith(prefix)]
+        names = os.listdir(folder)
     except OSError:
         return []
     removed = []
     for name in names:
-        pid = name[len(prefix):].split("-", 1)[0].split(".", 1)[0]
-        if not pid.isdigit() or _pid_alive(int(pid)):
+        m = pattern.match(name)
+        if m is None or _pid_alive(int(m.group(1))):
             continue
         path = folder / name
         try:
