@@ -142,7 +142,9 @@ def open_read(path: Path | str) -> BinaryIO:
 def read_input(path: Path | str, limit: int, what: str | None = None) -> bytes:
     """The bytes of a file the user named (a plan, a spec, a template): links are fine
     there, but it must be a regular file of at most ``limit`` bytes, both checked before
-    a byte is read, so a FIFO or ``/dev/zero`` is refused at once (``InvalidInput``)."""
+    a byte is read, so a FIFO or ``/dev/zero`` is refused at once (``InvalidInput``).
+    One inside ``.milestones/`` (a project template) follows no link, as any file there."""
+    refuse_links(path)
     fd = os.open(path, os.O_RDONLY | _NONBLOCK | _CLOEXEC)  # a FIFO must not block the open
     try:
         return _read_fd(fd, path, limit, what)
@@ -152,6 +154,7 @@ def read_input(path: Path | str, limit: int, what: str | None = None) -> bytes:
 
 def check_input(path: Path | str, limit: int | None = None, what: str | None = None) -> int:
     """Check a file the user named as ``read_input`` does, without reading it; its size."""
+    refuse_links(path)
     fd = os.open(path, os.O_RDONLY | _NONBLOCK | _CLOEXEC)
     try:
         st = os.fstat(fd)

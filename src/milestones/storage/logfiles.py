@@ -213,6 +213,7 @@ class LogFiles:
 
     def archives(self) -> list[tuple[int, Path]]:
         """(sequence number, path) of every archive on disk, oldest first."""
+        fsutil.refuse_links(self.dir)  # a linked archive folder: refused, never listed
         try:
             entries = os.scandir(self.dir)
         except (FileNotFoundError, NotADirectoryError):
@@ -405,6 +406,7 @@ class LogFiles:
         live log applied. Returns the new state, or None when the live log is not
         in a state to rotate (left for the next write).
         """
+        fsutil.refuse_links(self.dir)  # before the marker: nothing to finish or undo
         try:
             raw = fsutil.read_bytes(self.live)
         except FileNotFoundError:
