@@ -899,7 +899,7 @@ def _stage_restore(root: Path, archive: Path, work: Path) -> tuple[Manifest, _Pl
 
 def _read_marker(root: Path) -> str | None:
     try:
-        return (root / MARKER).read_text("utf-8")
+        return fsutil.read_bytes(root / MARKER, 4096).decode("utf-8")
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError) as exc:
@@ -918,7 +918,7 @@ def _write_marker(root: Path, text: str | None) -> None:
 def _check_staged(archive: Path, new: Path, manifest: Manifest) -> str | None:
     """The staged data opens, agrees with the manifest, and its databases are whole."""
     try:
-        marker: str | None = (new / MARKER).read_text("utf-8")
+        marker: str | None = fsutil.read_bytes(new / MARKER, 4096).decode("utf-8")
     except FileNotFoundError:
         marker = None
     except (OSError, UnicodeDecodeError):
@@ -1092,6 +1092,7 @@ def _swap_config(root: Path, new: Path, old: Path, plan: _Plan) -> None:
             continue  # replaced already
         if (root / rel).exists() and not (old / rel).exists():
             (old / rel).parent.mkdir(parents=True, exist_ok=True)
+            fsutil.refuse_links(root / rel)
             shutil.copy2(root / rel, old / rel)  # for an undo; the live file stays put
         os.replace(new / rel, root / rel)
     fsutil.fsync_dir(root / "config")
@@ -1156,7 +1157,7 @@ def _recover_locked(root: Path) -> list[str]:
     if not work.exists():
         return []
     try:
-        raw = (work / "journal.json").read_bytes()
+        raw = fsutil.read_bytes(work / "journal.json", MAX_MANIFEST_BYTES)
     except FileNotFoundError:
         _discard(work)  # staging never finished: the project was not touched
         return ["removed the staging of an interrupted restore (nothing had changed)"]
@@ -1265,6 +1266,7 @@ def _carry_over(root: Path, new: Path) -> None:
     live = root / SYSTEM_LOG
     if live.is_file():
         (new / SYSTEM_LOG).parent.mkdir(parents=True, exist_ok=True)
+        fsutil.refuse_links(live)
         shutil.copy2(live, new / SYSTEM_LOG)
 
 

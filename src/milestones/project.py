@@ -1639,7 +1639,8 @@ class Project:
                         known = entries()
                         entry = known.get(mid)
                     try:
-                        text = yamlio.decode((self.root / rel).read_bytes(), shown)
+                        blob = fsutil.read_bytes(self.root / rel, yamlio.MAX_FILE_BYTES)
+                        text = yamlio.decode(blob, shown)
                         if entry is not None and wrote(entry, rel, stat):
                             data = yamlio.prune(entry["state"])
                         else:

@@ -145,9 +145,8 @@ def test_temp_names_are_random_and_created_exclusively(tmp_path: Path,
     planted = fsutil.temp_name(target)
     planted.symlink_to(victim)
     names = iter([planted.name.rsplit("-", 1)[1]])
-    real = fsutil.secrets.token_hex
-    monkeypatch.setattr(fsutil.secrets, "token_hex",
-                        lambda n: next(names, None) or real(n))
+    real = fsutil._token
+    monkeypatch.setattr(fsutil, "_token", lambda: next(names, None) or real())
     fsutil.atomic_write(target, b"{}\n")
     assert target.read_bytes() == b"{}\n"
     assert victim.read_bytes() == b"precious"  # O_EXCL|O_NOFOLLOW: the plant was skipped

@@ -774,7 +774,7 @@ def test_read_spec_errors(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match="over the 10 MB"):
         read_spec(big)
     (tmp_path / "tasks.md").mkdir()  # a directory named like the file is refused, not read
-    with pytest.raises(InvalidInput, match="tasks.md is a directory"):
+    with pytest.raises(InvalidInput, match=r"tasks\.md is a directory"):
         read_spec(tmp_path)
 
 

@@ -16,7 +16,6 @@ import contextlib
 import errno
 import os
 import re
-import secrets
 import stat
 import threading
 import time
@@ -72,7 +71,7 @@ def refuse_links(path: Path | str, *, last: bool = True) -> None:
             raise link_refused(here)
 
 
-def _open_inside(path: Path | str, flags: int, mode: int = 0o644) -> int:
+def open_nofollow(path: Path | str, flags: int, mode: int = 0o644) -> int:
     """``os.open`` that follows no link inside ``.milestones/`` (see the module doc)."""
     refuse_links(path, last=False)
     try:
@@ -119,7 +118,7 @@ def read_bytes(path: Path | str, limit: int | None = None) -> bytes:
     """The bytes of a file inside the project: no link followed, a regular file only,
     at most ``limit`` bytes (checked before reading). OSErrors (FileNotFoundError...)
     pass through for the caller to word."""
-    fd = _open_inside(path, os.O_RDONLY | _NONBLOCK)
+    fd = open_nofollow(path, os.O_RDONLY | _NONBLOCK)
     try:
         return _read_fd(fd, path, limit, None)
     finally:
@@ -128,7 +127,7 @@ def read_bytes(path: Path | str, limit: int | None = None) -> bytes:
 
 def open_read(path: Path | str) -> BinaryIO:
     """A file inside the project opened for reading (binary), as ``read_bytes`` checks it."""
-    fd = _open_inside(path, os.O_RDONLY | _NONBLOCK)
+    fd = open_nofollow(path, os.O_RDONLY | _NONBLOCK)
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
@@ -169,7 +168,11 @@ def check_input(path: Path | str, limit: int | None = None, what: str | None = N
 
 def temp_name(path: Path) -> Path:
     """An unpredictable temp name beside ``path`` (``.NAME.tmp-PID-RANDOM``)."""
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(8)}")
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}-{_token()}")
+
+
+def _token() -> str:
+    return os.urandom(8).hex()  # (not ``secrets``: its import costs start-up time)
 
 
 def create_temp(path: Path, mode: int = 0o644, *, checked: bool = False) -> tuple[Path, int]:
@@ -297,7 +300,7 @@ def sync_everything() -> None:
 def append_durable(path: Path, data: bytes) -> int:
     """Append ``data`` and fsync; return the file's size before the append."""
     try:
-        fd = _open_inside(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | _NONBLOCK)
+        fd = open_nofollow(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | _NONBLOCK)
     except OSError as exc:
         raise storage_error(exc, path, "append to") from None
     mode = os.fstat(fd).st_mode
@@ -324,7 +327,7 @@ def append_durable(path: Path, data: bytes) -> int:
 
 
 def truncate_durable(path: Path, size: int) -> None:
-    fd = _open_inside(path, os.O_WRONLY)
+    fd = open_nofollow(path, os.O_WRONLY)
     try:
         os.ftruncate(fd, size)
         os.fsync(fd)
@@ -342,12 +345,12 @@ def lock_timeout() -> float:
 
 def _open_lock(path: Path) -> int:
     try:
-        return _open_inside(path, os.O_RDWR | os.O_CREAT)
+        return open_nofollow(path, os.O_RDWR | os.O_CREAT)
     except OSError as exc:
         if exc.errno in (errno.EACCES, errno.EROFS, errno.EPERM) and path.exists():
             # flock works on a read-only descriptor; the write itself will fail
             # later with a clear storage error.
-            return _open_inside(path, os.O_RDONLY)
+            return open_nofollow(path, os.O_RDONLY)
         raise storage_error(exc, path, "open the lock file") from None
 
 
