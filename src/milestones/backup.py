@@ -543,6 +543,9 @@ def _live_databases(root: Path) -> list[Path]:
 
 def _connect_existing(path: Path) -> sqlite3.Connection:
     """Open a database that must already exist (``mode=rw`` never creates one)."""
+    from .storage.sqlite import refuse_db_links
+
+    refuse_db_links(path)
     uri = f"file:{quote(str(path.resolve()))}?mode=rw"
     conn = sqlite3.connect(uri, uri=True, timeout=fsutil.lock_timeout(),
                            isolation_level=None, check_same_thread=False)

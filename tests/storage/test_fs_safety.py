@@ -336,3 +336,31 @@ def test_a_plan_file_over_the_limit_is_refused_before_reading(proj: Path) -> Non
     with big.open("wb") as f:
         f.truncate(11 * 1024 * 1024)  # sparse: no disk, no read
     refused(cli(proj, "plan", "--from-file", str(big)), "over the 10 MB")
+
+
+# ------------------------------------------------------------------ other backends
+
+
+def test_a_linked_database_is_refused(tmp_path: Path) -> None:
+    Project.init(tmp_path, backend="database")
+    assert cli(tmp_path, "plan", "First").returncode == 0
+    db = tmp_path / M / "database/milestones.db"
+    outside = tmp_path.parent / f"{tmp_path.name}-outside.db"
+    os.replace(db, outside)
+    db.symlink_to(outside)
+    before = outside.read_bytes()
+    refused(cli(tmp_path, "plan", "Second"), f"{M}/database/milestones.db is a symbolic link")
+    assert outside.read_bytes() == before
+
+
+def test_a_linked_project_folder_is_refused(tmp_path: Path) -> None:
+    """`.milestones` itself a link (a cloned repository can carry one): refused too."""
+    real = tmp_path / "real"
+    real.mkdir()
+    Project.init(real)
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / M).symlink_to(real / M)
+    lines = log_lines(real)
+    refused(cli(work, "plan", "Second"), f"{M} is a symbolic link")
+    assert log_lines(real) == lines
