@@ -721,7 +721,9 @@ def _check_member(path: Path, want: Member, data: IO[bytes], into: Path | None) 
 def _open_target(target: Path) -> IO[bytes]:
     try:
         _mkdir(target.parent)
-        return target.open("xb")  # "x": two members never share a file
+        # O_EXCL: two members never share a file; no link followed on the way.
+        fd = fsutil.open_nofollow(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+        return os.fdopen(fd, "wb")
     except OSError as exc:
         raise fsutil.storage_error(exc, target, "extract") from None
 
@@ -864,6 +866,7 @@ class _Plan:
 def _stage_restore(root: Path, archive: Path, work: Path) -> tuple[Manifest, _Plan]:
     """Extract and check the archive in ``.restore/new``; plan the swap. Changes nothing."""
     new = work / "new"
+    fsutil.refuse_links(work)  # a planted .restore link would take the unpacking outside
     try:
         shutil.rmtree(work, ignore_errors=True)
         new.mkdir(parents=True)

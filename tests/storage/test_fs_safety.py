@@ -364,3 +364,13 @@ def test_a_linked_project_folder_is_refused(tmp_path: Path) -> None:
     lines = log_lines(real)
     refused(cli(work, "plan", "Second"), f"{M} is a symbolic link")
     assert log_lines(real) == lines
+
+
+def test_restore_does_not_unpack_through_a_planted_restore_link(proj: Path) -> None:
+    assert cli(proj, "backup", "--to", str(proj.parent / "b.tar.gz")).returncode == 0
+    outside = proj.parent / "elsewhere"
+    outside.mkdir()
+    (proj / M / ".restore").symlink_to(outside)
+    result = cli(proj, "restore", str(proj.parent / "b.tar.gz"), "--yes")
+    refused(result, f"{M}/.restore is a symbolic link")
+    assert list(outside.iterdir()) == []
