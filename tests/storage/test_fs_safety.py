@@ -374,3 +374,13 @@ def test_restore_does_not_unpack_through_a_planted_restore_link(proj: Path) -> N
     result = cli(proj, "restore", str(proj.parent / "b.tar.gz"), "--yes")
     refused(result, f"{M}/.restore is a symbolic link")
     assert list(outside.iterdir()) == []
+
+
+def test_project_detection_skips_a_fifo_named_like_a_manifest(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pyproject.toml")
+    code = ("import sys; from milestones.detect import detect_project; "
+            "d = detect_project(sys.argv[1]); print(d.to_dict() if hasattr(d, 'to_dict') else d)")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
+                          text=True, timeout=20)
+    assert proc.returncode == 0, proc.stderr
+    assert "not a regular file; skipped" in proc.stdout
