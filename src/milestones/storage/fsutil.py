@@ -27,6 +27,7 @@ from ..errors import Conflict, InvalidInput, StorageError
 
 DEFAULT_LOCK_TIMEOUT = 10.0
 PROJECT_DIR = ".milestones"
+_MARK = os.sep + PROJECT_DIR
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)
@@ -56,13 +57,27 @@ def refuse_links(path: Path | str, *, last: bool = True) -> None:
     (``.milestones`` itself included), is a symbolic link; ``last=False`` leaves out
     ``path`` itself (opened with ``O_NOFOLLOW`` by the caller). Paths outside a
     project are not checked. A component that does not exist ends the walk."""
-    parts = Path(path).parts
-    if PROJECT_DIR not in parts:
-        return
-    start = len(parts) - 1 - parts[::-1].index(PROJECT_DIR)
-    end = len(parts) if last else len(parts) - 1
-    for i in range(start, end):
-        here = os.path.join(*parts[: i + 1])
+    text = os.fspath(path)
+    cut = len(text)
+    while True:  # the last ".milestones" that is a whole component
+        cut = text.rfind(_MARK, 0, cut)
+        if cut < 0 or text[cut + len(_MARK):cut + len(_MARK) + 1] in ("", os.sep):
+            break
+    if cut < 0:
+        if not text.startswith(PROJECT_DIR) or text[len(PROJECT_DIR):][:1] not in ("", os.sep):
+            return
+        cut = -1
+    ends = []
+    pos = cut + len(_MARK)
+    while pos != -1:
+        ends.append(pos)
+        pos = text.find(os.sep, pos + 1)
+    if last:
+        ends.append(len(text))
+    for end in dict.fromkeys(ends):  # each folder once, in order
+        here = text[:end]
+        if not here or here.endswith(os.sep):
+            continue
         try:
             st = os.lstat(here)
         except OSError:
@@ -106,12 +121,15 @@ def _read_fd(fd: int, path: Path | str, limit: int | None, what: str | None) -> 
         raise too_big(path, st.st_size, limit, what)
     chunks = []
     total = 0
-    while chunk := os.read(fd, max(65536, min(st.st_size + 1 - total, 1 << 24))):
+    # The size fstat gave is read (one read for most files); a file reporting 0
+    # (some special file systems) is read to its end, within the limit.
+    while (st.st_size == 0 or total < st.st_size) and (
+            chunk := os.read(fd, max(65536, min(st.st_size - total, 1 << 24)))):
         total += len(chunk)
-        if limit is not None and total > limit:  # it grew while we read
+        if limit is not None and total > limit:
             raise too_big(path, total, limit, what)
         chunks.append(chunk)
-    return b"".join(chunks)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def read_bytes(path: Path | str, limit: int | None = None) -> bytes:
