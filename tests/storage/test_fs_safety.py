@@ -384,3 +384,30 @@ def test_project_detection_skips_a_fifo_named_like_a_manifest(tmp_path: Path) ->
                           text=True, timeout=20)
     assert proc.returncode == 0, proc.stderr
     assert "not a regular file; skipped" in proc.stdout
+
+
+def test_the_store_level_backup_and_restore_follow_no_link(tmp_path: Path) -> None:
+    """`Store.backup`/`restore` (the adapter interface; the CLI uses milestones.backup)."""
+    from milestones.storage.file import FileStore
+
+    p, _ = Project.init(tmp_path)
+    p.plan("First")
+    store = FileStore(tmp_path / M)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("outside")
+    link = tmp_path / M / "config/notes.yaml"
+    link.symlink_to(secret)
+    with pytest.raises(fsutil.InvalidInput, match=r"config/notes\.yaml is a symbolic link"):
+        store.backup(tmp_path / "b.tar.gz")
+    link.unlink()
+    store.backup(tmp_path / "b.tar.gz")
+    evil = tmp_path / "evil.tar.gz"
+    with tarfile.open(evil, "w:gz") as tar:
+        info = tarfile.TarInfo("active/milestone-009.yaml")
+        info.type = tarfile.SYMTYPE
+        info.linkname = "../../secret.txt"
+        tar.addfile(info)
+    before = sorted(os.listdir(tmp_path / M / "active"))
+    with pytest.raises(fsutil.InvalidInput, match="not a regular file"):
+        store.restore(evil)
+    assert sorted(os.listdir(tmp_path / M / "active")) == before

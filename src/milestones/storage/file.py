@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 FILE_RE = re.compile(r"^(milestone-\d{3,})\.yaml$")
 STATE_VERSION = 1
 RECORD_LIMIT = 64 * 1024 * 1024  # agents.json, messages.json, session-resume.json
+RESTORE_LIMIT = 4 * 1024 * 1024 * 1024  # Store.restore: all members together
 
 
 def _sha(data: bytes) -> str:
@@ -865,15 +866,40 @@ class FileStore(Store):
         with self.lock(), tarfile.open(dest, "w:gz") as tar:
             for folder in ("active", "completed", "logs", "config", "agents"):
                 if (self.root / folder).exists():
+                    self._refuse_links_under(self.root / folder)
                     tar.add(self.root / folder, arcname=folder)
         return dest
+
+    @staticmethod
+    def _refuse_links_under(top: Path) -> None:
+        """A link anywhere in ``top`` (``top`` included): refused, as fsutil does."""
+        fsutil.refuse_links(top)
+        for dirpath, dirnames, filenames in os.walk(top):
+            for name in (*dirnames, *filenames):
+                if os.path.islink(os.path.join(dirpath, name)):
+                    raise fsutil.link_refused(os.path.join(dirpath, name))
 
     def restore(self, src: Path) -> None:
         import shutil
         import tarfile
 
+        fsutil.check_input(src, what=str(src))
         with self.lock(), tarfile.open(src, "r:gz") as tar:
+            # Bounded before anything is removed or unpacked: files and folders only,
+            # none over the limit a restore allows (see milestones.backup).
+            members = tar.getmembers()
+            total = 0
+            for m in members:
+                if not (m.isfile() or m.isdir()):
+                    raise InvalidInput(f"{src}: member {m.name} is not a regular file",
+                                       hint="use another backup")
+                total += m.size
+            if total > RESTORE_LIMIT:
+                raise InvalidInput(f"{src}: its members hold {total:,} bytes, over the "
+                                   f"{RESTORE_LIMIT:,} bytes a restore unpacks",
+                                   hint="it may be a decompression bomb")
             for folder in ("active", "completed", "logs", "config", "agents"):
+                fsutil.refuse_links(self.root / folder)
                 shutil.rmtree(self.root / folder, ignore_errors=True)
-            tar.extractall(self.root, filter="data")
+            tar.extractall(self.root, members=members, filter="data")
         self._state = None
