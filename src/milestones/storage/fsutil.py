@@ -224,8 +224,9 @@ def remove_dead_temps(folder: Path, pattern: re.Pattern[str]) -> list[str]:
     (its group 1 is the process id) whose process is gone; their names. A live
     process's are kept. One ``listdir``: cheap enough for every command."""
     try:
+        refuse_links(folder)  # nothing is removed through a link either
         names = os.listdir(folder)
-    except OSError:
+    except (InvalidInput, OSError):
         return []
     removed = []
     for name in names:
