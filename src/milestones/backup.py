@@ -77,6 +77,7 @@ MANUAL = "manual"
 ATTACH_AS = "restore_src"
 
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
+MAX_MEMBER_BYTES = 1024 * 1024 * 1024  # per member; 4x for all (see restore_limit)
 MAX_PATH = 1024
 CHUNK = 1024 * 1024
 
@@ -221,16 +222,17 @@ def create_backup(root: Path, dest: Path | None = None, *, reason: str = MANUAL,
     root = _project_root(root)
     _check_reason(reason)
     target = _destination(root, dest, reason)
+    remove_backup_temps(root, target.parent)
     with fsutil.writer_lock(root / LOCK_NAME):
         if held is not None:
-            staged = _stage_project(root, held, target.parent, reason)
+            staged = _stage_project(root, held, root, reason)
             repairs: list[str] = []
         else:
             repairs = _recover_locked(root)
             store = open_store(root)
             try:
                 with _store_lock(store):
-                    staged = _stage_project(root, store, target.parent, reason)
+                    staged = _stage_project(root, store, root, reason)
             finally:
                 _close(store)
     # Compression runs after the lock is released: the staged copy is ours alone.
@@ -240,6 +242,20 @@ def create_backup(root: Path, dest: Path | None = None, *, reason: str = MANUAL,
     _record(root, "backup_created", info.path, info.manifest, actor,
             {"reason": reason, **({"repairs": repairs} if repairs else {})})
     return BackupInfo(info.path, info.manifest, info.archive_size, pruned)
+
+
+STAGE_PREFIX = ".backup.tmp-"
+_ARCHIVE_LEFT = re.compile(r"^\.backup-.+\.tar\.gz\.tmp-(\d+)-")
+
+
+def remove_backup_temps(root: Path, folder: Path | None = None) -> list[str]:
+    """Remove what a killed backup left: its staging folder in ``.milestones/``
+    (``.backup.tmp-<pid>-*``) and its half-written archive in ``folder``
+    (``.backup-*.tar.gz.tmp-<pid>-*``), when that process is gone."""
+    removed = fsutil.remove_dead_temps(root, fsutil.BACKUP_STAGE_RE)
+    for where in {_default_dir(root), *([folder] if folder is not None else [])}:
+        removed += fsutil.remove_dead_temps(where, _ARCHIVE_LEFT)
+    return removed
 
 
 def verify_backup(path: Path) -> Manifest:
@@ -367,6 +383,7 @@ def restore_backup(root: Path, path: Path, *, actor: str | None = None) -> Resto
     root = _project_root(root)
     path = Path(path).absolute()
     _require_file(path)
+    remove_backup_temps(root)
     work = root / RESTORE_DIR
     with fsutil.writer_lock(root / LOCK_NAME):
         repairs = _recover_locked(root)
@@ -414,7 +431,8 @@ def _stage_project(root: Path, store: Store, parent: Path, reason: str) -> _Stag
     """Copy every data file into a temp directory under ``parent`` (under the lock)."""
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        stage = Path(tempfile.mkdtemp(prefix=f".backup.tmp-{os.getpid()}-", dir=parent))
+        fsutil.refuse_links(parent)
+        stage = Path(tempfile.mkdtemp(prefix=f"{STAGE_PREFIX}{os.getpid()}-", dir=parent))
     except OSError as exc:
         raise fsutil.storage_error(exc, parent, "create a backup in") from None
     try:
@@ -430,9 +448,11 @@ def _stage_project(root: Path, store: Store, parent: Path, reason: str) -> _Stag
         dirs: list[str] = []
         members: list[Member] = []
         for top in DATA_DIRS:
+            fsutil.refuse_links(root / top)
             if (root / top).is_dir():
                 _stage_tree(root, top, stage, dirs, members)
         for db in _live_databases(root):
+            fsutil.refuse_links(db)
             rel = f"{DB_DIR}/{db.name}"
             dest = stage / rel
             dest.parent.mkdir(exist_ok=True)
@@ -462,6 +482,9 @@ def _stage_tree(root: Path, top: str, stage: Path, dirs: list[str],
                 members: list[Member]) -> None:
     for dirpath, dirnames, filenames in os.walk(root / top):
         dirnames[:] = sorted(d for d in dirnames if not _TEMP_RE.match(d))
+        for d in dirnames:  # os.walk lists a linked folder but does not enter it
+            if os.path.islink(os.path.join(dirpath, d)):
+                raise fsutil.link_refused(os.path.join(dirpath, d))
         rel_dir = Path(dirpath).relative_to(root).as_posix()
         dirs.append(rel_dir)
         (stage / rel_dir).mkdir(parents=True, exist_ok=True)
@@ -471,11 +494,13 @@ def _stage_tree(root: Path, top: str, stage: Path, dirs: list[str],
             rel = f"{rel_dir}/{name}"
             src = root / rel
             try:
-                st = src.stat()
+                st = src.lstat()
             except FileNotFoundError:
-                continue  # a dangling link, or gone since the listing
+                continue  # gone since the listing
             except OSError as exc:
                 raise fsutil.storage_error(exc, src, "read") from None
+            if stat.S_ISLNK(st.st_mode):  # never copy in a file from outside the project
+                raise fsutil.link_refused(src)
             if not stat.S_ISREG(st.st_mode):
                 continue
             members.append(_copy_member(src, stage / rel, rel, st))
@@ -485,7 +510,7 @@ def _copy_member(src: Path, dest: Path, rel: str, st: os.stat_result) -> Member:
     digest = hashlib.sha256()
     size = 0
     try:
-        with src.open("rb") as fin, dest.open("wb") as fout:
+        with fsutil.open_read(src) as fin, dest.open("xb") as fout:
             while chunk := fin.read(CHUNK):
                 digest.update(chunk)
                 fout.write(chunk)
@@ -518,6 +543,9 @@ def _live_databases(root: Path) -> list[Path]:
 
 def _connect_existing(path: Path) -> sqlite3.Connection:
     """Open a database that must already exist (``mode=rw`` never creates one)."""
+    from .storage.sqlite import refuse_db_links
+
+    refuse_db_links(path)
     uri = f"file:{quote(str(path.resolve()))}?mode=rw"
     conn = sqlite3.connect(uri, uri=True, timeout=fsutil.lock_timeout(),
                            isolation_level=None, check_same_thread=False)
@@ -548,10 +576,12 @@ def _sqlite_copy(src: Path, dest: Path) -> None:
 
 def _write_archive(staged: _Staged, dest: Path) -> _Written:
     """Write the staged files as ``dest``: temp file, fsync, rename."""
-    tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
     manifest = staged.manifest
+    tmp: Path | None = None
     try:
-        with tmp.open("wb") as raw:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp, fd = fsutil.create_temp(dest)  # a random name, O_EXCL: nothing planted there
+        with os.fdopen(fd, "wb") as raw:
             # GzipFile by hand: tarfile's "w:gz" would write the temp name into the header.
             with gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=6) as gz, \
                     tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
@@ -565,12 +595,14 @@ def _write_archive(staged: _Staged, dest: Path) -> _Written:
             os.fsync(raw.fileno())
         os.replace(tmp, dest)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
         raise fsutil.storage_error(exc, dest, "write") from None
     except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
         raise
     fsutil.fsync_dir(dest.parent)
     return _Written(dest, manifest, dest.stat().st_size)
@@ -593,7 +625,7 @@ def _read_archive(path: Path, into: Path | None) -> Manifest:
     """Check every member against the manifest; with ``into``, extract them there too."""
     _require_file(path)
     try:
-        with tarfile.open(path, mode="r|gz") as tar:
+        with _open_archive(path) as raw, tarfile.open(fileobj=raw, mode="r|gz") as tar:
             return _read_members(path, tar, into)
     except StorageError:
         raise
@@ -619,6 +651,7 @@ def _read_members(path: Path, tar: tarfile.TarFile, into: Path | None) -> Manife
     handle = tar.extractfile(first)
     assert handle is not None  # a regular file always has one
     manifest = _parse_manifest(path, handle.read())
+    _check_bounds(path, manifest, into)
     expected = {m.path: m for m in manifest.members}
     if into is not None:
         for d in manifest.dirs:
@@ -659,6 +692,8 @@ def _check_member(path: Path, want: Member, data: IO[bytes], into: Path | None) 
     try:
         while chunk := data.read(CHUNK):
             size += len(chunk)
+            if size > want.size:  # never write more than the manifest declared
+                break
             digest.update(chunk)
             if out is not None:
                 try:
@@ -686,7 +721,9 @@ def _check_member(path: Path, want: Member, data: IO[bytes], into: Path | None) 
 def _open_target(target: Path) -> IO[bytes]:
     try:
         _mkdir(target.parent)
-        return target.open("xb")  # "x": two members never share a file
+        # O_EXCL: two members never share a file; no link followed on the way.
+        fd = fsutil.open_nofollow(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+        return os.fdopen(fd, "wb")
     except OSError as exc:
         raise fsutil.storage_error(exc, target, "extract") from None
 
@@ -829,6 +866,7 @@ class _Plan:
 def _stage_restore(root: Path, archive: Path, work: Path) -> tuple[Manifest, _Plan]:
     """Extract and check the archive in ``.restore/new``; plan the swap. Changes nothing."""
     new = work / "new"
+    fsutil.refuse_links(work)  # a planted .restore link would take the unpacking outside
     try:
         shutil.rmtree(work, ignore_errors=True)
         new.mkdir(parents=True)
@@ -867,7 +905,7 @@ def _stage_restore(root: Path, archive: Path, work: Path) -> tuple[Manifest, _Pl
 
 def _read_marker(root: Path) -> str | None:
     try:
-        return (root / MARKER).read_text("utf-8")
+        return fsutil.read_bytes(root / MARKER, 4096).decode("utf-8")
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError) as exc:
@@ -886,7 +924,7 @@ def _write_marker(root: Path, text: str | None) -> None:
 def _check_staged(archive: Path, new: Path, manifest: Manifest) -> str | None:
     """The staged data opens, agrees with the manifest, and its databases are whole."""
     try:
-        marker: str | None = (new / MARKER).read_text("utf-8")
+        marker: str | None = fsutil.read_bytes(new / MARKER, 4096).decode("utf-8")
     except FileNotFoundError:
         marker = None
     except (OSError, UnicodeDecodeError):
@@ -1060,6 +1098,7 @@ def _swap_config(root: Path, new: Path, old: Path, plan: _Plan) -> None:
             continue  # replaced already
         if (root / rel).exists() and not (old / rel).exists():
             (old / rel).parent.mkdir(parents=True, exist_ok=True)
+            fsutil.refuse_links(root / rel)
             shutil.copy2(root / rel, old / rel)  # for an undo; the live file stays put
         os.replace(new / rel, root / rel)
     fsutil.fsync_dir(root / "config")
@@ -1124,7 +1163,7 @@ def _recover_locked(root: Path) -> list[str]:
     if not work.exists():
         return []
     try:
-        raw = (work / "journal.json").read_bytes()
+        raw = fsutil.read_bytes(work / "journal.json", MAX_MANIFEST_BYTES)
     except FileNotFoundError:
         _discard(work)  # staging never finished: the project was not touched
         return ["removed the staging of an interrupted restore (nothing had changed)"]
@@ -1233,6 +1272,7 @@ def _carry_over(root: Path, new: Path) -> None:
     live = root / SYSTEM_LOG
     if live.is_file():
         (new / SYSTEM_LOG).parent.mkdir(parents=True, exist_ok=True)
+        fsutil.refuse_links(live)
         shutil.copy2(live, new / SYSTEM_LOG)
 
 
@@ -1250,8 +1290,60 @@ def _require_file(path: Path) -> None:
     if not path.exists():
         raise InvalidInput(f"no backup at {path}", hint="check the path (`ls .milestones/"
                                                      "database/backup/` lists the backups)")
-    if not path.is_file():
-        raise InvalidInput(f"{path} is not a file", hint="give the path of a .tar.gz backup")
+    try:
+        fsutil.check_input(path, what=str(path))  # a FIFO or a device: refused at once
+    except OSError as exc:
+        raise fsutil.storage_error(exc, path, "read") from None
+
+
+def _open_archive(path: Path) -> IO[bytes]:
+    """The archive opened for reading; a regular file (checked on the open file)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise fsutil.not_regular(path, mode, str(path))
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def restore_limit() -> int:
+    """The largest member a restore unpacks (``MILESTONE_RESTORE_MAX_BYTES``, default
+    1 GiB); all members together may be four times that."""
+    raw = os.environ.get("MILESTONE_RESTORE_MAX_BYTES", "")
+    return int(raw) if raw.isdigit() and int(raw) > 0 else MAX_MEMBER_BYTES
+
+
+def _check_bounds(path: Path, manifest: Manifest, into: Path | None) -> None:
+    """Refuse, before a byte is unpacked, an archive whose declared sizes are out of
+    bounds: a member over ``restore_limit()`` (a milestone file over the 10 MB any
+    read refuses), all of them over four times that, or more than the free space
+    where they would be unpacked. Members are then checked against these declared
+    sizes as they stream, so a gzip bomb never reaches the disk."""
+    from .storage.yamlio import MAX_FILE_BYTES
+
+    limit = restore_limit()
+    hint = ("it may be a decompression bomb; if the backup is genuine, raise "
+            "MILESTONE_RESTORE_MAX_BYTES")
+    for m in manifest.members:
+        cap = MAX_FILE_BYTES if m.path.split("/")[0] in ("active", "completed") else limit
+        if m.size > cap:
+            raise InvalidInput(f"{path}: member {m.path} declares {m.size:,} bytes, over the "
+                               f"{cap:,} bytes a restore unpacks", hint=hint)
+    total = sum(m.size for m in manifest.members)
+    if total > 4 * limit:
+        raise InvalidInput(f"{path}: its members declare {total:,} bytes in all, over the "
+                           f"{4 * limit:,} bytes a restore unpacks", hint=hint)
+    if into is not None:
+        try:
+            free = shutil.disk_usage(into).free
+        except OSError:
+            return
+        if total > free:
+            raise StorageError(f"{path}: its members need {total:,} bytes; {into} has "
+                               f"{free:,} free", hint="free some space and retry")
 
 
 def _check_reason(reason: str) -> None:

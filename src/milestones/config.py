@@ -68,11 +68,11 @@ _SECTIONS = frozenset({"validation", "git", "blockers", "backup", "logs", "kiro"
 
 def load_config(root: Path) -> dict[str, Any]:
     """The merged configuration; a broken file is reported, not ignored."""
-    from .storage import yamlio
+    from .storage import fsutil, yamlio
 
     path = root / "config" / "config.yaml"
     try:
-        raw = path.read_bytes()
+        raw = fsutil.read_bytes(path, yamlio.MAX_FILE_BYTES)
     except (FileNotFoundError, NotADirectoryError):
         return {k: dict(v) for k, v in DEFAULTS.items()}
     if raw in _DEFAULT_BYTES:

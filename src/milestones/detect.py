@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InvalidInput
+from .storage import fsutil
 from .ui import plural
 
 MAX_DEPTH = 3  # directories below the root that are looked into
@@ -289,7 +290,10 @@ def _read(root: Path, rel: str, notes: list[Signal]) -> str | None:
         if path.stat().st_size > MAX_FILE_BYTES:
             notes.append(Signal("note", path.name, rel, "too big to read; skipped"))
             return None
-        return path.read_bytes().decode("utf-8")
+        # A FIFO or a device by that name would block or never end: checked first.
+        return fsutil.read_input(path, MAX_FILE_BYTES).decode("utf-8")
+    except InvalidInput:
+        notes.append(Signal("note", path.name, rel, "not a regular file; skipped"))
     except UnicodeDecodeError:
         notes.append(Signal("note", path.name, rel, "not UTF-8; skipped"))
     except OSError as exc:

@@ -84,6 +84,7 @@ from . import model as md
 from . import refs
 from .coord import Agents
 from .errors import Conflict, InvalidInput, MilestoneError, ValidationFailed
+from .storage import fsutil
 from .ui import plural
 
 if TYPE_CHECKING:
@@ -131,11 +132,11 @@ def clean_line(text: str, limit: int = RESULT_LIMIT) -> str:
 def last_line(path: Path, start: int) -> str:
     """The last non-blank line written to ``path`` since offset ``start``."""
     try:
-        with path.open("rb") as f:
+        with fsutil.open_read(path) as f:
             size = f.seek(0, os.SEEK_END)
             f.seek(max(start, size - TAIL_BYTES))
             data = f.read()
-    except OSError:
+    except (OSError, MilestoneError):
         return ""
     for raw in reversed(data.decode("utf-8", "replace").splitlines()):
         line = clean_line(raw)
@@ -879,7 +880,7 @@ class Executor:
         log.parent.mkdir(parents=True, exist_ok=True)
         header = (f"=== {ref} attempt {attempt} by {name} ({self.ids[name]}) at {_stamp()}\n"
                   f"=== cwd: {cwd}\n=== command: {command}\n")
-        fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = fsutil.open_nofollow(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         try:
             os.write(fd, header.encode("utf-8", "replace"))
             start_at = os.lseek(fd, 0, os.SEEK_END)

@@ -42,6 +42,7 @@ Without the text it writes a clean tasks.md, nesting tasks by their ``spec_ref``
 
 from __future__ import annotations
 
+import os
 import re
 import textwrap
 from collections.abc import Iterable, Mapping, Sequence
@@ -51,7 +52,7 @@ from typing import Any
 
 from .errors import InvalidInput
 from .model import MAX_TITLE
-from .storage import yamlio
+from .storage import fsutil, yamlio
 
 SPEC_FILES = ("requirements.md", "design.md", "tasks.md")
 MARKS = (" ", "x", "X", "-", "~")
@@ -490,6 +491,8 @@ def read_spec(path: Path | str) -> Spec:
         directory = p.parent
     elif p.is_dir():
         directory = p
+    elif p.exists():  # a FIFO or a device: refused at once, never read
+        raise fsutil.not_regular(p, p.stat().st_mode, f"Kiro spec {p}")
     else:
         raise InvalidInput(
             f"Kiro spec {p} does not exist", hint="give a directory like .kiro/specs/<name>"
@@ -538,10 +541,10 @@ def find_specs(repo_root: Path | str) -> list[Path]:
 
 
 def _read(path: Path) -> str | None:
-    if not path.is_file():
+    if not os.path.lexists(path):
         return None
-    try:
-        raw = path.read_bytes()
+    try:  # a FIFO, a device or a folder by that name is refused, not skipped
+        raw = fsutil.read_input(path, yamlio.MAX_FILE_BYTES, str(path))
     except OSError as exc:
         raise InvalidInput(f"cannot read {path}: {exc.strerror or exc}") from None
     return yamlio.decode(raw, str(path))

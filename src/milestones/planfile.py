@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InvalidInput
-from .storage import yamlio
+from .storage import fsutil, yamlio
 
 _KEY = re.compile(
     r"^(due|start|priority|owner|tags|category|depends on|depends_on)\s*:\s*(.*)$", re.IGNORECASE
@@ -42,7 +42,7 @@ _AFTER = re.compile(r"\s+after\s+([\d,\s]+)$", re.IGNORECASE)
 
 def read_plan(path: Path) -> list[dict[str, Any]]:
     try:
-        raw = Path(path).read_bytes()
+        raw = fsutil.read_input(path, yamlio.MAX_FILE_BYTES, f"plan file {path}")
     except FileNotFoundError:
         raise InvalidInput(f"plan file {path} does not exist", hint="check the path") from None
     except OSError as exc:

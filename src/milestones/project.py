@@ -34,7 +34,7 @@ from .errors import (
     ValidationFailed,
 )
 from .session import git_position, resolve_actor, resolve_session, today, utc_now
-from .storage import State, Store, open_store
+from .storage import State, Store, fsutil, open_store
 from .storage.base import Overlay, is_lazy
 
 if TYPE_CHECKING:
@@ -260,6 +260,8 @@ class Project:
     @classmethod
     def open(cls, start: Path | None = None, **kw: Any) -> Project:
         root = find_root(start)
+        # A backup killed mid-way left its staging copy: remove it (one listdir).
+        fsutil.remove_dead_temps(root, fsutil.BACKUP_STAGE_RE)
         return cls(open_store(root), cwd=start, **kw)
 
     @classmethod
@@ -1713,7 +1715,8 @@ class Project:
                         known = entries()
                         entry = known.get(mid)
                     try:
-                        text = yamlio.decode((self.root / rel).read_bytes(), shown)
+                        blob = fsutil.read_bytes(self.root / rel, yamlio.MAX_FILE_BYTES)
+                        text = yamlio.decode(blob, shown)
                         if entry is not None and wrote(entry, rel, stat):
                             data = yamlio.prune(entry["state"])
                         else:

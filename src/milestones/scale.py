@@ -316,9 +316,11 @@ UNCOUNTED_ACTORS = frozenset({"", "unknown"})
 
 def _lines_backwards(path: Path, block: int = 1 << 16) -> Iterator[bytes]:
     """The file's complete lines, last first (a torn last line is skipped)."""
+    from .storage import fsutil
+
     try:
-        f = path.open("rb")
-    except OSError:
+        f = fsutil.open_read(path)
+    except (OSError, MilestoneError):  # a linked or odd metrics file: not read
         return
     with f:
         pos = f.seek(0, os.SEEK_END)
@@ -347,10 +349,10 @@ def trim_metrics(path: Path, keep: int = METRICS_KEEP_LINES) -> None:
     Metrics are not worth a lock: a line another process appends during the
     rewrite may be lost.
     """
+    from .storage import fsutil
+
     lines = list(_lines_backwards(path))[:keep]
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(b"".join(line + b"\n" for line in reversed(lines)))
-    os.replace(tmp, path)
+    fsutil.atomic_write(path, b"".join(line + b"\n" for line in reversed(lines)), sync=False)
 
 
 def read_latencies(root: Path, backend: str, window: int = LATENCY_WINDOW) -> list[float]:
@@ -569,8 +571,10 @@ def status(project: Project) -> dict[str, Any]:
 
 def _read_memo(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_bytes())
-    except (OSError, ValueError):
+        from .storage import fsutil
+
+        data = json.loads(fsutil.read_bytes(path, 1 << 20))
+    except (OSError, ValueError, MilestoneError):
         return {}
     return data if isinstance(data, dict) else {}
 

@@ -1152,10 +1152,10 @@ def _files(directory: Path, *, strict: bool = True) -> dict[str, Path]:
 
 def load_template_file(path: Path) -> Template:
     """Read and check one user template file."""
-    from .storage import yamlio
+    from .storage import fsutil, yamlio
 
     try:
-        raw = Path(path).read_bytes()
+        raw = fsutil.read_input(path, yamlio.MAX_FILE_BYTES, f"template {path}")
     except OSError as exc:
         raise InvalidInput(f"cannot read template {path}: {exc.strerror}") from None
     where = str(path)

@@ -773,8 +773,8 @@ def test_read_spec_errors(tmp_path: Path) -> None:
         f.truncate(kiro.yamlio.MAX_FILE_BYTES + 1)
     with pytest.raises(InvalidInput, match="over the 10 MB"):
         read_spec(big)
-    (tmp_path / "tasks.md").mkdir()  # a directory named like the file is not read
-    with pytest.raises(InvalidInput, match="holds no"):
+    (tmp_path / "tasks.md").mkdir()  # a directory named like the file is refused, not read
+    with pytest.raises(InvalidInput, match=r"tasks\.md is a directory"):
         read_spec(tmp_path)
 
 

@@ -256,14 +256,16 @@ def _record_metric(project: Any, words: list[str], ms: float, ok: bool) -> None:
     data = (json.dumps(record) + "\n").encode("utf-8")
     folder = os.path.join(project.root, "performance")
     path = os.path.join(folder, "metrics.jsonl")
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NONBLOCK", 0)
+    from ..storage.fsutil import open_nofollow  # a linked metrics file: the line is dropped
+
     try:
-        fd = os.open(path, flags, 0o644)
+        fd = open_nofollow(path, flags)
     except FileNotFoundError:
         if not os.path.isdir(project.root):
             return
         os.makedirs(folder, exist_ok=True)
-        fd = os.open(path, flags, 0o644)
+        fd = open_nofollow(path, flags)
     try:
         os.write(fd, data)
         size = os.fstat(fd).st_size

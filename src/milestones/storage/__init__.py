@@ -19,7 +19,9 @@ def open_store(root: Path, backend: str | None = None) -> Store:
     """
     marker = root / "config" / "storage-backend.txt"
     try:
-        backend = marker.read_text("utf-8").strip() or "file"
+        from . import fsutil
+
+        backend = fsutil.read_bytes(marker, 4096).decode("utf-8").strip() or "file"
     except FileNotFoundError:
         backend = backend or "file"
     except OSError as exc:

@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 
 FILE_RE = re.compile(r"^(milestone-\d{3,})\.yaml$")
 STATE_VERSION = 1
+RECORD_LIMIT = 64 * 1024 * 1024  # agents.json, messages.json, session-resume.json
+RESTORE_LIMIT = 4 * 1024 * 1024 * 1024  # Store.restore: all members together
 
 
 class HandEdited(Conflict):
@@ -175,7 +177,7 @@ class FileStore(Store):
 
     def _read_state(self) -> dict[str, Any]:
         try:
-            raw = self.state_path.read_bytes()
+            raw = fsutil.read_bytes(self.state_path)
         except FileNotFoundError:
             if self._log_size() or self.log_files.archives():
                 return self._rebuild_state()
@@ -236,6 +238,8 @@ class FileStore(Store):
             with entries:
                 for entry in entries:
                     m = FILE_RE.match(entry.name)
+                    if m and entry.is_symlink():
+                        raise fsutil.link_refused(entry.path)
                     if m and entry.is_file():
                         found.setdefault(m.group(1), []).append(
                             (f"{folder}/{entry.name}", entry.stat())
@@ -310,7 +314,7 @@ class FileStore(Store):
         size = self._log_size()
         if size == 0:
             return None
-        with self.log_path.open("rb") as f:
+        with fsutil.open_read(self.log_path) as f:
             f.seek(size - 1)
             if f.read(1) == b"\n":
                 return None
@@ -515,7 +519,7 @@ class FileStore(Store):
             ):
                 continue
             try:
-                raw = (self.root / rel).read_bytes()
+                raw = fsutil.read_bytes(self.root / rel, yamlio.MAX_FILE_BYTES)
             except OSError as exc:
                 raise fsutil.storage_error(exc, self.root / rel, "read") from None
             digest = _sha(raw)
@@ -563,7 +567,7 @@ class FileStore(Store):
     def _edited_current_marker(self, ids: set[str]) -> str | None:
         """The id in a hand-edited current.txt; refuse one that is no milestone here."""
         try:
-            text = self.current_path.read_text("utf-8", errors="replace").strip()
+            text = self._read_current_text()
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -575,9 +579,13 @@ class FileStore(Store):
             )
         return text or None
 
+    def _read_current_text(self) -> str:
+        raw = fsutil.read_bytes(self.current_path, yamlio.MAX_FILE_BYTES)
+        return raw.decode("utf-8", errors="replace").strip()
+
     def _read_current_marker(self) -> str | None:
         try:
-            text = self.current_path.read_text("utf-8", errors="replace").strip()
+            text = self._read_current_text()
         except FileNotFoundError:
             return None
         return text if MILESTONE_ID_RE.match(text) else None
@@ -746,7 +754,7 @@ class FileStore(Store):
         rel = self._relpath(snap)
         files = self._files().get(mid, [])
         rel = files[0][0] if files else rel
-        raw = (self.root / rel).read_bytes()
+        raw = fsutil.read_bytes(self.root / rel, yamlio.MAX_FILE_BYTES)
         st = (self.root / rel).stat()
         return {
             "path": rel,
@@ -760,7 +768,7 @@ class FileStore(Store):
     def _render(self, snap: Snapshot, old: Any, roundtrip: bool, *, reuse: bool = False) -> str:
         if roundtrip and old is not None:
             try:
-                old_text = (self.root / old["path"]).read_text("utf-8")
+                old_text = fsutil.read_bytes(self.root / old["path"]).decode("utf-8")
             except (OSError, UnicodeDecodeError):
                 return yamlio.dump_fast(snap, reuse=reuse)
             return yamlio.dump_roundtrip(old_text, snap)
@@ -771,7 +779,7 @@ class FileStore(Store):
         """Replace ``path`` with ``data``. ``expect``: what the tool last wrote there (a
         milestone file's SHA-256, current.txt's id); other bytes are a hand edit."""
         try:
-            old = path.read_bytes()
+            old = fsutil.read_bytes(path)
         except FileNotFoundError:
             old = None
         except OSError as exc:
@@ -802,7 +810,7 @@ class FileStore(Store):
     def _remove(self, path: Path, written: list[tuple[Path, bytes | None]],
                 expect: str | None = None) -> None:
         try:
-            old = path.read_bytes()
+            old = fsutil.read_bytes(path)
             self._check_unchanged(path, old, expect)
             written.append((path, old))  # before the unlink, as in _write
             path.unlink()
@@ -941,7 +949,8 @@ class FileStore(Store):
         for _mid, found in sorted(self._files().items()):
             for rel, _st in found:
                 try:
-                    out.append((rel, self._parse_file(rel, (self.root / rel).read_bytes()), None))
+                    raw = fsutil.read_bytes(self.root / rel, yamlio.MAX_FILE_BYTES)
+                    out.append((rel, self._parse_file(rel, raw), None))
                 except MilestoneError as exc:
                     out.append((rel, None, str(exc)))
                 except OSError as exc:
@@ -959,7 +968,7 @@ class FileStore(Store):
             path = self.root / rel
             current = None
             with contextlib.suppress(MilestoneError, OSError):
-                current = self._parse_file(rel, path.read_bytes())
+                current = self._parse_file(rel, fsutil.read_bytes(path, yamlio.MAX_FILE_BYTES))
             if current != snap:
                 fsutil.atomic_write(path, yamlio.dump_fast(snap).encode("utf-8"))
                 changed.append(rel)
@@ -967,7 +976,7 @@ class FileStore(Store):
                 if other != rel:
                     (self.root / other).unlink()
                     changed.append(f"removed {other}")
-            raw = path.read_bytes()
+            raw = fsutil.read_bytes(path)
             st = path.stat()
             entry.update(
                 sha256=_sha(raw),
@@ -992,7 +1001,7 @@ class FileStore(Store):
         out: dict[str, str] = {}
         for mid, found in self._files().items():
             with contextlib.suppress(OSError, UnicodeDecodeError):
-                out[mid] = (self.root / found[0][0]).read_text("utf-8")
+                out[mid] = fsutil.read_bytes(self.root / found[0][0]).decode("utf-8")
         return out
 
     def import_data(self, events: Sequence[dict[str, Any]], state: State,
@@ -1076,7 +1085,7 @@ class FileStore(Store):
 
     def read_resume(self) -> dict[str, Any]:
         try:
-            data = json.loads(self.resume_path.read_bytes())
+            data = json.loads(fsutil.read_bytes(self.resume_path, RECORD_LIMIT))
         except (FileNotFoundError, ValueError):
             return {}
         return data if isinstance(data, dict) else {}
@@ -1095,7 +1104,7 @@ class FileStore(Store):
 
         path = self.records_dir / f"{name}.json"
         try:
-            raw = path.read_bytes()
+            raw = fsutil.read_bytes(path, RECORD_LIMIT)
         except FileNotFoundError:
             return {}
         except OSError as exc:
@@ -1129,15 +1138,40 @@ class FileStore(Store):
         with self.lock(), tarfile.open(dest, "w:gz") as tar:
             for folder in ("active", "completed", "logs", "config", "agents"):
                 if (self.root / folder).exists():
+                    self._refuse_links_under(self.root / folder)
                     tar.add(self.root / folder, arcname=folder)
         return dest
+
+    @staticmethod
+    def _refuse_links_under(top: Path) -> None:
+        """A link anywhere in ``top`` (``top`` included): refused, as fsutil does."""
+        fsutil.refuse_links(top)
+        for dirpath, dirnames, filenames in os.walk(top):
+            for name in (*dirnames, *filenames):
+                if os.path.islink(os.path.join(dirpath, name)):
+                    raise fsutil.link_refused(os.path.join(dirpath, name))
 
     def restore(self, src: Path) -> None:
         import shutil
         import tarfile
 
+        fsutil.check_input(src, what=str(src))
         with self.lock(), tarfile.open(src, "r:gz") as tar:
+            # Bounded before anything is removed or unpacked: files and folders only,
+            # none over the limit a restore allows (see milestones.backup).
+            members = tar.getmembers()
+            total = 0
+            for m in members:
+                if not (m.isfile() or m.isdir()):
+                    raise InvalidInput(f"{src}: member {m.name} is not a regular file",
+                                       hint="use another backup")
+                total += m.size
+            if total > RESTORE_LIMIT:
+                raise InvalidInput(f"{src}: its members hold {total:,} bytes, over the "
+                                   f"{RESTORE_LIMIT:,} bytes a restore unpacks",
+                                   hint="it may be a decompression bomb")
             for folder in ("active", "completed", "logs", "config", "agents"):
+                fsutil.refuse_links(self.root / folder)
                 shutil.rmtree(self.root / folder, ignore_errors=True)
-            tar.extractall(self.root, filter="data")
+            tar.extractall(self.root, members=members, filter="data")
         self._state = None

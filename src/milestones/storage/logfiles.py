@@ -70,6 +70,7 @@ ARCHIVE_RE = re.compile(r"^progress-events-(\d{6,})\.jsonl\.gz$")
 INDEX_NAME = "index.json"
 INDEX_VERSION = 1
 DEFAULT_ROTATE_BYTES = 10 * 1024 * 1024
+MAX_ARCHIVE_BYTES = 1024 * 1024 * 1024  # one archive, uncompressed: no gzip bomb in memory
 GZIP_LEVEL = 6  # gzip.compress defaults to 9: slower, for little gain on JSON lines
 
 # The points between rotation steps, in order ("compressed": the temp archive is
@@ -163,10 +164,13 @@ def _read_gzip(path: Path) -> bytes:
     import zlib
 
     try:
-        with gzip.open(path, "rb") as f:
-            return f.read()
+        with fsutil.open_read(path) as raw, gzip.GzipFile(fileobj=raw, mode="rb") as f:
+            data = f.read(MAX_ARCHIVE_BYTES + 1)
     except (OSError, EOFError, zlib.error) as exc:
         raise _gzip_error(path, exc) from None
+    if len(data) > MAX_ARCHIVE_BYTES:
+        raise _gzip_error(path, ValueError(f"over {MAX_ARCHIVE_BYTES:,} bytes uncompressed"))
+    return data
 
 
 def _gzip_lines(path: Path) -> Iterator[bytes]:
@@ -175,7 +179,7 @@ def _gzip_lines(path: Path) -> Iterator[bytes]:
     import zlib
 
     try:
-        with gzip.open(path, "rb") as f:
+        with fsutil.open_read(path) as raw, gzip.GzipFile(fileobj=raw, mode="rb") as f:
             yield from f
     except (OSError, EOFError, zlib.error) as exc:
         raise _gzip_error(path, exc) from None
@@ -232,6 +236,7 @@ class LogFiles:
 
     def archives(self) -> list[tuple[int, Path]]:
         """(sequence number, path) of every archive on disk, oldest first."""
+        fsutil.refuse_links(self.dir)  # a linked archive folder: refused, never listed
         try:
             entries = os.scandir(self.dir)
         except (FileNotFoundError, NotADirectoryError):
@@ -247,7 +252,7 @@ class LogFiles:
     def read_index(self) -> dict[int, dict[str, Any]]:
         """The index's entries by sequence number ({} when missing or unreadable)."""
         try:
-            data = json.loads(self.index_path.read_bytes())
+            data = json.loads(fsutil.read_bytes(self.index_path, 64 * 1024 * 1024))
         except (OSError, ValueError):
             return {}
         out: dict[int, dict[str, Any]] = {}
@@ -288,7 +293,7 @@ class LogFiles:
 
     def _open_live(self) -> IO[bytes] | None:
         try:
-            return self.live.open("rb")
+            return fsutil.open_read(self.live)
         except FileNotFoundError:
             return None
 
@@ -447,7 +452,7 @@ class LogFiles:
                 out.append(Segment(seq, path, label, None, exc.message[len(str(path)) + 2:]))
         label = f".milestones/{self.live.relative_to(root).as_posix()}"
         try:
-            out.append(Segment(0, self.live, label, self.live.read_bytes()))
+            out.append(Segment(0, self.live, label, fsutil.read_bytes(self.live)))
         except FileNotFoundError:
             out.append(Segment(0, self.live, label, None, "is missing"))
         return out
@@ -488,8 +493,9 @@ class LogFiles:
         live log applied. Returns the new state, or None when the live log is not
         in a state to rotate (left for the next write).
         """
+        fsutil.refuse_links(self.dir)  # before the marker: nothing to finish or undo
         try:
-            raw = self.live.read_bytes()
+            raw = fsutil.read_bytes(self.live)
         except FileNotFoundError:
             return None
         if not raw or not raw.endswith(b"\n") or len(raw) != state.get("log_size"):
@@ -509,7 +515,6 @@ class LogFiles:
         index = self.read_index()
         seq = max([s for s, _ in self.archives()] + list(index) + [0]) + 1
         final = self.dir / archive_name(seq)
-        tmp = self.dir / f".{final.name}.tmp-{os.getpid()}"
 
         # 0. The marker: the next command finishes whatever of 1-4 a crash leaves.
         marked = dict(state, rotating={"seq": seq})
@@ -519,10 +524,11 @@ class LogFiles:
         # 1. The archive: temp name, fsync, rename, fsync the directory.
         import gzip
 
+        tmp: Path | None = None
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
             data = gzip.compress(raw, compresslevel=GZIP_LEVEL, mtime=0)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            tmp, fd = fsutil.create_temp(final)  # a random name, O_EXCL: nothing planted
             try:
                 view = memoryview(data)
                 while view:
@@ -534,8 +540,9 @@ class LogFiles:
             os.replace(tmp, final)
         except OSError as exc:
             # Nothing is archived yet: take the marker back; the next write retries.
-            with contextlib.suppress(OSError):
-                tmp.unlink()
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
             with contextlib.suppress(OSError, MilestoneError):
                 write_state(state)
             raise fsutil.storage_error(exc, final, "write") from None
@@ -601,7 +608,7 @@ class LogFiles:
         if cut is None:
             return out  # the live log does not continue the archives: doctor reports it
         if cut:
-            raw = self.live.read_bytes()
+            raw = fsutil.read_bytes(self.live)
             fsutil.atomic_write(self.live, raw[cut:])
             new["log_size"] = max(0, int(new.get("log_size", 0)) - cut)
             out.state = new

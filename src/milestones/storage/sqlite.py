@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import events as ev
-from ..errors import Conflict, StorageError
+from ..errors import Conflict, MilestoneError, StorageError
 from . import fsutil
 from .base import Edit, LazyMilestones, MilestoneQuery, Snapshot, State, Store
 
@@ -155,13 +155,14 @@ class QueryCache:
         if self._conn is None:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
+                refuse_db_links(self.path)
                 # One thread at a time, not always the same (milestone execute's writer).
                 self._conn = sqlite3.connect(self.path, timeout=1.0, isolation_level=None,
                                              check_same_thread=False)
                 self._conn.execute("PRAGMA journal_mode=WAL")
                 self._conn.execute("CREATE TABLE IF NOT EXISTS cache (key TEXT PRIMARY KEY, "
                                    "head TEXT NOT NULL, value TEXT NOT NULL)")
-            except (sqlite3.Error, OSError):
+            except (sqlite3.Error, OSError, MilestoneError):
                 return None  # a cache that cannot open is a cache that misses
         return self._conn
 
@@ -238,6 +239,13 @@ def _insert_events(conn: sqlite3.Connection, events: Sequence[dict[str, Any]]) -
           ev.canonical(e)) for e in events])
 
 
+def refuse_db_links(path: Path) -> None:
+    """SQLite follows links: refuse one at the database or its side files (and their
+    folders) inside ``.milestones/``, as ``fsutil`` does for every other file."""
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        fsutil.refuse_links(path.with_name(path.name + suffix))
+
+
 def copy_database(src: Path, dest: Path) -> None:
     """A consistent copy of a database through SQLite's online backup API, from a
     connection of our own: the one holding the writer lock cannot be the source."""
@@ -297,6 +305,7 @@ class DatabaseStore(Store):
         return self._conn
 
     def _open(self) -> sqlite3.Connection:
+        refuse_db_links(self.db_path)
         try:
             conn = sqlite3.connect(self.db_path, timeout=fsutil.lock_timeout(),
                                    isolation_level=None, check_same_thread=False)
