@@ -18,7 +18,8 @@ from typing import Any, TypeVar
 import click
 
 from .. import __version__
-from ..errors import MilestoneError, StorageError
+from ..errors import InvalidInput, MilestoneError, StorageError
+from ..ui import inert, inert_data
 
 F = TypeVar("F", bound=Callable[..., Any])
 UI_LEVELS = ("simple", "rich")
@@ -39,7 +40,12 @@ def _one_line(exc: click.UsageError) -> CliError:
     """click's usage error (usage, a hint, the error: three lines) as one line, with
     where to look; exit code 2 as click's."""
     where = exc.ctx.command_path if exc.ctx is not None else "milestone"
-    return CliError(f"{exc.format_message().rstrip('.')} — see `{where} -h`", exc.exit_code)
+    return CliError(inert(f"{exc.format_message().rstrip('.')} — see `{where} -h`"), exc.exit_code)
+
+
+class Interrupted(BaseException):
+    """Ctrl-C or SIGTERM on its way to ``main``, past click, which would print
+    "Aborted!" and exit 1 instead of 130."""
 
 
 def _debug() -> bool:
@@ -107,6 +113,8 @@ class MilestoneGroup(click.Group):
             return super().make_context(*args, **kwargs)
         except click.UsageError as exc:  # the top level's own options
             raise _one_line(exc) from None
+        except KeyboardInterrupt:
+            raise Interrupted from None
 
     def invoke(self, ctx: click.Context) -> Any:
         words = [*ctx.protected_args, *ctx.args]  # click consumes them; the metric names them
@@ -122,12 +130,19 @@ class MilestoneGroup(click.Group):
             raise
         except click.UsageError as exc:  # a command or option unknown, an argument bad
             raise _one_line(exc) from None
-        except (click.ClickException, click.Abort):
+        except click.ClickException:
             raise
+        except click.Abort as exc:  # a prompt: Ctrl-C there, or no answer (end of input)
+            if isinstance(exc.__context__, KeyboardInterrupt):
+                raise Interrupted from None
+            raise CliError("no answer at the prompt: nothing was changed — answer it, or "
+                           "pass the command's --yes where it has one", 1) from None
+        except KeyboardInterrupt:
+            raise Interrupted from None
         except MilestoneError as exc:
             if _debug():
                 raise
-            raise CliError(str(exc), exc.exit_code) from None
+            raise CliError(inert(str(exc)), exc.exit_code) from None
         except PermissionError as exc:
             if _debug():
                 raise
@@ -135,7 +150,7 @@ class MilestoneGroup(click.Group):
                 f"cannot write {exc.filename or 'the project'}: {exc.strerror}",
                 hint="check the directory's permissions",
             )
-            raise CliError(str(err), err.exit_code) from None
+            raise CliError(inert(str(err)), err.exit_code) from None
         except OSError as exc:
             if _debug():
                 raise
@@ -143,7 +158,7 @@ class MilestoneGroup(click.Group):
                 f"{exc.filename or 'disk'}: {exc.strerror or exc}",
                 hint="check the path, permissions and free space",
             )
-            raise CliError(str(err), err.exit_code) from None
+            raise CliError(inert(str(err)), err.exit_code) from None
         finally:
             _after_command(ctx, words, (time.perf_counter() - started) * 1000, ok)
 
@@ -219,7 +234,8 @@ def _print_warnings(ctx: click.Context) -> None:
     state = ctx.find_object(State)
     project = state._project if state is not None else None
     for w in getattr(project, "warnings", []) or []:
-        click.echo(f"milestone: warning: {w.location}: {w.code} {w.message} — {w.hint}", err=True)
+        click.echo(inert(f"milestone: warning: {w.location}: {w.code} {w.message} — {w.hint}"),
+                   err=True)
     if project is not None:
         project.warnings = []
 
@@ -280,11 +296,15 @@ def choose_ui(ui: str | None, count: int | None = None) -> str:
     return "rich" if count >= int(cfg.get("rich_from_milestones", 5)) else "simple"
 
 
+MULTILINE = frozenset({"description"})  # view keys whose text keeps its line breaks
+
+
 def emit(data: dict[str, Any], view: str, as_json: bool, ui: str | None) -> None:
     """Print ``data`` as JSON or through the ``render_<view>`` of the chosen level."""
     if as_json:
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
         return
+    data = inert_data(data, multiline=MULTILINE)  # stored text is shown, never obeyed
     level = choose_ui(ui, len(data["milestones"]) if "milestones" in data else None)
     if level == "rich":
         from ..ui import rich as rich_ui
@@ -301,7 +321,7 @@ def say(message: str, data: dict[str, Any] | None = None, as_json: bool = False)
     if as_json:
         click.echo(json.dumps({"schema": 1, **(data or {})}, indent=2, ensure_ascii=False))
     else:
-        click.echo(message)
+        click.echo(inert(message, keep_newlines=True))
 
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -339,15 +359,41 @@ def cli(ctx: click.Context, directory: Path | None, debug: bool) -> None:
     ctx.obj = State(directory)
 
 
+def _undecodable(args: list[str]) -> str | None:
+    """The error line for the first argument (or MILESTONE_* variable) that is not
+    valid UTF-8 (bytes Python kept as surrogate escapes), else None."""
+    named = [(f"argument {i}", a) for i, a in enumerate(args, 1)]
+    named += [(f"environment variable {k}", v) for k, v in os.environ.items()
+              if k.startswith("MILESTONE_")]
+    for what, text in named:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raw = text.encode("utf-8", "surrogateescape")
+            shown = inert(raw.decode("utf-8", "backslashreplace"))
+            return (f"{what} ({shown}) is not valid UTF-8 text — give text in UTF-8 "
+                    "(check the terminal's or the script's encoding)")
+    return None
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point."""
+    """Console entry point: every error one line and its exit code; Ctrl-C and SIGTERM
+    (see ``milestones.console``) exit 130 with one line, never a traceback."""
+    from ..console import interrupted
+
     try:
+        bad = _undecodable(sys.argv[1:] if argv is None else argv)
+        if bad:
+            click.echo(f"milestone: error: {bad}", err=True)
+            sys.exit(InvalidInput.exit_code)
         cli.main(args=argv, prog_name="milestone")
     except BrokenPipeError:
         # Output piped into `head` and friends: not an error.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         sys.exit(0)
+    except (KeyboardInterrupt, Interrupted):
+        interrupted()
 
 
 def _register() -> None:

@@ -62,7 +62,9 @@ def backup(dest: str | None, as_json: bool) -> None:
     info = create_backup(root, target, actor=actor)
     m = info.manifest
     if m.warning and not as_json:
-        click.echo(f"milestone: warning: {m.warning}", err=True)
+        from ..ui import inert
+
+        click.echo(inert(f"milestone: warning: {m.warning}"), err=True)
     say(f"Backed up {root} ({m.backend} backend, {m.event_count or 0} events, "
         f"{len(m.members)} files) to {info.path} ({_size(info.archive_size)})",
         {"backup": info.to_dict()}, as_json)

@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from ..ui import inert, inert_data
 from . import UI_LEVELS, cli, get_project
 
 _LINE = threading.Lock()
@@ -25,11 +26,13 @@ def _fmt_seconds(s: float) -> str:
 def _change_line(c: Any, started: float) -> str:
     at = c.at - started
     prog = f"  [{c.done}/{c.total}]" if c.kind == "completed" and c.total else ""
-    who = c.agent or ""
-    return f"{at:7.1f}s {c.kind:<10} {c.ref or '-':<24} {who:<24} {c.text}{prog}".rstrip()
+    who = inert(c.agent or "")
+    return (f"{at:7.1f}s {c.kind:<10} {inert(c.ref or '-'):<24} {who:<24} {inert(c.text)}"
+            f"{prog}").rstrip()
 
 
 def _schedule_text(data: dict[str, Any]) -> str:
+    data = inert_data(data)
     lines = [f"{data['milestone']} {data['title']!r}: {data['open']} open task(s) in "
              f"{len(data['waves'])} wave(s), widest {data['widest']}, with {data['agents']} "
              f"agent(s)"]
@@ -51,6 +54,7 @@ def _schedule_text(data: dict[str, Any]) -> str:
 
 
 def _summary_text(s: dict[str, Any]) -> str:
+    s = inert_data(s)
     head = {"done": "done", "incomplete": "ended with work left", "stopped": "stopped"}
     lines = [f"{s['milestone']} {head[s['outcome']]}: {s['done']}/{s['tasks_total']} done, "
              f"{s['completed']} completed and {s['failed']} failed attempt(s) this run, "
@@ -82,8 +86,8 @@ def _rich_view(ex: Any) -> Any:
         table.add_column(col, no_wrap=True, overflow="ellipsis",
                          max_width=40 if col == "title" else None)
     for r in snap["rows"]:
-        table.add_row(r["agent"], r["ref"] or "-", r["title"] or "",
-                      _fmt_seconds(r["elapsed"]), r["status"])
+        table.add_row(inert(r["agent"]), inert(r["ref"] or "-"), inert(r["title"] or ""),
+                      _fmt_seconds(r["elapsed"]), inert(r["status"]))
     total = max(c["total"], 1)
     bar = ProgressBar(total=total, completed=c["done"], width=40)
     line = Text(f" {c['done']}/{c['total']} done · {c['in_progress']} running · "

@@ -11,6 +11,7 @@ import click
 
 from ..errors import InvalidInput
 from ..model import CATEGORIES, PRIORITIES
+from ..ui import inert
 from . import cli, get_project, say
 
 _REL = re.compile(r"^\+(\d+)([dw])$")
@@ -129,7 +130,7 @@ def plan(
                 success_criteria=criteria,
             )
         ]
-    lines = [f"Planned {m.id}: {m.title} ({len(m.tasks)} tasks)" for m in created]
+    lines = [f"Planned {m.id}: {inert(m.title)} ({len(m.tasks)} tasks)" for m in created]
     say("\n".join(lines), {"milestones": [m.to_dict() for m in created]}, as_json)
 
 
@@ -194,7 +195,7 @@ def update(
         depends_on=list(depends_on) or None,
         success_criteria=list(criteria) or None,
     )
-    say(f"Updated {m.id}: {m.title}", {"milestone": m.to_dict()}, as_json)
+    say(f"Updated {m.id}: {inert(m.title)}", {"milestone": m.to_dict()}, as_json)
 
 
 @cli.command()
@@ -221,7 +222,7 @@ def current(ref: str | None, as_json: bool) -> None:
     elif mid is None:
         click.echo("No current milestone. Set one with: milestone current REF")
     else:
-        click.echo(f"{mid}  {st.milestones[mid]['title']}")
+        click.echo(f"{mid}  {inert(st.milestones[mid]['title'])}")
 
 
 @cli.command()

@@ -26,7 +26,9 @@ def task() -> None:
 
 
 def _out(verb: str, t: Task, as_json: bool, ref: str | None = None) -> None:
-    say(f"{verb} {ref or t.id}: {t.title} [{t.status}]", {"task": t.to_dict()}, as_json)
+    from ..ui import inert
+
+    say(f"{verb} {ref or t.id}: {inert(t.title)} [{t.status}]", {"task": t.to_dict()}, as_json)
 
 
 @task.command("add")
