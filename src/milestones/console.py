@@ -64,5 +64,13 @@ def main() -> None:
             cli_main()
         finally:
             gc.freeze()
+            _done()
     except KeyboardInterrupt:
         interrupted()
+
+
+def _done() -> None:
+    """The command is over: a signal now would only turn its exit status into a kill
+    (the interpreter's own shutdown puts the default handlers back)."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)

@@ -135,8 +135,8 @@ class MilestoneGroup(click.Group):
         except click.Abort as exc:  # a prompt: Ctrl-C there, or no answer (end of input)
             if isinstance(exc.__context__, KeyboardInterrupt):
                 raise Interrupted from None
-            raise CliError("no answer at the prompt: nothing was changed — answer it, or "
-                           "pass the command's --yes where it has one", 1) from None
+            raise CliError("not confirmed (declined, or no answer at the prompt): nothing "
+                           "was changed — answer y to go ahead", 1) from None
         except KeyboardInterrupt:
             raise Interrupted from None
         except MilestoneError as exc:
@@ -160,7 +160,10 @@ class MilestoneGroup(click.Group):
             )
             raise CliError(inert(str(err)), err.exit_code) from None
         finally:
-            _after_command(ctx, words, (time.perf_counter() - started) * 1000, ok)
+            try:
+                _after_command(ctx, words, (time.perf_counter() - started) * 1000, ok)
+            except KeyboardInterrupt:
+                raise Interrupted from None
 
 
 METRICS_MAX_LINES = 2000  # metrics.jsonl is cut to its last 1000 lines past about this many

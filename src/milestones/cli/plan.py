@@ -271,6 +271,6 @@ def delete(ref: str, yes: bool, force: bool, as_json: bool) -> None:
     project = get_project()
     m = project.milestone(ref)
     if not yes:
-        click.confirm(f"Delete {m.id} ({m.title}) and its {len(m.tasks)} tasks?", abort=True)
+        click.confirm(f"Delete {m.id} ({inert(m.title)}) and its {len(m.tasks)} tasks?", abort=True)
     mid = project.delete(m.id, force=force)
     say(f"Deleted {mid}", {"deleted": mid}, as_json)
