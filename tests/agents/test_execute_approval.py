@@ -142,3 +142,54 @@ def test_the_python_api_is_the_persons_own_act(tmp_path: Path) -> None:
     summary = Executor(fresh, "milestone-001", Options(**FAST)).run()  # type: ignore[arg-type]
     assert summary["exit_code"] == 0, summary
     assert (tmp_path / "api.txt").exists()
+
+
+def _on_a_terminal(cwd: Path, answer: bytes, *args: str) -> tuple[int, str]:
+    """Run the CLI with a pseudo-terminal for stdin, stdout and stderr; answer its prompt."""
+    import os
+    import pty
+    import select
+    import subprocess
+    import sys
+    import time
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "milestones", "-C", str(cwd), *args],
+                            stdin=slave, stdout=slave, stderr=slave, close_fds=True)
+    os.close(slave)
+    seen = b""
+    answered = False
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # the other end closed: the process is done
+                break
+            if not chunk:
+                break
+            seen += chunk
+        if not answered and b"[y/N]" in seen:
+            os.write(master, answer)
+            answered = True
+        if proc.poll() is not None and not ready:
+            break
+    os.close(master)
+    return proc.wait(timeout=30), seen.decode("utf-8", "replace")
+
+
+@pytest.mark.parametrize("answer", [b"y\n", b"n\n"])
+def test_on_a_terminal_the_commands_are_listed_and_asked_about(
+        run: Runner, project_dir: Path, answer: bytes) -> None:
+    run.ok("plan", "Work", "--task", "one")
+    hand_edit_run(project_dir, "one", "touch asked.txt")
+    code, screen = _on_a_terminal(project_dir, answer, "execute", "1", "--ui", "simple")
+    assert "milestone-001/task-1: $ touch asked.txt" in screen, screen
+    if answer.startswith(b"y"):
+        assert code == 0, screen
+        assert (project_dir / "asked.txt").exists()
+    else:
+        assert code == 1, screen
+        assert "not approved: nothing was run" in screen
+        assert not (project_dir / "asked.txt").exists()
