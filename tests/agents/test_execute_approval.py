@@ -193,3 +193,20 @@ def test_on_a_terminal_the_commands_are_listed_and_asked_about(
         assert code == 1, screen
         assert "not approved: nothing was run" in screen
         assert not (project_dir / "asked.txt").exists()
+
+
+@pytest.mark.parametrize("backend", ["file", "hybrid", "database"])
+def test_approval_on_every_backend(tmp_path: Path, backend: str) -> None:
+    """Set through milestone: runs; the same task's command unknown here: refused."""
+    p, _ = Project.init(tmp_path, backend=backend, actor="owner@example.com", session_id="s")
+    p.plan("Work", tasks=[{"title": "one", "run": "touch ok.txt"}])
+    runner = Runner(tmp_path)
+    runner.runner = CliRunner(mix_stderr=False)
+    assert runner("execute", "1", "--json").exit_code == 0
+    assert (tmp_path / "ok.txt").exists()
+    p.plan("Second", tasks=[{"title": "two", "run": "touch second.txt"}])
+    record = tmp_path / ".milestones" / "performance" / "approved-commands"
+    record.unlink()  # as on another machine, or after a restore from elsewhere
+    result = runner("execute", "2", "--json")
+    assert result.exit_code == 6, (result.output, result.stderr)
+    assert not (tmp_path / "second.txt").exists()
