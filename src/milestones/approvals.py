@@ -31,9 +31,13 @@ STORE = "performance/approved-commands"
 KEY_NAME = "approval.key"
 
 
-def _key_path() -> Path:
+def _key_path() -> Path | None:
     base = os.environ.get("XDG_STATE_HOME") or ""
-    root = Path(base) if base and Path(base).is_absolute() else Path.home() / ".local" / "state"
+    try:
+        root = Path(base) if base and Path(base).is_absolute() else \
+            Path.home() / ".local" / "state"
+    except (RuntimeError, KeyError):  # no home directory to be found
+        return None
     return root / "milestone" / KEY_NAME
 
 
@@ -41,6 +45,8 @@ def _key(create: bool) -> bytes | None:
     """This machine's key; made (atomically, mode 0600) when ``create``. None when
     there is none and none can be made (no home, a read-only one)."""
     path = _key_path()
+    if path is None:
+        return None
     with contextlib.suppress(OSError):
         data = path.read_bytes()
         if len(data) >= 32:
