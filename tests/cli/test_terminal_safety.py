@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
 
 from conftest import Runner
 from milestones.ui import inert
@@ -43,6 +45,15 @@ def test_inert_escapes_controls_and_bidi_keeps_the_rest() -> None:
     assert inert("line\nnext\ttab") == "line\\nnext\\ttab"
     assert inert("line\nnext", keep_newlines=True) == "line\nnext"
     assert inert("[bold]é ★ 中[/bold]") == "[bold]é ★ 中[/bold]"
+
+
+@given(st.text())
+def test_inert_text_has_nothing_a_terminal_obeys(text: str) -> None:
+    shown = inert(text)
+    assert not UNSAFE.search(shown) and "\n" not in shown
+    assert not UNSAFE.search(inert(text, keep_newlines=True))
+    if text.isprintable():
+        assert shown == text
 
 
 @pytest.mark.parametrize("ui", ["simple", "rich"])
