@@ -21,7 +21,7 @@ from conftest import Runner
 from milestones.ui import inert
 
 # What a terminal would obey or that would disguise the text around it.
-UNSAFE = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+UNSAFE = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 MARKUP = "A [/x] [bold]b[/bold] :fire:"
 HOSTILE = "ev\x1b[31mil\x07 \u202eright \x9b2J"
 
