@@ -14,17 +14,68 @@ this; importing ``milestones.cli`` leaves the collector alone.
 from __future__ import annotations
 
 import gc
+import signal
+import sys
+from types import FrameType
+from typing import NoReturn
+
+INTERRUPTED = 130  # the exit code of a run stopped by Ctrl-C or SIGTERM
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    """Ctrl-C and SIGTERM: KeyboardInterrupt, once. A second signal is ignored, so it
+    cannot cut short the undo of a half-done write the first one started."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
+def catch_signals() -> None:
+    """SIGINT and SIGTERM (unless ignored by whoever started us) become one
+    KeyboardInterrupt; ``execute`` swaps in its own handlers while it runs."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            signal.signal(sig, _on_signal)
+
+
+def interrupted(*, as_json: bool = False) -> NoReturn:
+    """One line on stderr and exit code 130: no traceback, whatever was running (with
+    ``as_json``, the JSON error object scripts read, of kind ``interrupted``)."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    line = "milestone: interrupted\n"
+    if as_json:
+        line = ('{"schema": 1, "error": {"code": 130, "kind": "interrupted", '
+                '"message": "interrupted", "hint": null}}\n')
+    try:
+        sys.stderr.write(line)
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+    raise SystemExit(INTERRUPTED)
 
 
 def main() -> None:
-    gc.disable()
+    catch_signals()
     try:
-        from .cli import main as cli_main
-    finally:
-        gc.freeze()
-        gc.set_threshold(50_000)
-        gc.enable()
-    try:
-        cli_main()
-    finally:
-        gc.freeze()
+        gc.disable()
+        try:
+            from .cli import main as cli_main
+        finally:
+            gc.freeze()
+            gc.set_threshold(50_000)
+            gc.enable()
+        try:
+            cli_main()
+        finally:
+            gc.freeze()
+            _done()
+    except KeyboardInterrupt:
+        interrupted()
+
+
+def _done() -> None:
+    """The command is over: a signal now would only turn its exit status into a kill
+    (the interpreter's own shutdown puts the default handlers back)."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)

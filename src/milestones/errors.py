@@ -69,11 +69,11 @@ EXIT_CODES: dict[int, str] = {
     3: "not found: no .milestones/ project, or an unknown milestone/task reference",
     4: "invalid input: bad value, malformed or unsafe file",
     5: "validation failed: illegal transition, dependency problem",
-    6: "permission denied",
+    6: "permission denied (also: `execute` commands not approved on this machine)",
     7: "conflict: the project is busy (writer lock) or changed underneath",
     8: "storage error: read-only directory, disk full, unreadable data",
     9: "`execute` ended with tasks left blocked or failed",
-    130: "interrupted (Ctrl-C; SIGTERM for `execute`)",
+    130: "interrupted (Ctrl-C or SIGTERM)",
 }
 
 ERROR_KINDS: dict[int, str] = {

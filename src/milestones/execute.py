@@ -83,7 +83,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from . import model as md
 from . import refs
 from .coord import Agents
-from .errors import Conflict, InvalidInput, MilestoneError, ValidationFailed
+from .errors import Conflict, InvalidInput, MilestoneError, PermissionDenied, ValidationFailed
 from .storage import fsutil
 from .ui import plural
 
@@ -164,6 +164,7 @@ class Options:
     detect_every: float = 3.0  # the blocker detector's period
     watch_every: float = 0.25  # the monitor's period
     blocker_conf: Mapping[str, Any] | None = None  # overrides of the config's ``blockers``
+    approve_commands: bool = False  # run (and approve) commands not yet approved here
 
 
 @dataclass(frozen=True)
@@ -310,9 +311,12 @@ def schedule(project: Project, ref: str, *, agents: int = DEFAULT_AGENTS,
             "command": command or t.get("run")})
     view = project.show_view(mid)["milestone"]
     feas = view.get("feasibility") or {}
+    waiting: list[tuple[str, str]] = []
     try:
         refuse = None
-        Executor(project, mid, Options(agents=agents, command=command)).check(others=False)
+        ex = Executor(project, mid, Options(agents=agents, command=command))
+        waiting = ex.unapproved_commands()
+        ex.check(others=False)
     except MilestoneError as exc:
         refuse = str(exc)
     return {"schema": 1, "milestone": mid, "title": snap["title"], "agents": agents,
@@ -321,7 +325,8 @@ def schedule(project: Project, ref: str, *, agents: int = DEFAULT_AGENTS,
             "critical_path": [r for r in view.get("critical_path", ()) if r in tasks],
             "critical_path_hours": feas.get("critical_path_hours"),
             "remaining_hours": feas.get("remaining_hours"),
-            "waiting_on": outside_waits(st.milestones, mid), "refuse": refuse}
+            "waiting_on": outside_waits(st.milestones, mid), "refuse": refuse,
+            "unapproved": [{"where": w, "command": c} for w, c in waiting]}
 
 
 # ---------------------------------------------------------------------- executor
@@ -383,6 +388,7 @@ class Executor:
         self._checked: tuple[Any, float] = (None, 0.0)  # the validator's last head, time
         self._paused: set[tuple[str, str]] = set()  # (task, rule code) the validator blocked
         self._reported: set[tuple[str, str]] = set()  # (task, rule) the detector reported
+        self._approved: set[str] = set()  # commands known approved (see approvals.py)
 
     # ------------------------------------------------------------ plumbing
 
@@ -514,6 +520,15 @@ class Executor:
             raise ValidationFailed(
                 f"{self.mid} waits on work outside it: {', '.join(waits[:3])}{more}",
                 hint="finish that first (or `milestone execute` its milestone), then run again")
+        waiting = self.unapproved_commands()
+        if waiting and not self.opts.approve_commands:
+            shown = "; ".join(f"{where}: {cmd!r}" for where, cmd in waiting[:3])
+            more = f" (and {len(waiting) - 3} more)" if waiting[3:] else ""
+            raise PermissionDenied(
+                f"{len(waiting)} command(s) from the plan not approved on this machine "
+                f"(set by a hand edit, a pull, a restore or an import): {shown}{more}",
+                hint=f"read them (`milestone execute {self.mid} --dry-run` lists every "
+                     "command), then run again with --approve-commands")
         if others and not self.opts.resume:
             mine = set(self.services.values())
             for a in self.project.agents.roster():
@@ -523,6 +538,52 @@ class Executor:
                         f"an executor is already working {self.mid}: {a['name']} ({a['id']}) "
                         f"was last seen {a.get('last_seen')}",
                         hint="wait for it to finish; if it crashed, pass --resume")
+
+    def _commands(self) -> list[tuple[str, str]]:
+        """(where, command) of every command from the plan this run would execute:
+        the open tasks' ``run`` (unless --command) and the config's test command."""
+        from . import blockers
+
+        found: list[tuple[str, str]] = []
+        if self.opts.command is None:
+            snap = self.project.state().milestones[self.mid]
+            found += [(f"{self.mid}/{t['id']}", t["run"]) for t in snap.get("tasks", ())
+                      if t["status"] not in md.FINISHED_TASK and (t.get("run") or "").strip()]
+        conf = self.opts.blocker_conf or {}
+        if "test_command" not in conf:  # a caller's own test command is its own act
+            cfg = blockers.settings(self.project.config(), conf)
+            if cfg["test_command"] and "test_command" not in cfg["disabled"]:
+                found.append(("blockers.test_command", cfg["test_command"]))
+        return found
+
+    def unapproved_commands(self) -> list[tuple[str, str]]:
+        """(where, command) of the commands this run would execute that no person has
+        approved on this machine (see ``milestones.approvals``)."""
+        from .approvals import unapproved
+
+        found = [(w, c) for w, c in self._commands()
+                 if c not in self._approved and c not in self.project.approved_runs]
+        waiting = set(unapproved(self.root, [c for _w, c in found]))
+        self._approved.update(c for _w, c in found if c not in waiting)
+        return [(w, c) for w, c in found if c in waiting]
+
+    def approve(self, commands: Sequence[str]) -> None:
+        """A person approved these commands: run them now and in later runs."""
+        from .approvals import approve
+
+        self._approved.update(commands)
+        approve(self.root, commands)
+
+    def _approved_now(self, command: str) -> bool:
+        """Is ``command`` (met during the run: the plan may change under it) approved?"""
+        if command in self._approved or command in self.project.approved_runs:
+            return True
+        from .approvals import unapproved
+
+        if unapproved(self.root, [command]):
+            return False
+        self._approved.add(command)
+        return True
 
     # ----------------------------------------------------------- lifecycle
 
@@ -536,6 +597,8 @@ class Executor:
         """Register the agents and start their threads."""
         self._t0 = time.monotonic()
         self.board.started = self._t0
+        if self.opts.approve_commands:
+            self.approve([c for _w, c in self.unapproved_commands()])
         ag = self._writer()  # no other thread yet: the gate is not needed
         if self.opts.resume:
             self._take_over(ag)
@@ -728,6 +791,11 @@ class Executor:
                 self._fail(name, record, f"git worktree: {exc}", 0.0)
                 return None
         command = self.opts.command or task.get("run") or ""
+        if self.opts.command is None and not self._approved_now(command):
+            # changed under the run (a hand edit, a pull): a person approves it first
+            self._fail(name, record, "its run command is not approved on this machine — "
+                       f"read it, then `milestone execute {self.mid} --approve-commands`", 0.0)
+            return None
         code, killed, seconds, last = self._run(name, got, command, cwd, attempt)
         record.update(exit_code=code, seconds=round(seconds, 3), log=self._log_rel(ref))
         if killed == "stopped":
@@ -1072,7 +1140,17 @@ class Executor:
             with contextlib.suppress(OSError):
                 seen[ref] = _stamp(log.stat().st_mtime)  # output is activity
         git_root = self.git.root if self.git is not None else None
-        found = self._read(lambda: blockers.detect(p, self.mid, conf=self.opts.blocker_conf,
+        conf = self.opts.blocker_conf
+        if not (conf and "test_command" in conf):
+            cmd = blockers.settings(p.config(), conf)["test_command"]
+            if cmd and not self._approved_now(cmd):  # changed under the run: not run
+                conf = {**(conf or {}), "test_command": None}
+                if ("blockers.test_command", cmd) not in self._reported:
+                    self._reported.add(("blockers.test_command", cmd))
+                    self._error("blockers.test_command", PermissionDenied(
+                        f"not run: {cmd!r} is not approved on this machine",
+                        hint=f"`milestone execute {self.mid} --approve-commands` approves it"))
+        found = self._read(lambda: blockers.detect(p, self.mid, conf=conf,
                                                    git_root=git_root, seen=seen))
         for f in found:
             if (f.ref, f.rule) in self._reported:

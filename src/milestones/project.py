@@ -243,6 +243,10 @@ class Project:
         self.warnings: list[Any] = []  # validation warnings raised by this object's writes
         self.commits = 0  # writes committed through this object (the CLI's scale check reads it)
         self.last_task: tuple[str, str] | None = None  # (milestone, task) of the last task write
+        # `run` commands this object's writes set: the person's own, approved (approvals.py)
+        self.approved_runs: set[str] = set()
+        self._new_runs: list[str] = []
+        self._trust_runs = True  # an import's commands are not the person's: see import_kiro
         # Seconds between refreshes of the session-resume record (0: after every
         # write). A long run of writes (milestone execute) sets it: the record then
         # lags the log by at most that, and a write with a note refreshes it at once.
@@ -548,6 +552,7 @@ class Project:
                                    "repaired",
                                    hint="restore a backup, or run `milestone doctor --repair`")
             tx = Txn(self, store.view())
+            self._new_runs = []
             yield tx
             if tx.events:
                 if tx.check:
@@ -559,12 +564,27 @@ class Project:
                         self._sync()  # record the edit the write found (the lock is held)
                     raise
                 self.commits += 1
+                if self._new_runs:
+                    self._approve_runs()
                 now = time.monotonic()
                 if tx.note or now - self._resumed_at >= self.resume_every:
                     self._resumed_at = now
                     self._refresh_resume(sealed[-1], note=tx.note, tx=tx)
         if tx.events and scheduled_backup and store.backend == "database":
             self._scheduled_backup()  # after the lock: the backup takes it itself
+
+    def _set_run(self, command: str | None) -> str | None:
+        """A `run` command this write sets: approved once the write commits."""
+        if command and self._trust_runs:
+            self._new_runs.append(command)
+        return command
+
+    def _approve_runs(self) -> None:
+        from .approvals import approve
+
+        runs, self._new_runs = self._new_runs, []
+        self.approved_runs.update(runs)
+        approve(self.root, runs)
 
     def _scheduled_backup(self) -> None:
         """After a write on the database backend: a ``scheduled`` backup when the newest
@@ -821,7 +841,7 @@ class Project:
             estimate=md.check_estimate(raw.get("estimate")),
             assignee=_opt(raw.get("assignee"), "assignee"),
             skills=_unique([_tag(s, "skill") for s in raw.get("skills") or []]),
-            run=_opt(raw.get("run"), "run command", limit=5000),
+            run=self._set_run(_opt(raw.get("run"), "run command", limit=5000)),
             paths=[
                 md.check_text(p, "path", required=True, single_line=True, limit=500)
                 for p in raw.get("paths") or []
@@ -1177,7 +1197,7 @@ class Project:
             if skills is not None:
                 t.skills = _unique([_tag(s, "skill") for s in skills])
             if run is not None:
-                t.run = _opt(run, "run command", limit=5000)
+                t.run = self._set_run(_opt(run, "run command", limit=5000))
             if assignee is not None:
                 t.assignee = _opt(assignee, "assignee")
             if paths is not None:
@@ -1247,6 +1267,16 @@ class Project:
         settings = md.kiro_settings(self.config().get("kiro"),
                                     {"policy": policy, "enforcement": enforcement})
         story = next((r.story for r in spec.requirements if r.story), None)
+        self._trust_runs = False  # commands in an imported spec wait for a person's approval
+        try:
+            return self._import_kiro_plan(spec, tasks, title, priority, due, settings, story,
+                                          where)
+        finally:
+            self._trust_runs = True
+
+    def _import_kiro_plan(self, spec: Any, tasks: list[dict[str, Any]], title: str | None,
+                          priority: str, due: str | None, settings: dict[str, Any],
+                          story: str | None, where: str) -> md.Milestone:
         return self.plan_many([{
             "title": title or spec.name.replace("-", " ").replace("_", " ").capitalize(),
             "description": story or f"Kiro spec {spec.name}",

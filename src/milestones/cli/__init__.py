@@ -18,7 +18,8 @@ from typing import Any, TypeVar
 import click
 
 from .. import __version__
-from ..errors import MilestoneError, StorageError
+from ..errors import InvalidInput, MilestoneError, StorageError
+from ..ui import inert, inert_data
 
 F = TypeVar("F", bound=Callable[..., Any])
 UI_LEVELS = ("simple", "rich")
@@ -48,7 +49,9 @@ class CliError(click.ClickException):
                      "message": self.what, "hint": self.hint}
             click.echo(json.dumps({"schema": 1, "error": error}, ensure_ascii=False), err=True)
             return
-        click.echo(f"milestone: error: {self.message}", err=True)
+        # Text people wrote (a title, a reference) may be quoted: shown inert, the JSON
+        # form above keeps it exact.
+        click.echo(f"milestone: error: {inert(self.message)}", err=True)
 
 
 def _wants_json(words: list[str]) -> bool:
@@ -71,6 +74,11 @@ def _one_line(exc: click.UsageError, words: list[str] | None = None) -> CliError
     where = exc.ctx.command_path if exc.ctx is not None else "milestone"
     return CliError(exc.format_message().rstrip("."), exc.exit_code, hint=f"see `{where} -h`",
                     as_json=_wants_json(words or []))
+
+
+class Interrupted(BaseException):
+    """Ctrl-C or SIGTERM on its way to ``main``, past click, which would print
+    "Aborted!" and exit 1 instead of 130."""
 
 
 def _debug() -> bool:
@@ -139,6 +147,8 @@ class MilestoneGroup(click.Group):
         except click.UsageError as exc:  # the top level's own options
             words = list(args[1]) if len(args) > 1 else list(kwargs.get("args") or [])
             raise _one_line(exc, words) from None
+        except KeyboardInterrupt:
+            raise Interrupted from None
 
     def invoke(self, ctx: click.Context) -> Any:
         words = [*ctx.protected_args, *ctx.args]  # click consumes them; the metric names them
@@ -161,13 +171,18 @@ class MilestoneGroup(click.Group):
             if not _wants_json(words):
                 raise
             raise CliError(exc.format_message(), exc.exit_code, as_json=True) from None
-        except click.Abort:
-            if not _wants_json(words):
-                raise
+        except click.Abort as exc:  # a prompt: Ctrl-C there, or no answer (end of input)
+            if isinstance(exc.__context__, KeyboardInterrupt):
+                click.echo("", err=True)  # end the prompt's line (it is on stderr)
+                raise Interrupted from None
+            as_json = _wants_json(words)
             if not sys.stdin.isatty():  # the answer was not echoed: end the prompt's line
                 click.echo("", err=True)
-            raise CliError("not confirmed: nothing was changed", 1, as_json=True,
-                           kind="declined", hint="pass --yes to go ahead without asking") from None
+            raise CliError("not confirmed (declined, or no answer at the prompt): nothing "
+                           "was changed", 1, as_json=as_json, kind="declined",
+                           hint="answer y, or pass --yes to go ahead without asking") from None
+        except KeyboardInterrupt:
+            raise Interrupted from None
         except MilestoneError as exc:
             if _debug():
                 raise
@@ -199,7 +214,10 @@ class MilestoneGroup(click.Group):
             raise CliError(f"internal error: {exc!r}", 1, as_json=True,
                            hint="please report it, with the --debug output") from exc
         finally:
-            _after_command(ctx, words, (time.perf_counter() - started) * 1000, ok)
+            try:
+                _after_command(ctx, words, (time.perf_counter() - started) * 1000, ok)
+            except KeyboardInterrupt:
+                raise Interrupted from None
 
 
 def _damaged_database(exc: BaseException) -> StorageError | None:
@@ -286,7 +304,8 @@ def _print_warnings(ctx: click.Context) -> None:
     state = ctx.find_object(State)
     project = state._project if state is not None else None
     for w in getattr(project, "warnings", []) or []:
-        click.echo(f"milestone: warning: {w.location}: {w.code} {w.message} — {w.hint}", err=True)
+        click.echo(inert(f"milestone: warning: {w.location}: {w.code} {w.message} — {w.hint}"),
+                   err=True)
     if project is not None:
         project.warnings = []
         backend = str(getattr(getattr(project, "store", None), "backend", "file"))
@@ -353,11 +372,15 @@ def choose_ui(ui: str | None, count: int | None = None) -> str:
     return "rich" if count >= int(cfg.get("rich_from_milestones", 5)) else "simple"
 
 
+MULTILINE = frozenset({"description"})  # view keys whose text keeps its line breaks
+
+
 def emit(data: dict[str, Any], view: str, as_json: bool, ui: str | None) -> None:
     """Print ``data`` as JSON or through the ``render_<view>`` of the chosen level."""
     if as_json:
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
         return
+    data = inert_data(data, multiline=MULTILINE)  # stored text is shown, never obeyed
     level = choose_ui(ui, len(data["milestones"]) if "milestones" in data else None)
     if level == "rich":
         from ..ui import rich as rich_ui
@@ -379,7 +402,7 @@ def say(message: str, data: dict[str, Any] | None = None, as_json: bool = False,
         click.echo(json.dumps({"schema": 1, **touched, **(data or {})}, indent=2,
                               ensure_ascii=False))
     else:
-        click.echo(message)
+        click.echo(inert(message, keep_newlines=True))
 
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -417,15 +440,41 @@ def cli(ctx: click.Context, directory: Path | None, debug: bool) -> None:
     ctx.obj = State(directory)
 
 
+def _undecodable(args: list[str]) -> str | None:
+    """The error line for the first argument (or MILESTONE_* variable) that is not
+    valid UTF-8 (bytes Python kept as surrogate escapes), else None."""
+    named = [(f"argument {i}", a) for i, a in enumerate(args, 1)]
+    named += [(f"environment variable {k}", v) for k, v in os.environ.items()
+              if k.startswith("MILESTONE_")]
+    for what, text in named:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raw = text.encode("utf-8", "surrogateescape")
+            shown = inert(raw.decode("utf-8", "backslashreplace"))
+            return (f"{what} ({shown}) is not valid UTF-8 text — give text in UTF-8 "
+                    "(check the terminal's or the script's encoding)")
+    return None
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point."""
+    """Console entry point: every error one line and its exit code; Ctrl-C and SIGTERM
+    (see ``milestones.console``) exit 130 with one line, never a traceback."""
+    from ..console import interrupted
+
     try:
+        bad = _undecodable(sys.argv[1:] if argv is None else argv)
+        if bad:
+            click.echo(f"milestone: error: {bad}", err=True)
+            sys.exit(InvalidInput.exit_code)
         cli.main(args=argv, prog_name="milestone")
     except BrokenPipeError:
         # Output piped into `head` and friends: not an error.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         sys.exit(0)
+    except (KeyboardInterrupt, Interrupted):
+        interrupted(as_json=_wants_json(sys.argv[1:] if argv is None else argv))
 
 
 def _register() -> None:

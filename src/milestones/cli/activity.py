@@ -186,25 +186,25 @@ def log(
     if not follow:
         emit(data, "log", as_json, ui)
         return
+    from ..ui import inert_data
     from ..ui.simple import event_line
 
     last = 0
     for e in data["events"]:
-        click.echo(json.dumps(e, ensure_ascii=False) if as_json else event_line(e))
+        click.echo(json.dumps(e, ensure_ascii=False) if as_json
+                           else event_line(inert_data(e)))
     last = max([e["event_id"] for e in data["events"]] or [project.state().last_event_id])
-    try:
-        while True:
-            time.sleep(0.25)
-            fresh = project.log_view(
-                milestone=milestone, types=types, actor=actor, since=cutoff, after=last
-            )["events"]
-            for e in fresh:
-                click.echo(json.dumps(e, ensure_ascii=False) if as_json else event_line(e))
-                last = max(last, e["event_id"])
-            if hasattr(project.store, "invalidate"):
-                project.store.invalidate()
-    except KeyboardInterrupt:
-        return
+    while True:  # until Ctrl-C or SIGTERM: exit 130, like every command stopped so
+        time.sleep(0.25)
+        fresh = project.log_view(
+            milestone=milestone, types=types, actor=actor, since=cutoff, after=last
+        )["events"]
+        for e in fresh:
+            click.echo(json.dumps(e, ensure_ascii=False) if as_json
+                       else event_line(inert_data(e)))
+            last = max(last, e["event_id"])
+        if hasattr(project.store, "invalidate"):
+            project.store.invalidate()
 
 
 @cli.command()

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from ..ui import plural
+from ..ui import inert, plural
 from . import cli, get_project
 
 AGENT_HELP = "The acting agent's id or name (default: $MILESTONE_AGENT_ID)."
@@ -24,7 +24,7 @@ def out(data: dict[str, Any], as_json: bool, text: str) -> None:
         touched = {"ref": ref, "milestone_id": ref.split("/")[0] if ref else None}
         click.echo(json.dumps({"schema": 1, **touched, **data}, indent=2, ensure_ascii=False))
     else:
-        click.echo(text)
+        click.echo(inert(text, keep_newlines=True))  # lines here are ours; stored text is inert
 
 
 def agent_option(func: Any) -> Any:
@@ -37,6 +37,7 @@ def json_option(func: Any) -> Any:
 
 
 def _task_line(r: dict[str, Any]) -> str:
+    r = {k: inert(v) if isinstance(v, str) else v for k, v in r.items()}
     mark = "" if r.get("claimable", True) else f"  (not now: {r['reason']})"
     skills = f"  [skills: {', '.join(r['skills'])}]" if r.get("skills") else ""
     return f"{r['ref']:<24} {r['priority']:<8} chain {r['chain']:<3} {r['title']}{skills}{mark}"
@@ -234,7 +235,7 @@ def list_(as_json: bool) -> None:
       milestone agent list --json
     """
     rows = get_project().agents.roster()
-    lines = [f"{r['id']:<10} {r['name']:<16} {r.get('kind', ''):<10} {r['status']:<5} "
+    lines = [f"{r['id']:<10} {inert(r['name']):<16} {r.get('kind', ''):<10} {r['status']:<5} "
              f"seen {r.get('last_seen')}  holds {', '.join(r['holds']) or '-'}" for r in rows]
     out({"agents": rows}, as_json, "\n".join(lines) or "no agents registered")
 
@@ -285,7 +286,8 @@ def inbox(all_: bool, agent: str | None, as_json: bool) -> None:
       milestone agent inbox --agent worker-1 --json
     """
     rows = get_project().agents.inbox(agent, include_acked=all_)
-    lines = [f"#{m['id']} {m['sent_at']} from {m['from']}: {m['body']}" for m in rows]
+    lines = [f"#{m['id']} {m['sent_at']} from {inert(m['from'])}: {inert(m['body'])}"
+             for m in rows]
     out({"messages": rows}, as_json, "\n".join(lines) or "no messages")
 
 

@@ -63,7 +63,9 @@ def backup(dest: str | None, as_json: bool) -> None:
     info = create_backup(root, target, actor=actor)
     m = info.manifest
     if m.warning and not as_json:
-        click.echo(f"milestone: warning: {m.warning}", err=True)
+        from ..ui import inert
+
+        click.echo(inert(f"milestone: warning: {m.warning}"), err=True)
     say(f"Backed up {root} ({m.backend} backend, {plural(m.event_count or 0, 'event')}, "
         f"{plural(len(m.members), 'file')}) to {info.path} ({_size(info.archive_size)})",
         {"backup": info.to_dict()}, as_json)

@@ -10,8 +10,8 @@ from typing import Any
 
 import click
 
-from ..ui import plural
-from . import UI_LEVELS, cli, get_project
+from ..ui import inert, inert_data, plural
+from . import UI_LEVELS, CliError, cli, get_project
 
 _LINE = threading.Lock()
 
@@ -26,11 +26,13 @@ def _fmt_seconds(s: float) -> str:
 def _change_line(c: Any, started: float) -> str:
     at = c.at - started
     prog = f"  [{c.done}/{c.total}]" if c.kind == "completed" and c.total else ""
-    who = c.agent or ""
-    return f"{at:7.1f}s {c.kind:<10} {c.ref or '-':<24} {who:<24} {c.text}{prog}".rstrip()
+    who = inert(c.agent or "")
+    return (f"{at:7.1f}s {c.kind:<10} {inert(c.ref or '-'):<24} {who:<24} {inert(c.text)}"
+            f"{prog}").rstrip()
 
 
 def _schedule_text(data: dict[str, Any]) -> str:
+    data = inert_data(data)
     lines = [f"{data['milestone']} {data['title']!r}: {plural(data['open'], 'open task')} in "
              f"{plural(len(data['waves']), 'wave')}, widest {data['widest']}, with "
              f"{plural(data['agents'], 'agent')}"]
@@ -46,12 +48,15 @@ def _schedule_text(data: dict[str, Any]) -> str:
         lines.append(f"critical path{size}: {' -> '.join(data['critical_path'])}")
     if data["waiting_on"]:
         lines.append(f"waits on: {', '.join(data['waiting_on'])}")
+    for u in data.get("unapproved") or ():
+        lines.append(f"not approved here: {u['where']}: $ {u['command']}")
     if data["refuse"]:
         lines.append(f"would not start: {data['refuse']}")
     return "\n".join(lines)
 
 
 def _summary_text(s: dict[str, Any]) -> str:
+    s = inert_data(s)
     head = {"done": "done", "incomplete": "ended with work left", "stopped": "stopped"}
     first = f"{s['milestone']} {head[s['outcome']]}: {s['done']}/{s['tasks_total']} done"
     if s["completed"] or s["failed"]:
@@ -92,8 +97,8 @@ def _rich_view(ex: Any) -> Any:
         table.add_column(col, no_wrap=True, overflow="ellipsis",
                          max_width=40 if col == "title" else None)
     for r in snap["rows"]:
-        table.add_row(r["agent"], r["ref"] or "-", r["title"] or "",
-                      _fmt_seconds(r["elapsed"]), r["status"])
+        table.add_row(inert(r["agent"]), inert(r["ref"] or "-"), inert(r["title"] or ""),
+                      _fmt_seconds(r["elapsed"]), inert(r["status"]))
     total = max(c["total"], 1)
     bar = ProgressBar(total=total, completed=c["done"], width=40)
     line = Text(f" {c['done']}/{c['total']} done · {c['in_progress']} running · "
@@ -126,6 +131,10 @@ def _rich_view(ex: Any) -> Any:
 @click.option("--grace", type=float, default=10.0, show_default=True, metavar="S",
               help="On Ctrl-C or SIGTERM, running tasks get S seconds to finish before "
                    "they are killed.")
+@click.option("--approve-commands", "approve", is_flag=True,
+              help="Run, and approve on this machine, the plan's commands that arrived by a "
+                   "hand edit, a pull, a restore or an import (without it: asked on a "
+                   "terminal, refused otherwise).")
 @click.option("--json", "as_json", is_flag=True,
               help="No live view; print a JSON summary at the end (the schedule with "
                    "--dry-run).")
@@ -133,7 +142,7 @@ def _rich_view(ex: Any) -> Any:
               help="Live view: rich (a table of agents and a progress bar, the default on a "
                    "terminal) or simple (one line per change).")
 def execute(ref: str, agents: int, template: str | None, use_git: bool, dry_run: bool,
-            resume: bool, timeout: float | None, grace: float, as_json: bool,
+            resume: bool, timeout: float | None, grace: float, approve: bool, as_json: bool,
             ui: str | None) -> None:
     """Work milestone REF with agents in parallel until every task is done.
 
@@ -157,8 +166,15 @@ def execute(ref: str, agents: int, template: str | None, use_git: bool, dry_run:
     at once. --resume carries on.
 
     \b
+    A command from the plan (a task's `run`, blockers.test_command) runs only once
+    a person approved it on this machine: one set through milestone (task add/edit
+    --run, plan --from-file) is; one that came by a hand edit, a pull, a restore
+    or an import is listed and asked about, or, with no terminal, refused (exit 6)
+    until --approve-commands.
+
+    \b
     Exit codes: 0 every task is done; 9 tasks are left blocked or failed;
-    130 stopped by Ctrl-C or SIGTERM; 4/5/7 refused before starting.
+    130 stopped by Ctrl-C or SIGTERM; 4/5/6/7 refused before starting.
 
     \b
     Examples:
@@ -178,7 +194,19 @@ def execute(ref: str, agents: int, template: str | None, use_git: bool, dry_run:
             click.echo(_schedule_text(data))
         return
     ex = Executor(project, ref, Options(agents=agents, command=template, git=use_git,
-                                       timeout=timeout, grace=grace, resume=resume))
+                                       timeout=timeout, grace=grace, resume=resume,
+                                       approve_commands=approve))
+    waiting = [] if approve else ex.unapproved_commands()
+    if waiting and sys.stdin.isatty() and sys.stderr.isatty():
+        click.echo("These commands from the plan are not approved on this machine "
+                   "(a hand edit, a pull, a restore or an import set them):", err=True)
+        for where, cmd in waiting:
+            click.echo(f"  {inert(where)}: $ {inert(cmd)}", err=True)
+        if not click.confirm("Run them (and approve them for later runs)?", default=False,
+                             err=True):
+            raise CliError("not approved: nothing was run — approve with "
+                           "--approve-commands once you have read them", 1)
+        ex.approve([cmd for _where, cmd in waiting])
     ex.check()
     level = ui or os.environ.get("MILESTONE_UI")
     if level not in UI_LEVELS:

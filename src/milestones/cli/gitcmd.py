@@ -33,6 +33,9 @@ def git_group() -> None:
 
 
 def _text(data: dict[str, Any]) -> str:
+    from ..ui import inert_data
+
+    data = inert_data(data)  # commit subjects and refs as they are, never obeyed
     lines = [f"{r['ref']:<24} {r['sha'][:10]} {r['subject']}" for r in data["linked"]]
     tasks = len({r["ref"] for r in data["linked"]})
     lines.append(f"linked {plural(len(data['linked']), 'commit')} to {plural(tasks, 'task')} "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -99,6 +100,10 @@ def export_kiro(ref: str, dest: Path | None) -> None:
     """
     text = get_project().export_kiro(ref)
     if dest is None:
+        if sys.stdout.isatty():  # a file or pipe gets the exact text; a terminal, inert text
+            from ..ui import inert
+
+            text = inert(text, keep_newlines=True)
         click.echo(text, nl=False)
         return
     from ..storage.fsutil import atomic_write

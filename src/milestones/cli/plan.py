@@ -11,7 +11,7 @@ import click
 
 from ..errors import InvalidInput
 from ..model import CATEGORIES, PRIORITIES
-from ..ui import plural
+from ..ui import inert, plural
 from . import cli, get_project, say
 
 _REL = re.compile(r"^\+(\d+)([dw])$")
@@ -130,7 +130,8 @@ def plan(
                 success_criteria=criteria,
             )
         ]
-    lines = [f"Planned {m.id}: {m.title} ({plural(len(m.tasks), 'task')})" for m in created]
+    lines = [f"Planned {m.id}: {inert(m.title)} ({plural(len(m.tasks), 'task')})"
+             for m in created]
     ids = [m.id for m in created]
     say("\n".join(lines), {"milestones": [m.to_dict() for m in created], "refs": ids}, as_json,
         ref=ids[0] if ids else None, milestone_id=ids[0] if ids else None)
@@ -197,7 +198,7 @@ def update(
         depends_on=list(depends_on) or None,
         success_criteria=list(criteria) or None,
     )
-    say(f"Updated {m.id}: {m.title}", {"milestone": m.to_dict()}, as_json, ref=m.id,
+    say(f"Updated {m.id}: {inert(m.title)}", {"milestone": m.to_dict()}, as_json, ref=m.id,
         milestone_id=m.id)
 
 
@@ -225,7 +226,7 @@ def current(ref: str | None, as_json: bool) -> None:
     elif mid is None:
         click.echo("No current milestone. Set one with: milestone current REF")
     else:
-        click.echo(f"{mid}  {st.milestones[mid]['title']}")
+        click.echo(f"{mid}  {inert(st.milestones[mid]['title'])}")
 
 
 @cli.command()
@@ -276,7 +277,8 @@ def delete(ref: str, yes: bool, force: bool, as_json: bool) -> None:
     project = get_project()
     m = project.milestone(ref)
     if not yes:
-        click.confirm(f"Delete {m.id} ({m.title}) and its {plural(len(m.tasks), 'task')}?",
+        click.confirm(f"Delete {m.id} ({inert(m.title)}) and its "
+                      f"{plural(len(m.tasks), 'task')}?",
                       abort=True, err=True)  # stderr, as restore's: stdout stays the result
     mid = project.delete(m.id, force=force)
     say(f"Deleted {mid}", {"deleted": mid}, as_json, ref=mid, milestone_id=mid)

@@ -164,7 +164,9 @@ def storage_status(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
         return
-    click.echo(render_status(data))
+    from ..ui import inert_data
+
+    click.echo(render_status(inert_data(data)))
 
 
 @storage.command("reindex")

@@ -27,10 +27,12 @@ def task() -> None:
 
 def _out(verb: str, t: Task, as_json: bool, ref: str | None = None,
          mid: str | None = None) -> None:
+    from ..ui import inert
+
     if mid is None:  # the milestone the write resolved the reference to
         last = get_project().last_task
         mid = last[0] if last is not None else None
-    say(f"{verb} {ref or t.id}: {t.title} [{t.status}]", {"task": t.to_dict()}, as_json,
+    say(f"{verb} {ref or t.id}: {inert(t.title)} [{t.status}]", {"task": t.to_dict()}, as_json,
         ref=f"{mid}/{t.id}" if mid else t.id, milestone_id=mid)
 
 

@@ -120,7 +120,9 @@ def quickstart(name: str | None, title: str | None, variables: tuple[str, ...],
     interactive = not yes and sys.stdin.isatty()
     chosen = name or found.template
     if interactive and not name:
-        click.echo(f"Detected: {found.project_type} ({found.reason})")
+        from ..ui import inert
+
+        click.echo(inert(f"Detected: {found.project_type} ({found.reason})"))
         chosen = click.prompt("Template", default=chosen)
     tpl = get_template(root, chosen)
     values = parse_vars(variables)

@@ -39,7 +39,9 @@ STATUS_STYLE = {
 
 
 def console() -> Console:
-    return Console(highlight=False)
+    # Stored text is never markup nor emoji codes: `[/x]` or `:fire:` in a title is printed
+    # as written. Styles come only from Text objects made here.
+    return Console(highlight=False, markup=False, emoji=False)
 
 
 NARROW = 80  # below this many columns a table leaves out its low-value ("+") columns
@@ -126,9 +128,9 @@ def _milestone_panel(s: Mapping[str, Any], current: str | None) -> Panel:
     star = "★ " if s["id"] == current else ""
     return Panel(
         info,
-        title=f"{star}[bold]{s['id']}[/] {s['title']}",
+        title=Text.assemble(star, (s["id"], "bold"), " ", s["title"]),
         title_align="left",
-        subtitle=s["priority"],
+        subtitle=Text(s["priority"]),
         subtitle_align="right",
         box=box.ROUNDED,
     )
@@ -224,7 +226,7 @@ def render_log(data: Mapping[str, Any]) -> None:
 
 
 def render_resume(data: Mapping[str, Any]) -> None:
-    console().print(Panel(simple.render_resume(data), title="resume", box=box.ROUNDED))
+    console().print(Panel(simple.render_resume(data), title=Text("resume"), box=box.ROUNDED))
 
 
 def render_doctor(data: Mapping[str, Any]) -> None:

@@ -123,7 +123,7 @@ def render_task(t: Mapping[str, Any]) -> str:
         f"  milestone:  {t['milestone_id']} {t['milestone_title']}",
     ]
     if t.get("description"):
-        lines.append(f"  about:      {t['description']}")
+        lines.append("  about:      " + t["description"].replace("\n", "\n" + " " * 14))
     if t.get("depends_on"):
         lines.append(f"  depends on: {', '.join(t['depends_on'])}")
     if t.get("waiting_on"):
@@ -175,7 +175,7 @@ def render_show(data: Mapping[str, Any]) -> str:
         f"{HEALTH.get(m['health'], m['health'])}, {m['priority']} priority",
     ]
     if m.get("description"):
-        lines.append(f"  {m['description']}")
+        lines.append("  " + m["description"].replace("\n", "\n  "))
     meta = []
     for key, label in (
         ("owner", "owner"),
