@@ -32,7 +32,7 @@ from .errors import (
     ValidationFailed,
 )
 from .session import git_position, resolve_actor, resolve_session, today, utc_now
-from .storage import State, Store, open_store
+from .storage import State, Store, fsutil, open_store
 from .storage.base import Overlay, is_lazy
 
 if TYPE_CHECKING:
@@ -491,9 +491,19 @@ class Project:
                 now = time.monotonic()
                 if tx.note or now - self._resumed_at >= self.resume_every:
                     self._resumed_at = now
-                    self._refresh_resume(sealed[-1], note=tx.note, tx=tx)
+                    try:  # past the commit point (file, hybrid): a warning, not a failure
+                        fsutil.fault("resume")
+                        self._refresh_resume(sealed[-1], note=tx.note, tx=tx)
+                    except Exception as exc:
+                        store._warn(f"the session-resume record was not updated: {exc}")
+        for line in store.take_warnings():  # the write is committed: warnings only
+            self._warn(line)
         if tx.events and scheduled_backup and store.backend == "database":
             self._scheduled_backup()  # after the lock: the backup takes it itself
+
+    def _warn(self, line: str) -> None:
+        """Trouble after a write's commit point: one warning line; the write stands."""
+        print(f"milestone: warning: {line}", file=sys.stderr, flush=True)
 
     def _scheduled_backup(self) -> None:
         """After a write on the database backend: a ``scheduled`` backup when the newest
@@ -503,6 +513,7 @@ class Project:
         from .backup import scheduled_backup
 
         try:
+            fsutil.fault("backup")
             scheduled_backup(self.root, actor=self.actor, began=self._began)
         except Exception as exc:  # whatever it is, the write stands
             print(f"milestone: warning: the scheduled backup failed: {exc}", file=sys.stderr,

@@ -165,9 +165,11 @@ def _after_command(ctx: click.Context, words: list[str], ms: float, ok: bool) ->
         _record_metric(project, words, ms, ok)
     commits: int = getattr(project, "commits", 0)
     if ok and commits:
-        try:
+        try:  # the write is committed: whatever goes wrong here is no failure
             from ..scale import after_write
+            from ..storage.fsutil import fault
 
+            fault("scale")
             line = after_write(project)
         except Exception as exc:
             line = f"milestone: debug: scale check failed: {exc!r}" if _debug() else None
@@ -177,6 +179,9 @@ def _after_command(ctx: click.Context, words: list[str], ms: float, ok: bool) ->
 
 def _record_metric(project: Any, words: list[str], ms: float, ok: bool) -> None:
     """Append one line to performance/metrics.jsonl: one O_APPEND write, no fsync."""
+    from ..storage.fsutil import fault
+
+    fault("metrics")
     names: list[str] = []
     cmd: click.Command = cli
     for word in words:
