@@ -815,11 +815,13 @@ class Project:
             m = tx.milestone(mid)
             before = m.to_dict()
             self._apply_milestone_changes(tx, m, changes)
-            if m.to_dict() == before:
+            if not any(v not in (None, (), []) for v in changes.values()):
                 raise InvalidInput(
                     f"nothing to change in {mid}",
                     hint="give at least one option, see `milestone update --help`",
                 )
+            if m.to_dict() == before:
+                return m  # already as asked: no event (the door says "nothing changed")
             self.touch_and_check(tx, m)
             changed = sorted(
                 k for k in m.to_dict() if m.to_dict()[k] != before.get(k) and k != "updated_at"
@@ -883,8 +885,9 @@ class Project:
                 )
             if m.status == "archived":
                 raise InvalidTransition(f"{m.id} is archived", hint="archived milestones are final")
-            m.status = status
-            m.completed_at = tx.now if status == "completed" else None
+            if status != m.status:  # the same status again keeps its completed_at
+                m.status = status
+                m.completed_at = tx.now if status == "completed" else None
 
     def set_current(self, ref: str) -> str:
         with self._write() as tx:
@@ -1083,7 +1086,10 @@ class Project:
 
     def assign_task(self, ref: str, assignee: str | None) -> md.Task:
         with self._with_task(ref) as (tx, m, t, before):
-            t.assignee = _opt(assignee, "assignee")
+            who = _opt(assignee, "assignee")
+            if who == t.assignee:
+                return t  # already assigned so: no event
+            t.assignee = who
             tx.touch(m)
             tx.record("task_assigned", m, before, task=t, assignee=t.assignee)
             return t
@@ -1121,11 +1127,14 @@ class Project:
                 ]
             if depends_on is not None:
                 t.depends_on = _unique([self._dep_ref(tx, m, d, t.id) for d in depends_on])
-            if m.to_dict() == before:
+            if all(v is None for v in (title, description, estimate, skills, depends_on, run,
+                                       assignee, paths)):
                 raise InvalidInput(
                     f"nothing to change in {m.id}/{t.id}",
                     hint="give at least one option, see `milestone task edit --help`",
                 )
+            if m.to_dict() == before:
+                return t  # already as asked: no event (the door says "nothing changed")
             self.touch_and_check(tx, m)
             old = {x["id"]: x for x in before["tasks"]}[t.id]
             changed = sorted(k for k, v in t.to_dict().items() if old.get(k) != v)

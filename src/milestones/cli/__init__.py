@@ -301,8 +301,19 @@ def emit(data: dict[str, Any], view: str, as_json: bool, ui: str | None) -> None
     click.echo(getattr(simple, f"render_{view}")(data))
 
 
-def say(message: str, data: dict[str, Any] | None = None, as_json: bool = False) -> None:
-    """Confirm a change: one line for people, the changed object for --json."""
+def wrote() -> bool:
+    """Whether this command's write changed anything (committed an event)."""
+    return bool(get_project().commits)
+
+
+def say(message: str, data: dict[str, Any] | None = None, as_json: bool = False, *,
+        changed: bool = True) -> None:
+    """Confirm a change: one line for people, the changed object for --json.
+
+    ``changed=False``: an edit that found everything as asked. It still succeeds (a
+    script or an agent may repeat it): "nothing changed", and ``"changed": false``."""
+    if not changed:
+        message, data = f"nothing changed: {message}", {**(data or {}), "changed": False}
     if as_json:
         click.echo(json.dumps({"schema": 1, **(data or {})}, indent=2, ensure_ascii=False))
     else:

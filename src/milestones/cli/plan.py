@@ -11,7 +11,7 @@ import click
 
 from ..errors import InvalidInput
 from ..model import CATEGORIES, PRIORITIES
-from . import cli, get_project, say
+from . import cli, get_project, say, wrote
 
 _REL = re.compile(r"^\+(\d+)([dw])$")
 
@@ -194,7 +194,9 @@ def update(
         depends_on=list(depends_on) or None,
         success_criteria=list(criteria) or None,
     )
-    say(f"Updated {m.id}: {m.title}", {"milestone": m.to_dict()}, as_json)
+    changed = wrote()
+    say(f"{'Updated ' if changed else ''}{m.id}: {m.title}", {"milestone": m.to_dict()}, as_json,
+        changed=changed)
 
 
 @cli.command()
@@ -211,7 +213,7 @@ def current(ref: str | None, as_json: bool) -> None:
     project = get_project()
     if ref is not None:
         mid = project.set_current(ref)
-        say(f"Current milestone: {mid}", {"current": mid}, as_json)
+        say(f"Current milestone: {mid}", {"current": mid}, as_json, changed=wrote())
         return
     st = project.state()
     mid = st.current

@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from ..model import Task
-from . import cli, get_project, say
+from . import cli, get_project, say, wrote
 from .plan import json_flag
 
 TASK_HELP = "TASK is 3/2 (milestone-003/task-2), or 2 for task-2 of the current milestone."
@@ -26,7 +26,9 @@ def task() -> None:
 
 
 def _out(verb: str, t: Task, as_json: bool, ref: str | None = None) -> None:
-    say(f"{verb} {ref or t.id}: {t.title} [{t.status}]", {"task": t.to_dict()}, as_json)
+    changed = wrote()
+    say(f"{verb + ' ' if changed else ''}{ref or t.id}: {t.title} [{t.status}]",
+        {"task": t.to_dict()}, as_json, changed=changed)
 
 
 @task.command("add")
