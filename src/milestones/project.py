@@ -1042,6 +1042,8 @@ class Project:
 
     def block_task(self, ref: str, reason: str) -> md.Task:
         with self._with_task(ref) as (tx, m, t, before):
+            if t.status == "blocked" and reason.strip() in t.blockers:
+                return t  # blocked for that reason already: no event
             spent = md.block_task(t, tx.now, f"{m.id}/{t.id}", reason)
             tx.touch(m)
             tx.record("task_blocked", m, before, task=t, time_spent=spent, reason=reason.strip())

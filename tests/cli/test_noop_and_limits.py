@@ -23,6 +23,7 @@ def cli(request: pytest.FixtureRequest, tmp_path: Path) -> Runner:
     run.ok("plan", "Beta")
     run.ok("task", "edit", "1/1", "--estimate", "3", "--skill", "python")
     run.ok("task", "assign", "1/1", "alice")
+    run.ok("task", "block", "1/2", "--reason", "waiting")
     return run
 
 
@@ -43,6 +44,7 @@ NO_OPS = [
     ("task", "assign", "1/2", "--none"),
     ("task", "progress", "1/2", "0"),
     ("current", "1"),
+    ("task", "block", "1/2", "--reason", "waiting"),
 ]
 
 
