@@ -214,3 +214,31 @@ def test_full_disk_never_half_applies_a_write(small_disk: Path, backend: str) ->
         assert not [p for p in root.rglob("*") if ".tmp-" in p.name]
         events = [e for e in FileStore(root).events() if e["event_type"] == "task_added"]
         assert len(events) == len(expected) - 2  # one event per task added, none twice
+
+
+MOVES = [
+    # current.txt: the marker file of the current milestone
+    (("current", "2"), "write:current.txt"),
+    (("current", "2"), "write:state.json+"),
+    # archive: the file moves from active/ to completed/ (a write and a removal)
+    (("archive", "1"), "write:milestone-001.yaml"),
+    (("archive", "1"), "write:state.json"),
+    (("archive", "1"), "write:state.json+"),
+]
+
+
+@pytest.mark.parametrize("backend", ["file", "hybrid"])
+@pytest.mark.parametrize(("args", "step"), MOVES, ids=[f"{a[0]}-{s}" for a, s in MOVES])
+def test_a_failed_move_or_current_change_is_undone(tmp_path: Path, backend: str,
+                                                   args: tuple[str, ...], step: str) -> None:
+    proj = new_project(tmp_path / "p", backend)
+    root = proj / ".milestones"
+    for cmd in (("plan", "Beta"), ("task", "done", "1/1"), ("task", "done", "1/2")):
+        assert milestone(proj, *cmd).returncode == 0
+    before = data(root, backend)
+    proc = milestone(proj, *args, fault=step)
+    assert proc.returncode == 8, proc.stderr
+    assert data(root, backend) == before
+    assert not [p for p in root.rglob("*") if ".tmp-" in p.name]
+    assert milestone(proj, *args).returncode == 0  # the retry does it, once
+    assert milestone(proj, "doctor").returncode == 0
