@@ -565,6 +565,7 @@ class FileStore(Store):
             if mid and mid not in touched and e.get("data"):
                 touched.append(mid)
         written: list[Undo] = []  # for undo: (path, link to the old file, old bytes)
+        state_written = False
         new_entries = dict(entries)
         try:
             for mid in touched:
@@ -614,14 +615,18 @@ class FileStore(Store):
                 log_size=self._log_size(),
                 current_mtime_ns=self._current_mtime(),
             )
-            self._keep_old(self.state_path, written)  # undo: put the old state back
+            # Last: a failure in it leaves the old state.json in place (temp file, rename).
             self._write_state(new_state, reuse=warm)
+            state_written = True
         except BaseException:
             # Undo every file (state.json included) so the caller can take the
             # events back: a half-done write must not survive as a "hand edit".
             # The old files are kept as hard links, so the undo is a rename and
             # needs no space on a full disk.
             self._written = (None, None)
+            if state_written:  # interrupted right after it: put the old state back
+                with contextlib.suppress(OSError, MilestoneError):
+                    self._write_state(state)
             for path, link, old_bytes in reversed(written):
                 try:
                     if link is not None:
@@ -671,10 +676,12 @@ class FileStore(Store):
         link to the old file (undone by a rename, which needs no space), else its
         bytes (a file system without hard links)."""
         link = path.with_name(f".{path.name}.tmp-undo-{os.getpid()}")
-        with contextlib.suppress(FileNotFoundError):
-            link.unlink()
         try:
-            os.link(path, link)
+            try:
+                os.link(path, link)
+            except FileExistsError:  # left by a process of the same pid that died
+                link.unlink()
+                os.link(path, link)
         except FileNotFoundError:
             written.append((path, None, None))  # a new file: undone by removing it
             return
