@@ -1218,7 +1218,7 @@ class Project:
         still says the same (comments kept), else a fresh ``dump_fast``: what a migration
         to the file backend writes. Default DEST: ``.milestones/export/``. Milestone files
         left in DEST by an earlier export that are no longer there are removed."""
-        from .storage import fsutil
+        from .storage import fsutil, yamlio
         from .storage.file import FILE_RE, FileStore
 
         folder = (Path(dest) if dest is not None else self.root / "export").absolute()
@@ -1234,12 +1234,16 @@ class Project:
         render = FileStore(folder)  # renders only: the file backend's rules for the text
         written: list[str] = []
         removed: list[str] = []
+        files = []
+        for mid, snap in sorted(st.milestones.items()):
+            rel = f"{'completed' if snap.get('status') == 'archived' else 'active'}/{mid}.yaml"
+            data = render.file_text(snap, sources.get(mid)).encode("utf-8")
+            yamlio.check_writable(len(data), str(folder / rel))  # before any is written
+            files.append((rel, data))
         try:
-            for mid, snap in sorted(st.milestones.items()):
-                rel = f"{'completed' if snap.get('status') == 'archived' else 'active'}/{mid}.yaml"
+            for rel, data in files:
                 (folder / rel).parent.mkdir(parents=True, exist_ok=True)
-                text = render.file_text(snap, sources.get(mid))
-                fsutil.atomic_write(folder / rel, text.encode("utf-8"))
+                fsutil.atomic_write(folder / rel, data)
                 written.append(rel)
             for sub in ("active", "completed"):
                 if (folder / sub).is_dir():
