@@ -569,7 +569,13 @@ class Project:
                 now = time.monotonic()
                 if tx.note or now - self._resumed_at >= self.resume_every:
                     self._resumed_at = now
-                    self._refresh_resume(sealed[-1], note=tx.note, tx=tx)
+                    try:  # past the commit point (file, hybrid): a warning, not a failure
+                        fsutil.fault("resume")
+                        self._refresh_resume(sealed[-1], note=tx.note, tx=tx)
+                    except Exception as exc:
+                        store._warn(f"the session-resume record was not updated: {exc}")
+        for line in store.take_warnings():  # the write is committed: warnings only
+            self._warn(line)
         if tx.events and scheduled_backup and store.backend == "database":
             self._scheduled_backup()  # after the lock: the backup takes it itself
 
@@ -586,6 +592,10 @@ class Project:
         self.approved_runs.update(runs)
         approve(self.root, runs)
 
+    def _warn(self, line: str) -> None:
+        """Trouble after a write's commit point: one warning line; the write stands."""
+        print(f"milestone: warning: {line}", file=sys.stderr, flush=True)
+
     def _scheduled_backup(self) -> None:
         """After a write on the database backend: a ``scheduled`` backup when the newest
         automatic one is ``backup.every_hours`` old (see ``backup.scheduled_backup``).
@@ -594,6 +604,7 @@ class Project:
         from .backup import scheduled_backup
 
         try:
+            fsutil.fault("backup")
             scheduled_backup(self.root, actor=self.actor, began=self._began)
         except Exception as exc:  # whatever it is, the write stands
             print(f"milestone: warning: the scheduled backup failed: {exc}", file=sys.stderr,
@@ -900,11 +911,13 @@ class Project:
                     hint="plan a new milestone for more work (`milestone plan`)")
             before = m.to_dict()
             self._apply_milestone_changes(tx, m, changes)
-            if m.to_dict() == before:
+            if not any(v not in (None, (), []) for v in changes.values()):
                 raise InvalidInput(
                     f"nothing to change in {mid}",
                     hint="give at least one option, see `milestone update --help`",
                 )
+            if m.to_dict() == before:
+                return m  # already as asked: no event (the door says "nothing changed")
             self.touch_and_check(tx, m)
             changed = sorted(
                 k for k in m.to_dict() if m.to_dict()[k] != before.get(k) and k != "updated_at"
@@ -968,8 +981,9 @@ class Project:
                 )
             if m.status == "archived":
                 raise InvalidTransition(f"{m.id} is archived", hint="archived milestones are final")
-            m.status = status
-            m.completed_at = tx.now if status == "completed" else None
+            if status != m.status:  # the same status again keeps its completed_at
+                m.status = status
+                m.completed_at = tx.now if status == "completed" else None
 
     def set_current(self, ref: str) -> str:
         with self._write() as tx:
@@ -1125,6 +1139,8 @@ class Project:
 
     def block_task(self, ref: str, reason: str) -> md.Task:
         with self._with_task(ref) as (tx, m, t, before):
+            if t.status == "blocked" and reason.strip() in t.blockers:
+                return t  # blocked for that reason already: no event
             spent = md.block_task(t, tx.now, f"{m.id}/{t.id}", reason)
             tx.touch(m)
             tx.record("task_blocked", m, before, task=t, time_spent=spent, reason=reason.strip())
@@ -1169,7 +1185,10 @@ class Project:
 
     def assign_task(self, ref: str, assignee: str | None) -> md.Task:
         with self._with_task(ref) as (tx, m, t, before):
-            t.assignee = _opt(assignee, "assignee")
+            who = _opt(assignee, "assignee")
+            if who == t.assignee:
+                return t  # already assigned so: no event
+            t.assignee = who
             tx.touch(m)
             tx.record("task_assigned", m, before, task=t, assignee=t.assignee)
             return t
@@ -1207,11 +1226,14 @@ class Project:
                 ]
             if depends_on is not None:
                 t.depends_on = _unique([self._dep_ref(tx, m, d, t.id) for d in depends_on])
-            if m.to_dict() == before:
+            if all(v is None for v in (title, description, estimate, skills, depends_on, run,
+                                       assignee, paths)):
                 raise InvalidInput(
                     f"nothing to change in {m.id}/{t.id}",
                     hint="give at least one option, see `milestone task edit --help`",
                 )
+            if m.to_dict() == before:
+                return t  # already as asked: no event (the door says "nothing changed")
             self.touch_and_check(tx, m)
             old = {x["id"]: x for x in before["tasks"]}[t.id]
             changed = sorted(k for k, v in t.to_dict().items() if old.get(k) != v)
@@ -1303,7 +1325,7 @@ class Project:
         still says the same (comments kept), else a fresh ``dump_fast``: what a migration
         to the file backend writes. Default DEST: ``.milestones/export/``. Milestone files
         left in DEST by an earlier export that are no longer there are removed."""
-        from .storage import fsutil
+        from .storage import fsutil, yamlio
         from .storage.file import FILE_RE, FileStore
 
         folder = (Path(dest) if dest is not None else self.root / "export").absolute()
@@ -1319,12 +1341,16 @@ class Project:
         render = FileStore(folder)  # renders only: the file backend's rules for the text
         written: list[str] = []
         removed: list[str] = []
+        files = []
+        for mid, snap in sorted(st.milestones.items()):
+            rel = f"{'completed' if snap.get('status') == 'archived' else 'active'}/{mid}.yaml"
+            data = render.file_text(snap, sources.get(mid)).encode("utf-8")
+            yamlio.check_writable(len(data), str(folder / rel))  # before any is written
+            files.append((rel, data))
         try:
-            for mid, snap in sorted(st.milestones.items()):
-                rel = f"{'completed' if snap.get('status') == 'archived' else 'active'}/{mid}.yaml"
+            for rel, data in files:
                 (folder / rel).parent.mkdir(parents=True, exist_ok=True)
-                text = render.file_text(snap, sources.get(mid))
-                fsutil.atomic_write(folder / rel, text.encode("utf-8"))
+                fsutil.atomic_write(folder / rel, data)
                 written.append(rel)
             for sub in ("active", "completed"):
                 if (folder / sub).is_dir():

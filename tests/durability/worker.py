@@ -181,10 +181,10 @@ def crash(point: str, root: str, args: list[str]) -> int:
             self._dying = True
             materialize(self, sealed, adopt)
 
-        def write_state_or_die(self: Any, state: Any) -> None:
+        def write_state_or_die(self: Any, state: Any, **kw: Any) -> None:
             if getattr(self, "_dying", False):
                 os._exit(99)
-            write_state(self, state)
+            write_state(self, state, **kw)
 
         store_cls._materialize = materialize_then_die
         store_cls._write_state = write_state_or_die

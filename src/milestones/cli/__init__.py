@@ -248,9 +248,11 @@ def _after_command(ctx: click.Context, words: list[str], ms: float, ok: bool) ->
         _record_metric(project, words, ms, ok)
     commits: int = getattr(project, "commits", 0)
     if ok and commits:
-        try:
+        try:  # the write is committed: whatever goes wrong here is no failure
             from ..scale import after_write
+            from ..storage.fsutil import fault
 
+            fault("scale")
             line = after_write(project)
         except Exception as exc:
             line = f"milestone: debug: scale check failed: {exc!r}" if _debug() else None
@@ -260,6 +262,9 @@ def _after_command(ctx: click.Context, words: list[str], ms: float, ok: bool) ->
 
 def _record_metric(project: Any, words: list[str], ms: float, ok: bool) -> None:
     """Append one line to performance/metrics.jsonl: one O_APPEND write, no fsync."""
+    from ..storage.fsutil import fault
+
+    fault("metrics")
     names: list[str] = []
     cmd: click.Command = cli
     for word in words:
@@ -392,11 +397,22 @@ def emit(data: dict[str, Any], view: str, as_json: bool, ui: str | None) -> None
     click.echo(getattr(simple, f"render_{view}")(data))
 
 
+def wrote() -> bool:
+    """Whether this command's write changed anything (committed an event)."""
+    return bool(get_project().commits)
+
+
 def say(message: str, data: dict[str, Any] | None = None, as_json: bool = False, *,
-        ref: str | None = None, milestone_id: str | None = None) -> None:
+        ref: str | None = None, milestone_id: str | None = None,
+        changed: bool = True) -> None:
     """Confirm a change: one line for people, the changed object for --json, naming what
     it touched: ``ref`` (``milestone-003`` or ``milestone-003/task-2``) and
-    ``milestone_id`` (both null for a change to the whole project)."""
+    ``milestone_id`` (both null for a change to the whole project).
+
+    ``changed=False``: an edit that found everything as asked. It still succeeds (a
+    script or an agent may repeat it): "nothing changed", and ``"changed": false``."""
+    if not changed:
+        message, data = f"nothing changed: {message}", {**(data or {}), "changed": False}
     if as_json:
         touched = {"ref": ref, "milestone_id": milestone_id}
         click.echo(json.dumps({"schema": 1, **touched, **(data or {})}, indent=2,

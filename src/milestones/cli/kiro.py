@@ -107,8 +107,11 @@ def export_kiro(ref: str, dest: Path | None) -> None:
         click.echo(text, nl=False)
         return
     from ..storage.fsutil import atomic_write
+    from ..storage.yamlio import check_writable
 
-    atomic_write(dest, text.encode("utf-8"))
+    data = text.encode("utf-8")
+    check_writable(len(data), str(dest))  # `import kiro` could not read it back
+    atomic_write(dest, data)
     click.echo(f"Wrote {dest}", err=True)
 
 

@@ -12,7 +12,7 @@ import click
 from ..errors import InvalidInput
 from ..model import CATEGORIES, PRIORITIES
 from ..ui import inert, plural
-from . import cli, get_project, say
+from . import cli, get_project, say, wrote
 
 _REL = re.compile(r"^\+(\d+)([dw])$")
 
@@ -198,8 +198,9 @@ def update(
         depends_on=list(depends_on) or None,
         success_criteria=list(criteria) or None,
     )
-    say(f"Updated {m.id}: {inert(m.title)}", {"milestone": m.to_dict()}, as_json, ref=m.id,
-        milestone_id=m.id)
+    changed = wrote()
+    say(f"{'Updated ' if changed else ''}{m.id}: {inert(m.title)}", {"milestone": m.to_dict()},
+        as_json, ref=m.id, milestone_id=m.id, changed=changed)
 
 
 @cli.command()
@@ -216,7 +217,8 @@ def current(ref: str | None, as_json: bool) -> None:
     project = get_project()
     if ref is not None:
         mid = project.set_current(ref)
-        say(f"Current milestone: {mid}", {"current": mid}, as_json, ref=mid, milestone_id=mid)
+        say(f"Current milestone: {mid}", {"current": mid}, as_json, ref=mid, milestone_id=mid,
+            changed=wrote())
         return
     st = project.state()
     mid = st.current

@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from ..model import Task
-from . import cli, get_project, say
+from . import cli, get_project, say, wrote
 from .plan import json_flag
 
 TASK_HELP = "TASK is 3/2 (milestone-003/task-2), or 2 for task-2 of the current milestone."
@@ -32,8 +32,10 @@ def _out(verb: str, t: Task, as_json: bool, ref: str | None = None,
     if mid is None:  # the milestone the write resolved the reference to
         last = get_project().last_task
         mid = last[0] if last is not None else None
-    say(f"{verb} {ref or t.id}: {inert(t.title)} [{t.status}]", {"task": t.to_dict()}, as_json,
-        ref=f"{mid}/{t.id}" if mid else t.id, milestone_id=mid)
+    changed = wrote()
+    say(f"{verb + ' ' if changed else ''}{ref or t.id}: {inert(t.title)} [{t.status}]",
+        {"task": t.to_dict()}, as_json, ref=f"{mid}/{t.id}" if mid else t.id, milestone_id=mid,
+        changed=changed)
 
 
 @task.command("add")

@@ -195,6 +195,15 @@ class Store(ABC):
         """The files this backend keeps its data in that exist (none in memory)."""
         return []
 
+    def _warn(self, message: str) -> None:
+        """Trouble after a write's commit point (a derived index, a rotation): the write
+        stands, so it is kept for the caller to show as a warning, never raised."""
+        self.__dict__.setdefault("_warnings", []).append(message)
+
+    def take_warnings(self) -> list[str]:
+        """The warnings ``_warn`` kept since the last call."""
+        return list(self.__dict__.pop("_warnings", []))
+
     @abstractmethod
     def exists(self) -> bool:
         """True when a project has been initialised here."""

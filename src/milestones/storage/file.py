@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from .logfiles import LogFiles
 
 FILE_RE = re.compile(r"^(milestone-\d{3,})\.yaml$")
+Undo = tuple[Path, "Path | None", "bytes | None"]  # see FileStore._keep_old
 STATE_VERSION = 1
 RECORD_LIMIT = 64 * 1024 * 1024  # agents.json, messages.json, session-resume.json
 RESTORE_LIMIT = 4 * 1024 * 1024 * 1024  # Store.restore: all members together
@@ -120,6 +121,7 @@ class FileStore(Store):
         # What ``recover`` found wrong with the log ("FILE:LINE: what"): events that do
         # not verify are not applied, and writes are refused until it is repaired.
         self.damage: str | None = None
+        self._undone = True  # _materialize took back every file it wrote (see commit)
 
     @property
     def log_files(self) -> LogFiles:
@@ -358,6 +360,7 @@ class FileStore(Store):
                     self._materialize(pending, adopt=())
                 finally:
                     self._recovering = False
+                self._remove_undo_links()  # a writer died mid-write: its links stay behind
                 repairs.append(
                     f"finished an interrupted write: applied events "
                     f"{pending[0]['event_id']}..{pending[-1]['event_id']}"
@@ -605,15 +608,28 @@ class FileStore(Store):
             last_hash = sealed[-1]["hash"]
         payload = "".join(ev.canonical(e) + "\n" for e in sealed).encode("utf-8")
         before = fsutil.append_durable(self.log_path, payload)
+        # The commit point: the events in the log AND every file (state.json last)
+        # written. Before it, a failure undoes the files and takes the events back;
+        # after it (rotation, the hybrid index) trouble is only a warning.
+        self._undone = True
         try:
             self._materialize(sealed, adopt)
-        except BaseException:
-            # The snapshot could not be written: take the event back so the log
-            # and the files agree, and nothing of the change remains.
-            with contextlib.suppress(OSError):
-                fsutil.truncate_durable(self.log_path, before)
+        except BaseException as exc:
             self._state = None
-            raise
+            taken_back = self._undone
+            if taken_back:
+                try:
+                    fsutil.truncate_durable(self.log_path, before)
+                except OSError:
+                    taken_back = False
+            if taken_back or not isinstance(exc, Exception):
+                raise
+            # The events stay in the log, so the change has happened: the next
+            # command (recover) writes its files from the log. Not an error exit,
+            # or a retry would make the change twice.
+            self._warn(f"the change is in the event log, but its files were not all "
+                       f"written ({exc}); the next command finishes them from the log")
+            return sealed
         self._maybe_rotate()
         return sealed
 
@@ -641,8 +657,9 @@ class FileStore(Store):
             return
         try:
             self._state = self.log_files.rotate(state, self._write_state) or state
-        except (MilestoneError, OSError):
+        except (MilestoneError, OSError) as exc:
             self._state = None  # re-read: recover() finishes a half-done rotation
+            self._warn(f"the event log was not rotated ({exc}); the next write retries")
         except BaseException:
             self._state = None
             raise
@@ -683,7 +700,7 @@ class FileStore(Store):
             mid = e.get("milestone_id")
             if mid and mid not in touched and e.get("data"):
                 touched.append(mid)
-        written: list[tuple[Path, bytes | None]] = []  # for undo: (path, old bytes)
+        written: list[Undo] = []  # for undo: (path, link to the old file, old bytes)
         new_entries = dict(entries)
         try:
             for mid in touched:
@@ -705,6 +722,7 @@ class FileStore(Store):
                 roundtrip = bool(old and old.get("roundtrip"))
                 text = self._render(snap, old, roundtrip, reuse=warm)
                 data = text.encode("utf-8")
+                yamlio.check_writable(len(data), f".milestones/{rel}")
                 kept = old["sha256"] if old is not None and old["path"] == rel else None
                 self._write(path, data, written, kept)
                 if old is not None and old["path"] != rel:
@@ -734,21 +752,35 @@ class FileStore(Store):
                 log_size=self._log_size(),
                 current_mtime_ns=self._current_mtime(),
             )
-            written.append((self.state_path, None))  # undo: put the old state back
+            # Last, its old copy kept like the others: an interrupt can land right
+            # after the rename, and a state.json ahead of the log is damage (recover).
+            self._keep_old(self.state_path, written)
             self._write_state(new_state, reuse=warm)
         except BaseException:
             # Undo every file (state.json included) so the caller can take the
             # events back: a half-done write must not survive as a "hand edit".
-            for path, old_bytes in reversed(written):
-                with contextlib.suppress(OSError, MilestoneError):
-                    if path == self.state_path:
-                        self._write_state(state)
+            # The old files are kept as hard links, so the undo is a rename and
+            # needs no space on a full disk.
+            self._written = (None, None)
+            for path, link, old_bytes in reversed(written):
+                try:
+                    if link is not None:
+                        os.replace(link, path)
+                        # Still there when both were one file (never replaced): rename()
+                        # of a hard link onto itself does nothing.
+                        link.unlink(missing_ok=True)
                     elif old_bytes is None:
-                        path.unlink()
+                        path.unlink(missing_ok=True)
                     else:
                         fsutil.atomic_write(path, old_bytes)
+                except (OSError, MilestoneError):
+                    self._undone = False
             raise
         self._state = new_state
+        for _path, link, _old in written:
+            if link is not None:
+                with contextlib.suppress(OSError):
+                    link.unlink()
 
     def _adopt_entry(self, mid: str, snap: Snapshot) -> dict[str, Any]:
         rel = self._relpath(snap)
@@ -774,19 +806,20 @@ class FileStore(Store):
             return yamlio.dump_roundtrip(old_text, snap)
         return yamlio.dump_fast(snap, reuse=reuse)
 
-    def _write(self, path: Path, data: bytes, written: list[tuple[Path, bytes | None]],
+    def _write(self, path: Path, data: bytes, written: list[Undo],
                expect: str | None = None) -> None:
         """Replace ``path`` with ``data``. ``expect``: what the tool last wrote there (a
         milestone file's SHA-256, current.txt's id); other bytes are a hand edit."""
-        try:
-            old = fsutil.read_bytes(path)
-        except FileNotFoundError:
-            old = None
-        except OSError as exc:
-            raise fsutil.storage_error(exc, path, "read") from None
-        if old != data:  # else the file holds what is written: nothing to lose
-            self._check_unchanged(path, old, expect)
-        written.append((path, old))  # before the write: an interrupt may land after the rename
+        if expect is not None:
+            try:
+                old = fsutil.read_bytes(path)
+            except FileNotFoundError:
+                old = None
+            except OSError as exc:
+                raise fsutil.storage_error(exc, path, "read") from None
+            if old != data:  # else the file holds what is written: nothing to lose
+                self._check_unchanged(path, old, expect)
+        self._keep_old(path, written)  # before the write: an interrupt may land after the rename
         fsutil.atomic_write(path, data)
 
     def _check_unchanged(self, path: Path, old: bytes | None, expect: str | None) -> None:
@@ -807,12 +840,52 @@ class FileStore(Store):
             f"nothing",
             hint="check the edit (`milestone log`), then run the command again")
 
-    def _remove(self, path: Path, written: list[tuple[Path, bytes | None]],
-                expect: str | None = None) -> None:
+    def _keep_old(self, path: Path, written: list[Undo]) -> None:
+        """Note how to put ``path`` back, before it is replaced or removed: a hard
+        link to the old file (undone by a rename, which needs no space), else its
+        bytes (a file system without hard links)."""
+        link = path.with_name(f".{path.name}.tmp-undo-{os.getpid()}")
         try:
-            old = fsutil.read_bytes(path)
+            try:
+                os.link(path, link, follow_symlinks=False)
+            except FileExistsError:  # left by a process of the same pid that died
+                link.unlink()
+                os.link(path, link, follow_symlinks=False)
+        except FileNotFoundError:
+            written.append((path, None, None))  # a new file: undone by removing it
+            return
+        except OSError:
+            try:
+                old = fsutil.read_bytes(path)
+            except FileNotFoundError:
+                old = None
+            except OSError as exc:
+                raise fsutil.storage_error(exc, path, "read") from None
+            written.append((path, None, old))
+            return
+        written.append((path, link, None))
+
+    def _remove_undo_links(self) -> None:
+        for folder in (self.active, self.completed, self.logs):
+            with contextlib.suppress(OSError):
+                for name in os.listdir(folder):
+                    if name.startswith(".") and ".tmp-undo-" in name:
+                        with contextlib.suppress(OSError):
+                            (folder / name).unlink()
+
+    def _remove(self, path: Path, written: list[Undo], expect: str | None = None) -> None:
+        if expect is not None:
+            try:
+                old = fsutil.read_bytes(path)
+            except FileNotFoundError:
+                return
+            except OSError as exc:
+                raise fsutil.storage_error(exc, path, "read") from None
             self._check_unchanged(path, old, expect)
-            written.append((path, old))  # before the unlink, as in _write
+        elif not path.exists():
+            return
+        self._keep_old(path, written)  # before the unlink, as in _write
+        try:
             path.unlink()
         except FileNotFoundError:
             return

@@ -263,6 +263,29 @@ def storage_error(exc: OSError, path: Path | str, action: str) -> StorageError:
     )
 
 
+_disk_full = False  # fault(): a step ending in "+" fired; every later write fails
+
+
+def fault(step: str, *, space: bool = True) -> None:
+    """Fault injection for the tests: raise ENOSPC at ``step`` when ``$MILESTONE_FAULT``
+    (comma-separated step names) names it. ``STEP+`` is a disk that fills up at STEP:
+    that step and every later one that needs space (``space``) fail. Steps: ``log-append``,
+    ``log-fsync``, ``log-undo``, ``write:<file name>``, ``index``, ``db-insert``,
+    ``db-commit``, ``resume``, ``rotate:<step>``, ``backup``, ``metrics``, ``scale``."""
+    spec = os.environ.get("MILESTONE_FAULT")
+    if not spec:
+        return
+    global _disk_full
+    hit = False
+    for item in spec.split(","):
+        if item == step:
+            hit = True
+        elif item.endswith("+") and item[:-1] == step:
+            hit = _disk_full = True
+    if hit or (_disk_full and space):
+        raise OSError(errno.ENOSPC, f"No space left on device (injected at {step})")
+
+
 def fsync_dir(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
@@ -288,6 +311,7 @@ def atomic_write(path: Path, data: bytes, *, sync: bool = True) -> None:
     try:
         tmp, fd = create_temp(path, checked=True)
         try:
+            fault(f"write:{path.name}")
             view = memoryview(data)
             while view:
                 n = os.write(fd, view)
@@ -329,10 +353,12 @@ def append_durable(path: Path, data: bytes) -> int:
     try:
         before = os.fstat(fd).st_size
         try:
+            fault("log-append")
             view = memoryview(data)
             while view:
                 n = os.write(fd, view)
                 view = view[n:]
+            fault("log-fsync")
             os.fsync(fd)
         except OSError as exc:
             # Leave no partial record behind: the append is all or nothing.
@@ -346,6 +372,7 @@ def append_durable(path: Path, data: bytes) -> int:
 
 
 def truncate_durable(path: Path, size: int) -> None:
+    fault("log-undo", space=False)  # a shrink needs no space: only named, it fails
     fd = open_nofollow(path, os.O_WRONLY)
     try:
         os.ftruncate(fd, size)

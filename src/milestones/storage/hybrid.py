@@ -65,6 +65,20 @@ class HybridStore(FileStore):
         entries = (self._state or {}).get("milestones") or {}
         was = {mid: (entries.get(mid) or {}).get("state") for mid in touched if mid}
         super()._materialize(sealed, adopt)
+        # Past the commit point (the log and the files are written): the index is
+        # derived, so trouble with it is a warning; it is rebuilt when found behind.
+        try:
+            fsutil.fault("index")
+            self._update_index(sealed, touched, was)
+        except Exception as exc:
+            self._warn(f"database/index.db was not updated ({exc}); it is rebuilt from "
+                       f"the files when next used (or `milestone storage reindex`)")
+        except BaseException:
+            self._undone = False  # interrupted: the files stay, so must the events
+            raise
+
+    def _update_index(self, sealed: Sequence[dict[str, Any]], touched: set[Any],
+                      was: dict[Any, Any]) -> None:
         state = self.load()
         if not self.index.exists():
             self.initialize()

@@ -79,7 +79,9 @@ ROTATION_STEPS = ("marked", "compressed", "archived", "indexed", "emptied")
 
 
 def _after_step(step: str) -> None:
-    """A no-op hook between rotation steps: the crash tests make it ``os._exit``."""
+    """A hook between rotation steps: the crash tests make it ``os._exit``;
+    ``MILESTONE_FAULT=rotate:STEP`` makes it fail there (``fsutil.fault``)."""
+    fsutil.fault(f"rotate:{step}")
 
 
 def archive_name(seq: int) -> str:

@@ -396,8 +396,10 @@ class DatabaseStore(Store):
             raise
         self._in_txn = False
         try:
+            if self._dirty:
+                fsutil.fault("db-commit")
             conn.execute("COMMIT")
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             raise StorageError(f"cannot write {self.db_path}: {exc}",
@@ -637,6 +639,7 @@ class DatabaseStore(Store):
             was = self.snapshots([mid for mid, data in (
                 (e.get("milestone_id"), e.get("data") or {}) for e in sealed)
                 if mid and any(k in data for k in ev.PATCH_KEYS)])
+            fsutil.fault("db-insert")
             _insert_events(conn, sealed)
             self._dirty = True
             working: dict[str, Snapshot | None] = {}  # milestones this commit changed
@@ -656,12 +659,29 @@ class DatabaseStore(Store):
                     else:
                         self._write_milestone(conn, before, after)
                         max_number = max(max_number, int(mid.rsplit("-", 1)[1]))
+            for after in working.values():
+                if after is not None:
+                    self._check_size(conn, after)
             self._set_meta(conn, {"last_event_id": str(last_id), "last_hash": last_hash,
                                   "current": current or "", "max_number": str(max_number)})
             for mid in last_event:  # kept once the transaction commits
                 after = working.get(mid)
                 self._keeping[mid] = (last_event[mid], after) if after is not None else None
         return sealed
+
+    def _check_size(self, conn: sqlite3.Connection, snap: Snapshot) -> None:
+        """Refuse a milestone too big for its YAML file to be read back (a migration to
+        the file backend, an export): the rows' length first, the YAML when it is near."""
+        from . import yamlio
+
+        mid = snap["id"]
+        (size,) = conn.execute(  # bytes of JSON: YAML's escapes make it at most ~2.5x
+            "SELECT coalesce((SELECT length(CAST(data AS BLOB)) FROM milestones "
+            "WHERE id = ?), 0) + coalesce((SELECT sum(length(CAST(data AS BLOB))) "
+            "FROM tasks WHERE milestone_id = ?), 0)", (mid, mid)).fetchone()
+        if int(size or 0) > yamlio.MAX_FILE_BYTES // 4:
+            yamlio.check_writable(len(yamlio.dump_fast(snap).encode("utf-8")),
+                                  f"milestone {mid} (as YAML)")
 
     def _set_meta(self, conn: sqlite3.Connection, values: dict[str, str]) -> None:
         conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?) "

@@ -26,6 +26,16 @@ SCHEMA_COMMENT = f"# yaml-language-server: $schema=../{SCHEMA_FILE}"
 _MAYBE_ANCHOR = re.compile(r"(?:^|[\s\[\{,:-])[&*][^\s,\]\}]")
 
 
+def check_writable(size: int, where: str) -> None:
+    """Refuse, before it is written, a file the tool could not read back (``decode``)."""
+    if size > MAX_FILE_BYTES:
+        raise InvalidInput(
+            f"{where} would be {size:,} bytes, over the 10 MB ({MAX_FILE_BYTES:,} bytes) "
+            f"limit for the files the tool reads back; nothing was changed",
+            hint="shorten its longest texts (descriptions) or split it into more milestones",
+        )
+
+
 def decode(raw: bytes, where: str) -> str:
     if len(raw) > MAX_FILE_BYTES:
         raise InvalidInput(
