@@ -12,7 +12,7 @@ import copy
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from .errors import DependencyError, InvalidInput, InvalidTransition
@@ -125,6 +125,19 @@ def check_date(value: str | None, what: str) -> str | None:
         raise InvalidInput(
             f"{what} {value!r} is not a real date ({exc})",
             hint="use a date that exists, e.g. 2026-02-28",
+        ) from None
+
+
+def add_days(base: date, days: int, what: str = "date") -> date:
+    """``base`` plus ``days``; InvalidInput naming ``what`` when that leaves the
+    calendar (0001-01-01 to 9999-12-31) instead of an OverflowError."""
+    try:
+        return base + timedelta(days=days)
+    except OverflowError:
+        raise InvalidInput(
+            f"{what} lands outside the calendar "
+            f"({date.min.isoformat()} to {date.max.isoformat()})",
+            hint="give a date up to 9999-12-31",
         ) from None
 
 

@@ -1263,7 +1263,8 @@ def render(template: Template, *, title: str | None = None,
     the variables' values and each phase's planned window.
     """
     start_d = _as_date(start, "start date")
-    due_d = start_d + timedelta(days=template.duration)
+    due_d = md.add_days(start_d, template.duration, f"the due date of template {template.name} "
+                        f"({start_d.isoformat()} + {template.duration} days)")
     values = resolve_variables(template, variables)
     ctx = {**values, "start": start_d.isoformat(), "due": due_d.isoformat()}
     where = f"template {template.name}"
