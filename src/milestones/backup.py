@@ -279,13 +279,14 @@ def prune_backups(root: Path, keep: int) -> list[Path]:
 
 def retention(root: Path) -> int:
     """``backup.retention`` from config/config.yaml (default 10): automatic backups to keep."""
-    from .config import load_config
+    from .config import load_config, where
 
     section = load_config(Path(root)).get("backup") or {}
     value = section.get("retention", DEFAULT_RETENTION) if isinstance(section, dict) else None
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise InvalidInput(
-            f".milestones/config/config.yaml: backup.retention must be a whole number of at "
+            f"{where(Path(root), ('backup', 'retention'))}: backup.retention must be a whole "
+            f"number of at "
             f"least 1, not {value!r}",
             hint=f"set `backup: {{retention: {DEFAULT_RETENTION}}}`",
         )
@@ -296,14 +297,15 @@ def every_hours(root: Path) -> float:
     """``backup.every_hours`` from config/config.yaml (default 24; 0 turns it off): how
     old the newest automatic backup may get before a write on the database backend
     takes a ``scheduled`` one."""
-    from .config import load_config
+    from .config import load_config, where
 
     section = load_config(Path(root)).get("backup") or {}
     value = (section.get("every_hours", DEFAULT_EVERY_HOURS) if isinstance(section, dict)
              else None)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1e6:
         raise InvalidInput(
-            f".milestones/config/config.yaml: backup.every_hours must be a number of hours, "
+            f"{where(Path(root), ('backup', 'every_hours'))}: backup.every_hours must be a "
+            f"number of hours, "
             f"0 or more (0: no scheduled backups), not {value!r}",
             hint=f"set `backup: {{every_hours: {DEFAULT_EVERY_HOURS}}}`",
         )

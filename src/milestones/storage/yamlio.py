@@ -10,7 +10,7 @@ PyYAML and ruamel are imported on first use: read commands rarely need them.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any, Generic, TypeVar
 
@@ -230,6 +230,31 @@ def _deep_position(text: str) -> str:
     except (yaml.YAMLError, RecursionError):
         pass
     return ""
+
+
+def key_line(text: str, path: Sequence[str | int]) -> int | None:
+    """The line (1-based) of the key or item at ``path`` in the YAML ``text`` (its
+    deepest part that exists), for messages about a value; None when unknown."""
+    import yaml
+
+    try:
+        node = yaml.compose(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except (yaml.YAMLError, RecursionError):
+        return None
+    line = None
+    for part in path:
+        if isinstance(node, yaml.MappingNode):
+            hit = next(((k, v) for k, v in node.value if str(k.value) == str(part)), None)
+            if hit is None:
+                break
+            line, node = hit[0].start_mark.line + 1, hit[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) \
+                and 0 <= part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
 
 
 def load_bytes(raw: bytes, where: str) -> Any:
