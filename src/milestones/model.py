@@ -35,6 +35,7 @@ FINISHED_TASK = ("done", "skipped")
 CLOSED_MILESTONE = ("completed", "archived", "cancelled")
 
 MAX_TITLE = 200
+MAX_TIME_SPENT = 10**9  # seconds on one task (31 years): what a file may hold
 MAX_TEXT = 20_000
 MILESTONE_ID_RE = re.compile(r"^milestone-(\d{3,18})$")  # 18: int() of a huge id raises
 TASK_ID_RE = re.compile(r"^task-(\d{1,18})$")
@@ -248,7 +249,7 @@ class Task:
             status=check_choice(data.get("status") or "todo", TASK_STATUSES, f"{where} status"),
             depends_on=_str_list(data.get("depends_on"), f"{where} depends_on"),
             estimate=check_estimate(data.get("estimate"), f"{where} estimate"),
-            time_spent=_int(data.get("time_spent") or 0, f"{where} time_spent", 0, 10**9),
+            time_spent=_int(data.get("time_spent") or 0, f"{where} time_spent", 0, MAX_TIME_SPENT),
             progress=_int(data.get("progress") or 0, f"{where} progress", 0, 100),
             assignee=_opt_str(data.get("assignee"), f"{where} assignee"),
             skills=_str_list(data.get("skills"), f"{where} skills"),
@@ -732,7 +733,9 @@ def _stop_timer(t: Task, now: str) -> int:
     """Stop a running timer; return the seconds it added."""
     if not t.timer_started_at:
         return 0
-    spent = seconds_between(t.timer_started_at, now)
+    # A timer started long ago (a hand edit: 0001-01-01) adds no more than the file can
+    # hold: time_spent past MAX_TIME_SPENT would make the milestone unloadable.
+    spent = min(seconds_between(t.timer_started_at, now), max(0, MAX_TIME_SPENT - t.time_spent))
     t.time_spent += spent
     t.timer_started_at = None
     return spent

@@ -74,7 +74,17 @@ def _loader() -> Any:
         def construct_yaml_timestamp(self, node: Any) -> Any:
             # PyYAML raises a bare ValueError for dates that do not exist (2026-02-30).
             try:
-                return super().construct_yaml_timestamp(node)
+                value = super().construct_yaml_timestamp(node)
+                if isinstance(value, datetime) and value.tzinfo is not None:
+                    value.astimezone(UTC)  # 9999-12-31T23:00-12:00 is past the calendar in UTC
+                return value
+            except OverflowError:
+                mark = node.start_mark
+                raise InvalidInput(
+                    f"{{where}}:{mark.line + 1}:{mark.column + 1}: {node.value!r} is outside "
+                    "the calendar in UTC (years 1 to 9999)",
+                    hint="give a time within years 1 to 9999, e.g. 2026-12-01T09:00:00Z",
+                ) from None
             except (ValueError, AttributeError) as exc:  # AttributeError: `!!timestamp foo`
                 mark = node.start_mark
                 why = f" ({exc})" if isinstance(exc, ValueError) else ""
