@@ -293,7 +293,8 @@ class _Reader:
         return tuple(dict.fromkeys(out))
 
     def integer(self, value: Any, path: str, low: int, high: int) -> int:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+                isinstance(value, float) and not value.is_integer()):  # also NaN, infinity
             raise self.fail(path, f"{value!r} is not a whole number", hint=f"use {low} to {high}")
         if not low <= value <= high:
             raise self.fail(path, f"{value!r} is out of range", hint=f"use {low} to {high}")

@@ -228,8 +228,8 @@ def _deep_position(text: str) -> str:
     import yaml
 
     depth = 0
-    try:
-        for ev in yaml.parse(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    try:  # the pure-Python parser: libyaml's stops at its own limit, further on
+        for ev in yaml.parse(text, Loader=yaml.SafeLoader):
             if isinstance(ev, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
                 depth += 1
                 mark = ev.start_mark
