@@ -240,4 +240,4 @@ def _warn(root: Path, raw: bytes, problems: list[tuple[tuple[str | int, ...], st
     for where_in, message in problems:
         line = yamlio.key_line(text, where_in) if where_in else None
         print(f"milestone: warning: {WHERE}{f':{line}' if line else ''}: {message}",
-              file=sys.stderr)
+              file=sys.stderr, flush=True)
