@@ -574,3 +574,66 @@ def test_odd_numbers_in_a_user_template(c: Cli, tmp_path: Path, monkeypatch: pyt
     before = snapshot(c.cwd)
     one_error(c("plan", "--template", "odd"), (INVALID,), str(tpl), *names)
     assert snapshot(c.cwd) == before
+
+
+# ------------------------------------------------------- plan files, Kiro
+
+PLAN_FILE_CASES = [
+    ("plan.yaml", "title: P\ntasks:\n- title: a\n  estimate: .nan\n",
+     ["{p}: milestone #1 task #1 estimate nan is out of range"]),
+    ("plan.yaml", "title: P\ntasks:\n- a\n- title: b\n  estimate: 1e400\n",
+     ["{p}: milestone #1 task #2 estimate"]),
+    ("plan.yaml", "- title: P\n- title: Q\n  tasks:\n  - {title: b, estimate: -1}\n",
+     ["{p}: milestone #2 task #1 estimate -1"]),
+    ("plan.yaml", "title: P\nprioirty: high\n", ["{p}: milestone #1", "did you mean priority?"]),
+    ("plan.yaml", "title: P\ndue: '+3d'\n", ["{p}: milestone #1 due_date '+3d' is not a date"]),
+    ("plan.yaml", "title: P\ndue: 9999-12-31T23:00:00-12:00\n", ["{p}:2:6:", "calendar"]),
+    ("plan.md", "# P\n\n- [ ] a (2h)\n- [ ] b (" + "9" * 40 + "h)\n", ["{p}:4: estimate"]),
+    ("plan.md", "# P\ndue: 2026-02-30\n", ["{p}:2: due date '2026-02-30' is not a real date"]),
+    ("plan.md", "# P\nstart: 0000-01-01\n", ["{p}:2: start date"]),
+]
+
+
+@pytest.mark.parametrize(("name", "text", "names"), PLAN_FILE_CASES)
+def test_odd_values_in_plan_files_name_the_file(c: Cli, name: str, text: str,
+                                                names: list[str]) -> None:
+    plan = c.cwd / name
+    plan.write_text(text)
+    before = snapshot(c.cwd)
+    one_error(c("plan", "--from-file", str(plan)), (INVALID,),
+              *[n.format(p=plan) for n in names])
+    assert snapshot(c.cwd) == before
+
+
+KIRO_LONG = "9" * 5000
+KIRO_CASES = [
+    ("tasks.md", f"# Tasks\n\n- [ ] 1. a\n- [ ] {KIRO_LONG}. b\n", 4),
+    ("tasks.md", f"# Tasks\n\n- [ ] 1. a\n  - _Requirements: 1.1-1.{KIRO_LONG}_\n", 4),
+    ("tasks.md", f"# Tasks\n\n- [ ] 1.{KIRO_LONG} a\n", 3),
+    ("requirements.md", f"# Requirements\n\n### Requirement {KIRO_LONG}\n\n"
+                        "1. WHEN x THEN the system SHALL y\n", 3),
+    ("requirements.md", "# Requirements\n\n### Requirement 1\n\n#### Acceptance Criteria\n\n"
+                        f"{KIRO_LONG}. WHEN x THEN the system SHALL y\n", 7),
+]
+
+
+@pytest.mark.parametrize(("name", "text", "line"), KIRO_CASES)
+def test_kiro_numbers_with_thousands_of_digits(c: Cli, name: str, text: str, line: int) -> None:
+    spec = c.cwd / ".kiro" / "specs" / "odd"
+    spec.mkdir(parents=True)
+    if name != "tasks.md":
+        (spec / "tasks.md").write_text("# Tasks\n\n- [ ] 1. a\n")
+    (spec / name).write_text(text)
+    before = snapshot(c.cwd)
+    one_error(c("import", "kiro", str(spec)), (INVALID,),
+              f".kiro/specs/odd/{name}:{line}:", "too long")
+    assert snapshot(c.cwd) == before
+
+
+def test_a_kiro_export_renumbers_a_spec_ref_too_long_to_be_a_number() -> None:
+    from milestones.kiro import export_tasks_md
+
+    tasks = [{"id": "task-1", "title": "a", "status": "todo", "spec_ref": "1"},
+             {"id": "task-2", "title": "b", "status": "todo", "spec_ref": "9" * 5000}]
+    out = export_tasks_md({"id": "milestone-001", "title": "M", "tasks": tasks})
+    assert "- [ ] 1. a" in out and "- [ ] 2. b" in out
