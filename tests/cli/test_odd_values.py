@@ -637,3 +637,19 @@ def test_a_kiro_export_renumbers_a_spec_ref_too_long_to_be_a_number() -> None:
              {"id": "task-2", "title": "b", "status": "todo", "spec_ref": "9" * 5000}]
     out = export_tasks_md({"id": "milestone-001", "title": "M", "tasks": tasks})
     assert "- [ ] 1. a" in out and "- [ ] 2. b" in out
+
+
+def test_over_allocation_over_a_window_out_to_9999_is_quick(c: Cli) -> None:
+    import time
+
+    config = c.cwd / CONFIG
+    config.write_text("team:\n  members:\n  - {name: ann, capacity: 10}\n")
+    c.ok("plan", "Far", "--due", "9999-12-31", "--task", "A")
+    c.ok("task", "assign", "2/1", "ann")
+    c.ok("plan", "Soon", "--due", "+1w", "--task", "B")
+    c.ok("task", "edit", "3/1", "--estimate", "200")
+    c.ok("task", "assign", "3/1", "ann")
+    began = time.perf_counter()
+    findings = c.json("validate")["findings"]
+    assert time.perf_counter() - began < 3  # it walked every day to 9999-12-31 (4 s each)
+    assert any(f["code"] == "MS403" and "ann has" in f["message"] for f in findings)
