@@ -12,7 +12,7 @@ import copy
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from .errors import DependencyError, InvalidInput, InvalidTransition
@@ -541,20 +541,34 @@ def _opt_str(value: Any, what: str) -> str | None:
     return check_text(_str(value, what), what, single_line=True, limit=1000)
 
 
+def utc_stamp(moment: datetime) -> str:
+    """``moment`` as our timestamps are written, ``YYYY-MM-DDTHH:MM:SSZ`` in UTC (naive
+    means UTC); OverflowError when UTC takes it outside years 1 to 9999. (strftime's
+    ``%Y`` writes year 1 as ``1``, which no parser reads back.)"""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment.replace(microsecond=0).isoformat() + "Z"
+
+
 def _opt_ts(value: Any, what: str) -> str | None:
+    """A timestamp as we write them: a hand-written one in another zone, without a zone
+    (UTC) or with fractions is brought to UTC, so that times compare and subtract."""
     if value is None or value == "":
         return None
-    if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%dT%H:%M:%SZ")
-    if not isinstance(value, str):
+    if not isinstance(value, (str, datetime)):
         raise InvalidInput(f"{what} must be an ISO timestamp, not {type(value).__name__}")
     try:
-        datetime.fromisoformat(value.replace("Z", "+00:00"))
+        moment = value if isinstance(value, datetime) else \
+            datetime.fromisoformat(value.replace("Z", "+00:00"))
+        stamp = utc_stamp(moment)
     except ValueError:
         raise InvalidInput(
             f"{what} {value!r} is not an ISO 8601 timestamp", hint="e.g. 2026-11-25T09:30:00Z"
         ) from None
-    return value
+    except OverflowError:
+        raise InvalidInput(f"{what} {value!r} is outside the calendar in UTC (years 1 to 9999)",
+                           hint="e.g. 2026-11-25T09:30:00Z") from None
+    return stamp
 
 
 def _int(value: Any, what: str, low: int, high: int) -> int:

@@ -653,3 +653,26 @@ def test_over_allocation_over_a_window_out_to_9999_is_quick(c: Cli) -> None:
     findings = c.json("validate")["findings"]
     assert time.perf_counter() - began < 3  # it walked every day to 9999-12-31 (4 s each)
     assert any(f["code"] == "MS403" and "ann has" in f["message"] for f in findings)
+
+
+@pytest.mark.parametrize("stamp", ["'2026-12-06T00:00:00'", "'2026-12-06T00:00:00+14:00'",
+                                   "'2026-12-06'", "'2026-12-06T10:00:00.123456789Z'",
+                                   "2026-12-06T00:00:00-12:00", "'0001-01-01T00:00:00-12:00'",
+                                   "0500-01-01T00:00:00Z"])
+def test_hand_written_timestamps_in_any_zone_work(c: Cli, stamp: str) -> None:
+    c.ok("task", "start", "1/1")
+    path = c.cwd / M1
+    text = path.read_text()
+    start = text.index("timer_started_at: ")
+    end = text.index("\n", start)
+    path.write_text(text[:start] + f"timer_started_at: {stamp}" + text[end:])
+    c.ok("task", "stop", "1/1")  # subtracting a time without a zone raised TypeError
+    c.ok("task", "done", "1/1")
+    c.ok("status", "--json")
+    c.ok("doctor")
+
+
+def test_since_before_year_1000_keeps_every_event(c: Cli) -> None:
+    events = c.json("log")["events"]
+    assert c.json("log", "--since", "0500-01-01")["events"] == events
+    assert c.json("log", "--since", "0001-01-01T00:00:00-12:00")["events"] == events

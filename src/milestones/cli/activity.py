@@ -11,7 +11,7 @@ import click
 
 from ..errors import InvalidInput
 from ..events import EVENT_TYPES
-from ..model import MILESTONE_STATUSES, PRIORITIES
+from ..model import MILESTONE_STATUSES, PRIORITIES, utc_stamp
 from . import cli, emit, get_project, output_options, say
 
 _AGO = re.compile(r"^(\d+)([mhdw])$")
@@ -28,11 +28,8 @@ def since_arg(value: str | None) -> str | None:
             unit = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[m.group(2)]
             digits = m.group(1)  # int() of thousands of digits raises; 12 leave the calendar
             ago = int(digits) if len(digits) <= 12 else 10**12
-            moment = datetime.now(UTC) - timedelta(**{unit: ago})
-            return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        if moment.tzinfo is not None:
-            moment = moment.astimezone(UTC)
+            return utc_stamp(datetime.now(UTC) - timedelta(**{unit: ago}))
+        return utc_stamp(datetime.fromisoformat(text.replace("Z", "+00:00")))
     except ValueError:
         raise InvalidInput(
             f"--since {value!r} is not a time",
@@ -43,7 +40,6 @@ def since_arg(value: str | None) -> str | None:
             f"--since {value!r} is outside the calendar (years 1 to 9999)",
             hint="give a shorter span, or a date like 2026-11-01",
         ) from None
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @cli.command()

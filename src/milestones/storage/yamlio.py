@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime
 from typing import Any, Generic, TypeVar
 
 from ..errors import InvalidInput
-from ..model import MILESTONE_FIELDS, TASK_FIELDS, copy_record
+from ..model import MILESTONE_FIELDS, TASK_FIELDS, copy_record, utc_stamp
 
 T = TypeVar("T")
 
@@ -139,9 +139,7 @@ def jsonable(value: Any, _depth: int = 0) -> Any:
             raise _TooDeep
         return [jsonable(v, _depth + 1) for v in value]
     if isinstance(value, datetime):
-        if value.tzinfo is not None:
-            value = value.astimezone(UTC).replace(tzinfo=None)
-        return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return utc_stamp(value)
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, (bytes, bytearray, set)):
