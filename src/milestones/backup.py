@@ -724,7 +724,7 @@ def _parse_manifest(path: Path, raw: bytes) -> Manifest:
         return StorageError(f"{path}: {MANIFEST_NAME}: {what}", hint=_DAMAGED)
 
     try:
-        data = json.loads(raw.decode("utf-8"))
+        data = fsutil.loads_json(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         raise bad("not valid JSON") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:

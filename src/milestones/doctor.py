@@ -8,11 +8,11 @@ A broken hash chain in the middle of the log is reported, never "fixed".
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 from . import events as ev
 from .errors import MilestoneError
+from .storage.fsutil import loads_json
 from .storage.logfiles import LogFiles
 
 if TYPE_CHECKING:
@@ -84,7 +84,7 @@ def check_log(project: Project) -> tuple[list[dict[str, Any]], list[dict[str, An
             if not line.strip():
                 continue
             try:
-                event = json.loads(line)
+                event = loads_json(line)
             except ValueError:
                 event = None
             if not isinstance(event, dict):

@@ -676,3 +676,28 @@ def test_since_before_year_1000_keeps_every_event(c: Cli) -> None:
     events = c.json("log")["events"]
     assert c.json("log", "--since", "0500-01-01")["events"] == events
     assert c.json("log", "--since", "0001-01-01T00:00:00-12:00")["events"] == events
+
+
+# ----------------------------------------------------- JSON nested deep
+
+DEEP_JSON = '{"a": ' + "[" * 100_000 + "]" * 100_000 + "}"
+
+
+@pytest.mark.parametrize("rel", ["logs/state.json", "logs/session-resume.json",
+                                 "logs/archive/index.json"])
+def test_deep_json_is_read_as_damaged_json(c: Cli, rel: str) -> None:
+    path = c.cwd / ".milestones" / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(DEEP_JSON)
+    for args in (("status",), ("resume",), ("log",), ("next",)):
+        c.ok(*args)  # state.json is rebuilt from the log, the others read as missing
+
+
+def test_a_deep_json_line_in_the_event_log_is_named_by_doctor(c: Cli) -> None:
+    log = c.cwd / ".milestones" / "logs" / "progress-events.jsonl"
+    lines = log.read_text().splitlines(keepends=True)
+    lines.insert(1, DEEP_JSON + "\n")
+    log.write_text("".join(lines))
+    result = c("doctor")
+    assert result.exit_code == 8 and "Traceback" not in result.stderr, result.stderr
+    assert "progress-events.jsonl:2: not a JSON event" in result.stdout

@@ -167,7 +167,7 @@ class FileStore(Store):
         except OSError as exc:
             raise fsutil.storage_error(exc, self.state_path, "read") from None
         try:
-            state: dict[str, Any] = json.loads(raw)
+            state: dict[str, Any] = fsutil.loads_json(raw)
             if state.get("version") != STATE_VERSION:
                 raise ValueError
             return state
@@ -291,7 +291,7 @@ class FileStore(Store):
             out = []
             for line in f:
                 if line.endswith(b"\n") and line.strip():
-                    out.append(json.loads(line))
+                    out.append(fsutil.loads_json(line))
             return out
 
     def _torn_tail(self) -> int | None:
@@ -824,7 +824,7 @@ class FileStore(Store):
 
     def read_resume(self) -> dict[str, Any]:
         try:
-            data = json.loads(self.resume_path.read_bytes())
+            data = fsutil.loads_json(self.resume_path.read_bytes())
         except (FileNotFoundError, ValueError):
             return {}
         return data if isinstance(data, dict) else {}
@@ -837,7 +837,7 @@ class FileStore(Store):
 
     def read_record(self, name: str) -> dict[str, Any]:
         try:
-            data = json.loads((self.records_dir / f"{name}.json").read_bytes())
+            data = fsutil.loads_json((self.records_dir / f"{name}.json").read_bytes())
         except (FileNotFoundError, ValueError):
             return {}
         return data if isinstance(data, dict) else {}

@@ -9,10 +9,22 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from ..errors import Conflict, StorageError
 
 DEFAULT_LOCK_TIMEOUT = 10.0
+
+
+def loads_json(data: str | bytes) -> Any:
+    """``json.loads``, with JSON nested past Python's recursion limit failing as any
+    malformed JSON does (a ValueError), not as a RecursionError no reader expects."""
+    import json
+
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise json.JSONDecodeError("nested too deeply", "", 0) from None
 
 
 def storage_error(exc: OSError, path: Path | str, action: str) -> StorageError:
