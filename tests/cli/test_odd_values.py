@@ -264,13 +264,13 @@ FAR_READS = [
     ("show", "1", "--critical-path"), ("show", "1/2"), ("show", "2", "--json"),
     ("next",), ("next", "--json"), ("ready",), ("validate",), ("validate", "--json"),
     ("resume",), ("log",), ("log", "--since", "0001-01-01"), ("log", "--since", "9999-12-31"),
-    ("export", "yaml", "--to", "exported/"),
+    ("export", "yaml", "--to", "{tmp}/exported/"),
 ]
 
 
 @pytest.mark.parametrize("args", FAR_READS, ids=" ".join)
 def test_far_dates_and_huge_estimates_read_everywhere(far: Cli, args: tuple[str, ...]) -> None:
-    result = far(*args)
+    result = far(*[a.format(tmp=far.cwd) for a in args])
     assert result.exit_code == 0, (result.stdout, result.stderr)
     assert "Traceback" not in result.stderr and "OverflowError" not in result.stderr
 
