@@ -262,7 +262,7 @@ class Task:
             requirements=_str_list(data.get("requirements"), f"{where} requirements"),
             phase=_opt_str(data.get("phase"), f"{where} phase"),
             spec_ref=_opt_str(data.get("spec_ref"), f"{where} spec_ref"),
-            execution=_opt_dict(data.get("execution"), f"{where} execution"),
+            execution=_execution(data.get("execution"), f"{where} execution"),
             extra={k: v for k, v in data.items() if k not in known},
         )
         for dep in t.depends_on:
@@ -573,7 +573,7 @@ def _opt_ts(value: Any, what: str) -> str | None:
 
 def _int(value: Any, what: str, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidInput(f"{what} must be a number, not {value!r}")
+        raise InvalidInput(f"{what} must be a number, not {value!r}", hint=f"use {low} to {high}")
     if not (low <= value <= high):
         raise InvalidInput(f"{what} {value} is out of range", hint=f"use {low} to {high}")
     return int(value)
@@ -602,6 +602,20 @@ def _dict_list(value: Any, what: str) -> list[dict[str, Any]]:
     if not isinstance(value, list) or not all(isinstance(x, Mapping) for x in value):
         raise InvalidInput(f"{what} must be a list of mappings")
     return [dict(x) for x in value]
+
+
+# The numbers of an agent's work record (milestones.coord) and their ranges.
+_EXECUTION_NUMBERS = {"token": 2**62, "attempts": 10**6, "lapsed": 10**6, "lease": 7 * 86400}
+
+
+def _execution(value: Any, what: str) -> dict[str, Any] | None:
+    """A task's ``execution`` record: a mapping whose numbers are numbers in range (a
+    hand-written ``attempts: .nan`` would reach the agents' arithmetic and the JSON)."""
+    ex = _opt_dict(value, what)
+    for key, high in _EXECUTION_NUMBERS.items():
+        if ex is not None and ex.get(key) is not None:
+            _int(ex[key], f"{what} {key}", 0, high)
+    return ex
 
 
 def _opt_dict(value: Any, what: str) -> dict[str, Any] | None:

@@ -701,3 +701,24 @@ def test_a_deep_json_line_in_the_event_log_is_named_by_doctor(c: Cli) -> None:
     result = c("doctor")
     assert result.exit_code == 8 and "Traceback" not in result.stderr, result.stderr
     assert "progress-events.jsonl:2: not a JSON event" in result.stdout
+
+
+# ----------------------------------------------------- hand-edited numbers
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("progress", ".nan"), ("progress", ".inf"), ("progress", "-1"), ("time_spent", "1e400"),
+    ("time_spent", ".inf"), ("estimate", "!!float 1e400"), ("estimate", "-.inf"),
+    ("execution", "{token: " + "9" * 30 + "}"), ("execution", "{attempts: .nan}"),
+    ("execution", "{lease: .inf}"), ("execution", "{lapsed: -1}"),
+])
+def test_odd_numbers_in_a_hand_edited_task(c: Cli, field: str, value: str) -> None:
+    path = c.cwd / M1
+    lines = path.read_text().splitlines(keepends=True)
+    at = next(i for i, s in enumerate(lines) if s.startswith("  title: Write"))
+    lines.insert(at + 1, f"  {field}: {value}\n")
+    path.write_text("".join(lines))
+    before = snapshot(c.cwd)
+    for args in (("status",), ("show", "1/1", "--json"), ("agent", "register", "--name", "w")):
+        one_error(c(*args), (INVALID,), M1, f"task-1 {field}")
+    assert snapshot(c.cwd) == before
