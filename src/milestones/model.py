@@ -556,7 +556,8 @@ def _opt_ts(value: Any, what: str) -> str | None:
     if value is None or value == "":
         return None
     if not isinstance(value, (str, datetime)):
-        raise InvalidInput(f"{what} must be an ISO timestamp, not {type(value).__name__}")
+        raise InvalidInput(f"{what} must be an ISO timestamp, not {type(value).__name__}",
+                           hint="e.g. 2026-11-25T09:30:00Z")
     try:
         moment = value if isinstance(value, datetime) else \
             datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -612,9 +613,13 @@ def _execution(value: Any, what: str) -> dict[str, Any] | None:
     """A task's ``execution`` record: a mapping whose numbers are numbers in range (a
     hand-written ``attempts: .nan`` would reach the agents' arithmetic and the JSON)."""
     ex = _opt_dict(value, what)
+    if ex is None:
+        return None
     for key, high in _EXECUTION_NUMBERS.items():
-        if ex is not None and ex.get(key) is not None:
+        if ex.get(key) is not None:
             _int(ex[key], f"{what} {key}", 0, high)
+    for key in [k for k in ex if str(k).endswith("_at") and ex[k] is not None]:
+        ex[key] = _opt_ts(ex[key], f"{what} {key}")  # claimed_at: the agents subtract it
     return ex
 
 

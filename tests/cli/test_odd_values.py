@@ -711,6 +711,7 @@ def test_a_deep_json_line_in_the_event_log_is_named_by_doctor(c: Cli) -> None:
     ("time_spent", ".inf"), ("estimate", "!!float 1e400"), ("estimate", "-.inf"),
     ("execution", "{token: " + "9" * 30 + "}"), ("execution", "{attempts: .nan}"),
     ("execution", "{lease: .inf}"), ("execution", "{lapsed: -1}"),
+    ("execution", "{claimed_at: yesterday}"), ("execution", "{claimed_at: 42}"),
 ])
 def test_odd_numbers_in_a_hand_edited_task(c: Cli, field: str, value: str) -> None:
     path = c.cwd / M1
