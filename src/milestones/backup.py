@@ -295,13 +295,14 @@ def prune_backups(root: Path, keep: int) -> list[Path]:
 
 def retention(root: Path) -> int:
     """``backup.retention`` from config/config.yaml (default 10): automatic backups to keep."""
-    from .config import load_config
+    from .config import load_config, where
 
     section = load_config(Path(root)).get("backup") or {}
     value = section.get("retention", DEFAULT_RETENTION) if isinstance(section, dict) else None
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise InvalidInput(
-            f".milestones/config/config.yaml: backup.retention must be a whole number of at "
+            f"{where(Path(root), ('backup', 'retention'))}: backup.retention must be a whole "
+            f"number of at "
             f"least 1, not {value!r}",
             hint=f"set `backup: {{retention: {DEFAULT_RETENTION}}}`",
         )
@@ -312,14 +313,15 @@ def every_hours(root: Path) -> float:
     """``backup.every_hours`` from config/config.yaml (default 24; 0 turns it off): how
     old the newest automatic backup may get before a write on the database backend
     takes a ``scheduled`` one."""
-    from .config import load_config
+    from .config import load_config, where
 
     section = load_config(Path(root)).get("backup") or {}
     value = (section.get("every_hours", DEFAULT_EVERY_HOURS) if isinstance(section, dict)
              else None)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1e6:
         raise InvalidInput(
-            f".milestones/config/config.yaml: backup.every_hours must be a number of hours, "
+            f"{where(Path(root), ('backup', 'every_hours'))}: backup.every_hours must be a "
+            f"number of hours, "
             f"0 or more (0: no scheduled backups), not {value!r}",
             hint=f"set `backup: {{every_hours: {DEFAULT_EVERY_HOURS}}}`",
         )
@@ -759,7 +761,7 @@ def _parse_manifest(path: Path, raw: bytes) -> Manifest:
         return StorageError(f"{path}: {MANIFEST_NAME}: {what}", hint=_DAMAGED)
 
     try:
-        data = json.loads(raw.decode("utf-8"))
+        data = fsutil.loads_json(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         raise bad("not valid JSON") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:

@@ -459,6 +459,10 @@ class Agents:
         skills = sorted({s.strip().lower() for s in skills if s.strip()})
         if lease is not None:
             lease = check_lease(lease)
+        if pid is not None and (isinstance(pid, bool) or not isinstance(pid, int)
+                                or not 1 <= pid < 2**31):
+            raise InvalidInput(f"pid {pid!r} is not a process id",
+                               hint="give the agent's process id (1 or more), or leave --pid out")
         with self._step() as (tx, reg):
             agents = reg["agents"]
             entry: dict[str, Any] | None = next(

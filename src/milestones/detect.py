@@ -368,7 +368,7 @@ def _python_deps(rel: str, text: str, f: _Findings) -> dict[str, str]:
     if name in ("pyproject.toml", "Pipfile"):
         try:
             data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
+        except (tomllib.TOMLDecodeError, RecursionError) as exc:  # RecursionError: nesting
             f.signals.append(Signal("note", name, rel, f"not valid TOML ({exc}); dependencies "
                                     "not read"))
             return deps
@@ -485,7 +485,7 @@ def _rust(root: Path, files: list[str], f: _Findings) -> None:
             continue
         try:
             data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
+        except (tomllib.TOMLDecodeError, RecursionError) as exc:  # RecursionError: nesting
             f.signals.append(Signal("note", "Cargo.toml", rel,
                                     f"not valid TOML ({exc}); dependencies not read"))
             continue

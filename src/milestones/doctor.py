@@ -13,12 +13,12 @@ failed checks, never an exception.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from typing import TYPE_CHECKING, Any
 
 from . import events as ev
 from .errors import MilestoneError, StorageError
+from .storage.fsutil import loads_json
 from .storage.logfiles import LogFiles
 from .ui import plural
 
@@ -109,7 +109,7 @@ def check_log(project: Project) -> tuple[list[dict[str, Any]], list[dict[str, An
             if not line.strip():
                 continue
             try:
-                event = json.loads(line)
+                event = loads_json(line)
             except ValueError:
                 event = None
             if not isinstance(event, dict):

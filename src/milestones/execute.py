@@ -343,11 +343,12 @@ class Executor:
         if not 1 <= self.opts.agents <= MAX_AGENTS:
             raise InvalidInput(f"--agents {self.opts.agents} is out of range",
                                hint=f"give 1 to {MAX_AGENTS}")
-        if self.opts.timeout is not None and self.opts.timeout <= 0:
+        # `not 0 < x` also refuses NaN; infinity is no number of seconds either.
+        if self.opts.timeout is not None and not 0 < self.opts.timeout < float("inf"):
             raise InvalidInput(f"--timeout {self.opts.timeout:g} is not a positive number "
                                "of seconds", hint="for example --timeout 600")
-        if self.opts.grace < 0:
-            raise InvalidInput(f"--grace {self.opts.grace:g} is negative",
+        if not 0 <= self.opts.grace < float("inf"):
+            raise InvalidInput(f"--grace {self.opts.grace:g} is not a number of seconds",
                                hint="give seconds, 0 to kill at once")
         if self.opts.command is not None and not self.opts.command.strip():
             raise InvalidInput("--command is empty",

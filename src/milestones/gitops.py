@@ -420,8 +420,8 @@ class GitIntegration:
 
 def _utc(stamp: str) -> str:
     try:
-        return datetime.fromtimestamp(int(stamp), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    except (ValueError, OverflowError):
+        return md.utc_stamp(datetime.fromtimestamp(int(stamp), UTC))
+    except (ValueError, OverflowError, OSError):  # OSError: out of the platform's range
         return stamp
 
 

@@ -61,7 +61,7 @@ DONE_MARKS = ("x", "X")
 _CHECKBOX = re.compile(r"^(?P<indent>[ \t]*)[-*+][ \t]+\[(?P<mark>[^\]]?)\](?P<rest>.*)$")
 _OPTIONAL = re.compile(r"^(?P<star>\\?\*)?[ \t]*")
 _NUMBERED = re.compile(r"^(?P<num>\d+(?:\.\d+)*)\.?(?P<star>\\?\*)?(?:[ \t]+|$)")
-_KIRO_NUMBER = re.compile(r"^\d+(?:\.\d+)*$")
+_KIRO_NUMBER = re.compile(r"^\d{1,9}(?:\.\d{1,9})*$")  # longer: renumbered
 _REQ_LINE = re.compile(
     r"^(?:[-*+][ \t]+)?\\?_[ \t]*Requirements?[ \t]*:(?P<ids>.*?)\\?_[ \t]*$", re.IGNORECASE
 )
@@ -381,7 +381,7 @@ def parse_requirements_md(text: str, where: str = "requirements.md") -> list[Req
             head = _REQ_HEAD.match(name)
             if head:
                 flush()
-                n = str(int(head.group("n")))
+                n = str(int(_check_number(head.group("n"), no, where)))
                 if n in seen_reqs:
                     raise InvalidInput(
                         f"{where}:{no}: requirement {n} appears twice "
@@ -422,7 +422,7 @@ def parse_requirements_md(text: str, where: str = "requirements.md") -> list[Req
         if item and (cur is None or _width(item.group("indent")) <= cur_indent):
             close()
             if item.group("n") is not None:
-                m = str(int(item.group("n")))
+                m = str(int(_check_number(item.group("n"), no, where)))
             else:
                 m = str(sum(1 for c in criteria if c["req"] == req) + 1)
             cid = f"{req}.{m}"
@@ -585,6 +585,18 @@ def _checkbox(line: str, no: int, where: str) -> tuple[str, str, int] | None:
     return mark, rest, m.start("mark")
 
 
+MAX_DIGITS = 9  # a task, requirement or criterion number; int() of thousands of digits raises
+
+
+def _check_number(number: str, no: int, where: str) -> str:
+    """``number`` (``3`` or ``1.2.3``) when each part has at most MAX_DIGITS digits."""
+    if any(len(part) > MAX_DIGITS for part in number.split(".")):
+        raise InvalidInput(
+            f"{where}:{no}: the number {number[:20]}{'…' if len(number) > 20 else ''} is too "
+            "long", hint=f"number tasks and requirements with up to {MAX_DIGITS} digits")
+    return number
+
+
 def _new_item(mark: str, rest: str, no: int, indent: int, column: int, where: str) -> _Item:
     opt = _OPTIONAL.match(rest)
     assert opt is not None  # the pattern matches the empty string
@@ -593,7 +605,7 @@ def _new_item(mark: str, rest: str, no: int, indent: int, column: int, where: st
     number: str | None = None
     numbered = _NUMBERED.match(body)
     if numbered:
-        number = numbered.group("num")
+        number = _check_number(numbered.group("num"), no, where)
         optional = optional or numbered.group("star") is not None
         body = body[numbered.end() :].strip()
     if not body:
@@ -623,6 +635,8 @@ def _requirement_ids(content: str, no: int, where: str) -> list[str] | None:
             f"{where}:{no}: a requirements line names no requirement",
             hint="write `_Requirements: 1.1, 2.3_`",
         )
+    for number in re.findall(_ID, text):
+        _check_number(number, no, where)
     ids: list[str] = []
     for rng in _RANGE.finditer(text):
         ids.extend(_expand(rng.group("a"), rng.group("b")))

@@ -12,7 +12,7 @@ import copy
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from .errors import DependencyError, InvalidInput, InvalidTransition
@@ -35,6 +35,7 @@ FINISHED_TASK = ("done", "skipped")
 CLOSED_MILESTONE = ("completed", "archived", "cancelled")
 
 MAX_TITLE = 200
+MAX_TIME_SPENT = 10**9  # seconds on one task (31 years): what a file may hold
 MAX_TEXT = 20_000
 MILESTONE_ID_RE = re.compile(r"^milestone-(\d{3,18})$")  # 18: int() of a huge id raises
 TASK_ID_RE = re.compile(r"^task-(\d{1,18})$")
@@ -125,6 +126,19 @@ def check_date(value: str | None, what: str) -> str | None:
         raise InvalidInput(
             f"{what} {value!r} is not a real date ({exc})",
             hint="use a date that exists, e.g. 2026-02-28",
+        ) from None
+
+
+def add_days(base: date, days: int, what: str = "date") -> date:
+    """``base`` plus ``days``; InvalidInput naming ``what`` when that leaves the
+    calendar (0001-01-01 to 9999-12-31) instead of an OverflowError."""
+    try:
+        return base + timedelta(days=days)
+    except OverflowError:
+        raise InvalidInput(
+            f"{what} lands outside the calendar "
+            f"({date.min.isoformat()} to {date.max.isoformat()})",
+            hint="give a date up to 9999-12-31",
         ) from None
 
 
@@ -235,7 +249,7 @@ class Task:
             status=check_choice(data.get("status") or "todo", TASK_STATUSES, f"{where} status"),
             depends_on=_str_list(data.get("depends_on"), f"{where} depends_on"),
             estimate=check_estimate(data.get("estimate"), f"{where} estimate"),
-            time_spent=_int(data.get("time_spent") or 0, f"{where} time_spent", 0, 10**9),
+            time_spent=_int(data.get("time_spent") or 0, f"{where} time_spent", 0, MAX_TIME_SPENT),
             progress=_int(data.get("progress") or 0, f"{where} progress", 0, 100),
             assignee=_opt_str(data.get("assignee"), f"{where} assignee"),
             skills=_str_list(data.get("skills"), f"{where} skills"),
@@ -248,7 +262,7 @@ class Task:
             requirements=_str_list(data.get("requirements"), f"{where} requirements"),
             phase=_opt_str(data.get("phase"), f"{where} phase"),
             spec_ref=_opt_str(data.get("spec_ref"), f"{where} spec_ref"),
-            execution=_opt_dict(data.get("execution"), f"{where} execution"),
+            execution=_execution(data.get("execution"), f"{where} execution"),
             extra={k: v for k, v in data.items() if k not in known},
         )
         for dep in t.depends_on:
@@ -527,25 +541,40 @@ def _opt_str(value: Any, what: str) -> str | None:
     return check_text(_str(value, what), what, single_line=True, limit=1000)
 
 
+def utc_stamp(moment: datetime) -> str:
+    """``moment`` as our timestamps are written, ``YYYY-MM-DDTHH:MM:SSZ`` in UTC (naive
+    means UTC); OverflowError when UTC takes it outside years 1 to 9999. (strftime's
+    ``%Y`` writes year 1 as ``1``, which no parser reads back.)"""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment.replace(microsecond=0).isoformat() + "Z"
+
+
 def _opt_ts(value: Any, what: str) -> str | None:
+    """A timestamp as we write them: a hand-written one in another zone, without a zone
+    (UTC) or with fractions is brought to UTC, so that times compare and subtract."""
     if value is None or value == "":
         return None
-    if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%dT%H:%M:%SZ")
-    if not isinstance(value, str):
-        raise InvalidInput(f"{what} must be an ISO timestamp, not {type(value).__name__}")
+    if not isinstance(value, (str, datetime)):
+        raise InvalidInput(f"{what} must be an ISO timestamp, not {type(value).__name__}",
+                           hint="e.g. 2026-11-25T09:30:00Z")
     try:
-        datetime.fromisoformat(value.replace("Z", "+00:00"))
+        moment = value if isinstance(value, datetime) else \
+            datetime.fromisoformat(value.replace("Z", "+00:00"))
+        stamp = utc_stamp(moment)
     except ValueError:
         raise InvalidInput(
             f"{what} {value!r} is not an ISO 8601 timestamp", hint="e.g. 2026-11-25T09:30:00Z"
         ) from None
-    return value
+    except OverflowError:
+        raise InvalidInput(f"{what} {value!r} is outside the calendar in UTC (years 1 to 9999)",
+                           hint="e.g. 2026-11-25T09:30:00Z") from None
+    return stamp
 
 
 def _int(value: Any, what: str, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidInput(f"{what} must be a number, not {value!r}")
+        raise InvalidInput(f"{what} must be a number, not {value!r}", hint=f"use {low} to {high}")
     if not (low <= value <= high):
         raise InvalidInput(f"{what} {value} is out of range", hint=f"use {low} to {high}")
     return int(value)
@@ -574,6 +603,24 @@ def _dict_list(value: Any, what: str) -> list[dict[str, Any]]:
     if not isinstance(value, list) or not all(isinstance(x, Mapping) for x in value):
         raise InvalidInput(f"{what} must be a list of mappings")
     return [dict(x) for x in value]
+
+
+# The numbers of an agent's work record (milestones.coord) and their ranges.
+_EXECUTION_NUMBERS = {"token": 2**62, "attempts": 10**6, "lapsed": 10**6, "lease": 7 * 86400}
+
+
+def _execution(value: Any, what: str) -> dict[str, Any] | None:
+    """A task's ``execution`` record: a mapping whose numbers are numbers in range (a
+    hand-written ``attempts: .nan`` would reach the agents' arithmetic and the JSON)."""
+    ex = _opt_dict(value, what)
+    if ex is None:
+        return None
+    for key, high in _EXECUTION_NUMBERS.items():
+        if ex.get(key) is not None:
+            _int(ex[key], f"{what} {key}", 0, high)
+    for key in [k for k in ex if str(k).endswith("_at") and ex[k] is not None]:
+        ex[key] = _opt_ts(ex[key], f"{what} {key}")  # claimed_at: the agents subtract it
+    return ex
 
 
 def _opt_dict(value: Any, what: str) -> dict[str, Any] | None:
@@ -719,7 +766,9 @@ def _stop_timer(t: Task, now: str) -> int:
     """Stop a running timer; return the seconds it added."""
     if not t.timer_started_at:
         return 0
-    spent = seconds_between(t.timer_started_at, now)
+    # A timer started long ago (a hand edit: 0001-01-01) adds no more than the file can
+    # hold: time_spent past MAX_TIME_SPENT would make the milestone unloadable.
+    spent = min(seconds_between(t.timer_started_at, now), max(0, MAX_TIME_SPENT - t.time_spent))
     t.time_spent += spent
     t.timer_started_at = None
     return spent

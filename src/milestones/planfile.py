@@ -29,6 +29,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from . import model as md
 from .errors import InvalidInput
 from .storage import fsutil, yamlio
 
@@ -61,6 +62,24 @@ def read_plan(path: Path) -> list[dict[str, Any]]:
     return specs
 
 
+_FIELDS = {
+    "title",
+    "description",
+    "start_date",
+    "due_date",
+    "priority",
+    "owner",
+    "tags",
+    "depends_on",
+    "category",
+    "tasks",
+    "assignees",
+    "success_criteria",
+    "deliverables",
+    "risks",
+}
+
+
 def parse_yaml(text: str, where: str) -> list[dict[str, Any]]:
     data = yamlio.load_text(text, where)
     if isinstance(data, dict) and "milestones" in data:
@@ -87,31 +106,25 @@ def parse_yaml(text: str, where: str) -> list[dict[str, Any]]:
         for key in ("tags", "depends_on", "assignees", "success_criteria"):
             if isinstance(spec.get(key), str):
                 spec[key] = [spec[key]]
-        unknown = set(spec) - {
-            "title",
-            "description",
-            "start_date",
-            "due_date",
-            "priority",
-            "owner",
-            "tags",
-            "depends_on",
-            "category",
-            "tasks",
-            "assignees",
-            "success_criteria",
-            "deliverables",
-            "risks",
-        }
+        unknown = set(spec) - _FIELDS
         if unknown:
+            import difflib
+
+            close = [m for u in sorted(unknown, key=str)
+                     for m in difflib.get_close_matches(str(u), sorted(_FIELDS), n=1)]
             raise InvalidInput(
                 f"{where}: milestone #{i} has unknown field(s) {', '.join(sorted(unknown))}",
-                hint="see `milestone plan --help` for the fields",
+                hint=(f"did you mean {', '.join(close)}? " if close else "")
+                + "see `milestone plan --help` for the fields",
             )
+        for long in ("start_date", "due_date"):  # checked here to name the file
+            md.check_date(spec.get(long), f"{where}: milestone #{i} {long}")
         tasks = spec.get("tasks") or []
         if not isinstance(tasks, list):
             raise InvalidInput(f"{where}: milestone #{i} tasks must be a list")
         spec["tasks"] = [t if isinstance(t, dict) else {"title": str(t)} for t in tasks]
+        for j, t in enumerate(spec["tasks"], 1):
+            md.check_estimate(t.get("estimate"), f"{where}: milestone #{i} task #{j} estimate")
         specs.append(spec)
     return specs
 
@@ -146,7 +159,10 @@ def parse_markdown(text: str, where: str) -> list[dict[str, Any]]:
             if name in ("tags", "depends_on"):
                 spec[name] = [v.strip() for v in value.split(",") if v.strip()]
             else:
-                spec[{"due": "due_date", "start": "start_date"}.get(name, name)] = value
+                field = {"due": "due_date", "start": "start_date"}.get(name, name)
+                if field in ("due_date", "start_date"):
+                    md.check_date(value, f"{where}:{no}: {name} date")
+                spec[field] = value
             continue
         item = _ITEM.match(line)
         if item and not stripped.startswith("##"):
@@ -158,7 +174,7 @@ def parse_markdown(text: str, where: str) -> list[dict[str, Any]]:
                 title = title[: after.start()]
             est = _EST.search(title)
             if est:
-                task["estimate"] = float(est.group(1))
+                task["estimate"] = md.check_estimate(est.group(1), f"{where}:{no}: estimate")
                 title = title[: est.start()] + title[est.end() :]
             task["title"] = title.strip()
             if item.group(1) in ("x", "X"):

@@ -458,6 +458,8 @@ class Project:
                 )
             )
             adopt.append(e.milestone_id)
+            if e.after is not None:
+                self._warn_unknown_keys(e.before, e.after, e.path)
         edited = [e for e in edits if not e.current and e.after is not None]
         for e in edited:
             _check_hand_edit(e)  # before anything is recorded: refuse what no command makes
@@ -506,6 +508,27 @@ class Project:
             if moved:
                 tx.follow_status(m)
         return self.store.commit(tx.events) if tx.events else []
+
+    def _warn_unknown_keys(self, before: Any, after: Any, path: str) -> None:
+        """A hand edit's new unknown fields (``prioirty:``) as MS106 warnings, each with
+        the nearest known field (``validate`` reports them while they stay)."""
+        from .validation import structure
+
+        found = structure.new_unknown_keys(before, after)
+        if not found:
+            return
+        from .storage.yamlio import key_line
+        from .validation.engine import Finding
+
+        try:
+            text = (self.root / path).read_text("utf-8")
+        except (OSError, UnicodeDecodeError):
+            text = ""
+        for at, message, hint in found:
+            self.warnings.append(Finding(
+                "MS106", "structure", "warning", message,
+                hint or "check the spelling; unknown fields are kept but not used",
+                file=f"{DIRNAME}/{path}", line=key_line(text, at) if text else None))
 
     def milestones(self) -> dict[str, md.Milestone]:
         return {

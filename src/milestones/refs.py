@@ -12,6 +12,7 @@ from .model import milestone_id
 # At most 18 digits: int() refuses strings past 4300 digits, and no id gets that far.
 _M = re.compile(r"^(?:milestone-?|m)?0*(\d{1,18})$", re.IGNORECASE)
 _T = re.compile(r"^(?:task-?|t)?0*(\d{1,18})$", re.IGNORECASE)
+_ID_NUMBER = re.compile(r"^(milestone|task)-(\d{1,18})$")
 
 
 def parse_milestone(text: str) -> str:
@@ -61,10 +62,12 @@ def _written_otherwise(raw: str, canonical: str, ids: Iterable[str]) -> str | No
     ids = list(ids)
     if raw in ids:
         return raw
-    number = int(canonical.rsplit("-", 1)[1])
-    prefix = canonical.rsplit("-", 1)[0]
-    hits = [i for i in ids if i.rsplit("-", 1)[0] == prefix
-            and i.rsplit("-", 1)[-1].isdigit() and int(i.rsplit("-", 1)[1]) == number]
+    m = _ID_NUMBER.match(canonical)
+    if m is None:  # not an id at all (`task-1/x`, a NUL, a newline): nothing to match
+        return None
+    prefix, number = m.group(1), int(m.group(2))
+    hits = [i for i in ids if (n := _ID_NUMBER.match(i)) is not None
+            and n.group(1) == prefix and int(n.group(2)) == number]
     return hits[0] if len(hits) == 1 else None
 
 

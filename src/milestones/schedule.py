@@ -153,14 +153,27 @@ def project_critical_hours(milestones: Mapping[str, Mapping[str, Any]]) -> dict[
     return critical_hours_by_milestone(Schedule(earliest_finish=ef))
 
 
-def add_work_days(start: date, days: float) -> date:
-    """``start`` plus ``days`` working days (Monday to Friday), rounded up."""
+def add_work_days(start: date, days: float) -> date | None:
+    """``start`` plus ``days`` working days (Monday to Friday), rounded up; None when
+    that lies past the calendar's end (9999-12-31)."""
+    if not math.isfinite(days):
+        return None if days > 0 else start
     whole = math.ceil(days - 1e-9)
-    d = start
-    while whole > 0:
-        d += timedelta(days=1)
-        if d.weekday() < WORK_DAYS_PER_WEEK:
-            whole -= 1
+    if whole <= 0:
+        return start
+    # Whole weeks at once (each seven days holds five working days), the rest by day.
+    weeks = (whole - 1) // WORK_DAYS_PER_WEEK
+    if weeks * 7 > (date.max - start).days:
+        return None
+    d = start + timedelta(days=weeks * 7)
+    whole -= weeks * WORK_DAYS_PER_WEEK
+    try:
+        while whole > 0:
+            d += timedelta(days=1)
+            if d.weekday() < WORK_DAYS_PER_WEEK:
+                whole -= 1
+    except OverflowError:
+        return None
     return d
 
 
@@ -193,11 +206,13 @@ def feasibility(
         start = date.fromisoformat(milestone["start_date"])
     finish = add_work_days(start, days) if days else start
     due = milestone.get("due_date")
+    # Past the calendar's end there is no date to give: null, and late for any due date.
+    late = finish is None or bool(due and finish.isoformat() > due)
     return {
         "remaining_hours": round(remaining, 2),
         "critical_path_hours": round(critical_hours, 2),
         "work_days": round(days, 2),
-        "projected_finish": finish.isoformat(),
+        "projected_finish": finish.isoformat() if finish is not None else None,
         "due_date": due,
-        "at_risk": bool(due and finish.isoformat() > due and remaining > 0),
+        "at_risk": bool(due and late and remaining > 0),
     }

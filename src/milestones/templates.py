@@ -293,7 +293,8 @@ class _Reader:
         return tuple(dict.fromkeys(out))
 
     def integer(self, value: Any, path: str, low: int, high: int) -> int:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+                isinstance(value, float) and not value.is_integer()):  # also NaN, infinity
             raise self.fail(path, f"{value!r} is not a whole number", hint=f"use {low} to {high}")
         if not low <= value <= high:
             raise self.fail(path, f"{value!r} is out of range", hint=f"use {low} to {high}")
@@ -1263,7 +1264,8 @@ def render(template: Template, *, title: str | None = None,
     the variables' values and each phase's planned window.
     """
     start_d = _as_date(start, "start date")
-    due_d = start_d + timedelta(days=template.duration)
+    due_d = md.add_days(start_d, template.duration, f"the due date of template {template.name} "
+                        f"({start_d.isoformat()} + {template.duration} days)")
     values = resolve_variables(template, variables)
     ctx = {**values, "start": start_d.isoformat(), "due": due_d.isoformat()}
     where = f"template {template.name}"

@@ -256,21 +256,35 @@ def test_repair_skips_ids_only_the_damaged_record_names(team: tuple[Runner, str]
 # ------------------------------------------------------------------- config
 
 
+@pytest.mark.parametrize("args", [("status",), ("agent", "register", "--name", "w"),
+                                  ("validate",), ("git", "link")])
+def test_damaged_config_is_an_error(tmp_path: Path, args: tuple[str, ...]) -> None:
+    """A config.yaml that is no mapping at all is named, never read as the defaults."""
+    Project.init(tmp_path)
+    path = tmp_path / ".milestones" / "config" / "config.yaml"
+    path.write_text("- a list\n- of things\n")
+    r = split(Runner(tmp_path), *args)
+    assert r.exit_code == 4, (r.stdout, r.stderr)
+    assert "config.yaml" in r.stderr and "holds a list" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert path.read_text() == "- a list\n- of things\n"
+
+
 @pytest.mark.parametrize(("text", "args", "named"), [
-    ("- a list\n- of things\n", ("status",), "holds a list"),
-    ("agents: [1, 2]\n", ("agent", "register", "--name", "w"), "agents holds a list"),
-    ("validation: oops\n", ("validate",), "validation holds a str"),
-    ("git: [Closes]\n", ("git", "link"), "git holds a list"),
+    ("agents: [1, 2]\n", ("agent", "register", "--name", "w"), "config.yaml:1: agents must"),
+    ("validation: oops\n", ("validate",), "config.yaml:1: validation must"),
+    ("git: [Closes]\n", ("git", "link"), "config.yaml:1: git must"),
 ])
-def test_damaged_config_is_an_error(tmp_path: Path, text: str, args: tuple[str, ...],
-                                    named: str) -> None:
-    """A config.yaml of the wrong shape is named, never read as the defaults."""
+def test_a_config_section_of_the_wrong_shape_is_named_and_its_defaults_used(
+        tmp_path: Path, text: str, args: tuple[str, ...], named: str) -> None:
+    """A section that is not a mapping is a bad value: one warning naming its line, and
+    the section's defaults (README: Configuration)."""
     Project.init(tmp_path)
     path = tmp_path / ".milestones" / "config" / "config.yaml"
     path.write_text(text)
     r = split(Runner(tmp_path), *args)
-    assert r.exit_code == 4, (r.stdout, r.stderr)
-    assert "config.yaml" in r.stderr and named in r.stderr and "Traceback" not in r.stderr
+    assert r.exit_code == 0, (r.stdout, r.stderr)
+    assert named in r.stderr and "Traceback" not in r.stderr
     assert path.read_text() == text
 
 

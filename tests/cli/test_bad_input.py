@@ -396,7 +396,7 @@ HAND_EDITS: list[tuple[str, Edit]] = [
     ("tab-indentation", _append("\tnotes: x\n", lambda n: [
         f"{M1}:{n}:1:", "(a tab)", "indent YAML with spaces, not tabs"])),
     ("unclosed-flow", _replace("title: Alpha", "title: [Alpha", lambda n: [
-        f"{M1}:{n + 1}:", "did not find expected ',' or ']'"])),
+        f"{M1}:{n}:", "did not find expected ',' or ']'"])),
     ("not-utf8", _append(b"description: caf\xe9\n", lambda n: [
         f"{M1}:{n}: not UTF-8 (byte 0xe9)", "save the file as UTF-8"])),
     ("utf16-file", _write("active/milestone-001.yaml",
@@ -493,7 +493,7 @@ def _plan(name: str, content: bytes, code: int, names: Callable[[str], list[str]
 
 PLAN_CASES = [
     _plan("plan.yaml", b"title: [Gamma\n", INVALID,
-          lambda p: [f"{p}:2:", "did not find expected ',' or ']'"]),
+          lambda p: [f"{p}:1:", "did not find expected ',' or ']'"]),
     _plan("plan.yaml", b"title: Gamma\ndescription: caf\xe9\n", INVALID,
           lambda p: [f"{p}:2: not UTF-8"]),
     _plan("plan.md", b"# Gamma\n\n- [ ] caf\xe9\n", INVALID, lambda p: [f"{p}:3: not UTF-8"]),

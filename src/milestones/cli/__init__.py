@@ -362,6 +362,10 @@ def choose_ui(ui: str | None, count: int | None = None) -> str:
     env = os.environ.get("MILESTONE_UI")
     if env in UI_LEVELS:
         return env
+    if env and env.strip().lower() != "auto":
+        click.echo(f"milestone: warning: MILESTONE_UI={env!r} is not one of "
+                   f"{', '.join(UI_LEVELS)}, auto; using the default — set one of those "
+                   "or unset it", err=True)
     if not sys.stdout.isatty():
         return "simple"
     try:

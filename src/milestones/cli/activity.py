@@ -11,7 +11,7 @@ import click
 
 from ..errors import InvalidInput
 from ..events import EVENT_TYPES
-from ..model import MILESTONE_STATUSES, PRIORITIES
+from ..model import MILESTONE_STATUSES, PRIORITIES, utc_stamp
 from . import cli, emit, get_project, output_options, say
 
 _AGO = re.compile(r"^(\d+)([mhdw])$")
@@ -23,20 +23,23 @@ def since_arg(value: str | None) -> str | None:
         return None
     text = value.strip()
     m = _AGO.match(text)
-    if m:
-        unit = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[m.group(2)]
-        moment = datetime.now(UTC) - timedelta(**{unit: int(m.group(1))})
-        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
     try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        if m:
+            unit = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[m.group(2)]
+            digits = m.group(1)  # int() of thousands of digits raises; 12 leave the calendar
+            ago = int(digits) if len(digits) <= 12 else 10**12
+            return utc_stamp(datetime.now(UTC) - timedelta(**{unit: ago}))
+        return utc_stamp(datetime.fromisoformat(text.replace("Z", "+00:00")))
     except ValueError:
         raise InvalidInput(
             f"--since {value!r} is not a time",
             hint="use 30m, 2h, 3d, 1w, or a date like 2026-11-01",
         ) from None
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    except OverflowError:  # 99999999999d; 0001-01-01T00:00+14:00 is before year 1 in UTC
+        raise InvalidInput(
+            f"--since {value!r} is outside the calendar (years 1 to 9999)",
+            hint="give a shorter span, or a date like 2026-11-01",
+        ) from None
 
 
 @cli.command()

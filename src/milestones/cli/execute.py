@@ -210,6 +210,10 @@ def execute(ref: str, agents: int, template: str | None, use_git: bool, dry_run:
     ex.check()
     level = ui or os.environ.get("MILESTONE_UI")
     if level not in UI_LEVELS:
+        if level and level.strip().lower() != "auto":
+            click.echo(f"milestone: warning: MILESTONE_UI={level!r} is not one of "
+                       f"{', '.join(UI_LEVELS)}, auto; using the default — set one of those "
+                       "or unset it", err=True)
         level = "rich" if sys.stdout.isatty() else "simple"
     if not as_json and level == "simple":
         def show(change: Any) -> None:

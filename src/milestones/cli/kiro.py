@@ -45,7 +45,7 @@ def import_kiro(path: Path, title: str | None, policy: str | None, enforcement: 
       milestone import kiro .kiro/specs/user-auth --policy mandatory --enforcement strict
     """
     m = get_project().import_kiro(path, title=title, policy=policy, enforcement=enforcement,
-                                  due=date_arg(due))
+                                  due=date_arg(due, "due date"))
     say(f"Imported {m.id}: {m.title} ({plural(len(m.tasks), 'task')}, Kiro spec "
         f"{(m.kiro or {}).get('spec')})", {"milestone": m.to_dict()}, as_json, ref=m.id,
         milestone_id=m.id)

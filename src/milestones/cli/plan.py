@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import re
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import click
 
 from ..errors import InvalidInput
-from ..model import CATEGORIES, PRIORITIES
+from ..model import CATEGORIES, PRIORITIES, add_days
 from ..ui import inert, plural
 from . import cli, get_project, say, wrote
 
 _REL = re.compile(r"^\+(\d+)([dw])$")
 
 
-def date_arg(value: str | None) -> str | None:
+def date_arg(value: str | None, what: str = "date") -> str | None:
     """Accept YYYY-MM-DD, today, tomorrow, +3d, +2w; the model validates the rest."""
     if value is None:
         return None
@@ -26,11 +26,12 @@ def date_arg(value: str | None) -> str | None:
     if text == "today":
         return base.isoformat()
     if text == "tomorrow":
-        return (base + timedelta(days=1)).isoformat()
+        return add_days(base, 1, f"{what} {value!r}").isoformat()
     m = _REL.match(text)
     if m:
-        n = int(m.group(1)) * (7 if m.group(2) == "w" else 1)
-        return (base + timedelta(days=n)).isoformat()
+        digits = m.group(1)  # int() of thousands of digits raises; any 10 leave the calendar
+        n = (int(digits) if len(digits) <= 10 else 10**10) * (7 if m.group(2) == "w" else 1)
+        return add_days(base, n, f"{what} {value!r}").isoformat()
     return value
 
 
@@ -108,8 +109,9 @@ def plan(
         from .templates import parse_vars
 
         created = [project.plan_from_template(
-            template_name, title=title, variables=parse_vars(variables), start=date_arg(start),
-            due_date=date_arg(due), priority=priority if priority != "medium" else None,
+            template_name, title=title, variables=parse_vars(variables),
+            start=date_arg(start, "start date"),
+            due_date=date_arg(due, "due date"), priority=priority if priority != "medium" else None,
             owner=owner, description=description or None)]
     else:
         if not title:
@@ -118,8 +120,8 @@ def plan(
             project.plan(
                 title,
                 description=description,
-                start=date_arg(start),
-                due=date_arg(due),
+                start=date_arg(start, "start date"),
+                due=date_arg(due, "due date"),
                 priority=priority,
                 owner=owner,
                 tags=tags,
@@ -185,8 +187,8 @@ def update(
         ref,
         title=title,
         description=description,
-        start=date_arg(start),
-        due=date_arg(due),
+        start=date_arg(start, "start date"),
+        due=date_arg(due, "due date"),
         priority=priority,
         owner=owner,
         category=category,

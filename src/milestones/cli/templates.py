@@ -138,7 +138,8 @@ def quickstart(name: str | None, title: str | None, variables: tuple[str, ...],
         title = click.prompt("Title", default="", show_default=False) or None
     project = Project.open(root.parent) if root is not None else Project.init(base)[0]
     m = project.plan_from_template(tpl.name, title=title, variables=values,
-                                   start=date_arg(start), priority=priority, owner=owner)
+                                   start=date_arg(start, "start date"), priority=priority,
+                                   owner=owner)
     out: dict[str, Any] = {"milestone": m.to_dict(), "detection": found.to_dict(),
                            "template": tpl.name}
     say(f"Detected {found.project_type}; planned {m.id}: {m.title} from the {tpl.name} "

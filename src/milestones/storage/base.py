@@ -360,8 +360,8 @@ def decode_record(raw: bytes | str, where: str) -> dict[str, Any]:
 
     try:
         data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise StorageError(f"{where} is damaged: not valid JSON ({exc})",
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise StorageError(f"{where} is damaged: not valid JSON ({exc!r:.200})",
                            hint=RECORD_HINT) from None
     if not isinstance(data, dict):
         raise StorageError(f"{where} is damaged: it holds a {type(data).__name__}, "

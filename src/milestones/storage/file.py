@@ -187,7 +187,7 @@ class FileStore(Store):
         except OSError as exc:
             raise fsutil.storage_error(exc, self.state_path, "read") from None
         try:
-            state: dict[str, Any] = json.loads(raw)
+            state: dict[str, Any] = fsutil.loads_json(raw)
             if state.get("version") != STATE_VERSION:
                 raise ValueError
             return state
@@ -1158,7 +1158,7 @@ class FileStore(Store):
 
     def read_resume(self) -> dict[str, Any]:
         try:
-            data = json.loads(fsutil.read_bytes(self.resume_path, RECORD_LIMIT))
+            data = fsutil.loads_json(fsutil.read_bytes(self.resume_path, RECORD_LIMIT))
         except (FileNotFoundError, ValueError):
             return {}
         return data if isinstance(data, dict) else {}

@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from ..errors import Conflict, InvalidInput, StorageError
 
@@ -245,6 +245,17 @@ def remove_dead_temps(folder: Path, pattern: re.Pattern[str]) -> list[str]:
         except OSError:
             continue
     return removed
+
+
+def loads_json(data: str | bytes) -> Any:
+    """``json.loads``, with JSON nested past Python's recursion limit failing as any
+    malformed JSON does (a ValueError), not as a RecursionError no reader expects."""
+    import json
+
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise json.JSONDecodeError("nested too deeply", "", 0) from None
 
 
 def storage_error(exc: OSError, path: Path | str, action: str) -> StorageError:

@@ -142,7 +142,7 @@ class Scan:
 
 def _parse(line: bytes, path: Path, lineno: int) -> dict[str, Any]:
     try:
-        event = json.loads(line)
+        event = fsutil.loads_json(line)
     except ValueError:
         event = None
     if not isinstance(event, dict):
@@ -190,7 +190,7 @@ def _gzip_lines(path: Path) -> Iterator[bytes]:
 def _loads(line: bytes) -> dict[str, Any]:
     """A line's JSON object, or {} when it is not one."""
     try:
-        obj = json.loads(line)
+        obj = fsutil.loads_json(line)
     except ValueError:
         return {}
     return obj if isinstance(obj, dict) else {}
@@ -254,7 +254,7 @@ class LogFiles:
     def read_index(self) -> dict[int, dict[str, Any]]:
         """The index's entries by sequence number ({} when missing or unreadable)."""
         try:
-            data = json.loads(fsutil.read_bytes(self.index_path, 64 * 1024 * 1024))
+            data = fsutil.loads_json(fsutil.read_bytes(self.index_path, 64 * 1024 * 1024))
         except (OSError, ValueError):
             return {}
         out: dict[int, dict[str, Any]] = {}
@@ -505,7 +505,7 @@ class LogFiles:
         lines = raw.split(b"\n")
         last_line = next((x for x in reversed(lines) if x.strip()), b"")
         try:
-            last = json.loads(last_line)
+            last = fsutil.loads_json(last_line)
         except ValueError:
             return None
         if (

@@ -10,16 +10,19 @@ PyYAML and ruamel are imported on first use: read commands rarely need them.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any, Generic, TypeVar
 
 from ..errors import InvalidInput
-from ..model import MILESTONE_FIELDS, TASK_FIELDS, copy_record
+from ..model import MILESTONE_FIELDS, TASK_FIELDS, copy_record, utc_stamp
 
 T = TypeVar("T")
 
 MAX_FILE_BYTES = 10 * 1024 * 1024
+# Deeper than any file of ours needs; shallow enough that nothing reading the data
+# (copying, JSON, validation) ever meets Python's recursion limit.
+MAX_DEPTH = 64
 SCHEMA_FILE = "config/milestone.schema.json"
 # Editors with the YAML language server check files against the schema as you type.
 SCHEMA_COMMENT = f"# yaml-language-server: $schema=../{SCHEMA_FILE}"
@@ -81,7 +84,17 @@ def _loader() -> Any:
         def construct_yaml_timestamp(self, node: Any) -> Any:
             # PyYAML raises a bare ValueError for dates that do not exist (2026-02-30).
             try:
-                return super().construct_yaml_timestamp(node)
+                value = super().construct_yaml_timestamp(node)
+                if isinstance(value, datetime) and value.tzinfo is not None:
+                    value.astimezone(UTC)  # 9999-12-31T23:00-12:00 is past the calendar in UTC
+                return value
+            except OverflowError:
+                mark = node.start_mark
+                raise InvalidInput(
+                    f"{{where}}:{mark.line + 1}:{mark.column + 1}: {node.value!r} is outside "
+                    "the calendar in UTC (years 1 to 9999)",
+                    hint="give a time within years 1 to 9999, e.g. 2026-12-01T09:00:00Z",
+                ) from None
             except (ValueError, AttributeError) as exc:  # AttributeError: `!!timestamp foo`
                 mark = node.start_mark
                 why = f" ({exc})" if isinstance(exc, ValueError) else ""
@@ -121,16 +134,22 @@ def _refuse_aliases(text: str, where: str) -> None:
         return  # the real load below reports the syntax error with its position
 
 
-def jsonable(value: Any) -> Any:
+class _TooDeep(Exception):
+    pass
+
+
+def jsonable(value: Any, _depth: int = 0) -> Any:
     """YAML's richer types (dates, timestamps) as the JSON-safe values we store."""
     if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
+        if _depth >= MAX_DEPTH:
+            raise _TooDeep
+        return {str(k): jsonable(v, _depth + 1) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
+        if _depth >= MAX_DEPTH:
+            raise _TooDeep
+        return [jsonable(v, _depth + 1) for v in value]
     if isinstance(value, datetime):
-        if value.tzinfo is not None:
-            value = value.astimezone(UTC).replace(tzinfo=None)
-        return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return utc_stamp(value)
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, (bytes, bytearray, set)):
@@ -153,9 +172,10 @@ def load_text(text: str, where: str) -> Any:
         exc.args = (exc.message,)
         raise
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
+        mark, problem = _error_mark(exc, text)
         pos = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
-        problem = exc.problem or exc.context or "malformed YAML"
+        if "maximum nesting depth" in problem:
+            raise _too_deep(where, _deep_position(text) or pos) from None
         hint = "fix the YAML syntax (check indentation and colons)"
         lines = text.splitlines()
         if mark and mark.line < len(lines) and "\t" in lines[mark.line][: mark.column + 1]:
@@ -164,7 +184,7 @@ def load_text(text: str, where: str) -> Any:
     except yaml.YAMLError as exc:
         raise InvalidInput(f"{where}: malformed YAML ({exc})", hint="fix the YAML syntax") from None
     except RecursionError:
-        raise InvalidInput(f"{where}: nested too deeply", hint="flatten the document") from None
+        raise _too_deep(where, _deep_position(text)) from None
     except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
         # PyYAML's constructors raise these for explicit tags on values that do not
         # fit them: `!!int 08`, `!!float x`, `!!bool maybe`.
@@ -174,10 +194,85 @@ def load_text(text: str, where: str) -> Any:
         ) from None
     try:
         return jsonable(data)
+    except _TooDeep:
+        raise _too_deep(where, _deep_position(text)) from None
     except OverflowError as exc:  # an aware timestamp that leaves the calendar in UTC
         raise InvalidInput(
             f"{where}: a timestamp is out of range ({exc})", hint="use a date after year 1"
         ) from None
+
+
+# An error the parser finds only on the next token (an unclosed bracket or quote, a
+# key without its colon) is reported where the construct began, not a line late.
+_OPENED_HERE = (
+    "while parsing a flow", "while scanning a quoted scalar", "while scanning a simple key"
+)
+
+
+def _error_mark(exc: Any, text: str) -> tuple[Any, str]:
+    """Where a YAML syntax error really is, and what it is."""
+    problem = exc.problem or exc.context or "malformed YAML"
+    mark, context = exc.problem_mark or exc.context_mark, exc.context or ""
+    opened = exc.context_mark
+    if (mark is not None and opened is not None and opened.line < mark.line
+            and context.startswith(_OPENED_HERE)):
+        return opened, f"{problem} ({context} that starts here)"
+    if mark is not None and mark.line > 0 and mark.line >= len(text.rstrip().splitlines()):
+        # Past the last line (end of stream): point at the last line with text.
+        last = len(text.rstrip().splitlines()) - 1
+        return type(mark)(mark.name, mark.index, last, 0, None, None), problem
+    return mark, problem
+
+
+def _too_deep(where: str, pos: str) -> InvalidInput:
+    return InvalidInput(
+        f"{where}{pos}: nested more than {MAX_DEPTH} levels deep",
+        hint="flatten the document (no milestone file needs more than a few levels)",
+    )
+
+
+def _deep_position(text: str) -> str:
+    """``:line:column`` where nesting first passes ``MAX_DEPTH``, from the event stream."""
+    import yaml
+
+    depth = 0
+    try:  # the pure-Python parser: libyaml's stops at its own limit, further on
+        for ev in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(ev, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                depth += 1
+                mark = ev.start_mark
+                if depth > MAX_DEPTH and mark is not None:
+                    return f":{mark.line + 1}:{mark.column + 1}"
+            elif isinstance(ev, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                depth -= 1
+    except (yaml.YAMLError, RecursionError):
+        pass
+    return ""
+
+
+def key_line(text: str, path: Sequence[str | int]) -> int | None:
+    """The line (1-based) of the key or item at ``path`` in the YAML ``text`` (its
+    deepest part that exists), for messages about a value; None when unknown."""
+    import yaml
+
+    try:
+        node = yaml.compose(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except (yaml.YAMLError, RecursionError):
+        return None
+    line = None
+    for part in path:
+        if isinstance(node, yaml.MappingNode):
+            hit = next(((k, v) for k, v in node.value if str(k.value) == str(part)), None)
+            if hit is None:
+                break
+            line, node = hit[0].start_mark.line + 1, hit[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) \
+                and 0 <= part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
 
 
 def load_bytes(raw: bytes, where: str) -> Any:

@@ -359,7 +359,8 @@ def critical_path_lines(m: Mapping[str, Any]) -> list[str]:
                          + ("  (critical)" if t.get("critical") else ""))
     f = m.get("feasibility")
     if f:
-        lines.append(f"  projected finish {f['projected_finish']} ({f['remaining_hours']:g}h "
+        lines.append(f"  projected finish {f['projected_finish'] or 'after 9999-12-31'} "
+                     f"({f['remaining_hours']:g}h "
                      f"left, {f['critical_path_hours']:g}h on the critical path)"
                      + (f"; due {f['due_date']}" if f.get("due_date") else "")
                      + ("; AT RISK" if f.get("at_risk") else ""))

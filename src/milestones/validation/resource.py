@@ -81,6 +81,17 @@ def not_member(ctx: Context) -> None:
                 )
 
 
+def _working_days(a: date, b: date) -> int:
+    """Monday-to-Friday days from ``a`` to ``b``, both included (0 when b < a)."""
+    if b < a:
+        return 0
+    weeks, rest = divmod((b - a).days + 1, 7)
+    return weeks * 5 + sum(1 for k in range(rest) if (a.weekday() + k) % 7 < 5)
+
+
+HORIZON_DAYS = 3660  # the weeks over-allocation looks at: ten years ahead
+
+
 @rule(
     "MS403",
     "resource",
@@ -105,17 +116,21 @@ def over_allocated(ctx: Context) -> None:
             continue
         start = max(today, date.fromisoformat(m["start_date"]) if m.get("start_date") else today)
         due = date.fromisoformat(m["due_date"])
-        days = [start + timedelta(days=k) for k in range((due - start).days + 1)]
-        days = [d for d in days if d.weekday() < 5] or [max(start, due)]
+        total = _working_days(start, due)
+        # Weeks up to HORIZON_DAYS ahead: a window out to 9999-12-31 would be 400,000 weeks.
+        last = min(due, today + timedelta(days=HORIZON_DAYS))
+        days = [start + timedelta(days=k) for k in range((last - start).days + 1)]
+        days = [d for d in days if d.weekday() < 5] if total else [max(start, due)]
         weeks: dict[str, int] = defaultdict(int)  # working days of the window per ISO week
         for d in days:
             iso = d.isocalendar()
             weeks[f"{iso.year}-W{iso.week:02d}"] += 1
+        total = total or 1
         for t in m.get("tasks", []):
             who = t.get("assignee")
             if not who or who not in capacity or t.get("status") not in OPEN_TASK:
                 continue
-            share = schedule.remaining_hours(t) / len(days)
+            share = schedule.remaining_hours(t) / total
             for week, count in weeks.items():
                 load[(who, week)] += share * count
     for (who, week), hours in sorted(load.items()):

@@ -355,17 +355,33 @@ def unknown_keys(ctx: Context) -> None:
             props = _props(kind)
             for key in obj:
                 if key not in props:
-                    import difflib
+                    _at(ctx, src, (*path, key), f"unknown {kind} field {key!r}", ref,
+                        _nearest_field(key, props))
 
-                    close = difflib.get_close_matches(str(key), list(props), n=1, cutoff=0.6)
-                    _at(
-                        ctx,
-                        src,
-                        (*path, key),
-                        f"unknown {kind} field {key!r}",
-                        ref,
-                        f"did you mean {close[0]!r}?" if close else None,
-                    )
+
+def _nearest_field(key: Any, props: Mapping[str, Any]) -> str | None:
+    import difflib
+
+    close = difflib.get_close_matches(str(key), list(props), n=1, cutoff=0.6)
+    return f"did you mean {close[0]!r}?" if close else None
+
+
+def new_unknown_keys(
+    before: Mapping[str, Any] | None, after: Mapping[str, Any]
+) -> list[tuple[Sequence[str | int], str, str | None]]:
+    """Fields a hand edit brought into a milestone (``after``) that no milestone or task
+    has: (path, what, nearest known field) each; ones ``before`` had already are not new
+    (the edit that added them was told)."""
+    old = {ref: obj for _k, _p, obj, ref in _list_objects(before)} if before else {}
+    out: list[tuple[Sequence[str | int], str, str | None]] = []
+    for kind, path, obj, ref in _list_objects(after):
+        props = _props(kind)
+        known = old.get(ref) or {}
+        for key in obj:
+            if key not in props and key not in known:
+                out.append(((*path, key), f"unknown {kind} field {key!r}",
+                            _nearest_field(key, props)))
+    return out
 
 
 @rule(

@@ -111,7 +111,8 @@ def feasibility(ctx: Context) -> None:
         if f["at_risk"]:
             ctx.report(
                 f"{mid} needs {f['remaining_hours']}h ({f['critical_path_hours']}h on "
-                f"its critical path): projected to finish {f['projected_finish']}, "
+                f"its critical path): projected to finish "
+                f"{f['projected_finish'] or 'after 9999-12-31'}, "
                 f"due {m['due_date']}",
                 ref=mid,
                 path=(mid, ("due_date",)),
