@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from milestones import events as ev
-from milestones.storage import yamlio
-from milestones.storage import open_store
+from milestones.storage import open_store, yamlio
 from milestones.storage.file import FileStore
 
 WORKER = Path(__file__).with_name("worker.py")
@@ -125,8 +124,8 @@ def assert_consistent(root: Path) -> DiskView:
 
 def _assert_index_consistent(root: Path, rp: ev.ReplayState) -> None:
     """The hybrid index is derived: once caught up, it answers exactly what the log says."""
-    from milestones.storage.hybrid import HybridStore
     from milestones.storage.base import MilestoneQuery
+    from milestones.storage.hybrid import HybridStore
 
     store = HybridStore(root)
     listed = store.query_milestones(MilestoneQuery(include_archived=True))
