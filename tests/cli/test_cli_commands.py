@@ -193,13 +193,13 @@ def test_demo(tmp_path: Path) -> None:
 
 def test_files_carry_the_schema_line_and_schema_command(run: Runner) -> None:
     run.ok("plan", "One", "--task", "A")
+    printed = json.loads(run.ok("schema"))
     if lib(run).store.backend != "database":  # which keeps no milestone files
         text = (run.cwd / ".milestones" / "active" / "milestone-001.yaml").read_text()
         assert text.startswith(
             "# yaml-language-server: $schema=../config/milestone.schema.json\n")
-    on_disk = json.loads((run.cwd / ".milestones" / "config" / "milestone.schema.json").read_text())
-    printed = json.loads(run.ok("schema"))
-    assert on_disk == printed
+        config = run.cwd / ".milestones" / "config"
+        assert json.loads((config / "milestone.schema.json").read_text()) == printed
     props = printed["properties"]
     assert props["status"]["enum"][0] == "planned"
     assert props["id"]["pattern"] == MILESTONE_ID_RE.pattern
