@@ -42,6 +42,7 @@ from click.testing import CliRunner, Result
 
 import milestones
 from milestones.cli import cli
+from milestones.project import Project
 from milestones.storage.yamlio import MAX_FILE_BYTES
 
 NOT_FOUND, INVALID, VALIDATION, STORAGE = 3, 4, 5, 8
@@ -59,16 +60,36 @@ def snapshot(root: Path) -> dict[str, Entry]:
 
     Except ``.milestones/performance/``: every command, failed ones too, appends its
     wall time to ``metrics.jsonl`` there (scale detection); that is not project data.
+    A SQLite database is compared by its content (its SQL dump), not its bytes, which a
+    checkpoint of the write-ahead log rewrites without changing any data; its folder,
+    its shared-memory and write-ahead files, which readers open and close, and the
+    hybrid query cache (results keyed by the log head, so never stale) are left out.
     """
     out: dict[str, Entry] = {}
     for path in [root, *sorted(root.rglob("*"))]:
         rel = path.relative_to(root).as_posix()
-        if rel.startswith(".milestones/performance"):
+        if (rel.startswith((".milestones/performance", ".milestones/database/cache.db"))
+                or rel.endswith(("-wal", "-shm", "-journal"))):
             continue
         st = path.lstat()
+        if rel == ".milestones/database":
+            continue
+        if rel.endswith(".db"):
+            out[rel] = (st.st_mode, st.st_ino, 0, 0, _dump(path))
+            continue
         data = path.read_bytes() if stat.S_ISREG(st.st_mode) else None
         out[rel] = (st.st_mode, st.st_ino, st.st_size, st.st_mtime_ns, data)
     return out
+
+
+def _dump(path: Path) -> bytes:
+    import sqlite3
+
+    conn = sqlite3.connect(path)
+    try:
+        return "\n".join(conn.iterdump()).encode("utf-8")
+    finally:
+        conn.close()
 
 
 def changed(before: dict[str, Entry], after: dict[str, Entry]) -> dict[str, str]:
@@ -135,11 +156,23 @@ def seed(c: Cli) -> None:
     c.ok("status")  # any lazy bookkeeping of a read happens here, not in the test
 
 
-@pytest.fixture
-def seeded(project_dir: Path) -> Cli:
-    c = Cli(project_dir)
+def _seeded(directory: Path, backend: str) -> Cli:
+    Project.init(directory, backend=backend)
+    c = Cli(directory)
     seed(c)
     return c
+
+
+@pytest.fixture(params=["file", "hybrid", "database"])
+def seeded(request: pytest.FixtureRequest, tmp_path: Path) -> Cli:
+    """The seeded project, on each backend: bad input is refused alike on all."""
+    return _seeded(tmp_path, request.param)
+
+
+@pytest.fixture(params=["file", "hybrid"])
+def yaml_seeded(request: pytest.FixtureRequest, tmp_path: Path) -> Cli:
+    """The seeded project on each backend whose milestone files people edit."""
+    return _seeded(tmp_path, request.param)
 
 
 # ------------------------------------------------------------ no project
@@ -460,28 +493,28 @@ HAND_EDITS: list[tuple[str, Edit]] = [
 
 @pytest.mark.parametrize("command", [("status",), ("task", "start", "1/1")], ids=["read", "write"])
 @pytest.mark.parametrize("edit", [pytest.param(e, id=i) for i, e in HAND_EDITS])
-def test_bad_hand_edit(seeded: Cli, edit: Edit, command: tuple[str, ...]) -> None:
-    original = snapshot(seeded.cwd)
-    target, names = edit(seeded.cwd / ".milestones")
-    broken = snapshot(seeded.cwd)
-    check(seeded(*command), INVALID, *names)
+def test_bad_hand_edit(yaml_seeded: Cli, edit: Edit, command: tuple[str, ...]) -> None:
+    original = snapshot(yaml_seeded.cwd)
+    target, names = edit(yaml_seeded.cwd / ".milestones")
+    broken = snapshot(yaml_seeded.cwd)
+    check(yaml_seeded(*command), INVALID, *names)
     # Nothing at all changed, the broken file included (it is not "repaired")...
-    assert_untouched(seeded.cwd, broken)
+    assert_untouched(yaml_seeded.cwd, broken)
     # ...so apart from the file the test broke (and its folder's mtime, when the
     # file is new) the project is exactly as it was before the edit.
-    diff = changed(original, snapshot(seeded.cwd))
+    diff = changed(original, snapshot(yaml_seeded.cwd))
     assert target in diff
     allowed = {target: diff[target], str(Path(target).parent): "mtime"}
     assert {p: how for p, how in diff.items() if allowed.get(p) != how} == {}
 
 
-def test_fixing_the_hand_edit_lets_commands_run_again(seeded: Cli) -> None:
-    path = seeded.cwd / M1
+def test_fixing_the_hand_edit_lets_commands_run_again(yaml_seeded: Cli) -> None:
+    path = yaml_seeded.cwd / M1
     good = path.read_bytes()
     path.write_bytes(good + b"title: Again\n")
-    check(seeded("status"), INVALID, f"{M1}:")
+    check(yaml_seeded("status"), INVALID, f"{M1}:")
     path.write_bytes(good)
-    seeded.ok("task", "start", "1/1")
+    yaml_seeded.ok("task", "start", "1/1")
 
 
 # ----------------------------------------------------------------- plan files

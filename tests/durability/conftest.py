@@ -22,3 +22,25 @@ def proj(tmp_path: Path) -> Path:
     d.mkdir()
     cli(d, "init")
     return d
+
+
+@pytest.fixture(params=["file", "hybrid", "database"])
+def any_proj(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    """A fresh project on each backend (the directory holding .milestones/)."""
+    from milestones.project import Project
+
+    d = tmp_path / "proj"
+    d.mkdir()
+    Project.init(d, backend=request.param)
+    return d
+
+
+@pytest.fixture(params=["file", "hybrid"])
+def yaml_proj(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    """A fresh project on each backend that keeps YAML files and a log file."""
+    from milestones.project import Project
+
+    d = tmp_path / "proj"
+    d.mkdir()
+    Project.init(d, backend=request.param)
+    return d

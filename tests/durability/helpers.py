@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from milestones import events as ev
-from milestones.storage import yamlio
+from milestones.storage import open_store, yamlio
 from milestones.storage.file import FileStore
 
 WORKER = Path(__file__).with_name("worker.py")
@@ -41,9 +41,23 @@ def worker(*args: str, **kw: Any) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, str(WORKER), *args], text=True, **kw)
 
 
+def backend_of(root: Path) -> str:
+    """The backend a project uses (``config/storage-backend.txt``)."""
+    try:
+        return (root / "config" / "storage-backend.txt").read_text("utf-8").strip() or "file"
+    except FileNotFoundError:
+        return "file"
+
+
 def log_events(root: Path) -> list[dict[str, Any]]:
-    """Every whole event in the log (raises on a corrupt line)."""
-    return list(FileStore(root).events())
+    """Every whole event in the project's log, on any backend (raises on a corrupt line)."""
+    store = open_store(root)
+    try:
+        return list(store.events())
+    finally:
+        close = getattr(store, "close", None)
+        if close is not None:
+            close()
 
 
 @dataclass
@@ -83,7 +97,12 @@ def disk_view(root: Path) -> DiskView:
 
 
 def assert_consistent(root: Path) -> DiskView:
-    """The log's replay equals state.json and the milestone files, exactly."""
+    """The log's replay equals what the backend holds, exactly: state.json and the
+    milestone files on the YAML backends (and the index on hybrid), the rows of the
+    database backend."""
+    backend = backend_of(root)
+    if backend == "database":
+        return _assert_database_consistent(root)
     view = disk_view(root)
     assert ev.verify_chain(view.events) is None, ev.verify_chain(view.events)
     rp = view.replayed
@@ -98,7 +117,37 @@ def assert_consistent(root: Path) -> DiskView:
         path = root / entry["path"]
         assert path.is_file(), f"{mid}: {entry['path']} is missing"
     assert not FileStore(root).needs_sync(), "state.json does not describe the files on disk"
+    if backend == "hybrid":
+        _assert_index_consistent(root, rp)
     return view
+
+
+def _assert_index_consistent(root: Path, rp: ev.ReplayState) -> None:
+    """The hybrid index is derived: once caught up, it answers exactly what the log says."""
+    from milestones.storage.base import MilestoneQuery
+    from milestones.storage.hybrid import HybridStore
+
+    store = HybridStore(root)
+    listed = store.query_milestones(MilestoneQuery(include_archived=True))
+    assert listed is not None
+    assert {s["id"]: s for s in listed} == rp.milestones, "the hybrid index differs from the log"
+
+
+def _assert_database_consistent(root: Path) -> DiskView:
+    store = open_store(root)
+    try:
+        events = list(store.events())
+        state = store.load()
+        milestones = dict(state.milestones)
+    finally:
+        store.close()  # type: ignore[attr-defined]
+    assert ev.verify_chain(events) is None, ev.verify_chain(events)
+    rp = ev.replay(events)
+    assert rp.milestones == milestones, "the database rows differ from the log's replay"
+    assert rp.current == state.current
+    assert (state.last_event_id, state.last_hash) == (rp.last_id, rp.last_hash)
+    return DiskView(replayed=rp, state={}, state_milestones=milestones, files=milestones,
+                    marker=state.current, events=events)
 
 
 def check_raw_readable(root: Path) -> bool:

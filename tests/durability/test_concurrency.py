@@ -50,7 +50,8 @@ def _run_workers(proj: Path, workers: int, changes: int, tmp: Path) -> None:
         assert p.returncode == 0, (i, out, err)
 
 
-def test_eight_processes_fifty_changes_each(proj: Path, tmp_path: Path) -> None:
+def test_eight_processes_fifty_changes_each(any_proj: Path, tmp_path: Path) -> None:
+    proj = any_proj
     _setup_shared_milestone(proj, WORKERS)
     root = proj / ".milestones"
     before = log_events(root)
@@ -112,7 +113,8 @@ def test_eight_processes_fifty_changes_each(proj: Path, tmp_path: Path) -> None:
     assert cli(proj, "doctor").returncode == 0
 
 
-def test_real_cli_processes_interleave(proj: Path) -> None:
+def test_real_cli_processes_interleave(any_proj: Path) -> None:
+    proj = any_proj
     """The same guarantee through `python -m milestones` itself (fewer, slower processes)."""
     workers, changes = 4, 6
     _setup_shared_milestone(proj, workers)
@@ -147,7 +149,8 @@ def test_real_cli_processes_interleave(proj: Path) -> None:
                 assert args[3] in titles
 
 
-def test_readers_never_see_a_partial_file(proj: Path, tmp_path: Path) -> None:
+def test_readers_never_see_a_partial_file(any_proj: Path, tmp_path: Path) -> None:
+    proj = any_proj
     writers, changes = 3, 40
     _setup_shared_milestone(proj, writers)
     stop = tmp_path / "stop"

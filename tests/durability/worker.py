@@ -5,8 +5,9 @@ Modes:
                              through the CLI (in this process, one command each)
   reader ROOT STOP           loop `status --all --json` and raw file reads until
                              the file STOP exists; print a JSON report
-  churn ROOT SEED            print "ready", then change the project forever
-                             (the test SIGKILLs it at a random moment)
+  churn ROOT SEED [MARKER]   print "ready", then change the project forever
+                             (the test SIGKILLs it at a random moment); MARKER
+                             exists while a commit is under way
   crash POINT ROOT ARGS...   run the CLI command ARGS, dying with os._exit(99)
                              at POINT of the write (a deterministic crash)
 """
@@ -77,7 +78,9 @@ def reader(root: str, stop: str) -> int:
             # Raw reads of every file a writer replaces: never partial.
             from milestones.storage import yamlio
 
-            for path in sorted((base / "active").glob("milestone-*.yaml")):
+            # On the database, rows in one file: SQLite's transactions, not file renames.
+            files = (base / "config" / "storage-backend.txt").read_text().strip() != "database"
+            for path in sorted((base / "active").glob("milestone-*.yaml")) if files else ():
                 try:
                     raw = path.read_bytes()
                 except FileNotFoundError:
@@ -85,7 +88,8 @@ def reader(root: str, stop: str) -> int:
                 doc = yamlio.load_bytes(raw, str(path))
                 if not isinstance(doc, dict) or doc.get("id") != path.stem:
                     raise RuntimeError(f"{path}: partial or foreign content")
-            json.loads((base / "logs" / "state.json").read_bytes())
+            if files:
+                json.loads((base / "logs" / "state.json").read_bytes())
         except Exception as exc:
             errors.append(f"read {reads}: {exc!r}")
         reads += 1
@@ -146,12 +150,46 @@ def one_change(project: Any, rng: random.Random, n: int) -> None:
         project.reopen_task(ref)
 
 
-def churn(root: str, seed: int) -> int:
+def mark_commits(marker: Path) -> None:
+    """While a write is under way, ``marker`` exists: a SIGKILL that leaves it behind
+    landed inside a write. On the YAML backends that is ``commit`` (from the event
+    append to the last file of the snapshot); on the database, the whole write
+    transaction (from BEGIN IMMEDIATE under ``lock`` to its COMMIT)."""
+    from milestones.storage.file import FileStore
+    from milestones.storage.sqlite import DatabaseStore
+
+    @contextlib.contextmanager
+    def present() -> Any:
+        os.close(os.open(marker, os.O_CREAT | os.O_WRONLY, 0o644))
+        try:
+            yield
+        finally:
+            os.unlink(marker)
+
+    real_commit = FileStore.commit
+    real_lock = DatabaseStore.lock
+
+    def commit(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with present():
+            return real_commit(self, *args, **kwargs)
+
+    @contextlib.contextmanager
+    def lock(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with real_lock(self, *args, **kwargs), present():
+            yield
+
+    FileStore.commit = commit  # type: ignore[method-assign]
+    DatabaseStore.lock = lock  # type: ignore[method-assign,assignment]
+
+
+def churn(root: str, seed: int, marker: str | None = None) -> int:
     import ruamel.yaml  # noqa: F401  (warm every import before "ready")
 
     from milestones.errors import MilestoneError
     from milestones.project import Project
 
+    if marker:
+        mark_commits(Path(marker))
     rng = random.Random(seed)
     Project.open(Path(root)).state()
     print("ready", flush=True)
@@ -202,6 +240,10 @@ def crash(point: str, root: str, args: list[str]) -> int:
             return fsutil.append_durable(path, data)
 
         fs.fsutil.append_durable = half_append  # type: ignore[assignment]
+    elif point == "db-before-commit":  # events and rows written, COMMIT not reached
+        from milestones.storage.sqlite import DatabaseStore
+
+        DatabaseStore._set_meta = die  # type: ignore[method-assign,assignment]
     else:
         raise SystemExit(f"unknown crash point {point}")
     cli.main(args=["-C", root, *args], prog_name="milestone")
@@ -215,7 +257,7 @@ def main(argv: list[str]) -> int:
     if mode == "reader":
         return reader(argv[1], argv[2])
     if mode == "churn":
-        return churn(argv[1], int(argv[2]))
+        return churn(argv[1], int(argv[2]), *argv[3:4])
     if mode == "crash":
         return crash(argv[1], argv[2], argv[3:])
     raise SystemExit(f"unknown mode {mode}")

@@ -45,10 +45,11 @@ def churn(p: Project, rounds: int, start: int = 0) -> None:
         p.complete_task(f"{mid}/task-1")
 
 
-@pytest.fixture
-def proj(tmp_path: Path) -> Path:
-    """A project with a 2 KB rotation threshold and several archives."""
-    Project.init(tmp_path, actor=ACTOR, session_id="s1")
+@pytest.fixture(params=["file", "hybrid"])
+def proj(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    """A project with a 2 KB rotation threshold and several archives, on each backend
+    that keeps its log in files."""
+    Project.init(tmp_path, backend=request.param, actor=ACTOR, session_id="s1")
     set_rotate(tmp_path, 2048)
     churn(opened(tmp_path), 8)
     return tmp_path
