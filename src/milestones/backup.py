@@ -82,7 +82,7 @@ MAX_PATH = 1024
 CHUNK = 1024 * 1024
 
 _REASON_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
-_NAME_RE = re.compile(r"^backup-(\d{8}T\d{6}\.\d{6}Z)-([a-z0-9][a-z0-9-]*)\.tar\.gz$")
+_NAME_RE = re.compile(r"^backup-([0-9]{8}T[0-9]{6}\.[0-9]{6}Z)-([a-z0-9][a-z0-9-]*)\.tar\.gz$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _TEMP_RE = re.compile(r"^\..+\.tmp-")
 _DAMAGED = "the archive is damaged or was altered; use another backup"
@@ -245,7 +245,7 @@ def create_backup(root: Path, dest: Path | None = None, *, reason: str = MANUAL,
 
 
 STAGE_PREFIX = ".backup.tmp-"
-_ARCHIVE_LEFT = re.compile(r"^\.backup-.+\.tar\.gz\.tmp-(\d+)-")
+_ARCHIVE_LEFT = re.compile(r"^\.backup-.+\.tar\.gz\.tmp-([0-9]+)-")
 
 
 def remove_backup_temps(root: Path, folder: Path | None = None) -> list[str]:
@@ -1315,7 +1315,7 @@ def restore_limit() -> int:
     """The largest member a restore unpacks (``MILESTONE_RESTORE_MAX_BYTES``, default
     1 GiB); all members together may be four times that."""
     raw = os.environ.get("MILESTONE_RESTORE_MAX_BYTES", "")
-    return int(raw) if raw.isdigit() and int(raw) > 0 else MAX_MEMBER_BYTES
+    return int(raw) if raw.isascii() and raw.isdigit() and int(raw) > 0 else MAX_MEMBER_BYTES
 
 
 def _check_bounds(path: Path, manifest: Manifest, into: Path | None) -> None:

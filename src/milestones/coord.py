@@ -610,7 +610,7 @@ class Agents:
     def ready(self, ref: str | None = None) -> list[dict[str, Any]]:
         """Tasks that can be claimed now, best first (any agent's skills)."""
         st = self.p.state()
-        only = refs.resolve_milestone(ref, st.milestones) if ref else None
+        only = refs.resolve_milestone(ref, st.milestones) if ref is not None else None
         return self._candidates(st.milestones, only, None)
 
     def claim(self, who: str | None, ref: str | None = None, *,
@@ -628,7 +628,7 @@ class Agents:
             entry["last_seen"] = tx.now
             entry["status"] = "live"
             tx.actor = entry["name"]
-            only = refs.resolve_milestone(ref, tx.snaps) if ref else None
+            only = refs.resolve_milestone(ref, tx.snaps) if ref is not None else None
             got = self._take(tx, entry, only, lease)
         return got
 

@@ -61,7 +61,7 @@ GIT_TIMEOUT = 600  # seconds; a checkout of a large tree can take a while
 _GIT_ENV_DROP = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_PREFIX",
                  "GIT_COMMON_DIR", "GIT_OBJECT_DIRECTORY")
 _UNMERGED = {"DD", "AU", "UD", "UA", "DU", "AA", "UU"}
-_FULL_REF = r"milestone-\d{3,18}/task-\d{1,18}"
+_FULL_REF = r"milestone-[0-9]{3,18}/task-[0-9]{1,18}"
 _BRACKET_RE = re.compile(r"\[(" + _FULL_REF + r")\]")
 _TRAILER_RE = re.compile(r"^(task|milestone)\s*:\s*(\S+)\s*$", re.IGNORECASE)
 _KEYWORD_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,39}$")

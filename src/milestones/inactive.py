@@ -25,7 +25,7 @@ from .storage import fsutil
 NOTE = "active/NOT-READ.txt"
 FINGERPRINT = "logs/not-read.json"
 KEPT = "kept-edits"
-_FILE_RE = re.compile(r"^milestone-\d{3,}\.yaml$")
+_FILE_RE = re.compile(r"^milestone-[0-9]{3,}\.yaml$")
 
 NOTE_TEXT = """\
 These files are NOT READ. Since {since} this project keeps its data in the {backend}

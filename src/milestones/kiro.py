@@ -60,8 +60,8 @@ DONE_MARKS = ("x", "X")
 
 _CHECKBOX = re.compile(r"^(?P<indent>[ \t]*)[-*+][ \t]+\[(?P<mark>[^\]]?)\](?P<rest>.*)$")
 _OPTIONAL = re.compile(r"^(?P<star>\\?\*)?[ \t]*")
-_NUMBERED = re.compile(r"^(?P<num>\d+(?:\.\d+)*)\.?(?P<star>\\?\*)?(?:[ \t]+|$)")
-_KIRO_NUMBER = re.compile(r"^\d{1,9}(?:\.\d{1,9})*$")  # longer: renumbered
+_NUMBERED = re.compile(r"^(?P<num>[0-9]+(?:\.[0-9]+)*)\.?(?P<star>\\?\*)?(?:[ \t]+|$)")
+_KIRO_NUMBER = re.compile(r"^[0-9]{1,9}(?:\.[0-9]{1,9})*$")  # longer: renumbered
 _REQ_LINE = re.compile(
     r"^(?:[-*+][ \t]+)?\\?_[ \t]*Requirements?[ \t]*:(?P<ids>.*?)\\?_[ \t]*$", re.IGNORECASE
 )
@@ -70,17 +70,17 @@ _VALIDATES = re.compile(
     r"(?:Requirements?\b)?(?P<ids>.*?)(?:\*\*|\\?_)?\W*$",
     re.IGNORECASE,
 )
-_ID = r"\d+(?:\.\d+)*"
+_ID = r"[0-9]+(?:\.[0-9]+)*"
 _RANGE = re.compile(rf"(?<![\w.])(?P<a>{_ID})[ \t]*[-–—][ \t]*(?P<b>{_ID})(?![\w.])")
-_ID_TOKEN = re.compile(rf"(?<![\w.\-])(?P<id>{_ID})(?![\w-]|\.\d)")
+_ID_TOKEN = re.compile(rf"(?<![\w.\-])(?P<id>{_ID})(?![\w-]|\.[0-9])")
 _FENCE = re.compile(r"^[ \t]*(?P<fence>`{3,}|~{3,})")
-_BULLET = re.compile(r"^(?:[-*+]|\d+[.)])(?:[ \t]|$)")
+_BULLET = re.compile(r"^(?:[-*+]|[0-9]+[.)])(?:[ \t]|$)")
 
 _HEADING = re.compile(r"^ {0,3}(?P<level>#{1,6})(?:[ \t]+(?P<text>.*?))?[ \t#]*$")
-_REQ_HEAD = re.compile(r"^Requirement\s+(?P<n>\d+)\b\s*[:：.\-–—]?\s*(?P<title>.*)$", re.I)
+_REQ_HEAD = re.compile(r"^Requirement\s+(?P<n>[0-9]+)\b\s*[:：.\-–—]?\s*(?P<title>.*)$", re.I)
 _AC_HEAD = re.compile(r"^Acceptance\s+Criteria\b", re.IGNORECASE)
 _STORY = re.compile(r"^[*_]*\s*User\s+Story\s*[*_]*\s*:\s*[*_]*\s*(?P<story>.*?)\s*$", re.I)
-_CRITERION = re.compile(r"^(?P<indent>[ \t]*)(?:(?P<n>\d+)[.)]|[-*+])[ \t]+(?P<text>\S.*?)\s*$")
+_CRITERION = re.compile(r"^(?P<indent>[ \t]*)(?:(?P<n>[0-9]+)[.)]|[-*+])[ \t]+(?P<text>\S.*?)\s*$")
 
 _SHALL = r"\bshall\b\s+\S"
 _EARS = (

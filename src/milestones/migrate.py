@@ -88,11 +88,9 @@ def _log(root: Path, record: dict[str, Any]) -> None:
 
 def read_marker(root: Path, default: str = "file") -> str:
     """The backend ``config/storage-backend.txt`` names (``default`` if it names none)."""
-    try:
-        raw = fsutil.read_bytes(root / "config" / "storage-backend.txt", 4096)
-        return raw.decode("utf-8").strip() or default
-    except FileNotFoundError:
-        return default
+    from .storage import read_backend
+
+    return read_backend(root) or default
 
 
 def write_marker(root: Path, backend: str) -> None:
@@ -245,7 +243,7 @@ def previous_backend(root: Path) -> str | None:
     """The backend before the last completed migration, from the migration log."""
     path = root / "performance" / "migration-log.jsonl"
     try:
-        lines = fsutil.read_bytes(path).decode("utf-8").splitlines()
+        lines = fsutil.read_bytes(path).decode("utf-8", "replace").splitlines()
     except FileNotFoundError:
         return None
     for line in reversed(lines):

@@ -37,13 +37,13 @@ CLOSED_MILESTONE = ("completed", "archived", "cancelled")
 MAX_TITLE = 200
 MAX_TIME_SPENT = 10**9  # seconds on one task (31 years): what a file may hold
 MAX_TEXT = 20_000
-MILESTONE_ID_RE = re.compile(r"^milestone-(\d{3,18})$")  # 18: int() of a huge id raises
-TASK_ID_RE = re.compile(r"^task-(\d{1,18})$")
-TASK_REF_RE = re.compile(r"^(?:milestone-\d{3,}/)?task-\d+$")  # a task's depends_on entry
+MILESTONE_ID_RE = re.compile(r"^milestone-([0-9]{3,18})$")  # 18: int() of a huge id raises
+TASK_ID_RE = re.compile(r"^task-([0-9]{1,18})$")
+TASK_REF_RE = re.compile(r"^(?:milestone-[0-9]{3,}/)?task-[0-9]+$")  # a task's depends_on entry
 # C0 and C1 control characters; multi-line text may hold tabs and newlines, one line neither.
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _CONTROL_LINE_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DATE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 
 
 # --------------------------------------------------------------------------- ids

@@ -37,8 +37,8 @@ _KEY = re.compile(
     r"^(due|start|priority|owner|tags|category|depends on|depends_on)\s*:\s*(.*)$", re.IGNORECASE
 )
 _ITEM = re.compile(r"^\s*[-*]\s+(?:\[([ xX])\]\s+)?(.+?)\s*$")
-_EST = re.compile(r"\s*\((\d+(?:\.\d+)?)\s*h\)")
-_AFTER = re.compile(r"\s+after\s+([\d,\s]+)$", re.IGNORECASE)
+_EST = re.compile(r"\s*\(([0-9]+(?:\.[0-9]+)?)\s*h\)")
+_AFTER = re.compile(r"\s+after\s+([0-9,\s]+)$", re.IGNORECASE)
 
 
 def read_plan(path: Path) -> list[dict[str, Any]]:
@@ -170,7 +170,7 @@ def parse_markdown(text: str, where: str) -> list[dict[str, Any]]:
             task: dict[str, Any] = {}
             after = _AFTER.search(title)
             if after:
-                task["depends_on"] = [f"task-{n}" for n in re.findall(r"\d+", after.group(1))]
+                task["depends_on"] = [f"task-{n}" for n in re.findall(r"[0-9]+", after.group(1))]
                 title = title[: after.start()]
             est = _EST.search(title)
             if est:

@@ -1819,7 +1819,7 @@ class Project:
 
     def next_view(self, ref: str | None = None, *, limit: int | None = None) -> dict[str, Any]:
         with self._reading() as st:
-            only = refs.resolve_milestone(ref, st.milestones) if ref else None
+            only = refs.resolve_milestone(ref, st.milestones) if ref is not None else None
             if only is None and is_lazy(st.milestones):
                 if limit is None:
                     rows = self._cached(st, "view:next", lambda: self._next_rows(st),

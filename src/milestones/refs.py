@@ -10,9 +10,9 @@ from .errors import InvalidInput, NotFound
 from .model import milestone_id
 
 # At most 18 digits: int() refuses strings past 4300 digits, and no id gets that far.
-_M = re.compile(r"^(?:milestone-?|m)?0*(\d{1,18})$", re.IGNORECASE)
-_T = re.compile(r"^(?:task-?|t)?0*(\d{1,18})$", re.IGNORECASE)
-_ID_NUMBER = re.compile(r"^(milestone|task)-(\d{1,18})$")
+_M = re.compile(r"^(?:milestone-?|m)?0*([0-9]{1,18})$", re.IGNORECASE)
+_T = re.compile(r"^(?:task-?|t)?0*([0-9]{1,18})$", re.IGNORECASE)
+_ID_NUMBER = re.compile(r"^(milestone|task)-([0-9]{1,18})$")
 
 
 def parse_milestone(text: str) -> str:

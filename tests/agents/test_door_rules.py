@@ -273,7 +273,7 @@ def test_damaged_config_is_an_error(tmp_path: Path, args: tuple[str, ...]) -> No
 @pytest.mark.parametrize(("text", "args", "named"), [
     ("agents: [1, 2]\n", ("agent", "register", "--name", "w"), "config.yaml:1: agents must"),
     ("validation: oops\n", ("validate",), "config.yaml:1: validation must"),
-    ("git: [Closes]\n", ("git", "link"), "config.yaml:1: git must"),
+    ("git: [Closes]\n", ("validate",), "config.yaml:1: git must"),
 ])
 def test_a_config_section_of_the_wrong_shape_is_named_and_its_defaults_used(
         tmp_path: Path, text: str, args: tuple[str, ...], named: str) -> None:

@@ -83,7 +83,12 @@ def one_error(result: Result, codes: tuple[int, ...], *names: str) -> str:
     err = result.stderr
     assert result.exit_code in codes, (result.exit_code, err)
     assert "Traceback" not in err and "Error:" not in err.replace(ERROR, ""), err
-    assert err.startswith(ERROR) and err.count("\n") == 1, f"not one line: {err!r}"
+    assert err.count("\n") == 1, f"not one line: {err!r}"
+    if err.startswith("{"):  # the command had --json: the same error as a JSON object
+        error = json.loads(err)["error"]
+        assert error["code"] == result.exit_code and error["hint"], err
+        err = f"{ERROR}{error['message']} — {error['hint']}\n"
+    assert err.startswith(ERROR), f"not one line: {err!r}"
     assert " — " in err, f"no hint: {err!r}"
     for name in names:
         assert name in err, f"{name!r} not in {err!r}"
@@ -725,3 +730,13 @@ def test_odd_numbers_in_a_hand_edited_task(c: Cli, field: str, value: str) -> No
     for args in (("status",), ("show", "1/1", "--json"), ("agent", "register", "--name", "w")):
         one_error(c(*args), (INVALID,), M1, f"task-1 {field}")
     assert snapshot(c.cwd) == before
+
+
+@pytest.mark.parametrize("ref", ["\u0661", "1/\u0661", "milestone-\u0661", "\uff11",
+                                 "\u0661/\u0661", "m\u0967"])
+def test_digits_of_other_scripts_are_no_reference(c: Cli, ref: str) -> None:
+    """Python's int() reads Arabic-Indic or full-width digits; a reference never does:
+    `show ١` is not `show 1` (ids on disk are ASCII, and so are the refs that name them)."""
+    c.ok("plan", "Alpha", "--task", "one")
+    one_error(c("show", ref), (3, 4))
+    one_error(c("task", "done", ref), (3, 4))

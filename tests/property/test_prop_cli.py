@@ -108,8 +108,11 @@ class CliMachine(RuleBasedStateMachine):
         if result.exit_code != 0:
             assert self._state() == before, f"{where}: failed with {result.exit_code} " \
                 "but changed the data"
-            assert result.stderr.startswith("milestone: error: "), (where, result.stderr)
             assert result.stderr.count("\n") == 1, (where, result.stderr)
+            if "--json" in args:
+                assert json.loads(result.stderr)["error"]["code"] == result.exit_code
+            else:
+                assert result.stderr.startswith("milestone: error: "), (where, result.stderr)
         return result
 
     def task_ref(self, m: int, t: int) -> str:

@@ -11,6 +11,7 @@ damage did not touch (the event log may only grow).
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -149,7 +150,11 @@ def test_damaged_files_are_refused_or_reported_never_a_crash(
             assert result.exit_code in allowed, (where, result.exit_code, result.stderr,
                                                  result.stdout[-300:])
             if result.exit_code != 0 and args[0] not in ("validate", "doctor"):  # reports
-                assert result.stderr.startswith("milestone: error: "), (where, result.stderr)
+                if "--json" in args:  # the error as the JSON object scripts read
+                    assert json.loads(result.stderr)["error"]["code"] == result.exit_code
+                else:
+                    assert result.stderr.startswith("milestone: error: "), (where,
+                                                                            result.stderr)
             after = _files(root)
             for rel, raw in before.items():
                 if rel == target or _derived(rel):

@@ -14,7 +14,7 @@ from ..events import EVENT_TYPES
 from ..model import MILESTONE_STATUSES, PRIORITIES, utc_stamp
 from . import cli, emit, get_project, output_options, say
 
-_AGO = re.compile(r"^(\d+)([mhdw])$")
+_AGO = re.compile(r"^([0-9]+)([mhdw])$")
 
 
 def since_arg(value: str | None) -> str | None:

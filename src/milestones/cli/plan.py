@@ -14,7 +14,7 @@ from ..model import CATEGORIES, PRIORITIES, add_days
 from ..ui import inert, plural
 from . import cli, get_project, say, wrote
 
-_REL = re.compile(r"^\+(\d+)([dw])$")
+_REL = re.compile(r"^\+([0-9]+)([dw])$")
 
 
 def date_arg(value: str | None, what: str = "date") -> str | None:

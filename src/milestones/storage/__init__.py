@@ -7,9 +7,28 @@ from pathlib import Path
 from ..errors import StorageError
 from .base import Edit, State, Store
 
-__all__ = ["BACKENDS", "Edit", "State", "Store", "open_store", "store_for"]
+__all__ = ["BACKENDS", "Edit", "State", "Store", "open_store", "read_backend", "store_for"]
 
 BACKENDS = ("file", "hybrid", "database")
+
+
+def read_backend(root: Path) -> str | None:
+    """The backend ``config/storage-backend.txt`` names (None when there is no file;
+    ``file`` when it is empty). Unreadable or not text: a StorageError naming it."""
+    from . import fsutil
+
+    marker = root / "config" / "storage-backend.txt"
+    try:
+        return fsutil.read_bytes(marker, 4096).decode("utf-8").strip() or "file"
+    except FileNotFoundError:
+        return None
+    except UnicodeDecodeError:
+        raise StorageError(f"{marker} is not text (not UTF-8)",
+                           hint=f"set it to one of: {', '.join(BACKENDS)}") from None
+    except OSError as exc:
+        raise StorageError(
+            f"cannot read {marker}: {exc.strerror}", hint="check the directory's permissions"
+        ) from None
 
 
 def open_store(root: Path, backend: str | None = None) -> Store:
@@ -17,19 +36,10 @@ def open_store(root: Path, backend: str | None = None) -> Store:
 
     ``backend`` chooses one for a project that has none yet (``milestone init``).
     """
-    marker = root / "config" / "storage-backend.txt"
-    try:
-        from . import fsutil
-
-        backend = fsutil.read_bytes(marker, 4096).decode("utf-8").strip() or "file"
-    except FileNotFoundError:
-        backend = backend or "file"
-    except OSError as exc:
-        raise StorageError(
-            f"cannot read {marker}: {exc.strerror}", hint="check the directory's permissions"
-        ) from None
+    backend = read_backend(root) or backend or "file"
     store = store_for(root, backend)
     if store is None:
+        marker = root / "config" / "storage-backend.txt"
         raise StorageError(
             f"{marker} names an unknown storage backend {backend!r}",
             hint=f"set it to one of: {', '.join(BACKENDS)}",

@@ -33,7 +33,7 @@ from .base import Edit, Snapshot, State, Store
 if TYPE_CHECKING:
     from .logfiles import LogFiles
 
-FILE_RE = re.compile(r"^(milestone-\d{3,})\.yaml$")
+FILE_RE = re.compile(r"^(milestone-[0-9]{3,})\.yaml$")
 Undo = tuple[Path, "Path | None", "bytes | None"]  # see FileStore._keep_old
 STATE_VERSION = 1
 RECORD_LIMIT = 64 * 1024 * 1024  # agents.json, messages.json, session-resume.json
@@ -90,6 +90,27 @@ def state_text(state: Mapping[str, Any], *, reuse: bool = False) -> str:
     rest = _json({k: v for k, v in state.items() if k != "milestones"})
     milestones = f'"milestones":{{{",".join(entries)}}}'
     return f"{rest[:-1]},{milestones}}}" if len(rest) > 2 else f"{{{milestones}}}"
+
+
+_STATE_TYPES: dict[str, Any] = {
+    "applied_event_id": int, "applied_hash": str, "log_size": int, "max_number": int,
+    "current": (str, type(None)), "current_mtime_ns": (int, type(None)), "milestones": dict,
+}
+_ENTRY_TYPES: dict[str, Any] = {"path": str, "sha256": str, "mtime_ns": int, "size": int,
+                                "state": dict}
+
+
+def _state_shape_ok(state: Any) -> bool:
+    """Is ``state`` a state.json as this version writes it (every key, of its type)?"""
+    if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
+        return False
+    if any(not isinstance(state.get(k), t) or isinstance(state.get(k), bool)
+           for k, t in _STATE_TYPES.items()):
+        return False
+    return all(isinstance(e, dict) and all(isinstance(e.get(k), t) for k, t in
+                                           _ENTRY_TYPES.items())
+               and FILE_RE.match(str(e["path"]).rsplit("/", 1)[-1]) is not None
+               for e in state["milestones"].values())
 
 
 class FileStore(Store):
@@ -187,12 +208,12 @@ class FileStore(Store):
         except OSError as exc:
             raise fsutil.storage_error(exc, self.state_path, "read") from None
         try:
-            state: dict[str, Any] = fsutil.loads_json(raw)
-            if state.get("version") != STATE_VERSION:
-                raise ValueError
-            return state
+            state = fsutil.loads_json(raw)
         except ValueError:
             return self._rebuild_state()
+        # Derived, so rebuilt from the log when it is not what this version writes: a
+        # damaged or hand-edited state.json is never trusted key by key.
+        return state if _state_shape_ok(state) else self._rebuild_state()
 
     def _rebuild_state(self) -> dict[str, Any]:
         """Derive state.json from the events of the log that verify (hashes empty: files

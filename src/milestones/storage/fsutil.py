@@ -32,7 +32,7 @@ _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 # A backup's staging folder in .milestones/ (group 1: the backup's process id).
-BACKUP_STAGE_RE = re.compile(r"^\.backup\.tmp-(\d+)-")
+BACKUP_STAGE_RE = re.compile(r"^\.backup\.tmp-([0-9]+)-")
 
 
 def shown(path: Path | str) -> str:

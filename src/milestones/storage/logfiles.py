@@ -66,7 +66,7 @@ from ..errors import MilestoneError, StorageError
 from . import fsutil
 
 ARCHIVE_DIR = "archive"
-ARCHIVE_RE = re.compile(r"^progress-events-(\d{6,})\.jsonl\.gz$")
+ARCHIVE_RE = re.compile(r"^progress-events-([0-9]{6,})\.jsonl\.gz$")
 INDEX_NAME = "index.json"
 INDEX_VERSION = 1
 DEFAULT_ROTATE_BYTES = 10 * 1024 * 1024
