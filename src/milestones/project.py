@@ -1892,9 +1892,25 @@ class Project:
                 or (since and str(e.get("timestamp", "")) < since)
             )
 
+        st = self.state()  # a log that does not verify is told here (one warning)
+        if getattr(self.store, "damage", None):
+            # Only the events that verify are history: up to the last applied one,
+            # never past the line that does not verify (the warning names it).
+            rows = []
+            try:
+                for e in self.store.events(after=after):
+                    if int(e.get("event_id") or 0) > st.last_event_id:
+                        break
+                    if keep(e):
+                        rows.append(e)
+            except MilestoneError:
+                pass  # the damaged line itself: the warning said where
+            if limit is not None:
+                rows = rows[-limit:] if limit > 0 else []
+            return {"schema": SCHEMA, "events": rows}
         tail = getattr(self.store, "events_tail", None)  # rotated logs: newest files only
         if limit is not None and tail is not None:
-            rows: list[dict[str, Any]] = tail(limit, keep, after)
+            rows = tail(limit, keep, after)
         else:
             rows = [e for e in self.store.events(after=after) if keep(e)]
             if limit is not None:

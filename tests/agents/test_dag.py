@@ -229,7 +229,11 @@ def new_project(tmp_path: Path, backend: str, seed: int) -> Project:
 
 
 def seed_of() -> int:
-    return int(os.environ.get("MILESTONE_DAG_SEED") or time.time_ns() % 1_000_000)
+    """The run's seed, printed first: a failing run shows it (pytest prints what a
+    failing test wrote), and MILESTONE_DAG_SEED replays it."""
+    seed = int(os.environ.get("MILESTONE_DAG_SEED") or time.time_ns() % 1_000_000)
+    print(f"MILESTONE_DAG_SEED={seed}", flush=True)
+    return seed
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -106,6 +106,30 @@ def test_forged_appended_event_is_never_applied(tmp_path: Path, backend: str) ->
 
 
 @pytest.mark.parametrize("backend", YAML_BACKENDS)
+@pytest.mark.parametrize("damage", ["forged", "not-json"])
+def test_log_shows_only_the_history_that_verifies(tmp_path: Path, backend: str,
+                                                  damage: str) -> None:
+    """`milestone log` is a read like any other: one warning naming the line, and only
+    the events that verify, never the forged one (nor a crash on a line that is not
+    JSON)."""
+    run = _project(tmp_path, backend)
+    verified = run.json("log")["events"]
+    if damage == "forged":
+        line = _forge(tmp_path)
+    else:
+        line = len(_lines(tmp_path)) + 1
+        with _log(tmp_path).open("ab") as f:
+            f.write(b'{"event_id": 99, "not json\n')
+    for args in (("log", "--json"), ("log", "--json", "--limit", "2")):
+        shown = run.ok(*args)
+        events = json.loads(shown.stdout)["events"]
+        assert events == verified[-len(events):] and events, shown.stdout
+        assert "FORGED" not in shown.stdout
+        assert f"{LOG}:{line}" in shown.stderr and "milestone doctor" in shown.stderr
+        assert shown.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("backend", YAML_BACKENDS)
 def test_valid_hash_with_a_wrong_prev_hash_is_not_applied(tmp_path: Path, backend: str) -> None:
     run = _project(tmp_path, backend)
     lines = _lines(tmp_path)
