@@ -49,3 +49,24 @@ def test_a_damaged_database_is_a_storage_error(tmp_path: Path, how: str,
         assert result.stderr.startswith("milestone: error: "), result.stderr
         assert "milestone doctor" in result.stderr
     assert db.read_bytes() == damaged
+
+
+@pytest.mark.parametrize("backend", ["file", "hybrid", "database"])
+def test_a_damaged_resume_record_is_rebuilt_by_the_next_change(tmp_path: Path,
+                                                               backend: str) -> None:
+    """The session-resume record is derived (rewritten after every change; notes are in
+    the log): damaged, it reads as none and the next change writes it whole again."""
+    p, _ = Project.init(tmp_path, backend=backend)
+    p.plan("Alpha", tasks=["one"])
+    if backend == "database":
+        p.store.close()  # type: ignore[attr-defined]
+        with sqlite3.connect(tmp_path / ".milestones" / "database" / "milestones.db") as conn:
+            conn.execute("UPDATE resume SET data = '{not json'")
+        conn.close()
+    else:
+        (tmp_path / ".milestones" / "logs" / "session-resume.json").write_text("{not json")
+    runner = CliRunner(mix_stderr=False)
+    for args in (("resume",), ("note", "after the damage"), ("resume", "--json")):
+        result = runner.invoke(cli, ["-C", str(tmp_path), *args])
+        assert result.exit_code == 0, (args, result.stderr, result.exception)
+    assert json.loads(result.stdout)["current_milestone"] == "milestone-001"

@@ -780,7 +780,10 @@ class DatabaseStore(Store):
         row = self.connect().execute("SELECT data FROM resume WHERE id = 1").fetchone()
         if row is None:
             return {}
-        data = json.loads(row[0])
+        try:  # derived, rewritten after every change, as logs/session-resume.json is
+            data = fsutil.loads_json(row[0])
+        except ValueError:
+            return {}
         return data if isinstance(data, dict) else {}
 
     def write_resume(self, record: dict[str, Any]) -> None:
