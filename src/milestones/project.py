@@ -1004,6 +1004,12 @@ class Project:
                 )
             if m.status == "archived":
                 raise InvalidTransition(f"{m.id} is archived", hint="archived milestones are final")
+            waiting = [d for d in m.depends_on if tx.status_of(d) not in md.FINISHED_TASK]
+            if status in ("in_progress", "completed") and status != m.status and waiting:
+                # The door `task start` and `task done` keep: no work past what it waits on.
+                raise DependencyError(
+                    f"cannot mark {m.id} {status.replace('_', ' ')}: it waits on "
+                    f"{', '.join(waiting)}", hint="complete those first")
             if status != m.status:  # the same status again keeps its completed_at
                 m.status = status
                 m.completed_at = tx.now if status == "completed" else None

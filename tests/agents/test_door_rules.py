@@ -320,3 +320,21 @@ def test_planned_done_obeys_the_done_rule(tmp_path: Path, name: str, text: str) 
     if "milestone-001" in text:
         run.ok("task", "done", "1/1")
     assert split(run, *args).exit_code == 0
+
+
+def test_update_status_keeps_the_milestone_dependency_rule(tmp_path: Path) -> None:
+    """`update --status` is a door that changes a status: a milestone whose dependencies
+    are open cannot be marked started there either (as `task start` refuses its tasks)."""
+    status = "in_progress"
+    Project.init(tmp_path)
+    run = Runner(tmp_path)
+    run.ok("plan", "Base", "--task", "a")
+    run.ok("plan", "Top", "--task", "b", "--depends-on", "1")
+    before = Project.open(tmp_path).milestone("2").status
+    r = split(run, "update", "2", "--status", status)
+    assert r.exit_code == 5, (r.stdout, r.stderr)
+    assert "milestone-001" in r.stderr and "Traceback" not in r.stderr
+    assert Project.open(tmp_path).milestone("2").status == before
+    run.ok("task", "done", "1/1")
+    run.ok("update", "2", "--status", status)
+    assert Project.open(tmp_path).milestone("2").status == status
