@@ -19,13 +19,29 @@ def today() -> str:
     return datetime.now(UTC).date().isoformat()
 
 
+GIT_FILE_LIMIT = 4 * 1024 * 1024  # a config, HEAD, a ref, packed-refs
+
+
+def _text(path: Path) -> str | None:
+    """A git file's text, or None when it is missing or unreadable. Read as an input
+    file: a regular file of bounded size, checked before a byte is read, so a FIFO or
+    a device planted as .git/HEAD or ~/.gitconfig never hangs a command."""
+    from .errors import MilestoneError
+    from .storage.fsutil import read_input
+
+    try:
+        return read_input(path, GIT_FILE_LIMIT).decode("utf-8", errors="replace")
+    except (OSError, MilestoneError):
+        return None
+
+
 def find_git_dir(start: Path) -> Path | None:
     for d in (start, *start.parents):
         g = d / ".git"
         if g.is_dir():
             return g
         if g.is_file():  # a worktree: "gitdir: /path"
-            text = g.read_text("utf-8", errors="replace").strip()
+            text = (_text(g) or "").strip()
             if text.startswith("gitdir:"):
                 return (d / text.split(":", 1)[1].strip()).resolve()
     return None
@@ -36,10 +52,10 @@ _EMAIL = re.compile(r"^\s*email\s*=\s*(.+?)\s*$", re.IGNORECASE)
 
 
 def _git_config_email(path: Path) -> str | None:
-    try:
-        lines = path.read_text("utf-8", errors="replace").splitlines()
-    except OSError:
+    text = _text(path)
+    if text is None:
         return None
+    lines = text.splitlines()
     section = ""
     email = None
     for line in lines:
@@ -58,9 +74,9 @@ def git_email(cwd: Path) -> str | None:
     candidates += [xdg / "git" / "config", home / ".gitconfig"]
     gd = find_git_dir(cwd)
     if gd is not None:
-        common = gd / "commondir"
-        if common.is_file():
-            gd = (gd / common.read_text().strip()).resolve()
+        common = _text(gd / "commondir")
+        if common is not None:
+            gd = (gd / common.strip()).resolve()
         candidates.append(gd / "config")
     email = None
     for path in candidates:
@@ -89,28 +105,26 @@ def git_position(cwd: Path) -> dict[str, Any]:
     gd = find_git_dir(cwd)
     if gd is None:
         return {"branch": None, "commit": None}
-    try:
-        head = (gd / "HEAD").read_text().strip()
-    except OSError:
+    head = (_text(gd / "HEAD") or "").strip()
+    if not head:
         return {"branch": None, "commit": None}
     if not head.startswith("ref:"):
         return {"branch": None, "commit": head}
     ref = head.split(":", 1)[1].strip()
+    if not ref.startswith("refs/") or ".." in ref.split("/"):
+        return {"branch": None, "commit": None}  # not a ref git would write: no path from it
     branch = ref.removeprefix("refs/heads/")
     common = gd
-    if (gd / "commondir").is_file():
-        common = (gd / (gd / "commondir").read_text().strip()).resolve()
+    commondir = _text(gd / "commondir")
+    if commondir is not None:
+        common = (gd / commondir.strip()).resolve()
     for base in (gd, common):
-        try:
-            return {"branch": branch, "commit": (base / ref).read_text().strip()}
-        except OSError:
-            pass
-    try:
-        for line in (common / "packed-refs").read_text().splitlines():
-            if line.endswith(" " + ref):
-                return {"branch": branch, "commit": line.split()[0]}
-    except OSError:
-        pass
+        commit = _text(base / ref)
+        if commit is not None:
+            return {"branch": branch, "commit": commit.strip()}
+    for line in (_text(common / "packed-refs") or "").splitlines():
+        if line.endswith(" " + ref) and line.split():
+            return {"branch": branch, "commit": line.split()[0]}
     return {"branch": branch, "commit": None}
 
 
