@@ -23,6 +23,8 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("MILESTONE_UI", raising=False)
     monkeypatch.delenv("MILESTONE_DEBUG", raising=False)
     monkeypatch.setenv("NO_COLOR", "1")
+    # execute's approval key lives in $XDG_STATE_HOME/milestone/: never the real home's
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path.parent / f"{tmp_path.name}-state"))
 
 
 @pytest.fixture
