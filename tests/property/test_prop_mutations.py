@@ -66,6 +66,16 @@ def _build(directory: Path, backend: str) -> None:
     project.note("a note")
     project.agents.register(name="w1", skills=["python"])
     project.set_current("milestone-001")
+    # Every example copies these files and draws its damage from their bytes: they must
+    # not change under the test (a database's write-ahead log checkpointed later would).
+    close = getattr(project.store, "close", None)
+    if close is not None:
+        close()
+        import sqlite3
+
+        conn = sqlite3.connect(directory / ".milestones" / "database" / "milestones.db")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.close()
 
 
 @pytest.fixture(scope="module", params=["file", "hybrid", "database"])
