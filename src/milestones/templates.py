@@ -600,11 +600,16 @@ def builtin_resource(name: str) -> Any:
     return files(__package__ or "milestones").joinpath(DATA_DIR, f"{name}.yaml")
 
 
+def _data_path(name: str) -> str:
+    """A built-in's file as messages name it: ``milestones/template_data/api.yaml``."""
+    return f"{(__package__ or 'milestones').replace('.', '/')}/{DATA_DIR}/{name}.yaml"
+
+
 def _builtin(name: str) -> Template:
     """One built-in template, read from its package file and checked once."""
     if name not in _BUILTINS:
         resource = builtin_resource(name)
-        where = f"built-in template {name} ({__package__}/{DATA_DIR}/{name}.yaml)"
+        where = f"built-in template {name} ({_data_path(name)})"
         try:
             raw = resource.read_bytes()
         except OSError as exc:

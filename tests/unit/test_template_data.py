@@ -151,7 +151,8 @@ def test_a_broken_builtin_is_reported_like_a_broken_user_template(
     bcode, bout, berr = _invoke(builtin_dir, *command)
 
     assert ucode == bcode == 4, (uerr, berr)
-    where = f"built-in template api (milestones/{tpl.DATA_DIR}/api.yaml)"
+    assert tpl._data_path("api").endswith(f"milestones/{tpl.DATA_DIR}/api.yaml")
+    where = f"built-in template api ({tpl._data_path('api')})"
     assert berr.count("\n") == 1 and "Traceback" not in berr
     assert berr.startswith(f"milestone: error: {where}"), berr
     assert berr.replace(where, "FILE") == uerr.replace(str(user_file), "FILE")
