@@ -63,10 +63,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import model as md
 from .errors import InvalidInput, NotFound
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
 
 DIRNAME = ".milestones"
 TEMPLATE_DIR = "templates"
@@ -593,11 +596,11 @@ BUILTIN_NAMES = ("personal", "team", "api", "frontend", "bugfix", "feature", "re
 _BUILTINS: dict[str, Template] = {}
 
 
-def builtin_resource(name: str) -> Any:
-    """The package resource (an ``importlib.resources`` Traversable) of one built-in."""
+def builtin_resource(name: str) -> Traversable:
+    """The package resource of one built-in (a file, or a member of a zip)."""
     from importlib.resources import files
 
-    return files(__package__ or "milestones").joinpath(DATA_DIR, f"{name}.yaml")
+    return files(__package__ or "milestones") / DATA_DIR / f"{name}.yaml"
 
 
 def _data_path(name: str) -> str:
