@@ -1,6 +1,7 @@
 """Milestone templates: ready-made phases, tasks and success criteria for kinds of work.
 
-Built-in templates live in this module as plain data (``BUILTIN_DATA``). People add
+Built-in templates are YAML files shipped in the package (``template_data/<name>.yaml``),
+read only when a template is needed and checked like any user template. People add
 their own as YAML files with the same schema, one template per file, named after
 the template (``api.yaml`` holds the ``api`` template):
 
@@ -62,10 +63,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import model as md
 from .errors import InvalidInput, NotFound
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
 
 DIRNAME = ".milestones"
 TEMPLATE_DIR = "templates"
@@ -583,516 +587,44 @@ def _dependency_graph(template: Template, r: _Reader | None = None) -> list[list
 
 # ------------------------------------------------------------------ built-in
 
-
-def _task(title: str, estimate: float, skills: Sequence[str] = (), *,
-          key: str | None = None, after: Sequence[str] = (),
-          description: str = "") -> dict[str, Any]:
-    d: dict[str, Any] = {"title": title, "estimate": estimate, "skills": list(skills)}
-    if key:
-        d["key"] = key
-    if after:
-        d["depends_on"] = list(after)
-    if description:
-        d["description"] = description
-    return d
-
-
-BUILTIN_DATA: dict[str, dict[str, Any]] = {
-    "personal": {
-        "description": "A personal week: plan on day one, focused work, a weekly review.",
-        "title": "Week of {{ start }}",
-        "milestone_description": "One week with one focus: {{ focus }}.",
-        "category": "other",
-        "tags": ["personal"],
-        "duration": 7,
-        "variables": [
-            {"name": "focus", "default": "my top priority",
-             "description": "The one outcome that would make this week a success"},
-        ],
-        "phases": [
-            {"name": "plan", "days": 1, "tasks": [
-                _task("Review last week's notes and open loops", 0.5, ["planning"], key="review"),
-                _task("Pick the week's focus: {{ focus }}", 0.5, ["planning"], key="focus",
-                      after=["review"]),
-                _task("Break the focus into daily steps and block time", 1, ["planning"],
-                      key="steps", after=["focus"]),
-            ]},
-            {"name": "do", "days": 5, "tasks": [
-                _task("Deep-work block 1 on {{ focus }}", 3, key="deep1"),
-                _task("Deep-work block 2 on {{ focus }}", 3, key="deep2", after=["deep1"]),
-                _task("Mid-week check-in: adjust the plan", 0.5, ["planning"], key="checkin",
-                      after=["deep2"]),
-                _task("Deep-work block 3 on {{ focus }}", 3, key="deep3", after=["checkin"]),
-                _task("Clear small tasks, email and admin", 2, key="admin", after=["steps"],
-                      description="Batch the small things so they do not eat the deep work."),
-            ]},
-            {"name": "review", "days": 1, "tasks": [
-                _task("Wrap up and write down what is unfinished", 1, key="wrap",
-                      after=["deep3", "admin"]),
-                _task("Weekly review: what worked, what to change next week", 1,
-                      ["reflection"], after=["wrap"]),
-            ]},
-        ],
-        "success_criteria": [
-            "Visible progress on {{ focus }}",
-            "Weekly review written with one change for next week",
-        ],
-        "requires": {"phases": True, "min_tasks": 3, "due_date": True},
-    },
-    "team": {
-        "description": "A two-week team sprint: planning, build and verify, review and retro.",
-        "title": "{{ team }} sprint {{ sprint }}",
-        "milestone_description": "Sprint goal: {{ goal }}.",
-        "category": "feature",
-        "tags": ["sprint"],
-        "duration": 14,
-        "variables": [
-            {"name": "team", "default": "Team", "description": "The team's name"},
-            {"name": "sprint", "default": "1", "description": "The sprint number or name"},
-            {"name": "goal", "default": "ship the committed stories",
-             "description": "The sprint goal, in one sentence"},
-        ],
-        "phases": [
-            {"name": "planning", "days": 1, "tasks": [
-                _task("Refine and estimate the top of the backlog", 2, ["planning"],
-                      key="refine"),
-                _task("Sprint planning: commit to the goal ({{ goal }})", 2, ["planning"],
-                      key="commit", after=["refine"]),
-                _task("Split committed stories into tasks with owners", 1, ["planning"],
-                      after=["commit"]),
-            ]},
-            {"name": "execution", "days": 11, "tasks": [
-                _task("Build the committed stories", 40, ["development"], key="build"),
-                _task("Mid-sprint check: re-plan scope if the goal is at risk", 1,
-                      ["planning"], key="mid"),
-                _task("Code review and pairing on blocked work", 10, ["review"], key="review",
-                      after=["build"]),
-                _task("Test stories against their acceptance criteria", 12, ["testing"],
-                      key="verify", after=["review"]),
-            ]},
-            {"name": "review", "days": 2, "tasks": [
-                _task("Sprint review: demo to stakeholders", 1, ["communication"], key="demo",
-                      after=["verify", "mid"]),
-                _task("Update docs and release notes for the shipped work", 2,
-                      ["documentation"], key="docs", after=["verify"]),
-                _task("Retrospective: agree on one improvement", 1, key="retro",
-                      after=["demo"]),
-                _task("Return unfinished work to the backlog", 0.5, ["planning"],
-                      after=["demo"]),
-            ]},
-        ],
-        "success_criteria": [
-            "Sprint goal met: {{ goal }}",
-            "Every committed story meets its acceptance criteria or is back in the backlog",
-            "One retrospective action recorded",
-        ],
-        "requires": {"phases": True, "min_tasks": 6, "due_date": True, "success_criteria": 1,
-                     "estimates": True},
-    },
-    "api": {
-        "description": "An API from contract to production: design, implement, test, ship.",
-        "title": "{{ service }} API",
-        "milestone_description":
-            "Design, build and ship the {{ service }} API, contract first.",
-        "category": "feature",
-        "tags": ["api", "backend"],
-        "duration": 21,
-        "variables": [
-            {"name": "service", "default": "New",
-             "description": "The service or resource the API exposes, e.g. Orders"},
-        ],
-        "phases": [
-            {"name": "design", "days": 4, "tasks": [
-                _task("Collect use cases from the API's consumers", 3, ["product"],
-                      key="usecases"),
-                _task("Draft the contract: resources, endpoints, errors (OpenAPI)", 6,
-                      ["api-design"], key="contract", after=["usecases"]),
-                _task("Decide auth, versioning, pagination and rate limits", 2,
-                      ["api-design", "security"], key="policies", after=["usecases"]),
-                _task("Review the contract with its consumers", 2, ["communication"],
-                      key="review", after=["contract", "policies"]),
-            ]},
-            {"name": "implement", "days": 10, "tasks": [
-                _task("Data model and migrations", 6, ["backend", "database"], key="model"),
-                _task("Implement the endpoints with input validation", 16, ["backend"],
-                      key="endpoints", after=["model"]),
-                _task("Authentication and authorization", 6, ["backend", "security"],
-                      key="auth", after=["model"]),
-                _task("Consistent errors, pagination and idempotency", 4, ["backend"],
-                      key="errors", after=["endpoints", "auth"]),
-            ]},
-            {"name": "test", "days": 4, "tasks": [
-                _task("Unit and integration tests for handlers and services", 6, ["testing"],
-                      key="unit"),
-                _task("Contract tests against the OpenAPI spec", 4, ["testing"],
-                      key="ctest", after=["unit"]),
-                _task("Load test the busiest endpoints", 3, ["performance"], key="load",
-                      after=["unit"]),
-                _task("Security review: authz, input handling, secrets", 3, ["security"],
-                      key="sec", after=["ctest", "load"]),
-            ]},
-            {"name": "ship", "days": 3, "tasks": [
-                _task("Publish the API reference with examples", 4, ["documentation"],
-                      key="docs"),
-                _task("Dashboards, structured logs and alerts", 3, ["operations"], key="obs"),
-                _task("Deploy to staging and verify end to end", 3, ["operations"],
-                      key="staging", after=["obs"]),
-                _task("Release to production and notify consumers", 1, ["communication"],
-                      after=["docs", "staging"]),
-            ]},
-        ],
-        "success_criteria": [
-            "Contract tests pass: the implementation matches the published OpenAPI spec",
-            "Latency and error rate within target under the expected load",
-            "API reference published with working examples",
-        ],
-        "requires": {"phases": ["design", "test"], "min_tasks": 6, "due_date": True,
-                     "success_criteria": 1},
-    },
-    "frontend": {
-        "description": "A user-facing screen or flow: design, build, quality, release.",
-        "title": "UI: {{ screen }}",
-        "milestone_description": "Design, build and release {{ screen }} for the web.",
-        "category": "feature",
-        "tags": ["frontend", "ui"],
-        "duration": 14,
-        "variables": [
-            {"name": "screen", "default": "new screen",
-             "description": "The page, screen, component or flow being built"},
-        ],
-        "phases": [
-            {"name": "design", "days": 3, "tasks": [
-                _task("User flows and requirements for {{ screen }}", 3, ["product"],
-                      key="flows"),
-                _task("Wireframes with loading, empty and error states", 4, ["design"],
-                      key="wire", after=["flows"]),
-                _task("Design review with product and engineering", 1, ["communication"],
-                      after=["wire"]),
-            ]},
-            {"name": "build", "days": 7, "tasks": [
-                _task("Component structure and state management", 6, ["frontend"],
-                      key="structure"),
-                _task("Build the components with the design system", 12, ["frontend"],
-                      key="components", after=["structure"]),
-                _task("Connect the API and handle loading and errors", 6, ["frontend"],
-                      key="data", after=["structure"]),
-                _task("Responsive layout and browser checks", 4, ["frontend", "css"],
-                      after=["components", "data"]),
-            ]},
-            {"name": "quality", "days": 3, "tasks": [
-                _task("Accessibility pass: keyboard, screen reader, contrast", 3,
-                      ["accessibility"], key="a11y"),
-                _task("Component and end-to-end tests for the main flow", 6, ["testing"],
-                      key="e2e"),
-                _task("Performance budget: bundle size and Core Web Vitals", 2,
-                      ["performance"], key="perf"),
-                _task("Usability check with a real user", 2, ["design"], key="usability",
-                      after=["a11y", "e2e", "perf"]),
-            ]},
-            {"name": "release", "days": 1, "tasks": [
-                _task("Analytics events and error tracking", 2, ["frontend"], key="analytics"),
-                _task("Staged rollout behind a feature flag", 2, ["operations"],
-                      key="rollout", after=["analytics"]),
-                _task("Update screenshots and docs, announce the change", 1,
-                      ["documentation"], after=["rollout"]),
-            ]},
-        ],
-        "success_criteria": [
-            "Meets WCAG 2.1 AA on the new screens",
-            "Works on the supported browsers and screen sizes",
-            "An end-to-end test covers the main flow",
-        ],
-        "requires": {"phases": ["design", "quality"], "min_tasks": 6, "due_date": True},
-    },
-    "bugfix": {
-        "description": "A bug fixed properly in two days: reproduce, fix the cause, verify.",
-        "title": "Fix: {{ bug }}",
-        "milestone_description": "Reproduce, fix at the root and verify: {{ bug }}.",
-        "category": "bugfix",
-        "priority": "high",
-        "tags": ["bug"],
-        "duration": 2,
-        "variables": [
-            {"name": "bug", "default": "reported bug",
-             "description": "A short description of the bug, or its tracker reference"},
-        ],
-        "phases": [
-            {"name": "reproduce", "days": 1, "tasks": [
-                _task("Reproduce the bug and write down the exact steps", 1, ["debugging"],
-                      key="repro"),
-                _task("Write a failing regression test", 1, ["testing"], key="test",
-                      after=["repro"]),
-                _task("Find the root cause", 2, ["debugging"], key="cause", after=["repro"]),
-            ]},
-            {"name": "fix", "days": 1, "tasks": [
-                _task("Fix the root cause, not the symptom", 2, ["development"], key="fix"),
-                _task("Look for the same bug elsewhere in the code", 1, ["development"],
-                      key="elsewhere", after=["fix"]),
-                _task("Code review of the fix", 0.5, ["review"], after=["elsewhere"]),
-            ]},
-            {"name": "verify", "days": 0, "tasks": [
-                _task("Verify the fix in a release build", 0.5, ["testing"], key="verify"),
-                _task("Release the fix and confirm with the reporter", 0.5,
-                      ["communication"], key="release", after=["verify"]),
-                _task("Record the root cause and any follow-ups", 0.5, ["documentation"],
-                      after=["release"]),
-            ]},
-        ],
-        "success_criteria": [
-            "A regression test fails before the fix and passes after it",
-            "The reporter confirms the bug is gone",
-        ],
-        "requires": {"phases": ["reproduce", "verify"], "min_tasks": 3, "due_date": True},
-    },
-    "feature": {
-        "description": "A product feature end to end: discovery, design, build, launch.",
-        "title": "{{ feature }}",
-        "milestone_description": "Deliver {{ feature }}: from problem statement to launch.",
-        "category": "feature",
-        "tags": ["feature"],
-        "duration": 14,
-        "variables": [
-            {"name": "feature", "default": "New feature",
-             "description": "The feature's name"},
-        ],
-        "phases": [
-            {"name": "discovery", "days": 2, "tasks": [
-                _task("Problem statement and user stories", 2, ["product"], key="stories"),
-                _task("Acceptance criteria for each story", 1, ["product"], key="criteria",
-                      after=["stories"]),
-                _task("Agree scope and risks with stakeholders", 1, ["communication"],
-                      after=["criteria"]),
-            ]},
-            {"name": "design", "days": 2, "tasks": [
-                _task("Technical design: approach, trade-offs, data changes", 4,
-                      ["architecture"], key="design"),
-                _task("Design review", 1, ["review"], after=["design"]),
-            ]},
-            {"name": "build", "days": 7, "tasks": [
-                _task("Implement the core of {{ feature }}", 16, ["development"], key="core"),
-                _task("Edge cases and error handling", 4, ["development"], key="edges",
-                      after=["core"]),
-                _task("Unit and integration tests", 6, ["testing"], key="tests",
-                      after=["core"]),
-                _task("Code review and fixes", 2, ["review"], after=["edges", "tests"]),
-            ]},
-            {"name": "launch", "days": 3, "tasks": [
-                _task("Documentation and changelog entry", 2, ["documentation"], key="docs"),
-                _task("Roll out behind a flag or in stages", 2, ["operations"], key="rollout",
-                      after=["docs"]),
-                _task("Measure adoption against the success criteria", 1, ["product"],
-                      after=["rollout"]),
-            ]},
-        ],
-        "success_criteria": [
-            "Every acceptance criterion met and demoed",
-            "Tests cover the new behaviour",
-            "Docs and changelog updated",
-        ],
-        "requires": {"phases": ["design", "build"], "min_tasks": 5, "due_date": True,
-                     "success_criteria": 1},
-    },
-    "release": {
-        "description": "Shipping a version: freeze, stabilise, publish, follow up.",
-        "title": "Release {{ version }}",
-        "milestone_description": "Prepare, publish and follow up release {{ version }}.",
-        "category": "release",
-        "priority": "high",
-        "tags": ["release"],
-        "duration": 9,
-        "variables": [
-            {"name": "version", "required": True,
-             "description": "The version being released, e.g. 1.4.0"},
-        ],
-        "phases": [
-            {"name": "freeze", "days": 2, "tasks": [
-                _task("Announce the feature freeze for {{ version }}", 0.5, ["communication"],
-                      key="announce"),
-                _task("Triage open issues: fix, defer or document", 2, ["planning"],
-                      key="triage", after=["announce"]),
-                _task("Update dependencies and audit for vulnerabilities", 2, ["security"],
-                      after=["announce"]),
-            ]},
-            {"name": "stabilize", "days": 4, "tasks": [
-                _task("Cut the release candidate {{ version }}-rc1", 0.5, ["release"],
-                      key="rc"),
-                _task("Full test suite on every supported platform", 3, ["testing"],
-                      key="matrix", after=["rc"]),
-                _task("Upgrade test from the previous version", 2, ["testing"],
-                      key="upgrade", after=["rc"]),
-                _task("Fix release blockers", 8, ["development"],
-                      after=["matrix", "upgrade"]),
-            ]},
-            {"name": "ship", "days": 1, "tasks": [
-                _task("Changelog and release notes for {{ version }}", 2, ["documentation"],
-                      key="notes"),
-                _task("Bump the version to {{ version }} and tag it", 0.5, ["release"],
-                      key="tag", after=["notes"]),
-                _task("Build, sign and publish the artifacts", 1, ["release"],
-                      key="publish", after=["tag"]),
-                _task("Smoke-test the published release", 1, ["testing"],
-                      after=["publish"]),
-            ]},
-            {"name": "follow-up", "days": 2, "tasks": [
-                _task("Announce {{ version }}", 0.5, ["communication"], key="post"),
-                _task("Watch error reports and feedback; patch if needed", 2, ["operations"],
-                      after=["post"]),
-                _task("Release retrospective: improve the process", 1, after=["post"]),
-            ]},
-        ],
-        "success_criteria": [
-            "{{ version }} is published and installs from the official channels",
-            "No open release blockers",
-            "The changelog lists every user-visible change",
-        ],
-        "requires": {"phases": ["stabilize", "ship"], "min_tasks": 6, "due_date": True,
-                     "success_criteria": 1},
-    },
-    "research": {
-        "description": "A research question answered with evidence: frame, investigate, "
-                       "write up.",
-        "title": "Research: {{ question }}",
-        "milestone_description": "Answer, with evidence: {{ question }}",
-        "category": "research",
-        "tags": ["research"],
-        "duration": 14,
-        "variables": [
-            {"name": "question", "default": "open question",
-             "description": "The question to answer, in one sentence"},
-        ],
-        "phases": [
-            {"name": "frame", "days": 2, "tasks": [
-                _task("State the question and the decision it informs", 1, ["research"],
-                      key="question"),
-                _task("Hypotheses and how each would be measured", 2, ["research"],
-                      key="hypotheses", after=["question"]),
-                _task("Survey prior work and existing data", 4, ["research"],
-                      after=["question"]),
-            ]},
-            {"name": "investigate", "days": 8, "tasks": [
-                _task("Collect and clean the data", 8, ["data"], key="data"),
-                _task("Exploratory analysis in a notebook", 8, ["data", "analysis"],
-                      key="explore", after=["data"]),
-                _task("Run the experiments or prototypes", 12, ["analysis"], key="experiments",
-                      after=["explore"]),
-                _task("Check results reproduce: pinned environment, fixed seeds", 2,
-                      ["analysis"], after=["experiments"]),
-            ]},
-            {"name": "synthesize", "days": 4, "tasks": [
-                _task("Write up findings, limits and confidence", 4, ["writing"],
-                      key="writeup"),
-                _task("Present and discuss the recommendation", 1, ["communication"],
-                      key="present", after=["writeup"]),
-                _task("Archive the data, notebooks and code", 1, ["data"], after=["writeup"]),
-            ]},
-        ],
-        "success_criteria": [
-            "The question is answered with evidence, or the write-up says why it cannot be",
-            "Results reproduce from the archived notebooks and data",
-            "A recommendation or decision is recorded",
-        ],
-        "requires": {"phases": ["frame", "synthesize"], "min_tasks": 3, "due_date": True,
-                     "success_criteria": 1},
-    },
-    "kiro-spec": {
-        "description": "Spec-driven work the Kiro way: requirements, design, tasks, execute.",
-        "title": "Spec: {{ feature }}",
-        "milestone_description":
-            "Spec-driven delivery of {{ feature }}: requirements.md, design.md and "
-            "tasks.md, each reviewed before the next, then execution.",
-        "category": "feature",
-        "tags": ["kiro", "spec"],
-        "duration": 21,
-        "variables": [
-            {"name": "feature", "default": "new feature",
-             "description": "The feature the spec describes"},
-        ],
-        "phases": [
-            {"name": "requirements", "days": 3, "tasks": [
-                _task("User stories for {{ feature }}", 2, ["product"], key="stories"),
-                _task("EARS acceptance criteria (WHEN ... THEN the system SHALL ...)", 3,
-                      ["product"], key="ears", after=["stories"]),
-                _task("Review and approve requirements.md", 1, ["review"], after=["ears"]),
-            ]},
-            {"name": "design", "days": 4, "tasks": [
-                _task("design.md: architecture, components and interfaces", 4,
-                      ["architecture"], key="arch"),
-                _task("design.md: data models, error handling, testing strategy", 3,
-                      ["architecture"], key="models", after=["arch"]),
-                _task("Review and approve design.md", 1, ["review"], after=["models"]),
-            ]},
-            {"name": "tasks", "days": 2, "tasks": [
-                _task("tasks.md: small steps, each traced to requirements", 2, ["planning"],
-                      key="plan"),
-                _task("Review and approve tasks.md", 0.5, ["review"], after=["plan"]),
-            ]},
-            {"name": "execute", "days": 12, "tasks": [
-                _task("Implement the tasks in tasks.md", 24, ["development"], key="impl"),
-                _task("Test every acceptance criterion", 6, ["testing"], key="verify",
-                      after=["impl"]),
-                _task("Bring the spec up to date where the build diverged", 1,
-                      ["documentation"], after=["verify"]),
-            ]},
-        ],
-        "success_criteria": [
-            "Every requirement has a passing acceptance test",
-            "requirements.md, design.md and tasks.md approved and up to date",
-        ],
-        "requires": {"phases": True, "min_tasks": 4, "due_date": True, "success_criteria": 1},
-    },
-    "documentation": {
-        "description": "A documentation push: audit, write (tutorial, how-tos, reference), "
-                       "publish.",
-        "title": "Docs: {{ topic }}",
-        "milestone_description": "Documentation for {{ topic }} that a new user can follow.",
-        "category": "documentation",
-        "tags": ["docs"],
-        "duration": 10,
-        "variables": [
-            {"name": "topic", "default": "the project",
-             "description": "What the documentation covers"},
-        ],
-        "phases": [
-            {"name": "audit", "days": 2, "tasks": [
-                _task("Audit the docs: gaps, outdated pages, top support questions", 3,
-                      ["documentation"], key="audit"),
-                _task("Audiences and an outline: tutorial, how-tos, reference, explanation",
-                      2, ["documentation"], after=["audit"]),
-            ]},
-            {"name": "write", "days": 6, "tasks": [
-                _task("Getting-started tutorial for {{ topic }}", 6, ["writing"],
-                      key="tutorial"),
-                _task("How-to guides for the common tasks", 8, ["writing"], key="howto"),
-                _task("Generate or update the API/CLI reference", 4, ["documentation"],
-                      key="reference"),
-                _task("Runnable examples checked in CI", 3, ["testing"],
-                      after=["tutorial", "howto", "reference"]),
-            ]},
-            {"name": "publish", "days": 2, "tasks": [
-                _task("Technical review and copy edit", 2, ["review"], key="edit"),
-                _task("Fix broken links and build the site", 1, ["documentation"],
-                      key="build", after=["edit"]),
-                _task("Publish and announce", 1, ["communication"], after=["build"]),
-            ]},
-        ],
-        "success_criteria": [
-            "A new user gets from install to a first result with the tutorial alone",
-            "No broken links; the examples run in CI",
-        ],
-        "requires": {"phases": ["write", "publish"], "min_tasks": 4, "due_date": True},
-    },
-}
-
-BUILTIN_NAMES = tuple(BUILTIN_DATA)
+# The built-in templates are YAML files shipped as package data (DATA_DIR, one
+# <name>.yaml per template, declared in pyproject.toml), read with importlib.resources
+# only when a template is needed and checked by the same code as a user template file.
+DATA_DIR = "template_data"
+BUILTIN_NAMES = ("personal", "team", "api", "frontend", "bugfix", "feature", "release",
+                 "research", "kiro-spec", "documentation")
 _BUILTINS: dict[str, Template] = {}
+
+
+def builtin_resource(name: str) -> Traversable:
+    """The package resource of one built-in (a file, or a member of a zip)."""
+    from importlib.resources import files
+
+    return files(__package__ or "milestones") / DATA_DIR / f"{name}.yaml"
+
+
+def _data_path(name: str) -> str:
+    """A built-in's file as messages name it: ``milestones/template_data/api.yaml``."""
+    return f"{(__package__ or 'milestones').replace('.', '/')}/{DATA_DIR}/{name}.yaml"
+
+
+def _builtin(name: str) -> Template:
+    """One built-in template, read from its package file and checked once."""
+    if name not in _BUILTINS:
+        resource = builtin_resource(name)
+        where = f"built-in template {name} ({_data_path(name)})"
+        try:
+            raw = resource.read_bytes()
+        except OSError as exc:
+            raise InvalidInput(f"cannot read {where}: {exc.strerror or exc}",
+                               hint="reinstall milestone") from None
+        _BUILTINS[name] = _parse_yaml(raw, where, name=name, source="built-in")
+    return _BUILTINS[name]
 
 
 def builtin_templates() -> dict[str, Template]:
     """The built-in templates, parsed (and so checked) once."""
-    if not _BUILTINS:
-        for name, data in BUILTIN_DATA.items():
-            _BUILTINS[name] = parse_template(data, f"built-in template {name}", name=name)
-    return dict(_BUILTINS)
+    return {name: _builtin(name) for name in BUILTIN_NAMES}
 
 
 # ------------------------------------------------------------ user templates
@@ -1160,11 +692,18 @@ def load_template_file(path: Path) -> Template:
     except OSError as exc:
         raise InvalidInput(f"cannot read template {path}: {exc.strerror}") from None
     where = str(path)
+    return _parse_yaml(raw, where, name=Path(path).stem, source=where)
+
+
+def _parse_yaml(raw: bytes, where: str, *, name: str, source: str) -> Template:
+    """A template file's bytes, parsed and checked: user files and built-ins alike."""
+    from .storage import yamlio
+
     data = yamlio.load_bytes(raw, where)
     if data is None:
         raise InvalidInput(f"{where}: the file is empty",
                            hint="give at least description, duration and phases")
-    return parse_template(data, where, name=Path(path).stem, source=where)
+    return parse_template(data, where, name=name, source=source)
 
 
 def list_templates(root: Path | None = None) -> list[Template]:
@@ -1191,10 +730,9 @@ def get_template(root: Path | None, name: str) -> Template:
                                    f"{paths[0].name}", hint="keep one of the two files")
             if paths:
                 return load_template_file(paths[0])
-    builtins = builtin_templates()
-    if wanted in builtins:
-        return builtins[wanted]
-    names = set(builtins)
+    if wanted in BUILTIN_NAMES:
+        return _builtin(wanted)
+    names = set(BUILTIN_NAMES)
     for directory in template_dirs(root):
         names.update(_files(directory, strict=False))
     close = difflib.get_close_matches(wanted, sorted(names), n=3, cutoff=0.5)
