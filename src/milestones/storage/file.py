@@ -648,7 +648,7 @@ class FileStore(Store):
             # The events stay in the log, so the change has happened: the next
             # command (recover) writes its files from the log. Not an error exit,
             # or a retry would make the change twice.
-            self._warn(f"the change is in the event log, but its files were not all "
+            self.warn(f"the change is in the event log, but its files were not all "
                        f"written ({exc}); the next command finishes them from the log")
             return sealed
         self._maybe_rotate()
@@ -680,7 +680,7 @@ class FileStore(Store):
             self._state = self.log_files.rotate(state, self._write_state) or state
         except (MilestoneError, OSError) as exc:
             self._state = None  # re-read: recover() finishes a half-done rotation
-            self._warn(f"the event log was not rotated ({exc}); the next write retries")
+            self.warn(f"the event log was not rotated ({exc}); the next write retries")
         except BaseException:
             self._state = None
             raise

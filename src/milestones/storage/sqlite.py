@@ -319,6 +319,12 @@ class DatabaseStore(Store):
                                ) from None
         return conn
 
+    def open_schema(self) -> None:
+        """Open the connection if it is not, and bring its schema up to date."""
+        conn = self._conn or self._open()
+        self._conn = conn
+        self.migrate_schema(conn)
+
     def close(self) -> None:
         self._kept.clear()
         if self._conn is not None:
@@ -657,12 +663,12 @@ class DatabaseStore(Store):
                         if current == mid:
                             current = None
                     else:
-                        self._write_milestone(conn, before, after)
+                        self.write_milestone(conn, before, after)
                         max_number = max(max_number, int(mid.rsplit("-", 1)[1]))
             for after in working.values():
                 if after is not None:
                     self._check_size(conn, after)
-            self._set_meta(conn, {"last_event_id": str(last_id), "last_hash": last_hash,
+            self.set_meta(conn, {"last_event_id": str(last_id), "last_hash": last_hash,
                                   "current": current or "", "max_number": str(max_number)})
             for mid in last_event:  # kept once the transaction commits
                 after = working.get(mid)
@@ -683,12 +689,12 @@ class DatabaseStore(Store):
             yamlio.check_writable(len(yamlio.dump_fast(snap).encode("utf-8")),
                                   f"milestone {mid} (as YAML)")
 
-    def _set_meta(self, conn: sqlite3.Connection, values: dict[str, str]) -> None:
+    def set_meta(self, conn: sqlite3.Connection, values: dict[str, str]) -> None:
         conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?) "
                          "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                          list(values.items()))
 
-    def _write_milestone(self, conn: sqlite3.Connection, before: Snapshot | None,
+    def write_milestone(self, conn: sqlite3.Connection, before: Snapshot | None,
                          after: Snapshot) -> None:
         """Upsert the milestone row and only the task rows that changed."""
         mid = after["id"]
@@ -742,7 +748,7 @@ class DatabaseStore(Store):
 
     def _insert_many(self, conn: sqlite3.Connection, snaps: Iterable[Snapshot]) -> None:
         """The rows of many new milestones, a statement per table (an import): what
-        ``_write_milestone(conn, None, snap)`` writes for each."""
+        ``write_milestone(conn, None, snap)`` writes for each."""
         milestones, tags, deps, tasks, task_deps = [], [], [], [], []
         for after in snaps:
             mid = after["id"]
@@ -866,7 +872,7 @@ class DatabaseStore(Store):
             conn.executemany("INSERT INTO sources (milestone_id, text) VALUES (?, ?)",
                              [(mid, text) for mid, text in sources.items()
                               if mid in state.milestones])
-            self._set_meta(conn, {"last_event_id": str(state.last_event_id),
+            self.set_meta(conn, {"last_event_id": str(state.last_event_id),
                                   "last_hash": state.last_hash, "current": state.current or "",
                                   "max_number": str(state.max_number)})
             if resume:
