@@ -10,7 +10,7 @@ import click
 from ..model import KIRO_GATED
 from ..ui import plural
 from . import cli, emit, get_project, output_options, say
-from .plan import date_arg, json_flag
+from .options import date_arg, json_flag
 
 
 @cli.group("import")
