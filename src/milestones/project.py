@@ -432,7 +432,7 @@ class Project:
     def cache_stats(self) -> dict[str, Any]:
         """Hits and misses of the caches this object has used: L1 (``state()`` in this
         process) and L2 (the store's query cache, ``database/cache.db``; None without)."""
-        l2 = getattr(self.store, "cache", None) or getattr(self.store, "_query_cache", None)
+        l2 = getattr(self.store, "cache", None)
         return {
             "l1": {"hits": self._l1_hits, "misses": self._l1_misses},
             "l2": None if l2 is None else {"hits": int(l2.hits), "misses": int(l2.misses)},
@@ -1809,10 +1809,11 @@ class Project:
             scope = {refs.resolve_milestone(ref, milestones)}
         raw: dict[str, tuple[str, Any, str | None]] = {}
         sources: dict[str, engine.Source] = {}
-        files = getattr(self.store, "_files", None)
+        files = getattr(self.store, "milestone_files", None)  # the file backends'
 
         def entries() -> Mapping[str, Any]:
-            return dict((getattr(self.store, "_state", None) or {}).get("milestones", {}))
+            state_entries = getattr(self.store, "state_entries", None)
+            return state_entries() if state_entries is not None else {}
 
         def wrote(entry: Any, rel: str, stat: os.stat_result) -> bool:
             """The tool wrote this file and nobody touched it since: its content is

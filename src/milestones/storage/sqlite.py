@@ -276,6 +276,7 @@ class DatabaseStore(Store):
         self.derived = derived
         self._conn: sqlite3.Connection | None = None
         self._in_txn = False
+        self.cache: QueryCache | None = None  # database/cache.db, opened on first use
         # Snapshots this object read or wrote, each with the last event of its
         # milestone then (id, hash): served again while that is still the milestone's
         # last event, for one indexed lookup instead of decoding every task row. A
@@ -848,9 +849,9 @@ class DatabaseStore(Store):
         return self._cache().peek(key)
 
     def _cache(self) -> QueryCache:
-        if getattr(self, "_query_cache", None) is None:
-            self._query_cache = QueryCache(self.root / "database" / "cache.db")
-        return self._query_cache
+        if self.cache is None:
+            self.cache = QueryCache(self.root / "database" / "cache.db")
+        return self.cache
 
     # ------------------------------------------------------------ migration
 
