@@ -161,7 +161,7 @@ def per_rule(snaps: dict[str, dict[str, Any]], raw: dict[str, Any]) -> dict[str,
     for r in engine.all_rules():
         for _ in range(2):
             ctx = context(snaps, raw)
-            ctx._current = r
+            ctx.current_rule = r
             gc.disable()  # as engine.run does
             t0 = time.process_time()
             r.check(ctx)

@@ -1018,7 +1018,7 @@ def _apply_restore(root: Path, store: Store, work: Path, manifest: Manifest, pla
             if conn is not None:
                 _replace_contents(conn, ATTACH_AS)
             # Still under the lock: a writer that waited for it re-reads the marker
-            # once it has it (Project._follow_backend), so it writes where the data is.
+            # once it has it (Project.follow_backend), so it writes where the data is.
             _write_marker(root, plan.marker)
         # Committed: for the database backend, when the lock above was released.
     except BaseException as exc:

@@ -36,7 +36,6 @@ from typing import TYPE_CHECKING, Any
 from . import model as md
 from . import refs
 from .errors import Conflict, InvalidInput, NotFound
-from .storage.base import is_lazy
 
 if TYPE_CHECKING:
     from .project import Project, Txn
@@ -141,8 +140,7 @@ def check_record(name: str, data: dict[str, Any], where: str) -> dict[str, Any]:
     a StorageError naming ``where`` and what is wrong. What these hold (who holds
     which id, the unread messages) no one can rebuild exactly, so a damaged record
     is never read as empty: the next write would reuse ids and drop messages."""
-    from .errors import StorageError
-    from .storage.base import RECORD_HINT
+    from .errors import RECORD_HINT, StorageError
 
     def bad(what: str) -> StorageError:
         return StorageError(f"{where} is damaged: {what}", hint=RECORD_HINT)
@@ -317,23 +315,8 @@ class Agents:
 
     def _scope(self, snaps: Mapping[str, Any], only: str | None,
                statuses: Sequence[str]) -> list[str]:
-        """The milestones a step must look at. In memory (the file backends), every
-        one. On an indexed store (the database), those the index says hold a task in
-        ``statuses`` (with ``only``: that milestone and those waiting on it, for the
-        chains), plus those this write changed, read in one batch: a claim on a
-        project of 10,000 milestones reads the few with open work, not all."""
-        if not is_lazy(snaps):
-            return list(snaps)
-        store = self.p.store
-        found = ([only, *sorted(store.dependents([only]) or ())] if only is not None
-                 else store.milestones_with_tasks(statuses))
-        if found is None:
-            return list(snaps)
-        mids = list(dict.fromkeys([*found, *getattr(snaps, "changed", ())]))
-        base = getattr(snaps, "base", snaps)
-        if hasattr(base, "prefetch"):
-            base.prefetch(mids)
-        return [mid for mid in mids if mid in snaps]
+        """The milestones a step must look at (``Project.scope``)."""
+        return self.p.scope(snaps, only, statuses)
 
     def _alive(self, entry: Mapping[str, Any], now: float) -> bool:
         if entry.get("status") == "gone":
@@ -370,7 +353,7 @@ class Agents:
                 tx.forget()  # the step may have changed a milestone it did not record
                 raise
             return
-        with self.p._write() as tx:
+        with self.p.transaction() as tx:
             tx.check = False  # status moves only (see Txn.check)
             reg = self._registry()
             before = repr(reg)

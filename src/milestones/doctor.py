@@ -230,7 +230,7 @@ def _run(project: Project, *, repair: bool = False) -> dict[str, Any]:
             sealed: list[dict[str, Any]] = []
             try:
                 if not damage:  # no hand edits recorded on top of a log that does not verify
-                    sealed = project._sync()
+                    sealed = project.sync()
             except MilestoneError as exc:  # a broken file: a person must fix it
                 repairs.append(f"left alone (fix by hand): {exc}")
             if sealed:

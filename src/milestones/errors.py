@@ -62,6 +62,13 @@ class StorageError(MilestoneError):
     exit_code = 8
 
 
+# The hint of a damaged coordination record (agents, messages): the store raises it on
+# text that is not a record, the agents layer on a record that is not sound.
+RECORD_HINT = ("restore it from a backup (`milestone restore PATH`), or run `milestone doctor "
+               "--repair`: it sets the damaged record aside and rebuilds it from the event log, "
+               "never reusing an id")
+
+
 EXIT_CODES: dict[int, str] = {
     0: "success",
     1: "unexpected internal error (please report it, with --debug output)",

@@ -397,11 +397,7 @@ class Executor:
         """A Project of the calling thread's own (the memory store is the one object)."""
         if self._shared:
             return self.project
-        from .project import Project
-        from .storage import open_store
-
-        return Project(open_store(self.root), cwd=self.project.cwd, actor=self.project.actor,
-                       session_id=self.project.session_id)
+        return self.project.another()
 
     def _step(self, fn: Callable[[], T]) -> T:
         """A write of our own that is not an agent's step: under the gate."""

@@ -141,7 +141,7 @@ def migrate(root: Path, to: str, *, dry_run: bool = False, actor: str = "unknown
             distrust = getattr(old, "distrust", None)
             if distrust is not None:
                 distrust()  # a same-size, same-mtime hand edit is copied too
-            Project(old, actor=actor, session_id="migration")._sync()
+            Project(old, actor=actor, session_id="migration").sync()
             damage = getattr(old, "damage", None)
             if damage:  # copying a log that does not verify would bless it
                 raise StorageError(f"{damage}; not migrated",

@@ -34,6 +34,7 @@ from .errors import (
     ValidationFailed,
 )
 from .session import git_position, resolve_actor, resolve_session, today, utc_now
+from .storage import BACKENDS as BACKENDS  # the doors' choice of backends (storage migrate --to)
 from .storage import State, Store, fsutil, open_store
 from .storage.base import Overlay, is_lazy
 
@@ -284,7 +285,7 @@ class Project:
             atomic_write(config, DEFAULT_CONFIG_TEXT.encode("utf-8"))
         project = cls(store, cwd=Path(directory), **kw)
         if created:
-            with project._write(scheduled_backup=False) as tx:
+            with project.transaction(scheduled_backup=False) as tx:
                 tx.record("project_initialized", None, None, data={"backend": store.backend})
         return project, created
 
@@ -293,6 +294,32 @@ class Project:
         if self._actor is None:
             self._actor = resolve_actor(self.cwd)
         return self._actor
+
+    def another(self) -> Project:
+        """A Project of the same root, actor and session over a store of its own: for
+        another thread, since a store object is not shared across threads."""
+        return Project(open_store(self.root), cwd=self.cwd, actor=self.actor,
+                       session_id=self.session_id)
+
+    def scope(self, snaps: Mapping[str, Any], only: str | None,
+              statuses: Sequence[str]) -> list[str]:
+        """The milestones a step must look at. In memory (the file backends), every
+        one. On an indexed store (the database), those the index says hold a task in
+        ``statuses`` (with ``only``: that milestone and those waiting on it, for the
+        chains), plus those this write changed, read in one batch: a claim on a
+        project of 10,000 milestones reads the few with open work, not all."""
+        if not is_lazy(snaps):
+            return list(snaps)
+        store = self.store
+        found = ([only, *sorted(store.dependents([only]) or ())] if only is not None
+                 else store.milestones_with_tasks(statuses))
+        if found is None:
+            return list(snaps)
+        mids = list(dict.fromkeys([*found, *getattr(snaps, "changed", ())]))
+        base = getattr(snaps, "base", snaps)
+        if hasattr(base, "prefetch"):
+            base.prefetch(mids)
+        return [mid for mid in mids if mid in snaps]
 
     @property
     def agents(self) -> Agents:
@@ -309,7 +336,7 @@ class Project:
 
     # ------------------------------------------------------------ reads
 
-    def _follow_backend(self) -> bool:
+    def follow_backend(self) -> bool:
         """Re-open the store when a migration switched the backend; True if it did."""
         try:
             marker = (self.root / "config" / "storage-backend.txt").read_text("utf-8").strip()
@@ -330,13 +357,13 @@ class Project:
         brought up to date (the lock was busy) is never kept. Snapshots are shared
         with the cache: read them, never change them.
         """
-        self._follow_backend()
+        self.follow_backend()
         store = self.store
         in_step = True
         if store.needs_sync():
             with store.try_lock() as got:
                 if got:
-                    self._sync()
+                    self.sync()
                 in_step = got
         head = store.head() if in_step else None
         cached = self._l1
@@ -359,7 +386,7 @@ class Project:
     def view(self) -> State:
         """Like ``state()``, but on a store with an index the milestones are read when
         asked (``LazyMilestones``): call it inside ``store.reading()``."""
-        self._follow_backend()
+        self.follow_backend()
         store = self.store
         if type(store).view is Store.view or store.needs_sync():
             return self.state()
@@ -376,7 +403,7 @@ class Project:
     @contextlib.contextmanager
     def _reading(self) -> Iterator[State]:
         """The state for one read view, from one consistent snapshot of the store."""
-        self._follow_backend()
+        self.follow_backend()
         with self.store.reading():
             yield self.view()
 
@@ -405,14 +432,15 @@ class Project:
     def cache_stats(self) -> dict[str, Any]:
         """Hits and misses of the caches this object has used: L1 (``state()`` in this
         process) and L2 (the store's query cache, ``database/cache.db``; None without)."""
-        l2 = getattr(self.store, "cache", None) or getattr(self.store, "_query_cache", None)
+        l2 = getattr(self.store, "cache", None)
         return {
             "l1": {"hits": self._l1_hits, "misses": self._l1_misses},
             "l2": None if l2 is None else {"hits": int(l2.hits), "misses": int(l2.misses)},
         }
 
-    def _sync(self) -> list[dict[str, Any]]:
-        """Under the lock: finish interrupted writes, record hand edits."""
+    def sync(self) -> list[dict[str, Any]]:
+        """Finish interrupted writes and record hand edits as events; returns the events
+        recorded. Call it under the writer lock (``doctor``, ``migrate`` and every write do)."""
         self.store.recover()
         damage = getattr(self.store, "damage", None)
         if damage:  # the log does not verify: record nothing on top of it
@@ -548,19 +576,21 @@ class Project:
     # ----------------------------------------------------------- writes
 
     @contextlib.contextmanager
-    def _write(self, *, scheduled_backup: bool = True) -> Iterator[Txn]:
+    def transaction(self, *, scheduled_backup: bool = True) -> Iterator[Txn]:
+        """One write, as a unit: the writer lock, hand edits recorded, the changes and
+        their events appended, validated and committed on exit (rolled back on error)."""
         if (self.root / ".restore").exists():  # a restore was interrupted: finish it first
             from .backup import recover_restore
 
             recover_restore(self.root)
-        self._follow_backend()
+        self.follow_backend()
         store = self.store
         if not store.exists():
             raise NotFound(f"no project at {self.root}", hint="run `milestone init` first")
         while True:
             held = contextlib.ExitStack()
             held.enter_context(store.lock())
-            if not self._follow_backend():
+            if not self.follow_backend():
                 break
             # A migration switched backends while we waited for the lock: let it go
             # and write to the new backend, under its lock (checked again there).
@@ -568,7 +598,7 @@ class Project:
             store = self.store
         with held:
             self._warned = True  # a refused write says so once, as its error
-            self._sync()
+            self.sync()
             damage = getattr(store, "damage", None)
             if damage:
                 raise StorageError(f"{damage}; writes are refused until the event log is "
@@ -584,7 +614,7 @@ class Project:
                     sealed = store.commit(tx.events)
                 except Conflict as exc:
                     if getattr(exc, "hand_edit", False):
-                        self._sync()  # record the edit the write found (the lock is held)
+                        self.sync()  # record the edit the write found (the lock is held)
                     raise
                 self.commits += 1
                 if self._new_runs:
@@ -596,7 +626,7 @@ class Project:
                         fsutil.fault("resume")
                         self._refresh_resume(sealed[-1], note=tx.note, tx=tx)
                     except Exception as exc:
-                        store._warn(f"the session-resume record was not updated: {exc}")
+                        store.warn(f"the session-resume record was not updated: {exc}")
         for line in store.take_warnings():  # the write is committed: warnings only
             self._warn(line)
         if tx.events and scheduled_backup and store.backend == "database":
@@ -804,7 +834,7 @@ class Project:
     def plan_many(self, specs: Sequence[Mapping[str, Any]]) -> list[md.Milestone]:
         """Create several milestones in one write (``plan --from-file``)."""
         created: list[md.Milestone] = []
-        with self._write() as tx:
+        with self.transaction() as tx:
             for spec in specs:
                 created.append(self._create(tx, spec))
         return created
@@ -925,7 +955,7 @@ class Project:
 
     def update(self, ref: str, **changes: Any) -> md.Milestone:
         """Edit milestone fields (``None`` leaves a field as it is)."""
-        with self._write() as tx:
+        with self.transaction() as tx:
             mid = refs.resolve_milestone(ref, tx.snaps)
             m = tx.milestone(mid)
             if m.status == "archived":
@@ -1015,7 +1045,7 @@ class Project:
                 m.completed_at = tx.now if status == "completed" else None
 
     def set_current(self, ref: str) -> str:
-        with self._write() as tx:
+        with self.transaction() as tx:
             mid = refs.resolve_milestone(ref, tx.snaps)
             if tx.current == mid:
                 return mid
@@ -1024,7 +1054,7 @@ class Project:
             return mid
 
     def archive(self, ref: str, *, lessons: Sequence[str] = ()) -> md.Milestone:
-        with self._write() as tx:
+        with self.transaction() as tx:
             mid = refs.resolve_milestone(ref, tx.snaps)
             m = tx.milestone(mid)
             if m.status not in ("completed", "cancelled"):
@@ -1051,7 +1081,7 @@ class Project:
             return m
 
     def delete(self, ref: str, *, force: bool = False) -> str:
-        with self._write() as tx:
+        with self.transaction() as tx:
             mid = refs.resolve_milestone(ref, tx.snaps)
             users = sorted(
                 {f"{o}" for o, s in tx.snaps.items() if mid in (s.get("depends_on") or [])}
@@ -1087,7 +1117,7 @@ class Project:
         run: str | None = None,
         paths: Sequence[str] = (),
     ) -> tuple[str, md.Task]:
-        with self._write() as tx:
+        with self.transaction() as tx:
             mid = refs.resolve_milestone(milestone_ref, tx.snaps)
             m = tx.milestone(mid)
             if m.status in ("archived", "cancelled"):
@@ -1118,7 +1148,7 @@ class Project:
 
     @contextlib.contextmanager
     def _with_task(self, ref: str) -> Iterator[tuple[Txn, md.Milestone, md.Task, dict[str, Any]]]:
-        with self._write() as tx:
+        with self.transaction() as tx:
             mid, tid = refs.resolve_task(ref, tx.snaps, tx.current)
             m = tx.milestone(mid)
             if m.status == "archived":
@@ -1340,13 +1370,21 @@ class Project:
                                   if t["status"] == "done"]},
         }])[0]
 
-    def export_kiro(self, ref: str) -> str:
-        """The milestone as a Kiro tasks.md (the imported text, with boxes brought up to date)."""
+    def export_kiro(self, ref: str, dest: Path | None = None) -> str:
+        """The milestone as a Kiro tasks.md (the imported text, with boxes brought up to
+        date); with ``dest``, also written there (atomically)."""
         from . import kiro
 
         m = self.milestone(ref)
         source = (m.kiro or {}).get("tasks_source") if m.workflow == "kiro" else None
-        return kiro.export_tasks_md(m.to_dict(), source)
+        text = kiro.export_tasks_md(m.to_dict(), source)
+        if dest is not None:
+            from .storage.yamlio import check_writable
+
+            data = text.encode("utf-8")
+            check_writable(len(data), str(dest))  # `import kiro` could not read it back
+            fsutil.atomic_write(dest, data)
+        return text
 
     def export_yaml(self, dest: Path | None = None) -> dict[str, Any]:
         """Write every milestone as the file backend would: ``DEST/active/milestone-NNN.yaml``
@@ -1396,7 +1434,7 @@ class Project:
     def reindex(self) -> int:
         """Rebuild the hybrid backend's index (``database/index.db``) from the snapshots,
         under the writer lock, hand edits recorded first; returns the milestones indexed."""
-        self._follow_backend()
+        self.follow_backend()
         store = self.store
         rebuild = getattr(store, "reindex", None)
         if store.backend != "hybrid" or rebuild is None:
@@ -1410,10 +1448,10 @@ class Project:
         if not store.exists():
             raise NotFound(f"no project at {self.root}", hint="run `milestone init` first")
         with store.lock():
-            if self._follow_backend():
+            if self.follow_backend():
                 raise InvalidInput(f"the project moved to the {self.store.backend} backend "
                                    f"meanwhile", hint="see `milestone storage status`")
-            self._sync()
+            self.sync()
             return int(rebuild())
 
     def review(self, ref: str, phase: str, decision: str,
@@ -1422,7 +1460,7 @@ class Project:
         md.check_choice(phase, md.KIRO_GATED, "phase")
         md.check_choice(decision, md.KIRO_DECISIONS, "decision")
         note = md.check_text(comment or "", "comment", limit=5000) or None
-        with self._write() as tx:
+        with self.transaction() as tx:
             mid = refs.resolve_milestone(ref, tx.snaps)
             m = tx.milestone(mid)
             if m.workflow != "kiro" or m.kiro is None:
@@ -1478,7 +1516,7 @@ class Project:
 
     def note(self, text: str) -> None:
         text = md.check_text(text, "note", required=True, limit=5000)
-        with self._write() as tx:
+        with self.transaction() as tx:
             tx.record("note_added", None, None, mid=tx.current, data={"note": text})
             tx.note = text
 
@@ -1771,10 +1809,11 @@ class Project:
             scope = {refs.resolve_milestone(ref, milestones)}
         raw: dict[str, tuple[str, Any, str | None]] = {}
         sources: dict[str, engine.Source] = {}
-        files = getattr(self.store, "_files", None)
+        files = getattr(self.store, "milestone_files", None)  # the file backends'
 
         def entries() -> Mapping[str, Any]:
-            return dict((getattr(self.store, "_state", None) or {}).get("milestones", {}))
+            state_entries = getattr(self.store, "state_entries", None)
+            return state_entries() if state_entries is not None else {}
 
         def wrote(entry: Any, rel: str, stat: os.stat_result) -> bool:
             """The tool wrote this file and nobody touched it since: its content is

@@ -243,7 +243,7 @@ def crash(point: str, root: str, args: list[str]) -> int:
     elif point == "db-before-commit":  # events and rows written, COMMIT not reached
         from milestones.storage.sqlite import DatabaseStore
 
-        DatabaseStore._set_meta = die  # type: ignore[method-assign,assignment]
+        DatabaseStore.set_meta = die  # type: ignore[method-assign,assignment]
     else:
         raise SystemExit(f"unknown crash point {point}")
     cli.main(args=["-C", root, *args], prog_name="milestone")

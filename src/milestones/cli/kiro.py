@@ -10,7 +10,7 @@ import click
 from ..model import KIRO_GATED
 from ..ui import plural
 from . import cli, emit, get_project, output_options, say
-from .plan import date_arg, json_flag
+from .options import date_arg, json_flag
 
 
 @cli.group("import")
@@ -98,7 +98,7 @@ def export_kiro(ref: str, dest: Path | None) -> None:
     Example:
       milestone export kiro 3 --to .kiro/specs/user-auth/tasks.md
     """
-    text = get_project().export_kiro(ref)
+    text = get_project().export_kiro(ref, dest)
     if dest is None:
         if sys.stdout.isatty():  # a file or pipe gets the exact text; a terminal, inert text
             from ..ui import inert
@@ -106,12 +106,6 @@ def export_kiro(ref: str, dest: Path | None) -> None:
             text = inert(text, keep_newlines=True)
         click.echo(text, nl=False)
         return
-    from ..storage.fsutil import atomic_write
-    from ..storage.yamlio import check_writable
-
-    data = text.encode("utf-8")
-    check_writable(len(data), str(dest))  # `import kiro` could not read it back
-    atomic_write(dest, data)
     click.echo(f"Wrote {dest}", err=True)
 
 

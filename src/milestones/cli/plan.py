@@ -2,41 +2,15 @@
 
 from __future__ import annotations
 
-import re
-from datetime import date
 from pathlib import Path
-from typing import Any
 
 import click
 
 from ..errors import InvalidInput
-from ..model import CATEGORIES, PRIORITIES, add_days
+from ..model import CATEGORIES, PRIORITIES
 from ..ui import inert, plural
 from . import cli, get_project, say, wrote
-
-_REL = re.compile(r"^\+([0-9]+)([dw])$")
-
-
-def date_arg(value: str | None, what: str = "date") -> str | None:
-    """Accept YYYY-MM-DD, today, tomorrow, +3d, +2w; the model validates the rest."""
-    if value is None:
-        return None
-    text = value.strip().lower()
-    base = date.today()
-    if text == "today":
-        return base.isoformat()
-    if text == "tomorrow":
-        return add_days(base, 1, f"{what} {value!r}").isoformat()
-    m = _REL.match(text)
-    if m:
-        digits = m.group(1)  # int() of thousands of digits raises; any 10 leave the calendar
-        n = (int(digits) if len(digits) <= 10 else 10**10) * (7 if m.group(2) == "w" else 1)
-        return add_days(base, n, f"{what} {value!r}").isoformat()
-    return value
-
-
-def json_flag(func: Any) -> Any:
-    return click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")(func)
+from .options import date_arg, json_flag, parse_vars
 
 
 @cli.command()
@@ -106,8 +80,6 @@ def plan(
 
         created = project.plan_many(read_plan(from_file))
     elif template_name is not None:
-        from .templates import parse_vars
-
         created = [project.plan_from_template(
             template_name, title=title, variables=parse_vars(variables),
             start=date_arg(start, "start date"),

@@ -30,7 +30,7 @@ from typing import Any
 
 import click
 
-from ..storage import BACKENDS
+from ..project import BACKENDS
 from ..ui import plural
 from . import cli, get_project, say
 

@@ -8,7 +8,7 @@ import click
 
 from ..model import Task
 from . import cli, get_project, say, wrote
-from .plan import json_flag
+from .options import json_flag
 
 TASK_HELP = "TASK is 3/2 (milestone-003/task-2), or 2 for task-2 of the current milestone."
 

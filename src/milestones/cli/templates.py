@@ -12,17 +12,7 @@ from ..errors import InvalidInput
 from ..model import PRIORITIES
 from ..ui import plural
 from . import State, cli, emit, output_options, say
-from .plan import date_arg, json_flag
-
-
-def parse_vars(pairs: tuple[str, ...]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise InvalidInput(f"--var {pair!r} is not NAME=VALUE", hint="e.g. --var service=auth")
-        k, v = pair.split("=", 1)
-        out[k.strip()] = v
-    return out
+from .options import date_arg, json_flag, parse_vars
 
 
 def _root() -> Path | None:

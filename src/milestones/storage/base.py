@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from ..errors import RECORD_HINT
+
 Snapshot = dict[str, Any]
 
 
@@ -195,13 +197,13 @@ class Store(ABC):
         """The files this backend keeps its data in that exist (none in memory)."""
         return []
 
-    def _warn(self, message: str) -> None:
+    def warn(self, message: str) -> None:
         """Trouble after a write's commit point (a derived index, a rotation): the write
         stands, so it is kept for the caller to show as a warning, never raised."""
         self.__dict__.setdefault("_warnings", []).append(message)
 
     def take_warnings(self) -> list[str]:
-        """The warnings ``_warn`` kept since the last call."""
+        """The warnings ``warn`` kept since the last call."""
         return list(self.__dict__.pop("_warnings", []))
 
     @abstractmethod
@@ -345,9 +347,6 @@ class Store(ABC):
         """Replace the project's data with a backup made by ``backup``."""
 
 
-RECORD_HINT = ("restore it from a backup (`milestone restore PATH`), or run `milestone doctor "
-               "--repair`: it sets the damaged record aside and rebuilds it from the event log, "
-               "never reusing an id")
 
 
 def decode_record(raw: bytes | str, where: str) -> dict[str, Any]:

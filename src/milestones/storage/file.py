@@ -250,7 +250,12 @@ class FileStore(Store):
         except FileNotFoundError:
             return 0
 
-    def _files(self) -> dict[str, list[tuple[str, os.stat_result]]]:
+    def state_entries(self) -> dict[str, Any]:
+        """What ``logs/state.json`` (as last read) records of each milestone's file:
+        id -> {path, hash, ...} (empty before the first read)."""
+        return dict((self._state or {}).get("milestones", {}))
+
+    def milestone_files(self) -> dict[str, list[tuple[str, os.stat_result]]]:
         """Milestone files on disk: id -> [(relative path, stat)]."""
         found: dict[str, list[tuple[str, os.stat_result]]] = {}
         for folder in ("active", "completed"):
@@ -275,7 +280,7 @@ class FileStore(Store):
         if self._log_size() != state["log_size"] or state.get("rotating") or self._suspect \
                 or self._deep:
             return True  # "rotating": a log rotation was interrupted
-        files = self._files()
+        files = self.milestone_files()
         entries = state["milestones"]
         if set(files) != set(entries):
             return True
@@ -525,7 +530,7 @@ class FileStore(Store):
         self._state = state
         entries: dict[str, Any] = state["milestones"]
         edits: list[Edit] = []
-        files = self._files()
+        files = self.milestone_files()
         dirty = False
         for mid, found in sorted(files.items()):
             if len(found) > 1:
@@ -648,7 +653,7 @@ class FileStore(Store):
             # The events stay in the log, so the change has happened: the next
             # command (recover) writes its files from the log. Not an error exit,
             # or a retry would make the change twice.
-            self._warn(f"the change is in the event log, but its files were not all "
+            self.warn(f"the change is in the event log, but its files were not all "
                        f"written ({exc}); the next command finishes them from the log")
             return sealed
         self._maybe_rotate()
@@ -680,7 +685,7 @@ class FileStore(Store):
             self._state = self.log_files.rotate(state, self._write_state) or state
         except (MilestoneError, OSError) as exc:
             self._state = None  # re-read: recover() finishes a half-done rotation
-            self._warn(f"the event log was not rotated ({exc}); the next write retries")
+            self.warn(f"the event log was not rotated ({exc}); the next write retries")
         except BaseException:
             self._state = None
             raise
@@ -805,7 +810,7 @@ class FileStore(Store):
 
     def _adopt_entry(self, mid: str, snap: Snapshot) -> dict[str, Any]:
         rel = self._relpath(snap)
-        files = self._files().get(mid, [])
+        files = self.milestone_files().get(mid, [])
         rel = files[0][0] if files else rel
         raw = fsutil.read_bytes(self.root / rel, yamlio.MAX_FILE_BYTES)
         st = (self.root / rel).stat()
@@ -990,7 +995,7 @@ class FileStore(Store):
             repairs += self.recover()
         else:  # state.json was built on events that no longer verify
             kept = dest.with_suffix("")  # the files as they were, beside the lines moved
-            for rel, _st in [f for found in self._files().values() for f in found]:
+            for rel, _st in [f for found in self.milestone_files().values() for f in found]:
                 (kept / rel).parent.mkdir(parents=True, exist_ok=True)
                 fsutil.atomic_write(kept / rel, (self.root / rel).read_bytes(), sync=False)
             changed = self.rebuild()
@@ -1040,7 +1045,7 @@ class FileStore(Store):
     def check_files(self) -> list[tuple[str, Snapshot | None, str | None]]:
         """Every milestone file: (relative path, parsed snapshot or None, error or None)."""
         out: list[tuple[str, Snapshot | None, str | None]] = []
-        for _mid, found in sorted(self._files().items()):
+        for _mid, found in sorted(self.milestone_files().items()):
             for rel, _st in found:
                 try:
                     raw = fsutil.read_bytes(self.root / rel, yamlio.MAX_FILE_BYTES)
@@ -1055,7 +1060,7 @@ class FileStore(Store):
         """Rewrite state.json and every file from the log (under the lock)."""
         fresh = self._rebuild_state()
         changed: list[str] = []
-        files = self._files()
+        files = self.milestone_files()
         for mid, entry in fresh["milestones"].items():
             snap = entry["state"]
             rel = entry["path"]
@@ -1093,7 +1098,7 @@ class FileStore(Store):
 
     def sources(self) -> dict[str, str]:
         out: dict[str, str] = {}
-        for mid, found in self._files().items():
+        for mid, found in self.milestone_files().items():
             with contextlib.suppress(OSError, UnicodeDecodeError):
                 out[mid] = fsutil.read_bytes(self.root / found[0][0]).decode("utf-8")
         return out

@@ -37,8 +37,7 @@ class HybridStore(FileStore):
         if fresh:
             fsutil.atomic_write(marker, b"hybrid\n")
         (self.root / "database").mkdir(parents=True, exist_ok=True)
-        self.index.migrate_schema(self.index._conn or self.index._open())
-        self.index._conn = self.index._conn or self.index._open()
+        self.index.open_schema()
 
     def _index_head(self) -> int:
         with contextlib.suppress(Exception):
@@ -71,7 +70,7 @@ class HybridStore(FileStore):
             fsutil.fault("index")
             self._update_index(sealed, touched, was)
         except Exception as exc:
-            self._warn(f"database/index.db was not updated ({exc}); it is rebuilt from "
+            self.warn(f"database/index.db was not updated ({exc}); it is rebuilt from "
                        f"the files when next used (or `milestone storage reindex`)")
         except BaseException:
             self._undone = False  # interrupted: the files stay, so must the events
@@ -92,8 +91,8 @@ class HybridStore(FileStore):
                 if snap is None or was.get(mid) is None:
                     conn.execute("DELETE FROM milestones WHERE id = ?", (mid,))
                 if snap is not None:
-                    self.index._write_milestone(conn, was.get(mid), snap)
-            self.index._set_meta(conn, {"last_event_id": str(state.last_event_id),
+                    self.index.write_milestone(conn, was.get(mid), snap)
+            self.index.set_meta(conn, {"last_event_id": str(state.last_event_id),
                                         "last_hash": state.last_hash,
                                         "current": state.current or "",
                                         "max_number": str(state.max_number)})

@@ -276,6 +276,7 @@ class DatabaseStore(Store):
         self.derived = derived
         self._conn: sqlite3.Connection | None = None
         self._in_txn = False
+        self.cache: QueryCache | None = None  # database/cache.db, opened on first use
         # Snapshots this object read or wrote, each with the last event of its
         # milestone then (id, hash): served again while that is still the milestone's
         # last event, for one indexed lookup instead of decoding every task row. A
@@ -318,6 +319,12 @@ class DatabaseStore(Store):
                                hint="check the file's permissions, or run `milestone doctor`"
                                ) from None
         return conn
+
+    def open_schema(self) -> None:
+        """Open the connection if it is not, and bring its schema up to date."""
+        conn = self._conn or self._open()
+        self._conn = conn
+        self.migrate_schema(conn)
 
     def close(self) -> None:
         self._kept.clear()
@@ -657,12 +664,12 @@ class DatabaseStore(Store):
                         if current == mid:
                             current = None
                     else:
-                        self._write_milestone(conn, before, after)
+                        self.write_milestone(conn, before, after)
                         max_number = max(max_number, int(mid.rsplit("-", 1)[1]))
             for after in working.values():
                 if after is not None:
                     self._check_size(conn, after)
-            self._set_meta(conn, {"last_event_id": str(last_id), "last_hash": last_hash,
+            self.set_meta(conn, {"last_event_id": str(last_id), "last_hash": last_hash,
                                   "current": current or "", "max_number": str(max_number)})
             for mid in last_event:  # kept once the transaction commits
                 after = working.get(mid)
@@ -683,12 +690,12 @@ class DatabaseStore(Store):
             yamlio.check_writable(len(yamlio.dump_fast(snap).encode("utf-8")),
                                   f"milestone {mid} (as YAML)")
 
-    def _set_meta(self, conn: sqlite3.Connection, values: dict[str, str]) -> None:
+    def set_meta(self, conn: sqlite3.Connection, values: dict[str, str]) -> None:
         conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?) "
                          "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                          list(values.items()))
 
-    def _write_milestone(self, conn: sqlite3.Connection, before: Snapshot | None,
+    def write_milestone(self, conn: sqlite3.Connection, before: Snapshot | None,
                          after: Snapshot) -> None:
         """Upsert the milestone row and only the task rows that changed."""
         mid = after["id"]
@@ -742,7 +749,7 @@ class DatabaseStore(Store):
 
     def _insert_many(self, conn: sqlite3.Connection, snaps: Iterable[Snapshot]) -> None:
         """The rows of many new milestones, a statement per table (an import): what
-        ``_write_milestone(conn, None, snap)`` writes for each."""
+        ``write_milestone(conn, None, snap)`` writes for each."""
         milestones, tags, deps, tasks, task_deps = [], [], [], [], []
         for after in snaps:
             mid = after["id"]
@@ -842,9 +849,9 @@ class DatabaseStore(Store):
         return self._cache().peek(key)
 
     def _cache(self) -> QueryCache:
-        if getattr(self, "_query_cache", None) is None:
-            self._query_cache = QueryCache(self.root / "database" / "cache.db")
-        return self._query_cache
+        if self.cache is None:
+            self.cache = QueryCache(self.root / "database" / "cache.db")
+        return self.cache
 
     # ------------------------------------------------------------ migration
 
@@ -866,7 +873,7 @@ class DatabaseStore(Store):
             conn.executemany("INSERT INTO sources (milestone_id, text) VALUES (?, ?)",
                              [(mid, text) for mid, text in sources.items()
                               if mid in state.milestones])
-            self._set_meta(conn, {"last_event_id": str(state.last_event_id),
+            self.set_meta(conn, {"last_event_id": str(state.last_event_id),
                                   "last_hash": state.last_hash, "current": state.current or "",
                                   "max_number": str(state.max_number)})
             if resume:

@@ -7,7 +7,7 @@ from itertools import pairwise
 from typing import Any
 
 from .. import model as md
-from .engine import Context, rule, short
+from .registry import Context, rule, short
 
 
 def _task_ids(ctx: Context, mid: str) -> set[str]:

@@ -13,7 +13,7 @@ from typing import Any
 
 from .. import model as md
 from ..errors import MilestoneError
-from .engine import Context, rule
+from .registry import Context, rule
 
 
 def _kiro_milestones(ctx: Context) -> list[tuple[str, Mapping[str, Any], Mapping[str, Any]]]:

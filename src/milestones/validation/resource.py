@@ -17,7 +17,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from .. import schedule
-from .engine import Context, rule
+from .registry import Context, rule
 
 OPEN_TASK = ("todo", "in_progress", "blocked")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .. import events as ev
-from .engine import Context, rule
+from .registry import Context, rule
 
 
 @rule(

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..errors import MilestoneError
-from .engine import Context, rule
+from .registry import Context, rule
 
 if TYPE_CHECKING:
     from ..templates import Template

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .. import schedule
 from ..errors import DependencyError
-from .engine import Context, rule
+from .registry import Context, rule
 from .resource import weekly_hours
 
 OPEN = ("planned", "in_progress", "blocked")
