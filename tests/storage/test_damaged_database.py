@@ -70,3 +70,24 @@ def test_a_damaged_resume_record_is_rebuilt_by_the_next_change(tmp_path: Path,
         result = runner.invoke(cli, ["-C", str(tmp_path), *args])
         assert result.exit_code == 0, (args, result.stderr, result.exception)
     assert json.loads(result.stdout)["current_milestone"] == "milestone-001"
+
+
+@pytest.mark.parametrize(("sql", "args"), [
+    ("UPDATE events SET body = 'not json' WHERE event_id = 2", ("log",)),
+    ("UPDATE events SET body = '[1, 2]' WHERE event_id = 2", ("log", "--json")),
+    ("UPDATE tasks SET data = 'x'", ("status",)),
+])
+def test_a_damaged_row_is_a_storage_error(tmp_path: Path, sql: str,
+                                          args: tuple[str, ...]) -> None:
+    """A row changed outside milestone (an event's body, a task's data) is named as
+    damage, exit 8, never a TypeError from deep inside a read."""
+    p, _ = Project.init(tmp_path, backend="database")
+    p.plan("Alpha", tasks=["one", "two"])
+    p.start_task("milestone-001/task-1")
+    p.store.close()  # type: ignore[attr-defined]
+    with sqlite3.connect(tmp_path / ".milestones" / "database" / "milestones.db") as conn:
+        conn.execute(sql)
+    conn.close()
+    result = CliRunner(mix_stderr=False).invoke(cli, ["-C", str(tmp_path), *args])
+    assert result.exit_code == 8, (result.stdout, result.stderr, result.exception)
+    assert "Traceback" not in result.stderr and "milestone doctor" in result.stderr

@@ -141,6 +141,15 @@ MIGRATIONS: dict[int, str | tuple[str, ...]] = {
 }
 
 
+def _decoded(text: Any) -> tuple[Any] | None:
+    """A cached value, in a 1-tuple (None is a value); None when it does not decode: the
+    cache is derived, so a damaged entry is a miss, never an error."""
+    try:
+        return (json.loads(text),)
+    except (TypeError, ValueError, RecursionError):
+        return None
+
+
 class QueryCache:
     """``database/cache.db``: query results keyed by the event log head, so an entry
     computed before the last change is never served after it."""
@@ -173,11 +182,12 @@ class QueryCache:
             with contextlib.suppress(sqlite3.Error):
                 row = db.execute("SELECT value FROM cache WHERE key = ? AND head = ?",
                                  (key, head)).fetchone()
-        if row is None:
+        value = _decoded(row[0]) if row is not None else None
+        if value is None:
             self.misses += 1
             return None
         self.hits += 1
-        return json.loads(row[0])
+        return value[0]
 
     def peek(self, key: str) -> tuple[str, Any] | None:
         """The entry for ``key`` at whatever head it was computed (None when there is none)."""
@@ -186,11 +196,12 @@ class QueryCache:
         if db is not None:
             with contextlib.suppress(sqlite3.Error):
                 row = db.execute("SELECT head, value FROM cache WHERE key = ?", (key,)).fetchone()
-        if row is None:
+        value = _decoded(row[1]) if row is not None else None
+        if row is None or value is None:
             self.misses += 1
             return None
         self.hits += 1
-        return str(row[0]), json.loads(row[1])
+        return str(row[0]), value[0]
 
     def put(self, key: str, head: str, value: Any) -> None:
         db = self._db()
@@ -615,14 +626,14 @@ class DatabaseStore(Store):
         rows = conn.execute(
             "SELECT milestone_id, data FROM tasks WHERE status IN ('in_progress', 'blocked') "
             "ORDER BY milestone_id, position").fetchall()
-        return [(mid, json.loads(data)) for mid, data in rows]
+        return [(mid, self._row(data, "tasks", mid)) for mid, data in rows]
 
     def events(self, after: int = 0) -> Iterator[dict[str, Any]]:
         conn = self.connect()
-        cursor = conn.execute("SELECT body FROM events WHERE event_id > ? ORDER BY event_id",
-                              (after,))
-        for (body,) in cursor:
-            yield json.loads(body)
+        cursor = conn.execute("SELECT event_id, body FROM events WHERE event_id > ? "
+                              "ORDER BY event_id", (after,))
+        for event_id, body in cursor:
+            yield self._row(body, "events", f"event #{event_id}")
 
     # ------------------------------------------------------------- writing
 
