@@ -27,6 +27,9 @@ import secrets
 from collections.abc import Iterable
 from pathlib import Path
 
+from .errors import MilestoneError
+from .storage import fsutil
+
 STORE = "performance/approved-commands"
 KEY_NAME = "approval.key"
 
@@ -77,8 +80,8 @@ def _mac(key: bytes, command: str) -> str:
 
 def _stored(root: Path) -> set[str]:
     try:
-        return set((root / STORE).read_text("ascii", errors="replace").split())
-    except OSError:
+        return set(fsutil.read_bytes(root / STORE).decode("ascii", "replace").split())
+    except (OSError, MilestoneError):
         return set()
 
 

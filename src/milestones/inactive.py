@@ -20,6 +20,7 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 
+from .errors import MilestoneError
 from .storage import fsutil
 
 NOTE = "active/NOT-READ.txt"
@@ -53,13 +54,13 @@ def _files(root: Path) -> list[str]:
 
 
 def _sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return hashlib.sha256(fsutil.read_bytes(path)).hexdigest()
 
 
 def _text(path: Path) -> str | None:
     try:
-        return path.read_text("utf-8")
-    except (OSError, UnicodeDecodeError):
+        return fsutil.read_bytes(path).decode("utf-8")
+    except (OSError, UnicodeDecodeError, MilestoneError):
         return None
 
 
@@ -101,7 +102,7 @@ def edited(root: Path, *, deep: bool = False,
     Without a record (a switch made before there was one), a milestone file that is
     not the text the database keeps for it (``sources``) counts as edited."""
     try:
-        record = json.loads((root / FINGERPRINT).read_bytes())
+        record = json.loads(fsutil.read_bytes(root / FINGERPRINT))
         known = record["files"]
         if not isinstance(known, dict):
             raise TypeError

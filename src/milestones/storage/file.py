@@ -22,7 +22,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from .. import events as ev
 from ..errors import Conflict, InvalidInput, MilestoneError
@@ -111,6 +111,20 @@ def _state_shape_ok(state: Any) -> bool:
                                            _ENTRY_TYPES.items())
                and FILE_RE.match(str(e["path"]).rsplit("/", 1)[-1]) is not None
                for e in state["milestones"].values())
+
+
+def _line_start(f: BinaryIO, end: int) -> int:
+    """Where the line holding byte ``end - 1`` of the open file ``f`` starts: read
+    backwards from ``end`` in 64 KiB steps to the newline before it (0 if none)."""
+    pos = end
+    while pos > 0:
+        step = min(65536, pos)
+        pos -= step
+        f.seek(pos)
+        nl = f.read(step).rfind(b"\n")
+        if nl >= 0:
+            return pos + nl + 1
+    return 0
 
 
 class FileStore(Store):
@@ -346,16 +360,7 @@ class FileStore(Store):
             f.seek(size - 1)
             if f.read(1) == b"\n":
                 return None
-            pos = size
-            while pos > 0:
-                step = min(65536, pos)
-                pos -= step
-                f.seek(pos)
-                chunk = f.read(step)
-                nl = chunk.rfind(b"\n")
-                if nl >= 0:
-                    return pos + nl + 1
-            return 0
+            return _line_start(f, size)
 
     # ----------------------------------------------------------- recovery
 
@@ -440,25 +445,15 @@ class FileStore(Store):
             return latest is not None and (latest["last_id"], latest["last_hash"]) == (
                 applied, head)
         try:
-            with self.log_path.open("rb") as f:
+            with fsutil.open_read(self.log_path) as f:
                 if offset > os.fstat(f.fileno()).st_size:
                     return False
-                pos = offset - 1
-                f.seek(pos)
+                f.seek(offset - 1)
                 if f.read(1) != b"\n":
                     return False
-                chunks: list[bytes] = []
-                while pos > 0:
-                    step = min(65536, pos)
-                    pos -= step
-                    f.seek(pos)
-                    chunk = f.read(step)
-                    nl = chunk.rfind(b"\n")
-                    if nl >= 0:
-                        chunks.append(chunk[nl + 1:])
-                        break
-                    chunks.append(chunk)
-                line = b"".join(reversed(chunks))
+                start = _line_start(f, offset - 1)
+                f.seek(start)
+                line = f.read(offset - 1 - start)
         except FileNotFoundError:
             return False
         try:
@@ -474,7 +469,7 @@ class FileStore(Store):
         not verify (chained on ``applied``/``head``); a torn last line is left out."""
         from .logfiles import lines_of
 
-        with self.log_path.open("rb") as f:
+        with fsutil.open_read(self.log_path) as f:
             f.seek(offset)
             raw = f.read()
         out: list[dict[str, Any]] = []
@@ -493,7 +488,7 @@ class FileStore(Store):
             bad = (ev.verify_chain([event], head, applied) if isinstance(event, dict)
                    else (0, "not a JSON event"))
             if bad is not None:
-                with self.log_path.open("rb") as f:
+                with fsutil.open_read(self.log_path) as f:
                     lineno = f.read(pos - len(line)).count(b"\n") + 1
                 label = f".milestones/{self.log_path.relative_to(self.root).as_posix()}"
                 return out, end, f"{label}:{lineno}: {bad[1]}"
@@ -984,7 +979,7 @@ class FileStore(Store):
                     make: Callable[[str, str | None, dict[str, Any], str], dict[str, Any]]
                     ) -> list[str]:
         cut = int(scan.bad_offset)
-        moved = self.log_path.read_bytes()[cut:]
+        moved = fsutil.read_bytes(self.log_path)[cut:]
         fsutil.atomic_write(dest, moved)  # first: the lines are kept before they are cut
         fsutil.truncate_durable(self.log_path, cut)
         lines = moved.count(b"\n") + (0 if moved.endswith(b"\n") else 1)
@@ -997,7 +992,7 @@ class FileStore(Store):
             kept = dest.with_suffix("")  # the files as they were, beside the lines moved
             for rel, _st in [f for found in self.milestone_files().values() for f in found]:
                 (kept / rel).parent.mkdir(parents=True, exist_ok=True)
-                fsutil.atomic_write(kept / rel, (self.root / rel).read_bytes(), sync=False)
+                fsutil.atomic_write(kept / rel, fsutil.read_bytes(self.root / rel), sync=False)
             changed = self.rebuild()
             repairs.append("rebuilt the snapshots from the events that verify"
                            + (f": {', '.join(changed)}" if changed else "")

@@ -398,7 +398,7 @@ class LogFiles:
         files.append((self.live, False))
         for path, archive in files:
             try:
-                raw = _read_gzip(path) if archive else path.read_bytes()
+                raw = _read_gzip(path) if archive else fsutil.read_bytes(path)
             except StorageError as exc:
                 out.problem = f"{label(path)}: {exc.message[len(str(path)) + 2:]}"
                 return out
