@@ -20,7 +20,7 @@ over the last 7 hours (so no scheduled backup, taken once every 24 h on the data
 backend, is due during the run; when one is due, it adds a copy of the whole database
 to one write a day). ``milestone doctor`` must accept the smallest size on both backends
 (checked, and printed). The hybrid project is the database project migrated with
-``milestones.migrate.migrate(root, "hybrid")``; at the end the hybrid one is migrated to
+``milestones.ops.migrate.migrate(root, "hybrid")``; at the end the hybrid one is migrated to
 ``database`` (the direction the scale policy recommends): both migrations are timed.
 
 Commands, each a whole subprocess of the installed console script (children run with
@@ -139,8 +139,8 @@ def generate(
 
     ``history=False``: every milestone planned, nothing started, no dependencies (what
     ``Project.plan`` of plain task lists makes; ``bench/load.py`` seeds with it)."""
-    from milestones import events as ev
     from milestones import model as md
+    from milestones.model import events as ev
     from milestones.project import Project, Txn
     from milestones.storage.base import State
     from milestones.storage.memory import MemoryStore
@@ -375,7 +375,7 @@ def size_label(n: int, per: int) -> str:
 
 def migrate_timed(root: Path, to: str) -> tuple[float | None, str]:
     from milestones.errors import MilestoneError
-    from milestones.migrate import migrate
+    from milestones.ops.migrate import migrate
 
     t0 = time.perf_counter()
     try:

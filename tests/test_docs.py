@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from milestones.errors import EXIT_CODES
-from milestones.events import EVENT_TYPES
+from milestones.model.events import EVENT_TYPES
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 

@@ -1,4 +1,4 @@
-"""Blocker detection (milestones.blockers): each rule fires past its threshold and not
+"""Blocker detection (milestones.agents.blockers): each rule fires past its threshold and not
 below it, on every backend, with a controlled clock."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from milestones import blockers
-from milestones.blockers import Finding, detect, settings
+from milestones.agents import blockers
+from milestones.agents.blockers import Finding, detect, settings
 from milestones.errors import InvalidInput
 from milestones.project import Project
 

@@ -1,4 +1,4 @@
-"""The coordination core (milestones.coord) on every backend: registry, claims,
+"""The coordination core (milestones.agents.coord) on every backend: registry, claims,
 leases and fencing tokens, failures and escalation, messages."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from milestones.coord import paths_overlap
+from milestones.agents.coord import paths_overlap
 from milestones.errors import Conflict, InvalidInput, NotFound
 from milestones.project import Project
 
@@ -293,7 +293,7 @@ def test_paths_overlap() -> None:
 
 
 def test_records_move_with_a_migration(tmp_path: Path) -> None:
-    from milestones.migrate import migrate
+    from milestones.ops.migrate import migrate
 
     p, _ = Project.init(tmp_path, actor="tester")
     p.agents.register("w", skills=["go"])
@@ -307,7 +307,7 @@ def test_records_move_with_a_migration(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("backend", ["file", "database"])
 def test_records_are_in_backups(tmp_path: Path, backend: str) -> None:
-    from milestones.backup import create_backup, restore_backup
+    from milestones.ops.backup import create_backup, restore_backup
 
     p, _ = Project.init(tmp_path, backend=backend, actor="tester")
     p.agents.register("w")

@@ -31,7 +31,7 @@ from typing import Any
 
 import pytest
 
-from milestones import events as ev
+from milestones.model import events as ev
 from milestones.project import Project
 
 WORKER = Path(__file__).with_name("worker.py")

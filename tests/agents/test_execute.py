@@ -1,4 +1,4 @@
-"""`milestone execute` (milestones.execute): agents in threads working a milestone
+"""`milestone execute` (milestones.agents.executor): agents in threads working a milestone
 with shell commands, on the file, hybrid and database backends."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from conftest import Runner
+from milestones.agents.executor import EXIT_LEFT, EXIT_STOPPED, Executor, Options, schedule
 from milestones.errors import Conflict, InvalidInput, ValidationFailed
-from milestones.execute import EXIT_LEFT, EXIT_STOPPED, Executor, Options, schedule
 from milestones.project import Project
 from milestones.storage.memory import MemoryStore
 

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import Runner
-from milestones.execute import Executor, Options
+from milestones.agents.executor import Executor, Options
 from milestones.project import Project
 
 FAST = {"poll": 0.1, "check_every": 0.2, "detect_every": 0.2, "watch_every": 0.1}

@@ -1,4 +1,4 @@
-"""Git integration (milestones.gitops): branches, worktrees, commits with trailers,
+"""Git integration (milestones.agents.git): branches, worktrees, commits with trailers,
 merges in dependency order, conflicts; and `git link` recording commits on tasks."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from conftest import Runner
+from milestones.agents.git import GitIntegration, commit_refs, link, unmerged_paths
 from milestones.errors import Conflict, InvalidInput
-from milestones.gitops import GitIntegration, commit_refs, link, unmerged_paths
 from milestones.project import Project
 
 MID = "milestone-001"

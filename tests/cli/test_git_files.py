@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from milestones.session import git_position
+from milestones.project.session import git_position
 
 
 def _cli(cwd: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

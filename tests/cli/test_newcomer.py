@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from milestones.agents.executor import Executor, Options
 from milestones.cli import cli
-from milestones.execute import Executor, Options
 from milestones.project import Project
 
 

@@ -514,8 +514,8 @@ def test_a_config_that_is_not_a_mapping_is_an_error(c: Cli) -> None:
 
 
 def test_a_bad_backup_retention_names_its_line(c: Cli) -> None:
-    from milestones import backup as bk
     from milestones.errors import InvalidInput
+    from milestones.ops import backup as bk
 
     (c.cwd / CONFIG).write_text("ui:\n  default: auto\nbackup:\n  retention: 0\n")
     with pytest.raises(InvalidInput, match=r"config\.yaml:4: backup\.retention"):
@@ -638,7 +638,7 @@ def test_kiro_numbers_with_thousands_of_digits(c: Cli, name: str, text: str, lin
 
 
 def test_a_kiro_export_renumbers_a_spec_ref_too_long_to_be_a_number() -> None:
-    from milestones.kiro import export_tasks_md
+    from milestones.plans.kiro import export_tasks_md
 
     tasks = [{"id": "task-1", "title": "a", "status": "todo", "spec_ref": "1"},
              {"id": "task-2", "title": "b", "status": "todo", "spec_ref": "9" * 5000}]

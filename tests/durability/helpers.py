@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from milestones import events as ev
+from milestones.model import events as ev
 from milestones.storage import open_store, yamlio
 from milestones.storage.file import FileStore
 

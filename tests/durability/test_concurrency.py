@@ -8,7 +8,7 @@ import threading
 import time
 from pathlib import Path
 
-from milestones import events as ev
+from milestones.model import events as ev
 
 from .helpers import assert_consistent, cli, log_events, worker
 from .worker import change_args

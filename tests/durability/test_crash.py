@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from milestones import events as ev
+from milestones.model import events as ev
 from milestones.project import Project
 from milestones.storage.file import FileStore
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from milestones import events as ev
+from milestones.model import events as ev
 from milestones.storage.file import FileStore
 
 from .helpers import assert_consistent, cli, cli_json, log_events

@@ -25,8 +25,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 from prop_strategies import TRICKY_TITLES, examples
 
-from milestones import events as ev
 from milestones.cli import cli
+from milestones.model import events as ev
 from milestones.project import Project
 from milestones.storage import open_store
 

@@ -112,7 +112,7 @@ def _topo_impls() -> list[Callable[[Mapping[str, list[str]]], list[str]]]:
     impls: list[Callable[[Mapping[str, list[str]]], list[str]]] = [md.topological_order]
     # The scheduler has its own; hold it to the same contract when present.
     with contextlib.suppress(ImportError, AttributeError):
-        impls.append(importlib.import_module("milestones.schedule").topological_order)
+        impls.append(importlib.import_module("milestones.model.schedule").topological_order)
     return impls
 
 

@@ -9,10 +9,10 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from prop_strategies import TRICKY_TITLES, examples, milestones
 
-from milestones import events as ev
 from milestones import model as md
-from milestones import refs
 from milestones.errors import InvalidInput
+from milestones.model import events as ev
+from milestones.model import refs
 from milestones.storage import yamlio
 
 digits = st.text("0123456789", min_size=1, max_size=30)

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prop_strategies import examples, milestones
 
-from milestones import events as ev
+from milestones.model import events as ev
 
 
 @st.composite

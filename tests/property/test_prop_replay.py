@@ -30,9 +30,9 @@ from hypothesis.stateful import (
 )
 from prop_strategies import TRICKY_TITLES, examples
 
-from milestones import events as ev
 from milestones import model as md
 from milestones.errors import MilestoneError
+from milestones.model import events as ev
 from milestones.project import Project
 from milestones.storage import BACKENDS, open_store, yamlio
 from milestones.storage.file import FileStore

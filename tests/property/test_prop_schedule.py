@@ -15,8 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prop_strategies import examples
 
-from milestones import schedule
 from milestones.errors import DependencyError
+from milestones.model import schedule
 
 Edges = dict[str, list[str]]
 Hours = dict[str, float]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from milestones import backup
+from milestones.ops import backup
 from milestones.project import Project
 from milestones.storage import fsutil
 
@@ -378,7 +378,7 @@ def test_restore_does_not_unpack_through_a_planted_restore_link(proj: Path) -> N
 
 def test_project_detection_skips_a_fifo_named_like_a_manifest(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "pyproject.toml")
-    code = ("import sys; from milestones.detect import detect_project; "
+    code = ("import sys; from milestones.plans.detect import detect_project; "
             "d = detect_project(sys.argv[1]); print(d.to_dict() if hasattr(d, 'to_dict') else d)")
     proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
                           text=True, timeout=20)
@@ -387,7 +387,7 @@ def test_project_detection_skips_a_fifo_named_like_a_manifest(tmp_path: Path) ->
 
 
 def test_the_store_level_backup_and_restore_follow_no_link(tmp_path: Path) -> None:
-    """`Store.backup`/`restore` (the adapter interface; the CLI uses milestones.backup)."""
+    """`Store.backup`/`restore` (the adapter interface; the CLI uses milestones.ops.backup)."""
     from milestones.storage.file import FileStore
 
     p, _ = Project.init(tmp_path)

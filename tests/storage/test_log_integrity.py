@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from milestones import events as ev
 from milestones.cli import cli
+from milestones.model import events as ev
 from milestones.project import Project
 
 LOG = "progress-events.jsonl"

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from milestones import events as ev
 from milestones.errors import InvalidInput, StorageError
-from milestones.migrate import STEPS, checksums, migrate, previous_backend
+from milestones.model import events as ev
+from milestones.ops.migrate import STEPS, checksums, migrate, previous_backend
 from milestones.project import Project
 from milestones.storage import open_store
 
@@ -125,7 +125,7 @@ def test_corrupt_copy_is_caught_by_verification(tmp_path: Path,
 STEP_KILL = """
 import os, sys
 from pathlib import Path
-from milestones.migrate import migrate
+from milestones.ops.migrate import migrate
 def die(step):
     if step == sys.argv[3]:
         os._exit(9)
@@ -219,7 +219,7 @@ def test_pre_migration_backup_is_a_checked_archive_restore_takes_back(
     """The automatic backup is a full archive (manifest, SHA-256 per member, databases
     copied through SQLite's online backup API) made under the migration's own lock,
     on the database backend too, without waiting for it."""
-    from milestones.backup import restore_backup, verify_backup
+    from milestones.ops.backup import restore_backup, verify_backup
 
     monkeypatch.setenv("MILESTONE_LOCK_TIMEOUT", "2")
     p = build(tmp_path)
@@ -259,7 +259,7 @@ def test_migration_from_a_relative_root_backs_up_under_its_own_lock(
 
 
 def test_cleanup_removes_only_what_no_backend_in_use_reads(tmp_path: Path) -> None:
-    from milestones.migrate import cleanup, leftovers
+    from milestones.ops.migrate import cleanup, leftovers
 
     p = build(tmp_path)
     root = p.root

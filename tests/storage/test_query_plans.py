@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from milestones import events as ev
+from milestones.model import events as ev
 from milestones.storage.base import MilestoneQuery, State
 from milestones.storage.sqlite import DatabaseStore, milestone_query_sql
 

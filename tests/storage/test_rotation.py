@@ -14,10 +14,10 @@ import pytest
 from click.testing import CliRunner
 
 from durability.helpers import assert_consistent
-from milestones import events as ev
 from milestones.cli import cli
 from milestones.errors import StorageError
-from milestones.migrate import migrate
+from milestones.model import events as ev
+from milestones.ops.migrate import migrate
 from milestones.project import Project
 from milestones.storage import logfiles
 from milestones.storage.file import FileStore

@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from milestones import events as ev
-from milestones import scale
 from milestones.cli import cli
 from milestones.errors import InvalidInput
-from milestones.migrate import checksums, migrate
+from milestones.model import events as ev
+from milestones.ops import scale
+from milestones.ops.migrate import checksums, migrate
+from milestones.ops.scale import Signals, Thresholds, recommend
 from milestones.project import Project
-from milestones.scale import Signals, Thresholds, recommend
 from milestones.storage import open_store
 from milestones.storage.file import FileStore
 from milestones.storage.memory import MemoryStore
@@ -412,7 +412,7 @@ def test_a_migration_that_lost_the_race_stops_without_harm(tmp_path: Path) -> No
 
 def test_auto_is_quiet_when_another_command_moved_the_project_first(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import milestones.migrate as mig
+    import milestones.ops.migrate as mig
 
     p = big(tmp_path, 6)
     configure(tmp_path, "scale:\n  policy: auto\n  file_below_milestones: 3\n"
@@ -432,7 +432,7 @@ def test_auto_is_quiet_when_another_command_moved_the_project_first(
 
 def test_auto_says_so_when_the_migration_fails(tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    import milestones.migrate as mig
+    import milestones.ops.migrate as mig
     from milestones.errors import StorageError
 
     big(tmp_path, 6)

@@ -17,13 +17,13 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from milestones import backup as bk
 from milestones.cli import cli
 from milestones.errors import Conflict, InvalidInput
-from milestones.migrate import migrate
 from milestones.model import Milestone
+from milestones.ops import backup as bk
+from milestones.ops.migrate import migrate
 from milestones.project import Project
-from milestones.session import utc_now
+from milestones.project.session import utc_now
 from milestones.storage import fsutil, open_store, yamlio
 
 ACTOR = {"actor": "ann@example.com", "session_id": "s1"}

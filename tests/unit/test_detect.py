@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from milestones import detect
-from milestones.detect import detect_project
 from milestones.errors import InvalidInput
-from milestones.templates import builtin_templates
+from milestones.plans import detect
+from milestones.plans.detect import detect_project
+from milestones.plans.templates import builtin_templates
 
 
 def put(root: Path, rel: str, text: str = "") -> Path:

@@ -11,9 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from milestones import kiro
 from milestones.errors import InvalidInput
-from milestones.kiro import (
+from milestones.model import Milestone, Task
+from milestones.plans import kiro
+from milestones.plans.kiro import (
     KiroTask,
     Requirement,
     export_tasks,
@@ -26,7 +27,6 @@ from milestones.kiro import (
     tasks_to_specs,
     trace,
 )
-from milestones.model import Milestone, Task
 from milestones.project import Project
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "kiro"

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from milestones import events as ev
 from milestones.errors import (
     DependencyError,
     InvalidInput,
     InvalidTransition,
     NotFound,
 )
+from milestones.model import events as ev
 from milestones.project import Project
 
 
@@ -325,7 +325,7 @@ def test_resume_every_spaces_the_resume_refreshes_but_never_drops_a_note(
 
 
 def test_plan_from_files(tmp_path: Path, project: Project) -> None:
-    from milestones.planfile import read_plan
+    from milestones.plans.planfile import read_plan
 
     yml = tmp_path / "plan.yaml"
     yml.write_text("milestones:\n  - title: Alpha\n    due: 2026-12-01\n    tasks:\n"

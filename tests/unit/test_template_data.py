@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from milestones import templates as tpl
 from milestones.cli import cli
+from milestones.plans import templates as tpl
 from milestones.project import Project
 
 REPO = Path(__file__).resolve().parents[2]
-DATA = files("milestones").joinpath(tpl.DATA_DIR)
+DATA = files("milestones.plans").joinpath(tpl.DATA_DIR)
 
 
 @pytest.fixture(autouse=True)
@@ -53,9 +53,9 @@ def test_every_builtin_file_passes_the_user_template_schema(name: str, tmp_path:
 
 def test_pyproject_ships_the_yaml_as_package_data() -> None:
     config = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
-    globs = config["tool"]["setuptools"]["package-data"]["milestones"]
+    globs = config["tool"]["setuptools"]["package-data"]["milestones.plans"]
     assert f"{tpl.DATA_DIR}/*.yaml" in globs
-    src = REPO / "src" / "milestones" / tpl.DATA_DIR
+    src = REPO / "src" / "milestones" / "plans" / tpl.DATA_DIR
     assert sorted(p.stem for p in src.glob("*.yaml")) == sorted(tpl.BUILTIN_NAMES)
 
 
@@ -79,9 +79,9 @@ def test_a_built_wheel_carries_the_templates_and_works_installed(tmp_path: Path)
          "--target", str(target), str(wheel)],
         capture_output=True, text=True, timeout=300, check=False)
     assert install.returncode == 0, install.stderr
-    shipped = sorted(p.stem for p in (target / "milestones" / tpl.DATA_DIR).glob("*.yaml"))
+    shipped = sorted(p.stem for p in (target / "milestones" / "plans" / tpl.DATA_DIR).glob("*.yaml"))
     assert shipped == sorted(tpl.BUILTIN_NAMES)
-    probe = ("import milestones, milestones.templates as t; print(milestones.__file__); "
+    probe = ("import milestones, milestones.plans.templates as t; print(milestones.__file__); "
              "print(' '.join(sorted(t.builtin_templates())))")
     env = {**os.environ, "PYTHONPATH": str(target)}
     out = subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, "
@@ -99,7 +99,7 @@ def test_status_does_not_read_or_import_the_templates(tmp_path: Path) -> None:
                          timeout=60, check=True)
     imported = {line.rsplit("|", 1)[-1].strip() for line in out.stderr.splitlines()}
     assert "milestones.model" in imported  # the probe sees the CLI's imports
-    assert not imported & {"milestones.templates", "importlib.resources", "yaml"}
+    assert not imported & {"milestones.plans.templates", "importlib.resources", "yaml"}
 
 
 # ----------------------------------------------------------- a broken built-in
@@ -151,7 +151,7 @@ def test_a_broken_builtin_is_reported_like_a_broken_user_template(
     bcode, bout, berr = _invoke(builtin_dir, *command)
 
     assert ucode == bcode == 4, (uerr, berr)
-    assert tpl._data_path("api").endswith(f"milestones/{tpl.DATA_DIR}/api.yaml")
+    assert tpl._data_path("api").endswith(f"milestones/plans/{tpl.DATA_DIR}/api.yaml")
     where = f"built-in template api ({tpl._data_path('api')})"
     assert berr.count("\n") == 1 and "Traceback" not in berr
     assert berr.startswith(f"milestone: error: {where}"), berr

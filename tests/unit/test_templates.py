@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from milestones import model as md
-from milestones import templates as tpl
 from milestones.errors import InvalidInput, NotFound
+from milestones.plans import templates as tpl
 from milestones.project import Project
 
 START = date(2026, 3, 2)

@@ -238,7 +238,7 @@ def _after_command(ctx: click.Context, words: list[str], ms: float, ok: bool) ->
     """Record the command's wall time; after a write, apply the scale policy.
 
     Only when the command opened a project, and never failing the command: a metric
-    that cannot be written is dropped. See ``milestones.scale``.
+    that cannot be written is dropped. See ``milestones.ops.scale``.
     """
     state = ctx.find_object(State)
     project = state._project if state is not None else None
@@ -249,7 +249,7 @@ def _after_command(ctx: click.Context, words: list[str], ms: float, ok: bool) ->
     commits: int = getattr(project, "commits", 0)
     if ok and commits:
         try:  # the write is committed: whatever goes wrong here is no failure
-            from ..scale import after_write
+            from ..ops.scale import after_write
             from ..storage.fsutil import fault
 
             fault("scale")
@@ -299,7 +299,7 @@ def _record_metric(project: Any, words: list[str], ms: float, ok: bool) -> None:
             f.write("# per machine: command timings, the scale policy's memo\n"
                     "metrics.jsonl\nscale-state.json\n")
     if size > METRICS_MAX_LINES * len(data):  # lines are of about the same length
-        from ..scale import trim_metrics
+        from ..ops.scale import trim_metrics
 
         trim_metrics(Path(path))
 
@@ -315,7 +315,7 @@ def _print_warnings(ctx: click.Context) -> None:
         project.warnings = []
         backend = str(getattr(getattr(project, "store", None), "backend", "file"))
         if backend not in ("file", "hybrid", "memory"):
-            from ..inactive import warnings  # the YAML files it does not read, edited
+            from ..ops.inactive import warnings  # the YAML files it does not read, edited
 
             for line in warnings(project.root, backend):
                 click.echo(f"milestone: warning: {line}", err=True)
@@ -369,7 +369,7 @@ def choose_ui(ui: str | None, count: int | None = None) -> str:
     if not sys.stdout.isatty():
         return "simple"
     try:
-        from ..config import load_config
+        from ..storage.config import load_config
 
         cfg = load_config(get_project().root)["ui"]
     except MilestoneError:

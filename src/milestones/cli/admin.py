@@ -46,7 +46,7 @@ def demo(directory: Path | None, ui: str | None) -> None:
       milestone demo
       milestone demo /tmp/try-milestone
     """
-    from ..demo import build_demo
+    from ..ops.demo import build_demo
 
     project = build_demo(directory)
     click.echo(f"Sample project created in {project.root.parent}\n")
@@ -74,7 +74,7 @@ def doctor(repair: bool, as_json: bool, ui: str | None) -> None:
       milestone doctor
       milestone doctor --repair --json
     """
-    from .. import doctor as doc
+    from ..ops import doctor as doc
 
     data = doc.run(get_project(), repair=repair)
     emit(data, "doctor", as_json, ui if ui else "simple")
@@ -106,6 +106,6 @@ def completion(shell: str | None) -> None:
 @cli.command("event-types", hidden=True)
 def event_types() -> None:
     """Print the event types as JSON."""
-    from ..events import EVENT_TYPES
+    from ..model.events import EVENT_TYPES
 
     click.echo(json.dumps(EVENT_TYPES, indent=2))

@@ -1,4 +1,4 @@
-"""`milestone execute`: agents work one milestone in parallel (see ``milestones.execute``)."""
+"""`milestone execute`: agents work one milestone in parallel (``milestones.agents.executor``)."""
 
 from __future__ import annotations
 
@@ -183,7 +183,7 @@ def execute(ref: str, agents: int, template: str | None, use_git: bool, dry_run:
       milestone execute 3 --git --command 'my-agent "$MILESTONE_TASK_PROMPT"'
       milestone execute 3 --resume --json
     """
-    from ..execute import Executor, Options, schedule, stop_on_signals
+    from ..agents.executor import Executor, Options, schedule, stop_on_signals
 
     project = get_project()
     if dry_run:

@@ -141,7 +141,7 @@ def review(ref: str | None, approve: str | None, reject: str | None, changes: st
                                "--request-changes PHASE (or --pending)")
     phase, decision = chosen[0]
     gate = project.review(ref, phase, decision, comment)
-    from ..refs import parse_milestone
+    from ..model.refs import parse_milestone
 
     mid = parse_milestone(ref)
     say(f"Recorded {decision.replace('_', ' ')} of {phase}: gate {gate['status']}"

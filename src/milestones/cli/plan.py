@@ -76,7 +76,7 @@ def plan(
                 "give either a TITLE or --from-file, not both",
                 hint="drop the title; the file names its milestones",
             )
-        from ..planfile import read_plan
+        from ..plans.planfile import read_plan
 
         created = project.plan_many(read_plan(from_file))
     elif template_name is not None:

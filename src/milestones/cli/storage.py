@@ -1,7 +1,7 @@
 """Storage commands: storage migrate, storage rollback, storage cleanup, storage status,
 storage reindex.
 
-Scale detection (``milestones.scale``) reads the ``scale`` section of
+Scale detection (``milestones.ops.scale``) reads the ``scale`` section of
 ``config/config.yaml``; every key is optional (the defaults are shown):
 
 \b
@@ -66,7 +66,7 @@ def storage_migrate(to: str, dry_run: bool, as_json: bool) -> None:
       milestone storage migrate --to database --dry-run
       milestone storage migrate --to database
     """
-    from ..migrate import migrate
+    from ..ops.migrate import migrate
 
     project = get_project()
     report = migrate(project.root, to, dry_run=dry_run, actor=project.actor)
@@ -95,7 +95,7 @@ def storage_rollback(as_json: bool) -> None:
       milestone storage rollback
     """
     from ..errors import InvalidInput
-    from ..migrate import migrate, previous_backend
+    from ..ops.migrate import migrate, previous_backend
 
     project = get_project()
     previous = previous_backend(project.root)
@@ -125,7 +125,7 @@ def storage_cleanup(dry_run: bool, yes: bool, as_json: bool) -> None:
       milestone storage cleanup --dry-run
       milestone storage cleanup --yes
     """
-    from ..migrate import cleanup, leftovers
+    from ..ops.migrate import cleanup, leftovers
 
     project = get_project()
     backend, files = leftovers(project.root)
@@ -158,7 +158,7 @@ def storage_status(as_json: bool) -> None:
       milestone storage status
       milestone storage status --json
     """
-    from ..scale import status
+    from ..ops.scale import status
 
     data = status(get_project())
     if as_json:

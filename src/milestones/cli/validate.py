@@ -64,6 +64,6 @@ def schema() -> None:
     Example:
       milestone schema > milestone.schema.json
     """
-    from ..schema import milestone_schema
+    from ..model.schema import milestone_schema
 
     click.echo(json.dumps(milestone_schema(), indent=2))

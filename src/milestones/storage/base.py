@@ -262,7 +262,7 @@ class Store(ABC):
 
     @abstractmethod
     def read_record(self, name: str) -> dict[str, Any]:
-        """A coordination record (``agents``, ``messages``; see ``milestones.coord``);
+        """A coordination record (``agents``, ``messages``; see ``milestones.agents.coord``);
         {} when there is none. Records are not events: they hold the live state of
         agents (heartbeats, inboxes) that changes too often to log every change."""
 

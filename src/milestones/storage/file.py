@@ -24,9 +24,9 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from .. import events as ev
 from ..errors import Conflict, InvalidInput, MilestoneError
 from ..model import MILESTONE_ID_RE, Milestone
+from ..model import events as ev
 from . import fsutil, yamlio
 from .base import Edit, Snapshot, State, Store
 
@@ -139,7 +139,7 @@ class FileStore(Store):
         self.log_path = self.logs / "progress-events.jsonl"
         self.state_path = self.logs / "state.json"
         self.resume_path = self.logs / "session-resume.json"
-        self.records_dir = root / "agents"  # agents.json, messages.json (milestones.coord)
+        self.records_dir = root / "agents"  # agents.json, messages.json (milestones.agents.coord)
         self.current_path = self.active / "current.txt"
         self.lock_path = self.root / ".lock"
         self._state: dict[str, Any] | None = None
@@ -185,7 +185,7 @@ class FileStore(Store):
             if not schema_path.exists():
                 import json as _json
 
-                from ..schema import milestone_schema
+                from ..model.schema import milestone_schema
 
                 text = _json.dumps(milestone_schema(), indent=2) + "\n"
                 fsutil.atomic_write(schema_path, text.encode("utf-8"))
@@ -1252,7 +1252,7 @@ class FileStore(Store):
         fsutil.check_input(src, what=str(src))
         with self.lock(), tarfile.open(src, "r:gz") as tar:
             # Bounded before anything is removed or unpacked: files and folders only,
-            # none over the limit a restore allows (see milestones.backup).
+            # none over the limit a restore allows (see milestones.ops.backup).
             members = tar.getmembers()
             total = 0
             for m in members:

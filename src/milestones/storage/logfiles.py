@@ -61,8 +61,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from .. import events as ev
 from ..errors import MilestoneError, StorageError
+from ..model import events as ev
 from . import fsutil
 
 ARCHIVE_DIR = "archive"
@@ -90,7 +90,7 @@ def archive_name(seq: int) -> str:
 
 def rotate_bytes(root: Path) -> int:
     """``logs.rotate_bytes`` from the config: the live log's size limit (0: never rotate)."""
-    from ..config import load_config
+    from .config import load_config
 
     try:
         section = load_config(root).get("logs")

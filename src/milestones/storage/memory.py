@@ -12,8 +12,8 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from .. import events as ev
 from ..errors import Conflict
+from ..model import events as ev
 from .base import Edit, State, Store
 
 

@@ -19,8 +19,8 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from .. import events as ev
 from ..errors import Conflict, MilestoneError, StorageError
+from ..model import events as ev
 from . import fsutil
 from .base import Edit, LazyMilestones, MilestoneQuery, Snapshot, State, Store
 
@@ -134,7 +134,7 @@ MIGRATIONS: dict[int, str | tuple[str, ...]] = {
         *_counted("milestones", "milestone"),
         *_counted("tasks", "task"),
     ),
-    # The agent registry and messages (milestones.coord).
+    # The agent registry and messages (milestones.agents.coord).
     3: """
     CREATE TABLE IF NOT EXISTS records (name TEXT PRIMARY KEY, data TEXT NOT NULL);
     """,

@@ -46,7 +46,7 @@ def _read(ctx: Context, kiro: Mapping[str, Any], name: str) -> str | None:
 
 
 def _requirements(ctx: Context, mid: str, kiro: Mapping[str, Any]) -> list[Any] | None:
-    from .. import kiro as kiro_mod
+    from ..plans import kiro as kiro_mod
 
     text = _read(ctx, kiro, "requirements.md")
     if not text:
@@ -70,7 +70,7 @@ def spec_missing(ctx: Context) -> None:
 @rule("MS702", "kiro", "error", "requirements.md is missing or has no numbered criteria",
       "write requirements with `#### Acceptance Criteria` and numbered EARS criteria")
 def requirements_missing(ctx: Context) -> None:
-    from .. import kiro as kiro_mod
+    from ..plans import kiro as kiro_mod
 
     for mid, _m, kiro in _kiro_milestones(ctx):
         d = _spec_dir(ctx, kiro)

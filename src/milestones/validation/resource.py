@@ -16,7 +16,7 @@ from collections import defaultdict
 from datetime import date, timedelta
 from typing import Any
 
-from .. import schedule
+from ..model import schedule
 from .registry import Context, rule
 
 OPEN_TASK = ("todo", "in_progress", "blocked")

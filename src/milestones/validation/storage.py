@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .. import events as ev
+from ..model import events as ev
 from .registry import Context, rule
 
 
@@ -16,7 +16,7 @@ from .registry import Context, rule
 def chain(ctx: Context) -> None:
     if ctx.store is None:
         return
-    from ..doctor import check_log
+    from ..ops.doctor import check_log
 
     class _P:  # doctor.check_log only needs .store
         store = ctx.store

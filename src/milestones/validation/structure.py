@@ -14,7 +14,7 @@ from typing import Any
 
 from .. import model as md
 from ..errors import InvalidInput
-from ..schema import milestone_schema
+from ..model.schema import milestone_schema
 from .registry import Context, Source, rule
 
 _SCHEMA: dict[str, Any] | None = None

@@ -10,13 +10,13 @@ from ..errors import MilestoneError
 from .registry import Context, rule
 
 if TYPE_CHECKING:
-    from ..templates import Template
+    from ..plans.templates import Template
 
 _PATHS = {"due_date": ("due_date",), "success_criteria": ("success_criteria",)}
 
 
 def _template_of(ctx: Context, name: str) -> Template | None:
-    from .. import templates
+    from ..plans import templates
 
     cache: dict[str, Template | None] = ctx.memo.setdefault("templates", {})
     if name not in cache:
@@ -40,7 +40,7 @@ def template_missing(ctx: Context) -> None:
 @rule("MS602", "template", "error", "a milestone lacks what its template requires",
       "put back what the template requires (see the message)")
 def template_requirements(ctx: Context) -> None:
-    from .. import templates
+    from ..plans import templates
 
     for mid, m in ctx.scoped():
         name = (m.get("template") or {}).get("name")

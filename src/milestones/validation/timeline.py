@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .. import schedule
 from ..errors import DependencyError
+from ..model import schedule
 from .registry import Context, rule
 from .resource import weekly_hours
 

@@ -29,9 +29,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from . import model as md
-from .errors import InvalidInput
-from .storage import fsutil, yamlio
+from .. import model as md
+from ..errors import InvalidInput
+from ..storage import fsutil, yamlio
 
 _KEY = re.compile(
     r"^(due|start|priority|owner|tags|category|depends on|depends_on)\s*:\s*(.*)$", re.IGNORECASE

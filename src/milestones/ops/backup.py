@@ -55,10 +55,10 @@ from pathlib import Path
 from typing import IO, Any, TypeGuard
 from urllib.parse import quote
 
-from . import __version__
-from .errors import Conflict, InvalidInput, MilestoneError, NotFound, StorageError
-from .storage import BACKENDS, Store, fsutil, open_store
-from .storage.sqlite import copy_database
+from .. import __version__
+from ..errors import Conflict, InvalidInput, MilestoneError, NotFound, StorageError
+from ..storage import BACKENDS, Store, fsutil, open_store
+from ..storage.sqlite import copy_database
 
 FORMAT = "milestone-backup"
 FORMAT_VERSION = 1
@@ -295,7 +295,7 @@ def prune_backups(root: Path, keep: int) -> list[Path]:
 
 def retention(root: Path) -> int:
     """``backup.retention`` from config/config.yaml (default 10): automatic backups to keep."""
-    from .config import load_config, where
+    from ..storage.config import load_config, where
 
     section = load_config(Path(root)).get("backup") or {}
     value = section.get("retention", DEFAULT_RETENTION) if isinstance(section, dict) else None
@@ -313,7 +313,7 @@ def every_hours(root: Path) -> float:
     """``backup.every_hours`` from config/config.yaml (default 24; 0 turns it off): how
     old the newest automatic backup may get before a write on the database backend
     takes a ``scheduled`` one."""
-    from .config import load_config, where
+    from ..storage.config import load_config, where
 
     section = load_config(Path(root)).get("backup") or {}
     value = (section.get("every_hours", DEFAULT_EVERY_HOURS) if isinstance(section, dict)
@@ -545,7 +545,7 @@ def _live_databases(root: Path) -> list[Path]:
 
 def _connect_existing(path: Path) -> sqlite3.Connection:
     """Open a database that must already exist (``mode=rw`` never creates one)."""
-    from .storage.sqlite import refuse_db_links
+    from ..storage.sqlite import refuse_db_links
 
     refuse_db_links(path)
     uri = f"file:{quote(str(path.resolve()))}?mode=rw"
@@ -984,7 +984,7 @@ def _check_sqlite(archive: Path, path: Path, rel: str) -> None:
 def _apply_restore(root: Path, store: Store, work: Path, manifest: Manifest, plan: _Plan,
                    actor: str | None) -> _Written:
     """Pre-restore backup, then the swap, under the writer lock (the caller holds .lock)."""
-    from .storage.sqlite import DatabaseStore
+    from ..storage.sqlite import DatabaseStore
 
     new = work / "new"
     conn: sqlite3.Connection | None = None
@@ -1324,7 +1324,7 @@ def _check_bounds(path: Path, manifest: Manifest, into: Path | None) -> None:
     read refuses), all of them over four times that, or more than the free space
     where they would be unpacked. Members are then checked against these declared
     sizes as they stream, so a gzip bomb never reaches the disk."""
-    from .storage.yamlio import MAX_FILE_BYTES
+    from ..storage.yamlio import MAX_FILE_BYTES
 
     limit = restore_limit()
     hint = ("it may be a decompression bomb; if the backup is genuine, raise "
@@ -1407,7 +1407,7 @@ def _auto_prune(root: Path, written: Path, reason: str) -> tuple[Path, ...]:
 @contextlib.contextmanager
 def _store_lock(store: Store) -> Iterator[None]:
     """The store's writer lock, when it is not the .lock the caller already holds."""
-    from .storage.file import FileStore
+    from ..storage.file import FileStore
 
     if isinstance(store, FileStore) or not store.exists():
         # A FileStore's lock is .lock (flock would wait for our own descriptor);
@@ -1462,7 +1462,7 @@ def _record(root: Path, event: str, path: Path, manifest: Manifest, actor: str |
             extra: dict[str, Any]) -> None:
     """Append one line to logs/system-events.jsonl (never to the progress event log)."""
     if actor is None:
-        from .session import resolve_actor
+        from ..project.session import resolve_actor
 
         actor = resolve_actor(Path.cwd())
     line = {

@@ -20,10 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import events as ev
-from . import model as md
-from . import refs
-from .errors import (
+from .. import model as md
+from ..errors import (
     Conflict,
     DependencyError,
     InvalidInput,
@@ -33,13 +31,15 @@ from .errors import (
     StorageError,
     ValidationFailed,
 )
+from ..model import events as ev
+from ..model import refs
+from ..storage import BACKENDS as BACKENDS  # the doors' choice of backends (storage migrate --to)
+from ..storage import State, Store, fsutil, open_store
+from ..storage.base import Overlay, is_lazy
 from .session import git_position, resolve_actor, resolve_session, today, utc_now
-from .storage import BACKENDS as BACKENDS  # the doors' choice of backends (storage migrate --to)
-from .storage import State, Store, fsutil, open_store
-from .storage.base import Overlay, is_lazy
 
 if TYPE_CHECKING:
-    from .coord import Agents
+    from ..agents.coord import Agents
 
 DIRNAME = ".milestones"
 SCHEMA = 1
@@ -87,7 +87,7 @@ class Txn:
         self.note: str | None = None  # a session note for the resume record
         self.actor: str | None = None  # who the events name, when not the project's actor
         # False for steps that only move tasks through the model's own transitions
-        # (agent claims and reports, milestones.coord): the plan's structure does not
+        # (agent claims and reports, milestones.agents.coord): the plan's structure does not
         # change, so the write rules cannot find anything new.
         self.check = True
         # edit(): the milestone object built for a snapshot, while that snapshot stands.
@@ -279,8 +279,8 @@ class Project:
         store.initialize()
         config = root / "config" / "config.yaml"
         if not config.exists():
-            from .config import DEFAULT_CONFIG_TEXT
-            from .storage.fsutil import atomic_write
+            from ..storage.config import DEFAULT_CONFIG_TEXT
+            from ..storage.fsutil import atomic_write
 
             atomic_write(config, DEFAULT_CONFIG_TEXT.encode("utf-8"))
         project = cls(store, cwd=Path(directory), **kw)
@@ -323,8 +323,8 @@ class Project:
 
     @property
     def agents(self) -> Agents:
-        """Coordination of agents working this project (``milestones.coord``)."""
-        from .coord import Agents
+        """Coordination of agents working this project (``milestones.agents.coord``)."""
+        from ..agents.coord import Agents
 
         return Agents(self)
 
@@ -424,7 +424,7 @@ class Project:
         head = f"{st.last_event_id}:{st.last_hash}"
         if not dated:
             return head
-        from . import schedule
+        from ..model import schedule
 
         hours = schedule.team_weekly_hours(self.config())
         return f"{head}:{self.today()}:{','.join(map(str, hours))}"
@@ -500,7 +500,7 @@ class Project:
         """After hand edits are recorded: derive what the commands they mirror derive (a
         task ticked done gets its completed_at, its milestone completes), as the events
         those commands emit, each marked ``hand_edit`` with the file."""
-        from .validation.engine import Finding
+        from ..validation.engine import Finding
 
         tx = Txn(self, self.store.view())
         for e in edits:
@@ -540,13 +540,13 @@ class Project:
     def _warn_unknown_keys(self, before: Any, after: Any, path: str) -> None:
         """A hand edit's new unknown fields (``prioirty:``) as MS106 warnings, each with
         the nearest known field (``validate`` reports them while they stay)."""
-        from .validation import structure
+        from ..validation import structure
 
         found = structure.new_unknown_keys(before, after)
         if not found:
             return
-        from .storage.yamlio import key_line
-        from .validation.engine import Finding
+        from ..storage.yamlio import key_line
+        from ..validation.engine import Finding
 
         try:
             text = (self.root / path).read_text("utf-8")
@@ -580,7 +580,7 @@ class Project:
         """One write, as a unit: the writer lock, hand edits recorded, the changes and
         their events appended, validated and committed on exit (rolled back on error)."""
         if (self.root / ".restore").exists():  # a restore was interrupted: finish it first
-            from .backup import recover_restore
+            from ..ops.backup import recover_restore
 
             recover_restore(self.root)
         self.follow_backend()
@@ -654,7 +654,7 @@ class Project:
         automatic one is ``backup.every_hours`` old (see ``backup.scheduled_backup``).
 
         The write is done: a backup that fails is one warning line, never an error."""
-        from .backup import scheduled_backup
+        from ..ops.backup import scheduled_backup
 
         try:
             fsutil.fault("backup")
@@ -685,7 +685,7 @@ class Project:
         (say, from a hand edit) does not block unrelated work. New warnings are
         kept on the last event (``details.warnings``) and in ``self.warnings``.
         """
-        from .validation import engine
+        from ..validation import engine
 
         touched = {e["milestone_id"] for e in tx.events
                    if e.get("milestone_id") and e["milestone_id"] in tx.snaps}
@@ -714,7 +714,7 @@ class Project:
     def config(self) -> dict[str, Any]:
         """The project's configuration (the defaults when the file is the default one)."""
         if self._config is None:
-            from .config import load_config
+            from ..storage.config import load_config
 
             self._config = load_config(self.root)
         return self._config
@@ -1307,7 +1307,7 @@ class Project:
                            variables: Mapping[str, Any] | None = None,
                            start: str | None = None, **overrides: Any) -> md.Milestone:
         """A milestone from a built-in or user template, through the validated write."""
-        from . import templates
+        from ..plans import templates
 
         template = templates.get_template(self.root, name)
         spec = templates.render(template, title=title, variables=variables,
@@ -1334,7 +1334,7 @@ class Project:
                     enforcement: str | None = None, priority: str = "medium",
                     due: str | None = None) -> md.Milestone:
         """A milestone with ``workflow: kiro`` from a spec directory (or its tasks.md)."""
-        from . import kiro
+        from ..plans import kiro
 
         spec = kiro.read_spec(Path(path))
         tasks = kiro.tasks_to_specs(spec.tasks)
@@ -1373,13 +1373,13 @@ class Project:
     def export_kiro(self, ref: str, dest: Path | None = None) -> str:
         """The milestone as a Kiro tasks.md (the imported text, with boxes brought up to
         date); with ``dest``, also written there (atomically)."""
-        from . import kiro
+        from ..plans import kiro
 
         m = self.milestone(ref)
         source = (m.kiro or {}).get("tasks_source") if m.workflow == "kiro" else None
         text = kiro.export_tasks_md(m.to_dict(), source)
         if dest is not None:
-            from .storage.yamlio import check_writable
+            from ..storage.yamlio import check_writable
 
             data = text.encode("utf-8")
             check_writable(len(data), str(dest))  # `import kiro` could not read it back
@@ -1392,8 +1392,8 @@ class Project:
         still says the same (comments kept), else a fresh ``dump_fast``: what a migration
         to the file backend writes. Default DEST: ``.milestones/export/``. Milestone files
         left in DEST by an earlier export that are no longer there are removed."""
-        from .storage import fsutil, yamlio
-        from .storage.file import FILE_RE, FileStore
+        from ..storage import fsutil, yamlio
+        from ..storage.file import FILE_RE, FileStore
 
         folder = (Path(dest) if dest is not None else self.root / "export").absolute()
         base = self.root.resolve()
@@ -1475,7 +1475,7 @@ class Project:
             role = self.role_of()
             gate = md.gate_state(kiro, phase)
             if role not in gate["required"]:
-                from .errors import PermissionDenied
+                from ..errors import PermissionDenied
 
                 raise PermissionDenied(
                     f"{self.actor} ({role or 'not a team member'}) cannot review the {phase} "
@@ -1573,7 +1573,7 @@ class Project:
         overdue: bool = False,
         all_: bool = False,
     ) -> dict[str, Any]:
-        from .storage.base import MilestoneQuery
+        from ..storage.base import MilestoneQuery
 
         with self._reading() as st:
             day = self.today()
@@ -1752,7 +1752,7 @@ class Project:
 
     def _critical_hours(self, milestones: Mapping[str, Any]) -> dict[str, float] | None:
         """Per milestone, hours until its last task can finish (None on a cycle)."""
-        from . import schedule
+        from ..model import schedule
 
         try:
             return schedule.project_critical_hours(milestones)  # the forward pass is enough
@@ -1761,7 +1761,7 @@ class Project:
 
     def _feasibility_of(self, milestones: Mapping[str, Any], crit: Mapping[str, float],
                         mids: Any) -> dict[str, dict[str, Any]]:
-        from . import schedule
+        from ..model import schedule
 
         hours = schedule.team_weekly_hours(self.config())  # not the rules' engine: reads skip it
         day = self.today()
@@ -1774,7 +1774,7 @@ class Project:
 
     def _schedule(self, milestones: Mapping[str, Any], mid: str) -> dict[str, Any]:
         """Critical path, per-task slack and the feasibility projection of ``mid``."""
-        from . import schedule
+        from ..model import schedule
 
         try:
             sched = schedule.project_schedule(milestones, only=mid)
@@ -1799,8 +1799,8 @@ class Project:
         """Run the rules of ``types`` over the plan as it is on disk now; with
         ``severities``, report only findings of those (no time spent placing the
         others in their files)."""
-        from .storage import yamlio
-        from .validation import engine
+        from ..storage import yamlio
+        from ..validation import engine
 
         st = self.store.load()
         milestones = dict(st.milestones)

@@ -7,12 +7,12 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import InvalidInput, MilestoneError
+from ..errors import InvalidInput, MilestoneError
 
 DEFAULTS: dict[str, Any] = {
     "ui": {"default": "auto", "rich_from_milestones": 5},
     "team": {"members": []},
-    # Read by milestones.scale (documented in milestones.cli.storage).
+    # Read by milestones.ops.scale (documented in milestones.cli.storage).
     "scale": {
         "policy": "suggest",
         "file_below_milestones": 25,
@@ -22,7 +22,7 @@ DEFAULTS: dict[str, Any] = {
         "latency_p95_ms": 500,
         "latency_min_samples": 20,
     },
-    # Read by milestones.coord (documented in the README, "Agents").
+    # Read by milestones.agents.coord (documented in the README, "Agents").
     "agents": {"lease_seconds": 300, "max_attempts": 3, "message_keep": 5000},
 }
 
@@ -192,7 +192,7 @@ def check(data: dict[str, Any]) -> list[tuple[tuple[str | int, ...], str]]:
 
 def where(root: Path, path: Sequence[str | int]) -> str:
     """``.milestones/config/config.yaml:LINE`` of the key at ``path`` (for a message)."""
-    from .storage import fsutil, yamlio
+    from . import fsutil, yamlio
 
     try:
         text = fsutil.read_bytes(root / "config" / "config.yaml",
@@ -209,7 +209,7 @@ _WARNED: set[tuple[str, bytes]] = set()
 def load_config(root: Path) -> dict[str, Any]:
     """The merged configuration; a broken file is reported, not ignored. Bad values
     are named on stderr (once a process) and replaced by their defaults."""
-    from .storage import fsutil, yamlio
+    from . import fsutil, yamlio
 
     path = root / "config" / "config.yaml"
     try:
@@ -237,7 +237,7 @@ def _warn(root: Path, raw: bytes, problems: list[tuple[tuple[str | int, ...], st
     if not problems or (str(root), raw) in _WARNED:
         return
     _WARNED.add((str(root), raw))
-    from .storage import yamlio
+    from . import yamlio
 
     text = raw.decode("utf-8")
     for where_in, message in problems:

@@ -65,8 +65,8 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import model as md
-from .errors import InvalidInput, NotFound
+from .. import model as md
+from ..errors import InvalidInput, NotFound
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
@@ -604,7 +604,7 @@ def builtin_resource(name: str) -> Traversable:
 
 
 def _data_path(name: str) -> str:
-    """A built-in's file as messages name it: ``milestones/template_data/api.yaml``."""
+    """A built-in's file as messages name it: ``milestones/plans/template_data/api.yaml``."""
     return f"{(__package__ or 'milestones').replace('.', '/')}/{DATA_DIR}/{name}.yaml"
 
 
@@ -685,7 +685,7 @@ def _files(directory: Path, *, strict: bool = True) -> dict[str, Path]:
 
 def load_template_file(path: Path) -> Template:
     """Read and check one user template file."""
-    from .storage import fsutil, yamlio
+    from ..storage import fsutil, yamlio
 
     try:
         raw = fsutil.read_input(path, yamlio.MAX_FILE_BYTES, f"template {path}")
@@ -697,7 +697,7 @@ def load_template_file(path: Path) -> Template:
 
 def _parse_yaml(raw: bytes, where: str, *, name: str, source: str) -> Template:
     """A template file's bytes, parsed and checked: user files and built-ins alike."""
-    from .storage import yamlio
+    from ..storage import yamlio
 
     data = yamlio.load_bytes(raw, where)
     if data is None:

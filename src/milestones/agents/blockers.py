@@ -58,12 +58,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import model as md
-from . import refs
-from .errors import InvalidInput
+from .. import model as md
+from ..errors import InvalidInput
+from ..model import refs
 
 if TYPE_CHECKING:
-    from .project import Project
+    from ..project import Project
 
 RULES = ("over_estimate", "lease_lapses", "repeated_failure", "stale", "blocked_dependency",
          "merge_conflicts", "test_command")
@@ -346,7 +346,7 @@ def detect(project: Project, milestone_id: str, *, now: str | None = None,
     running = any(t["status"] == "in_progress" for t in snap.get("tasks", ()))
     conflicts: list[str] = []
     if git_root is not None and running and "merge_conflicts" not in cfg["disabled"]:
-        from .gitops import unmerged_paths
+        from .git import unmerged_paths
 
         conflicts = unmerged_paths(Path(git_root))
     failure = None

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
-from .errors import DependencyError
-from .model import topological_order
+from ..errors import DependencyError
+from . import topological_order
 
 DEFAULT_HOURS = 1.0
 DEFAULT_WEEKLY_HOURS = 40.0

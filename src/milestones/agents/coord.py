@@ -33,12 +33,12 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from . import model as md
-from . import refs
-from .errors import Conflict, InvalidInput, NotFound
+from .. import model as md
+from ..errors import Conflict, InvalidInput, NotFound
+from ..model import refs
 
 if TYPE_CHECKING:
-    from .project import Project, Txn
+    from ..project import Project, Txn
 
 RECORDS = ("agents", "messages")
 DEFAULTS: dict[str, Any] = {
@@ -140,7 +140,7 @@ def check_record(name: str, data: dict[str, Any], where: str) -> dict[str, Any]:
     a StorageError naming ``where`` and what is wrong. What these hold (who holds
     which id, the unread messages) no one can rebuild exactly, so a damaged record
     is never read as empty: the next write would reuse ids and drop messages."""
-    from .errors import RECORD_HINT, StorageError
+    from ..errors import RECORD_HINT, StorageError
 
     def bad(what: str) -> StorageError:
         return StorageError(f"{where} is damaged: {what}", hint=RECORD_HINT)
@@ -259,7 +259,7 @@ def rebuild_records(snaps: Mapping[str, Any], events: Iterable[Mapping[str, Any]
 def repair_records(project: Project) -> list[str]:
     """``doctor --repair``, under the writer lock: each damaged record is set aside
     (kept, renamed) and rebuilt from the event log; sound ones are left alone."""
-    from .errors import StorageError
+    from ..errors import StorageError
 
     store = project.store
     damaged: dict[str, str] = {}
@@ -280,7 +280,7 @@ def repair_records(project: Project) -> list[str]:
             close()
     stamp = datetime.now(UTC).strftime("damaged-%Y%m%dT%H%M%SZ")
     done = []
-    from .ui import plural
+    from ..ui import plural
 
     for name in damaged:
         setter = getattr(store, "set_aside_record", None)

@@ -12,7 +12,7 @@ Signals (the seed's detection criteria), each read by a function in the I/O part
   command; ``storage`` commands are left out, a migration being slow by nature).
 * **features**: agents (a ``.milestones/agents/`` directory, where the file backends
   keep the agent registry, or an ``agent_*`` event in the last 30 days: see
-  ``milestones.coord``), the dashboard (``.milestones/web-dashboard/``) and
+  ``milestones.agents.coord``), the dashboard (``.milestones/web-dashboard/``) and
   encryption (``config/encryption.key``).
 
 Each signal names the smallest tier that serves it (``Finding``); the project wants
@@ -62,12 +62,12 @@ from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .errors import MilestoneError
-from .storage import BACKENDS
+from ..errors import MilestoneError
+from ..storage import BACKENDS
 
 if TYPE_CHECKING:
-    from .project import Project
-    from .storage import Store
+    from ..project import Project
+    from ..storage import Store
 
 # ------------------------------------------------------------------ pure logic
 
@@ -316,7 +316,7 @@ UNCOUNTED_ACTORS = frozenset({"", "unknown"})
 
 def _lines_backwards(path: Path, block: int = 1 << 16) -> Iterator[bytes]:
     """The file's complete lines, last first (a torn last line is skipped)."""
-    from .storage import fsutil
+    from ..storage import fsutil
 
     try:
         f = fsutil.open_read(path)
@@ -349,7 +349,7 @@ def trim_metrics(path: Path, keep: int = METRICS_KEEP_LINES) -> None:
     Metrics are not worth a lock: a line another process appends during the
     rewrite may be lost.
     """
-    from .storage import fsutil
+    from ..storage import fsutil
 
     lines = list(_lines_backwards(path))[:keep]
     fsutil.atomic_write(path, b"".join(line + b"\n" for line in reversed(lines)), sync=False)
@@ -421,7 +421,7 @@ def recent_activity(store: Store, since: str, *, limit: int | None = None,
             act.actors[actor] = max(stamp, act.actors.get(actor, ""))
 
     if store.backend == "database":
-        from .storage.sqlite import DatabaseStore
+        from ..storage.sqlite import DatabaseStore
 
         if isinstance(store, DatabaseStore):
             for actor, stamp, n, agent_steps in store.connect().execute(
@@ -571,7 +571,7 @@ def status(project: Project) -> dict[str, Any]:
 
 def _read_memo(path: Path) -> dict[str, Any]:
     try:
-        from .storage import fsutil
+        from ..storage import fsutil
 
         data = json.loads(fsutil.read_bytes(path, 1 << 20))
     except (OSError, ValueError, MilestoneError):
@@ -580,7 +580,7 @@ def _read_memo(path: Path) -> dict[str, Any]:
 
 
 def _write_memo(path: Path, memo: Mapping[str, Any]) -> None:
-    from .storage import fsutil
+    from ..storage import fsutil
 
     path.parent.mkdir(parents=True, exist_ok=True)
     fsutil.atomic_write(path, json.dumps(dict(memo), sort_keys=True).encode("utf-8"))
@@ -647,7 +647,7 @@ def after_write(project: Project) -> str | None:
     if policy == "suggest" or _moved_back_from(project.root, rec.backend, current):
         _write_memo(memo_path, memo)
         return rec.note()
-    from .errors import MilestoneError
+    from ..errors import MilestoneError
     from .migrate import migrate, read_marker
 
     try:

@@ -36,9 +36,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import InvalidInput
-from .storage import fsutil
-from .ui import plural
+from ..errors import InvalidInput
+from ..storage import fsutil
+from ..ui import plural
 
 MAX_DEPTH = 3  # directories below the root that are looked into
 MAX_ENTRIES = 20_000  # directory entries looked at, in all

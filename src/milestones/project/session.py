@@ -26,8 +26,8 @@ def _text(path: Path) -> str | None:
     """A git file's text, or None when it is missing or unreadable. Read as an input
     file: a regular file of bounded size, checked before a byte is read, so a FIFO or
     a device planted as .git/HEAD or ~/.gitconfig never hangs a command."""
-    from .errors import MilestoneError
-    from .storage.fsutil import read_input
+    from ..errors import MilestoneError
+    from ..storage.fsutil import read_input
 
     try:
         return read_input(path, GIT_FILE_LIMIT).decode("utf-8", errors="replace")

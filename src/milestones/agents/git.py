@@ -47,11 +47,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import model as md
-from .errors import Conflict, InvalidInput, MilestoneError, NotFound, StorageError
+from .. import model as md
+from ..errors import Conflict, InvalidInput, MilestoneError, NotFound, StorageError
 
 if TYPE_CHECKING:
-    from .project import Project, Txn
+    from ..project import Project, Txn
 
 WORKTREES_DIR = ".milestone-worktrees"
 BRANCH_PREFIX = "milestone/"

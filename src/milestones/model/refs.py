@@ -6,8 +6,8 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .errors import InvalidInput, NotFound
-from .model import milestone_id
+from ..errors import InvalidInput, NotFound
+from . import milestone_id
 
 # At most 18 digits: int() refuses strings past 4300 digits, and no id gets that far.
 _M = re.compile(r"^(?:milestone-?|m)?0*([0-9]{1,18})$", re.IGNORECASE)

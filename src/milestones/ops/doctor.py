@@ -16,14 +16,14 @@ from __future__ import annotations
 import sqlite3
 from typing import TYPE_CHECKING, Any
 
-from . import events as ev
-from .errors import MilestoneError, StorageError
-from .storage.fsutil import loads_json
-from .storage.logfiles import LogFiles
-from .ui import plural
+from ..errors import MilestoneError, StorageError
+from ..model import events as ev
+from ..storage.fsutil import loads_json
+from ..storage.logfiles import LogFiles
+from ..ui import plural
 
 if TYPE_CHECKING:
-    from .project import Project
+    from ..project import Project
 
 
 def _check(name: str, ok: bool, detail: str) -> dict[str, Any]:
@@ -47,7 +47,7 @@ def rule_sections(project: Project) -> list[dict[str, Any]]:
 def check_records(project: Project) -> list[dict[str, Any]]:
     """The agents' records (``agents``, ``messages``): each sound, or named with what
     is wrong and how to fix it (``--repair`` rebuilds it from the log)."""
-    from .coord import RECORDS, read_record
+    from ..agents.coord import RECORDS, read_record
 
     out = []
     for name in RECORDS:
@@ -235,7 +235,7 @@ def _run(project: Project, *, repair: bool = False) -> dict[str, Any]:
                 repairs.append(f"left alone (fix by hand): {exc}")
             if sealed:
                 repairs.append(f"recorded {plural(len(sealed), 'hand edit')} as events")
-            from .coord import repair_records
+            from ..agents.coord import repair_records
 
             repairs += repair_records(project)
             replayed = ev.replay(store.events())

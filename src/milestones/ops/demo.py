@@ -6,7 +6,7 @@ import tempfile
 from datetime import date, timedelta
 from pathlib import Path
 
-from .project import Project
+from ..project import Project
 
 
 def build_demo(directory: Path | None = None) -> Project:

@@ -50,9 +50,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import InvalidInput
-from .model import MAX_TITLE
-from .storage import fsutil, yamlio
+from ..errors import InvalidInput
+from ..model import MAX_TITLE
+from ..storage import fsutil, yamlio
 
 SPEC_FILES = ("requirements.md", "design.md", "tasks.md")
 MARKS = (" ", "x", "X", "-", "~")

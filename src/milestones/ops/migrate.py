@@ -23,10 +23,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import events as ev
-from .coord import RECORDS
-from .errors import InvalidInput, MilestoneError, StorageError
-from .storage import BACKENDS, State, Store, fsutil, open_store
+from ..agents.coord import RECORDS
+from ..errors import InvalidInput, MilestoneError, StorageError
+from ..model import events as ev
+from ..storage import BACKENDS, State, Store, fsutil, open_store
 
 STEPS = ("lock", "backup", "copy", "verify", "switch", "log")
 MIGRATION_LOCK_TIMEOUT = 120.0
@@ -34,7 +34,7 @@ MIGRATION_LOCK_TIMEOUT = 120.0
 
 def store_for(root: Path, backend: str) -> Store:
     """A store object for ``backend`` at ``root``, whatever the marker says."""
-    from .storage import store_for as make
+    from ..storage import store_for as make
 
     store = make(root, backend)
     if store is None:
@@ -88,7 +88,7 @@ def _log(root: Path, record: dict[str, Any]) -> None:
 
 def read_marker(root: Path, default: str = "file") -> str:
     """The backend ``config/storage-backend.txt`` names (``default`` if it names none)."""
-    from .storage import read_backend
+    from ..storage import read_backend
 
     return read_backend(root) or default
 
@@ -136,7 +136,7 @@ def migrate(root: Path, to: str, *, dry_run: bool = False, actor: str = "unknown
                 raise InvalidInput(f"the project moved to the {moved} backend meanwhile",
                                    hint="see `milestone storage status`")
             # Bring the old store fully up to date first (interrupted writes, hand edits).
-            from .project import Project
+            from ..project import Project
 
             distrust = getattr(old, "distrust", None)
             if distrust is not None:
@@ -178,7 +178,7 @@ def migrate(root: Path, to: str, *, dry_run: bool = False, actor: str = "unknown
                     report["kept_folder"] = str(folder)
                 _discard(new, shared=False)  # leftovers of an earlier attempt
                 new.import_data(events, state, old.read_resume(), old.sources())
-                for name in RECORDS:  # agents and their messages (milestones.coord)
+                for name in RECORDS:  # agents and their messages (milestones.agents.coord)
                     if record := old.read_record(name):
                         new.write_record(name, record)
             enter("verify")

@@ -27,8 +27,8 @@ import secrets
 from collections.abc import Iterable
 from pathlib import Path
 
-from .errors import MilestoneError
-from .storage import fsutil
+from ..errors import MilestoneError
+from ..storage import fsutil
 
 STORE = "performance/approved-commands"
 KEY_NAME = "approval.key"

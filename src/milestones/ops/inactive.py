@@ -20,8 +20,8 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .errors import MilestoneError
-from .storage import fsutil
+from ..errors import MilestoneError
+from ..storage import fsutil
 
 NOTE = "active/NOT-READ.txt"
 FINGERPRINT = "logs/not-read.json"

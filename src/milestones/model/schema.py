@@ -11,7 +11,7 @@ import dataclasses
 import typing
 from typing import Any
 
-from . import model as md
+from .. import model as md
 
 SCHEMA_ID = "https://milestone.dev/schema/milestone-1.json"
 

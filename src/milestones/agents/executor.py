@@ -80,16 +80,16 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from . import model as md
-from . import refs
+from .. import model as md
+from ..errors import Conflict, InvalidInput, MilestoneError, PermissionDenied, ValidationFailed
+from ..model import refs
+from ..storage import fsutil
+from ..ui import plural
 from .coord import Agents
-from .errors import Conflict, InvalidInput, MilestoneError, PermissionDenied, ValidationFailed
-from .storage import fsutil
-from .ui import plural
 
 if TYPE_CHECKING:
-    from .gitops import GitIntegration
-    from .project import Project
+    from ..project import Project
+    from .git import GitIntegration
 
 T = TypeVar("T")
 
@@ -555,8 +555,8 @@ class Executor:
 
     def unapproved_commands(self) -> list[tuple[str, str]]:
         """(where, command) of the commands this run would execute that no person has
-        approved on this machine (see ``milestones.approvals``)."""
-        from .approvals import unapproved
+        approved on this machine (see ``milestones.project.approvals``)."""
+        from ..project.approvals import unapproved
 
         found = [(w, c) for w, c in self._commands()
                  if c not in self._approved and c not in self.project.approved_runs]
@@ -566,7 +566,7 @@ class Executor:
 
     def approve(self, commands: Sequence[str]) -> None:
         """A person approved these commands: run them now and in later runs."""
-        from .approvals import approve
+        from ..project.approvals import approve
 
         self._approved.update(commands)
         approve(self.root, commands)
@@ -575,7 +575,7 @@ class Executor:
         """Is ``command`` (met during the run: the plan may change under it) approved?"""
         if command in self._approved or command in self.project.approved_runs:
             return True
-        from .approvals import unapproved
+        from ..project.approvals import unapproved
 
         if unapproved(self.root, [command]):
             return False
@@ -600,7 +600,7 @@ class Executor:
         if self.opts.resume:
             self._take_over(ag)
         if self.opts.git:
-            from .gitops import GitIntegration
+            from .git import GitIntegration
 
             self.git = GitIntegration(self.workdir, self.mid)
             self.git.prepare()

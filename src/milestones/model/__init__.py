@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from .errors import DependencyError, InvalidInput, InvalidTransition
+from ..errors import DependencyError, InvalidInput, InvalidTransition
 
 MILESTONE_STATUSES = ("planned", "in_progress", "blocked", "completed", "archived", "cancelled")
 TASK_STATUSES = ("todo", "in_progress", "blocked", "done", "skipped")
@@ -197,7 +197,7 @@ class Task:
     requirements: list[str] = field(default_factory=list)
     phase: str | None = None
     spec_ref: str | None = None
-    # Work by agents (milestones.coord): holder, fencing token, lease, attempts,
+    # Work by agents (milestones.agents.coord): holder, fencing token, lease, attempts,
     # result, linked commits. Absent (None) for tasks no agent has touched.
     execution: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -605,7 +605,7 @@ def _dict_list(value: Any, what: str) -> list[dict[str, Any]]:
     return [dict(x) for x in value]
 
 
-# The numbers of an agent's work record (milestones.coord) and their ranges.
+# The numbers of an agent's work record (milestones.agents.coord) and their ranges.
 _EXECUTION_NUMBERS = {"token": 2**62, "attempts": 10**6, "lapsed": 10**6, "lease": 7 * 86400}
 
 
