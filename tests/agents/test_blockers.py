@@ -12,6 +12,7 @@ import pytest
 
 from milestones.agents import blockers
 from milestones.agents.blockers import Finding, detect, settings
+from milestones.agents.coord import Agents
 from milestones.errors import InvalidInput
 from milestones.project import Project
 
@@ -43,7 +44,7 @@ def rules(found: list[Finding], ref: str | None = None) -> list[str]:
 
 def report(project: Project, found: list[Finding]) -> None:
     for f in found:
-        project.agents.report_blocker(f.ref, f.reason, rule=f.rule, block=f.block)
+        Agents(project).report_blocker(f.ref, f.reason, rule=f.rule, block=f.block)
 
 
 def test_over_estimate(project: Project, clock: Clock) -> None:
@@ -72,7 +73,7 @@ def test_over_estimate(project: Project, clock: Clock) -> None:
 
 def test_lease_lapses(project: Project, clock: Clock) -> None:
     project.plan("M", tasks=[{"title": "flaky"}])
-    a = project.agents
+    a = Agents(project)
     a.register("w1", lease=60)
     for lapse in (1, 2):
         assert a.claim("w1")["ref"] == f"{MID}/task-1"
@@ -94,7 +95,7 @@ def test_lease_lapses(project: Project, clock: Clock) -> None:
 
 def test_repeated_failure_escalates_without_blocking(project: Project, clock: Clock) -> None:
     project.plan("M", owner="lead@example.com", tasks=[{"title": "breaks"}])
-    a = project.agents
+    a = Agents(project)
     a.register("w1")
     a.claim("w1")
     a.fail("w1", reason="exit 1")

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from milestones.agents.coord import paths_overlap
+from milestones.agents.coord import Agents, paths_overlap
 from milestones.errors import Conflict, InvalidInput, NotFound
 from milestones.project import Project
 
@@ -55,7 +55,7 @@ def test_claim_order_dependencies_and_exactly_one_holder(project: Project, clock
         {"title": "after root", "depends_on": ["task-2"]},
         {"title": "after that", "depends_on": ["task-3"]},
     ])
-    a = project.agents
+    a = Agents(project)
     a.register("w1")
     a.register("w2")
     first = a.claim("w1")
@@ -80,7 +80,7 @@ def test_claim_order_dependencies_and_exactly_one_holder(project: Project, clock
 
 def test_nothing_to_claim_says_whether_to_wait_or_stop(project: Project, clock: Clock) -> None:
     project.plan("M", tasks=[{"title": "one"}])
-    a = project.agents
+    a = Agents(project)
     a.register("w1")
     a.register("w2")
     a.claim("w1")
@@ -93,7 +93,7 @@ def test_nothing_to_claim_says_whether_to_wait_or_stop(project: Project, clock: 
 
 def test_complete_and_claim_the_next_in_one_step(project: Project, clock: Clock) -> None:
     project.plan("M", tasks=[{"title": "a"}, {"title": "b", "depends_on": ["task-1"]}])
-    a = project.agents
+    a = Agents(project)
     a.register("w")
     c = a.claim("w")
     done = a.complete("w", token=c["token"], result="a done", claim_next=True, scope="1")
@@ -110,7 +110,7 @@ def test_skills_and_overlapping_paths_keep_tasks_apart(project: Project, clock: 
         {"title": "rust", "skills": ["rust"]},
         {"title": "docs", "paths": ["docs/api.md"]},
     ])
-    a = project.agents
+    a = Agents(project)
     a.register("py", skills=["python"])
     a.register("rs", skills=["rust", "python"])
     assert a.claim("py")["ref"] == "milestone-001/task-1"
@@ -126,7 +126,7 @@ def test_skills_and_overlapping_paths_keep_tasks_apart(project: Project, clock: 
 
 def test_lapsed_lease_requeues_and_fences_the_late_agent(project: Project, clock: Clock) -> None:
     project.plan("M", tasks=[{"title": "slow"}])
-    a = project.agents
+    a = Agents(project)
     a.register("dies", lease=60)
     a.register("lives", lease=60)
     c1 = a.claim("dies")
@@ -150,7 +150,7 @@ def test_lapsed_lease_requeues_and_fences_the_late_agent(project: Project, clock
 
 def test_heartbeat_renews_the_lease(project: Project, clock: Clock) -> None:
     project.plan("M", tasks=[{"title": "long"}])
-    a = project.agents
+    a = Agents(project)
     a.register("w", lease=60)
     a.register("other", lease=60)
     c = a.claim("w")
@@ -164,7 +164,7 @@ def test_heartbeat_renews_the_lease(project: Project, clock: Clock) -> None:
 def test_expired_but_unclaimed_task_can_still_be_completed(project: Project,
                                                            clock: Clock) -> None:
     project.plan("M", tasks=[{"title": "t"}])
-    a = project.agents
+    a = Agents(project)
     a.register("w", lease=10)
     c = a.claim("w")
     clock.advance(20)
@@ -180,7 +180,7 @@ def test_expired_but_unclaimed_task_can_still_be_completed(project: Project,
 def test_failures_retry_then_block_and_escalate(project: Project, clock: Clock) -> None:
     project.plan("M", owner="lead@example.com",
                  tasks=[{"title": "flaky"}, {"title": "next", "depends_on": ["task-1"]}])
-    a = project.agents
+    a = Agents(project)
     a.register("w")
     for attempt in (1, 2):
         a.claim("w")
@@ -203,7 +203,7 @@ def test_failures_retry_then_block_and_escalate(project: Project, clock: Clock) 
 
 def test_release_cleanup_and_restart(project: Project, clock: Clock) -> None:
     project.plan("M", tasks=[{"title": "a"}, {"title": "b"}])
-    a = project.agents
+    a = Agents(project)
     first = a.register("w", skills=["python"])
     c = a.claim("w")
     r = a.release("w", token=c["token"])
@@ -221,7 +221,7 @@ def test_release_cleanup_and_restart(project: Project, clock: Clock) -> None:
 
 
 def test_messages_direct_role_broadcast_and_ack(project: Project, clock: Clock) -> None:
-    a = project.agents
+    a = Agents(project)
     for name, kind in (("lead", "monitor"), ("w1", "worker"), ("w2", "worker"),
                        ("gone", "worker")):
         a.register(name, kind=kind)
@@ -248,7 +248,7 @@ def test_messages_direct_role_broadcast_and_ack(project: Project, clock: Clock) 
 def test_report_blocker_releases_blocks_and_is_idempotent(project: Project,
                                                          clock: Clock) -> None:
     project.plan("M", owner="lead", tasks=[{"title": "a"}])
-    a = project.agents
+    a = Agents(project)
     a.register("w")
     c = a.claim("w")
     found = a.report_blocker(c["ref"], "merge conflict in: a.py", rule="merge_conflict")
@@ -262,7 +262,7 @@ def test_report_blocker_releases_blocks_and_is_idempotent(project: Project,
 def test_bad_input_is_one_clear_error_and_changes_nothing(project: Project,
                                                          clock: Clock) -> None:
     project.plan("M", tasks=[{"title": "a"}])
-    a = project.agents
+    a = Agents(project)
     before = len(list(project.store.events()))
     with pytest.raises(InvalidInput, match="no agent given"):
         a.claim(None)
@@ -296,35 +296,35 @@ def test_records_move_with_a_migration(tmp_path: Path) -> None:
     from milestones.ops.migrate import migrate
 
     p, _ = Project.init(tmp_path, actor="tester")
-    p.agents.register("w", skills=["go"])
-    p.agents.send("w", "w", "note to self")
+    Agents(p).register("w", skills=["go"])
+    Agents(p).send("w", "w", "note to self")
     migrate(tmp_path / ".milestones", "database", actor="tester")
     q = Project.open(tmp_path)
     assert q.store.backend == "database"
-    assert [r["name"] for r in q.agents.roster()] == ["w"]
-    assert [m["body"] for m in q.agents.inbox("w")] == ["note to self"]
+    assert [r["name"] for r in Agents(q).roster()] == ["w"]
+    assert [m["body"] for m in Agents(q).inbox("w")] == ["note to self"]
 
 
 @pytest.mark.parametrize("backend", ["file", "database"])
 def test_records_are_in_backups(tmp_path: Path, backend: str) -> None:
-    from milestones.ops.backup import create_backup, restore_backup
+    from milestones.storage.backup import create_backup, restore_backup
 
     p, _ = Project.init(tmp_path, backend=backend, actor="tester")
-    p.agents.register("w")
-    p.agents.send("w", "w", "before the backup")
+    Agents(p).register("w")
+    Agents(p).send("w", "w", "before the backup")
     info = create_backup(tmp_path / ".milestones", tmp_path / "b.tar.gz")
-    p.agents.cleanup("w")
-    p.agents.register("late")
+    Agents(p).cleanup("w")
+    Agents(p).register("late")
     restore_backup(tmp_path / ".milestones", info.path)
     q = Project.open(tmp_path)
-    assert [(r["name"], r["status"]) for r in q.agents.roster()] == [("w", "live")]
-    assert [m["body"] for m in q.agents.inbox("w")] == ["before the backup"]
+    assert [(r["name"], r["status"]) for r in Agents(q).roster()] == [("w", "live")]
+    assert [m["body"] for m in Agents(q).inbox("w")] == ["before the backup"]
 
 
 def test_a_batch_is_one_write_and_a_refused_step_leaves_the_others(project: Project,
                                                                    clock: Clock) -> None:
     project.plan("Work", tasks=[{"title": f"t{i}"} for i in range(4)])
-    a = project.agents
+    a = Agents(project)
     for name in ("w1", "w2", "w3"):
         a.register(name)
     one = a.claim("w1")
@@ -347,7 +347,7 @@ def test_a_batch_is_one_write_and_a_refused_step_leaves_the_others(project: Proj
 
 def test_a_batch_that_fails_writes_nothing(project: Project, clock: Clock) -> None:
     project.plan("Work", tasks=[{"title": "t1"}, {"title": "t2"}])
-    a = project.agents
+    a = Agents(project)
     a.register("w1")
     logged = count(project)
     with pytest.raises(RuntimeError), a.batch():
@@ -379,7 +379,7 @@ def test_database_steps_read_only_the_milestones_they_need(tmp_path: Path) -> No
 
     step.store.snapshots = spy  # type: ignore[method-assign]
     step.store.load = spy_all  # type: ignore[method-assign]
-    a = step.agents
+    a = Agents(step)
     a.register("w1")
     assert read == []  # nothing held anywhere: the sweep reads no milestone
     got = a.claim("w1", "20")

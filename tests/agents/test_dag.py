@@ -3,7 +3,7 @@ every task completed exactly once, never claimed before its dependencies were do
 then again with agents killed by SIGKILL at random moments and replaced.
 
 Real OS processes (``tests/agents/worker.py``), the library's own coordination
-(``project.agents``), and the event log as the witness: event ids are the order in
+(``Agents(project)``), and the event log as the witness: event ids are the order in
 which the writer lock let the steps through, so "claimed after every dependency was
 completed" is a comparison of ids.
 
@@ -31,6 +31,7 @@ from typing import Any
 
 import pytest
 
+from milestones.agents.coord import Agents
 from milestones.model import events as ev
 from milestones.project import Project
 
@@ -151,7 +152,7 @@ def swarm(root: Path, seed: int, *, agents: int = AGENTS, lease: int | None = No
             if next_kill is None and all(w.ready.exists() for w in live.values()):
                 next_kill = now + rng.uniform(0.5, 1.0)
             if next_kill is not None and now >= next_kill and len(run.killed) < kills:
-                holding = {r["name"] for r in observer.agents.roster() if r["holds"]}
+                holding = {r["name"] for r in Agents(observer).roster() if r["holds"]}
                 ready = [n for n, w in live.items() if w.ready.exists()]
                 victim = rng.choice([n for n in ready if n in holding] or ready or list(live))
                 w = live.pop(victim)
@@ -247,7 +248,7 @@ def test_agents_work_a_random_dag_exactly_once_in_order(tmp_path: Path, backend:
     assert kinds.get("task_requeued", 0) == 0
     assert sum(r["conflicts"] for r in run.reports) == 0
     assert sum(r["completed"] for r in run.reports) == TASKS
-    assert {r["id"] for r in run.reports} == {a["id"] for a in project.agents.roster()}
+    assert {r["id"] for r in run.reports} == {a["id"] for a in Agents(project).roster()}
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

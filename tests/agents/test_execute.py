@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from conftest import Runner
+from milestones.agents.coord import Agents
 from milestones.agents.executor import EXIT_LEFT, EXIT_STOPPED, Executor, Options, schedule
 from milestones.errors import Conflict, InvalidInput, ValidationFailed
 from milestones.project import Project
@@ -86,7 +87,7 @@ def test_every_task_once_in_dependency_order(tmp_path: Path, backend: str) -> No
     log = tmp_path / ".milestones" / "logs" / "agents" / f"{MID}-task-6.log"
     text = log.read_text()
     assert f"=== {MID}/task-6 attempt 1 by exec-{MID}-" in text and "=== exit 0 after" in text
-    roster = {a["name"]: a for a in p.agents.roster()}
+    roster = {a["name"]: a for a in Agents(p).roster()}
     assert {f"exec-{MID}-{i}" for i in (1, 2, 3)} | {f"watch-{MID}", f"deps-{MID}",
                                                      f"blockers-{MID}"} <= set(roster)
     assert all(a["status"] == "gone" and not a["holds"] for a in roster.values())
@@ -172,7 +173,7 @@ def test_failing_command_retried_then_blocked_and_escalated(tmp_path: Path,
     assert [e["details"]["attempts"] for e in fails] == [1, 2, 3]
     rules = {(e["details"]["task_id"], e["details"]["rule"]) for e in events(p, "blocker_detected")}
     assert ("task-1", "repeated_failure") in rules
-    inbox = p.agents.inbox("owner@example.com")
+    inbox = Agents(p).inbox("owner@example.com")
     assert any(m["about"] == f"{MID}/task-1" and m["kind"] == "escalation" for m in inbox)
     log = (tmp_path / ".milestones" / "logs" / "agents" / f"{MID}-task-1.log").read_text()
     assert log.count("attempt ") == 3 and log.count("=== exit 3 after") == 3
@@ -315,7 +316,7 @@ def test_ctrl_c_stops_then_resume_completes_the_rest(tmp_path: Path) -> None:
     t = tasks(p)
     assert [t[f"task-{i}"]["status"] for i in range(1, 5)] == ["done", "todo", "todo", "todo"]
     assert len(events(p, "task_released")) == 2
-    assert all(a["status"] == "gone" for a in p.agents.roster())
+    assert all(a["status"] == "gone" for a in Agents(p).roster())
     assert p.store.read_resume()["notes"][-1]["text"] == f"execute {MID} stopped: 1 done, 3 left"
     assert groups(tmp_path) == []  # killed after the grace period
     (tmp_path / "fast").write_text("")
@@ -347,7 +348,7 @@ def test_resume_after_a_crash_releases_the_dead_runs_claims(tmp_path: Path) -> N
     assert sorted((tmp_path / "out.txt").read_text().split()) == [f"{MID}/task-1",
                                                                   f"{MID}/task-2"]
     # The same agent names got the same ids back.
-    names = [a["name"] for a in p.agents.roster()]
+    names = [a["name"] for a in Agents(p).roster()]
     assert len(names) == len(set(names))
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
+from milestones.agents.coord import Agents
 from milestones.cli import cli
 from milestones.project import Project
 
@@ -35,7 +36,7 @@ class Clock:
 
 
 def bodies(project: Project, who: str, **kw: Any) -> list[str]:
-    return [m["body"] for m in project.agents.inbox(who, **kw)]
+    return [m["body"] for m in Agents(project).inbox(who, **kw)]
 
 
 @pytest.fixture(params=MULTI)
@@ -58,7 +59,7 @@ def cli_proc(cwd: Path, *args: str, env: dict[str, str] | None = None) -> Any:
 
 
 def test_every_addressee_gets_each_message_once(project: Project) -> None:
-    a = project.agents
+    a = Agents(project)
     ids = {name: a.register(name, kind=kind)["id"]
            for name, kind in (("lead", "monitor"), ("w1", "worker"), ("w2", "worker"),
                               ("w3", "worker"), ("rev", "reviewer"))}
@@ -88,7 +89,7 @@ def test_every_addressee_gets_each_message_once(project: Project) -> None:
 
 
 def test_acks_empty_the_inbox_of_the_acker_only(project: Project) -> None:
-    a = project.agents
+    a = Agents(project)
     for name in ("lead", "w1", "w2"):
         a.register(name)
     first = a.send("lead", "*", "one")
@@ -109,7 +110,7 @@ def test_acks_empty_the_inbox_of_the_acker_only(project: Project) -> None:
 def test_broadcast_reaches_live_agents_only(project: Project) -> None:
     clock = Clock()
     project.clock = clock
-    a = project.agents
+    a = Agents(project)
     a.register("lead")
     a.register("live")
     a.register("quiet", lease=30)
@@ -135,9 +136,9 @@ def test_broadcast_reaches_live_agents_only(project: Project) -> None:
 def test_inbox_survives_a_restart_in_a_new_process(multi: Project) -> None:
     cwd = multi.root.parent
     first = cli_proc(cwd, "agent", "register", "--name", "w1")["agent"]
-    multi.agents.register("lead")
-    multi.agents.send("lead", "w1", "read me after your restart")
-    multi.agents.send("lead", "*", "and this broadcast")
+    Agents(multi).register("lead")
+    Agents(multi).send("lead", "w1", "read me after your restart")
+    Agents(multi).send("lead", "*", "and this broadcast")
     # The agent's process is gone; a new one registers under the same name.
     again = cli_proc(cwd, "agent", "register", "--name", "w1")["agent"]
     assert again["id"] == first["id"] and again["pid"] != first["pid"]

@@ -48,6 +48,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from milestones.agents.coord import Agents
 from milestones.errors import Conflict
 from milestones.project import Project
 
@@ -75,13 +76,13 @@ class Heartbeat(threading.Thread):
         while not self.stop.wait(self.every / 4):
             if not self.busy and time.monotonic() - self.last >= self.every:
                 with contextlib.suppress(Conflict):  # the lock was busy: next time
-                    project.agents.heartbeat(self.name)
+                    Agents(project).heartbeat(self.name)
                     self.beats += 1
                 self.last = time.monotonic()
 
 
 def chat(root: str, name: str, go: str, peers: str, count: str) -> int:
-    agents = open_project(root, name).agents
+    agents = Agents(open_project(root, name))
     agents.register(name, kind="chatter")
     Path(f"{go}.{name}.ready").touch()
     while not Path(go).exists():
@@ -122,7 +123,7 @@ def work(args: argparse.Namespace) -> int:
     rng = random.Random(args.seed)
     started = time.monotonic()
     project = open_project(args.root, args.name)
-    agents = project.agents
+    agents = Agents(project)
     entry = agents.register(args.name, lease=args.lease)
     stats: dict[str, Any] = {"name": args.name, "id": entry["id"], "claims": 0,
                              "completed": 0, "conflicts": 0, "waits": 0, "resumed": 0, "steps": 0,

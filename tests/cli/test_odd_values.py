@@ -515,7 +515,7 @@ def test_a_config_that_is_not_a_mapping_is_an_error(c: Cli) -> None:
 
 def test_a_bad_backup_retention_names_its_line(c: Cli) -> None:
     from milestones.errors import InvalidInput
-    from milestones.ops import backup as bk
+    from milestones.storage import backup as bk
 
     (c.cwd / CONFIG).write_text("ui:\n  default: auto\nbackup:\n  retention: 0\n")
     with pytest.raises(InvalidInput, match=r"config\.yaml:4: backup\.retention"):

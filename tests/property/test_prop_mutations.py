@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prop_strategies import examples
 
+from milestones.agents.coord import Agents
 from milestones.cli import cli
 from milestones.project import Project
 
@@ -64,7 +65,7 @@ def _build(directory: Path, backend: str) -> None:
     project.start_task("milestone-001/task-1")
     project.block_task("milestone-002/task-1", "waiting for Alpha")
     project.note("a note")
-    project.agents.register(name="w1", skills=["python"])
+    Agents(project).register(name="w1", skills=["python"])
     project.set_current("milestone-001")
     # Every example copies these files and draws its damage from their bytes: they must
     # not change under the test (a database's write-ahead log checkpointed later would).

@@ -28,8 +28,8 @@ from milestones import __version__
 from milestones.cli import cli
 from milestones.errors import InvalidInput, StorageError
 from milestones.model import events as ev
-from milestones.ops import backup as bk
 from milestones.project import Project
+from milestones.storage import backup as bk
 from milestones.storage import open_store
 
 BACKENDS = ["file", "hybrid", "database"]
@@ -746,7 +746,7 @@ def test_an_error_mid_cross_backend_restore_undoes_it(
 CRASHER = textwrap.dedent("""
     import os, sys
     from pathlib import Path
-    from milestones.ops import backup as bk
+    from milestones.storage import backup as bk
     root, archive, point = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
     if point == "rollback":
         # An error once everything is swapped, then death while undoing it.

@@ -18,9 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from milestones.ops import backup
 from milestones.project import Project
-from milestones.storage import fsutil
+from milestones.storage import backup, fsutil
 
 M = ".milestones"
 

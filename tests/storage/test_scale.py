@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
+from milestones.agents.coord import Agents
 from milestones.cli import cli
 from milestones.errors import InvalidInput
 from milestones.model import events as ev
@@ -455,8 +456,8 @@ def test_registered_agents_are_not_counted_as_people(tmp_path: Path, backend: st
     p, _ = Project.init(tmp_path, backend=backend, actor="ann@example.com", session_id="s1")
     p.plan("Work", tasks=[{"title": f"t{i}"} for i in range(8)])
     for i in range(8):
-        p.agents.register(f"bot-{i}")
-        assert p.agents.claim(f"bot-{i}")["ref"] is not None
+        Agents(p).register(f"bot-{i}")
+        assert Agents(p).claim(f"bot-{i}")["ref"] is not None
     actors = {e.get("actor") for e in p.store.events()}
     assert {f"bot-{i}" for i in range(8)} <= actors  # they did act
     signals, _ = scale.gather(p)

@@ -20,10 +20,10 @@ from click.testing import CliRunner
 from milestones.cli import cli
 from milestones.errors import Conflict, InvalidInput
 from milestones.model import Milestone
-from milestones.ops import backup as bk
 from milestones.ops.migrate import migrate
 from milestones.project import Project
 from milestones.project.session import utc_now
+from milestones.storage import backup as bk
 from milestones.storage import fsutil, open_store, yamlio
 
 ACTOR = {"actor": "ann@example.com", "session_id": "s1"}

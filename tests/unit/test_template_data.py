@@ -79,7 +79,8 @@ def test_a_built_wheel_carries_the_templates_and_works_installed(tmp_path: Path)
          "--target", str(target), str(wheel)],
         capture_output=True, text=True, timeout=300, check=False)
     assert install.returncode == 0, install.stderr
-    shipped = sorted(p.stem for p in (target / "milestones" / "plans" / tpl.DATA_DIR).glob("*.yaml"))
+    data = target / "milestones" / "plans" / tpl.DATA_DIR
+    shipped = sorted(p.stem for p in data.glob("*.yaml"))
     assert shipped == sorted(tpl.BUILTIN_NAMES)
     probe = ("import milestones, milestones.plans.templates as t; print(milestones.__file__); "
              "print(' '.join(sorted(t.builtin_templates())))")

@@ -1,7 +1,7 @@
 """Blocker detection: rules that find tasks in trouble, for the executor's blocker agent.
 
 ``detect(project, "milestone-003")`` returns ``Finding``s; the caller reports each
-with ``project.agents.report_blocker(f.ref, f.reason, rule=f.rule, block=f.block)``
+with ``Agents(project).report_blocker(f.ref, f.reason, rule=f.rule, block=f.block)``
 (which blocks the task, releases its claim, records ``blocker_detected`` and
 messages the milestone's owner). ``detect`` itself writes nothing: it reads the
 milestone's snapshot, the event log (incrementally: each call reads only the

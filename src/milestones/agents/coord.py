@@ -295,7 +295,7 @@ def repair_records(project: Project) -> list[str]:
 
 
 class Agents:
-    """The coordination API of one ``Project`` (``project.agents``)."""
+    """The coordination API of one ``Project``: ``Agents(project)``."""
 
     def __init__(self, project: Project) -> None:
         self.p = project

@@ -413,7 +413,7 @@ class Executor:
         if self._writer_agents is None:
             p = self._open()
             p.resume_every = RESUME_EVERY
-            self._writer_agents = p.agents
+            self._writer_agents = Agents(p)
         return self._writer_agents
 
     def _agent_step(self, fn: Callable[[Agents], T]) -> T:
@@ -528,7 +528,7 @@ class Executor:
                      "command), then run again with --approve-commands")
         if others and not self.opts.resume:
             mine = set(self.services.values())
-            for a in self.project.agents.roster():
+            for a in Agents(self.project).roster():
                 if a["status"] == "live" and (a["name"] in mine or
                                               a["name"].startswith(f"exec-{self.mid}-")):
                     raise Conflict(
@@ -1030,7 +1030,7 @@ class Executor:
         except MilestoneError as exc:
             self._error(name, exc)
             return
-        lease = float(self.opts.lease or p.agents.conf["lease_seconds"])
+        lease = float(self.opts.lease or Agents(p).conf["lease_seconds"])
         next_beat = time.monotonic() + lease / 3
         while True:
             try:

@@ -54,7 +54,7 @@ def backup(dest: str | None, as_json: bool) -> None:
       milestone backup --to ~/backups/
       milestone backup --to /mnt/usb/plan-before-release.tar.gz --json
     """
-    from ..ops.backup import create_backup
+    from ..ops.backup import backup as create_backup
 
     root, actor = _where()
     target = Path(dest).expanduser() if dest else None
@@ -87,7 +87,8 @@ def restore(path: Path, yes: bool, as_json: bool) -> None:
       milestone restore .milestones/database/backup/backup-20250301T101502.123456Z-manual.tar.gz
       milestone restore ~/backups/plan.tar.gz --yes --json
     """
-    from ..ops.backup import restore_backup, verify_backup
+    from ..ops.backup import restore as restore_backup
+    from ..ops.backup import verify_backup
 
     root, actor = _where()
     manifest = verify_backup(path)

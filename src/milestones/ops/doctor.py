@@ -18,16 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import MilestoneError, StorageError
 from ..model import events as ev
-from ..storage.fsutil import loads_json
-from ..storage.logfiles import LogFiles
+from ..storage.logcheck import check as _check
+from ..storage.logcheck import check_log
 from ..ui import plural
 
 if TYPE_CHECKING:
     from ..project import Project
-
-
-def _check(name: str, ok: bool, detail: str) -> dict[str, Any]:
-    return {"name": name, "ok": ok, "detail": detail}
 
 
 def rule_sections(project: Project) -> list[dict[str, Any]]:
@@ -60,111 +56,6 @@ def check_records(project: Project) -> list[dict[str, Any]]:
         out.append(_check(f"{name} record", True,
                           plural(count, 'agent' if name == 'agents' else 'message')))
     return out
-
-
-def check_log(project: Project) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Check the raw log line by line, across the rotated archives and the live log;
-    returns (checks, the events that parsed). Problems are named ``file:line``."""
-    store = project.store
-    path = getattr(store, "log_path", None)
-    checks: list[dict[str, Any]] = []
-    if path is None:
-        events = list(store.events())
-        bad = ev.verify_chain(events)
-        checks.append(
-            _check(
-                "hash chain",
-                bad is None,
-                "valid" if bad is None else f"event #{bad[0] + 1}: {bad[1]}",
-            )
-        )
-        return checks, events
-    log_files = getattr(store, "log_files", None)
-    if log_files is None:
-        log_files = LogFiles(path)
-    segments = log_files.segments(store.root)
-    live = segments[-1]
-    if live.raw is None:
-        checks.append(_check("event log", False, f"{path} is missing"))
-        return checks, []
-    parsed: list[dict[str, Any]] = []
-    where: list[tuple[str, int]] = []  # (file, line) of each parsed event
-    unreadable = torn = repeated = None
-    previous: dict[int, Any] = {}  # the previous file's event hashes, by id
-    for seg in segments:
-        if seg.raw is None:
-            unreadable = f"{seg.label}: {seg.error}"
-            break
-        lines = seg.raw.split(b"\n")
-        body = lines[:-1]
-        if lines[-1] != b"":
-            if seg.archive:
-                unreadable = f"{seg.label}:{len(lines)}: torn last line in an archive"
-            else:
-                torn = f"{seg.label}:{len(lines)}: torn last line (an interrupted append)"
-        hashes: dict[int, Any] = {}
-        skipped: list[int] = []
-        prefix = True  # still at the file's start, where repeats of the last file may be
-        for no, line in enumerate(body, 1):
-            if not line.strip():
-                continue
-            try:
-                event = loads_json(line)
-            except ValueError:
-                event = None
-            if not isinstance(event, dict):
-                unreadable = f"{seg.label}:{no}: not a JSON event"
-                break
-            eid, digest = event.get("event_id"), event.get("hash")
-            if prefix and isinstance(eid, int) and isinstance(digest, str) and (
-                previous.get(eid) == digest
-            ):
-                skipped.append(eid)  # an interrupted rotation: already in the archive
-                continue
-            prefix = False
-            parsed.append(event)
-            where.append((seg.label, no))
-            if isinstance(eid, int):
-                hashes[eid] = event.get("hash")
-        if skipped:
-            repeated = (
-                f"{seg.label}:1: repeats events #{skipped[0]}..#{skipped[-1]} of the last "
-                "archive (an interrupted log rotation; `milestone doctor --repair` finishes it)"
-            )
-        if unreadable:
-            break
-        previous = hashes
-    checks.append(
-        _check(
-            "event log readable",
-            unreadable is None,
-            plural(len(parsed), "event") + (f" in {len(segments)} files" if len(segments) > 1
-                                             else "")
-            if unreadable is None
-            else unreadable,
-        )
-    )
-    checks.append(_check("event log complete", torn is None, torn or "every line is whole"))
-    bad = ev.verify_chain(parsed)
-    if bad is None:
-        detail = f"valid through event #{parsed[-1]['event_id']}" if parsed else "empty log"
-    else:
-        label, line = where[bad[0]]
-        detail = f"{label}:{line}: {bad[1]}"
-    checks.append(_check("hash chain", bad is None, detail))
-    if len(segments) > 1 or log_files.index_path.exists():
-        problems = log_files.check_index(segments) + ([repeated] if repeated else [])
-        archives = len(segments) - 1
-        checks.append(
-            _check(
-                "log archives",
-                not problems,
-                f"{archives} archive{'s' if archives != 1 else ''}, indexed"
-                if not problems
-                else problems[0] + (f" (and {len(problems) - 1} more)" if problems[1:] else ""),
-            )
-        )
-    return checks, parsed
 
 
 def _make(project: Project) -> Any:
@@ -213,7 +104,7 @@ def _run(project: Project, *, repair: bool = False) -> dict[str, Any]:
     store = project.store
     repairs: list[str] = []
     if repair:
-        from .backup import recover_restore
+        from ..storage.backup import recover_restore
 
         repairs += recover_restore(project.root)
         with store.lock():
@@ -247,7 +138,7 @@ def _run(project: Project, *, repair: bool = False) -> dict[str, Any]:
                     "rewrote snapshots from the log"
                     + (f": {', '.join(changed)}" if changed else "")
                 )
-    checks, events = check_log(project)
+    checks, events = check_log(project.store)
     interrupted = getattr(store, "rotation_interrupted", None)
     if interrupted is not None and interrupted():
         checks.append(_check("log rotation", False,

@@ -158,7 +158,7 @@ def migrate(root: Path, to: str, *, dry_run: bool = False, actor: str = "unknown
                 report["ok"] = True
                 return report
             enter("backup")
-            from .backup import create_backup
+            from ..storage.backup import create_backup
 
             # A whole archive (manifest, SHA-256 per member, databases through SQLite's
             # online backup API) that `milestone restore` takes back, read through the

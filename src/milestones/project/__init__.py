@@ -18,7 +18,7 @@ import time
 from collections.abc import Collection, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .. import model as md
 from ..errors import (
@@ -37,9 +37,6 @@ from ..storage import BACKENDS as BACKENDS  # the doors' choice of backends (sto
 from ..storage import State, Store, fsutil, open_store
 from ..storage.base import Overlay, is_lazy
 from .session import git_position, resolve_actor, resolve_session, today, utc_now
-
-if TYPE_CHECKING:
-    from ..agents.coord import Agents
 
 DIRNAME = ".milestones"
 SCHEMA = 1
@@ -322,13 +319,6 @@ class Project:
         return [mid for mid in mids if mid in snaps]
 
     @property
-    def agents(self) -> Agents:
-        """Coordination of agents working this project (``milestones.agents.coord``)."""
-        from ..agents.coord import Agents
-
-        return Agents(self)
-
-    @property
     def session_id(self) -> str:
         if self._session is None:
             self._session = resolve_session(self.actor, self.store.read_resume(), self.clock())
@@ -580,7 +570,7 @@ class Project:
         """One write, as a unit: the writer lock, hand edits recorded, the changes and
         their events appended, validated and committed on exit (rolled back on error)."""
         if (self.root / ".restore").exists():  # a restore was interrupted: finish it first
-            from ..ops.backup import recover_restore
+            from ..storage.backup import recover_restore
 
             recover_restore(self.root)
         self.follow_backend()
@@ -654,7 +644,7 @@ class Project:
         automatic one is ``backup.every_hours`` old (see ``backup.scheduled_backup``).
 
         The write is done: a backup that fails is one warning line, never an error."""
-        from ..ops.backup import scheduled_backup
+        from ..storage.backup import scheduled_backup
 
         try:
             fsutil.fault("backup")

@@ -1252,7 +1252,7 @@ class FileStore(Store):
         fsutil.check_input(src, what=str(src))
         with self.lock(), tarfile.open(src, "r:gz") as tar:
             # Bounded before anything is removed or unpacked: files and folders only,
-            # none over the limit a restore allows (see milestones.ops.backup).
+            # none over the limit a restore allows (see milestones.storage.backup).
             members = tar.getmembers()
             total = 0
             for m in members:

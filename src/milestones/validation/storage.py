@@ -16,12 +16,9 @@ from .registry import Context, rule
 def chain(ctx: Context) -> None:
     if ctx.store is None:
         return
-    from ..ops.doctor import check_log
+    from ..storage.logcheck import check_log
 
-    class _P:  # doctor.check_log only needs .store
-        store = ctx.store
-
-    checks, _events = check_log(_P())  # type: ignore[arg-type]
+    checks, _events = check_log(ctx.store)
     for c in checks:
         if not c["ok"] and c["name"] in ("hash chain", "event log readable"):
             ctx.report(c["detail"], ref="logs/progress-events.jsonl")
