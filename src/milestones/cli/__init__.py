@@ -1,5 +1,8 @@
 """The command-line door: parse, call ``Project``, render. No logic lives here.
 
+May import the service layer (``project``, ``agents``, ``ops``), ``ui`` and ``errors``
+only (the ``doors`` contract; see ARCHITECTURE.md).
+
 Every ``MilestoneError`` becomes one line on stderr and its documented exit
 code; ``--debug`` (or MILESTONE_DEBUG=1) shows the traceback instead.
 """
@@ -369,7 +372,7 @@ def choose_ui(ui: str | None, count: int | None = None) -> str:
     if not sys.stdout.isatty():
         return "simple"
     try:
-        from ..storage.config import load_config
+        from ..project import load_config
 
         cfg = load_config(get_project().root)["ui"]
     except MilestoneError:

@@ -10,8 +10,7 @@ from datetime import UTC, datetime, timedelta
 import click
 
 from ..errors import InvalidInput
-from ..model import MILESTONE_STATUSES, PRIORITIES, utc_stamp
-from ..model.events import EVENT_TYPES
+from ..project import EVENT_TYPES, MILESTONE_STATUSES, PRIORITIES, utc_stamp
 from . import cli, emit, get_project, output_options, say
 
 _AGO = re.compile(r"^([0-9]+)([mhdw])$")

@@ -106,6 +106,6 @@ def completion(shell: str | None) -> None:
 @cli.command("event-types", hidden=True)
 def event_types() -> None:
     """Print the event types as JSON."""
-    from ..model.events import EVENT_TYPES
+    from ..project import EVENT_TYPES
 
     click.echo(json.dumps(EVENT_TYPES, indent=2))

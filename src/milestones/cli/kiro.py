@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ..model import KIRO_GATED
+from ..project import KIRO_GATED
 from ..ui import plural
 from . import cli, emit, get_project, output_options, say
 from .options import date_arg, json_flag
@@ -141,7 +141,7 @@ def review(ref: str | None, approve: str | None, reject: str | None, changes: st
                                "--request-changes PHASE (or --pending)")
     phase, decision = chosen[0]
     gate = project.review(ref, phase, decision, comment)
-    from ..model.refs import parse_milestone
+    from ..project import parse_milestone
 
     mid = parse_milestone(ref)
     say(f"Recorded {decision.replace('_', ' ')} of {phase}: gate {gate['status']}"

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from ..errors import InvalidInput
-from ..model import add_days
+from ..project import add_days
 
 _REL = re.compile(r"^\+([0-9]+)([dw])$")
 

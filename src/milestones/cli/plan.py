@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from ..errors import InvalidInput
-from ..model import CATEGORIES, PRIORITIES
+from ..project import CATEGORIES, PRIORITIES
 from ..ui import inert, plural
 from . import cli, get_project, say, wrote
 from .options import date_arg, json_flag, parse_vars
@@ -76,7 +76,7 @@ def plan(
                 "give either a TITLE or --from-file, not both",
                 hint="drop the title; the file names its milestones",
             )
-        from ..plans.planfile import read_plan
+        from ..project import read_plan
 
         created = project.plan_many(read_plan(from_file))
     elif template_name is not None:

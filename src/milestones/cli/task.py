@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from ..model import Task
+from ..project import Task
 from . import cli, get_project, say, wrote
 from .options import json_flag
 

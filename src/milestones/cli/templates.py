@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from ..errors import InvalidInput
-from ..model import PRIORITIES
+from ..project import PRIORITIES
 from ..ui import plural
 from . import State, cli, emit, output_options, say
 from .options import date_arg, json_flag, parse_vars
@@ -49,7 +49,7 @@ def template_list(as_json: bool, ui: str | None) -> None:
     Example:
       milestone template list --json
     """
-    from ..plans.templates import list_templates
+    from ..project import list_templates
 
     data = {"schema": 1, "templates": [t.to_dict() for t in list_templates(_root())]}
     emit(data, "templates", as_json, ui)
@@ -65,7 +65,7 @@ def template_show(name: str, as_json: bool, ui: str | None) -> None:
     Example:
       milestone template show release
     """
-    from ..plans.templates import get_template
+    from ..project import get_template
 
     emit({"schema": 1, "template": get_template(_root(), name).to_dict()}, "template", as_json,
          ui)
@@ -94,9 +94,7 @@ def quickstart(name: str | None, title: str | None, variables: tuple[str, ...],
       milestone quickstart
       milestone quickstart --yes --template api --title "Payments API" --var service=payments
     """
-    from ..plans.detect import detect_project
-    from ..plans.templates import get_template
-    from ..project import Project
+    from ..project import Project, detect_project, get_template
 
     if not yes and not sys.stdin.isatty():  # nobody to answer: create nothing unasked
         raise click.UsageError("quickstart asks before it creates anything, and standard input "

@@ -43,7 +43,7 @@ def validate(
       milestone validate --list-rules --json
     """
     if list_rules:
-        from ..validation import all_rules
+        from ..project import all_rules
 
         rules = [r.to_dict() for r in all_rules()]
         emit({"schema": 1, "rules": rules}, "rules", as_json, ui)
@@ -64,6 +64,6 @@ def schema() -> None:
     Example:
       milestone schema > milestone.schema.json
     """
-    from ..model.schema import milestone_schema
+    from ..project import milestone_schema
 
     click.echo(json.dumps(milestone_schema(), indent=2))

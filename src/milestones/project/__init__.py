@@ -18,7 +18,7 @@ import time
 from collections.abc import Collection, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import model as md
 from ..errors import (
@@ -2255,4 +2255,72 @@ def completion_record(m: md.Milestone, now: str, lessons: list[str]) -> dict[str
     }
 
 
-__all__ = ["Project", "ValidationFailed", "find_root"]
+# ----------------------------------------------------------- the doors' API
+# A door (cli/, later web/ and mcp/) imports the service layer, ui and errors only
+# (the "doors" contract in pyproject.toml). What else a door needs from below, the
+# vocabulary of choices and the readers of outside documents, it gets here: the
+# constants now (model is loaded with the project anyway), the readers on first use,
+# so a command that needs none of them pays nothing for them at start-up.
+from ..model import (  # noqa: E402
+    CATEGORIES,
+    KIRO_GATED,
+    MILESTONE_STATUSES,
+    PRIORITIES,
+    Task,
+    add_days,
+    utc_stamp,
+)
+from ..model.events import EVENT_TYPES  # noqa: E402
+from ..model.refs import parse_milestone  # noqa: E402
+
+_ON_FIRST_USE = {  # name -> the module that defines it
+    "milestone_schema": "..model.schema",
+    "all_rules": "..validation",
+    "read_plan": "..plans.planfile",
+    "detect_project": "..plans.detect",
+    "list_templates": "..plans.templates",
+    "get_template": "..plans.templates",
+    "load_config": "..storage.config",
+}
+
+if TYPE_CHECKING:
+    from ..model.schema import milestone_schema
+    from ..plans.detect import detect_project
+    from ..plans.planfile import read_plan
+    from ..plans.templates import get_template, list_templates
+    from ..storage.config import load_config
+    from ..validation import all_rules
+
+
+def __getattr__(name: str) -> Any:
+    module = _ON_FIRST_USE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+__all__ = [
+    "CATEGORIES",
+    "EVENT_TYPES",
+    "KIRO_GATED",
+    "MILESTONE_STATUSES",
+    "PRIORITIES",
+    "Project",
+    "Task",
+    "ValidationFailed",
+    "add_days",
+    "all_rules",
+    "detect_project",
+    "find_root",
+    "get_template",
+    "list_templates",
+    "load_config",
+    "milestone_schema",
+    "parse_milestone",
+    "read_plan",
+    "utc_stamp",
+]

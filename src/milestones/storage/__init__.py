@@ -1,4 +1,12 @@
-"""Storage backends behind one ``Store`` interface, chosen at run time."""
+"""Storage: the ``Store`` interface (``base``) and its backends, chosen at run time.
+
+Owns everything under ``.milestones/`` as bytes on disk: the file backend (YAML
+milestones, ``state.json``, the log's files), hybrid (YAML + a SQLite index), the
+database (SQLite), the project's ``config.yaml``, backup archives and the crash-safe
+file helpers (``fsutil``). May import ``model``, ``errors`` and itself; never the
+service layer, an agent, an op or a door. Agents and ops use this package's
+interface, never a backend's module. See ARCHITECTURE.md.
+"""
 
 from __future__ import annotations
 

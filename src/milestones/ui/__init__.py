@@ -4,6 +4,9 @@ Text people and agents wrote reaches a terminal only through ``inert``: control
 characters, escape sequences and bidi overrides are shown as visible escapes
 (``\\x1b``, ``\\u202e``), so a stored title can neither drive the terminal nor
 disguise what is printed. JSON output keeps the exact strings.
+
+Renderers take plain data and never query storage; they import nothing of ours
+(a leaf every layer may use). See ARCHITECTURE.md.
 """
 
 from __future__ import annotations

@@ -1,4 +1,10 @@
-"""Validation: coded rules over the plan, run by `milestone validate` and before every write."""
+"""Validation: coded rules over the plan, run by `milestone validate` and before every write.
+
+Owns the rule engine (``engine``, ``registry``) and the rule families (structure,
+dependency, timeline, resource, kiro, template, storage). May import ``plans``,
+``storage``, ``model`` and ``errors``; never the service layer or above. See
+ARCHITECTURE.md.
+"""
 
 from __future__ import annotations
 
