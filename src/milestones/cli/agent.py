@@ -8,15 +8,24 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..agents.coord import Agents
 from ..ui import inert, plural
 from . import cli, get_project
 
 AGENT_HELP = "The acting agent's id or name (default: $MILESTONE_AGENT_ID)."
+
+if TYPE_CHECKING:
+    from ..agents.coord import Agents
+
+
+def agents() -> Agents:
+    """The coordination API of the project this command works on (loaded on first use)."""
+    from ..agents.coord import Agents
+
+    return Agents(get_project())
 
 
 def out(data: dict[str, Any], as_json: bool, text: str) -> None:
@@ -59,7 +68,7 @@ def ready(ref: str | None, as_json: bool) -> None:
       milestone ready
       milestone ready 3 --json
     """
-    rows = Agents(get_project()).ready(ref)
+    rows = agents().ready(ref)
     text = "\n".join(_task_line(r) for r in rows) if rows else "nothing is ready to claim"
     out({"tasks": rows}, as_json, text)
 
@@ -104,7 +113,7 @@ def register(name: str, kind: str, skills: str, pid: int | None, host: str | Non
       milestone agent register --name worker-1 --skills python,docs
       milestone agent register --name watcher --kind monitor --json
     """
-    entry = Agents(get_project()).register(
+    entry = agents().register(
         name, kind=kind, skills=skills.split(","), pid=pid, host=host, lease=lease)
     out({"agent": entry}, as_json, entry["id"])
 
@@ -119,7 +128,7 @@ def heartbeat(agent: str | None, as_json: bool) -> None:
     Example:
       milestone agent heartbeat --agent agent-1
     """
-    data = Agents(get_project()).heartbeat(agent)
+    data = agents().heartbeat(agent)
     held = ", ".join(data["holds"]) or "nothing"
     out(data, as_json, f"{data['agent']['id']} alive; holds {held}; {data['inbox']} unread")
 
@@ -143,7 +152,7 @@ def claim(ref: str | None, lease: int | None, agent: str | None, as_json: bool) 
       milestone agent claim --json
       milestone agent claim 3 --lease 900 --agent worker-1
     """
-    data = Agents(get_project()).claim(agent, ref, lease=lease)
+    data = agents().claim(agent, ref, lease=lease)
     if data["ref"] is None:
         text = (f"nothing to claim: {plural(data['open'], 'open task')}, {data['held']} held by "
                 f"agents, {data['blocked']} blocked")
@@ -180,7 +189,7 @@ def complete(ref: str | None, result: str | None, time_spent: int | None, next_:
       milestone agent complete 3/2 --token 4 --time-spent 600 --json
       milestone agent complete --result done --next --json    # and claim the next
     """
-    data = Agents(get_project()).complete(agent, ref, token=token, result=result,
+    data = agents().complete(agent, ref, token=token, result=result,
                                          time_spent=time_spent, claim_next=next_, scope=scope)
     text = f"completed {data['ref']}"
     nxt = data.get("next")
@@ -205,7 +214,7 @@ def fail(ref: str | None, reason: str, token: int | None, agent: str | None,
     Example:
       milestone agent fail --reason "tests fail: 2 errors in test_api.py"
     """
-    data = Agents(get_project()).fail(agent, ref, token=token, reason=reason)
+    data = agents().fail(agent, ref, token=token, reason=reason)
     tail = "blocked and escalated" if data["escalated"] else "back in the queue"
     out(data, as_json, f"failed {data['ref']} (attempt {data['attempts']}): {tail}")
 
@@ -222,7 +231,7 @@ def release(ref: str | None, token: int | None, agent: str | None, as_json: bool
     Example:
       milestone agent release 3/2 --agent worker-1
     """
-    data = Agents(get_project()).release(agent, ref, token=token)
+    data = agents().release(agent, ref, token=token)
     out(data, as_json, f"released {data['ref']}")
 
 
@@ -235,7 +244,7 @@ def list_(as_json: bool) -> None:
     Example:
       milestone agent list --json
     """
-    rows = Agents(get_project()).roster()
+    rows = agents().roster()
     lines = [f"{r['id']:<10} {inert(r['name']):<16} {r.get('kind', ''):<10} {r['status']:<5} "
              f"seen {r.get('last_seen')}  holds {', '.join(r['holds']) or '-'}" for r in rows]
     out({"agents": rows}, as_json, "\n".join(lines) or "no agents registered")
@@ -254,7 +263,7 @@ def send(to: str, body: str, agent: str | None, as_json: bool) -> None:
       milestone agent send --to agent-2 "api schema changed, rebase"
       milestone agent send --to role:reviewer "3/4 ready for review"
     """
-    msg = Agents(get_project()).send(agent, to, body)
+    msg = agents().send(agent, to, body)
     out({"message": msg}, as_json,
         f"message {msg['id']} to {plural(len(msg['recipients']), 'agent')}")
 
@@ -270,7 +279,7 @@ def broadcast(body: str, agent: str | None, as_json: bool) -> None:
     Example:
       milestone agent broadcast "main is red: stop merging"
     """
-    msg = Agents(get_project()).send(agent, "*", body)
+    msg = agents().send(agent, "*", body)
     out({"message": msg}, as_json,
         f"message {msg['id']} to {plural(len(msg['recipients']), 'agent')}")
 
@@ -286,7 +295,7 @@ def inbox(all_: bool, agent: str | None, as_json: bool) -> None:
     Example:
       milestone agent inbox --agent worker-1 --json
     """
-    rows = Agents(get_project()).inbox(agent, include_acked=all_)
+    rows = agents().inbox(agent, include_acked=all_)
     lines = [f"#{m['id']} {m['sent_at']} from {inert(m['from'])}: {inert(m['body'])}"
              for m in rows]
     out({"messages": rows}, as_json, "\n".join(lines) or "no messages")
@@ -303,7 +312,7 @@ def ack(ids: tuple[int, ...], agent: str | None, as_json: bool) -> None:
     Example:
       milestone agent ack 4 5
     """
-    newly = Agents(get_project()).ack(agent, list(ids))
+    newly = agents().ack(agent, list(ids))
     out({"acked": newly}, as_json, f"acked {plural(len(newly), 'message')}")
 
 
@@ -320,7 +329,7 @@ def cleanup(agent: str | None, as_json: bool) -> None:
       milestone agent cleanup            # sweep dead agents
     """
     who = agent or os.environ.get("MILESTONE_AGENT_ID")
-    data = Agents(get_project()).cleanup(who)
+    data = agents().cleanup(who)
     if who:
         text = (f"{data['agent']['id']} cleaned up; released "
                 f"{plural(len(data['released']), 'task')}")
