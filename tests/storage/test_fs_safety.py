@@ -211,7 +211,7 @@ def test_a_killed_backups_leftovers_go_at_the_next_command(proj: Path) -> None:
 def test_a_backup_killed_for_real_leaves_nothing_past_the_next_command(proj: Path) -> None:
     code = (
         "import os, signal, sys\n"
-        "from milestones import backup\n"
+        "from milestones.storage import backup\n"
         "real = backup._write_archive\n"
         "def die(*a, **k):\n"
         "    os.kill(os.getpid(), signal.SIGKILL)\n"
