@@ -234,40 +234,32 @@ def _damaged_database(exc: BaseException) -> StorageError | None:
                         hint="run `milestone doctor`, or restore a backup (`milestone restore`)")
 
 
-METRICS_MAX_LINES = 2000  # metrics.jsonl is cut to its last 1000 lines past about this many
-
-
 def _after_command(ctx: click.Context, words: list[str], ms: float, ok: bool) -> None:
-    """Record the command's wall time; after a write, apply the scale policy.
+    """After a command: its timing, and after a committed write the scale check.
 
     Only when the command opened a project, and never failing the command: a metric
-    that cannot be written is dropped. See ``milestones.ops.scale``.
+    that cannot be written is dropped. See ``milestones.ops.timings``.
     """
     state = ctx.find_object(State)
     project = state._project if state is not None else None
     if project is None:
         return
+    from ..ops import timings
+
     with contextlib.suppress(Exception):  # metrics are best effort
-        _record_metric(project, words, ms, ok)
+        timings.record(project, _command_name(words), ms, ok)
     commits: int = getattr(project, "commits", 0)
     if ok and commits:
         try:  # the write is committed: whatever goes wrong here is no failure
-            from ..ops.scale import after_write
-            from ..storage.fsutil import fault
-
-            fault("scale")
-            line = after_write(project)
+            line = timings.scale_check(project)
         except Exception as exc:
             line = f"milestone: debug: scale check failed: {exc!r}" if _debug() else None
         if line:
             click.echo(line, err=True)
 
 
-def _record_metric(project: Any, words: list[str], ms: float, ok: bool) -> None:
-    """Append one line to performance/metrics.jsonl: one O_APPEND write, no fsync."""
-    from ..storage.fsutil import fault
-
-    fault("metrics")
+def _command_name(words: list[str]) -> str:
+    """The command's name as the CLI knows it (``task done``), without its arguments."""
     names: list[str] = []
     cmd: click.Command = cli
     for word in words:
@@ -276,35 +268,7 @@ def _record_metric(project: Any, words: list[str], ms: float, ok: bool) -> None:
             break
         names.append(word)
         cmd = sub
-    record = {"timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              "command": " ".join(names), "ms": round(ms, 1),
-              "backend": project.store.backend, "ok": ok}
-    data = (json.dumps(record) + "\n").encode("utf-8")
-    folder = os.path.join(project.root, "performance")
-    path = os.path.join(folder, "metrics.jsonl")
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NONBLOCK", 0)
-    from ..storage.fsutil import open_nofollow  # a linked metrics file: the line is dropped
-
-    try:
-        fd = open_nofollow(path, flags)
-    except FileNotFoundError:
-        if not os.path.isdir(project.root):
-            return
-        os.makedirs(folder, exist_ok=True)
-        fd = open_nofollow(path, flags)
-    try:
-        os.write(fd, data)
-        size = os.fstat(fd).st_size
-    finally:
-        os.close(fd)
-    if size == len(data):  # a new file: keep it (and the policy's memo) out of git
-        with contextlib.suppress(OSError), open(os.path.join(folder, ".gitignore"), "x") as f:
-            f.write("# per machine: command timings, the scale policy's memo\n"
-                    "metrics.jsonl\nscale-state.json\n")
-    if size > METRICS_MAX_LINES * len(data):  # lines are of about the same length
-        from ..ops.scale import trim_metrics
-
-        trim_metrics(Path(path))
+    return " ".join(names)
 
 
 def _print_warnings(ctx: click.Context) -> None:
