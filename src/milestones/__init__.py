@@ -5,6 +5,7 @@ The Python API, for scripts::
     from milestones import Project
     project = Project.open()          # the .milestones/ project at or above the cwd
     m = project.plan("Launch", tasks=["Write docs"])
+    Agents(project).ready()           # agents: ready tasks, claims, messages
 
 The names below load on first use (module ``__getattr__``), so ``import milestones``
 stays as light as the CLI's start-up needs.
@@ -19,7 +20,7 @@ __version__ = "0.1.0"
 
 # name -> the module that defines it
 _API = {
-    "Project": "project", "find_root": "project",
+    "Project": "project", "find_root": "project", "Agents": "agents.coord",
     "Milestone": "model", "Task": "model",
     "Store": "storage", "open_store": "storage",
     **dict.fromkeys(("MilestoneError", "NotFound", "InvalidInput", "ValidationFailed",
@@ -28,6 +29,7 @@ _API = {
 }
 
 __all__ = [
+    "Agents",
     "Conflict",
     "DependencyError",
     "InvalidInput",
@@ -47,6 +49,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from .agents.coord import Agents
     from .errors import (
         Conflict,
         DependencyError,

@@ -8,7 +8,7 @@ import sys
 import milestones
 
 EXPECTED = {
-    "Conflict", "DependencyError", "InvalidInput", "InvalidTransition", "Milestone",
+    "Agents", "Conflict", "DependencyError", "InvalidInput", "InvalidTransition", "Milestone",
     "MilestoneError", "NotFound", "PermissionDenied", "Project", "StorageError", "Store",
     "Task", "ValidationFailed", "__version__", "find_root", "open_store",
 }
@@ -21,12 +21,14 @@ def test_all_is_the_expected_list_sorted() -> None:
 
 def test_every_name_imports_and_is_the_defining_modules_own() -> None:
     from milestones import errors, model, project, storage
+    from milestones.agents import coord
 
     for name in milestones.__all__:
         assert getattr(milestones, name) is not None, name
     assert milestones.Project is project.Project
     assert milestones.Milestone is model.Milestone and milestones.Store is storage.Store
     assert milestones.NotFound is errors.NotFound
+    assert milestones.Agents is coord.Agents
     assert issubclass(milestones.NotFound, milestones.MilestoneError)
 
 
