@@ -2,7 +2,7 @@
 
 The Python API, for scripts::
 
-    from milestones import Project
+    from milestones import Agents, Project
     project = Project.open()          # the .milestones/ project at or above the cwd
     m = project.plan("Launch", tasks=["Write docs"])
     Agents(project).ready()           # agents: ready tasks, claims, messages
