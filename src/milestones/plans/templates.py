@@ -52,6 +52,9 @@ Dependencies in a rendered plan: a task that lists ``depends_on`` waits for exac
 those tasks. A task that lists none waits for the previous phase to finish: it
 depends on that phase's final tasks, the ones no other task of that phase depends
 on. Tasks of the first phase without ``depends_on`` can start at once.
+
+The model and the checks of a template file live in ``template_parse``; its public
+names are importable here.
 """
 
 from __future__ import annotations
