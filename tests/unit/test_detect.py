@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from milestones.errors import InvalidInput
-from milestones.plans import detect
+from milestones.plans import detect, detect_langs
 from milestones.plans.detect import detect_project
 from milestones.plans.templates import builtin_templates
 
@@ -176,7 +176,7 @@ def test_non_utf8_and_huge_files_are_skipped(tmp_path: Path,
     (tmp_path / "package.json").write_bytes(b'{"dependencies": {"react": "\xff"}}')
     d = detect_project(tmp_path)
     assert any("not UTF-8" in s.reason for s in d.signals) and d.frameworks == []
-    monkeypatch.setattr(detect, "MAX_FILE_BYTES", 10)
+    monkeypatch.setattr(detect_langs, "MAX_FILE_BYTES", 10)
     put(tmp_path, "package.json", package_json({"react": "18"}))
     d = detect_project(tmp_path)
     assert any("too big" in s.reason for s in d.signals) and d.frameworks == []
