@@ -420,17 +420,13 @@ def recent_activity(store: Store, since: str, *, limit: int | None = None,
         if actor not in UNCOUNTED_ACTORS and actor not in agents:
             act.actors[actor] = max(stamp, act.actors.get(actor, ""))
 
-    if store.backend == "database":
-        from ..storage.sqlite import DatabaseStore
-
-        if isinstance(store, DatabaseStore):
-            for actor, stamp, n, agent_steps in store.connect().execute(
-                    "SELECT actor, MAX(timestamp), COUNT(*), SUM(event_type LIKE 'agent%') "
-                    "FROM events WHERE timestamp >= ? GROUP BY actor", (since,)):
-                seen(str(actor or ""), str(stamp), False)
-                act.scanned += int(n) - 1
-                act.agent_events += int(agent_steps or 0)
-            return act
+    indexed = store.actors_since(since) if store.backend == "database" else None
+    if indexed is not None:
+        for actor, stamp, n, agent_steps in indexed:
+            seen(actor, stamp, False)
+            act.scanned += n - 1
+            act.agent_events += agent_steps
+        return act
     log_path = getattr(store, "log_path", None)
     if isinstance(log_path, Path):
         for line in _lines_backwards(log_path):

@@ -317,6 +317,11 @@ class Store(ABC):
         position, from an index; None without one."""
         return None
 
+    def actors_since(self, since: str) -> list[tuple[str, str, int, int]] | None:
+        """Per actor, the events since ``since`` (an ISO timestamp): (actor, latest
+        timestamp, events, agent events), from an index; None without one (read the log)."""
+        return None
+
     def head(self) -> tuple[int, str] | None:
         """The log head (last event id and hash) if the store can tell it cheaply, else None.
 

@@ -628,6 +628,13 @@ class DatabaseStore(Store):
             "ORDER BY milestone_id, position").fetchall()
         return [(mid, self._row(data, "tasks", mid)) for mid, data in rows]
 
+    def actors_since(self, since: str) -> list[tuple[str, str, int, int]] | None:
+        rows = self.connect().execute(
+            "SELECT actor, MAX(timestamp), COUNT(*), SUM(event_type LIKE 'agent%') "
+            "FROM events WHERE timestamp >= ? GROUP BY actor", (since,))
+        return [(str(actor or ""), str(stamp), int(n), int(agent_steps or 0))
+                for actor, stamp, n, agent_steps in rows]
+
     def events(self, after: int = 0) -> Iterator[dict[str, Any]]:
         conn = self.connect()
         cursor = conn.execute("SELECT event_id, body FROM events WHERE event_id > ? "
