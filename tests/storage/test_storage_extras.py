@@ -270,7 +270,7 @@ def old_database_project(directory: Path, monkeypatch: pytest.MonkeyPatch,
     """A database project whose first event is ``days`` old."""
     then = (datetime.now(UTC) - timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%SZ")
     with monkeypatch.context() as m:
-        m.setattr("milestones.project.utc_now", lambda: then)
+        m.setattr("milestones.project.core.utc_now", lambda: then)
         p, _ = Project.init(directory, backend="database", **ACTOR)
     p.clock = utc_now
     return p

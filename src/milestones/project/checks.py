@@ -1,0 +1,246 @@
+"""Feasibility, the critical path and validation of the plan.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
+
+from .. import model as md
+from ..errors import (
+    DependencyError,
+    MilestoneError,
+)
+from ..model import events as ev
+from ..model import refs
+from ..storage import State, fsutil
+from ..storage.base import is_lazy
+from .constants import DIRNAME, SCHEMA
+from .reviews import Reviews
+
+# Feasibility for at most this many milestones is computed from what they depend on
+# (read through the index); beyond, from the whole plan, once per log head.
+CLOSURE_LIMIT = 200
+# Events that never add a task dependency: a plan known to have no dependency cycle
+# keeps none across them (see Project._acyclic).
+_EDGE_KEEPING = frozenset(ev.EVENT_TYPES) - {"milestone_created", "task_added",
+                                             "task_updated", "manual_edit_detected"}
+
+
+class Checks(Reviews):
+    """What the schedule allows, and the validation rules over the plan."""
+
+    def _upstream(self, st: State, mids: Sequence[str]) -> Mapping[str, Any]:
+        """``mids`` and every milestone their tasks depend on, directly or not: all a
+        schedule of ``mids`` reads (the whole plan when it is in memory anyway)."""
+        milestones = st.milestones
+        if not is_lazy(milestones):
+            return milestones
+        found: dict[str, Any] = {}
+        frontier = [m for m in mids if m in milestones]
+        while frontier:
+            prefetch = getattr(milestones, "prefetch", None)
+            if prefetch is not None:
+                prefetch(frontier)
+            nxt: set[str] = set()
+            for mid in frontier:
+                if mid in found or mid not in milestones:
+                    continue
+                snap = found[mid] = milestones[mid]
+                for t in snap.get("tasks", []):
+                    nxt.update(d.split("/", 1)[0] for d in t.get("depends_on", []) if "/" in d)
+            frontier = sorted(nxt - found.keys())
+        return found
+
+    def _downstream(self, mids: Sequence[str]) -> set[str] | None:
+        """``mids`` and every milestone that waits on them, directly or not (None when
+        the store has no index to ask)."""
+        found = set(mids)
+        frontier = set(mids)
+        while frontier:
+            users = self.store.dependents(frontier)
+            if users is None:
+                return None
+            frontier = users - found
+            found |= frontier
+        return found
+
+    def _feasibilities(self, st: State, mids: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
+        """The feasibility projection of open milestones (at least those of ``mids``),
+        from the schedule of everything they depend on.
+
+        The whole plan's is computed once per log head (and day and team capacity) and
+        kept in the store's query cache; a few milestones on an indexed store are
+        computed from what they depend on alone, once the plan is known to hold no
+        dependency cycle (a cycle anywhere leaves every projection out)."""
+        head = self._head_key(st)
+        cached = self.store.cache_get("feasibility", head)
+        if isinstance(cached, dict):
+            return cached
+        if is_lazy(st.milestones) and len(mids) <= CLOSURE_LIMIT and self._acyclic(st):
+            crit = self._critical_hours(self._upstream(st, mids))
+            if crit is not None:
+                return self._feasibility_of(st.milestones, crit, mids)
+        milestones = st.milestones
+        everything = getattr(milestones, "everything", None)
+        if everything is not None:
+            milestones = everything()
+        crit = self._critical_hours(milestones)
+        result = {} if crit is None else self._feasibility_of(milestones, crit, milestones)
+        self.store.cache_put("feasibility", head, result)
+        self.store.cache_put("acyclic", self._head_key(st, dated=False), crit is not None)
+        return result
+
+    def _acyclic(self, st: State) -> bool:
+        """True when the plan at this log head holds no task dependency cycle: known from
+        an earlier head on the same chain when no event since can have added a dependency
+        (task done, start, status changes ...), else checked over the index's edges."""
+        head = self._head_key(st, dated=False)
+        hit = self.store.cache_peek("acyclic")
+        if hit is not None and hit[0] == head:
+            return hit[1] is True
+        if hit is None or hit[1] is not True or not self._carries(st, hit[0]):
+            # Ask the index for the dependencies alone (far less than every snapshot).
+            edges = self.store.task_edges()
+            if edges is None:
+                return False
+            acyclic = md.find_cycle(edges) is None
+            self.store.cache_put("acyclic", head, acyclic)
+            return acyclic
+        self.store.cache_put("acyclic", head, True)
+        return True
+
+    def _carries(self, st: State, since: str) -> bool:
+        """True when every event from log head ``since`` to ``st``'s head (on the same
+        chain, at most 100 of them) keeps the task dependencies as they were."""
+        try:
+            before, since_hash = since.split(":", 1)
+            after = int(before)
+        except ValueError:
+            return False
+        if not 0 <= st.last_event_id - after <= 100:
+            return False
+        events = self.store.events(after=after)
+        try:
+            tail = [e for _, e in zip(range(st.last_event_id - after), events, strict=False)]
+        finally:
+            close = getattr(events, "close", None)
+            if close is not None:
+                close()
+        return (bool(tail) and len(tail) == st.last_event_id - after
+                and tail[0]["prev_hash"] == since_hash and tail[-1]["hash"] == st.last_hash
+                and all(e["event_type"] in _EDGE_KEEPING for e in tail))
+
+    def _critical_hours(self, milestones: Mapping[str, Any]) -> dict[str, float] | None:
+        """Per milestone, hours until its last task can finish (None on a cycle)."""
+        from ..model import schedule
+
+        try:
+            return schedule.project_critical_hours(milestones)  # the forward pass is enough
+        except DependencyError:
+            return None
+
+    def _feasibility_of(self, milestones: Mapping[str, Any], crit: Mapping[str, float],
+                        mids: Any) -> dict[str, dict[str, Any]]:
+        from ..model import schedule
+
+        hours = schedule.team_weekly_hours(self.config())  # not the rules' engine: reads skip it
+        day = self.today()
+        out = {}
+        for mid in mids:
+            m = milestones[mid]
+            if m.get("status") in ("planned", "in_progress", "blocked"):
+                out[mid] = schedule.feasibility(m, crit.get(mid, 0.0), day, hours)
+        return out
+
+    def _schedule(self, milestones: Mapping[str, Any], mid: str) -> dict[str, Any]:
+        """Critical path, per-task slack and the feasibility projection of ``mid``."""
+        from ..model import schedule
+
+        try:
+            sched = schedule.project_schedule(milestones, only=mid)
+        except DependencyError:
+            return {"critical_path": [], "feasibility": None, "tasks": {}}
+        hours = schedule.team_weekly_hours(self.config())
+        crit = schedule.critical_hours_by_milestone(sched).get(mid, 0.0)
+        on_path = set(sched.critical_path)
+        tasks = {
+            ref: {"slack": round(sched.slack[ref], 2),
+                  "earliest_start": round(sched.earliest_start[ref], 2),
+                  "earliest_finish": round(sched.earliest_finish[ref], 2),
+                  "critical": ref in on_path}
+            for ref in sched.slack
+        }
+        return {"critical_path": sched.critical_path,
+                "feasibility": schedule.feasibility(milestones[mid], crit, self.today(), hours),
+                "tasks": tasks}
+
+    def validate(self, ref: str | None = None, types: Sequence[str] = ("standard",), *,
+                 severities: Collection[str] | None = None) -> dict[str, Any]:
+        """Run the rules of ``types`` over the plan as it is on disk now; with
+        ``severities``, report only findings of those (no time spent placing the
+        others in their files)."""
+        from ..storage import yamlio
+        from ..validation import engine
+
+        st = self.store.load()
+        milestones = dict(st.milestones)
+        scope = None
+        if ref is not None:
+            scope = {refs.resolve_milestone(ref, milestones)}
+        raw: dict[str, tuple[str, Any, str | None]] = {}
+        sources: dict[str, engine.Source] = {}
+        files = getattr(self.store, "milestone_files", None)  # the file backends'
+
+        def entries() -> Mapping[str, Any]:
+            state_entries = getattr(self.store, "state_entries", None)
+            return state_entries() if state_entries is not None else {}
+
+        def wrote(entry: Any, rel: str, stat: os.stat_result) -> bool:
+            """The tool wrote this file and nobody touched it since: its content is
+            the snapshot as written, no need to parse it."""
+            return bool(entry and entry.get("path") == rel and not entry.get("roundtrip")
+                        and entry.get("mtime_ns") == stat.st_mtime_ns
+                        and entry.get("size") == stat.st_size)
+
+        known, reread = entries(), False
+        if files is not None:
+            for mid, found in files().items():
+                if scope is not None and mid not in scope:
+                    continue
+                for rel, stat in found:
+                    shown = f"{DIRNAME}/{rel}"
+                    entry = known.get(mid) if len(found) == 1 else None
+                    if entry and not wrote(entry, rel, stat) and not reread:
+                        # A write may have landed since the state was read (a long-lived
+                        # reader: milestone execute's validator): read it again, once.
+                        reread = True
+                        getattr(self.store, "invalidate", lambda: None)()
+                        self.store.load()
+                        known = entries()
+                        entry = known.get(mid)
+                    try:
+                        blob = fsutil.read_bytes(self.root / rel, yamlio.MAX_FILE_BYTES)
+                        text = yamlio.decode(blob, shown)
+                        if entry is not None and wrote(entry, rel, stat):
+                            data = yamlio.prune(entry["state"])
+                        else:
+                            data = yamlio.load_text(text, shown)
+                    except MilestoneError as exc:
+                        raw[shown] = ("", None, str(exc))
+                        continue
+                    raw[shown] = (text, data, None)
+                    sources[mid] = engine.Source(shown, text)
+                    with contextlib.suppress(MilestoneError):  # what is on disk counts
+                        # window=False: a due date before the start is MS301's to report
+                        milestones[mid] = md.Milestone.from_dict(data, window=False).to_dict()
+        ctx = engine.Context(milestones, self.today(), self.config(), root=self.root,
+                             sources=sources, raw=raw, store=self.store, scope=scope,
+                             severities=frozenset(severities) if severities else None)
+        findings = engine.run(ctx, types)
+        count = {sev: sum(1 for f in findings if f.severity == sev)
+                 for sev in engine.SEVERITIES}
+        return {"schema": SCHEMA, "types": list(types), "ok": count["error"] == 0,
+                "counts": count, "findings": [f.to_dict() for f in findings]}

@@ -1,0 +1,280 @@
+"""The views (the ``--json`` contract): status, list, show, next, log, resume.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .. import model as md
+from ..errors import (
+    InvalidInput,
+    MilestoneError,
+    NotFound,
+)
+from ..model import events as ev
+from ..model import refs
+from ..storage import State
+from ..storage.base import is_lazy
+from .checks import Checks
+from .constants import SCHEMA
+from .rows import active_rows, next_tasks, summary, totals
+from .txn import Txn
+
+
+class Views(Checks):
+    """Read-only views; plain data the doors render."""
+
+    def status_view(self, ref: str | None = None, *, all_: bool = False) -> dict[str, Any]:
+        with self._reading() as st:
+            return dict(self._cached(st, f"view:status:{ref}:{all_}",
+                                     lambda: self._status(st, ref, all_)))
+
+    def _status(self, st: State, ref: str | None, all_: bool) -> dict[str, Any]:
+        day = self.today()
+        if ref is not None:
+            chosen = [refs.resolve_milestone(ref, st.milestones)]
+        elif all_ or st.current is None:
+            chosen = [mid for mid, s in sorted(st.milestones.items())
+                      if s["status"] != "archived"]
+        else:
+            chosen = [st.current]
+        feas = self._feasibilities(st, chosen)
+        only = chosen[0] if len(chosen) == 1 else None
+        ready = self._next_rows(st, only=only)  # rows we show
+        out = []
+        for mid in chosen:
+            s = summary(md.Milestone.from_snapshot(st.milestones[mid]), day, feas.get(mid))
+            s["next"] = [r for r in ready if r["milestone_id"] == mid][:3]
+            out.append(s)
+        return {
+            "schema": SCHEMA,
+            "current": st.current,
+            "today": day,
+            "milestones": out,
+            # every milestone, archived ones too (by_status says how many of them)
+            "totals": {**self._totals(st), "includes_archived": True},
+        }
+
+    def _totals(self, st: State) -> dict[str, Any]:
+        counted = self.store.totals() if is_lazy(st.milestones) else None
+        if counted is None:
+            return totals([md.Milestone.from_snapshot(s) for s in st.milestones.values()])
+        by_status = {s: 0 for s in md.MILESTONE_STATUSES}
+        tasks = {s: 0 for s in md.TASK_STATUSES}
+        for status, n in counted["by_status"].items():
+            by_status[status] += n
+        for status, n in counted["tasks"].items():
+            tasks[status] += n
+        return {"milestones": sum(by_status.values()), "by_status": by_status, "tasks": tasks}
+
+    def list_view(
+        self,
+        *,
+        status: Sequence[str] = (),
+        tags: Sequence[str] = (),
+        owner: str | None = None,
+        priority: Sequence[str] = (),
+        overdue: bool = False,
+        all_: bool = False,
+    ) -> dict[str, Any]:
+        from ..storage.base import MilestoneQuery
+
+        with self._reading() as st:
+            day = self.today()
+            q = MilestoneQuery(
+                statuses=tuple(status), tags=tuple(tags), owner=owner,
+                priorities=tuple(priority), overdue_before=day if overdue else None,
+                include_archived=all_)
+            key = "view:list:" + ev.canonical(list(q))
+            return dict(self._cached(st, key, lambda: self._list(st, q)))
+
+    def _list(self, st: State, q: Any) -> dict[str, Any]:
+        day = self.today()
+        status, tags, owner, priority = q.statuses, q.tags, q.owner, q.priorities
+        overdue, all_ = q.overdue_before is not None, q.include_archived
+        # An indexed store answers the filters in SQL; the loop below re-checks them,
+        # so both paths give the same rows.
+        indexed = self.store.query_milestones(q)
+        snaps: Mapping[str, Any] = (
+            {s["id"]: s for s in indexed} if indexed is not None else st.milestones)
+        candidates = sorted(snaps)
+        rows = []
+        for mid in candidates:
+            m = md.Milestone.from_snapshot(snaps[mid])
+            if not all_ and not status and m.status == "archived":
+                continue
+            if status and m.status not in status:
+                continue
+            if tags and not set(tags) & set(m.tags):
+                continue
+            if owner and m.owner != owner:
+                continue
+            if priority and m.priority not in priority:
+                continue
+            if overdue and not (
+                m.due_date
+                and m.due_date < day
+                and m.status not in ("completed", "archived", "cancelled")
+            ):
+                continue
+            rows.append(m)
+        feas = self._feasibilities(st, [m.id for m in rows])
+        return {"schema": SCHEMA, "current": st.current, "today": day,
+                "milestones": [summary(m, day, feas.get(m.id)) for m in rows]}
+
+    def show_view(self, ref: str) -> dict[str, Any]:
+        with self._reading() as st:
+            return self._show(st, ref)
+
+    def _show(self, st: State, ref: str) -> dict[str, Any]:
+        day = self.today()
+        if "/" in ref:
+            mid, tid = refs.resolve_task(ref, st.milestones, st.current)
+            m = md.Milestone.from_snapshot(st.milestones[mid])
+            t = m.task(tid)
+            tx = Txn(self, st)
+            data = t.to_dict() | {
+                "ref": f"{mid}/{tid}",
+                "milestone_id": mid,
+                "milestone_title": m.title,
+                "ready": not t.finished and t.status != "blocked" and not tx.unmet(m, t),
+                "waiting_on": tx.unmet(m, t),
+            }
+            return {"schema": SCHEMA, "kind": "task", "task": data}
+        mid = refs.resolve_milestone(ref, st.milestones)
+        m = md.Milestone.from_snapshot(st.milestones[mid])
+        plan = self._schedule(self._upstream(st, [mid]), mid)
+        data = m.to_dict() | summary(m, day, plan["feasibility"])
+        data["critical_path"] = plan["critical_path"]
+        data["feasibility"] = plan["feasibility"]
+        data["tasks"] = [
+            t.to_dict() | {"ref": f"{mid}/{t.id}"} | plan["tasks"].get(f"{mid}/{t.id}", {})
+            for t in m.tasks
+        ]
+        return {"schema": SCHEMA, "kind": "milestone", "milestone": data}
+
+    def next_view(self, ref: str | None = None, *, limit: int | None = None) -> dict[str, Any]:
+        with self._reading() as st:
+            only = refs.resolve_milestone(ref, st.milestones) if ref is not None else None
+            if only is None and is_lazy(st.milestones):
+                if limit is None:
+                    rows = self._cached(st, "view:next", lambda: self._next_rows(st),
+                                        dated=False)
+                    total = len(rows)
+                else:  # a page of its own in the cache: reading it back stays small
+                    def page() -> dict[str, Any]:
+                        every = self._next_rows(st)
+                        return {"rows": every[:limit], "total": len(every)}
+
+                    cached = self._cached(st, f"view:next:{limit}", page, dated=False)
+                    rows, total = cached["rows"], cached["total"]
+            else:
+                rows = self._next_rows(st, only=only)
+                total = len(rows)
+                rows = rows[:limit] if limit is not None else rows
+            return {"schema": SCHEMA, "tasks": rows, "total": total}
+
+    def _next_rows(self, st: State, *, only: str | None = None,
+                   limit: int | None = None) -> list[dict[str, Any]]:
+        """``next_tasks`` of the plan; for one milestone on an indexed store, from that
+        milestone, what it waits on and everything that waits on it (the chains)."""
+        milestones: Mapping[str, Any] = st.milestones
+        scope = (self._downstream([only]) if only is not None and is_lazy(milestones)
+                 else None)
+        if scope is None:
+            everything = getattr(milestones, "everything", None)
+            if everything is not None:
+                milestones = everything()
+        else:
+            snap = milestones[only]  # type: ignore[index]
+            scope |= set(snap.get("depends_on") or [])
+            scope |= {d.split("/", 1)[0] for t in snap.get("tasks", [])
+                      for d in t.get("depends_on", []) if "/" in d}
+            prefetch = getattr(milestones, "prefetch", None)
+            if prefetch is not None:
+                prefetch(sorted(scope))
+            milestones = {mid: milestones[mid] for mid in sorted(scope) if mid in milestones}
+        ms = {mid: md.Milestone.from_snapshot(s) for mid, s in milestones.items()}
+        return next_tasks(ms, only=only, limit=limit)
+
+    def log_view(
+        self,
+        *,
+        milestone: str | None = None,
+        types: Sequence[str] = (),
+        actor: str | None = None,
+        since: str | None = None,
+        limit: int | None = None,
+        after: int = 0,
+    ) -> dict[str, Any]:
+        mid = None
+        if milestone:
+            st = self.state()
+            try:
+                mid = refs.resolve_milestone(milestone, st.milestones)
+            except NotFound:
+                mid = refs.parse_milestone(milestone)  # deleted milestones keep their history
+        for t in types:
+            if t not in ev.EVENT_TYPES:
+                raise InvalidInput(
+                    f"unknown event type {t!r}", hint="see `milestone log --help` for the list"
+                )
+
+        def keep(e: dict[str, Any]) -> bool:
+            return not (
+                (mid and e.get("milestone_id") != mid)
+                or (types and e.get("event_type") not in types)
+                or (actor and e.get("actor") != actor)
+                or (since and str(e.get("timestamp", "")) < since)
+            )
+
+        st = self.state()  # a log that does not verify is told here (one warning)
+        if getattr(self.store, "damage", None):
+            # Only the events that verify are history: up to the last applied one,
+            # never past the line that does not verify (the warning names it).
+            rows = []
+            try:
+                for e in self.store.events(after=after):
+                    if int(e.get("event_id") or 0) > st.last_event_id:
+                        break
+                    if keep(e):
+                        rows.append(e)
+            except MilestoneError:
+                pass  # the damaged line itself: the warning said where
+            if limit is not None:
+                rows = rows[-limit:] if limit > 0 else []
+            return {"schema": SCHEMA, "events": rows}
+        tail = getattr(self.store, "events_tail", None)  # rotated logs: newest files only
+        if limit is not None and tail is not None:
+            rows = tail(limit, keep, after)
+        else:
+            rows = [e for e in self.store.events(after=after) if keep(e)]
+            if limit is not None:
+                rows = rows[-limit:] if limit > 0 else []
+        return {"schema": SCHEMA, "events": rows}
+
+    def resume_view(self) -> dict[str, Any]:
+        with self._reading() as st:
+            record = dict(self.store.read_resume() or {
+                "session_id": None,
+                "actor": None,
+                "current_milestone": st.current,
+                "in_progress": [],
+                "blockers": [],
+                "last_event": None,
+                "notes": [],
+            })
+            if record.get("in_progress") is None:  # left to the read by an indexed store
+                indexed = self.store.active_tasks() if is_lazy(st.milestones) else None
+                if indexed is None:
+                    active = [(m.id, t) for m in (md.Milestone.from_snapshot(s)
+                                                  for s in st.milestones.values())
+                              for t in m.tasks]
+                else:
+                    active = [(mid, md.Task.from_dict(t)) for mid, t in indexed]
+                record["in_progress"], record["blockers"] = active_rows(active)
+            ready = self.next_view(limit=1)["tasks"]
+            record["next_task"] = ready[0] if ready else None
+            record["schema"] = SCHEMA
+            return record
