@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from conftest import Runner
-from milestones.agents.git import GitIntegration, commit_refs, link, unmerged_paths
+from milestones.agents.git import GitIntegration, unmerged_paths
+from milestones.agents.gitlink import commit_refs, link
 from milestones.errors import Conflict, InvalidInput
 from milestones.project import Project
 

@@ -70,7 +70,7 @@ def link_command(since: str | None, keyword: str | None, as_json: bool) -> None:
       milestone git link
       milestone git link --since v1.0 --keyword Fixes --json
     """
-    from ..agents.git import link
+    from ..agents.gitlink import link
 
     data = link(get_project(), since=since, keyword=keyword)
     for r in data["not_closed"]:
