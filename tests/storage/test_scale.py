@@ -14,7 +14,7 @@ from milestones.agents.coord import Agents
 from milestones.cli import cli
 from milestones.errors import InvalidInput
 from milestones.model import events as ev
-from milestones.ops import scale
+from milestones.ops import activity, scale
 from milestones.ops.migrate import checksums, migrate
 from milestones.ops.scale import Signals, Thresholds, recommend
 from milestones.project import Project
@@ -216,8 +216,8 @@ def test_latency_reads_successful_commands_on_this_backend(project_dir: Path) ->
             + [{"command": "storage migrate", "ms": 9000.0, "backend": "file", "ok": True}]
             + [{"command": "list", "ms": 9000.0, "backend": "database", "ok": True}]
             + [{"command": "show", "ms": 9000.0, "backend": "file", "ok": False}])
-    (root / scale.METRICS).write_text("".join(json.dumps(r) + "\n" for r in rows))
-    assert scale.read_latencies(root, "file") == [900.0] * 30
+    (root / activity.METRICS).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert activity.read_latencies(root, "file") == [900.0] * 30
     data = json.loads(ok(project_dir, "storage", "status", "--json").output)
     assert data["signals"]["latency"]["triggered"] is True
     assert data["recommendation"]["change"] is True
@@ -243,24 +243,24 @@ def test_distinct_actors_over_30_days(tmp_path: Path, backend: str) -> None:
         p = Project(store, cwd=tmp_path, actor=who, session_id="s")
         p.clock = lambda days=days: at(days)  # type: ignore[misc]
         p.plan(f"By {who}")
-    since = scale.since_iso()
-    found = scale.recent_activity(store, since)
+    since = activity.since_iso()
+    found = activity.recent_activity(store, since)
     assert set(found.actors) == {"ann@example.com", "bob@example.com", "agent:claude-1"}
     assert at(2) < found.actors["ann@example.com"] <= at(0)  # last seen: the latest event
-    assert scale.recent_activity(store, since, enough=2).actors.keys() <= set(found.actors)
-    members = scale.team_members({"team": {"members": [
+    assert activity.recent_activity(store, since, enough=2).actors.keys() <= set(found.actors)
+    members = activity.team_members({"team": {"members": [
         {"name": "Ann", "email": "ann@example.com"}, {"name": "Dee"}, "eve"]}})
     assert scale.team_size(members, found.actors) == 5  # ann, dee, eve + bob, the agent
 
 
 def test_agent_events_and_feature_files(project_dir: Path) -> None:
     root = project_dir / ".milestones"
-    assert scale.features_in_use(root) == frozenset()
+    assert activity.features_in_use(root) == frozenset()
     (root / "agents").mkdir()
     (root / "web-dashboard").mkdir()
     (root / "config" / "encryption.key").write_text("k")
-    assert scale.features_in_use(root) == {"agents", "dashboard", "encryption"}
-    assert "agents" in scale.features_in_use(project_dir, agent_events=1)
+    assert activity.features_in_use(root) == {"agents", "dashboard", "encryption"}
+    assert "agents" in activity.features_in_use(project_dir, agent_events=1)
 
 
 def test_rotated_archives_count_in_status_but_not_after_a_write(tmp_path: Path) -> None:
@@ -274,8 +274,8 @@ def test_rotated_archives_count_in_status_but_not_after_a_write(tmp_path: Path) 
         pytest.skip("the log did not rotate")
     p = Project.open(tmp_path, actor="new@example.com", session_id="s")
     p.plan("Late")
-    full = scale.recent_activity(p.store, scale.since_iso())
-    quick = scale.recent_activity(p.store, scale.since_iso(), archives=False)
+    full = activity.recent_activity(p.store, activity.since_iso())
+    quick = activity.recent_activity(p.store, activity.since_iso(), archives=False)
     assert set(full.actors) == {"old-timer@example.com", "new@example.com"}
     assert set(quick.actors) <= set(full.actors)
 
@@ -327,7 +327,7 @@ def test_suggest_prints_the_note_once_a_day(tmp_path: Path) -> None:
         "it better — run `milestone storage migrate --to database`\n")
     assert ok(tmp_path, "plan", "And another").stderr == ""
     assert ok(tmp_path, "status").stderr == ""  # reads never speak
-    memo = tmp_path / ".milestones" / scale.MEMO
+    memo = tmp_path / ".milestones" / activity.MEMO
     memo.write_text(json.dumps({"noted_on": "2000-01-01"}))
     assert "database backend would serve" in ok(tmp_path, "task", "start", "1/1").stderr
     assert open_store(tmp_path / ".milestones").backend == "file"  # only a suggestion
@@ -336,14 +336,14 @@ def test_suggest_prints_the_note_once_a_day(tmp_path: Path) -> None:
 def test_team_and_latency_are_measured_once_an_hour(tmp_path: Path) -> None:
     big(tmp_path, 3)
     assert ok(tmp_path, "plan", "One more").stderr == ""
-    memo_path = tmp_path / ".milestones" / scale.MEMO
+    memo_path = tmp_path / ".milestones" / activity.MEMO
     memo = json.loads(memo_path.read_text())
     assert memo["measured"]["team"] == 2 and memo["measured"]["backend"] == "file"  # ann, tester
     memo["measured"]["team"] = 50  # as if measured a moment ago
     memo_path.write_text(json.dumps(memo))
     assert "this project's team has 50 people" in ok(tmp_path, "plan", "Two more").stderr
     memo = json.loads(memo_path.read_text())
-    memo["measured"]["at"] -= scale.MEASURE_EVERY
+    memo["measured"]["at"] -= activity.MEASURE_EVERY
     memo["noted_on"] = "2000-01-01"
     memo_path.write_text(json.dumps(memo))
     assert ok(tmp_path, "plan", "Three more").stderr == ""  # measured again: a team of 2
@@ -364,7 +364,7 @@ def test_off_stays_quiet(tmp_path: Path) -> None:
     big(tmp_path, 100)
     configure(tmp_path, "scale:\n  policy: off\n")
     assert ok(tmp_path, "plan", "One more").stderr == ""
-    assert not (tmp_path / ".milestones" / scale.MEMO).exists()
+    assert not (tmp_path / ".milestones" / activity.MEMO).exists()
     assert open_store(tmp_path / ".milestones").backend == "file"
 
 
@@ -390,7 +390,7 @@ def test_auto_migrates_and_keeps_the_data(tmp_path: Path) -> None:
     assert ok(tmp_path, "storage", "status").stderr == ""
     # A rollback is respected: afterwards auto only suggests.
     ok(tmp_path, "storage", "rollback")
-    (root / scale.MEMO).unlink()
+    (root / activity.MEMO).unlink()
     again = ok(tmp_path, "task", "done", "3/1")
     assert "would serve it better" in again.stderr
     assert open_store(root).backend == "file"
@@ -427,7 +427,7 @@ def test_auto_is_quiet_when_another_command_moved_the_project_first(
     project = Project.open(tmp_path)
     assert scale.status(project)["recommendation"]["backend"] == "database"
     assert scale.after_write(project) is None
-    memo = json.loads((p.root / scale.MEMO).read_text())
+    memo = json.loads((p.root / activity.MEMO).read_text())
     assert "noted_on" not in memo and "failed" not in memo
 
 

@@ -48,7 +48,7 @@ def record(project: Any, command: str, ms: float, ok: bool) -> None:
             f.write("# per machine: command timings, the scale policy's memo\n"
                     "metrics.jsonl\nscale-state.json\n")
     if size > METRICS_MAX_LINES * len(data):  # lines are of about the same length
-        from .scale import trim_metrics
+        from .activity import trim_metrics
 
         trim_metrics(Path(path))
 
