@@ -307,7 +307,8 @@ def test_records_move_with_a_migration(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("backend", ["file", "database"])
 def test_records_are_in_backups(tmp_path: Path, backend: str) -> None:
-    from milestones.storage.backup import create_backup, restore_backup
+    from milestones.storage.backup import create_backup
+    from milestones.storage.restore import restore_backup
 
     p, _ = Project.init(tmp_path, backend=backend, actor="tester")
     Agents(p).register("w")

@@ -29,8 +29,11 @@ from milestones.cli import cli
 from milestones.errors import InvalidInput, StorageError
 from milestones.model import events as ev
 from milestones.project import Project
+from milestones.storage import archive as ar
 from milestones.storage import backup as bk
 from milestones.storage import open_store
+from milestones.storage import restore as rs
+from milestones.storage import swap as sw
 
 BACKENDS = ["file", "hybrid", "database"]
 ACTOR = {"actor": "ann@example.com", "session_id": "s1"}
@@ -154,7 +157,7 @@ def test_backup_then_restore_brings_back_exactly_the_same_state(
     moved_on = snapshot(root)
     assert moved_on["head"] != before["head"]
 
-    result = bk.restore_backup(root, info.path)
+    result = rs.restore_backup(root, info.path)
 
     after = snapshot(root)
     assert after == before  # milestones, current, the log (same hashes), resume record
@@ -162,7 +165,7 @@ def test_backup_then_restore_brings_back_exactly_the_same_state(
     assert result.manifest.event_count == len(before["events"])
     assert (result.manifest.last_event_id, result.manifest.last_hash) == before["head"]
     assert result.previous_backend == backend
-    assert not (root / bk.RESTORE_DIR).exists()
+    assert not (root / ar.RESTORE_DIR).exists()
     # The project works on from the restored head, and reads as unchanged (no hand edits).
     reopened = Project.open(tmp_path, **ACTOR)
     assert reopened.state().last_event_id == before["head"][0]
@@ -180,7 +183,7 @@ def test_file_backend_files_come_back_byte_for_byte(tmp_path: Path) -> None:
     info = bk.create_backup(root)
     change(tmp_path)
     (root / "completed").rmdir()  # empty directories come back too
-    bk.restore_backup(root, info.path)
+    rs.restore_backup(root, info.path)
     again = {k: v for k, v in tree(root).items()
              if k.split("/")[0] in ("active", "completed", "config", "logs")
              and k != "logs/system-events.jsonl"}
@@ -207,7 +210,7 @@ def test_rotated_event_logs_are_backed_up_and_restored(tmp_path: Path) -> None:
     assert {f"logs/archive/{n}" for n in rotated} <= {m.path for m in info.manifest.members}
     shutil.rmtree(p.root / "logs" / "archive")
     change(tmp_path)
-    bk.restore_backup(p.root, info.path)
+    rs.restore_backup(p.root, info.path)
     assert sorted(n.name for n in (p.root / "logs" / "archive").iterdir()) == rotated
     assert snapshot(p.root) == before
 
@@ -271,7 +274,7 @@ def test_backup_and_restore_are_system_events_not_progress_events(
     before = snapshot(root)
     info = bk.create_backup(root, actor="bob@example.com")
     assert snapshot(root)["events"] == before["events"]  # the chain is as it was
-    result = bk.restore_backup(root, info.path, actor="bob@example.com")
+    result = rs.restore_backup(root, info.path, actor="bob@example.com")
     lines = sysevents(root)
     assert [e["event"] for e in lines] == ["backup_created", "backup_created", "backup_restored"]
     created, pre, restored = lines
@@ -295,13 +298,13 @@ def test_restore_takes_a_pre_restore_backup_that_undoes_it(tmp_path: Path, backe
     info = bk.create_backup(root)
     change(tmp_path)
     later = snapshot(root)
-    result = bk.restore_backup(root, info.path)
+    result = rs.restore_backup(root, info.path)
     pre = result.pre_restore.path
     assert pre.parent == root / "database" / "backup" and pre.name.endswith("-pre-restore.tar.gz")
     manifest = bk.verify_backup(pre)
     assert (manifest.last_event_id, manifest.last_hash) == later["head"]
     assert manifest.reason == "pre-restore"
-    bk.restore_backup(root, pre)  # undo the restore
+    rs.restore_backup(root, pre)  # undo the restore
     assert snapshot(root) == later
 
 
@@ -315,7 +318,7 @@ def test_restore_across_backends(tmp_path: Path, source: str, target: str) -> No
     archive = bk.create_backup(src.root, tmp_path / "src.tar.gz").path
     dst = build(tmp_path / "dst", target)
     change(tmp_path / "dst")
-    bk.restore_backup(dst.root, archive)
+    rs.restore_backup(dst.root, archive)
     assert (dst.root / "config" / "storage-backend.txt").read_text().strip() == source
     assert snapshot(dst.root) == wanted
     if source == "database":
@@ -419,10 +422,10 @@ def test_a_damaged_archive_is_refused_and_nothing_changes(tmp_path: Path, how: s
         bk.verify_backup(bad)
     assert expected in str(verified.value) and str(bad) in str(verified.value)
     with pytest.raises(StorageError) as restored:
-        bk.restore_backup(root, bad)
+        rs.restore_backup(root, bad)
     assert expected in str(restored.value)
     assert tree(root) == files and snapshot(root) == state  # no pre-restore backup either
-    assert not (root / bk.RESTORE_DIR).exists()
+    assert not (root / ar.RESTORE_DIR).exists()
     assert not any(p.name.startswith("evil") for p in tmp_path.rglob("*"))
     assert not Path("/tmp/evil-abs").exists()
 
@@ -437,7 +440,7 @@ def test_a_damaged_database_member_is_refused(tmp_path: Path, how: str) -> None:
     change(tmp_path / "proj")
     state, files = snapshot(p.root), tree(p.root)
     with pytest.raises(StorageError, match=f"member {name}"):
-        bk.restore_backup(p.root, bad)
+        rs.restore_backup(p.root, bad)
     assert snapshot(p.root) == state and tree(p.root) == files
 
 
@@ -453,7 +456,7 @@ def test_a_manifest_that_disagrees_with_the_data_is_refused_on_restore(tmp_path:
     bk.verify_backup(bad)  # every member matches its hash...
     state, files = snapshot(p.root), tree(p.root)
     with pytest.raises(StorageError, match="but the manifest says"):
-        bk.restore_backup(p.root, bad)  # ...but the data does not match the manifest
+        rs.restore_backup(p.root, bad)  # ...but the data does not match the manifest
     assert snapshot(p.root) == state and tree(p.root) == files
 
 
@@ -462,7 +465,7 @@ def test_a_missing_archive_is_not_found(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput):
         bk.verify_backup(tmp_path / "nope.tar.gz")
     with pytest.raises(InvalidInput):
-        bk.restore_backup(p.root, tmp_path / "nope.tar.gz")
+        rs.restore_backup(p.root, tmp_path / "nope.tar.gz")
 
 
 # --------------------------------------------------------------- retention
@@ -476,7 +479,7 @@ def set_retention(root: Path, value: object) -> None:
 def test_retention_keeps_the_newest_automatic_backups(tmp_path: Path) -> None:
     p = build(tmp_path, "file")
     root = p.root
-    assert bk.retention(root) == bk.DEFAULT_RETENTION
+    assert bk.retention(root) == ar.DEFAULT_RETENTION
     set_retention(root, 3)
     manual = [bk.create_backup(root).path.name for _ in range(2)]
     auto = [bk.create_backup(root, reason="auto").path.name for _ in range(5)]
@@ -492,8 +495,8 @@ def test_pre_restore_backups_count_towards_retention(tmp_path: Path) -> None:
     root = p.root
     set_retention(root, 1)
     info = bk.create_backup(root)
-    first = bk.restore_backup(root, info.path).pre_restore.path
-    second = bk.restore_backup(root, info.path).pre_restore.path
+    first = rs.restore_backup(root, info.path).pre_restore.path
+    second = rs.restore_backup(root, info.path).pre_restore.path
     assert not first.exists() and second.exists()
     assert backups(root) == sorted([info.path.name, second.name])
 
@@ -634,7 +637,7 @@ def test_database_backup_is_consistent_while_another_process_writes(
     for i, info in enumerate(archives):
         manifest = bk.verify_backup(info.path)
         target = build(tmp_path / f"restored{i}", "database")
-        bk.restore_backup(target.root, info.path)
+        rs.restore_backup(target.root, info.path)
         conn = sqlite3.connect(target.root / "database" / "milestones.db")
         try:
             assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
@@ -662,7 +665,7 @@ def test_restore_while_another_process_writes(tmp_path: Path, backend: str,
     try:
         time.sleep(0.3)
         for _ in range(3):
-            bk.restore_backup(p.root, info.path)
+            rs.restore_backup(p.root, info.path)
             time.sleep(0.1)
     finally:
         stop.touch()
@@ -688,7 +691,7 @@ def test_an_error_mid_restore_undoes_it(tmp_path: Path, backend: str,
     info = bk.create_backup(root)
     change(tmp_path)
     state, files = snapshot(root), tree(root)
-    real = bk._write_marker
+    real = sw._write_marker
     calls = []
 
     def failing(root_: Path, text: str | None) -> None:
@@ -697,9 +700,9 @@ def test_an_error_mid_restore_undoes_it(tmp_path: Path, backend: str,
             raise OSError(28, "No space left on device")
         real(root_, text)
 
-    monkeypatch.setattr(bk, "_write_marker", failing)
+    monkeypatch.setattr(sw, "_write_marker", failing)
     with pytest.raises(OSError, match="No space left"):
-        bk.restore_backup(root, info.path)
+        rs.restore_backup(root, info.path)
     monkeypatch.undo()
     assert snapshot(root) == state
     now = tree(root)
@@ -707,7 +710,7 @@ def test_an_error_mid_restore_undoes_it(tmp_path: Path, backend: str,
     assert len(pre) == 1  # the safety backup stays, with its system event
     assert {k: v for k, v in now.items() if k not in pre and "system-events" not in k} == \
         {k: v for k, v in files.items() if "system-events" not in k}
-    assert not (root / bk.RESTORE_DIR).exists()
+    assert not (root / ar.RESTORE_DIR).exists()
 
 
 @pytest.mark.parametrize(("source", "target"), [("database", "file"), ("file", "database")])
@@ -718,7 +721,7 @@ def test_an_error_mid_cross_backend_restore_undoes_it(
     dst = build(tmp_path / "dst", target)
     (dst.root / "config" / "team-notes.txt").write_text("only here")  # not in the archive
     state, files = snapshot(dst.root), tree(dst.root)
-    real = bk._write_marker
+    real = sw._write_marker
     calls = []
 
     def failing(root_: Path, text: str | None) -> None:
@@ -727,9 +730,9 @@ def test_an_error_mid_cross_backend_restore_undoes_it(
             raise KeyboardInterrupt  # Ctrl-C, with every directory swapped
         real(root_, text)
 
-    monkeypatch.setattr(bk, "_write_marker", failing)
+    monkeypatch.setattr(sw, "_write_marker", failing)
     with pytest.raises(KeyboardInterrupt):
-        bk.restore_backup(dst.root, archive)
+        rs.restore_backup(dst.root, archive)
     monkeypatch.undo()
     assert snapshot(dst.root) == state
     def data(files: dict[str, str]) -> dict[str, str]:  # the empty .lock may be new
@@ -740,17 +743,17 @@ def test_an_error_mid_cross_backend_restore_undoes_it(
     assert (dst.root / "config" / "team-notes.txt").read_text() == "only here"
     assert (dst.root / "config" / "storage-backend.txt").read_text().strip() == target
     assert (dst.root / "database" / "milestones.db").exists() == (target == "database")
-    assert not (dst.root / bk.RESTORE_DIR).exists()
+    assert not (dst.root / ar.RESTORE_DIR).exists()
 
 
 CRASHER = textwrap.dedent("""
     import os, sys
     from pathlib import Path
-    from milestones.storage import backup as bk
+    from milestones.storage import restore as rs, swap as sw
     root, archive, point = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
     if point == "rollback":
         # An error once everything is swapped, then death while undoing it.
-        real_marker, real_rename = bk._write_marker, bk._rename
+        real_marker, real_rename = sw._write_marker, sw.rename_durably
         state = {"failed": False}
 
         def fail_once(*args):
@@ -765,17 +768,18 @@ CRASHER = textwrap.dedent("""
                 os._exit(99)
             real_rename(*args)
 
-        bk._write_marker, bk._rename = fail_once, rename_then_die
+        sw._write_marker, sw.rename_durably = fail_once, rename_then_die
     else:
-        real = getattr(bk, point)
+        module = rs if point == "_check_staged" else sw  # where the step is looked up
+        real = getattr(module, point)
 
         def die(*args, **kw):
             if point == "_swap_dir":
                 real(*args, **kw)  # one directory swapped, the others not
             os._exit(99)
 
-        setattr(bk, point, die)
-    bk.restore_backup(root, archive, actor="crash@example.com")
+        setattr(module, point, die)
+    rs.restore_backup(root, archive, actor="crash@example.com")
 """)
 
 
@@ -797,22 +801,22 @@ def test_a_crash_mid_restore_is_finished_or_forgotten_never_mixed(
     proc = subprocess.run([sys.executable, "-c", CRASHER, str(root), str(info.path), point],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 99, proc.stderr
-    assert (root / bk.RESTORE_DIR).exists()
-    assert (root / bk.RESTORE_DIR / "journal.json").exists() == (finished or point == "rollback")
+    assert (root / ar.RESTORE_DIR).exists()
+    assert (root / ar.RESTORE_DIR / "journal.json").exists() == (finished or point == "rollback")
     if point == "rollback":
-        assert bk.recover_restore(root) == ["undid a restore that had failed part-way"]
+        assert rs.recover_restore(root) == ["undid a restore that had failed part-way"]
         assert snapshot(root) == moved_on
     elif backend == "file":
         repairs = bk.create_backup(root, tmp_path / "after.tar.gz")  # recovers first
-        assert not (root / bk.RESTORE_DIR).exists()
+        assert not (root / ar.RESTORE_DIR).exists()
         assert snapshot(root) == (wanted if finished else moved_on)
         assert bk.verify_backup(repairs.path).last_event_id == snapshot(root)["head"][0]
     else:
-        done = bk.recover_restore(root)
+        done = rs.recover_restore(root)
         assert done == ["finished a restore that was interrupted"]
         assert snapshot(root) == wanted
         conn = sqlite3.connect(root / "database" / "milestones.db")
         assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
         conn.close()
-    assert bk.recover_restore(root) == []
+    assert rs.recover_restore(root) == []
     Project.open(tmp_path, **ACTOR).note("carry on")

@@ -212,10 +212,10 @@ def test_a_backup_killed_for_real_leaves_nothing_past_the_next_command(proj: Pat
     code = (
         "import os, signal, sys\n"
         "from milestones.storage import backup\n"
-        "real = backup._write_archive\n"
+        "real = backup.write_archive\n"
         "def die(*a, **k):\n"
         "    os.kill(os.getpid(), signal.SIGKILL)\n"
-        "backup._write_archive = die\n"
+        "backup.write_archive = die\n"
         f"backup.create_backup(__import__('pathlib').Path({str(proj / M)!r}))\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)

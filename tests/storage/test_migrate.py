@@ -219,7 +219,8 @@ def test_pre_migration_backup_is_a_checked_archive_restore_takes_back(
     """The automatic backup is a full archive (manifest, SHA-256 per member, databases
     copied through SQLite's online backup API) made under the migration's own lock,
     on the database backend too, without waiting for it."""
-    from milestones.storage.backup import restore_backup, verify_backup
+    from milestones.storage.backup import verify_backup
+    from milestones.storage.restore import restore_backup
 
     monkeypatch.setenv("MILESTONE_LOCK_TIMEOUT", "2")
     p = build(tmp_path)

@@ -23,6 +23,7 @@ from milestones.model import Milestone
 from milestones.ops.migrate import migrate
 from milestones.project import Project
 from milestones.project.session import utc_now
+from milestones.storage import archive as ar
 from milestones.storage import backup as bk
 from milestones.storage import fsutil, open_store, yamlio
 
@@ -331,7 +332,7 @@ def test_scheduled_backups_off_and_on_other_backends(tmp_path: Path,
 def test_scheduled_backup_skips_while_another_holds_the_lock(tmp_path: Path,
                                                               hold_lock: Any) -> None:
     p, _ = Project.init(tmp_path, backend="database", **ACTOR)
-    hold_lock(fsutil.writer_lock(p.root / bk.LOCK_NAME))
+    hold_lock(fsutil.writer_lock(p.root / ar.LOCK_NAME))
     assert bk.scheduled_backup(p.root) is None  # that one (a backup, a restore) counts
     assert automatic(p.root) == []
 

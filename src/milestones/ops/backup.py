@@ -12,14 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..project.session import resolve_actor
-from ..storage.backup import (
-    BackupInfo,
-    Manifest,
-    RestoreInfo,
-    create_backup,
-    restore_backup,
-    verify_backup,
-)
+from ..storage.archive import BackupInfo, Manifest, RestoreInfo
+from ..storage.backup import create_backup, verify_backup
+from ..storage.restore import restore_backup
 
 __all__ = ["BackupInfo", "Manifest", "RestoreInfo", "backup", "restore", "verify_backup"]
 

@@ -104,7 +104,7 @@ def _run(project: Project, *, repair: bool = False) -> dict[str, Any]:
     store = project.store
     repairs: list[str] = []
     if repair:
-        from ..storage.backup import recover_restore
+        from ..storage.restore import recover_restore
 
         repairs += recover_restore(project.root)
         with store.lock():

@@ -57,7 +57,7 @@ class UnitOfWork(ProjectCore):
         """One write, as a unit: the writer lock, hand edits recorded, the changes and
         their events appended, validated and committed on exit (rolled back on error)."""
         if (self.root / ".restore").exists():  # a restore was interrupted: finish it first
-            from ..storage.backup import recover_restore
+            from ..storage.restore import recover_restore
 
             recover_restore(self.root)
         self.follow_backend()
