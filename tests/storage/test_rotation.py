@@ -19,7 +19,7 @@ from milestones.errors import StorageError
 from milestones.model import events as ev
 from milestones.ops.migrate import migrate
 from milestones.project import Project
-from milestones.storage import logfiles
+from milestones.storage import logfiles, logrotation
 from milestones.storage.file import FileStore
 
 ACTOR = "tester@example.com"
@@ -99,7 +99,7 @@ def cli_json(proj: Path, *args: str) -> Any:
 def decompressed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The names of the archives read (decompressed), in order."""
     seen: list[str] = []
-    lines, whole = logfiles._gzip_lines, logfiles._read_gzip
+    lines, whole = logrotation.gzip_lines, logrotation.read_gzip
 
     def counting_lines(path: Path) -> Iterator[bytes]:
         seen.append(path.name)
@@ -109,8 +109,9 @@ def decompressed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         seen.append(path.name)
         return whole(path)
 
-    monkeypatch.setattr(logfiles, "_gzip_lines", counting_lines)
-    monkeypatch.setattr(logfiles, "_read_gzip", counting_whole)
+    for module in (logfiles, logrotation):  # patched where each is looked up
+        monkeypatch.setattr(module, "gzip_lines", counting_lines)
+        monkeypatch.setattr(module, "read_gzip", counting_whole)
     return seen
 
 
@@ -334,7 +335,7 @@ def test_migration_round_trip_keeps_the_log_once(proj: Path) -> None:
 
 CRASH = """
 import os, sys
-from milestones.storage import logfiles
+from milestones.storage import logrotation
 from milestones.cli import cli
 
 step = sys.argv[1]
@@ -343,7 +344,7 @@ def die_at(name):
     if name == step:
         os._exit(99)
 
-logfiles._after_step = die_at
+logrotation._after_step = die_at
 cli.main(args=["-C", *sys.argv[2:]], prog_name="milestone")
 """
 
