@@ -5,6 +5,10 @@ hand edits, checks the change against the model, then commits its events (the
 write-ahead record) and the new snapshots as one unit, and refreshes the
 session-resume record. Reads are served without the lock. Views return plain
 data (the ``--json`` contract); the doors render it.
+
+May import ``validation``, ``plans``, ``storage``, ``model``, ``ui`` and ``errors``;
+never an agent, an op or a door (``Agents(project)`` builds on it, not the other
+way round). See ARCHITECTURE.md.
 """
 
 from __future__ import annotations
