@@ -1,0 +1,129 @@
+"""The database backends' queries and helpers: ``QueryCache`` (``database/cache.db``,
+results keyed by the log head), ``milestone_query_sql`` (a ``MilestoneQuery`` as
+parameterized SQL), the canonical JSON of rows and the refusal of linked files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from ..errors import MilestoneError
+from . import fsutil
+from .base import MilestoneQuery
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+def refuse_db_links(path: Path) -> None:
+    """SQLite follows links: refuse one at the database or its side files (and their
+    folders) inside ``.milestones/``, as ``fsutil`` does for every other file."""
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        fsutil.refuse_links(path.with_name(path.name + suffix))
+
+
+def _decoded(text: Any) -> tuple[Any] | None:
+    """A cached value, in a 1-tuple (None is a value); None when it does not decode: the
+    cache is derived, so a damaged entry is a miss, never an error."""
+    try:
+        return (json.loads(text),)
+    except (TypeError, ValueError, RecursionError):
+        return None
+
+
+class QueryCache:
+    """``database/cache.db``: query results keyed by the event log head, so an entry
+    computed before the last change is never served after it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.hits = 0
+        self.misses = 0
+        self._conn: sqlite3.Connection | None = None
+
+    def _db(self) -> sqlite3.Connection | None:
+        if self._conn is None:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                refuse_db_links(self.path)
+                # One thread at a time, not always the same (milestone execute's writer).
+                self._conn = sqlite3.connect(self.path, timeout=1.0, isolation_level=None,
+                                             check_same_thread=False)
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                self._conn.execute("CREATE TABLE IF NOT EXISTS cache (key TEXT PRIMARY KEY, "
+                                   "head TEXT NOT NULL, value TEXT NOT NULL)")
+            except (sqlite3.Error, OSError, MilestoneError):
+                return None  # a cache that cannot open is a cache that misses
+        return self._conn
+
+    def get(self, key: str, head: str) -> Any:
+        db = self._db()
+        row = None
+        if db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                row = db.execute("SELECT value FROM cache WHERE key = ? AND head = ?",
+                                 (key, head)).fetchone()
+        value = _decoded(row[0]) if row is not None else None
+        if value is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        return value[0]
+
+    def peek(self, key: str) -> tuple[str, Any] | None:
+        """The entry for ``key`` at whatever head it was computed (None when there is none)."""
+        db = self._db()
+        row = None
+        if db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                row = db.execute("SELECT head, value FROM cache WHERE key = ?", (key,)).fetchone()
+        value = _decoded(row[1]) if row is not None else None
+        if row is None or value is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        return str(row[0]), value[0]
+
+    def put(self, key: str, head: str, value: Any) -> None:
+        db = self._db()
+        if db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("INSERT INTO cache (key, head, value) VALUES (?, ?, ?) "
+                           "ON CONFLICT(key) DO UPDATE SET head = excluded.head, "
+                           "value = excluded.value", (key, head, dumps(value)))
+
+
+def milestone_query_sql(q: MilestoneQuery) -> tuple[str, list[Any]]:
+    """A parameterized SELECT of milestone ids for ``q`` (every filter uses an index)."""
+    where: list[str] = []
+    args: list[Any] = []
+    if q.statuses:
+        where.append(f"status IN ({', '.join('?' * len(q.statuses))})")
+        args += list(q.statuses)
+    elif not q.include_archived:
+        where.append("status IN ('planned', 'in_progress', 'blocked', 'completed', "
+                     "'cancelled')")
+    if q.priorities:
+        where.append(f"priority IN ({', '.join('?' * len(q.priorities))})")
+        args += list(q.priorities)
+    if q.owner:
+        where.append("owner = ?")
+        args.append(q.owner)
+    if q.tags:
+        where.append(f"id IN (SELECT milestone_id FROM milestone_tags WHERE tag IN "
+                     f"({', '.join('?' * len(q.tags))}))")
+        args += list(q.tags)
+    if q.overdue_before:
+        where.append("due_date < ? AND status IN ('planned', 'in_progress', 'blocked')")
+        args.append(q.overdue_before)
+    sql = "SELECT id FROM milestones"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    return sql + " ORDER BY id", args
+
+
