@@ -601,3 +601,20 @@ def test_only_a_long_lived_writer_fills_the_text_caches(tmp_path: Path) -> None:
     assert all(len(c) >= 6 for c in caches)
     text = (tmp_path / ".milestones" / "active" / "milestone-001.yaml").read_text()
     assert text.count("status: in_progress") == 6  # the milestone and five tasks
+
+
+@pytest.mark.parametrize("backend", ["file", "hybrid"])
+@pytest.mark.parametrize("current", ["lilestone-001", "milestone-999", 7])
+def test_a_state_json_naming_a_current_it_does_not_hold_is_rebuilt(
+        tmp_path: Path, backend: str, current: object) -> None:
+    """Found by the mutation property test: a damaged ``current`` in logs/state.json was
+    an internal error (KeyError); the snapshot is damaged, so it is rebuilt from the log."""
+    p, _ = Project.init(tmp_path, backend=backend, **ACTOR)
+    p.plan("Alpha", tasks=["One"])
+    state_path = p.root / "logs" / "state.json"
+    state = json.loads(state_path.read_text())
+    state["current"] = current
+    state_path.write_text(json.dumps(state))
+    result = invoke(tmp_path, "status", "--json")
+    assert result.exit_code == 0, result.output + result.stderr
+    assert json.loads(result.stdout)["current"] == "milestone-001"

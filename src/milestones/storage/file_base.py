@@ -43,6 +43,9 @@ def _state_shape_ok(state: Any) -> bool:
     if any(not isinstance(state.get(k), t) or isinstance(state.get(k), bool)
            for k, t in _STATE_TYPES.items()):
         return False
+    current = state.get("current")
+    if current is not None and (not isinstance(current, str) or current not in state["milestones"]):
+        return False  # a current milestone the state does not hold: damaged, rebuilt from the log
     return all(isinstance(e, dict) and all(isinstance(e.get(k), t) for k, t in
                                            _ENTRY_TYPES.items())
                and FILE_RE.match(str(e["path"]).rsplit("/", 1)[-1]) is not None
