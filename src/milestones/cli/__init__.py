@@ -336,9 +336,7 @@ def choose_ui(ui: str | None, count: int | None = None) -> str:
     if not sys.stdout.isatty():
         return "simple"
     try:
-        from ..project import load_config
-
-        cfg = load_config(get_project().root)["ui"]
+        cfg = get_project().config()["ui"]
     except MilestoneError:
         cfg = {"default": "auto", "rich_from_milestones": 5}
     if cfg.get("default") in UI_LEVELS:

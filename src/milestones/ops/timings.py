@@ -24,10 +24,9 @@ METRICS_MAX_LINES = 2000  # metrics.jsonl is cut to its last 1000 lines past abo
 def record(project: Any, command: str, ms: float, ok: bool) -> None:
     """Append one line to performance/metrics.jsonl: one O_APPEND write, no fsync."""
     fault("metrics")
-    record = {"timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              "command": command, "ms": round(ms, 1),
-              "backend": project.store.backend, "ok": ok}
-    data = (json.dumps(record) + "\n").encode("utf-8")
+    line = {"timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "command": command, "ms": round(ms, 1), "backend": project.store.backend, "ok": ok}
+    data = (json.dumps(line) + "\n").encode("utf-8")
     folder = os.path.join(project.root, "performance")
     path = os.path.join(folder, "metrics.jsonl")
     flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NONBLOCK", 0)

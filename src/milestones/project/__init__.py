@@ -58,7 +58,6 @@ _ON_FIRST_USE = {  # name -> the module that defines it
     "detect_project": "..plans.detect",
     "list_templates": "..plans.templates",
     "get_template": "..plans.templates",
-    "load_config": "..storage.config",
 }
 
 if TYPE_CHECKING:
@@ -66,7 +65,6 @@ if TYPE_CHECKING:
     from ..plans.detect import detect_project
     from ..plans.planfile import read_plan
     from ..plans.templates import get_template, list_templates
-    from ..storage.config import load_config
     from ..validation import all_rules
 
 
@@ -100,7 +98,6 @@ __all__ = [
     "find_root",
     "get_template",
     "list_templates",
-    "load_config",
     "milestone_schema",
     "parse_milestone",
     "read_plan",
