@@ -50,6 +50,9 @@ class FullDatabaseStore(DatabaseStore):
     def query_milestones(self, q: Any) -> Any:
         return None
 
+    def ready_tasks(self, only: Any = None, limit: Any = None) -> Any:
+        return None
+
     def cache_get(self, key: str, head: str) -> Any:
         return None
 
@@ -219,3 +222,82 @@ def test_status_counts_follow_every_change(tmp_path: Path) -> None:
         kept = {s: n for _, s, n in conn.execute(
             "SELECT kind, status, n FROM status_counts WHERE kind = ? AND n > 0", (kind,))}
         assert kept == rows
+
+
+def stored_chains(store: DatabaseStore) -> dict[tuple[str, str], int]:
+    return {(m, t): c for m, t, c in store.connect().execute(
+        "SELECT milestone_id, id, chain FROM tasks")}
+
+
+def recomputed_chains(store: DatabaseStore) -> dict[tuple[str, str], int]:
+    from milestones.storage import sqlready
+
+    conn = store.connect()
+    conn.execute("BEGIN")
+    try:
+        sqlready.refresh_all(conn)
+        return stored_chains(store)
+    finally:
+        conn.execute("ROLLBACK")
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_kept_chains_equal_a_recount_after_structural_writes(
+        tmp_path: Path, seed: int) -> None:
+    """Every write keeps each task's stored chain (the work waiting on it) equal to a
+    recount of the whole graph: tasks added with dependencies across milestones,
+    dependencies changed and dropped, milestones deleted, tasks finished and reopened;
+    and the ready rows read from them equal the whole-plan answer."""
+    rng = random.Random(seed)
+    lazy, full = open_pair(tmp_path)
+    n = 10
+    lazy.plan_many(plan_random(rng, n))
+    store = lazy.store
+    assert isinstance(store, DatabaseStore)
+    alive = list(range(1, n + 1))
+    for step in range(60):
+        mid = rng.choice(alive)
+        other = rng.choice(alive)
+        move = rng.choice(["add"] * 3 + ["deps"] * 3 + ["finish"] * 3 + ["reopen"] * 2
+                          + ["undeps", "delete"])
+        try:
+            if move == "add":
+                lazy.add_task(str(mid), f"extra {step}", depends_on=[f"{other}/1"])
+            elif move == "deps":
+                lazy.edit_task(f"{mid}/{rng.randint(1, 3)}",
+                               depends_on=[f"{other}/{rng.randint(1, 3)}"])
+            elif move == "undeps":
+                lazy.edit_task(f"{mid}/2", depends_on=[])
+            elif move == "finish":
+                lazy.complete_task(f"{mid}/{rng.randint(1, 3)}", force=True)
+            elif move == "reopen":
+                lazy.reopen_task(f"{mid}/{rng.randint(1, 3)}")
+            elif len(alive) > 6:
+                lazy.delete(str(mid), force=True)
+                alive.remove(mid)
+        except MilestoneError:
+            continue
+        assert stored_chains(store) == recomputed_chains(store), (step, move)
+        assert lazy.next_view() == full.next_view(), (step, move)
+    assert lazy.next_view(limit=2) == full.next_view(limit=2)
+
+
+def test_an_older_database_gains_the_chains_on_open(tmp_path: Path) -> None:
+    """A database written before the chain column (schema 3) is brought forward when it
+    is opened, the chains counted, and `next` answers as before."""
+    lazy, full = open_pair(tmp_path)
+    lazy.plan_many(plan_random(random.Random(11), 8))
+    want = full.next_view()
+    store = lazy.store
+    assert isinstance(store, DatabaseStore)
+    conn = store.connect()
+    conn.execute("DROP INDEX idx_task_todo")
+    conn.execute("ALTER TABLE tasks DROP COLUMN chain")
+    conn.execute("DELETE FROM schema_version WHERE version = 4")
+    store.close()
+    again = fixed(Project.open(tmp_path, actor="tester@example.com", session_id="s1"))
+    assert again.next_view() == want
+    reopened = again.store
+    assert isinstance(reopened, DatabaseStore)
+    assert stored_chains(reopened) == recomputed_chains(reopened)
+    assert max(stored_chains(reopened).values()) > 1

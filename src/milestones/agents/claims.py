@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 from .records import OPEN, check_lease, paths_overlap
 from .registry import Registry
 
+CLAIM_PAGE = 64  # ready rows a claim reads first from an index
+
 
 class Claims(Registry):
     """Claims and what ends them."""
@@ -24,11 +26,31 @@ class Claims(Registry):
     # ------------------------------------------------------------- claims
 
     def _candidates(self, snaps: Mapping[str, Any], only: str | None,
-                    agent: Mapping[str, Any] | None) -> list[dict[str, Any]]:
-        """Ready tasks, best first (as ``next``), with whether ``agent`` may claim each.
+                    agent: Mapping[str, Any] | None, limit: int | None = None
+                    ) -> list[dict[str, Any]]:
+        """Ready tasks, best first (as ``next``), with whether ``agent`` may claim each
+        (at most ``limit`` when the store's index answers; every one otherwise)."""
+        indexed = self.p.ready_index(snaps, only, limit)
+        if indexed is not None:
+            rows, held_paths = indexed
+        else:
+            rows, held_paths = self._ready_rows(snaps, only)
+        skills = set(agent.get("skills") or ()) if agent is not None else None
+        for row in rows:
+            missing = sorted(set(row["skills"]) - skills) if skills is not None else []
+            clash = [f"{ref} ({', '.join(hit)})" for ref, paths in held_paths
+                     if (hit := paths_overlap(row["paths"], paths))] if row["paths"] else []
+            row["claimable"] = not missing and not clash
+            if missing:
+                row["reason"] = f"needs skills {', '.join(missing)}"
+            elif clash:
+                row["reason"] = f"paths overlap a held task: {'; '.join(clash)}"
+        return rows
 
-        Works on the snapshots as they are (no model objects): it runs on every
-        claim, over every task of the project."""
+    def _ready_rows(self, snaps: Mapping[str, Any], only: str | None
+                    ) -> tuple[list[dict[str, Any]], list[tuple[str, list[str]]]]:
+        """Ready tasks best first, and the paths agents hold, from the snapshots as
+        they are (no model objects): over every task with open work."""
         mids = self._scope(snaps, only, OPEN)
         status: dict[str, str] = {}
 
@@ -81,23 +103,15 @@ class Claims(Registry):
             row["chain"] = chain.get(row["ref"], 1)
         rows.sort(key=lambda r: (md.priority_rank(r["priority"]), -r["chain"],
                                  r["milestone_id"], md.task_number(r["task_id"])))
-        skills = set(agent.get("skills") or ()) if agent is not None else None
-        for row in rows:
-            missing = sorted(set(row["skills"]) - skills) if skills is not None else []
-            clash = [f"{ref} ({', '.join(hit)})" for ref, paths in held_paths
-                     if (hit := paths_overlap(row["paths"], paths))] if row["paths"] else []
-            row["claimable"] = not missing and not clash
-            if missing:
-                row["reason"] = f"needs skills {', '.join(missing)}"
-            elif clash:
-                row["reason"] = f"paths overlap a held task: {'; '.join(clash)}"
-        return rows
+        return rows, held_paths
 
-    def ready(self, ref: str | None = None) -> list[dict[str, Any]]:
-        """Tasks that can be claimed now, best first (any agent's skills)."""
+    def ready(self, ref: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        """Tasks that can be claimed now, best first (any agent's skills): the best
+        ``limit`` of them, or all."""
         st = self.p.state()
         only = refs.resolve_milestone(ref, st.milestones) if ref is not None else None
-        return self._candidates(st.milestones, only, None)
+        rows = self._candidates(st.milestones, only, None, limit)
+        return rows[:limit] if limit is not None else rows
 
     def claim(self, who: str | None, ref: str | None = None, *,
               lease: int | None = None) -> dict[str, Any]:
@@ -121,8 +135,13 @@ class Claims(Registry):
     def _take(self, tx: Txn, entry: Mapping[str, Any], only: str | None,
               lease: int | None) -> dict[str, Any]:
         """Inside a step: give ``entry``'s agent the best task it may claim."""
-        pick = next((r for r in self._candidates(tx.snaps, only, entry) if r["claimable"]),
-                    None)
+        # The best few first: on an indexed store a claim reads a page of ready rows,
+        # and all of them only when none of the page is this agent's to take.
+        page = self._candidates(tx.snaps, only, entry, CLAIM_PAGE)
+        pick = next((r for r in page if r["claimable"]), None)
+        if pick is None and len(page) >= CLAIM_PAGE:
+            pick = next((r for r in self._candidates(tx.snaps, only, entry)
+                         if r["claimable"]), None)
         if pick is None:
             return {"ref": None, "agent": entry["id"], **self._backlog(tx.snaps, only)}
         m, before = tx.edit(pick["milestone_id"])

@@ -55,8 +55,10 @@ def _task_line(r: dict[str, Any]) -> str:
 
 @cli.command()
 @click.argument("ref", required=False)
+@click.option("--limit", "-n", type=click.IntRange(min=1), default=None,
+              help="Only the best N.")
 @json_option
-def ready(ref: str | None, as_json: bool) -> None:
+def ready(ref: str | None, limit: int | None, as_json: bool) -> None:
     """Tasks agents can claim now (of milestone REF, or every milestone), best first.
 
     \b
@@ -66,9 +68,10 @@ def ready(ref: str | None, as_json: bool) -> None:
     \b
     Examples:
       milestone ready
+      milestone ready --limit 5
       milestone ready 3 --json
     """
-    rows = agents().ready(ref)
+    rows = agents().ready(ref, limit)
     text = "\n".join(_task_line(r) for r in rows) if rows else "nothing is ready to claim"
     out({"tasks": rows}, as_json, text)
 

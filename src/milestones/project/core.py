@@ -126,6 +126,24 @@ class ProjectCore:
             base.prefetch(mids)
         return [mid for mid in mids if mid in snaps]
 
+    def ready_index(self, snaps: Mapping[str, Any], only: str | None,
+                    limit: int | None = None
+                    ) -> tuple[list[dict[str, Any]], list[tuple[str, list[str]]]] | None:
+        """Ready tasks best first (``next``'s rows with ``paths``), at most ``limit``,
+        and the paths of the tasks agents hold, from the store's index, when ``snaps``
+        are the store's as committed (a write that changed nothing yet); else None."""
+        if not is_lazy(snaps) or getattr(snaps, "changed", None) or getattr(
+                snaps, "removed", None):
+            return None
+        got = self.store.ready_tasks(only, limit)
+        held = self.store.active_tasks()
+        if got is None or held is None:
+            return None
+        paths = [(f"{mid}/{t['id']}", list(t["paths"])) for mid, t in held
+                 if t["status"] == "in_progress" and t.get("paths")
+                 and (t.get("execution") or {}).get("agent")]
+        return got[0], paths
+
     @property
     def session_id(self) -> str:
         if self._session is None:

@@ -41,7 +41,8 @@ class Views(Checks):
             chosen = [st.current]
         feas = self._feasibilities(st, chosen)
         only = chosen[0] if len(chosen) == 1 else None
-        ready = self._next_rows(st, only=only)  # rows we show
+        indexed = self._indexed_ready(only, 3 if only is not None else None)
+        ready = indexed[0] if indexed is not None else self._next_rows(st, only=only)
         out = []
         for mid in chosen:
             s = summary(md.Milestone.from_snapshot(st.milestones[mid]), day, feas.get(mid))
@@ -157,7 +158,10 @@ class Views(Checks):
     def next_view(self, ref: str | None = None, *, limit: int | None = None) -> dict[str, Any]:
         with self._reading() as st:
             only = refs.resolve_milestone(ref, st.milestones) if ref is not None else None
-            if only is None and is_lazy(st.milestones):
+            indexed = self._indexed_ready(only, limit)
+            if indexed is not None:  # the best `limit` straight from the rows
+                rows, total = indexed
+            elif only is None and is_lazy(st.milestones):
                 if limit is None:
                     rows = self._cached(st, "view:next", lambda: self._next_rows(st),
                                         dated=False)
@@ -174,6 +178,17 @@ class Views(Checks):
                 total = len(rows)
                 rows = rows[:limit] if limit is not None else rows
             return {"schema": SCHEMA, "tasks": rows, "total": total}
+
+    def _indexed_ready(self, only: str | None, limit: int | None
+                       ) -> tuple[list[dict[str, Any]], int] | None:
+        """``next``'s rows and their total from the store's index (None without one)."""
+        got = self.store.ready_tasks(only, limit)
+        if got is None:
+            return None
+        rows, total = got
+        for row in rows:
+            del row["paths"]
+        return rows, total
 
     def _next_rows(self, st: State, *, only: str | None = None,
                    limit: int | None = None) -> list[dict[str, Any]]:

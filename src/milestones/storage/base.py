@@ -317,6 +317,14 @@ class Store(ABC):
         position, from an index; None without one."""
         return None
 
+    def ready_tasks(self, only: str | None = None, limit: int | None = None
+                    ) -> tuple[list[dict[str, Any]], int] | None:
+        """The tasks that can start now (of milestone ``only``, or all), best first, at
+        most ``limit`` of them, and how many there are in all; from an index (the rows of
+        ``next``, each with its task's ``paths``). None without one: work it out from
+        the snapshots."""
+        return None
+
     def actors_since(self, since: str) -> list[tuple[str, str, int, int]] | None:
         """Per actor, the events since ``since`` (an ISO timestamp): (actor, latest
         timestamp, events, agent events), from an index; None without one (read the log)."""

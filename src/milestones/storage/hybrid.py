@@ -89,7 +89,7 @@ class HybridStore(FileStore):
             for mid in sorted(m for m in touched if m):
                 snap = state.milestones.get(mid)
                 if snap is None or was.get(mid) is None:
-                    conn.execute("DELETE FROM milestones WHERE id = ?", (mid,))
+                    self.index.drop_milestone(conn, mid, was.get(mid))
                 if snap is not None:
                     self.index.write_milestone(conn, was.get(mid), snap)
             self.index.set_meta(conn, {"last_event_id": str(state.last_event_id),
@@ -105,16 +105,26 @@ class HybridStore(FileStore):
         self.initialize()
         self.index.import_data([], state, {}, {})
 
-    def query_milestones(self, q: MilestoneQuery) -> list[Snapshot] | None:
-        state = self.load()
+    def _index_current(self, state: State) -> bool:
+        """Is the index at ``state``'s head (brought there when no writer is mid-commit)?"""
         if self._index_head() != state.last_event_id:
             with self.try_lock() as got:
                 if not got:
-                    return None  # a writer is mid-commit: answer from the snapshots
+                    return False  # a writer is mid-commit: answer from the snapshots
                 self.reindex()
+        return True
+
+    def query_milestones(self, q: MilestoneQuery) -> list[Snapshot] | None:
+        state = self.load()
+        if not self._index_current(state):
+            return None
         sql, args = milestone_query_sql(q)
         ids = [mid for (mid,) in self.index.connect().execute(sql, args)]
         return [state.milestones[mid] for mid in ids if mid in state.milestones]
+
+    def ready_tasks(self, only: str | None = None, limit: int | None = None
+                    ) -> tuple[list[dict[str, Any]], int] | None:
+        return self.index.ready_tasks(only, limit) if self._index_current(self.load()) else None
 
     def cache_get(self, key: str, head: str) -> Any:
         return self.cache.get(key, head)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..model import events as ev
-from . import fsutil
+from . import fsutil, sqlready
 from .base import MilestoneQuery, Snapshot, State
 from .sqlite_base import MIGRATIONS, SCHEMA_VERSION, DatabaseBase
 from .sqlquery import QueryCache, dumps, milestone_query_sql, refuse_db_links
@@ -88,7 +88,7 @@ class DatabaseStore(DatabaseBase):
                     after = ev.apply(before, data)
                     working[mid] = after
                     if after is None:
-                        conn.execute("DELETE FROM milestones WHERE id = ?", (mid,))
+                        self.drop_milestone(conn, mid, before)
                         if current == mid:
                             current = None
                     else:
@@ -123,9 +123,17 @@ class DatabaseStore(DatabaseBase):
                          "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                          list(values.items()))
 
+    def drop_milestone(self, conn: sqlite3.Connection, mid: str,
+                       before: Snapshot | None) -> None:
+        """Delete a milestone's rows (its tasks go with them) and refresh the chains
+        upstream of its tasks."""
+        conn.execute("DELETE FROM milestones WHERE id = ?", (mid,))
+        sqlready.refresh(conn, sqlready.changed_nodes(mid, before, None))
+
     def write_milestone(self, conn: sqlite3.Connection, before: Snapshot | None,
                          after: Snapshot) -> None:
-        """Upsert the milestone row and only the task rows that changed."""
+        """Upsert the milestone row and only the task rows that changed (and the
+        ``chain`` of the tasks the change reaches, ``storage.sqlready``)."""
         mid = after["id"]
         head = {k: v for k, v in after.items() if k != "tasks"}
         conn.execute(
@@ -174,6 +182,7 @@ class DatabaseStore(DatabaseBase):
                     dmid, dtid = d.split("/", 1) if "/" in d else (mid, d)
                     rows.append((mid, t["id"], dmid, dtid))
                 conn.executemany("INSERT OR IGNORE INTO task_deps VALUES (?, ?, ?, ?)", rows)
+        sqlready.refresh(conn, sqlready.changed_nodes(mid, before, after))
 
     def _insert_many(self, conn: sqlite3.Connection, snaps: Iterable[Snapshot]) -> None:
         """The rows of many new milestones, a statement per table (an import): what
@@ -208,6 +217,7 @@ class DatabaseStore(DatabaseBase):
             "assignee = excluded.assignee, estimate = excluded.estimate, "
             "progress = excluded.progress, data = excluded.data", tasks)
         conn.executemany("INSERT OR IGNORE INTO task_deps VALUES (?, ?, ?, ?)", task_deps)
+        sqlready.refresh_all(conn)
 
     # --------------------------------------------------------------- resume
 

@@ -15,11 +15,11 @@ from typing import Any
 
 from ..errors import Conflict, StorageError
 from ..model import events as ev
-from . import fsutil
+from . import fsutil, sqlready
 from .base import Edit, LazyMilestones, Snapshot, State, Store
 from .sqlquery import QueryCache, refuse_db_links
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 def _counted(table: str, kind: str) -> tuple[str, ...]:
@@ -133,7 +133,15 @@ MIGRATIONS: dict[int, str | tuple[str, ...]] = {
     3: """
     CREATE TABLE IF NOT EXISTS records (name TEXT PRIMARY KEY, data TEXT NOT NULL);
     """,
+    # Ready work answered from the rows (storage.sqlready): each task's chain of open
+    # work waiting on it, kept by every write; the todo tasks by milestone.
+    4: """
+    ALTER TABLE tasks ADD COLUMN chain INTEGER NOT NULL DEFAULT 1;
+    CREATE INDEX IF NOT EXISTS idx_task_todo ON tasks(milestone_id, id) WHERE status = 'todo';
+    """,
 }
+# Work a migration does beyond its statements, in the same transaction.
+AFTER_MIGRATION = {4: sqlready.refresh_all}
 
 
 class DatabaseBase(Store):
@@ -236,6 +244,8 @@ class DatabaseBase(Store):
                 for statement in steps.split(";") if isinstance(steps, str) else steps:
                     if statement.strip():
                         conn.execute(statement)
+                if version in AFTER_MIGRATION:
+                    AFTER_MIGRATION[version](conn)
                 conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
                 conn.execute("COMMIT")
             except BaseException:
@@ -450,6 +460,15 @@ class DatabaseBase(Store):
             if n and kind in out:
                 out[kind][status] = n
         return {"by_status": out["milestone"], "tasks": out["task"]}
+
+    def ready_tasks(self, only: str | None = None, limit: int | None = None
+                    ) -> tuple[list[dict[str, Any]], int] | None:
+        conn = self.connect()
+        with self._read(conn):
+            rows = sqlready.ready_rows(conn, only, limit)
+            total = (len(rows) if limit is None or len(rows) < limit
+                     else sqlready.ready_count(conn, only))
+        return rows, total
 
     def dependents(self, mids: Iterable[str]) -> set[str] | None:
         ids = sorted(set(mids))
