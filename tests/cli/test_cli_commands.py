@@ -216,3 +216,31 @@ def test_next_text_shows_a_page_and_says_how_many_more(run: Runner) -> None:
     data = run.json("next")
     assert len(data["tasks"]) == 25 and data["total"] == 25
     assert run.json("next", "--limit", "3")["total"] == 25
+
+
+def test_list_pages_walk_every_milestone_once(run: Runner) -> None:
+    """`list --limit N` gives a page and `next_after`; `--after` it gives the next,
+    until `next_after` is null: every milestone that passes the filters exactly once,
+    in id order, on every backend."""
+    for i in range(1, 12):
+        run.ok("plan", f"M{i}", "--priority", "high" if i % 3 else "low", "--task", "t")
+    every = [m["id"] for m in run.json("list")["milestones"]]
+    assert len(every) == 11
+    seen: list[str] = []
+    after: list[str] = []
+    while True:
+        page = run.json("list", "--limit", "4", *after)
+        assert len(page["milestones"]) <= 4
+        seen += [m["id"] for m in page["milestones"]]
+        if page["next_after"] is None:
+            break
+        after = ["--after", page["next_after"]]
+    assert seen == every
+    high = run.json("list", "--priority", "high", "--limit", "3", "--after", "2")
+    assert [m["id"] for m in high["milestones"]] == ["milestone-004", "milestone-005",
+                                                    "milestone-007"]
+    assert high["next_after"] == "milestone-007"
+    assert "next_after" not in run.json("list")  # no page asked, no cursor
+    assert "--after milestone-002" in run("list", "--limit", "2").output
+    bad = run("list", "--after", "nonsense")
+    assert bad.exit_code == 4 and "not a milestone reference" in bad.output

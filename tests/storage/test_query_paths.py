@@ -127,6 +127,8 @@ def views(p: Project, n: int) -> dict[str, Any]:
         "list_in_progress": p.list_view(status=["in_progress"]),
         "list_filters": p.list_view(tags=["api"], priority=["high", "critical"]),
         "list_overdue": p.list_view(overdue=True, all_=True),
+        "list_page": p.list_view(limit=3, after="milestone-004"),
+        "list_page_filtered": p.list_view(limit=2, priority=["high", "critical"]),
         "next": p.next_view(),
         "next_2": p.next_view("2", limit=3),
         "show": [p.show_view(str(i)) for i in range(1, n + 1)],
@@ -224,19 +226,20 @@ def test_status_counts_follow_every_change(tmp_path: Path) -> None:
         assert kept == rows
 
 
-def stored_chains(store: DatabaseStore) -> dict[tuple[str, str], int]:
-    return {(m, t): c for m, t, c in store.connect().execute(
-        "SELECT milestone_id, id, chain FROM tasks")}
+def stored_marks(store: DatabaseStore) -> dict[tuple[str, str], tuple[int, ...]]:
+    return {(m, t): tuple(rest) for m, t, *rest in store.connect().execute(
+        "SELECT milestone_id, id, chain, ready, rank, num FROM tasks")}
 
 
-def recomputed_chains(store: DatabaseStore) -> dict[tuple[str, str], int]:
+def recomputed_marks(store: DatabaseStore) -> dict[tuple[str, str], tuple[int, ...]]:
+    """What every row's ready flag, rank, number and chain are when counted afresh."""
     from milestones.storage import sqlready
 
     conn = store.connect()
     conn.execute("BEGIN")
     try:
-        sqlready.refresh_all(conn)
-        return stored_chains(store)
+        sqlready.mark_all(conn)
+        return stored_marks(store)
     finally:
         conn.execute("ROLLBACK")
 
@@ -244,9 +247,10 @@ def recomputed_chains(store: DatabaseStore) -> dict[tuple[str, str], int]:
 @pytest.mark.parametrize("seed", range(4))
 def test_the_kept_chains_equal_a_recount_after_structural_writes(
         tmp_path: Path, seed: int) -> None:
-    """Every write keeps each task's stored chain (the work waiting on it) equal to a
-    recount of the whole graph: tasks added with dependencies across milestones,
-    dependencies changed and dropped, milestones deleted, tasks finished and reopened;
+    """Every write keeps each task's stored ready flag, rank, number and chain (the
+    work waiting on it) equal to a recount of the whole graph: tasks added with
+    dependencies across milestones, dependencies changed and dropped, milestones
+    deleted, re-prioritised, re-statused and re-linked, tasks finished and reopened;
     and the ready rows read from them equal the whole-plan answer."""
     rng = random.Random(seed)
     lazy, full = open_pair(tmp_path)
@@ -258,8 +262,8 @@ def test_the_kept_chains_equal_a_recount_after_structural_writes(
     for step in range(60):
         mid = rng.choice(alive)
         other = rng.choice(alive)
-        move = rng.choice(["add"] * 3 + ["deps"] * 3 + ["finish"] * 3 + ["reopen"] * 2
-                          + ["undeps", "delete"])
+        move = rng.choice(["add"] * 3 + ["deps"] * 3 + ["finish"] * 4 + ["reopen"] * 2
+                          + ["undeps", "delete", "priority", "mdeps", "status"])
         try:
             if move == "add":
                 lazy.add_task(str(mid), f"extra {step}", depends_on=[f"{other}/1"])
@@ -272,12 +276,19 @@ def test_the_kept_chains_equal_a_recount_after_structural_writes(
                 lazy.complete_task(f"{mid}/{rng.randint(1, 3)}", force=True)
             elif move == "reopen":
                 lazy.reopen_task(f"{mid}/{rng.randint(1, 3)}")
+            elif move == "priority":
+                lazy.update(str(mid), priority=rng.choice(["low", "high", "critical"]))
+            elif move == "mdeps":
+                lazy.update(str(mid), depends_on=[] if rng.random() < 0.3
+                            else [f"milestone-{other:03d}"])
+            elif move == "status":
+                lazy.update(str(mid), status=rng.choice(["cancelled", "planned", "blocked"]))
             elif len(alive) > 6:
                 lazy.delete(str(mid), force=True)
                 alive.remove(mid)
         except MilestoneError:
             continue
-        assert stored_chains(store) == recomputed_chains(store), (step, move)
+        assert stored_marks(store) == recomputed_marks(store), (step, move)
         assert lazy.next_view() == full.next_view(), (step, move)
     assert lazy.next_view(limit=2) == full.next_view(limit=2)
 
@@ -291,13 +302,16 @@ def test_an_older_database_gains_the_chains_on_open(tmp_path: Path) -> None:
     store = lazy.store
     assert isinstance(store, DatabaseStore)
     conn = store.connect()
-    conn.execute("DROP INDEX idx_task_todo")
-    conn.execute("ALTER TABLE tasks DROP COLUMN chain")
+    conn.execute("DROP INDEX idx_task_ready")
+    for column in ("chain", "ready", "rank", "num"):
+        conn.execute(f"ALTER TABLE tasks DROP COLUMN {column}")
     conn.execute("DELETE FROM schema_version WHERE version = 4")
     store.close()
     again = fixed(Project.open(tmp_path, actor="tester@example.com", session_id="s1"))
     assert again.next_view() == want
     reopened = again.store
     assert isinstance(reopened, DatabaseStore)
-    assert stored_chains(reopened) == recomputed_chains(reopened)
-    assert max(stored_chains(reopened).values()) > 1
+    marks = stored_marks(reopened)
+    assert marks == recomputed_marks(reopened)
+    assert max(chain for chain, *_ in marks.values()) > 1
+    assert any(ready for _, ready, *_ in marks.values())

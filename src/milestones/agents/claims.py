@@ -108,9 +108,9 @@ class Claims(Registry):
     def ready(self, ref: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
         """Tasks that can be claimed now, best first (any agent's skills): the best
         ``limit`` of them, or all."""
-        st = self.p.state()
-        only = refs.resolve_milestone(ref, st.milestones) if ref is not None else None
-        rows = self._candidates(st.milestones, only, None, limit)
+        with self.p.reading() as st:
+            only = refs.resolve_milestone(ref, st.milestones) if ref is not None else None
+            rows = self._candidates(st.milestones, only, None, limit)
         return rows[:limit] if limit is not None else rows
 
     def claim(self, who: str | None, ref: str | None = None, *,

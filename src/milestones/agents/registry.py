@@ -88,14 +88,14 @@ class Registry(Messages):
             return {"agent": dict(entry), "released": released}
 
     def roster(self) -> list[dict[str, Any]]:
-        st = self.p.state()
         now = ts(self.p.clock())
         holds: dict[str, list[str]] = {}
-        for mid in self._scope(st.milestones, None, HELD):
-            for t in st.milestones[mid].get("tasks", ()):
-                holder = (t.get("execution") or {}).get("agent")
-                if holder and t.get("status") == "in_progress":
-                    holds.setdefault(holder, []).append(f"{mid}/{t['id']}")
+        with self.p.reading() as st:  # on an index: only the milestones with work held
+            for mid in self._scope(st.milestones, None, HELD):
+                for t in st.milestones[mid].get("tasks", ()):
+                    holder = (t.get("execution") or {}).get("agent")
+                    if holder and t.get("status") == "in_progress":
+                        holds.setdefault(holder, []).append(f"{mid}/{t['id']}")
         rows = []
         for entry in self._registry()["agents"].values():
             row = dict(entry)

@@ -22,7 +22,7 @@ import click
 
 from .. import __version__
 from ..errors import InvalidInput, MilestoneError, StorageError
-from ..ui import inert, inert_data
+from ..ui import inert, inert_data, jsontext
 
 F = TypeVar("F", bound=Callable[..., Any])
 UI_LEVELS = ("simple", "rich")
@@ -352,7 +352,7 @@ MULTILINE = frozenset({"description"})  # view keys whose text keeps its line br
 def emit(data: dict[str, Any], view: str, as_json: bool, ui: str | None) -> None:
     """Print ``data`` as JSON or through the ``render_<view>`` of the chosen level."""
     if as_json:
-        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        click.echo(jsontext.dumps(data))
         return
     data = inert_data(data, multiline=MULTILINE)  # stored text is shown, never obeyed
     level = choose_ui(ui, len(data["milestones"]) if "milestones" in data else None)
@@ -384,8 +384,7 @@ def say(message: str, data: dict[str, Any] | None = None, as_json: bool = False,
         message, data = f"nothing changed: {message}", {**(data or {}), "changed": False}
     if as_json:
         touched = {"ref": ref, "milestone_id": milestone_id}
-        click.echo(json.dumps({"schema": 1, **touched, **(data or {})}, indent=2,
-                              ensure_ascii=False))
+        click.echo(jsontext.dumps({"schema": 1, **touched, **(data or {})}))
     else:
         click.echo(inert(message, keep_newlines=True))
 

@@ -71,6 +71,10 @@ def status(ref: str | None, all_: bool, as_json: bool, ui: str | None) -> None:
 @click.option("--priority", "-p", "priorities", multiple=True, type=click.Choice(PRIORITIES))
 @click.option("--overdue", is_flag=True, help="Only milestones past their due date.")
 @click.option("--all", "-a", "all_", is_flag=True, help="Include archived milestones.")
+@click.option("--limit", "-n", type=click.IntRange(min=1), default=None,
+              help="A page of at most N milestones (JSON: next_after names the next page).")
+@click.option("--after", metavar="ID", default=None,
+              help="Only milestones after this id (the page after --limit's last).")
 @output_options
 def list_(
     statuses: tuple[str, ...],
@@ -79,20 +83,26 @@ def list_(
     priorities: tuple[str, ...],
     overdue: bool,
     all_: bool,
+    limit: int | None,
+    after: str | None,
     as_json: bool,
     ui: str | None,
 ) -> None:
-    """List milestones (archived ones only with --all).
+    """List milestones (archived ones only with --all), by id.
 
     \b
     Examples:
       milestone list --status in_progress --tag backend
       milestone list --overdue --json
+      milestone list --limit 50 --after milestone-050
     """
     data = get_project().list_view(
-        status=statuses, tags=tags, owner=owner, priority=priorities, overdue=overdue, all_=all_
-    )
+        status=statuses, tags=tags, owner=owner, priority=priorities, overdue=overdue,
+        all_=all_, limit=limit, after=after)
     emit(data, "list", as_json, ui)
+    if not as_json and data.get("next_after"):
+        click.echo(f"more: the same command with --after {data['next_after']} shows the "
+                   "next page", err=True)
 
 
 @cli.command()

@@ -6,13 +6,12 @@ variable ``MILESTONE_AGENT_ID``) and prints the JSON contract with ``--json``.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..ui import inert, plural
+from ..ui import inert, jsontext, plural
 from . import cli, get_project
 
 AGENT_HELP = "The acting agent's id or name (default: $MILESTONE_AGENT_ID)."
@@ -32,7 +31,7 @@ def out(data: dict[str, Any], as_json: bool, text: str) -> None:
     if as_json:
         ref = data.get("ref")  # the task a step touched; null when it touched none
         touched = {"ref": ref, "milestone_id": ref.split("/")[0] if ref else None}
-        click.echo(json.dumps({"schema": 1, **touched, **data}, indent=2, ensure_ascii=False))
+        click.echo(jsontext.dumps({"schema": 1, **touched, **data}))
     else:
         click.echo(inert(text, keep_newlines=True))  # lines here are ours; stored text is inert
 

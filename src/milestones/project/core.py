@@ -217,7 +217,7 @@ class ProjectCore:
         return st
 
     @contextlib.contextmanager
-    def _reading(self) -> Iterator[State]:
+    def reading(self) -> Iterator[State]:
         """The state for one read view, from one consistent snapshot of the store."""
         self.follow_backend()
         with self.store.reading():

@@ -26,7 +26,7 @@ class Views(Checks):
     """Read-only views; plain data the doors render."""
 
     def status_view(self, ref: str | None = None, *, all_: bool = False) -> dict[str, Any]:
-        with self._reading() as st:
+        with self.reading() as st:
             return dict(self._cached(st, f"view:status:{ref}:{all_}",
                                      lambda: self._status(st, ref, all_)))
 
@@ -78,15 +78,23 @@ class Views(Checks):
         priority: Sequence[str] = (),
         overdue: bool = False,
         all_: bool = False,
+        limit: int | None = None,
+        after: str | None = None,
     ) -> dict[str, Any]:
+        """The milestones that pass the filters, by id; a page of ``limit`` after the
+        id ``after`` (then ``next_after`` names the id to go on from, null at the end)."""
         from ..storage.base import MilestoneQuery
 
-        with self._reading() as st:
+        if after is not None:
+            after = refs.parse_milestone(after)
+        with self.reading() as st:
             day = self.today()
             q = MilestoneQuery(
                 statuses=tuple(status), tags=tuple(tags), owner=owner,
                 priorities=tuple(priority), overdue_before=day if overdue else None,
-                include_archived=all_)
+                include_archived=all_, after=after,
+                # one more than asked: whether another page follows
+                limit=limit + 1 if limit is not None else None)
             key = "view:list:" + ev.canonical(list(q))
             return dict(self._cached(st, key, lambda: self._list(st, q)))
 
@@ -100,8 +108,12 @@ class Views(Checks):
         snaps: Mapping[str, Any] = (
             {s["id"]: s for s in indexed} if indexed is not None else st.milestones)
         candidates = sorted(snaps)
-        rows = []
+        if q.after is not None:
+            candidates = [mid for mid in candidates if mid > q.after]
+        rows: list[md.Milestone] = []
         for mid in candidates:
+            if q.limit is not None and len(rows) == q.limit:
+                break
             m = md.Milestone.from_snapshot(snaps[mid])
             if not all_ and not status and m.status == "archived":
                 continue
@@ -120,12 +132,17 @@ class Views(Checks):
             ):
                 continue
             rows.append(m)
+        page: dict[str, Any] = {}
+        if q.limit is not None:  # asked for one more than the page holds
+            more = len(rows) == q.limit
+            rows = rows[:q.limit - 1]
+            page = {"next_after": rows[-1].id if more and rows else None}
         feas = self._feasibilities(st, [m.id for m in rows])
         return {"schema": SCHEMA, "current": st.current, "today": day,
-                "milestones": [summary(m, day, feas.get(m.id)) for m in rows]}
+                "milestones": [summary(m, day, feas.get(m.id)) for m in rows], **page}
 
     def show_view(self, ref: str) -> dict[str, Any]:
-        with self._reading() as st:
+        with self.reading() as st:
             return self._show(st, ref)
 
     def _show(self, st: State, ref: str) -> dict[str, Any]:
@@ -156,7 +173,7 @@ class Views(Checks):
         return {"schema": SCHEMA, "kind": "milestone", "milestone": data}
 
     def next_view(self, ref: str | None = None, *, limit: int | None = None) -> dict[str, Any]:
-        with self._reading() as st:
+        with self.reading() as st:
             only = refs.resolve_milestone(ref, st.milestones) if ref is not None else None
             indexed = self._indexed_ready(only, limit)
             if indexed is not None:  # the best `limit` straight from the rows
@@ -270,7 +287,7 @@ class Views(Checks):
         return {"schema": SCHEMA, "events": rows}
 
     def resume_view(self) -> dict[str, Any]:
-        with self._reading() as st:
+        with self.reading() as st:
             record = dict(self.store.read_resume() or {
                 "session_id": None,
                 "actor": None,

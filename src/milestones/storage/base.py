@@ -185,6 +185,8 @@ class MilestoneQuery(NamedTuple):
     priorities: tuple[str, ...] = ()
     overdue_before: str | None = None  # today: open milestones due before it
     include_archived: bool = False
+    after: str | None = None  # a page: ids after this one
+    limit: int | None = None  # at most this many
 
 
 class Store(ABC):

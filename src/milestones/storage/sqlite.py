@@ -125,10 +125,10 @@ class DatabaseStore(DatabaseBase):
 
     def drop_milestone(self, conn: sqlite3.Connection, mid: str,
                        before: Snapshot | None) -> None:
-        """Delete a milestone's rows (its tasks go with them) and refresh the chains
-        upstream of its tasks."""
+        """Delete a milestone's rows (its tasks go with them) and bring the ready flags
+        and chains its tasks reached up to date."""
         conn.execute("DELETE FROM milestones WHERE id = ?", (mid,))
-        sqlready.refresh(conn, sqlready.changed_nodes(mid, before, None))
+        sqlready.after_write(conn, mid, before, None)
 
     def write_milestone(self, conn: sqlite3.Connection, before: Snapshot | None,
                          after: Snapshot) -> None:
@@ -182,7 +182,7 @@ class DatabaseStore(DatabaseBase):
                     dmid, dtid = d.split("/", 1) if "/" in d else (mid, d)
                     rows.append((mid, t["id"], dmid, dtid))
                 conn.executemany("INSERT OR IGNORE INTO task_deps VALUES (?, ?, ?, ?)", rows)
-        sqlready.refresh(conn, sqlready.changed_nodes(mid, before, after))
+        sqlready.after_write(conn, mid, before, after)
 
     def _insert_many(self, conn: sqlite3.Connection, snaps: Iterable[Snapshot]) -> None:
         """The rows of many new milestones, a statement per table (an import): what
@@ -217,7 +217,7 @@ class DatabaseStore(DatabaseBase):
             "assignee = excluded.assignee, estimate = excluded.estimate, "
             "progress = excluded.progress, data = excluded.data", tasks)
         conn.executemany("INSERT OR IGNORE INTO task_deps VALUES (?, ?, ?, ?)", task_deps)
-        sqlready.refresh_all(conn)
+        sqlready.mark_all(conn)
 
     # --------------------------------------------------------------- resume
 

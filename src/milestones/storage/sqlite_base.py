@@ -133,15 +133,20 @@ MIGRATIONS: dict[int, str | tuple[str, ...]] = {
     3: """
     CREATE TABLE IF NOT EXISTS records (name TEXT PRIMARY KEY, data TEXT NOT NULL);
     """,
-    # Ready work answered from the rows (storage.sqlready): each task's chain of open
-    # work waiting on it, kept by every write; the todo tasks by milestone.
+    # Ready work answered from the rows (storage.sqlready), kept by every write: whether
+    # each task can start now, its milestone's priority rank, its number, and the chain
+    # of open work waiting on it; the ready tasks indexed in the order `next` shows them.
     4: """
     ALTER TABLE tasks ADD COLUMN chain INTEGER NOT NULL DEFAULT 1;
-    CREATE INDEX IF NOT EXISTS idx_task_todo ON tasks(milestone_id, id) WHERE status = 'todo';
+    ALTER TABLE tasks ADD COLUMN ready INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE tasks ADD COLUMN rank INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE tasks ADD COLUMN num INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX IF NOT EXISTS idx_task_ready ON tasks(rank, chain DESC, milestone_id, num)
+        WHERE ready = 1;
     """,
 }
 # Work a migration does beyond its statements, in the same transaction.
-AFTER_MIGRATION = {4: sqlready.refresh_all}
+AFTER_MIGRATION = {4: sqlready.mark_all}
 
 
 class DatabaseBase(Store):

@@ -121,9 +121,16 @@ def milestone_query_sql(q: MilestoneQuery) -> tuple[str, list[Any]]:
     if q.overdue_before:
         where.append("due_date < ? AND status IN ('planned', 'in_progress', 'blocked')")
         args.append(q.overdue_before)
+    if q.after is not None:
+        where.append("id > ?")
+        args.append(q.after)
     sql = "SELECT id FROM milestones"
     if where:
         sql += " WHERE " + " AND ".join(where)
-    return sql + " ORDER BY id", args
+    sql += " ORDER BY id"
+    if q.limit is not None:
+        sql += " LIMIT ?"
+        args.append(q.limit)
+    return sql, args
 
 

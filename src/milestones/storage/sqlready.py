@@ -27,34 +27,37 @@ _RANK = " ".join(f"WHEN '{p}' THEN {i}" for p, i in md.PRIORITY_RANK.items())
 
 # A task is ready when it is todo, its milestone is open and every milestone it depends
 # on completed (or archived), and every task it depends on finished (a dependency that
-# does not exist is never met): what ``project.rows.next_tasks`` says in Python.
-_READY_WHERE = f"""
-    t.status = 'todo' AND m.status NOT IN ({_CLOSED})
+# does not exist is never met): what ``project.rows.next_tasks`` says in Python. Kept
+# in each row's ``ready`` flag, with its milestone's priority ``rank`` and its ``num``.
+READY_EXPR = f"""(tasks.status = 'todo'
+    AND (SELECT m.status FROM milestones m WHERE m.id = tasks.milestone_id)
+        NOT IN ({_CLOSED})
     AND NOT EXISTS (SELECT 1 FROM milestone_deps x LEFT JOIN milestones y ON y.id = x.depends_on
-                    WHERE x.milestone_id = t.milestone_id
+                    WHERE x.milestone_id = tasks.milestone_id
                       AND (y.status IS NULL OR y.status NOT IN ('completed', 'archived')))
     AND NOT EXISTS (SELECT 1 FROM task_deps x LEFT JOIN tasks y
                       ON y.milestone_id = x.dep_milestone_id AND y.id = x.dep_task_id
-                    WHERE x.milestone_id = t.milestone_id AND x.task_id = t.id
-                      AND (y.status IS NULL OR y.status NOT IN ({_FINISHED})))
-"""
-
-_READY_ORDER = (f"CASE m.priority {_RANK} ELSE {len(md.PRIORITIES)} END, t.chain DESC, "
-                "t.milestone_id, CAST(substr(t.id, 6) AS INTEGER)")
+                    WHERE x.milestone_id = tasks.milestone_id AND x.task_id = tasks.id
+                      AND (y.status IS NULL OR y.status NOT IN ({_FINISHED}))))"""
+_MARK = (f"UPDATE tasks SET ready = {READY_EXPR}, "
+         f"rank = (SELECT CASE m.priority {_RANK} ELSE {len(md.PRIORITIES)} END "
+         "FROM milestones m WHERE m.id = tasks.milestone_id), "
+         "num = CAST(substr(id, 6) AS INTEGER)")
 
 
 def ready_rows(conn: sqlite3.Connection, only: str | None = None, limit: int | None = None,
                offset: int = 0) -> list[dict[str, Any]]:
     """The ready tasks (of milestone ``only``, or all), best first, at most ``limit``
-    from ``offset``: the rows of ``next`` with each task's ``paths`` besides."""
+    from ``offset``: the rows of ``next`` with each task's ``paths`` besides. Read
+    through ``idx_task_ready`` in its order: the cost is the rows returned."""
     sql = ("SELECT t.milestone_id, t.id, t.title, t.chain, t.assignee, t.estimate, t.data, "
            "m.priority, m.title FROM tasks t JOIN milestones m ON m.id = t.milestone_id "
-           f"WHERE {_READY_WHERE}")
+           "WHERE t.ready = 1")
     args: list[Any] = []
     if only is not None:
         sql += " AND t.milestone_id = ?"
         args.append(only)
-    sql += f" ORDER BY {_READY_ORDER}"
+    sql += " ORDER BY t.rank, t.chain DESC, t.milestone_id, t.num"
     if limit is not None or offset:
         sql += " LIMIT ? OFFSET ?"
         args += [-1 if limit is None else limit, offset]
@@ -71,13 +74,63 @@ def ready_rows(conn: sqlite3.Connection, only: str | None = None, limit: int | N
 
 
 def ready_count(conn: sqlite3.Connection, only: str | None = None) -> int:
-    sql = ("SELECT COUNT(*) FROM tasks t JOIN milestones m ON m.id = t.milestone_id "
-           f"WHERE {_READY_WHERE}")
+    sql = "SELECT COUNT(*) FROM tasks WHERE ready = 1"
     args: list[Any] = []
     if only is not None:
-        sql += " AND t.milestone_id = ?"
+        sql += " AND milestone_id = ?"
         args.append(only)
     return int(conn.execute(sql, args).fetchone()[0])
+
+
+def after_write(conn: sqlite3.Connection, mid: str, before: Mapping[str, Any] | None,
+                after: Mapping[str, Any] | None) -> None:
+    """Bring the ``ready`` flags and ``chain`` counts up to date after milestone
+    ``mid``'s rows went from ``before`` to ``after`` (None: added, deleted): the rows
+    whose readiness the change can reach, and the chains upstream of the tasks it
+    touched."""
+    old_head = {k: v for k, v in (before or {}).items() if k != "tasks"}
+    new_head = {k: v for k, v in (after or {}).items() if k != "tasks"}
+    whole = after is not None and (before is None or any(
+        old_head.get(k) != new_head.get(k) for k in ("status", "priority", "depends_on")))
+    done = ("completed", "archived")
+    if (old_head.get("status") in done) != (new_head.get("status") in done):
+        # milestones waiting on this one: every task of theirs may start, or no longer
+        mark_milestones(conn, [m for (m,) in conn.execute(
+            "SELECT milestone_id FROM milestone_deps WHERE depends_on = ?", (mid,))])
+    if whole:
+        mark_milestones(conn, [mid])
+    old = {t["id"]: t for t in (before or {}).get("tasks", ())}
+    new = {t["id"]: t for t in (after or {}).get("tasks", ())}
+    tasks: set[Node] = set()
+    for tid in old.keys() | new.keys():
+        a, b = old.get(tid), new.get(tid)
+        if a is not None and b is not None and a["status"] == b["status"] and a.get(
+                "depends_on") == b.get("depends_on"):
+            continue
+        if b is not None and not whole:
+            tasks.add((mid, tid))
+        if a is None or b is None or (a["status"] in md.FINISHED_TASK) != (
+                b["status"] in md.FINISHED_TASK):
+            tasks.update(conn.execute(  # the tasks waiting on this one
+                "SELECT milestone_id, task_id FROM task_deps WHERE dep_milestone_id = ? "
+                "AND dep_task_id = ?", (mid, tid)).fetchall())
+    mark_tasks(conn, tasks)
+    refresh(conn, changed_nodes(mid, before, after))
+
+
+def mark_milestones(conn: sqlite3.Connection, mids: Iterable[str]) -> None:
+    conn.executemany(_MARK + " WHERE milestone_id = ?", [(m,) for m in sorted(set(mids))])
+
+
+def mark_tasks(conn: sqlite3.Connection, nodes: Iterable[Node]) -> None:
+    conn.executemany(_MARK + " WHERE milestone_id = ? AND id = ?", sorted(set(nodes)))
+
+
+def mark_all(conn: sqlite3.Connection) -> None:
+    """Every row's ``ready``, ``rank`` and ``num``, and every ``chain``: after an import
+    and when the schema gains them."""
+    conn.execute(_MARK)
+    refresh_all(conn)
 
 
 # ------------------------------------------------------------------ the chain column
