@@ -6,7 +6,6 @@ totals and events from the rows (see ``sqlite.DatabaseStore``).
 from __future__ import annotations
 
 import contextlib
-import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -17,7 +16,7 @@ from ..errors import Conflict, StorageError
 from ..model import events as ev
 from . import fsutil, sqlready
 from .base import Edit, LazyMilestones, Snapshot, State, Store
-from .sqlquery import QueryCache, refuse_db_links
+from .sqlquery import QueryCache, loads, refuse_db_links
 
 SCHEMA_VERSION = 4
 
@@ -373,7 +372,7 @@ class DatabaseBase(Store):
     def _row(self, data: Any, table: str, mid: str) -> dict[str, Any]:
         """A row's JSON object; a row changed by something else is a StorageError."""
         try:
-            obj = json.loads(data)
+            obj = loads(data)
         except (TypeError, ValueError):
             obj = None
         if not isinstance(obj, dict):

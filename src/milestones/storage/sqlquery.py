@@ -11,6 +11,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from ..errors import MilestoneError
 from . import fsutil
 from .base import MilestoneQuery
@@ -18,6 +20,16 @@ from .base import MilestoneQuery
 
 def dumps(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+def loads(text: str | bytes) -> Any:
+    """A row's JSON, read by orjson (several times faster than ``json``: a read of the
+    whole plan decodes a row per task); what orjson refuses (NaN, a lone surrogate)
+    by ``json``, which raises the errors the callers expect."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
 
 
 def refuse_db_links(path: Path) -> None:
@@ -31,7 +43,7 @@ def _decoded(text: Any) -> tuple[Any] | None:
     """A cached value, in a 1-tuple (None is a value); None when it does not decode: the
     cache is derived, so a damaged entry is a miss, never an error."""
     try:
-        return (json.loads(text),)
+        return (loads(text),)
     except (TypeError, ValueError, RecursionError):
         return None
 

@@ -9,12 +9,12 @@ way up), so a read never walks the graph.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .. import model as md
+from .sqlquery import loads
 
 Node = tuple[str, str]  # (milestone id, task id)
 
@@ -64,7 +64,7 @@ def ready_rows(conn: sqlite3.Connection, only: str | None = None, limit: int | N
     rows = []
     for mid, tid, title, chain, assignee, estimate, data, priority, mtitle in conn.execute(
             sql, args):
-        task = json.loads(data)
+        task = loads(data)
         rows.append({"ref": f"{mid}/{tid}", "milestone_id": mid, "task_id": tid,
                      "title": title, "priority": priority, "chain": chain,
                      "estimate": estimate, "skills": list(task.get("skills") or ()),
