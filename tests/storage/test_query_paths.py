@@ -315,3 +315,21 @@ def test_an_older_database_gains_the_chains_on_open(tmp_path: Path) -> None:
     assert marks == recomputed_marks(reopened)
     assert max(chain for chain, *_ in marks.values()) > 1
     assert any(ready for _, ready, *_ in marks.values())
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_many_milestones_take_the_schedule_from_the_index(
+        tmp_path: Path, seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past the closure limit (here every view), feasibility comes from the task graph
+    the index gives (no snapshot read for it) and equals the whole-plan answer."""
+    from milestones.project import checks
+
+    monkeypatch.setattr(checks, "CLOSURE_LIMIT", 0)
+    rng = random.Random(100 + seed)
+    lazy, full = open_pair(tmp_path)
+    lazy.plan_many(plan_random(rng, 12))
+    for verb, target in random_ops(rng, 12, 20):
+        apply(lazy, verb, target)
+    assert views(lazy, 12) == views(full, 12)
+    listed = lazy.list_view(all_=True)["milestones"]
+    assert any(m["projected_finish"] for m in listed)

@@ -127,7 +127,13 @@ def _task_graph(
 def project_critical_hours(milestones: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
     """``critical_hours_by_milestone(project_schedule(milestones))`` by the forward pass
     alone (no order to sort, no latest starts, slack or path); DependencyError on a cycle."""
-    edges, hours = _task_graph(milestones)
+    return graph_critical_hours(*_task_graph(milestones))
+
+
+def graph_critical_hours(edges: Mapping[str, list[str]], hours: Mapping[str, float]
+                         ) -> dict[str, float]:
+    """``project_critical_hours`` of a task graph given as every task's dependencies
+    (those that exist) and remaining hours, by full ref."""
     ef: dict[str, float] = {}  # earliest finish, each task after all it depends on
     open_: set[str] = set()  # on the depth-first stack: meeting one again is a cycle
     for root in edges:

@@ -67,9 +67,11 @@ class Checks(Reviews):
             found |= frontier
         return found
 
-    def _feasibilities(self, st: State, mids: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
-        """The feasibility projection of open milestones (at least those of ``mids``),
-        from the schedule of everything they depend on.
+    def _feasibilities(self, st: State, mids: Sequence[str] = (),
+                       snaps: Mapping[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+        """The feasibility projection of open milestones (at least those of ``mids``,
+        whose snapshots ``snaps`` may hold), from the schedule of everything they
+        depend on.
 
         The whole plan's is computed once per log head (and day and team capacity) and
         kept in the store's query cache; a few milestones on an indexed store are
@@ -84,6 +86,17 @@ class Checks(Reviews):
             if crit is not None:
                 return self._feasibility_of(st.milestones, crit, mids)
         milestones = st.milestones
+        graph = self.store.schedule_graph() if is_lazy(milestones) else None
+        if graph is not None:  # the graph from the index; the milestones' own rows as read
+            crit = self._critical_hours(graph)
+            if crit is None:
+                return {}
+            if snaps is None:
+                snaps = milestones
+                prefetch = getattr(milestones, "prefetch", None)
+                if prefetch is not None:
+                    prefetch(list(mids))
+            return self._feasibility_of(snaps, crit, mids)
         everything = getattr(milestones, "everything", None)
         if everything is not None:
             milestones = everything()
@@ -133,12 +146,16 @@ class Checks(Reviews):
                 and tail[0]["prev_hash"] == since_hash and tail[-1]["hash"] == st.last_hash
                 and all(e["event_type"] in _EDGE_KEEPING for e in tail))
 
-    def _critical_hours(self, milestones: Mapping[str, Any]) -> dict[str, float] | None:
-        """Per milestone, hours until its last task can finish (None on a cycle)."""
+    def _critical_hours(self, plan: Mapping[str, Any] | tuple[Any, Any]
+                        ) -> dict[str, float] | None:
+        """Per milestone, hours until its last task can finish (None on a cycle), of the
+        milestones or of the task graph (``Store.schedule_graph``) given."""
         from ..model import schedule
 
         try:
-            return schedule.project_critical_hours(milestones)  # the forward pass is enough
+            if isinstance(plan, tuple):
+                return schedule.graph_critical_hours(*plan)
+            return schedule.project_critical_hours(plan)  # the forward pass is enough
         except DependencyError:
             return None
 

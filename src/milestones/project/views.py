@@ -137,7 +137,7 @@ class Views(Checks):
             more = len(rows) == q.limit
             rows = rows[:q.limit - 1]
             page = {"next_after": rows[-1].id if more and rows else None}
-        feas = self._feasibilities(st, [m.id for m in rows])
+        feas = self._feasibilities(st, [m.id for m in rows], snaps)
         return {"schema": SCHEMA, "current": st.current, "today": day,
                 "milestones": [summary(m, day, feas.get(m.id)) for m in rows], **page}
 

@@ -319,6 +319,12 @@ class Store(ABC):
         position, from an index; None without one."""
         return None
 
+    def schedule_graph(self) -> tuple[dict[str, list[str]], dict[str, float]] | None:
+        """Every task's dependencies (those that exist) and remaining hours, by full ref
+        (``model.schedule``'s task graph), from an index without reading a snapshot;
+        None without one."""
+        return None
+
     def ready_tasks(self, only: str | None = None, limit: int | None = None
                     ) -> tuple[list[dict[str, Any]], int] | None:
         """The tasks that can start now (of milestone ``only``, or all), best first, at

@@ -465,6 +465,27 @@ class DatabaseBase(Store):
                 out[kind][status] = n
         return {"by_status": out["milestone"], "tasks": out["task"]}
 
+    def schedule_graph(self) -> tuple[dict[str, list[str]], dict[str, float]] | None:
+        from ..model import schedule
+
+        conn = self.connect()
+        edges: dict[str, list[str]] = {}
+        hours: dict[str, float] = {}
+        with self._read(conn):
+            for mid, tid, status, estimate, progress in conn.execute(
+                    "SELECT milestone_id, id, status, estimate, progress FROM tasks"):
+                ref = f"{mid}/{tid}"
+                edges[ref] = []
+                hours[ref] = schedule.remaining_hours(
+                    {"status": status, "estimate": estimate, "progress": progress})
+            for mid, tid, dmid, dtid in conn.execute(
+                    "SELECT milestone_id, task_id, dep_milestone_id, dep_task_id "
+                    "FROM task_deps ORDER BY milestone_id, task_id"):
+                dep = f"{dmid}/{dtid}"
+                if dep in edges:
+                    edges.setdefault(f"{mid}/{tid}", []).append(dep)
+        return edges, hours
+
     def ready_tasks(self, only: str | None = None, limit: int | None = None
                     ) -> tuple[list[dict[str, Any]], int] | None:
         conn = self.connect()
