@@ -244,3 +244,13 @@ def test_list_pages_walk_every_milestone_once(run: Runner) -> None:
     assert "--after milestone-002" in run("list", "--limit", "2").output
     bad = run("list", "--after", "nonsense")
     assert bad.exit_code == 4 and "not a milestone reference" in bad.output
+
+
+def test_a_deleted_milestones_id_is_never_given_again(run: Runner) -> None:
+    for title in ("A", "B", "C"):
+        run.ok("plan", title)
+    run.ok("delete", "3", "--yes")
+    run.ok("delete", "2", "--yes")
+    assert run.json("plan", "D")["milestone_id"] == "milestone-004"
+    assert [m["id"] for m in run.json("list")["milestones"]] == ["milestone-001",
+                                                                "milestone-004"]

@@ -14,6 +14,7 @@ from ..errors import (
     NotFound,
 )
 from ..model import refs
+from ..storage.base import is_lazy
 from .txn import Txn
 from .unit import UnitOfWork
 
@@ -72,8 +73,11 @@ class Milestones(UnitOfWork):
         return created
 
     def _create(self, tx: Txn, spec: Mapping[str, Any]) -> md.Milestone:
-        # Ids are never reused, not even those of deleted milestones.
-        number = max(tx.max_number, *(md.milestone_number(k) for k in tx.snaps), 0) + 1
+        # Ids are never reused, not even those of deleted milestones. An indexed store
+        # keeps the highest number given in its meta row with every commit; in memory
+        # (the YAML backends, where a file may be added by hand) the ids are looked at.
+        known = getattr(tx.snaps, "changed", ()) if is_lazy(tx.snaps) else tx.snaps
+        number = max(tx.max_number, *(md.milestone_number(k) for k in known), 0) + 1
         tx.max_number = number
         mid = md.milestone_id(number)
         title = md.check_title(str(spec.get("title") or ""), "milestone title")
