@@ -164,13 +164,23 @@ class Checks(Reviews):
         from ..model import schedule
 
         hours = schedule.team_weekly_hours(self.config())  # not the rules' engine: reads skip it
-        day = self.today()
         out = {}
         for mid in mids:
-            m = milestones[mid]
-            if m.get("status") in ("planned", "in_progress", "blocked"):
-                out[mid] = schedule.feasibility(m, crit.get(mid, 0.0), day, hours)
+            one = self._feasibility_one(milestones[mid], crit, hours)
+            if one is not None:
+                out[mid] = one
         return out
+
+    def _feasibility_one(self, snap: Mapping[str, Any], crit: Mapping[str, float] | None,
+                         hours: list[float]) -> dict[str, Any] | None:
+        """The feasibility projection of one open milestone, the team's weekly ``hours``
+        given (None when it is not open, or ``crit`` is None: a dependency cycle leaves
+        every projection out)."""
+        from ..model import schedule
+
+        if crit is None or snap.get("status") not in ("planned", "in_progress", "blocked"):
+            return None
+        return schedule.feasibility(snap, crit.get(snap["id"], 0.0), self.today(), hours)
 
     def _schedule(self, milestones: Mapping[str, Any], mid: str) -> dict[str, Any]:
         """Critical path, per-task slack and the feasibility projection of ``mid``."""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from .. import model as md
@@ -16,7 +16,7 @@ from ..model import events as ev
 from ..model import refs
 from ..storage import State
 from ..storage.base import is_lazy
-from .checks import Checks
+from .checks import CLOSURE_LIMIT, Checks
 from .constants import SCHEMA
 from .rows import active_rows, next_tasks, summary, totals
 from .txn import Txn
@@ -100,46 +100,69 @@ class Views(Checks):
 
     def _list(self, st: State, q: Any) -> dict[str, Any]:
         day = self.today()
-        status, tags, owner, priority = q.statuses, q.tags, q.owner, q.priorities
-        overdue, all_ = q.overdue_before is not None, q.include_archived
-        # An indexed store answers the filters in SQL; the loop below re-checks them,
-        # so both paths give the same rows.
+        # An indexed store answers the filters in SQL and hands the snapshots out in
+        # batches; ``_passes`` re-checks them, so both paths give the same rows.
         indexed = self.store.query_milestones(q)
-        snaps: Mapping[str, Any] = (
-            {s["id"]: s for s in indexed} if indexed is not None else st.milestones)
-        candidates = sorted(snaps)
-        if q.after is not None:
-            candidates = [mid for mid in candidates if mid > q.after]
-        rows: list[md.Milestone] = []
-        for mid in candidates:
-            if q.limit is not None and len(rows) == q.limit:
+        source: Iterable[Any]
+        if indexed is None:
+            ids = sorted(mid for mid in st.milestones if q.after is None or mid > q.after)
+            source = (st.milestones[mid] for mid in ids)
+        else:
+            source = indexed
+        held: list[tuple[md.Milestone, Any]] = []  # rows whose summary waits for feasibility
+        out: list[dict[str, Any]] = []
+        crit: dict[str, float] | None = None
+        hours: list[float] = []
+        streaming = False
+        for snap in source:
+            if q.limit is not None and len(held) + len(out) == q.limit:
                 break
-            m = md.Milestone.from_snapshot(snaps[mid])
-            if not all_ and not status and m.status == "archived":
+            m = md.Milestone.from_snapshot(snap)
+            if not self._passes(m, q, day):
                 continue
-            if status and m.status not in status:
+            if streaming:  # many rows: each summed up as it comes, its snapshot let go
+                out.append(summary(m, day, self._feasibility_one(snap, crit, hours)))
                 continue
-            if tags and not set(tags) & set(m.tags):
-                continue
-            if owner and m.owner != owner:
-                continue
-            if priority and m.priority not in priority:
-                continue
-            if overdue and not (
-                m.due_date
-                and m.due_date < day
-                and m.status not in ("completed", "archived", "cancelled")
-            ):
-                continue
-            rows.append(m)
+            held.append((m, snap))
+            if len(held) > CLOSURE_LIMIT and is_lazy(st.milestones):
+                graph = self.store.schedule_graph()
+                if graph is not None:  # the whole plan's schedule, from the index, once
+                    from ..model import schedule
+
+                    streaming, crit = True, self._critical_hours(graph)
+                    hours = schedule.team_weekly_hours(self.config())
+                    out = [summary(h, day, self._feasibility_one(s, crit, hours))
+                           for h, s in held]
+                    held = []
+        if not streaming:
+            feas = self._feasibilities(st, [m.id for m, _ in held], {m.id: s for m, s in held})
+            out = [summary(m, day, feas.get(m.id)) for m, _ in held]
         page: dict[str, Any] = {}
         if q.limit is not None:  # asked for one more than the page holds
-            more = len(rows) == q.limit
-            rows = rows[:q.limit - 1]
-            page = {"next_after": rows[-1].id if more and rows else None}
-        feas = self._feasibilities(st, [m.id for m in rows], snaps)
-        return {"schema": SCHEMA, "current": st.current, "today": day,
-                "milestones": [summary(m, day, feas.get(m.id)) for m in rows], **page}
+            more = len(out) == q.limit
+            out = out[:q.limit - 1]
+            page = {"next_after": out[-1]["id"] if more and out else None}
+        return {"schema": SCHEMA, "current": st.current, "today": day, "milestones": out,
+                **page}
+
+    @staticmethod
+    def _passes(m: md.Milestone, q: Any, day: str) -> bool:
+        """Does ``m`` pass the filters of ``list`` (a ``MilestoneQuery``)?"""
+        if q.after is not None and m.id <= q.after:
+            return False
+        if not q.include_archived and not q.statuses and m.status == "archived":
+            return False
+        if q.statuses and m.status not in q.statuses:
+            return False
+        if q.tags and not set(q.tags) & set(m.tags):
+            return False
+        if q.owner and m.owner != q.owner:
+            return False
+        if q.priorities and m.priority not in q.priorities:
+            return False
+        return not (q.overdue_before is not None and not (
+            m.due_date and m.due_date < day
+            and m.status not in ("completed", "archived", "cancelled")))
 
     def show_view(self, ref: str) -> dict[str, Any]:
         with self.reading() as st:

@@ -281,8 +281,9 @@ class Store(ABC):
                     resume: dict[str, Any], sources: dict[str, str]) -> None:
         """Fill a fresh store with another's events (verbatim) and snapshots."""
 
-    def query_milestones(self, q: MilestoneQuery) -> list[Snapshot] | None:
-        """Milestones matching ``q`` from an index; None when the store has none."""
+    def query_milestones(self, q: MilestoneQuery) -> Iterable[Snapshot] | None:
+        """Milestones matching ``q`` from an index, by id (read as they are iterated,
+        inside ``reading()``); None when the store has none."""
         return None
 
     def view(self) -> State:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -266,16 +266,18 @@ class DatabaseStore(DatabaseBase):
 
     # -------------------------------------------------------------- queries
 
-    def query_milestones(self, q: MilestoneQuery) -> list[Snapshot] | None:
-        """The milestones matching ``q``, found through the indexes."""
-        conn = self.connect()
+    def query_milestones(self, q: MilestoneQuery) -> Iterator[Snapshot] | None:
+        """The milestones matching ``q``, found through the indexes and read 500 at a
+        time as they are iterated (a list of 10,000 holds one batch of snapshots)."""
         sql, args = milestone_query_sql(q)
-        with self._read(conn):
-            ids = [mid for (mid,) in conn.execute(sql, args)]
-            found: dict[str, Snapshot] = {}
-            for start in range(0, len(ids), 500):
-                found.update(self.snapshots(ids[start:start + 500]))
-            return [found[mid] for mid in ids if mid in found]
+        ids = [mid for (mid,) in self.connect().execute(sql, args)]
+        return self._in_batches(ids)
+
+    def _in_batches(self, ids: list[str]) -> Iterator[Snapshot]:
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            found = self.snapshots(chunk)
+            yield from (found[mid] for mid in chunk if mid in found)
 
     def cache_get(self, key: str, head: str) -> Any:
         return self._cache().get(key, head)
