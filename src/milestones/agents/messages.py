@@ -14,7 +14,7 @@ from ..errors import InvalidInput, NotFound
 
 if TYPE_CHECKING:
     from ..project import Project, Txn
-from .records import BROADCAST, HELD, ROLE_PREFIX, read_record, settings, ts
+from .records import BROADCAST, ROLE_PREFIX, read_record, settings, ts
 
 
 class Messages:
@@ -110,18 +110,15 @@ class Messages:
                 tx.record("agent_expired", None, None, agent=entry["id"], name=entry["name"],
                           last_seen=entry.get("last_seen"))
         agents = reg["agents"]
-        for mid in self._scope(tx.snaps, None, HELD):
-            for t in tx.snaps[mid].get("tasks", ()):
-                ex = t.get("execution") or {}
-                holder = ex.get("agent")
-                if not holder or t.get("status") != "in_progress":
-                    continue
-                entry = agents.get(holder, {})
-                renewed = max(ts(ex.get("claimed_at")),
-                              ts(entry.get("last_seen")) if entry.get("status") == "live" else 0)
-                if now - renewed > (ex.get("lease") or lease_default):
-                    self._requeue(tx, mid, t["id"], f"lease expired: {holder} last seen "
-                                  f"{entry.get('last_seen') or 'never'}", lapsed=True)
+        for mid, t in self.p.held_tasks(tx.snaps):
+            ex = t["execution"]
+            holder = ex["agent"]
+            entry = agents.get(holder, {})
+            renewed = max(ts(ex.get("claimed_at")),
+                          ts(entry.get("last_seen")) if entry.get("status") == "live" else 0)
+            if now - renewed > (ex.get("lease") or lease_default):
+                self._requeue(tx, mid, t["id"], f"lease expired: {holder} last seen "
+                              f"{entry.get('last_seen') or 'never'}", lapsed=True)
 
     def _requeue(self, tx: Txn, mid: str, tid: str, reason: str, *, lapsed: bool,
                  event: str = "task_requeued", **details: Any) -> md.Task:
@@ -142,14 +139,7 @@ class Messages:
 
     def _held(self, tx: Txn, agent_id: str | None = None) -> list[tuple[str, dict[str, Any]]]:
         """(milestone id, task snapshot) of every task an agent holds (or ``agent_id``)."""
-        out = []
-        for mid in self._scope(tx.snaps, None, HELD):
-            for t in tx.snaps[mid].get("tasks", ()):
-                holder = (t.get("execution") or {}).get("agent")
-                if holder and t.get("status") == "in_progress" and (
-                        agent_id is None or holder == agent_id):
-                    out.append((mid, t))
-        return out
+        return self.p.held_tasks(tx.snaps, agent_id)
 
     # ----------------------------------------------------------- messages
 

@@ -27,9 +27,8 @@ ROLE_PREFIX = "role:"
 BROADCAST = "*"
 
 
-# Task statuses that put a milestone in a claim's scope (OPEN), or a sweep's (HELD).
+# Task statuses that put a milestone in a claim's scope.
 OPEN = ("todo", "in_progress", "blocked")
-HELD = ("in_progress",)
 
 
 def ts(stamp: str | None) -> float:

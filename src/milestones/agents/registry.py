@@ -10,7 +10,7 @@ from typing import Any
 
 from ..errors import Conflict, InvalidInput
 from .messages import Messages
-from .records import HELD, check_lease, ts
+from .records import check_lease, ts
 
 
 class Registry(Messages):
@@ -90,12 +90,9 @@ class Registry(Messages):
     def roster(self) -> list[dict[str, Any]]:
         now = ts(self.p.clock())
         holds: dict[str, list[str]] = {}
-        with self.p.reading() as st:  # on an index: only the milestones with work held
-            for mid in self._scope(st.milestones, None, HELD):
-                for t in st.milestones[mid].get("tasks", ()):
-                    holder = (t.get("execution") or {}).get("agent")
-                    if holder and t.get("status") == "in_progress":
-                        holds.setdefault(holder, []).append(f"{mid}/{t['id']}")
+        with self.p.reading() as st:  # on an index: only the tasks agents hold
+            for mid, t in self.p.held_tasks(st.milestones):
+                holds.setdefault(t["execution"]["agent"], []).append(f"{mid}/{t['id']}")
         rows = []
         for entry in self._registry()["agents"].values():
             row = dict(entry)

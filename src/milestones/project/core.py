@@ -126,6 +126,23 @@ class ProjectCore:
             base.prefetch(mids)
         return [mid for mid in mids if mid in snaps]
 
+    def held_tasks(self, snaps: Mapping[str, Any], agent: str | None = None
+                   ) -> list[tuple[str, dict[str, Any]]]:
+        """(milestone id, task snapshot) of every task in progress an agent holds (or
+        ``agent``), by milestone and position: from the store's index when ``snaps``
+        are the store's as committed, else from the milestones with work in progress."""
+        got = None
+        if is_lazy(snaps) and not getattr(snaps, "changed", None) and not getattr(
+                snaps, "removed", None):
+            got = self.store.held_tasks()
+        if got is None:
+            got = [(mid, t) for mid in self.scope(snaps, None, ("in_progress",))
+                   for t in snaps[mid].get("tasks", ())
+                   if t.get("status") == "in_progress"
+                   and (t.get("execution") or {}).get("agent")]
+        return [(mid, t) for mid, t in got
+                if agent is None or t["execution"]["agent"] == agent]
+
     def ready_index(self, snaps: Mapping[str, Any], only: str | None,
                     limit: int | None = None
                     ) -> tuple[list[dict[str, Any]], list[tuple[str, list[str]]]] | None:

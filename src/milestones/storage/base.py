@@ -320,6 +320,12 @@ class Store(ABC):
         position, from an index; None without one."""
         return None
 
+    def held_tasks(self) -> list[tuple[str, Snapshot]] | None:
+        """(milestone id, task) of every task in progress that an agent holds (its
+        ``execution.agent`` set), by milestone id and position, from an index; None
+        without one."""
+        return None
+
     def schedule_graph(self) -> tuple[dict[str, list[str]], dict[str, float]] | None:
         """Every task's dependencies (those that exist) and remaining hours, by full ref
         (``model.schedule``'s task graph), from an index without reading a snapshot;

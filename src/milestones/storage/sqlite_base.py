@@ -465,6 +465,13 @@ class DatabaseBase(Store):
                 out[kind][status] = n
         return {"by_status": out["milestone"], "tasks": out["task"]}
 
+    def held_tasks(self) -> list[tuple[str, Snapshot]] | None:
+        rows = self.connect().execute(  # idx_task_status, then the JSON of those rows
+            "SELECT milestone_id, data FROM tasks WHERE status = 'in_progress' AND "
+            "json_extract(data, '$.execution.agent') IS NOT NULL "
+            "ORDER BY milestone_id, position")
+        return [(mid, self._row(data, "tasks", mid)) for mid, data in rows]
+
     def schedule_graph(self) -> tuple[dict[str, list[str]], dict[str, float]] | None:
         from ..model import schedule
 
