@@ -31,23 +31,34 @@ class Views(Checks):
                                      lambda: self._status(st, ref, all_)))
 
     def _status(self, st: State, ref: str | None, all_: bool) -> dict[str, Any]:
+        from ..storage.base import MilestoneQuery
+
         day = self.today()
         if ref is not None:
-            chosen = [refs.resolve_milestone(ref, st.milestones)]
+            chosen: list[str] | None = [refs.resolve_milestone(ref, st.milestones)]
         elif all_ or st.current is None:
-            chosen = [mid for mid, s in sorted(st.milestones.items())
-                      if s["status"] != "archived"]
+            chosen = None  # every milestone but the archived ones
         else:
             chosen = [st.current]
-        feas = self._feasibilities(st, chosen)
-        only = chosen[0] if len(chosen) == 1 else None
+        if chosen is None and is_lazy(st.milestones):  # as `list` sums them up, streamed
+            out = self._list(st, MilestoneQuery())["milestones"]
+        else:
+            if chosen is None:
+                chosen = [mid for mid, s in sorted(st.milestones.items())
+                          if s["status"] != "archived"]
+            feas = self._feasibilities(st, chosen)
+            out = [summary(md.Milestone.from_snapshot(st.milestones[mid]), day, feas.get(mid))
+                   for mid in chosen]
+        only = out[0]["id"] if len(out) == 1 else None
         indexed = self._indexed_ready(only, 3 if only is not None else None)
         ready = indexed[0] if indexed is not None else self._next_rows(st, only=only)
-        out = []
-        for mid in chosen:
-            s = summary(md.Milestone.from_snapshot(st.milestones[mid]), day, feas.get(mid))
-            s["next"] = [r for r in ready if r["milestone_id"] == mid][:3]
-            out.append(s)
+        best: dict[str, list[dict[str, Any]]] = {}  # each milestone's best three
+        for row in ready:
+            rows = best.setdefault(row["milestone_id"], [])
+            if len(rows) < 3:
+                rows.append(row)
+        for s in out:
+            s["next"] = best.get(s["id"], [])
         return {
             "schema": SCHEMA,
             "current": st.current,
