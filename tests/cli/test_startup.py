@@ -91,7 +91,7 @@ def first_paragraph(command: click.Command) -> str:
 def test_the_help_table_says_what_the_commands_say() -> None:
     listed = {name: first_paragraph(cmd) for name, cmd in cli.commands.items()
               if not cmd.hidden}
-    assert COMMAND_HELP == listed
+    assert listed == COMMAND_HELP
     assert not any(cmd.short_help or cmd.deprecated for cmd in cli.commands.values())
 
 
@@ -103,3 +103,24 @@ def test_help_from_the_table_equals_clicks_own(width: int) -> None:
     click.Group.format_commands(cli, ctx, clicks)
     assert ours.getvalue() == clicks.getvalue()
     assert "Commands:" in ours.getvalue()
+
+
+@pytest.mark.parametrize("incomplete", ["", "s", "st", "ta", "re", "x", "-", "--"])
+def test_completing_a_command_name_equals_clicks_own(incomplete: str) -> None:
+    ctx = click.Context(cli, info_name="milestone")
+    ours = cli.shell_complete(ctx, incomplete)
+    clicks = click.MultiCommand.shell_complete(cli, ctx, incomplete)
+    assert [(i.value, i.help, i.type) for i in ours] == [(i.value, i.help, i.type)
+                                                         for i in clicks]
+
+
+def test_completing_a_command_name_imports_no_command(tmp_path: Path) -> None:
+    env = {**os.environ, "_MILESTONE_COMPLETE": "zsh_complete", "COMP_WORDS": "milestone ",
+           "COMP_CWORD": "1"}
+    code = RUN.replace('sys.argv = ["milestone", *sys.argv[1:]]', 'sys.argv = ["milestone"]')
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    assert "plain\nstatus\nProgress of the current milestone (or REF,...\n" in out.stdout
+    modules = set(out.stderr.rpartition("\nMODULES ")[2].split())
+    assert not modules & COMMAND_MODULE_NAMES

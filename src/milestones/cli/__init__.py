@@ -27,6 +27,8 @@ from ..ui import inert, inert_data
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from click.shell_completion import CompletionItem
+
 F = TypeVar("F", bound=Callable[..., Any])
 UI_LEVELS = ("simple", "rich")
 
@@ -207,6 +209,16 @@ class MilestoneGroup(click.Group):
                 for name, text in sorted(COMMAND_HELP.items())]
         with formatter.section(_("Commands")):
             formatter.write_dl(rows)
+
+    def shell_complete(self, ctx: click.Context, incomplete: str) -> list[CompletionItem]:
+        """Shell completion of a command's name (a Tab after ``milestone``), as click
+        completes it, from COMMAND_HELP: no command's module is imported; then the options."""
+        from click.shell_completion import CompletionItem
+
+        results = [CompletionItem(name, help=make_default_short_help(text, 45).strip())
+                   for name, text in sorted(COMMAND_HELP.items()) if name.startswith(incomplete)]
+        results.extend(click.Command.shell_complete(self, ctx, incomplete))
+        return results
 
     def invoke(self, ctx: click.Context) -> Any:
         words = [*ctx.protected_args, *ctx.args]  # click consumes them; the metric names them
