@@ -17,6 +17,7 @@ from pathlib import Path
 
 import click
 import pytest
+from click.testing import CliRunner
 
 from milestones.cli import COMMAND_HELP, COMMAND_MODULES, cli
 
@@ -52,8 +53,8 @@ def built(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_version_loads_no_command_and_no_project(tmp_path: Path) -> None:
-    out, modules = loaded(["--version"], tmp_path)
+def test_version_among_options_loads_no_command_and_no_project(tmp_path: Path) -> None:
+    out, modules = loaded(["--debug", "--version"], tmp_path)
     assert out.startswith("milestone, version ")
     assert not modules & COMMAND_MODULE_NAMES
     assert not {"milestones.project", "milestones.storage", "rich", "json", "pathlib"} & modules
@@ -124,3 +125,20 @@ def test_completing_a_command_name_imports_no_command(tmp_path: Path) -> None:
     assert "plain\nstatus\nProgress of the current milestone (or REF,...\n" in out.stdout
     modules = set(out.stderr.rpartition("\nMODULES ")[2].split())
     assert not modules & COMMAND_MODULE_NAMES
+
+
+@pytest.mark.parametrize("flag", ["--version", "-V"])
+def test_version_alone_is_answered_before_the_cli_loads(tmp_path: Path, flag: str) -> None:
+    """The same line click's --version prints, without loading click."""
+    out, modules = loaded([flag], tmp_path)
+    assert out == CliRunner().invoke(cli, [flag], prog_name="milestone").output
+    assert not {"click", "milestones.cli"} & modules
+
+
+def test_version_with_an_undecodable_variable_still_reports_it(tmp_path: Path) -> None:
+    env = {**os.environ, "MILESTONE_UI": "caf\udce9"}
+    out = subprocess.run([sys.executable, "-c", RUN, "--version"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, check=False)
+    assert out.returncode == 4
+    assert "environment variable MILESTONE_UI" in out.stderr
+    assert out.stdout == ""
