@@ -17,7 +17,7 @@ from typing import Any
 
 # C0 controls, DEL, C1 controls, the bidi embeddings, overrides and isolates, and lone
 # surrogates (no terminal encoding can print them). Compiled on first use: a class that
-# reaches past U+00FF costs re some 2-5 ms to build, and most runs print only printable
+# reaches past U+00FF costs re about 1 ms to build, and most runs print only printable
 # text (``inert``'s fast path), so start-up does not pay for it.
 _UNSAFE = "[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
 _UNSAFE_KEEP_LINES = "[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
