@@ -92,7 +92,7 @@ def first_paragraph(command: click.Command) -> str:
 def test_the_help_table_says_what_the_commands_say() -> None:
     listed = {name: first_paragraph(cmd) for name, cmd in cli.commands.items()
               if not cmd.hidden}
-    assert listed == COMMAND_HELP
+    assert listed == COMMAND_HELP, "a command's help changed: copy it to COMMAND_HELP (cli)"
     assert not any(cmd.short_help or cmd.deprecated for cmd in cli.commands.values())
 
 

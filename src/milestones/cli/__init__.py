@@ -132,7 +132,7 @@ COMMAND_HELP = {
     "git": "Git integration: link commits to the tasks they name.",
     "import": "Create milestones from other tools' files.",
     "init": "Start tracking a project: create .milestones/ in DIRECTORY (default: here).",
-    "list": "List milestones (archived ones only with --all).",
+    "list": "List milestones (archived ones only with --all), by id.",
     "log": "The event log: every change, who made it and when.",
     "next": "Tasks that can start now: dependencies met, by priority then longest chain "
             "waiting.",
