@@ -96,9 +96,9 @@ def _debug() -> bool:
 
 
 # The module that defines each command. A run imports only the one its command needs
-# (about 1 ms of start-up saved); completion imports them all, and so does a name missing
-# here, so a new command works before it is listed. `milestone --help` lists the commands
-# from COMMAND_HELP below and imports none of them.
+# (about 1 ms of start-up saved); a name missing here imports them all, so a new command
+# works before it is listed. `milestone --help` and the shell completion of a command's
+# name list the commands from COMMAND_HELP below and import none of them.
 COMMAND_MODULES = {
     **dict.fromkeys(("status", "list", "show", "next", "log", "resume", "note"), "activity"),
     **dict.fromkeys(("init", "demo", "doctor", "completion", "event-types"), "admin"),
