@@ -9,11 +9,15 @@ instead of 700 (a long run is still collected), and at the end everything is fro
 again, so the exit skips its pass over it too. Together about 9 ms of a 50 ms
 ``milestone status``. Only the console script (and ``python -m milestones``) does
 this; importing ``milestones.cli`` leaves the collector alone.
+
+``milestone --version`` alone is answered here, before the CLI loads (see
+``_version_only``): the same line, in half the time.
 """
 
 from __future__ import annotations
 
 import gc
+import os
 import signal
 import sys
 from types import FrameType
@@ -58,6 +62,9 @@ def interrupted(*, as_json: bool = False) -> NoReturn:
 def main() -> None:
     catch_signals()
     try:
+        if _version_only(sys.argv[1:]):
+            _print_version()
+            return
         gc.disable()
         try:
             from .cli import main as cli_main
@@ -72,6 +79,35 @@ def main() -> None:
             _done()
     except KeyboardInterrupt:
         interrupted()
+
+
+def _version_only(args: list[str]) -> bool:
+    """``milestone --version`` (or ``-V``) and nothing else: the one answer that needs
+    no CLI, so it loads none of it (click and ours: some 50 modules, 25 ms). Not when a
+    MILESTONE_* variable is not UTF-8: the CLI reports that, on every command."""
+    if args not in (["--version"], ["-V"]):
+        return False
+    try:
+        for name, value in os.environ.items():
+            if name.startswith("MILESTONE_"):
+                value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _print_version() -> None:
+    """What click's ``--version`` prints (tests/cli/test_startup.py compares them)."""
+    from . import __version__
+
+    if sys.stdout is None:  # started with stdout closed: click prints nothing either
+        return
+    try:
+        sys.stdout.write(f"milestone, version {__version__}\n")
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader is gone: exit 1 and no message, as click does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(1) from None
 
 
 def _done() -> None:

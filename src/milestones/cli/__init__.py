@@ -10,19 +10,24 @@ code; ``--debug`` (or MILESTONE_DEBUG=1) shows the traceback instead.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sys
 import time
 from collections.abc import Callable, Iterator, MutableMapping
-from pathlib import Path
-from typing import Any, TypeVar
+from gettext import gettext as _
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
+from click.utils import make_default_short_help
 
 from .. import __version__
 from ..errors import InvalidInput, MilestoneError, StorageError
-from ..ui import inert, inert_data, jsontext
+from ..ui import inert, inert_data
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from click.shell_completion import CompletionItem
 
 F = TypeVar("F", bound=Callable[..., Any])
 UI_LEVELS = ("simple", "rich")
@@ -46,6 +51,8 @@ class CliError(click.ClickException):
 
     def show(self, file: Any = None) -> None:
         if self.as_json:
+            import json
+
             from ..errors import error_kind
 
             error = {"code": self.exit_code, "kind": self.kind or error_kind(self.exit_code),
@@ -89,8 +96,9 @@ def _debug() -> bool:
 
 
 # The module that defines each command. A run imports only the one its command needs
-# (about 1 ms of start-up saved); listing the commands (help, completion) imports them all,
-# and so does a name missing here, so a new command works before it is listed.
+# (about 1 ms of start-up saved); a name missing here imports them all, so a new command
+# works before it is listed. `milestone --help` and the shell completion of a command's
+# name list the commands from COMMAND_HELP below and import none of them.
 COMMAND_MODULES = {
     **dict.fromkeys(("status", "list", "show", "next", "log", "resume", "note"), "activity"),
     **dict.fromkeys(("init", "demo", "doctor", "completion", "event-types"), "admin"),
@@ -104,6 +112,46 @@ COMMAND_MODULES = {
     "execute": "execute",
     **dict.fromkeys(("template", "quickstart"), "templates"),
     **dict.fromkeys(("validate", "schema"), "validate"),
+}
+
+
+# The first paragraph of each listed (not hidden) command's help, its words joined by one
+# space: what click shortens to the line `milestone --help` shows beside its name. Kept
+# equal to the commands' own help by tests/cli/test_startup.py.
+COMMAND_HELP = {
+    "agent": "Agents working one project in parallel: register, claim, report, message.",
+    "archive": "Move a completed milestone to completed/ with its completion record.",
+    "backup": "Write one archive of the project's data, with a SHA-256 for every file.",
+    "completion": "Print the shell completion script.",
+    "current": "Show the current milestone, or make REF current.",
+    "delete": "Delete a milestone (asks first unless --yes). Its history stays in the log.",
+    "demo": "Create a sample project (in a temporary directory unless given one) and show it.",
+    "doctor": "Check the event log's hash chain, the snapshots and the files; --repair fixes.",
+    "execute": "Work milestone REF with agents in parallel until every task is done.",
+    "export": "Write milestones out in other tools' formats, or as readable YAML.",
+    "git": "Git integration: link commits to the tasks they name.",
+    "import": "Create milestones from other tools' files.",
+    "init": "Start tracking a project: create .milestones/ in DIRECTORY (default: here).",
+    "list": "List milestones (archived ones only with --all), by id.",
+    "log": "The event log: every change, who made it and when.",
+    "next": "Tasks that can start now: dependencies met, by priority then longest chain "
+            "waiting.",
+    "note": "Leave a note for whoever resumes the work (shown by `milestone resume`).",
+    "plan": "Create a milestone with its tasks (it becomes current if none is).",
+    "quickstart": "Detect the project type, propose a template, and create the first "
+                  "milestone.",
+    "ready": "Tasks agents can claim now (of milestone REF, or every milestone), best first.",
+    "restore": "Replace the project's data with the backup at PATH (asks first unless --yes).",
+    "resume": "Where the last session stopped: what is in progress, blocked, and next.",
+    "review": "Decide a Kiro gate (requirements, design, tasks), or list what waits for you.",
+    "schema": "Print the JSON Schema of milestone files (editors use it to check as you type).",
+    "show": "Everything about a milestone (3) or a task (3/2).",
+    "status": "Progress of the current milestone (or REF, or --all).",
+    "storage": "Inspect and move the project's storage backend.",
+    "task": "Add and move tasks. TASK is 3/2, milestone-003/task-2, or 2 (current milestone).",
+    "template": "Built-in and your own milestone templates (.milestones/templates/*.yaml).",
+    "update": "Edit a milestone's fields.",
+    "validate": "Check the plan against the rules; exit 5 when errors are found.",
 }
 
 
@@ -152,6 +200,25 @@ class MilestoneGroup(click.Group):
             raise _one_line(exc, words) from None
         except KeyboardInterrupt:
             raise Interrupted from None
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The "Commands" section of ``--help``, as click writes it, from COMMAND_HELP:
+        listing the commands imports none of their modules (and the project with them)."""
+        limit = formatter.width - 6 - max(map(len, COMMAND_HELP))
+        rows = [(name, make_default_short_help(text, limit).strip())
+                for name, text in sorted(COMMAND_HELP.items())]
+        with formatter.section(_("Commands")):
+            formatter.write_dl(rows)
+
+    def shell_complete(self, ctx: click.Context, incomplete: str) -> list[CompletionItem]:
+        """Shell completion of a command's name (a Tab after ``milestone``), as click
+        completes it, from COMMAND_HELP: no command's module is imported; then the options."""
+        from click.shell_completion import CompletionItem
+
+        results = [CompletionItem(name, help=make_default_short_help(text, 45).strip())
+                   for name, text in sorted(COMMAND_HELP.items()) if name.startswith(incomplete)]
+        results.extend(click.Command.shell_complete(self, ctx, incomplete))
+        return results
 
     def invoke(self, ctx: click.Context) -> Any:
         words = [*ctx.protected_args, *ctx.args]  # click consumes them; the metric names them
@@ -352,6 +419,8 @@ MULTILINE = frozenset({"description"})  # view keys whose text keeps its line br
 def emit(data: dict[str, Any], view: str, as_json: bool, ui: str | None) -> None:
     """Print ``data`` as JSON or through the ``render_<view>`` of the chosen level."""
     if as_json:
+        from ..ui import jsontext  # json and orjson: only for --json
+
         click.echo(jsontext.dumps(data))
         return
     data = inert_data(data, multiline=MULTILINE)  # stored text is shown, never obeyed
@@ -383,6 +452,8 @@ def say(message: str, data: dict[str, Any] | None = None, as_json: bool = False,
     if not changed:
         message, data = f"nothing changed: {message}", {**(data or {}), "changed": False}
     if as_json:
+        from ..ui import jsontext
+
         touched = {"ref": ref, "milestone_id": milestone_id}
         click.echo(jsontext.dumps({"schema": 1, **touched, **(data or {})}))
     else:
@@ -397,13 +468,13 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 @click.option(
     "-C",
     "--directory",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(file_okay=False),  # a str; made a Path below, once a command runs
     default=None,
     help="Run as if started in this directory.",
 )
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
 @click.pass_context
-def cli(ctx: click.Context, directory: Path | None, debug: bool) -> None:
+def cli(ctx: click.Context, directory: str | None, debug: bool) -> None:
     """milestone: plan and track a project's milestones and tasks from the terminal.
 
     \b
@@ -419,9 +490,11 @@ def cli(ctx: click.Context, directory: Path | None, debug: bool) -> None:
       milestone plan "Beta" --task "Write docs" --task "Ship"
       milestone next                 what can start now
     """
+    from pathlib import Path  # not before: `--version` and `--help` never need it
+
     if debug:
         os.environ["MILESTONE_DEBUG"] = "1"
-    ctx.obj = State(directory)
+    ctx.obj = State(None if directory is None else Path(directory))
 
 
 def _undecodable(args: list[str]) -> str | None:

@@ -12,13 +12,15 @@ Renderers take plain data and never query storage; they import nothing of ours
 from __future__ import annotations
 
 import re
+from functools import cache
 from typing import Any
 
 # C0 controls, DEL, C1 controls, the bidi embeddings, overrides and isolates, and lone
-# surrogates (no terminal encoding can print them).
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
-_UNSAFE_KEEP_LINES = re.compile(
-    "[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+# surrogates (no terminal encoding can print them). Compiled on first use: a class that
+# reaches past U+00FF costs re about 1 ms to build, and most runs print only printable
+# text (``inert``'s fast path), so start-up does not pay for it.
+_UNSAFE = "[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
+_UNSAFE_KEEP_LINES = "[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
 _NAMED = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
 
 
@@ -37,7 +39,12 @@ def inert(text: str, *, keep_newlines: bool = False) -> str:
     has room for more than one line)."""
     if text.isprintable():  # the common case, checked in C
         return text
-    return (_UNSAFE_KEEP_LINES if keep_newlines else _UNSAFE).sub(_escape, text)
+    return _unsafe(keep_newlines).sub(_escape, text)
+
+
+@cache
+def _unsafe(keep_newlines: bool) -> re.Pattern[str]:
+    return re.compile(_UNSAFE_KEEP_LINES if keep_newlines else _UNSAFE)
 
 
 def inert_data(value: Any, *, multiline: frozenset[str] = frozenset()) -> Any:
