@@ -21,7 +21,8 @@ from typing import Any
 from ..model import events as ev
 from . import fsutil, sqlready
 from .base import MilestoneQuery, Snapshot, State
-from .sqlite_base import MIGRATIONS, SCHEMA_VERSION, DatabaseBase
+from .sqlite_base import MIGRATIONS, SCHEMA_VERSION
+from .sqlite_index import DatabaseIndex
 from .sqlquery import QueryCache, dumps, milestone_query_sql, refuse_db_links
 
 
@@ -48,7 +49,7 @@ def copy_database(src: Path, dest: Path) -> None:
         source.close()
 
 
-class DatabaseStore(DatabaseBase):
+class DatabaseStore(DatabaseIndex):
     """The database backend: its writes, records, queries, migration and backup here;
     the connection, lock and reading in ``sqlite_base``, the query cache in ``sqlquery``."""
 
