@@ -234,3 +234,21 @@ def test_an_environment_value_that_is_not_utf8_exits_4(project_dir: Path) -> Non
                            "plan", "X"], env=envb, capture_output=True)  # type: ignore[arg-type]
     assert proc.returncode == 4, proc
     assert b"MILESTONE_USER" in proc.stderr and b"Traceback" not in proc.stderr
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(project_dir: Path) -> None:
+    """`milestone status | head -0`: the pipe is closed before the output is written.
+    No error line, no storage error (exit 8), no traceback: it stops as click's commands
+    stop on a closed pipe."""
+    for title in ("A", "B"):
+        subprocess.run([sys.executable, "-m", "milestones", "-C", str(project_dir), "plan",
+                        title, "--task", "t"], check=True, capture_output=True)
+    for args in (("status", "--all"), ("list", "--json"), ("next",)):
+        proc = subprocess.Popen([sys.executable, "-m", "milestones", "-C", str(project_dir),
+                                 *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()  # the reader is gone before a byte is read
+        err = proc.stderr.read().decode()
+        proc.wait(timeout=60)
+        assert err == "", (args, err)
+        assert proc.returncode in (0, 1), (args, proc.returncode)

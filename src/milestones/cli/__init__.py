@@ -257,6 +257,8 @@ class MilestoneGroup(click.Group):
             if _debug():
                 raise
             raise _from_error(exc, words) from None
+        except BrokenPipeError:
+            raise  # the reader of our output went away (`| head`): main() ends quietly
         except PermissionError as exc:
             if _debug():
                 raise
