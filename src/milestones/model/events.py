@@ -217,17 +217,23 @@ def diff(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> dict[s
     return patch
 
 
-def apply(state: Mapping[str, Any] | None, patch: Mapping[str, Any]) -> dict[str, Any] | None:
-    """Apply a ``diff`` patch to a milestone dict; returns a new dict (or None if deleted)."""
+def apply(state: Mapping[str, Any] | None, patch: Mapping[str, Any], *,
+          fresh: bool = False) -> dict[str, Any] | None:
+    """Apply a ``diff`` patch to a milestone dict; returns a new dict (or None if deleted).
+
+    The patch's values are copied into the result, unless ``fresh``: the caller parsed
+    the patch for this alone and keeps no other reference to it (a replay that is
+    compared and dropped), so the result may share them."""
+    copy = _as_is if fresh else _copy
     if "create" in patch:
-        created: dict[str, Any] = json.loads(json.dumps(patch["create"]))
+        created: dict[str, Any] = copy(patch["create"])
         return created
     if patch.get("delete"):
         return None
     if state is None:
         raise ValueError("patch applied to a milestone that does not exist")
     new = dict(state)
-    new.update(json.loads(json.dumps(patch.get("set", {}))))
+    new.update(copy(patch.get("set", {})))
     for k in patch.get("unset", ()):
         new.pop(k, None)
     # The task records a patch does not change are shared with ``state`` (snapshots
@@ -243,17 +249,25 @@ def apply(state: Mapping[str, Any] | None, patch: Mapping[str, Any]) -> dict[str
                 t = tasks[i] = dict(old)
                 for k, v in change.items():
                     if k != "$unset":
-                        t[k] = json.loads(json.dumps(v))
+                        t[k] = copy(v)
                 for k in change.get("$unset", ()):
                     t.pop(k, None)
     drop = set(patch.get("tasks_remove", ()))
     tasks = [t for t in tasks if t["id"] not in drop]
-    tasks.extend(json.loads(json.dumps(patch.get("tasks_add", []))))
+    tasks.extend(copy(patch.get("tasks_add", [])))
     if "tasks_order" in patch:
         by_id = {t["id"]: t for t in tasks}
         tasks = [by_id[tid] for tid in patch["tasks_order"]]
     new["tasks"] = tasks
     return new
+
+
+def _copy(value: Any) -> Any:
+    return json.loads(json.dumps(value))
+
+
+def _as_is(value: Any) -> Any:
+    return value
 
 
 # The keys of ``data`` that make an event a patch of its milestone.
@@ -264,7 +278,8 @@ PATCH_KEYS = ("create", "delete", "set", "unset", "tasks_set", "tasks_add", "tas
 class ReplayState:
     """What the log says the project is: milestones, the current one, id counters."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, fresh: bool = False) -> None:
+        self.fresh = fresh  # the events fed are the caller's own copies (see ``apply``)
         self.milestones: dict[str, dict[str, Any]] = {}
         self.current: str | None = None
         self.max_number = 0
@@ -282,7 +297,7 @@ class ReplayState:
                 {"text": data["note"], "actor": ev.get("actor"), "timestamp": ev.get("timestamp")}
             )
         if mid and any(k in data for k in PATCH_KEYS):
-            after = apply(self.milestones.get(mid), data)
+            after = apply(self.milestones.get(mid), data, fresh=self.fresh)
             if after is None:
                 self.milestones.pop(mid, None)
                 if self.current == mid:
@@ -295,8 +310,10 @@ class ReplayState:
         self.last_hash = str(ev.get("hash", self.last_hash))
 
 
-def replay(events: Iterable[Mapping[str, Any]]) -> ReplayState:
-    state = ReplayState()
+def replay(events: Iterable[Mapping[str, Any]], *, fresh: bool = False) -> ReplayState:
+    """What ``events`` make of the project; ``fresh``: they are the caller's own copies,
+    kept nowhere else (their values are not copied again, see ``apply``)."""
+    state = ReplayState(fresh=fresh)
     for ev in events:
         state.feed(ev)
     return state

@@ -245,14 +245,15 @@ class Checks(Reviews):
                         # reader: milestone execute's validator): read it again, once.
                         reread = True
                         getattr(self.store, "invalidate", lambda: None)()
-                        self.store.load()
+                        st = self.store.load()
                         known = entries()
                         entry = known.get(mid)
+                    written = entry if entry is not None and wrote(entry, rel, stat) else None
                     try:
                         blob = fsutil.read_bytes(self.root / rel, yamlio.MAX_FILE_BYTES)
                         text = yamlio.decode(blob, shown)
-                        if entry is not None and wrote(entry, rel, stat):
-                            data = yamlio.prune(entry["state"])
+                        if written is not None:
+                            data = yamlio.prune(written["state"])
                         else:
                             data = yamlio.load_text(text, shown)
                     except MilestoneError as exc:
@@ -260,11 +261,16 @@ class Checks(Reviews):
                         continue
                     raw[shown] = (text, data, None)
                     sources[mid] = engine.Source(shown, text)
+                    if written is not None:
+                        # The file is the snapshot as written: loading it gives the
+                        # snapshot back (a file that does not is marked `roundtrip`).
+                        milestones[mid] = written["state"]
+                        continue
                     with contextlib.suppress(MilestoneError):  # what is on disk counts
                         # window=False: a due date before the start is MS301's to report
                         milestones[mid] = md.Milestone.from_dict(data, window=False).to_dict()
         ctx = engine.Context(milestones, self.today(), self.config(), root=self.root,
-                             sources=sources, raw=raw, store=self.store, scope=scope,
+                             sources=sources, raw=raw, store=self.store, state=st, scope=scope,
                              severities=frozenset(severities) if severities else None)
         findings = engine.run(ctx, types)
         count = {sev: sum(1 for f in findings if f.severity == sev)

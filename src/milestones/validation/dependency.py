@@ -10,20 +10,10 @@ from .. import model as md
 from .registry import Context, rule, short
 
 
-def _task_ids(ctx: Context, mid: str) -> set[str]:
-    known: dict[str, set[str]] = ctx.memo.setdefault("dependency.task_ids", {})
-    if mid not in known:  # once a run, not once per dependency
-        known[mid] = {t["id"] for t in ctx.milestones.get(mid, {}).get("tasks", [])}
-    return known[mid]
-
-
-def _deps(mid: str, m: Mapping[str, Any]) -> list[tuple[int, int, str, str]]:
-    """(task index, dependency index, task id, full dependency ref) for every task edge."""
-    out = []
-    for i, t in enumerate(m.get("tasks", [])):
-        for j, d in enumerate(t.get("depends_on", [])):
-            out.append((i, j, t["id"], d if "/" in d else f"{mid}/{d}"))
-    return out
+def _deps(ctx: Context, mid: str, m: Mapping[str, Any]) -> list[tuple[int, int, str, str]]:
+    """(task index, dependency index, task id, full dependency ref) for every task edge
+    (worked out once a run, in the plan's index)."""
+    return ctx.index.edges(mid, m)
 
 
 @rule(
@@ -36,9 +26,9 @@ def _deps(mid: str, m: Mapping[str, Any]) -> list[tuple[int, int, str, str]]:
 )
 def dangling_tasks(ctx: Context) -> None:
     for mid, m in ctx.scoped():
-        for i, j, tid, ref in _deps(mid, m):
+        for i, j, tid, ref in _deps(ctx, mid, m):
             dmid, dtid = ref.split("/", 1)
-            if dtid not in _task_ids(ctx, dmid):
+            if dtid not in ctx.index.task_ids(dmid):
                 where = "" if dmid in ctx.milestones else f" ({dmid} does not exist)"
                 ctx.report(
                     f"{mid}/{tid} depends on {ref}, which does not exist{where}",
@@ -75,15 +65,9 @@ def dangling_milestones(ctx: Context) -> None:
     on_write=True,
 )
 def task_cycles(ctx: Context) -> None:
-    edges: dict[str, list[str]] = {}
     # A cycle through the scope lies within what the scope's tasks reach: on a lazily
     # read plan, read only that (the cycles found are those of the whole plan).
-    milestones = ctx.reached(_task_targets) if ctx.partial else ctx.milestones
-    for mid, m in milestones.items():
-        for t in m.get("tasks", []):
-            edges[f"{mid}/{t['id']}"] = [
-                d if "/" in d else f"{mid}/{d}" for d in t.get("depends_on", []) if d != t["id"]
-            ]
+    edges = ctx.index.task_graph(ctx.reached(_task_targets) if ctx.partial else None)
     for cycle in _cycles(edges):
         if not any(ctx.in_scope(r.split("/")[0]) for r in cycle):
             continue
@@ -167,7 +151,7 @@ def closed_targets(ctx: Context) -> None:
                     ref=mid,
                     path=(mid, ("depends_on", j)),
                 )
-        for i, j, tid, ref in _deps(mid, m):
+        for i, j, tid, ref in _deps(ctx, mid, m):
             dmid = ref.split("/", 1)[0]
             status = ctx.milestones.get(dmid, {}).get("status")
             if dmid != mid and status == "cancelled":
@@ -191,7 +175,7 @@ def later_dependency(ctx: Context) -> None:
         due = m.get("due_date")
         if not due:
             continue
-        for i, j, tid, ref in _deps(mid, m):
+        for i, j, tid, ref in _deps(ctx, mid, m):
             dmid = ref.split("/", 1)[0]
             other = ctx.milestones.get(dmid, {}).get("due_date")
             if dmid != mid and other and other > due:
@@ -215,7 +199,7 @@ def self_dependency(ctx: Context) -> None:
         for j, d in enumerate(m.get("depends_on", [])):
             if d == mid:
                 ctx.report(f"{mid} depends on itself", ref=mid, path=(mid, ("depends_on", j)))
-        for i, j, tid, ref in _deps(mid, m):
+        for i, j, tid, ref in _deps(ctx, mid, m):
             if ref == f"{mid}/{tid}":
                 ctx.report(
                     f"{mid}/{tid} depends on itself",
@@ -247,17 +231,15 @@ def cross_level_cycles(ctx: Context) -> None:
     waited = {d for mid, m in milestones.items() for d in m.get("depends_on", []) if d != mid}
     if not waited:
         return  # no milestone waits on another: MS203 sees every cycle there is
+    tasks_of = ctx.index.task_graph(None if milestones is ctx.milestones else milestones)
     for mid, m in milestones.items():
         tasks = m.get("tasks", [])
         waits = [d for d in m.get("depends_on", []) if d != mid]
         if mid in waited:
             edges[mid] = [f"{mid}/{t['id']}" for t in tasks]
         for t in tasks:
-            edges[f"{mid}/{t['id']}"] = [
-                *(d if "/" in d else f"{mid}/{d}" for d in t.get("depends_on", [])
-                  if d != t["id"]),
-                *waits,
-            ]
+            ref = f"{mid}/{t['id']}"
+            edges[ref] = [*tasks_of[ref], *waits] if waits else tasks_of[ref]
     for cycle in _cycles(edges):
         steps = list(pairwise(cycle))
         task_edge = any("/" in a and "/" in b for a, b in steps)

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .index import PlanIndex
+
 FAMILIES = ("structure", "dependency", "timeline", "resource", "storage", "template", "kiro")
 SEVERITIES = ("error", "warning", "info")
 TYPES = ("standard", "hybrid", "quick", "kiro")
@@ -198,6 +200,7 @@ class Context:
     sources: dict[str, Source] = field(default_factory=dict)
     raw: dict[str, tuple[str, Any, str | None]] = field(default_factory=dict)
     store: Any = None
+    state: Any = None  # the store's State the plan was read from (else MS502 loads it)
     scope: set[str] | None = None
     severities: frozenset[str] | None = None  # keep only findings of these (None: all)
     findings: list[Finding] = field(default_factory=list)
@@ -216,8 +219,17 @@ class Context:
                 if mid in self.milestones:
                     yield mid, self.milestones[mid]
             return
-        for mid in sorted(self.milestones):
-            yield mid, self.milestones[mid]
+        milestones = self.milestones
+        for mid in self.index.ids:
+            yield mid, milestones[mid]
+
+    @property
+    def index(self) -> PlanIndex:
+        """The plan's shared index for this run (see ``index.py``)."""
+        found: PlanIndex | None = self.memo.get("index")
+        if found is None:
+            found = self.memo["index"] = PlanIndex(self.milestones, self.store, self.state)
+        return found
 
     @property
     def partial(self) -> bool:

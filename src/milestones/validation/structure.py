@@ -164,7 +164,7 @@ _TYPE_OK: dict[tuple[type, Any], bool] = {}
 
 def _type_ok(value: Any, types: Any) -> bool:
     """Does ``value`` fit the schema ``types``? (It depends on the value's type alone.)"""
-    key = (type(value), types if isinstance(types, str) else tuple(types))
+    key = (type(value), types if isinstance(types, (str, tuple)) else tuple(types))
     ok = _TYPE_OK.get(key)
     if ok is None:
         ok = _TYPE_OK[key] = _check_type(value, types)
@@ -172,7 +172,7 @@ def _type_ok(value: Any, types: Any) -> bool:
 
 
 def _check_type(value: Any, types: Any) -> bool:
-    wanted = types if isinstance(types, list) else [types]
+    wanted = types if isinstance(types, (list, tuple)) else [types]
     for t in wanted:
         if t == "null" and value is None:
             return True
@@ -199,17 +199,14 @@ def _check_type(value: Any, types: Any) -> bool:
 def types(ctx: Context) -> None:
     for _fid, src, data in _files(ctx):
         for kind, path, obj, ref in _objects(ctx, data):
-            props = _props(kind)
+            typed = _typed(kind)
             for key, value in obj.items():
-                spec = props.get(key)
-                if spec is None or "type" not in spec:
+                spec = typed.get(key)
+                if spec is None:
                     continue
-                if not _type_ok(value, spec["type"]):
-                    want = (
-                        spec["type"]
-                        if isinstance(spec["type"], str)
-                        else " or ".join(t for t in spec["type"])
-                    )
+                wanted, item_type = spec
+                if not _type_ok(value, wanted):
+                    want = wanted if isinstance(wanted, str) else " or ".join(wanted)
                     _at(
                         ctx,
                         src,
@@ -217,11 +214,9 @@ def types(ctx: Context) -> None:
                         f"{ref} {key} must be {want}, not {type(value).__name__} {value!r}",
                         ref,
                     )
-                elif spec.get("type") == "array" and isinstance(value, list):
-                    items = spec.get("items") or {}
-                    item_type = items.get("type") or ("object" if "$ref" in items else None)
+                elif item_type and isinstance(value, list):
                     for i, item in enumerate(value):
-                        if item_type and not _type_ok(item, item_type):
+                        if not _type_ok(item, item_type):
                             _at(
                                 ctx,
                                 src,
@@ -229,6 +224,27 @@ def types(ctx: Context) -> None:
                                 f"{ref} {key} items must be {item_type}",
                                 ref,
                             )
+
+
+_TYPED: dict[str, dict[str, tuple[Any, Any]]] = {}
+
+
+def _typed(kind: str) -> dict[str, tuple[Any, Any]]:
+    """The fields of ``kind`` with a schema type: field -> (type(s), type of its items
+    when it is an array of them)."""
+    found = _TYPED.get(kind)
+    if found is None:
+        found = _TYPED[kind] = {}
+        for key, spec in _props(kind).items():
+            if "type" not in spec:
+                continue
+            wanted = spec["type"] if isinstance(spec["type"], str) else tuple(spec["type"])
+            item_type = None
+            if spec.get("type") == "array":
+                items = spec.get("items") or {}
+                item_type = items.get("type") or ("object" if "$ref" in items else None)
+            found[key] = (wanted, item_type)
+    return found
 
 
 @rule(
@@ -455,6 +471,9 @@ def ranges(ctx: Context) -> None:
                     _at(ctx, src, (*path, key), f"{ref} {key} {value} is out of range", ref)
 
 
+# Any C0 or C1 control character: a text without one passes ``model.check_text``.
+_ANY_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
 # The texts a write checks for control characters (``model.check_text``), by kind:
 # the one that may hold several lines, those of one line, the lists of one-line items.
 _TEXTS = {
@@ -477,17 +496,19 @@ def control_characters(ctx: Context) -> None:
     for _fid, src, data in _files(ctx):
         for kind, path, obj, ref in _objects(ctx, data):
             lines, single, lists = _TEXTS[kind]
-            found: list[tuple[tuple[str | int, ...], Any, bool]] = [
-                ((key,), obj.get(key), key == lines) for key in (lines, *single)]
+            found: list[tuple[tuple[str | int, ...], Any, bool]] = []
+            for key in (lines, *single):
+                value = obj.get(key)
+                if isinstance(value, str) and _ANY_CONTROL.search(value):
+                    found.append(((key,), value, key == lines))
             for key in lists:
                 items = obj.get(key)
                 if isinstance(items, list):
-                    found += [((key, i), item, False) for i, item in enumerate(items)]
-                else:
+                    found += [((key, i), item, False) for i, item in enumerate(items)
+                              if isinstance(item, str) and _ANY_CONTROL.search(item)]
+                elif isinstance(items, str) and _ANY_CONTROL.search(items):
                     found.append(((key,), items, False))
-            for where, value, multiline in found:
-                if not isinstance(value, str):
-                    continue
+            for where, value, multiline in found:  # the few with a control character
                 what = where[0] if len(where) == 1 else f"{where[0]}[{where[1]}]"
                 try:
                     md.check_text(value, str(what), single_line=not multiline,
