@@ -1,7 +1,10 @@
-"""Validation benchmark: ``engine.run(ctx, ("all",))`` on 100, 1,000 and 5,000 milestones.
+"""Validation benchmark: ``engine.run(ctx, ("all",))`` on 100, 1,000 and 5,000 milestones,
+and ``milestone validate`` through the CLI on 1,000 and 10,000 milestones on every backend.
 
 Run it with ``python bench/validate.py [--runs N] [--sizes 100,1000,5000] [--seed S]
-[--no-disk]`` from the project's virtualenv (about a minute).
+[--no-disk] [--cli-sizes 1000,10000] [--cli-runs N] [--no-cli] [--script PATH]
+[--quick]`` from the project's virtualenv (about five minutes; ``--quick``: engine sizes
+100 and 1,000, the CLI on 1,000 milestones only, 3 runs each, about a minute).
 
 Each project has 20 tasks per milestone, generated from a fixed seed (the same
 project every run): dependencies within a milestone and across milestones (always
@@ -23,6 +26,21 @@ Two measurements:
   reading and parsing every file, the log's hash chain and replay, and the rules;
   with, for scale, the time of reading and parsing the files alone.
 
+* **CLI**: projects of ``--cli-sizes`` milestones x 10 tasks on the ``file``, ``hybrid``
+  and ``database`` backends, built fast through the library exactly as
+  ``bench/scale.py`` builds them (its ``generate`` and ``write_project``: a history of
+  about 9 events a milestone, some done, some in progress, task and milestone
+  dependencies, due dates, some overdue), then ``milestone validate --json`` and
+  ``milestone validate --type all --json`` timed end to end, each run a fresh child
+  process of the installed script (``--script``: another one, e.g. an older version's,
+  for a before/after), interleaved round by round, after one warm-up. Printed: the
+  median and fastest wall time, the median CPU time of the child (user + system: what
+  a busy machine does not inflate), the peak RSS of the child (GNU time's ``%M``: that child
+  alone), the number of findings, and the target: 1,000 milestones under 1 s end
+  to end on every backend (PASS/FAIL, checked on the median of ``validate``; the
+  ``--type all`` rows are shown against it for reference). The load average is printed
+  before and after.
+
 Times are CPU seconds of this process (so a busy machine does not skew them;
 wall time is shown too), medians of ``--runs`` runs after a warm-up. Targets,
 for ``engine.run``: 10x the data costs at most 12x the time (pro rata for other
@@ -37,8 +55,11 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import random
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -201,15 +222,159 @@ def on_disk(snaps: dict[str, dict[str, Any]], runs: int) -> dict[str, float]:
         return out
 
 
+# ------------------------------------------------------------------ through the CLI
+
+CLI_TASKS = 10
+CLI_TARGET = 1.0  # seconds: `milestone validate` on 1,000 milestones, every backend
+BACKENDS = ("file", "hybrid", "database")
+CLI_TYPES = (("validate", ()), ("validate --type all", ("--type", "all")))
+
+
+def find_script() -> str:
+    beside = Path(sys.executable).with_name("milestone")
+    found = str(beside) if beside.exists() else shutil.which("milestone")
+    if found is None:
+        sys.exit("validate: no `milestone` script found; run `pip install -e .` first")
+    return found
+
+
+def child_env() -> dict[str, str]:
+    """The caller's environment, with bytecode caching back on (as users run it)."""
+    env = dict(os.environ)
+    for name in ("PYTHONDONTWRITEBYTECODE", "MILESTONE_DEBUG", "MILESTONE_UI", "MILESTONE_DIR"):
+        env.pop(name, None)
+    return env
+
+
+def build_projects(base: Path, n: int) -> dict[str, Path]:
+    """``n`` milestones x ``CLI_TASKS`` tasks on each backend, as bench/scale.py builds them."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import scale  # bench/scale.py
+
+    out = {}
+    for backend in BACKENDS:
+        t0 = time.perf_counter()
+        events, state = scale.generate(n, CLI_TASKS, backend=backend)
+        directory = base / f"{backend}-{n}"
+        directory.mkdir(parents=True)
+        scale.write_project(directory, backend, events, state)
+        out[backend] = directory
+        print(f"  built {n:,} x {CLI_TASKS} on {backend} in {time.perf_counter() - t0:.1f}s",
+              flush=True)
+    return out
+
+
+TIME = "/usr/bin/time"  # GNU time: the peak RSS of its child alone (%M, KiB)
+
+
+def run_child(argv: list[str], cwd: Path, env: dict[str, str]
+              ) -> tuple[float, float, int, int, str]:
+    """One fresh child: (wall seconds, CPU seconds, peak RSS in KiB of that child, exit
+    code, stdout).
+
+    The child is started by GNU time, itself a small process: a child forked from this
+    one (which holds the projects it built) would report this process's RSS as its own
+    peak (Linux carries the high-water mark across fork and exec). Without GNU time, the
+    child's own rusage from ``os.wait4`` is shown, an upper bound."""
+    with tempfile.TemporaryDirectory() as tmp:
+        rss_file = Path(tmp) / "rss"
+        timed = argv
+        if Path(TIME).exists():
+            timed = [TIME, "-o", str(rss_file), "-f", "%U %S %M", *argv]
+        with (Path(tmp) / "out").open("w+b") as out:
+            t0 = time.perf_counter()
+            proc = subprocess.Popen(timed, cwd=cwd, env=env, stdout=out, stderr=subprocess.PIPE)
+            _pid, status, usage = os.wait4(proc.pid, 0)
+            wall = time.perf_counter() - t0
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            assert proc.stderr is not None
+            err = proc.stderr.read().decode("utf-8", "replace")
+            proc.stderr.close()
+            out.seek(0)
+            text = out.read().decode("utf-8", "replace")
+        if rss_file.exists():
+            user, system, peak = rss_file.read_text().split()[-3:]
+            cpu, rss = float(user) + float(system), int(peak)
+        else:
+            cpu, rss = usage.ru_utime + usage.ru_stime, usage.ru_maxrss
+    if proc.returncode not in (0, 5):  # 5: the plan has errors, still a full run
+        raise SystemExit(f"`{' '.join(argv[1:])}` in {cwd} exited {proc.returncode}: "
+                         f"{err.strip()[:300]}")
+    return wall, cpu, rss, proc.returncode, text
+
+
+def cli_bench(sizes: Sequence[int], runs: int, script: str) -> bool:
+    env = child_env()
+    print(f"\n`milestone validate` through the CLI ({script}), {CLI_TASKS} tasks a milestone,"
+          f" one fresh child a run, median of {runs} runs after a warm-up")
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    ok = True
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in sizes:
+            projects = build_projects(Path(tmp), n)
+            cells = [(backend, label, [script, "validate", *extra, "--json"])
+                     for backend in BACKENDS for label, extra in CLI_TYPES]
+            samples: dict[tuple[str, str], list[tuple[float, float, int]]] = {}
+            found: dict[tuple[str, str], int] = {}
+            for round_no in range(runs + 1):  # the first round warms up
+                for backend, label, argv in cells:
+                    wall, cpu, rss, _code, out = run_child(argv, projects[backend], env)
+                    if round_no:
+                        samples.setdefault((backend, label), []).append((wall, cpu, rss))
+                    found[(backend, label)] = len(json.loads(out)["findings"])
+            for backend, label, _argv in cells:
+                got = samples[(backend, label)]
+                rows.append((n, backend, label, statistics.median(w for w, _, _ in got),
+                             min(w for w, _, _ in got), statistics.median(c for _, c, _ in got),
+                             max(r for _, _, r in got), found[(backend, label)]))
+            shutil.rmtree(Path(tmp), ignore_errors=True)
+            Path(tmp).mkdir(exist_ok=True)
+    print(f"{'milestones':>10} {'backend':>8} {'command':<20} {'median s':>9} {'min s':>7} "
+          f"{'cpu s':>6} {'peak RSS':>10} {'findings':>8}  target")
+    for n, backend, label, med, fastest, cpu, rss, count in rows:
+        verdict = ""
+        if n == 1000:
+            passed = med < CLI_TARGET
+            if label == "validate":
+                ok &= passed
+                verdict = f"under {CLI_TARGET:g}s: {'PASS' if passed else 'FAIL'}"
+            else:
+                verdict = f"(reference: {'under' if passed else 'over'} {CLI_TARGET:g}s)"
+        print(f"{n:>10,} {backend:>8} {label:<20} {med:>9.3f} {fastest:>7.3f} {cpu:>6.2f} "
+              f"{rss / 1024:>6.1f} MiB {count:>8}  {verdict}")
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    return ok
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--sizes", default="100,1000,5000")
     ap.add_argument("--seed", type=int, default=20260601)
     ap.add_argument("--no-disk", action="store_true", help="skip the on-disk 1,000 run")
+    ap.add_argument("--cli-sizes", default="1000,10000", help="milestones of the CLI projects")
+    ap.add_argument("--cli-runs", type=int, default=5)
+    ap.add_argument("--no-cli", action="store_true", help="skip the CLI measurements")
+    ap.add_argument("--no-engine", action="store_true", help="only the CLI measurements")
+    ap.add_argument("--script", help="the `milestone` script to time (default: this venv's)")
+    ap.add_argument("--quick", action="store_true",
+                    help="engine on 100 and 1,000, CLI on 1,000 only, 3 runs each")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.sizes, args.cli_sizes, args.runs, args.cli_runs = "100,1000", "1000", 3, 3
     sizes = [int(s) for s in args.sizes.split(",")]
+    ok = True
+    if not args.no_engine:
+        ok &= engine_bench(args, sizes)
+    if not args.no_cli:
+        ok &= cli_bench([int(s) for s in args.cli_sizes.split(",")], args.cli_runs,
+                        args.script or find_script())
+    print("\nresult:", "PASS" if ok else "FAIL")
+    return 0 if ok else 1
 
+
+def engine_bench(args: argparse.Namespace, sizes: list[int]) -> bool:
     rows: list[tuple[int, float, int]] = []
     rules: dict[int, dict[str, float]] = {}
     ok = True
@@ -262,8 +427,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             s, before = rules[n][code], rules[sizes[i - 1]][code] if i else 0.0
             cells.append(f"{s:.4f}" + (f" ({s / before:.0f}x)" if before else ""))
         print(f"{code:>6} " + " ".join(f"{c:>14}" for c in cells))
-    print("\nresult:", "PASS" if ok else "FAIL")
-    return 0 if ok else 1
+    return ok
 
 
 if __name__ == "__main__":
