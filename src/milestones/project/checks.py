@@ -209,6 +209,13 @@ class Checks(Reviews):
         """Run the rules of ``types`` over the plan as it is on disk now; with
         ``severities``, report only findings of those (no time spent placing the
         others in their files)."""
+        from ..validation import engine
+
+        with engine.collector_paused():  # a plan's worth of objects, no garbage cycles
+            return self._validate(ref, types, severities)
+
+    def _validate(self, ref: str | None, types: Sequence[str],
+                  severities: Collection[str] | None) -> dict[str, Any]:
         from ..storage import yamlio
         from ..validation import engine
 

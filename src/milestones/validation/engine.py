@@ -10,7 +10,8 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 from .registry import (
     FAMILIES,
@@ -58,23 +59,36 @@ def run(
     ctx.findings = []
     ctx.memo = {}
     ctx.unlocated = []
+    with collector_paused():
+        try:
+            for code in sorted(RULES):
+                r = RULES[code]
+                if r.family not in wanted or (write_only and not r.on_write):
+                    continue
+                if ctx.severity_of(r) == "off":
+                    continue
+                ctx.current_rule = r
+                r.check(ctx)
+            ctx.locate()
+        finally:
+            ctx.current_rule = None
+            ctx.memo = {}  # the run's index goes with it
+    return sorted(ctx.findings, key=_display_order)
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector off meanwhile (back on after, if it was on): for
+    work that makes many objects that live to its end and no garbage cycles, where
+    each collection would walk the whole plan again (``run``, reading the plan for
+    it)."""
     paused = gc.isenabled()
     gc.disable()
     try:
-        for code in sorted(RULES):
-            r = RULES[code]
-            if r.family not in wanted or (write_only and not r.on_write):
-                continue
-            if ctx.severity_of(r) == "off":
-                continue
-            ctx.current_rule = r
-            r.check(ctx)
-        ctx.locate()
+        yield
     finally:
-        ctx.current_rule = None
         if paused:
             gc.enable()
-    return sorted(ctx.findings, key=_display_order)
 
 
 def _display_order(f: Finding) -> tuple[int, str, int, int, str]:

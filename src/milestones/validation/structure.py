@@ -204,8 +204,11 @@ def types(ctx: Context) -> None:
                 spec = typed.get(key)
                 if spec is None:
                     continue
-                wanted, item_type = spec
-                if not _type_ok(value, wanted):
+                wanted, item_type, fits = spec
+                ok = fits.get(type(value))
+                if ok is None:
+                    ok = fits[type(value)] = _type_ok(value, wanted)
+                if not ok:
                     want = wanted if isinstance(wanted, str) else " or ".join(wanted)
                     _at(
                         ctx,
@@ -226,12 +229,12 @@ def types(ctx: Context) -> None:
                             )
 
 
-_TYPED: dict[str, dict[str, tuple[Any, Any]]] = {}
+_TYPED: dict[str, dict[str, tuple[Any, Any, dict[type, bool]]]] = {}
 
 
-def _typed(kind: str) -> dict[str, tuple[Any, Any]]:
+def _typed(kind: str) -> dict[str, tuple[Any, Any, dict[type, bool]]]:
     """The fields of ``kind`` with a schema type: field -> (type(s), type of its items
-    when it is an array of them)."""
+    when it is an array of them, whether a value of a Python type fits, as found)."""
     found = _TYPED.get(kind)
     if found is None:
         found = _TYPED[kind] = {}
@@ -243,7 +246,7 @@ def _typed(kind: str) -> dict[str, tuple[Any, Any]]:
             if spec.get("type") == "array":
                 items = spec.get("items") or {}
                 item_type = items.get("type") or ("object" if "$ref" in items else None)
-            found[key] = (wanted, item_type)
+            found[key] = (wanted, item_type, {})
     return found
 
 
