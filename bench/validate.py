@@ -33,7 +33,8 @@ Two measurements:
   dependencies, due dates, some overdue), then ``milestone validate --json`` and
   ``milestone validate --type all --json`` timed end to end, each run a fresh child
   process of the installed script (``--script``: another one, e.g. an older version's,
-  for a before/after), interleaved round by round, after one warm-up. Printed: the
+  for a before/after; ``--projects DIR`` keeps the projects there for the next run),
+  interleaved round by round, after one warm-up. Printed: the
   median and fastest wall time, the median CPU time of the child (user + system: what
   a busy machine does not inflate), the peak RSS of the child (GNU time's ``%M``: that child
   alone), the number of findings, and the target: 1,000 milestones under 1 s end
@@ -253,12 +254,14 @@ def build_projects(base: Path, n: int) -> dict[str, Path]:
 
     out = {}
     for backend in BACKENDS:
+        directory = out[backend] = base / f"{backend}-{n}"
+        if (directory / ".milestones").is_dir():
+            print(f"  {n:,} x {CLI_TASKS} on {backend}: kept in {directory}", flush=True)
+            continue  # built by an earlier run (--projects)
         t0 = time.perf_counter()
         events, state = scale.generate(n, CLI_TASKS, backend=backend)
-        directory = base / f"{backend}-{n}"
         directory.mkdir(parents=True)
         scale.write_project(directory, backend, events, state)
-        out[backend] = directory
         print(f"  built {n:,} x {CLI_TASKS} on {backend} in {time.perf_counter() - t0:.1f}s",
               flush=True)
     return out
@@ -303,7 +306,7 @@ def run_child(argv: list[str], cwd: Path, env: dict[str, str]
     return wall, cpu, rss, proc.returncode, text
 
 
-def cli_bench(sizes: Sequence[int], runs: int, script: str) -> bool:
+def cli_bench(sizes: Sequence[int], runs: int, script: str, keep: str | None = None) -> bool:
     env = child_env()
     print(f"\n`milestone validate` through the CLI ({script}), {CLI_TASKS} tasks a milestone,"
           f" one fresh child a run, median of {runs} runs after a warm-up")
@@ -312,7 +315,7 @@ def cli_bench(sizes: Sequence[int], runs: int, script: str) -> bool:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in sizes:
-            projects = build_projects(Path(tmp), n)
+            projects = build_projects(Path(keep or tmp), n)
             cells = [(backend, label, [script, "validate", *extra, "--json"])
                      for backend in BACKENDS for label, extra in CLI_TYPES]
             samples: dict[tuple[str, str], list[tuple[float, float, int]]] = {}
@@ -328,8 +331,9 @@ def cli_bench(sizes: Sequence[int], runs: int, script: str) -> bool:
                 rows.append((n, backend, label, statistics.median(w for w, _, _ in got),
                              min(w for w, _, _ in got), statistics.median(c for _, c, _ in got),
                              max(r for _, _, r in got), found[(backend, label)]))
-            shutil.rmtree(Path(tmp), ignore_errors=True)
-            Path(tmp).mkdir(exist_ok=True)
+            if keep is None:
+                shutil.rmtree(Path(tmp), ignore_errors=True)
+                Path(tmp).mkdir(exist_ok=True)
     print(f"{'milestones':>10} {'backend':>8} {'command':<20} {'median s':>9} {'min s':>7} "
           f"{'cpu s':>6} {'peak RSS':>10} {'findings':>8}  target")
     for n, backend, label, med, fastest, cpu, rss, count in rows:
@@ -358,6 +362,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--no-cli", action="store_true", help="skip the CLI measurements")
     ap.add_argument("--no-engine", action="store_true", help="only the CLI measurements")
     ap.add_argument("--script", help="the `milestone` script to time (default: this venv's)")
+    ap.add_argument("--projects", help="build the CLI projects here and keep them; a later "
+                    "run (say with another --script) uses them as they are")
     ap.add_argument("--quick", action="store_true",
                     help="engine on 100 and 1,000, CLI on 1,000 only, 3 runs each")
     args = ap.parse_args(argv)
@@ -369,7 +375,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ok &= engine_bench(args, sizes)
     if not args.no_cli:
         ok &= cli_bench([int(s) for s in args.cli_sizes.split(",")], args.cli_runs,
-                        args.script or find_script())
+                        args.script or find_script(), args.projects)
     print("\nresult:", "PASS" if ok else "FAIL")
     return 0 if ok else 1
 
