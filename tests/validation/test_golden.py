@@ -291,3 +291,23 @@ def test_the_golden_plan_has_every_rule_family(tmp_path: Path) -> None:
     codes = {f["code"] for run in want.values() for f in run["findings"]}
     assert {r.family for r in engine.all_rules() if r.code in codes} == set(engine.FAMILIES)
     assert len(codes) >= 37, sorted(codes)
+
+
+def test_replay_of_own_events_equals_the_copying_one(tmp_path: Path) -> None:
+    """MS502 replays the events MS501 parsed without copying them again: the same
+    milestones as the copying replay, and the events are left as they were."""
+    import copy
+
+    from milestones.model import events as ev
+
+    build(tmp_path, broken=False)
+    p = reopen(tmp_path)
+    p.edit_task("3/2", title="Renamed", estimate=5)
+    p.skip_task("22/3")
+    events = list(p.store.events())
+    before = copy.deepcopy(events)
+    fresh = ev.replay(events, fresh=True)
+    assert events == before
+    assert fresh.milestones == ev.replay(before).milestones == dict(p.state().milestones)
+    assert (fresh.current, fresh.max_number, fresh.last_id) == (
+        p.state().current, p.state().max_number, p.state().last_event_id)
