@@ -285,6 +285,16 @@ SLOW = ('echo $$ >> pids.txt; if [ ! -f fast ]; then sleep 20; fi; '
         'echo "$MILESTONE_TASK_ID" >> out.txt')
 
 
+def _wait_started(cwd: Path, count: int) -> None:
+    """Until ``count`` SLOW commands have written their pid: a claim is printed before
+    its command's shell starts, and on a busy machine the shell may take a while."""
+    deadline = time.monotonic() + 30
+    pids = cwd / "pids.txt"
+    while not (pids.exists() and len(pids.read_text().split()) >= count):
+        assert time.monotonic() < deadline, "the commands did not start"
+        time.sleep(0.05)
+
+
 def groups(cwd: Path) -> list[int]:
     """Process groups of the SLOW commands started so far with a live (not zombie)
     member. Linux: read from /proc."""
@@ -309,6 +319,7 @@ def test_ctrl_c_stops_then_resume_completes_the_rest(tmp_path: Path) -> None:
                           {"title": "c", "run": SLOW, "depends_on": ["task-2"]}])
     proc = _cli(tmp_path, "1", "--agents", "2", "--grace", "0.3")
     _wait_for(proc, "claimed", 3)  # task-1, then task-2 and task-3 sleep
+    _wait_started(tmp_path, 2)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=20)
     assert proc.returncode == EXIT_STOPPED, (out, err)
@@ -332,6 +343,7 @@ def test_resume_after_a_crash_releases_the_dead_runs_claims(tmp_path: Path) -> N
     p.plan("Crash", tasks=[{"title": "a", "run": SLOW}, {"title": "b", "run": SLOW}])
     proc = _cli(tmp_path, "1", "--agents", "2")
     _wait_for(proc, "claimed", 2)
+    _wait_started(tmp_path, 2)
     proc.kill()  # SIGKILL: no clean-up at all
     proc.communicate(timeout=10)
     for pgid in groups(tmp_path):  # its commands outlive it (sessions of their own)
