@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from .. import model as md
@@ -64,8 +64,12 @@ class Milestones(UnitOfWork):
             ]
         )[0]
 
-    def plan_many(self, specs: Sequence[Mapping[str, Any]]) -> list[md.Milestone]:
-        """Create several milestones in one write (``plan --from-file``)."""
+    def plan_many(self, specs: Sequence[Mapping[str, Any]], *,
+                  progress: Callable[[str, int], None] | None = None) -> list[md.Milestone]:
+        """Create several milestones in one write (``plan --from-file``).
+
+        ``progress``, if given, is told ``("plan", n)`` after the n-th milestone is built
+        and ``("write", n)`` once all are, before the write (validation, the commit)."""
         created: list[md.Milestone] = []
         with self.transaction() as tx:
             # Ids are never reused, not even those of deleted milestones. An indexed store
@@ -76,6 +80,10 @@ class Milestones(UnitOfWork):
             tx.max_number = max(tx.max_number, *(md.milestone_number(k) for k in known), 0)
             for spec in specs:
                 created.append(self._create(tx, spec))
+                if progress is not None:
+                    progress("plan", len(created))
+            if progress is not None:
+                progress("write", len(created))
         return created
 
     def _create(self, tx: Txn, spec: Mapping[str, Any]) -> md.Milestone:
