@@ -131,12 +131,13 @@ class Milestones(UnitOfWork):
         for t in m.tasks:
             t.depends_on = [self._dep_ref(tx, m, d, t.id, own) for d in t.depends_on]
         _check_done_on_arrival(tx, m)
-        md.Milestone.from_dict(m.to_dict())  # full structural check before anything is written
+        made = m.to_dict()
+        md.Milestone.from_dict(made)  # full structural check before anything is written
         data: dict[str, Any] = {}
         if tx.current is None or tx.current not in tx.snaps:
             tx.current = mid
             data["current"] = mid
-        tx.record("milestone_created", m, None, data=data, title=m.title)
+        tx.record("milestone_created", m, None, data=data, title=m.title, as_dict=made)
         tx.follow_status(m)  # a plan may list tasks already done
         return m
 
