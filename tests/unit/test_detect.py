@@ -376,3 +376,28 @@ def test_symlink_loops_are_not_followed(tmp_path: Path) -> None:
     (tmp_path / "loop").symlink_to(tmp_path, target_is_directory=True)
     d = detect_project(tmp_path)
     assert d.languages == ["go"]
+
+
+def test_package_json_dependencies_in_order_each_once(tmp_path: Path) -> None:
+    """A package listed in several dependency fields counts once, where it first appears
+    (dependencies, devDependencies, peerDependencies, optionalDependencies)."""
+    put(tmp_path, "package.json", json.dumps({
+        "dependencies": {"express": "4", "react": "18"},
+        "devDependencies": {"react": "18", "vue": "3", "express": "4"},
+        "peerDependencies": {"svelte": "4", "vue": "3"},
+        "optionalDependencies": {"typescript": "5", "react": "18"},
+    }))
+    d = detect_project(tmp_path)
+    check(d)
+    assert d.frameworks == ["express", "react", "vue", "svelte"]
+    assert [s.name for s in d.signals if s.kind == "framework"] == d.frameworks
+    assert d.languages == ["javascript", "typescript"]
+
+
+def test_package_json_of_many_dependencies(tmp_path: Path) -> None:
+    """100,000 dependencies (1.4 MB; de-duplicated through a dict, not a list): found."""
+    deps = {f"pkg-{i}": "1" for i in range(100_000)} | {"fastify": "4"}
+    dev = {f"pkg-{i}": "1" for i in range(0, 100_000, 100)}
+    put(tmp_path, "package.json", json.dumps({"dependencies": deps, "devDependencies": dev}))
+    d = detect_project(tmp_path)
+    assert (d.project_type, d.frameworks) == ("api", ["fastify"])

@@ -799,3 +799,71 @@ def test_find_specs(tmp_path: Path) -> None:
 def test_kiro_task_defaults() -> None:
     t = KiroTask(number="1", title="x", done=False)
     assert (t.requirements, t.details, t.parent, t.optional) == ((), (), None, False)
+
+
+# ------------------------------------------- the import, as it was before issue 14
+
+TRICKY_TASKS_MD = """# Implementation Plan
+
+- [x] 1. Set up
+  - [x] 1.1 Write the schema
+  - [x] 1.2 Write the schema
+    - _Requirements: 1.1, 1.2_
+- [ ] 2. Build
+  - [ ] 2.1 Write the schema
+    - Details here
+    - [ ] An unnumbered nested box
+      - [ ] Deeper still
+  - [ ]* 2.2 Optional part
+  - [-] 2.3 Running
+- [ ] 3. Build
+  - _Requirements: 2.1-2.3_
+- [~] Unnumbered top
+  - [ ] 3.1 Write the schema
+"""
+
+
+def test_import_of_duplicate_titles_and_nesting_is_unchanged(tmp_path: Path) -> None:
+    """Duplicate titles, numbered and unnumbered nesting, ticked, optional, running and
+    queued boxes: the tasks (and the progress) the import made before the dict lookups
+    of issue 14, recorded from that version."""
+    spec = tmp_path / ".kiro" / "specs" / "dup"
+    spec.mkdir(parents=True)
+    (spec / "tasks.md").write_text(TRICKY_TASKS_MD)
+    p, _ = Project.init(tmp_path, actor="a@example.com", session_id="s")
+    m = p.import_kiro(spec)
+    got = [(t.id, t.title, t.status, t.spec_ref, t.depends_on, t.requirements, t.description)
+           for t in m.tasks]
+    schema = "Write the schema"
+    assert got == [
+        ("task-1", "Set up", "done", "1", ["task-2", "task-3"], [], ""),
+        ("task-2", schema, "done", "1.1", [], [], ""),
+        ("task-3", schema, "done", "1.2", [], ["1.1", "1.2"], ""),
+        ("task-4", "Build", "todo", "2", ["task-5", "task-8", "task-9"], [], ""),
+        ("task-5", schema, "todo", "2.1", ["task-6"], [], "- Details here"),
+        ("task-6", "An unnumbered nested box", "todo", None, ["task-7"], [], ""),
+        ("task-7", "Deeper still", "todo", None, [], [], ""),
+        ("task-8", "Optional part", "todo", "2.2", [], [], ""),
+        ("task-9", "Running", "todo", "2.3", [], [], ""),
+        ("task-10", "Build", "todo", "3", ["task-12"], ["2.1", "2.2", "2.3"], ""),
+        ("task-11", "Unnumbered top", "todo", None, [], [], ""),
+        ("task-12", schema, "todo", "3.1", [], [], ""),
+    ]
+    assert (m.kiro or {})["imported_done"] == ["task-1", "task-2", "task-3"]
+    assert p.status_view()["milestones"][0]["progress"] == 16.2
+
+
+def test_kiro_progress_matches_a_lookup_per_task() -> None:
+    """kiro_progress (a dict of the tasks) gives what looking each task up gave."""
+    from milestones.model import kiro_progress, task_fraction, task_weights
+
+    statuses = ["done", "todo", "in_progress", "skipped", "done", "blocked"]
+    tasks = [Task(id=f"task-{i}", title=f"T{i}", status=s, estimate=(i % 3) or None,
+                  progress=40 if s == "in_progress" else (100 if s == "done" else 0))
+             for i, s in enumerate(statuses * 20, 1)]
+    m = Milestone(id="milestone-001", title="Spec", tasks=tasks, workflow="kiro",
+                  kiro={"reviews": [{"phase": "requirements", "decision": "approve",
+                                     "role": "owner"}]})
+    tw = task_weights(m.tasks)
+    execute = sum(w * task_fraction(m.task(tid)) for tid, w in tw.items()) / sum(tw.values())
+    assert kiro_progress(m) == round(100.0 * (10 + 65 * execute) / 100, 1)

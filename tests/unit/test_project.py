@@ -57,6 +57,33 @@ def test_deleted_ids_are_never_reused(project: Project) -> None:
     assert project.plan("Three").id == "milestone-003"
 
 
+def test_plan_many_numbers_after_every_id_ever_used(project: Project) -> None:
+    """plan_many numbers once per write (not a scan of the project per milestone): the
+    ids still follow the highest ever used, deleted ones included."""
+    project.plan("One")
+    project.plan("Two")
+    project.plan("Three")
+    project.delete("3")
+    made = project.plan_many([{"title": f"M{i}"} for i in range(3)])
+    assert [m.id for m in made] == ["milestone-004", "milestone-005", "milestone-006"]
+
+
+def test_plan_many_reports_progress(project: Project) -> None:
+    seen: list[tuple[str, int]] = []
+    project.plan_many([{"title": f"M{i}", "tasks": ["A", {"title": "B", "depends_on": [
+        "task-1"]}]} for i in range(3)], progress=lambda stage, n: seen.append((stage, n)))
+    assert seen == [("plan", 1), ("plan", 2), ("plan", 3), ("write", 3)]
+    assert project.milestone("3").tasks[1].depends_on == ["task-1"]
+
+
+def test_plan_many_unknown_own_task_names_the_tasks(project: Project) -> None:
+    with pytest.raises(DependencyError) as err:
+        project.plan_many([{"title": "M", "tasks": ["A", {"title": "B",
+                                                          "depends_on": ["task-9"]}]}])
+    assert "depends on milestone-001/task-9, which does not exist" in err.value.message
+    assert err.value.hint == "tasks in milestone-001: task-1, task-2"
+
+
 def test_timer_accumulates_over_start_stop(project: Project, clock: Clock) -> None:
     project.plan("Beta", tasks=["Write"])
     project.start_task("1/1")

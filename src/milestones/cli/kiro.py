@@ -47,8 +47,8 @@ def import_kiro(path: Path, title: str | None, policy: str | None, enforcement: 
     m = get_project().import_kiro(path, title=title, policy=policy, enforcement=enforcement,
                                   due=date_arg(due, "due date"))
     say(f"Imported {m.id}: {m.title} ({plural(len(m.tasks), 'task')}, Kiro spec "
-        f"{(m.kiro or {}).get('spec')})", {"milestone": m.to_dict()}, as_json, ref=m.id,
-        milestone_id=m.id)
+        f"{(m.kiro or {}).get('spec')})", {"milestone": m.to_dict()} if as_json else None,
+        as_json, ref=m.id, milestone_id=m.id)
 
 
 @cli.group("export")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -76,9 +78,7 @@ def plan(
                 "give either a TITLE or --from-file, not both",
                 hint="drop the title; the file names its milestones",
             )
-        from ..project import read_plan
-
-        created = project.plan_many(read_plan(from_file))
+        created = _plan_file(project, from_file, as_json)
     elif template_name is not None:
         created = [project.plan_from_template(
             template_name, title=title, variables=parse_vars(variables),
@@ -107,8 +107,76 @@ def plan(
     lines = [f"Planned {m.id}: {inert(m.title)} ({plural(len(m.tasks), 'task')})"
              for m in created]
     ids = [m.id for m in created]
-    say("\n".join(lines), {"milestones": [m.to_dict() for m in created], "refs": ids}, as_json,
-        ref=ids[0] if ids else None, milestone_id=ids[0] if ids else None)
+    say("\n".join(lines),
+        {"milestones": [m.to_dict() for m in created], "refs": ids} if as_json else None,
+        as_json, ref=ids[0] if ids else None, milestone_id=ids[0] if ids else None)
+
+
+PROGRESS_FROM_BYTES = 64 * 1024  # a plan file this big (some 300 milestones) shows a bar
+
+
+def show_progress(path: Path, as_json: bool) -> bool:
+    """A progress bar for ``plan --from-file``: on a terminal (stderr), never with
+    --json, and only for a file big enough to take a while."""
+    if as_json or not sys.stderr.isatty():
+        return False
+    try:
+        return path.stat().st_size >= PROGRESS_FROM_BYTES
+    except OSError:
+        return False  # read_plan says what is wrong with it
+
+
+def _plan_file(project: Any, path: Path, as_json: bool) -> list[Any]:
+    """The milestones of a plan file, planned in one write; with a bar on stderr
+    (reading, then milestone by milestone with the rate and the time left, then
+    writing) when ``show_progress`` says so."""
+    from ..project import read_plan
+
+    if not show_progress(path, as_json):
+        return list(project.plan_many(read_plan(path)))
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        ProgressColumn,
+        SpinnerColumn,
+        Task,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
+
+    class Count(ProgressColumn):
+        """``1,804/10,000 1,940/s``: for a stage with a size; blank while reading, writing."""
+
+        def render(self, task: Task) -> Text:
+            if task.total is None:
+                return Text("")
+            rate = f" {task.speed:,.0f}/s" if task.speed else ""
+            return Text(f"{task.completed:,.0f}/{task.total:,.0f}{rate}",
+                        style="progress.download", no_wrap=True)
+
+    class Left(TimeRemainingColumn):
+        def render(self, task: Task) -> Text:
+            return Text("") if task.total is None else Text.assemble("eta ", super().render(task))
+
+    bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(bar_width=20),
+                   Count(), TimeElapsedColumn(), Left(), console=Console(stderr=True),
+                   transient=True)
+    with bar:
+        job = bar.add_task(f"Reading {inert(path.name)}", total=None)
+        specs = read_plan(path)
+        bar.update(job, description="Planning", total=len(specs), completed=0)
+
+        def step(stage: str, done: int) -> None:
+            if stage == "plan":
+                bar.update(job, completed=done)
+            else:  # validation and the commit: no steps to count
+                bar.update(job, visible=False)
+                bar.add_task(f"Writing {plural(done, 'milestone')}", total=None)
+
+        return list(project.plan_many(specs, progress=step))
 
 
 @cli.command()

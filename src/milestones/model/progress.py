@@ -111,5 +111,6 @@ def kiro_progress(m: Milestone) -> float:
     earned = sum(weights[p] for p in KIRO_GATED if gate_state(kiro, p)["status"] == "approved")
     tw = task_weights(m.tasks)
     tsum = sum(tw.values())
-    tasks = sum(w * task_fraction(m.task(tid)) for tid, w in tw.items()) / tsum if tsum else 0.0
+    by_id = {t.id: t for t in m.tasks}
+    tasks = sum(w * task_fraction(by_id[tid]) for tid, w in tw.items()) / tsum if tsum else 0.0
     return round(100.0 * (earned + weights["execute"] * tasks) / total, 1)

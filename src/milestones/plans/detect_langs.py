@@ -359,10 +359,10 @@ def read_javascript(root: Path, files: list[str], f: Findings) -> None:
             f.signals.append(Signal("note", "package.json", rel,
                                     "not a JSON object; dependencies not read"))
             continue
-        deps: list[str] = []
+        deps: dict[str, None] = {}  # in order, each once (a list's `in` made this quadratic)
         for key in ("dependencies", "devDependencies", "peerDependencies",
                     "optionalDependencies"):
-            deps.extend(str(d) for d in _mapping(data.get(key)) if str(d) not in deps)
+            deps.update(dict.fromkeys(str(d) for d in _mapping(data.get(key))))
         known = [(d, *JS_PACKAGES[d]) for d in deps if d in JS_PACKAGES]
         docs_tool = next((disp for _, disp, role in known if role == "docs"), None)
         if docs_tool is None and not in_docs(rel):

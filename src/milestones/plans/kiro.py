@@ -107,15 +107,15 @@ def trace(requirements: Sequence[Requirement], tasks: Sequence[KiroTask]) -> Tra
     for r in requirements:
         by_req.setdefault(r.requirement, []).append(r.id)
     covered: set[str] = set()
-    unknown: list[str] = []
+    unknown: dict[str, None] = {}  # in order, each once
     for t in tasks:
         for ref in t.requirements:
             if ref in known:
                 covered.add(ref)
             elif ref in by_req:  # a whole requirement: "_Requirements: 2_"
                 covered.update(by_req[ref])
-            elif ref not in unknown:
-                unknown.append(ref)
+            else:
+                unknown[ref] = None
     position = {t.line: i for i, t in enumerate(tasks)}
     traced = [bool(t.requirements) or t.all_requirements for t in tasks]
     for i in range(len(tasks) - 1, -1, -1):  # subtasks come after their parent

@@ -7,6 +7,7 @@ it writes a clean tasks.md (the rules are in ``kiro``).
 from __future__ import annotations
 
 import re
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -97,15 +98,15 @@ def _export_into(tasks: list[Mapping[str, Any]], original: str, where: str) -> E
             matched[ii] = ti
         else:
             pending.append(ti)
-    by_title: dict[str, list[int]] = {}
+    by_title: dict[str, deque[int]] = {}
     for i, it in enumerate(items):
         if i not in matched:
-            by_title.setdefault(plan_title(it.title)[0], []).append(i)
+            by_title.setdefault(plan_title(it.title)[0], deque()).append(i)
     new: list[int] = []
     for ti in pending:  # then by title, in file order: unnumbered or renumbered tasks
         same = by_title.get(plan_title(str(tasks[ti]["title"]))[0])
         if same:
-            matched[same.pop(0)] = ti
+            matched[same.popleft()] = ti
         else:
             new.append(ti)
     lines = original.split("\n")

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from .. import model as md
@@ -64,20 +64,30 @@ class Milestones(UnitOfWork):
             ]
         )[0]
 
-    def plan_many(self, specs: Sequence[Mapping[str, Any]]) -> list[md.Milestone]:
-        """Create several milestones in one write (``plan --from-file``)."""
+    def plan_many(self, specs: Sequence[Mapping[str, Any]], *,
+                  progress: Callable[[str, int], None] | None = None) -> list[md.Milestone]:
+        """Create several milestones in one write (``plan --from-file``).
+
+        ``progress``, if given, is told ``("plan", n)`` after the n-th milestone is built
+        and ``("write", n)`` once all are, before the write (validation, the commit)."""
         created: list[md.Milestone] = []
         with self.transaction() as tx:
+            # Ids are never reused, not even those of deleted milestones. An indexed store
+            # keeps the highest number given in its meta row with every commit; in memory
+            # (the YAML backends, where a file may be added by hand) the ids are looked
+            # at: once per write, not once per milestone.
+            known = getattr(tx.snaps, "changed", ()) if is_lazy(tx.snaps) else tx.snaps
+            tx.max_number = max(tx.max_number, *(md.milestone_number(k) for k in known), 0)
             for spec in specs:
                 created.append(self._create(tx, spec))
+                if progress is not None:
+                    progress("plan", len(created))
+            if progress is not None:
+                progress("write", len(created))
         return created
 
     def _create(self, tx: Txn, spec: Mapping[str, Any]) -> md.Milestone:
-        # Ids are never reused, not even those of deleted milestones. An indexed store
-        # keeps the highest number given in its meta row with every commit; in memory
-        # (the YAML backends, where a file may be added by hand) the ids are looked at.
-        known = getattr(tx.snaps, "changed", ()) if is_lazy(tx.snaps) else tx.snaps
-        number = max(tx.max_number, *(md.milestone_number(k) for k in known), 0) + 1
+        number = tx.max_number + 1  # plan_many made it at least every number in use
         tx.max_number = number
         mid = md.milestone_id(number)
         title = md.check_title(str(spec.get("title") or ""), "milestone title")
@@ -117,15 +127,17 @@ class Milestones(UnitOfWork):
             m.tasks.append(
                 self._new_task(m, raw if isinstance(raw, Mapping) else {"title": raw}, f"task-{i}")
             )
+        own = {t.id for t in m.tasks}
         for t in m.tasks:
-            t.depends_on = [self._dep_ref(tx, m, d, t.id) for d in t.depends_on]
+            t.depends_on = [self._dep_ref(tx, m, d, t.id, own) for d in t.depends_on]
         _check_done_on_arrival(tx, m)
-        md.Milestone.from_dict(m.to_dict())  # full structural check before anything is written
+        made = m.to_dict()
+        md.Milestone.from_dict(made)  # full structural check before anything is written
         data: dict[str, Any] = {}
         if tx.current is None or tx.current not in tx.snaps:
             tx.current = mid
             data["current"] = mid
-        tx.record("milestone_created", m, None, data=data, title=m.title)
+        tx.record("milestone_created", m, None, data=data, title=m.title, as_dict=made)
         tx.follow_status(m)  # a plan may list tasks already done
         return m
 
@@ -157,8 +169,10 @@ class Milestones(UnitOfWork):
             t.started_at = t.completed_at = self.clock()
         return t
 
-    def _dep_ref(self, tx: Txn, m: md.Milestone, dep: str, tid: str) -> str:
-        """Normalise a task dependency: same milestone -> task-N, else milestone-NNN/task-N."""
+    def _dep_ref(self, tx: Txn, m: md.Milestone, dep: str, tid: str,
+                 own: Collection[str] | None = None) -> str:
+        """Normalise a task dependency: same milestone -> task-N, else milestone-NNN/task-N.
+        ``own``: the ids of ``m``'s tasks, when the caller has them as a set."""
         raw = str(dep).strip()
         if "/" in raw:
             mpart, tpart = raw.split("/", 1)
@@ -173,15 +187,16 @@ class Milestones(UnitOfWork):
                 hint="use TASK or MILESTONE/TASK, e.g. 2 or 3/2",
             ) from None
         if dmid == m.id:
-            ids = [t.id for t in m.tasks]
+            ids = [t.id for t in m.tasks] if own is None else own
         else:
             if dmid not in tx.snaps:
                 _milestone_dep(mpart, tx.snaps, f"{m.id}/{tid}")
             ids = [t["id"] for t in tx.snaps[dmid].get("tasks", [])]
         if dtid not in ids:
+            listed = [t.id for t in m.tasks] if ids is own else ids
             raise DependencyError(
                 f"{m.id}/{tid} depends on {dmid}/{dtid}, which does not exist",
-                hint=f"tasks in {dmid}: {', '.join(ids) or 'none'}",
+                hint=f"tasks in {dmid}: {', '.join(listed) or 'none'}",
             )
         if dmid == m.id and dtid == tid:
             raise DependencyError(

@@ -88,6 +88,7 @@ class Txn:
         data: dict[str, Any] | None = None,
         only: md.Task | None = None,
         same_tasks: bool = False,
+        as_dict: dict[str, Any] | None = None,
         **details: Any,
     ) -> None:
         """Append an event taking milestone ``before`` (a snapshot) to ``m``.
@@ -95,9 +96,12 @@ class Txn:
         ``only``: of ``m``'s tasks only this one changed since ``before``;
         ``same_tasks``: none did. Either way the new snapshot shares the untouched
         task records with ``before`` instead of rebuilding every one (a claim on a
-        milestone of 1,000 tasks serialises one task, not 1,000)."""
+        milestone of 1,000 tasks serialises one task, not 1,000). ``as_dict``: ``m.to_dict()``
+        as the caller just made it (and changed nothing since), not made again."""
         if m is None:
             after = None
+        elif as_dict is not None:
+            after = as_dict
         elif before is not None and same_tasks:
             after = m.to_dict(tasks=before["tasks"])
         elif before is not None and only is not None:

@@ -40,6 +40,11 @@ class Views(Checks):
             chosen = None  # every milestone but the archived ones
         else:
             chosen = [st.current]
+        # In memory (the YAML backends) every milestone is made once, for the summaries,
+        # the next rows and the totals alike (it was three times, every task each time).
+        built: dict[str, md.Milestone] = (
+            {} if is_lazy(st.milestones) else
+            {mid: md.Milestone.from_snapshot(s) for mid, s in st.milestones.items()})
         if chosen is None and is_lazy(st.milestones):  # as `list` sums them up, streamed
             out = self._list(st, MilestoneQuery())["milestones"]
         else:
@@ -47,11 +52,14 @@ class Views(Checks):
                 chosen = [mid for mid, s in sorted(st.milestones.items())
                           if s["status"] != "archived"]
             feas = self._feasibilities(st, chosen)
-            out = [summary(md.Milestone.from_snapshot(st.milestones[mid]), day, feas.get(mid))
+            out = [summary(built[mid] if mid in built
+                           else md.Milestone.from_snapshot(st.milestones[mid]), day,
+                           feas.get(mid))
                    for mid in chosen]
         only = out[0]["id"] if len(out) == 1 else None
         indexed = self._indexed_ready(only, 3 if only is not None else None)
-        ready = indexed[0] if indexed is not None else self._next_rows(st, only=only)
+        ready = (indexed[0] if indexed is not None
+                 else self._next_rows(st, only=only, built=built))
         best: dict[str, list[dict[str, Any]]] = {}  # each milestone's best three
         for row in ready:
             rows = best.setdefault(row["milestone_id"], [])
@@ -65,13 +73,18 @@ class Views(Checks):
             "today": day,
             "milestones": out,
             # every milestone, archived ones too (by_status says how many of them)
-            "totals": {**self._totals(st), "includes_archived": True},
+            "totals": {**self._totals(st, built), "includes_archived": True},
         }
 
-    def _totals(self, st: State) -> dict[str, Any]:
+    def _totals(self, st: State, built: Mapping[str, md.Milestone] | None = None
+                ) -> dict[str, Any]:
+        """Milestones by status and tasks by status; ``built``: Milestones already made
+        from these snapshots, used instead of making them again."""
         counted = self.store.totals() if is_lazy(st.milestones) else None
         if counted is None:
-            return totals([md.Milestone.from_snapshot(s) for s in st.milestones.values()])
+            known = built or {}
+            return totals([known[mid] if mid in known else md.Milestone.from_snapshot(s)
+                           for mid, s in st.milestones.items()])
         by_status = {s: 0 for s in md.MILESTONE_STATUSES}
         tasks = {s: 0 for s in md.TASK_STATUSES}
         for status, n in counted["by_status"].items():
@@ -241,10 +254,11 @@ class Views(Checks):
             del row["paths"]
         return rows, total
 
-    def _next_rows(self, st: State, *, only: str | None = None,
-                   limit: int | None = None) -> list[dict[str, Any]]:
+    def _next_rows(self, st: State, *, only: str | None = None, limit: int | None = None,
+                   built: Mapping[str, md.Milestone] | None = None) -> list[dict[str, Any]]:
         """``next_tasks`` of the plan; for one milestone on an indexed store, from that
-        milestone, what it waits on and everything that waits on it (the chains)."""
+        milestone, what it waits on and everything that waits on it (the chains).
+        ``built``: Milestones already made from these snapshots, not made again."""
         milestones: Mapping[str, Any] = st.milestones
         scope = (self._downstream([only]) if only is not None and is_lazy(milestones)
                  else None)
@@ -261,7 +275,9 @@ class Views(Checks):
             if prefetch is not None:
                 prefetch(sorted(scope))
             milestones = {mid: milestones[mid] for mid in sorted(scope) if mid in milestones}
-        ms = {mid: md.Milestone.from_snapshot(s) for mid, s in milestones.items()}
+        known = built or {}
+        ms = {mid: known[mid] if mid in known else md.Milestone.from_snapshot(s)
+              for mid, s in milestones.items()}
         return next_tasks(ms, only=only, limit=limit)
 
     def log_view(
