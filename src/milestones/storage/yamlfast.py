@@ -26,8 +26,28 @@ _RESOLVED_WORDS = frozenset([
 ])
 # A first character some resolver (int, float, timestamp, merge, value, null) keys on.
 _RESOLVER_FIRST = frozenset("-+0123456789.<=~")
-# Dates and the tool's timestamps: the timestamp resolver's, so always quoted.
-_STAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?:T[0-9]{2}:[0-9]{2}:[0-9]{2}Z)?")
+# PyYAML's implicit resolvers for those first characters (yaml/resolver.py: float, int,
+# timestamp, merge, value): a string they match would read back as something else, so
+# PyYAML quotes it; any other string is written as any string is ('1.1 b', '2nd').
+_RESOLVES = re.compile(r"""^(?:
+    [-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?
+    |\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?
+    |[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN)
+    |[-+]?0b[0-1_]+
+    |[-+]?0[0-7_]+
+    |[-+]?(?:0|[1-9][0-9_]*)
+    |[-+]?0x[0-9a-fA-F_]+
+    |[-+]?[1-9][0-9_]*(?::[0-5]?[0-9])+
+    |[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]
+    |[0-9][0-9][0-9][0-9]-[0-9][0-9]?-[0-9][0-9]?
+     (?:[Tt]|[\ \t]+)[0-9][0-9]?
+     :[0-9][0-9]:[0-9][0-9](?:\.[0-9]*)?
+     (?:[\ \t]*(?:Z|[-+][0-9][0-9]?(?::[0-9][0-9])?))?
+    |<<
+    |=
+    |~)$""", re.X)
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _LEADING_INDICATORS = frozenset("#,[]{}&*!|>'\"%@`")
 
@@ -126,12 +146,8 @@ def _scalar(value: Any) -> str:
 def _string(s: str) -> str:
     if not s or not s.isascii() or not s.isprintable():
         raise Unsupported  # empty, non-ASCII, line breaks, tabs, control characters
-    if s[0] in _RESOLVER_FIRST:
-        if _STAMP.fullmatch(s):
-            return f"'{s}'"
-        raise Unsupported  # might read as a number, a date or null: PyYAML decides
-    if s in _RESOLVED_WORDS:
-        return f"'{s}'"
+    if (s[0] in _RESOLVER_FIRST and _RESOLVES.match(s)) or s in _RESOLVED_WORDS:
+        return "'" + s.replace("'", "''") + "'"
     return s if _plain(s) else "'" + s.replace("'", "''") + "'"
 
 
