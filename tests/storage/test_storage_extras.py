@@ -526,13 +526,13 @@ def test_a_database_writer_reads_back_what_it_wrote_without_decoding_task_rows(
 
 
 def test_state_json_reuses_task_text_and_reads_back_exactly(tmp_path: Path) -> None:
-    """state.json holds every snapshot; its text reuses the JSON of unchanged task
-    records and must read back as the very state it was written from."""
+    """A state checkpoint holds every snapshot; its text reuses the JSON of unchanged
+    task records and must read back as the very state it was written from."""
     from milestones.storage.file import state_text
 
     p = build(tmp_path, "file")
     p.plan("Empty")  # a milestone without tasks, and one whose tasks are all there
-    state = json.loads(p.store.state_path.read_text())  # type: ignore[attr-defined]
+    state = p.store.read_stored()  # type: ignore[attr-defined]
     assert json.loads(state_text(state, reuse=True)) == state
     entry = state["milestones"]["milestone-002"]
     tasks = entry["state"]["tasks"]

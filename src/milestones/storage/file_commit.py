@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ from ..errors import Conflict, MilestoneError
 from ..model import events as ev
 from . import fsutil, yamlio
 from .base import Snapshot
-from .file_base import FileBase, sha
+from .file_base import JOURNAL_MIN, JOURNAL_SHARE, STATE_FILE_RE, FileBase, sha
 
 Undo = tuple[Path, "Path | None", "bytes | None"]  # see FileStore._keep_old
 
@@ -38,36 +38,37 @@ _TASK_JSON: yamlio.RecordText[str] = yamlio.RecordText()
 
 
 def state_text(state: Mapping[str, Any], *, reuse: bool = False) -> str:
-    """state.json's JSON. Every milestone's snapshot is in it and a write changes one
-    or two task records: with ``reuse`` (a writer that writes again and again) the
-    JSON of each task record is reused from the write before when the record is the
-    same (``yamlio.RecordText``); a one-shot write encodes it all at once."""
+    """A state checkpoint's (or journal line's) JSON: ``state["milestones"]`` holds the
+    entries, each with its milestone's snapshot, and a write changes one or two task
+    records: with ``reuse`` (a writer that writes again and again) the JSON of each task
+    record is reused from the write before when the record is the same
+    (``yamlio.RecordText``); a one-shot write encodes it all at once."""
     if not reuse:
         return _json(state)
-    entries = []
-    for mid, entry in state["milestones"].items():
-        snap = entry.get("state") if isinstance(entry, dict) else None
-        if not isinstance(snap, dict) or not isinstance(snap.get("tasks"), list) \
-                or not snap["tasks"]:
-            entries.append(f"{_json(mid)}:{_json(entry)}")
-            continue
-        texts = []
-        for t in snap["tasks"]:
-            text = _TASK_JSON.get(t)
-            if text is None:
-                text = _json(t)
-                _TASK_JSON.put(t, text)
-            texts.append(text)
-        head = _json({k: v for k, v in snap.items() if k != "tasks"})
-        body = f'"tasks":[{",".join(texts)}]'
-        snap_text = f"{head[:-1]},{body}}}" if len(head) > 2 else f"{{{body}}}"
-        rest = _json({k: v for k, v in entry.items() if k != "state"})
-        entry_text = f'{rest[:-1]},"state":{snap_text}}}' if len(rest) > 2 \
-            else f'{{"state":{snap_text}}}'
-        entries.append(f"{_json(mid)}:{entry_text}")
+    entries = [f"{_json(mid)}:{_entry_text(entry)}" for mid, entry in state["milestones"].items()]
     rest = _json({k: v for k, v in state.items() if k != "milestones"})
     milestones = f'"milestones":{{{",".join(entries)}}}'
     return f"{rest[:-1]},{milestones}}}" if len(rest) > 2 else f"{{{milestones}}}"
+
+
+def _entry_text(entry: Any) -> str:
+    snap = entry.get("state") if isinstance(entry, dict) else None
+    if not isinstance(snap, dict) or not isinstance(snap.get("tasks"), list) \
+            or not snap["tasks"]:
+        return _json(entry)
+    texts = []
+    for t in snap["tasks"]:
+        text = _TASK_JSON.get(t)
+        if text is None:
+            text = _json(t)
+            _TASK_JSON.put(t, text)
+        texts.append(text)
+    head = _json({k: v for k, v in snap.items() if k != "tasks"})
+    body = f'"tasks":[{",".join(texts)}]'
+    snap_text = f"{head[:-1]},{body}}}" if len(head) > 2 else f"{{{body}}}"
+    rest = _json({k: v for k, v in entry.items() if k != "state"})
+    return f'{rest[:-1]},"state":{snap_text}}}' if len(rest) > 2 \
+        else f'{{"state":{snap_text}}}'
 
 
 class FileCommit(FileBase):
@@ -232,10 +233,8 @@ class FileCommit(FileBase):
                 log_size=self._log_size(),
                 current_mtime_ns=self._current_mtime(),
             )
-            # Last, its old copy kept like the others: an interrupt can land right
-            # after the rename, and a state.json ahead of the log is damage (recover).
-            self._keep_old(self.state_path, written)
-            self._write_state(new_state, reuse=warm)
+            # Last: the touched entries (a journal line), then the head.
+            self._write_state(new_state, reuse=warm, changed=touched, written=written)
         except BaseException:
             # Undo every file (state.json included) so the caller can take the
             # events back: a half-done write must not survive as a "hand edit".
@@ -261,6 +260,9 @@ class FileCommit(FileBase):
             if link is not None:
                 with contextlib.suppress(OSError):
                     link.unlink()
+        if new_state["checkpoint"] is not state.get("checkpoint") and \
+                new_state["checkpoint"]["token"] != (state.get("checkpoint") or {}).get("token"):
+            self.drop_old_checkpoints(new_state["checkpoint"]["token"])
 
     def _adopt_entry(self, mid: str, snap: Snapshot) -> dict[str, Any]:
         rel = self._relpath(snap)
@@ -373,16 +375,100 @@ class FileCommit(FileBase):
             raise fsutil.storage_error(exc, path, "remove") from None
         fsutil.fsync_dir(path.parent)
 
-    def _write_state(self, state: dict[str, Any], *, reuse: bool = False) -> None:
-        # Derived from the log, which is fsynced first: a state.json left behind by a
-        # power cut (older, or empty) is caught up (recover) or rebuilt (_read_state).
+    def _write_state(self, state: dict[str, Any], *, reuse: bool = False,
+                     changed: Iterable[str] = (), written: list[Undo] | None = None) -> None:
+        """Write ``state``: the entries of ``changed`` as a line of the journal (every
+        entry as a new checkpoint when there is none yet, or the journal has grown past
+        a share of it), then the head, ``state.json``, last: until the head names them,
+        a new journal line or checkpoint is ignored (a write cut short). ``written``
+        (a commit's undo list) gets how to put the head back."""
+        # Derived from the log, which is fsynced first: a state left behind by a power
+        # cut (older, or cut short) is caught up (recover) or rebuilt (_read_state).
         self._written = (None, None)
-        fsutil.atomic_write(self.state_path, state_text(state, reuse=reuse).encode("utf-8"),
-                            sync=False)
+        old = state.get("checkpoint")
+        changed = sorted(set(changed) | self._refreshed)
+        self._refreshed = set()
+        point = old
+        # A head-only write (rotation, a log size) never starts a new checkpoint unless
+        # its own is gone: whoever holds the old head dict writes it next.
+        if not old or not self._checkpoint_fits(old) or (changed and old["journal"] > max(
+                JOURNAL_MIN, old["size"] // JOURNAL_SHARE)):
+            point = self._write_checkpoint(state, reuse=reuse, written=written)
+        elif changed:
+            point = self._append_journal(state, old, changed, reuse=reuse)
+        state["checkpoint"] = point
+        if written is not None:
+            # Its old copy kept like the others: an interrupt can land right after the
+            # rename, and a state ahead of the log is damage (recover).
+            self._keep_old(self.state_path, written)
+        head = {k: v for k, v in state.items() if k != "milestones"}
+        fsutil.atomic_write(self.state_path, _json(head).encode("utf-8"), sync=False)
         # The next write's recover() keeps this very object (no re-read; snapshots
-        # keep sharing their unchanged task records) while state.json and the log are
-        # the files this object left: nobody else wrote since.
+        # keep sharing their unchanged task records) while the state files and the log
+        # are the files this object left: nobody else wrote since.
         self._written = (self._disk_key(), state)
+        if written is None and point is not old:
+            self.drop_old_checkpoints(point["token"])  # else the commit does, once it cannot be undone
+
+    def _checkpoint_fits(self, point: Mapping[str, Any]) -> bool:
+        """Is the checkpoint there, and does its journal hold at least the bytes the
+        head covers (the next line goes right after them)? Not after a power cut that
+        lost its tail."""
+        try:
+            os.stat(self.checkpoint_path(point["token"]))
+            return os.stat(self.journal_path(point["token"])).st_size >= point["journal"]
+        except FileNotFoundError:
+            return point["journal"] == 0 and self.checkpoint_path(point["token"]).exists()
+        except OSError:
+            return False
+
+    def _write_checkpoint(self, state: Mapping[str, Any], *, reuse: bool,
+                          written: list[Undo] | None) -> dict[str, Any]:
+        token = os.urandom(8).hex()
+        path = self.checkpoint_path(token)
+        text = state_text({"token": token, "milestones": state["milestones"]}, reuse=reuse)
+        data = text.encode("utf-8")
+        if written is not None:
+            written.append((path, None, None))  # a new file: undone by removing it
+        fsutil.atomic_write(path, data, sync=False)
+        return {"token": token, "journal": 0, "size": len(data)}
+
+    def _append_journal(self, state: Mapping[str, Any], point: Mapping[str, Any],
+                        changed: Sequence[str], *, reuse: bool) -> dict[str, Any]:
+        """Write the ``changed`` entries (None: removed) right after the journal bytes
+        the head covers (dropping any a write cut short left after them)."""
+        entries = state["milestones"]
+        line = state_text({"token": point["token"],
+                           "milestones": {mid: entries.get(mid) for mid in changed}},
+                          reuse=reuse) + "\n"
+        data = line.encode("utf-8")
+        path = self.journal_path(point["token"])
+        fsutil.fault(f"write:{path.name}")
+        try:
+            fd = fsutil.open_nofollow(path, os.O_WRONLY | os.O_CREAT)
+        except OSError as exc:
+            raise fsutil.storage_error(exc, path, "write") from None
+        try:
+            os.ftruncate(fd, point["journal"])
+            view = memoryview(data)
+            offset = point["journal"]
+            while view:
+                n = os.pwrite(fd, view, offset)
+                view, offset = view[n:], offset + n
+        except OSError as exc:
+            raise fsutil.storage_error(exc, path, "write") from None
+        finally:
+            os.close(fd)
+        return {**point, "journal": point["journal"] + len(data)}
+
+    def drop_old_checkpoints(self, token: str) -> None:
+        """Remove the checkpoints and journals but ``token``'s (the head's)."""
+        keep = {f"state-{token}.json", f"state-{token}.jsonl"}
+        with contextlib.suppress(OSError):
+            for name in os.listdir(self.logs):
+                if STATE_FILE_RE.match(name) and name not in keep:
+                    with contextlib.suppress(OSError):
+                        (self.logs / name).unlink()
 
     def _disk_key(self) -> tuple[int, ...] | None:
         """Which state.json and log are on disk (inode, size, mtime of each)."""

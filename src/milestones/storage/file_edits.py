@@ -210,6 +210,7 @@ class FileEdits(FileCommit):
             digest = sha(raw)
             if entry and digest == entry["sha256"] and rel == entry["path"]:
                 entry["mtime_ns"], entry["size"] = st.st_mtime_ns, st.st_size
+                self._refreshed.add(mid)
                 dirty = True
                 continue
             after = self._parse_file(rel, raw)
@@ -223,6 +224,7 @@ class FileEdits(FileCommit):
                     size=st.st_size,
                     roundtrip=raw != yamlio.dump_fast(after).encode("utf-8"),
                 )
+                self._refreshed.add(mid)
                 dirty = True
                 continue
             edits.append(Edit(mid, before, after, rel))
