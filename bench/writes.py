@@ -74,7 +74,7 @@ def _run(cwd: Path, *args: str) -> tuple[float, subprocess.CompletedProcess[str]
 
 
 def _load() -> str:
-    return "{:.2f}".format(os.getloadavg()[0])
+    return f"{os.getloadavg()[0]:.2f}"
 
 
 def _ms(values: list[float]) -> str:

@@ -385,17 +385,18 @@ class FileCommit(FileBase):
         # Derived from the log, which is fsynced first: a state left behind by a power
         # cut (older, or cut short) is caught up (recover) or rebuilt (_read_state).
         self._written = (None, None)
-        old = state.get("checkpoint")
+        old: dict[str, Any] | None = state.get("checkpoint")
         changed = sorted(set(changed) | self._refreshed)
         self._refreshed = set()
-        point = old
         # A head-only write (rotation, a log size) never starts a new checkpoint unless
         # its own is gone: whoever holds the old head dict writes it next.
-        if not old or not self._checkpoint_fits(old) or (changed and old["journal"] > max(
+        if old is None or not self._checkpoint_fits(old) or (changed and old["journal"] > max(
                 JOURNAL_MIN, old["size"] // JOURNAL_SHARE)):
             point = self._write_checkpoint(state, reuse=reuse, written=written)
         elif changed:
             point = self._append_journal(state, old, changed, reuse=reuse)
+        else:
+            point = old
         state["checkpoint"] = point
         if written is not None:
             # Its old copy kept like the others: an interrupt can land right after the
@@ -407,8 +408,9 @@ class FileCommit(FileBase):
         # keep sharing their unchanged task records) while the state files and the log
         # are the files this object left: nobody else wrote since.
         self._written = (self._disk_key(), state)
-        if written is None and point is not old:
-            self.drop_old_checkpoints(point["token"])  # else the commit does, once it cannot be undone
+        if written is None and point["token"] != (old or {}).get("token"):
+            # (A commit drops them once it cannot be undone.)
+            self.drop_old_checkpoints(point["token"])
 
     def _checkpoint_fits(self, point: Mapping[str, Any]) -> bool:
         """Is the checkpoint there, and does its journal hold at least the bytes the
@@ -416,9 +418,9 @@ class FileCommit(FileBase):
         lost its tail."""
         try:
             os.stat(self.checkpoint_path(point["token"]))
-            return os.stat(self.journal_path(point["token"])).st_size >= point["journal"]
+            return bool(os.stat(self.journal_path(point["token"])).st_size >= point["journal"])
         except FileNotFoundError:
-            return point["journal"] == 0 and self.checkpoint_path(point["token"]).exists()
+            return bool(point["journal"] == 0 and self.checkpoint_path(point["token"]).exists())
         except OSError:
             return False
 
