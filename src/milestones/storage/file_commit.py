@@ -403,7 +403,14 @@ class FileCommit(FileBase):
             # rename, and a state ahead of the log is damage (recover).
             self._keep_old(self.state_path, written)
         head = {k: v for k, v in state.items() if k != "milestones"}
-        fsutil.atomic_write(self.state_path, _json(head).encode("utf-8"), sync=False)
+        try:
+            fsutil.atomic_write(self.state_path, _json(head).encode("utf-8"), sync=False)
+        except BaseException:
+            if point is not old and old is not None and point["token"] == old["token"]:
+                # The line the head does not cover is ignored; take it back all the same.
+                with contextlib.suppress(OSError, MilestoneError):
+                    self._cut_journal(old)
+            raise
         # The next write's recover() keeps this very object (no re-read; snapshots
         # keep sharing their unchanged task records) while the state files and the log
         # are the files this object left: nobody else wrote since.
@@ -432,6 +439,7 @@ class FileCommit(FileBase):
         data = text.encode("utf-8")
         if written is not None:
             written.append((path, None, None))  # a new file: undone by removing it
+        fsutil.fault("write:state-checkpoint")
         fsutil.atomic_write(path, data, sync=False)
         return {"token": token, "journal": 0, "size": len(data)}
 
@@ -445,7 +453,7 @@ class FileCommit(FileBase):
                           reuse=reuse) + "\n"
         data = line.encode("utf-8")
         path = self.journal_path(point["token"])
-        fsutil.fault(f"write:{path.name}")
+        fsutil.fault("write:state-journal")
         try:
             fd = fsutil.open_nofollow(path, os.O_WRONLY | os.O_CREAT)
         except OSError as exc:
@@ -462,6 +470,13 @@ class FileCommit(FileBase):
         finally:
             os.close(fd)
         return {**point, "journal": point["journal"] + len(data)}
+
+    def _cut_journal(self, point: Mapping[str, Any]) -> None:
+        fd = fsutil.open_nofollow(self.journal_path(point["token"]), os.O_WRONLY)
+        try:
+            os.ftruncate(fd, point["journal"])
+        finally:
+            os.close(fd)
 
     def drop_old_checkpoints(self, token: str) -> None:
         """Remove the checkpoints and journals but ``token``'s (the head's)."""
