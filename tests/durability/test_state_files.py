@@ -231,3 +231,71 @@ def test_a_crash_between_the_state_files_recovers_to_the_log(yaml_proj: Path,
     cli(yaml_proj, "doctor")
     if point == "checkpoint-after-head":
         assert any(name.startswith(f"state-{token}") for name in state_files(root))
+
+
+def test_a_writer_reads_only_the_journal_lines_written_since_it_read(
+        yaml_proj: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A store that read the state (a read, or before waiting for the lock) brings it
+    up to date under the lock from the journal alone, and gets what a full read gets."""
+    from milestones.project import Project
+
+    root = planned(yaml_proj)
+    one, two = Project.open(yaml_proj), Project.open(yaml_proj)
+    one.state()
+    two.complete_task("1/1")
+    two.start_task("2/1")
+    full_reads: list[int] = []
+    real = FileStore._read_state
+
+    def counted(self: Any) -> Any:
+        full_reads.append(1)
+        return real(self)
+
+    monkeypatch.setattr(FileStore, "_read_state", counted)
+    one.complete_task("3/1")
+    assert full_reads == []
+    monkeypatch.undo()
+    state = FileStore(root).read_stored()
+    assert state is not None
+    assert one.store._state["milestones"] == state["milestones"]  # type: ignore[attr-defined]
+    assert_consistent(root)
+
+
+def test_catching_up_refuses_a_journal_line_that_was_replaced(yaml_proj: Path) -> None:
+    """The line a state ends with was taken back (an interrupted write's undo) and
+    another written in its place: the store reads the state whole, not the tail."""
+    import os
+
+    from milestones.project import Project
+
+    root = planned(yaml_proj)
+    keep = [root / "logs" / "state.json", root / "logs" / "progress-events.jsonl",
+            root / "active" / "milestone-001.yaml"]
+    before = [(p.read_bytes(), p.stat().st_mtime_ns) for p in keep]
+    token = head(root)["checkpoint"]["token"]
+    cli(yaml_proj, "task", "done", "1/1")  # the write that will be taken back
+    one = Project.open(yaml_proj)
+    one.state()  # ends with that write's journal line
+    for p, (data, mtime) in zip(keep, before, strict=True):  # its undo
+        p.write_bytes(data)
+        os.utime(p, ns=(mtime, mtime))
+    cli(yaml_proj, "task", "done", "2/1")  # another line where it was
+    assert head(root)["checkpoint"]["token"] == token
+    full_reads: list[int] = []
+    real = FileStore._read_state
+
+    def counted(self: Any) -> Any:
+        full_reads.append(1)
+        return real(self)
+
+    FileStore._read_state = counted  # type: ignore[method-assign]
+    try:
+        one.complete_task("3/1")
+    finally:
+        FileStore._read_state = real  # type: ignore[method-assign]
+    assert full_reads, "went on from a journal line that was taken back"
+    state = FileStore(root).read_stored()
+    assert state is not None
+    tasks = state["milestones"]["milestone-001"]["state"]["tasks"]
+    assert tasks[0]["status"] == "todo"  # the taken-back write is not in the state
+    assert_consistent(root)

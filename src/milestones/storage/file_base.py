@@ -13,13 +13,15 @@ head does not cover yet (a write cut short) is ignored.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from ..errors import MilestoneError
 from ..model import MILESTONE_ID_RE
 from ..model import events as ev
 from . import fsutil, yamlio
@@ -49,7 +51,7 @@ _ENTRY_TYPES: dict[str, Any] = {"path": str, "sha256": str, "mtime_ns": int, "si
 _CHECKPOINT_TYPES: dict[str, Any] = {"token": str, "journal": int, "size": int}
 
 
-def _head_shape_ok(head: Any) -> bool:
+def head_shape_ok(head: Any) -> bool:
     """Is ``head`` a state.json head as this version writes it (every key, of its type,
     naming a checkpoint by its token)?"""
     if not isinstance(head, dict) or head.get("version") != STATE_VERSION:
@@ -65,7 +67,7 @@ def _head_shape_ok(head: Any) -> bool:
             and point["journal"] >= 0 and point["size"] >= 0)
 
 
-def _entry_ok(mid: Any, e: Any) -> bool:
+def entry_ok(mid: Any, e: Any) -> bool:
     if not isinstance(e, dict) or not all(isinstance(e.get(k), t)
                                           for k, t in _ENTRY_TYPES.items()):
         return False
@@ -84,7 +86,22 @@ def _state_shape_ok(state: Any, version: int = STATE_VERSION) -> bool:
     current = state.get("current")
     if current is not None and (not isinstance(current, str) or current not in state["milestones"]):
         return False  # a current milestone the state does not hold: damaged, rebuilt from the log
-    return all(_entry_ok(mid, e) for mid, e in state["milestones"].items())
+    return all(entry_ok(mid, e) for mid, e in state["milestones"].items())
+
+
+def apply_journal(milestones: dict[str, Any], lines: Iterable[Any], token: str) -> bool:
+    """Apply journal ``lines`` (decoded) to ``milestones``; False: one is not a line
+    of ``token``'s journal. Entries are checked with the whole state, after."""
+    for line in lines:
+        if not isinstance(line, dict) or line.get("token") != token \
+                or not isinstance(line.get("milestones"), dict):
+            return False
+        for mid, entry in line["milestones"].items():
+            if entry is None:
+                milestones.pop(mid, None)
+            else:
+                milestones[mid] = entry
+    return True
 
 
 def line_start(f: BinaryIO, end: int) -> int:
@@ -131,6 +148,10 @@ class FileBase(Store):
         # Entries a scan refreshed (size, mtime, hash) while it found edits: the next
         # state write journals them too.
         self._refreshed: set[str] = set()
+        # (a state read or written, the last journal line it covers): what _catch_up
+        # goes on from, checking that line is still where it was.
+        self._seen: tuple[dict[str, Any] | None, bytes] = (None, b"")
+        self._last_line = b""
         self._recovering = False
         # What ``recover`` found wrong with the log ("FILE:LINE: what"): events that do
         # not verify are not applied, and writes are refused until it is repaired.
@@ -172,6 +193,12 @@ class FileBase(Store):
             raise fsutil.storage_error(exc, self.root, "create") from None
 
     def lock(self, timeout: float | None = None) -> AbstractContextManager[None]:
+        if self._state is None:
+            # Read the state before waiting for the lock, as any reader may: under it,
+            # recover() reads only the journal lines written meanwhile (``_catch_up``),
+            # so writers taking turns do not each hold the lock to read all of it.
+            with contextlib.suppress(OSError, MilestoneError):
+                self._state = self._assemble(fsutil.read_bytes(self.state_path))
         return fsutil.writer_lock(self.lock_path, timeout)
 
     def try_lock(self) -> AbstractContextManager[bool]:
@@ -241,7 +268,7 @@ class FileBase(Store):
                 return None
             head.update(version=STATE_VERSION, checkpoint=None)
             return head
-        if not _head_shape_ok(head):
+        if not head_shape_ok(head):
             return None
         point = head["checkpoint"]
         try:
@@ -253,29 +280,28 @@ class FileBase(Store):
                 or not isinstance(data.get("milestones"), dict):
             return None
         milestones: dict[str, Any] = data["milestones"]
-        for line in journal:
-            if not isinstance(line, dict) or line.get("token") != point["token"] \
-                    or not isinstance(line.get("milestones"), dict):
-                return None
-            for mid, entry in line["milestones"].items():
-                if entry is None:
-                    milestones.pop(mid, None)
-                else:
-                    milestones[mid] = entry
+        if not apply_journal(milestones, journal, point["token"]):
+            return None
         state = dict(head)
         state["milestones"] = milestones
-        return state if _state_shape_ok(state) else None
+        if not _state_shape_ok(state):
+            return None
+        self._seen = (state, self._last_line)
+        return state
 
     def _read_journal(self, token: str, size: int) -> list[Any]:
         """The first ``size`` bytes of the checkpoint's journal as JSON lines (ValueError:
         shorter, or not whole lines; bytes past ``size`` are a write cut short)."""
+        self._last_line = b""
         if size == 0:
             return []
         with fsutil.open_read(self.journal_path(token)) as f:
             raw = f.read(size)
         if len(raw) != size or not raw.endswith(b"\n"):
             raise ValueError("journal cut short")
-        return [fsutil.loads_json(line) for line in raw.split(b"\n")[:-1]]
+        lines = raw.split(b"\n")[:-1]
+        self._last_line = lines[-1] + b"\n"
+        return [fsutil.loads_json(line) for line in lines]
 
     def _rebuild_state(self) -> dict[str, Any]:
         """Derive state.json from the events of the log that verify (hashes empty: files

@@ -390,13 +390,16 @@ class FileCommit(FileBase):
         self._refreshed = set()
         # A head-only write (rotation, a log size) never starts a new checkpoint unless
         # its own is gone: whoever holds the old head dict writes it next.
+        seen, tail = self._seen
+        tail_known = True
         if old is None or not self._checkpoint_fits(old) or (changed and old["journal"] > max(
                 JOURNAL_MIN, old["size"] // JOURNAL_SHARE)):
-            point = self._write_checkpoint(state, reuse=reuse, written=written)
+            point, tail = self._write_checkpoint(state, reuse=reuse, written=written), b""
         elif changed:
-            point = self._append_journal(state, old, changed, reuse=reuse)
+            point, tail = self._append_journal(state, old, changed, reuse=reuse)
         else:
             point = old
+            tail_known = seen is not None and seen.get("checkpoint") == old
         state["checkpoint"] = point
         if written is not None:
             # Its old copy kept like the others: an interrupt can land right after the
@@ -415,6 +418,7 @@ class FileCommit(FileBase):
         # keep sharing their unchanged task records) while the state files and the log
         # are the files this object left: nobody else wrote since.
         self._written = (self._disk_key(), state)
+        self._seen = (state, tail) if tail_known else (None, b"")
         if written is None and point["token"] != (old or {}).get("token"):
             # (A commit drops them once it cannot be undone.)
             self.drop_old_checkpoints(point["token"])
@@ -444,7 +448,7 @@ class FileCommit(FileBase):
         return {"token": token, "journal": 0, "size": len(data)}
 
     def _append_journal(self, state: Mapping[str, Any], point: Mapping[str, Any],
-                        changed: Sequence[str], *, reuse: bool) -> dict[str, Any]:
+                        changed: Sequence[str], *, reuse: bool) -> tuple[dict[str, Any], bytes]:
         """Write the ``changed`` entries (None: removed) right after the journal bytes
         the head covers (dropping any a write cut short left after them)."""
         entries = state["milestones"]
@@ -469,7 +473,7 @@ class FileCommit(FileBase):
             raise fsutil.storage_error(exc, path, "write") from None
         finally:
             os.close(fd)
-        return {**point, "journal": point["journal"] + len(data)}
+        return {**point, "journal": point["journal"] + len(data)}, data
 
     def _cut_journal(self, point: Mapping[str, Any]) -> None:
         fd = fsutil.open_nofollow(self.journal_path(point["token"]), os.O_WRONLY)
