@@ -64,11 +64,11 @@ def test_a_write_appends_the_entries_it_touches(yaml_proj: Path) -> None:
 def test_the_journal_is_folded_into_a_new_checkpoint(
         yaml_proj: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from milestones.project import Project
-    from milestones.storage import file_commit
+    from milestones.storage import file_state
 
     root = planned(yaml_proj, 2)
-    monkeypatch.setattr(file_commit, "JOURNAL_MIN", 1)  # past 1 byte: a new checkpoint
-    monkeypatch.setattr(file_commit, "JOURNAL_SHARE", 10 ** 9)
+    monkeypatch.setattr(file_state, "JOURNAL_MIN", 1)  # past 1 byte: a new checkpoint
+    monkeypatch.setattr(file_state, "JOURNAL_SHARE", 10 ** 9)
     tokens = set()
     p = Project.open(yaml_proj)
     for ref in ("1/1", "1/2", "1/3", "2/1", "2/2"):
@@ -193,11 +193,11 @@ CRASH = textwrap.dedent("""
     import os, sys
     from pathlib import Path
     from milestones.project import Project
-    from milestones.storage import file_commit, fsutil
+    from milestones.storage import file_state, fsutil
     point, proj = sys.argv[1], sys.argv[2]
     if point.startswith("checkpoint"):
-        file_commit.JOURNAL_MIN = 0  # every write starts a new checkpoint
-        file_commit.JOURNAL_SHARE = 10 ** 9
+        file_state.JOURNAL_MIN = 0  # every write starts a new checkpoint
+        file_state.JOURNAL_SHARE = 10 ** 9
     real = fsutil.atomic_write
     def write(path, data, **kw):
         name = Path(path).name
@@ -288,11 +288,11 @@ def test_catching_up_refuses_a_journal_line_that_was_replaced(yaml_proj: Path) -
         full_reads.append(1)
         return real(self)
 
-    FileStore._read_state = counted  # type: ignore[method-assign]
+    FileStore._read_state = counted
     try:
         one.complete_task("3/1")
     finally:
-        FileStore._read_state = real  # type: ignore[method-assign]
+        FileStore._read_state = real
     assert full_reads, "went on from a journal line that was taken back"
     state = FileStore(root).read_stored()
     assert state is not None

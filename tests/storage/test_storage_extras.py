@@ -583,11 +583,11 @@ def test_only_a_long_lived_writer_fills_the_text_caches(tmp_path: Path) -> None:
     more than it saves unless the same object goes on writing from the state it
     wrote (milestone execute's writer, an agent's loop). One-shot commands, and
     processes taking turns, leave the caches alone."""
-    from milestones.storage import file_commit
+    from milestones.storage import file_state
 
     p, _ = Project.init(tmp_path, backend="file", **ACTOR)
     p.plan("Work", tasks=[f"t{i}" for i in range(1, 7)])
-    caches = (yamlio._TASK_TEXT.texts, file_commit._TASK_JSON.texts)
+    caches = (yamlio._TASK_TEXT.texts, file_state._TASK_JSON.texts)
     for cache in caches:
         cache.clear()
     one = Project.open(tmp_path, **ACTOR)
