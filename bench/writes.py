@@ -23,6 +23,10 @@ run in the project directory:
   is left at its default of 10 s) and any other failures.
 
 The load average (1 min) is printed before and after each size: the machine is shared.
+``--against OLD`` (another installed ``milestone`` script, e.g. of a ``git worktree`` of an
+older commit with its own virtualenv) runs the same on a second copy of each project with
+that script, the two taking turns run by run (the writers: one after the other), and
+prints OLD's figures beside this one's: on a shared machine only such pairs compare.
 """
 
 from __future__ import annotations
@@ -66,9 +70,9 @@ def _exe() -> str:
     return found
 
 
-def _run(cwd: Path, *args: str) -> tuple[float, subprocess.CompletedProcess[str]]:
+def _run(exe: str, cwd: Path, *args: str) -> tuple[float, subprocess.CompletedProcess[str]]:
     t0 = time.perf_counter()
-    proc = subprocess.run([_exe(), *args], cwd=cwd, env=_env(), capture_output=True,
+    proc = subprocess.run([exe, *args], cwd=cwd, env=_env(), capture_output=True,
                           text=True, check=False)
     return time.perf_counter() - t0, proc
 
@@ -82,59 +86,71 @@ def _ms(values: list[float]) -> str:
 
 
 def bench_size(scale: Any, backend: str, n: int, runs: int, writers: int, each: int,
-               keep: bool) -> None:
+               keep: bool, scripts: dict[str, str]) -> None:
     top = Path(tempfile.mkdtemp(prefix=f"bench-writes-{backend}-{n}-"))
     try:
         t0 = time.perf_counter()
         events, state = scale.generate(n, PER, history=False, backend=backend)
-        scale.write_project(top, backend, events, state)
+        dirs = {}
+        for label in scripts:
+            dirs[label] = top / label
+            dirs[label].mkdir()
+            scale.write_project(dirs[label], backend, events, state)
         built = time.perf_counter() - t0
         refs = scale.ready_refs(state, PER, (runs + 1) + writers * each)
         if len(refs) < (runs + 1) + writers * each:
             sys.exit(f"only {len(refs)} ready tasks: use fewer runs or writers")
         print(f"\n{backend}, {n:,} milestones x {PER} tasks (built in {built:.1f} s), "
               f"load {_load()}")
-        done: list[float] = []
-        read: list[float] = []
+        done: dict[str, list[float]] = {label: [] for label in scripts}
+        read: dict[str, list[float]] = {label: [] for label in scripts}
         for k in range(runs + 1):
-            t, proc = _run(top, "task", "done", refs[k])
-            if proc.returncode:
-                sys.exit(f"task done {refs[k]} failed: {proc.stderr.strip()}")
-            r, proc = _run(top, "status", "--json")
-            if proc.returncode:
-                sys.exit(f"status --json failed: {proc.stderr.strip()}")
-            if k:  # the first pair warms the caches
-                done.append(t)
-                read.append(r)
-        rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        print(f"  task done        median {_ms(done)}   (runs {len(done)})")
-        print(f"  status --json    median {_ms(read)}   (right after each write)")
-        print(f"  peak RSS of a child so far: {rss:,} KiB")
+            for label, exe in scripts.items():
+                t, proc = _run(exe, dirs[label], "task", "done", refs[k])
+                if proc.returncode:
+                    sys.exit(f"{label}: task done {refs[k]} failed: {proc.stderr.strip()}")
+                r, proc = _run(exe, dirs[label], "status", "--json")
+                if proc.returncode:
+                    sys.exit(f"{label}: status --json failed: {proc.stderr.strip()}")
+                if k:  # the first pair warms the caches
+                    done[label].append(t)
+                    read[label].append(r)
+        for label in scripts:
+            print(f"  [{label}] task done {_ms(done[label])}   status --json right after "
+                  f"{_ms(read[label])}   (medians of {len(done[label])})")
+        print(f"  peak RSS of a child so far (either script): {_child_rss():,} KiB")
         rest = refs[runs + 1:]
         groups = [rest[i * each:(i + 1) * each] for i in range(writers)]
+        for label, exe in scripts.items():
 
-        def writer(group: list[str]) -> list[tuple[int, str]]:
-            out = []
-            for ref in group:
-                _t, proc = _run(top, "task", "done", ref)
-                out.append((proc.returncode, proc.stderr.strip()))
-            return out
+            def writer(group: list[str], exe: str = exe, cwd: Path = dirs[label]
+                       ) -> list[tuple[int, str]]:
+                out = []
+                for ref in group:
+                    _t, proc = _run(exe, cwd, "task", "done", ref)
+                    out.append((proc.returncode, proc.stderr.strip()))
+                return out
 
-        t0 = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=writers) as pool:
-            results = [r for rs in pool.map(writer, groups) for r in rs]
-        wall = time.perf_counter() - t0
-        busy = sum(1 for code, err in results if code == 7 and "busy" in err)
-        other = [err for code, err in results if code and not (code == 7 and "busy" in err)]
-        print(f"  {writers} writers x {each} task done: {wall:.1f} s in all, "
-              f"{busy} lock timeouts, {len(other)} other failures, load {_load()}")
-        for err in other[:3]:
-            print(f"    failed: {err[:200]}")
+            t0 = time.perf_counter()
+            with ThreadPoolExecutor(max_workers=writers) as pool:
+                results = [r for rs in pool.map(writer, groups) for r in rs]
+            wall = time.perf_counter() - t0
+            busy = sum(1 for code, err in results if code == 7 and "busy" in err)
+            other = [err for code, err in results if code and not (code == 7 and "busy" in err)]
+            print(f"  [{label}] {writers} writers x {each} task done: {wall:.1f} s in all, "
+                  f"{busy} lock timeouts, {len(other)} other failures, load {_load()}")
+            for err in other[:3]:
+                print(f"    failed: {err[:200]}")
         if keep:
             print(f"  kept: {top}")
     finally:
         if not keep:
             shutil.rmtree(top, ignore_errors=True)
+
+
+def _child_rss() -> int:
+    """The largest child so far (KiB): RUSAGE_CHILDREN keeps the maximum, not the last."""
+    return int(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -147,17 +163,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true",
                         help="1,000 milestones, file backend, 4 writers")
     parser.add_argument("--keep", action="store_true", help="keep the projects (prints where)")
+    parser.add_argument("--against", metavar="OLD", help="another milestone script to compare")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
     backends = args.backends.split(",")
     writers = args.writers
     if args.quick:
         sizes, backends, writers = [1000], ["file"], 4
-    print(f"milestone: {_exe()}; load average {_load()}; {os.cpu_count()} CPUs")
+    scripts = {"this": _exe()}
+    if args.against:
+        scripts["old"] = args.against
+    print(f"milestone: {scripts}; load average {_load()}; {os.cpu_count()} CPUs")
     scale = _scale()
     for n in sorted(sizes):
         for backend in backends:
-            bench_size(scale, backend, n, args.runs, writers, args.each, args.keep)
+            bench_size(scale, backend, n, args.runs, writers, args.each, args.keep, scripts)
     print(f"\nload average at the end: {_load()}")
 
 
