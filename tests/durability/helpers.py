@@ -65,7 +65,7 @@ class DiskView:
     """What each layer on disk says the project is."""
 
     replayed: ev.ReplayState
-    state: dict[str, Any]  # logs/state.json
+    state: dict[str, Any]  # logs/state.json with its checkpoint and journal
     state_milestones: dict[str, Any]
     files: dict[str, Any]  # parsed, canonical milestone files by id
     marker: str | None  # active/current.txt
@@ -75,7 +75,8 @@ class DiskView:
 def disk_view(root: Path) -> DiskView:
     store = FileStore(root)
     events = list(store.events())
-    state = json.loads((root / "logs" / "state.json").read_bytes())
+    state = store.read_stored()  # the head, its checkpoint and the journal it covers
+    assert state is not None, "logs/state.json (with its checkpoint) does not read"
     files: dict[str, Any] = {}
     for rel, snap, err in store.check_files():
         assert err is None, f"{rel}: {err}"

@@ -34,6 +34,10 @@ FILE_STEPS = {
     "write:state.json+": FAIL,
     # The events cannot be taken back from the log: the write has happened.
     "write:state.json,log-undo": WARN,
+    # The state's journal line (the entries the write changed), before the head.
+    "write:state-journal": FAIL,
+    "write:state-journal+": FAIL,
+    "write:state-journal,log-undo": WARN,
     "write:milestone-001.yaml,log-undo": WARN,
     "resume": WARN,
     "write:session-resume.json": WARN,
@@ -88,6 +92,7 @@ def data(root: Path, backend: str) -> Any:
     for rel in ("logs/progress-events.jsonl", "logs/state.json", "active/current.txt"):
         p = root / rel
         out[rel] = p.read_bytes() if p.exists() else None
+    out["state"] = FileStore(root).read_stored()  # with its checkpoint and journal
     for folder in ("active", "completed"):
         for p in sorted((root / folder).glob("milestone-*.yaml")):
             out[f"{folder}/{p.name}"] = p.read_bytes()

@@ -125,8 +125,9 @@ def _files(root: Path) -> dict[str, bytes]:
 
 # Files a command may rewrite without it being a change to the data: derived ones
 # (rebuilt from the log), per-machine memos, and SQLite's side files.
-DERIVED = ("logs/state.json", "logs/session-resume.json", "performance/", "database/index.db",
-           "database/cache.db", "logs/system-events.jsonl", "logs/not-read.json")
+DERIVED = ("logs/state.json", "logs/state-", "logs/session-resume.json", "performance/",
+           "database/index.db", "database/cache.db", "logs/system-events.jsonl",
+           "logs/not-read.json")
 
 
 def _derived(rel: str) -> bool:

@@ -9,7 +9,6 @@ verifies, replaying it gives back the stored milestones and current one, and
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -435,7 +434,8 @@ class ProjectMachine(RuleBasedStateMachine):
         marker = (root / "active" / "current.txt")
         text = marker.read_text("utf-8").strip() if marker.exists() else ""
         assert (text or None) == state.current
-        saved = json.loads((root / "logs" / "state.json").read_bytes())
+        saved = FileStore(root).read_stored()  # state.json, its checkpoint and journal
+        assert saved is not None
         assert ev.canonical({m: e["state"] for m, e in saved["milestones"].items()}) == (
             ev.canonical(state.milestones)
         )

@@ -526,13 +526,13 @@ def test_a_database_writer_reads_back_what_it_wrote_without_decoding_task_rows(
 
 
 def test_state_json_reuses_task_text_and_reads_back_exactly(tmp_path: Path) -> None:
-    """state.json holds every snapshot; its text reuses the JSON of unchanged task
-    records and must read back as the very state it was written from."""
+    """A state checkpoint holds every snapshot; its text reuses the JSON of unchanged
+    task records and must read back as the very state it was written from."""
     from milestones.storage.file import state_text
 
     p = build(tmp_path, "file")
     p.plan("Empty")  # a milestone without tasks, and one whose tasks are all there
-    state = json.loads(p.store.state_path.read_text())  # type: ignore[attr-defined]
+    state = p.store.read_stored()  # type: ignore[attr-defined]
     assert json.loads(state_text(state, reuse=True)) == state
     entry = state["milestones"]["milestone-002"]
     tasks = entry["state"]["tasks"]
@@ -583,11 +583,11 @@ def test_only_a_long_lived_writer_fills_the_text_caches(tmp_path: Path) -> None:
     more than it saves unless the same object goes on writing from the state it
     wrote (milestone execute's writer, an agent's loop). One-shot commands, and
     processes taking turns, leave the caches alone."""
-    from milestones.storage import file_commit
+    from milestones.storage import file_state
 
     p, _ = Project.init(tmp_path, backend="file", **ACTOR)
     p.plan("Work", tasks=[f"t{i}" for i in range(1, 7)])
-    caches = (yamlio._TASK_TEXT.texts, file_commit._TASK_JSON.texts)
+    caches = (yamlio._TASK_TEXT.texts, file_state._TASK_JSON.texts)
     for cache in caches:
         cache.clear()
     one = Project.open(tmp_path, **ACTOR)

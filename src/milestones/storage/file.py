@@ -5,12 +5,16 @@ Layout (see the README)::
     .milestones/
       active/milestone-001.yaml   active/current.txt   completed/milestone-000.yaml
       logs/progress-events.jsonl  logs/session-resume.json  logs/state.json
+      logs/state-<token>.json  logs/state-<token>.jsonl
       config/storage-backend.txt  config/config.yaml
 
-``logs/state.json`` is derived data: the snapshots as the log last left them,
-with each file's hash, size and mtime. It makes reads cheap (no YAML parse
-unless a file changed), tells a hand edit from the tool's own write, and gives
-the "before" of a hand edit. It can always be rebuilt by replaying the log.
+The state (``logs/state.json``, the head, naming a checkpoint ``state-<token>.json``
+and the bytes of its journal ``state-<token>.jsonl`` it covers; see ``file_base``) is
+derived data: the snapshots as the log last left them, with each file's hash, size
+and mtime. It makes reads cheap (no YAML parse unless a file changed), tells a hand
+edit from the tool's own write, and gives the "before" of a hand edit. A write
+journals the entries it changes, so it costs the milestones it touches. It can
+always be rebuilt by replaying the log.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from ..errors import InvalidInput, MilestoneError
 from ..model import events as ev
 from . import fsutil, yamlio
 from .base import Snapshot, State
-from .file_base import FILE_RE, STATE_VERSION, sha
+from .file_base import FILE_RE, STATE_FILE_RE, STATE_VERSION, sha
 from .file_commit import HandEdited, Undo, state_text
 from .file_edits import FileEdits
 
@@ -261,6 +265,7 @@ class FileStore(FileEdits):
         if self.records_dir.is_dir():
             out += self.records_dir.glob("*.json")
         out += [p for p in (self.log_path, self.state_path, self.resume_path) if p.exists()]
+        out += [p for p in self.logs.glob("state-*") if STATE_FILE_RE.match(p.name)]
         out += [path for _seq, path in self.log_files.archives()]
         if self.log_files.index_path.exists():
             out.append(self.log_files.index_path)
@@ -275,7 +280,8 @@ class FileStore(FileEdits):
                     if FILE_RE.match(entry.name) or entry.name == "current.txt":
                         entry.unlink()
         records = self.records_dir.glob("*.json") if self.records_dir.is_dir() else ()
-        for path in (self.log_path, self.state_path, self.resume_path, *records):
+        states = [p for p in self.logs.glob("state-*") if STATE_FILE_RE.match(p.name)]
+        for path in (self.log_path, self.state_path, self.resume_path, *records, *states):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
         self.log_files.discard()

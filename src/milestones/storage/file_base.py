@@ -1,17 +1,27 @@
-"""The file backend's base: its layout and lock, ``logs/state.json`` (read, checked for
-shape, rebuilt from the log), the snapshots it serves and the event log it reads.
+"""The file backend's base: its layout and lock, its state (read, checked for shape,
+rebuilt from the log), the snapshots it serves and the event log it reads.
 ``file_commit`` writes on it; ``file_edits`` recovers it and finds hand edits.
+
+The state is in three files of ``logs/`` (see ``read_stored``): ``state.json``, the head
+(applied event, log size, current, ...; a few hundred bytes, replaced on every write and
+last); ``state-<token>.json``, a checkpoint of every milestone's entry (snapshot, path,
+hash, size, mtime); ``state-<token>.jsonl``, a journal of the entries changed since the
+checkpoint, one line a write. The head names the checkpoint and how many bytes of the
+journal it covers, so a write costs the milestones it touches, and a journal line the
+head does not cover yet (a write cut short) is ignored.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from ..errors import MilestoneError
 from ..model import MILESTONE_ID_RE
 from ..model import events as ev
 from . import fsutil, yamlio
@@ -21,7 +31,11 @@ if TYPE_CHECKING:
     from .logfiles import LogFiles
 
 FILE_RE = re.compile(r"^(milestone-[0-9]{3,})\.yaml$")
-STATE_VERSION = 1
+STATE_VERSION = 2  # 1: one state.json holding every entry (read, then converted)
+TOKEN_RE = re.compile(r"^[0-9a-f]{16}$")
+STATE_FILE_RE = re.compile(r"^state-[0-9a-f]{16}\.jsonl?$")  # checkpoints and journals
+JOURNAL_MIN = 1 << 20  # the journal is folded into a new checkpoint past this and a
+JOURNAL_SHARE = 4  # quarter of the checkpoint's size
 
 
 def sha(data: bytes) -> str:
@@ -34,11 +48,37 @@ _STATE_TYPES: dict[str, Any] = {
 }
 _ENTRY_TYPES: dict[str, Any] = {"path": str, "sha256": str, "mtime_ns": int, "size": int,
                                 "state": dict}
+_CHECKPOINT_TYPES: dict[str, Any] = {"token": str, "journal": int, "size": int}
 
 
-def _state_shape_ok(state: Any) -> bool:
-    """Is ``state`` a state.json as this version writes it (every key, of its type)?"""
-    if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
+def head_shape_ok(head: Any) -> bool:
+    """Is ``head`` a state.json head as this version writes it (every key, of its type,
+    naming a checkpoint by its token)?"""
+    if not isinstance(head, dict) or head.get("version") != STATE_VERSION:
+        return False
+    if any(not isinstance(head.get(k), t) or isinstance(head.get(k), bool)
+           for k, t in _STATE_TYPES.items() if k != "milestones"):
+        return False
+    point = head.get("checkpoint")
+    return (isinstance(point, dict)
+            and all(isinstance(point.get(k), t) and not isinstance(point.get(k), bool)
+                    for k, t in _CHECKPOINT_TYPES.items())
+            and TOKEN_RE.match(point["token"]) is not None
+            and point["journal"] >= 0 and point["size"] >= 0)
+
+
+def entry_ok(mid: Any, e: Any) -> bool:
+    if not isinstance(e, dict) or not all(isinstance(e.get(k), t)
+                                          for k, t in _ENTRY_TYPES.items()):
+        return False
+    m = FILE_RE.match(str(e["path"]).rsplit("/", 1)[-1])
+    return m is not None and m.group(1) == mid
+
+
+def _state_shape_ok(state: Any, version: int = STATE_VERSION) -> bool:
+    """Is ``state`` a state as this version holds it (every key, of its type), or (with
+    ``version=1``) the one state.json of older versions?"""
+    if not isinstance(state, dict) or state.get("version") != version:
         return False
     if any(not isinstance(state.get(k), t) or isinstance(state.get(k), bool)
            for k, t in _STATE_TYPES.items()):
@@ -46,10 +86,22 @@ def _state_shape_ok(state: Any) -> bool:
     current = state.get("current")
     if current is not None and (not isinstance(current, str) or current not in state["milestones"]):
         return False  # a current milestone the state does not hold: damaged, rebuilt from the log
-    return all(isinstance(e, dict) and all(isinstance(e.get(k), t) for k, t in
-                                           _ENTRY_TYPES.items())
-               and FILE_RE.match(str(e["path"]).rsplit("/", 1)[-1]) is not None
-               for e in state["milestones"].values())
+    return all(entry_ok(mid, e) for mid, e in state["milestones"].items())
+
+
+def apply_journal(milestones: dict[str, Any], lines: Iterable[Any], token: str) -> bool:
+    """Apply journal ``lines`` (decoded) to ``milestones``; False: one is not a line
+    of ``token``'s journal. Entries are checked with the whole state, after."""
+    for line in lines:
+        if not isinstance(line, dict) or line.get("token") != token \
+                or not isinstance(line.get("milestones"), dict):
+            return False
+        for mid, entry in line["milestones"].items():
+            if entry is None:
+                milestones.pop(mid, None)
+            else:
+                milestones[mid] = entry
+    return True
 
 
 def line_start(f: BinaryIO, end: int) -> int:
@@ -93,6 +145,13 @@ class FileBase(Store):
         # scan_edits reads them whatever their stat says (see _write).
         self._suspect: set[str] = set()
         self._deep = False  # distrust(): the next scan reads every file
+        # Entries a scan refreshed (size, mtime, hash) while it found edits: the next
+        # state write journals them too.
+        self._refreshed: set[str] = set()
+        # (a state read or written, the last journal line it covers): what _catch_up
+        # goes on from, checking that line is still where it was.
+        self._seen: tuple[dict[str, Any] | None, bytes] = (None, b"")
+        self._last_line = b""
         self._recovering = False
         # What ``recover`` found wrong with the log ("FILE:LINE: what"): events that do
         # not verify are not applied, and writes are refused until it is repaired.
@@ -134,6 +193,12 @@ class FileBase(Store):
             raise fsutil.storage_error(exc, self.root, "create") from None
 
     def lock(self, timeout: float | None = None) -> AbstractContextManager[None]:
+        if self._state is None:
+            # Read the state before waiting for the lock, as any reader may: under it,
+            # recover() reads only the journal lines written meanwhile (``_catch_up``),
+            # so writers taking turns do not each hold the lock to read all of it.
+            with contextlib.suppress(OSError, MilestoneError):
+                self._state = self._assemble(fsutil.read_bytes(self.state_path))
         return fsutil.writer_lock(self.lock_path, timeout)
 
     def try_lock(self) -> AbstractContextManager[bool]:
@@ -150,25 +215,93 @@ class FileBase(Store):
             "max_number": 0,
             "current": None,
             "current_mtime_ns": None,
+            "checkpoint": None,  # none yet: the next write makes one
             "milestones": {},
         }
 
+    def checkpoint_path(self, token: str) -> Path:
+        return self.logs / f"state-{token}.json"
+
+    def journal_path(self, token: str) -> Path:
+        return self.logs / f"state-{token}.jsonl"
+
     def _read_state(self) -> dict[str, Any]:
-        try:
-            raw = fsutil.read_bytes(self.state_path)
-        except FileNotFoundError:
-            if self._log_size() or self.log_files.archives():
-                return self._rebuild_state()
-            return self._empty_state()
-        except OSError as exc:
-            raise fsutil.storage_error(exc, self.state_path, "read") from None
-        try:
-            state = fsutil.loads_json(raw)
-        except ValueError:
-            return self._rebuild_state()
+        for _attempt in range(3):
+            try:
+                raw = fsutil.read_bytes(self.state_path)
+            except FileNotFoundError:
+                if self._log_size() or self.log_files.archives():
+                    return self._rebuild_state()
+                return self._empty_state()
+            except OSError as exc:
+                raise fsutil.storage_error(exc, self.state_path, "read") from None
+            state = self._assemble(raw)
+            if state is not None:
+                return state
+            try:  # a writer may have replaced the head and its checkpoint meanwhile
+                again = fsutil.read_bytes(self.state_path)
+            except OSError:
+                break
+            if again == raw:
+                break
         # Derived, so rebuilt from the log when it is not what this version writes: a
-        # damaged or hand-edited state.json is never trusted key by key.
-        return state if _state_shape_ok(state) else self._rebuild_state()
+        # damaged or hand-edited state file is never trusted key by key.
+        return self._rebuild_state()
+
+    def read_stored(self) -> dict[str, Any] | None:
+        """The state as its files hold it (head, checkpoint, the journal the head
+        covers), or None when they are missing or not what this version writes."""
+        try:
+            return self._assemble(fsutil.read_bytes(self.state_path))
+        except OSError:
+            return None
+
+    def _assemble(self, raw: bytes) -> dict[str, Any] | None:
+        try:
+            head = fsutil.loads_json(raw)
+        except ValueError:
+            return None
+        if isinstance(head, dict) and head.get("version") == 1:
+            # An older version's one state.json: used as it is, converted to a
+            # checkpoint and a head by the next write.
+            if not _state_shape_ok(head, 1):
+                return None
+            head.update(version=STATE_VERSION, checkpoint=None)
+            return head
+        if not head_shape_ok(head):
+            return None
+        point = head["checkpoint"]
+        try:
+            data = fsutil.loads_json(fsutil.read_bytes(self.checkpoint_path(point["token"])))
+            journal = self._read_journal(point["token"], point["journal"])
+        except (OSError, ValueError):
+            return None
+        if not isinstance(data, dict) or data.get("token") != point["token"] \
+                or not isinstance(data.get("milestones"), dict):
+            return None
+        milestones: dict[str, Any] = data["milestones"]
+        if not apply_journal(milestones, journal, point["token"]):
+            return None
+        state = dict(head)
+        state["milestones"] = milestones
+        if not _state_shape_ok(state):
+            return None
+        self._seen = (state, self._last_line)
+        return state
+
+    def _read_journal(self, token: str, size: int) -> list[Any]:
+        """The first ``size`` bytes of the checkpoint's journal as JSON lines (ValueError:
+        shorter, or not whole lines; bytes past ``size`` are a write cut short)."""
+        self._last_line = b""
+        if size == 0:
+            return []
+        with fsutil.open_read(self.journal_path(token)) as f:
+            raw = f.read(size)
+        if len(raw) != size or not raw.endswith(b"\n"):
+            raise ValueError("journal cut short")
+        lines = raw.split(b"\n")[:-1]
+        self._last_line = lines[-1] + b"\n"
+        return [fsutil.loads_json(line) for line in lines]
 
     def _rebuild_state(self) -> dict[str, Any]:
         """Derive state.json from the events of the log that verify (hashes empty: files

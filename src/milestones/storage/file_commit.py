@@ -6,9 +6,8 @@ materializing snapshots into YAML files, and the log's rotation.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +15,8 @@ from ..errors import Conflict, MilestoneError
 from ..model import events as ev
 from . import fsutil, yamlio
 from .base import Snapshot
-from .file_base import FileBase, sha
-
-Undo = tuple[Path, "Path | None", "bytes | None"]  # see FileStore._keep_old
+from .file_base import sha
+from .file_state import FileState, Undo, state_text
 
 
 class HandEdited(Conflict):
@@ -30,47 +28,7 @@ class HandEdited(Conflict):
 
 
 
-def _json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
-_TASK_JSON: yamlio.RecordText[str] = yamlio.RecordText()
-
-
-def state_text(state: Mapping[str, Any], *, reuse: bool = False) -> str:
-    """state.json's JSON. Every milestone's snapshot is in it and a write changes one
-    or two task records: with ``reuse`` (a writer that writes again and again) the
-    JSON of each task record is reused from the write before when the record is the
-    same (``yamlio.RecordText``); a one-shot write encodes it all at once."""
-    if not reuse:
-        return _json(state)
-    entries = []
-    for mid, entry in state["milestones"].items():
-        snap = entry.get("state") if isinstance(entry, dict) else None
-        if not isinstance(snap, dict) or not isinstance(snap.get("tasks"), list) \
-                or not snap["tasks"]:
-            entries.append(f"{_json(mid)}:{_json(entry)}")
-            continue
-        texts = []
-        for t in snap["tasks"]:
-            text = _TASK_JSON.get(t)
-            if text is None:
-                text = _json(t)
-                _TASK_JSON.put(t, text)
-            texts.append(text)
-        head = _json({k: v for k, v in snap.items() if k != "tasks"})
-        body = f'"tasks":[{",".join(texts)}]'
-        snap_text = f"{head[:-1]},{body}}}" if len(head) > 2 else f"{{{body}}}"
-        rest = _json({k: v for k, v in entry.items() if k != "state"})
-        entry_text = f'{rest[:-1]},"state":{snap_text}}}' if len(rest) > 2 \
-            else f'{{"state":{snap_text}}}'
-        entries.append(f"{_json(mid)}:{entry_text}")
-    rest = _json({k: v for k, v in state.items() if k != "milestones"})
-    milestones = f'"milestones":{{{",".join(entries)}}}'
-    return f"{rest[:-1]},{milestones}}}" if len(rest) > 2 else f"{{{milestones}}}"
-
-
-class FileCommit(FileBase):
+class FileCommit(FileState):
     """The file backend's commit, materialize and rotation (see ``file.FileStore``)."""
 
     # -------------------------------------------------------------- commit
@@ -232,10 +190,8 @@ class FileCommit(FileBase):
                 log_size=self._log_size(),
                 current_mtime_ns=self._current_mtime(),
             )
-            # Last, its old copy kept like the others: an interrupt can land right
-            # after the rename, and a state.json ahead of the log is damage (recover).
-            self._keep_old(self.state_path, written)
-            self._write_state(new_state, reuse=warm)
+            # Last: the touched entries (a journal line), then the head.
+            self._write_state(new_state, reuse=warm, changed=touched, written=written)
         except BaseException:
             # Undo every file (state.json included) so the caller can take the
             # events back: a half-done write must not survive as a "hand edit".
@@ -261,6 +217,9 @@ class FileCommit(FileBase):
             if link is not None:
                 with contextlib.suppress(OSError):
                     link.unlink()
+        if new_state["checkpoint"] is not state.get("checkpoint") and \
+                new_state["checkpoint"]["token"] != (state.get("checkpoint") or {}).get("token"):
+            self.drop_old_checkpoints(new_state["checkpoint"]["token"])
 
     def _adopt_entry(self, mid: str, snap: Snapshot) -> dict[str, Any]:
         rel = self._relpath(snap)
@@ -320,31 +279,6 @@ class FileCommit(FileBase):
             f"nothing",
             hint="check the edit (`milestone log`), then run the command again")
 
-    def _keep_old(self, path: Path, written: list[Undo]) -> None:
-        """Note how to put ``path`` back, before it is replaced or removed: a hard
-        link to the old file (undone by a rename, which needs no space), else its
-        bytes (a file system without hard links)."""
-        link = path.with_name(f".{path.name}.tmp-undo-{os.getpid()}")
-        try:
-            try:
-                os.link(path, link, follow_symlinks=False)
-            except FileExistsError:  # left by a process of the same pid that died
-                link.unlink()
-                os.link(path, link, follow_symlinks=False)
-        except FileNotFoundError:
-            written.append((path, None, None))  # a new file: undone by removing it
-            return
-        except OSError:
-            try:
-                old = fsutil.read_bytes(path)
-            except FileNotFoundError:
-                old = None
-            except OSError as exc:
-                raise fsutil.storage_error(exc, path, "read") from None
-            written.append((path, None, old))
-            return
-        written.append((path, link, None))
-
     def _remove_undo_links(self) -> None:
         for folder in (self.active, self.completed, self.logs):
             with contextlib.suppress(OSError):
@@ -373,21 +307,5 @@ class FileCommit(FileBase):
             raise fsutil.storage_error(exc, path, "remove") from None
         fsutil.fsync_dir(path.parent)
 
-    def _write_state(self, state: dict[str, Any], *, reuse: bool = False) -> None:
-        # Derived from the log, which is fsynced first: a state.json left behind by a
-        # power cut (older, or empty) is caught up (recover) or rebuilt (_read_state).
-        self._written = (None, None)
-        fsutil.atomic_write(self.state_path, state_text(state, reuse=reuse).encode("utf-8"),
-                            sync=False)
-        # The next write's recover() keeps this very object (no re-read; snapshots
-        # keep sharing their unchanged task records) while state.json and the log are
-        # the files this object left: nobody else wrote since.
-        self._written = (self._disk_key(), state)
 
-    def _disk_key(self) -> tuple[int, ...] | None:
-        """Which state.json and log are on disk (inode, size, mtime of each)."""
-        try:
-            a, b = os.stat(self.state_path), os.stat(self.log_path)
-        except OSError:
-            return None
-        return (a.st_ino, a.st_size, a.st_mtime_ns, b.st_ino, b.st_size, b.st_mtime_ns)
+__all__ = ["FileCommit", "HandEdited", "Undo", "state_text"]

@@ -16,7 +16,7 @@ from ..model import Milestone
 from ..model import events as ev
 from . import fsutil, yamlio
 from .base import Edit, Snapshot
-from .file_base import line_start, sha
+from .file_base import apply_journal, entry_ok, head_shape_ok, line_start, sha
 from .file_commit import FileCommit
 
 
@@ -30,7 +30,10 @@ class FileEdits(FileCommit):
         self.damage = None
         if self._state is None or self._state is not self._written[1] \
                 or self._written[0] != self._disk_key():
-            self._state = self._read_state()  # else: what this object wrote last is on disk
+            # Else what this object wrote last is on disk. A state read before (the
+            # lock, a read) is brought up to date with the journal lines written since.
+            caught = self._catch_up(self._state) if self._state is not None else None
+            self._state = caught if caught is not None else self._read_state()
         repairs += self._finish_rotation()
         torn = self._torn_tail()
         if torn is not None:
@@ -62,6 +65,55 @@ class FileEdits(FileCommit):
                 state["log_size"] = end  # through the last event that verifies, no further
                 self._write_state(state)
         return repairs
+
+    def _catch_up(self, state: dict[str, Any]) -> dict[str, Any] | None:
+        """``state`` (read or written by this object) brought up to the head on disk
+        by reading only the journal lines after the bytes it covers; None when that
+        cannot be done (another checkpoint, the line it ends with no longer there)."""
+        seen, tail = self._seen
+        point = state.get("checkpoint")
+        if seen is not state or not point:
+            return None
+        try:
+            head = fsutil.loads_json(fsutil.read_bytes(self.state_path))
+        except (OSError, ValueError):
+            return None
+        if not head_shape_ok(head):
+            return None
+        new = head["checkpoint"]
+        if new["token"] != point["token"] or new["journal"] < point["journal"] \
+                or head["applied_event_id"] < state["applied_event_id"]:
+            return None
+        start = point["journal"] - len(tail)
+        raw = b""
+        if new["journal"]:
+            try:
+                with fsutil.open_read(self.journal_path(point["token"])) as f:
+                    f.seek(start)
+                    raw = f.read(new["journal"] - start)
+            except OSError:
+                return None
+        if len(raw) != new["journal"] - start or not raw.startswith(tail) \
+                or (len(raw) > len(tail) and not raw.endswith(b"\n")):
+            return None
+        lines = raw[len(tail):].split(b"\n")[:-1]
+        milestones = dict(state["milestones"])
+        try:
+            decoded = [fsutil.loads_json(line) for line in lines]
+        except ValueError:
+            return None
+        if not apply_journal(milestones, decoded, point["token"]):
+            return None
+        changed = {mid for line in decoded for mid in line["milestones"]}
+        if any(mid in milestones and not entry_ok(mid, milestones[mid]) for mid in changed):
+            return None
+        current = head["current"]
+        if current is not None and current not in milestones:
+            return None
+        out = dict(head)
+        out["milestones"] = milestones
+        self._seen = (out, lines[-1] + b"\n" if lines else tail)
+        return out
 
     def _check_log(self, state: dict[str, Any]) -> tuple[list[dict[str, Any]], int | None,
                                                           str | None]:
@@ -210,6 +262,7 @@ class FileEdits(FileCommit):
             digest = sha(raw)
             if entry and digest == entry["sha256"] and rel == entry["path"]:
                 entry["mtime_ns"], entry["size"] = st.st_mtime_ns, st.st_size
+                self._refreshed.add(mid)
                 dirty = True
                 continue
             after = self._parse_file(rel, raw)
@@ -223,6 +276,7 @@ class FileEdits(FileCommit):
                     size=st.st_size,
                     roundtrip=raw != yamlio.dump_fast(after).encode("utf-8"),
                 )
+                self._refreshed.add(mid)
                 dirty = True
                 continue
             edits.append(Edit(mid, before, after, rel))
