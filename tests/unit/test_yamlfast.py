@@ -173,3 +173,35 @@ def test_a_milestone_written_again_reuses_its_tasks_text_and_only_theirs() -> No
     third = yamlio.dump_fast(after, reuse=True)
     assert "renamed in place" in third
     assert third == f"{yamlio.SCHEMA_COMMENT}\n{pyyaml(yamlio.prune(after))}"
+
+
+milestone_like = st.fixed_dictionaries(
+    {"id": st.just("milestone-001"), "title": words, "status": st.just("planned")},
+    optional={
+        "description": words,
+        "tags": st.lists(words, max_size=3),
+        "kiro": st.dictionaries(st.sampled_from(["spec", "tasks_source", "path"]), values,
+                                max_size=3),
+        "tasks": st.lists(st.fixed_dictionaries(
+            {"id": st.sampled_from(["task-1", "task-2"]), "title": words,
+             "status": st.just("todo")},
+            optional={"description": words, "spec_ref": words,
+                      "depends_on": st.lists(words, max_size=2)}), max_size=4),
+    })
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@given(milestone_like)
+def test_a_file_written_in_pieces_is_pyyaml_s_text(data: dict[str, Any]) -> None:
+    """Keys and tasks yamlfast cannot write (a multi-line spec text, a title in
+    another script) go to PyYAML one by one; the pieces join into PyYAML's text of
+    the whole file."""
+    assert yamlio.dump_fast(data) == f"{yamlio.SCHEMA_COMMENT}\n{pyyaml(yamlio.prune(data))}"
+
+
+def test_a_multi_line_spec_text_leaves_the_rest_on_the_fast_path() -> None:
+    data = {"id": "milestone-001", "title": "Spec", "status": "planned",
+            "kiro": {"spec": "big", "tasks_source": "# Plan\n\n- [ ] 1. Do\n"},
+            "tasks": [{"id": f"task-{i}", "title": f"{i}. Do", "status": "todo",
+                       "spec_ref": f"{i}.1"} for i in range(1, 4)]}
+    assert yamlio.dump_fast(data) == f"{yamlio.SCHEMA_COMMENT}\n{pyyaml(yamlio.prune(data))}"

@@ -306,41 +306,43 @@ def prune(d: Mapping[str, Any], fields: Collection[str] = MILESTONE_FIELDS) -> d
 
 
 def dump_fast(d: Mapping[str, Any], *, reuse: bool = False) -> str:
-    """A milestone's YAML. ``reuse``: a writer that writes again and again (a
-    long-lived process) takes the text of task records it rendered before from a
-    cache; a one-shot write renders every record (copying each for the cache would
-    cost more than it saves)."""
+    """A milestone's YAML: PyYAML's text, written by ``yamlfast`` key by key and task
+    by task, PyYAML itself writing only the keys and tasks ``yamlfast`` does not know
+    (a block mapping's entries and a block sequence's items are written each on its
+    own, so the pieces join into the text PyYAML gives for the whole). ``reuse``: a
+    writer that writes again and again (a long-lived process) takes the text of task
+    records it rendered before from a cache; a one-shot write renders every record
+    (copying each for the cache would cost more than it saves)."""
     from . import yamlfast
 
-    text = None
-    try:
-        data: dict[str, Any] = {}
-        for k, v in d.items():
-            if k == "tasks" and v:
-                data[k] = yamlfast.Lines(_task_lines(v, reuse))
-            else:
-                data.update(prune({k: v}))
-        text = yamlfast.dump(data)  # PyYAML's text without importing it (~9 ms)
-    except yamlfast.Unsupported:
-        pass
-    if text is None:
-        text = _pyyaml_dump(prune(d))
+    parts: list[str] = []
+    for k, v in d.items():
+        if k == "tasks" and v:
+            parts.append("tasks:\n")
+            parts.extend(f"{line}\n" for line in _task_lines(v, reuse))
+            continue
+        one = prune({k: v})
+        if one:
+            parts.append(yamlfast.dump(one) or _pyyaml_dump(one))
+    text = "".join(parts) if parts else _pyyaml_dump(prune(d))
     return f"{SCHEMA_COMMENT}\n{text}"
 
 
 def _task_lines(tasks: list[Any], reuse: bool) -> list[str]:
     """The YAML lines of a milestone's tasks; with ``reuse`` each task's from the
-    cache when the same record was written before (``yamlfast.Unsupported`` for what
-    PyYAML must write)."""
+    cache when the same record was written before; PyYAML's for a task ``yamlfast``
+    does not know how to write."""
     from . import yamlfast
 
     out: list[str] = []
     for t in tasks:
         lines = _TASK_TEXT.get(t) if reuse else None
         if lines is None:
-            if type(t) is not dict:
-                raise yamlfast.Unsupported
-            lines = yamlfast.task_lines(prune(t, TASK_FIELDS))
+            one = prune(t, TASK_FIELDS) if type(t) is dict else t
+            try:
+                lines = yamlfast.task_lines(one)
+            except (yamlfast.Unsupported, AttributeError, TypeError):
+                lines = _pyyaml_dump([one]).splitlines()
             if reuse:
                 _TASK_TEXT.put(t, lines)
         out.extend(lines)
@@ -379,7 +381,7 @@ class RecordText(Generic[T]):
 _TASK_TEXT: RecordText[list[str]] = RecordText()
 
 
-def _pyyaml_dump(data: dict[str, Any]) -> str:
+def _pyyaml_dump(data: Any) -> str:
     import yaml
 
     base = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
