@@ -110,13 +110,13 @@ def test_corrupt_copy_is_caught_by_verification(tmp_path: Path,
     from milestones.storage.sqlite import DatabaseStore
 
     p = build(tmp_path)
-    original = DatabaseStore.import_data
+    original = DatabaseStore.import_stream
 
-    def corrupting(self: DatabaseStore, events, state, resume, sources):  # type: ignore[no-untyped-def]
-        original(self, events, state, resume, sources)
+    def corrupting(self: DatabaseStore, *args):  # type: ignore[no-untyped-def]
+        original(self, *args)
         self.connect().execute("UPDATE tasks SET data = replace(data, 'One', 'Uno')")
 
-    monkeypatch.setattr(DatabaseStore, "import_data", corrupting)
+    monkeypatch.setattr(DatabaseStore, "import_stream", corrupting)
     with pytest.raises(StorageError, match="checksum differs"):
         migrate(p.root, "database")
     assert (p.root / "config" / "storage-backend.txt").read_text() == "file\n"
