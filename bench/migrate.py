@@ -4,7 +4,10 @@ from outside, with each migration's peak resident memory.
 Run it with ``python bench/migrate.py [--runs N] [--sizes 1000,10000]`` from the project's
 virtualenv (a few minutes on 2 vCPUs; ``--quick`` does 1,000 milestones only, 3 runs).
 ``--project DIR`` times an existing project (a directory holding ``.milestones/`` on the
-database backend) instead of building one.
+database backend) instead of building one. ``--baseline SCRIPT`` times another installed
+``milestone`` script as well (an older version: a ``git worktree`` of it with its own
+virtualenv), on its own copy, the two taking turns to go first run by run, so a change in
+the machine's load falls on both; the table then shows both and the ratio new / old.
 
 Projects: N milestones x 10 tasks (about 9 events a milestone), built on the database
 backend by ``bench/scale.py``'s ``generate`` and ``write_project`` (through the tool's
@@ -51,8 +54,9 @@ import json, resource, subprocess, sys, time
 t0 = time.perf_counter()
 proc = subprocess.run(sys.argv[1:], capture_output=True, text=True)
 took = time.perf_counter() - t0
-print(json.dumps({"rc": proc.returncode, "seconds": took,
-                  "maxrss_kib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
+use = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps({"rc": proc.returncode, "seconds": took, "maxrss_kib": use.ru_maxrss,
+                  "cpu": use.ru_utime + use.ru_stime,
                   "stdout": proc.stdout[-2000:], "stderr": proc.stderr[-2000:]}))
 """
 
@@ -79,11 +83,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="1,000 milestones only")
     parser.add_argument("--project", type=Path, default=None,
                         help="time this existing project (on the database backend)")
+    parser.add_argument("--baseline", default=None,
+                        help="another milestone script to time as well (before a change)")
     args = parser.parse_args(argv)
     sizes = sorted({int(s) for s in args.sizes.split(",") if s.strip()})
     if args.quick:
         sizes = [1000]
     script, env = find_script(), child_env()
+    scripts = {"new": script, **({"old": args.baseline} if args.baseline else {})}
     print(f"load average {os.getloadavg()[0]:.2f} at start; script {script}; "
           f"python {sys.version.split()[0]}; {os.cpu_count()} CPUs")
     tmp = Path(tempfile.mkdtemp(prefix="milestone-migrate-"))
@@ -107,50 +114,63 @@ def main(argv: list[str] | None = None) -> int:
                       f"{time.perf_counter() - t0:.1f} s")
                 sources.append((f"{n:,} milestones", n, root))
         for label, n, src in sources:
-            times: dict[str, list[float]] = {"hybrid": [], "database": []}
-            rss: dict[str, list[int]] = {"hybrid": [], "database": []}
+            times: dict[tuple[str, str], list[float]] = {}
+            rss: dict[tuple[str, str], list[int]] = {}
             events = 0
             for run in range(args.runs):
-                work = tmp / f"run-{n}-{run}"
-                shutil.copytree(src, work, symlinks=True)
+                order = list(scripts) if run % 2 == 0 else list(reversed(scripts))
+                for who in order:
+                    work = tmp / f"run-{n}-{run}-{who}"
+                    shutil.copytree(src, work, symlinks=True)
+                    for to in ("hybrid", "database"):
+                        result = run_migration(scripts[who], env, work, to)
+                        took = float(result["seconds"])  # type: ignore[arg-type]
+                        peak = int(result["maxrss_kib"])  # type: ignore[call-overload]
+                        times.setdefault((who, to), []).append(took)
+                        rss.setdefault((who, to), []).append(peak)
+                        events = int(result["events"])  # type: ignore[call-overload]
+                        cpu = float(result["cpu"])  # type: ignore[arg-type]
+                        print(f"  {label} run {run + 1} {who}: -> {to:<8} {took:6.1f} s  "
+                              f"(CPU {cpu:5.1f} s)  peak RSS {peak / 1024:6.0f} MiB  (load "
+                              f"{os.getloadavg()[0]:.2f})", flush=True)
+                    shutil.rmtree(work, ignore_errors=True)
+            for who in scripts:
                 for to in ("hybrid", "database"):
-                    result = run_migration(script, env, work, to)
-                    times[to].append(float(result["seconds"]))  # type: ignore[arg-type]
-                    rss[to].append(int(result["maxrss_kib"]))  # type: ignore[call-overload]
-                    events = int(result["events"])  # type: ignore[call-overload]
-                    print(f"  {label} run {run + 1}: -> {to:<8} {times[to][-1]:6.1f} s  "
-                          f"peak RSS {rss[to][-1] / 1024:6.0f} MiB  (load "
-                          f"{os.getloadavg()[0]:.2f})", flush=True)
-                shutil.rmtree(work, ignore_errors=True)
-            for to in ("hybrid", "database"):
-                direction = "database -> hybrid" if to == "hybrid" else "hybrid -> database"
-                rows.append((f"{label} ({events:,} events)", n, direction, times[to], rss[to]))
+                    direction = "database -> hybrid" if to == "hybrid" else "hybrid -> database"
+                    rows.append((f"{label} ({events:,} events)", n, f"{direction} {who}",
+                                 times[(who, to)], rss[(who, to)]))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return report(rows)
 
 
 def report(rows: list[tuple[str, int, str, list[float], list[int]]]) -> int:
-    print(f"\n{'project':<36} {'direction':<20} {'median s':>9} {'peak RSS MiB':>13} "
+    print(f"\n{'project':<36} {'direction':<24} {'median s':>9} {'peak RSS MiB':>13} "
           f"{'max':>6}  time target")
     ok = True
+    medians = {}
     for label, n, direction, times, rss in rows:
         med = statistics.median(times)
+        medians[(label, direction)] = med
         mark = ""
-        if n == TARGET_SIZE:
+        if n == TARGET_SIZE and direction.endswith("new"):
             passed = med < TIME_TARGET_S
             ok &= passed
             mark = f"{'PASS' if passed else 'FAIL'} (< {TIME_TARGET_S:g} s)"
-        print(f"{label:<36} {direction:<20} {med:>9.1f} {statistics.median(rss) / 1024:>13.0f} "
+        print(f"{label:<36} {direction:<24} {med:>9.1f} {statistics.median(rss) / 1024:>13.0f} "
               f"{max(rss) / 1024:>6.0f}  {mark}")
+    for (label, direction), med in medians.items():
+        old = medians.get((label, direction[:-3] + "old"))
+        if direction.endswith("new") and old:
+            print(f"{label}: {direction[:-4]}: new / old {med / old:.2f}x")
     sizes = sorted({n for _l, n, _d, _t, _r in rows if n})
     if len(sizes) > 1:
-        for direction in ("database -> hybrid", "hybrid -> database"):
+        for direction in ("database -> hybrid new", "hybrid -> database new"):
             peak = {n: max(r) for _l, n, d, _t, r in rows if d == direction}
             growth = peak[sizes[-1]] / peak[sizes[0]]
             passed = growth <= RSS_GROWTH_TARGET
             ok &= passed
-            print(f"peak RSS {direction}: {sizes[-1]:,} vs {sizes[0]:,} milestones "
+            print(f"peak RSS {direction[:-4]}: {sizes[-1]:,} vs {sizes[0]:,} milestones "
                   f"{growth:.2f}x  {'PASS' if passed else 'FAIL'} (<= {RSS_GROWTH_TARGET:g}x)")
     print(f"load average {os.getloadavg()[0]:.2f} at the end")
     return 0 if ok else 1
