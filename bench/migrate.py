@@ -22,8 +22,9 @@ Peak RSS: each migration runs under a small Python wrapper process whose only ch
 is, and the wrapper reports ``resource.getrusage(RUSAGE_CHILDREN).ru_maxrss`` (KiB on
 Linux): the migration's own peak, not the benchmark's.
 
-Prints, per size and direction, the median seconds and the median and largest peak RSS
-of the runs, and the load average. Targets (issue 14): at 10,000 milestones each
+Prints, per size and direction, the median wall seconds, the median CPU seconds (user +
+system: what the machine's load changes least), the median and largest peak RSS of the
+runs, and the load average. Targets (issue 14): at 10,000 milestones each
 direction under 30 s; memory bounded by the copy's batch, not by the project: the peak
 RSS at the largest size at most 1.5x the one at the smallest (10x the data).
 """
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load average {os.getloadavg()[0]:.2f} at start; script {script}; "
           f"python {sys.version.split()[0]}; {os.cpu_count()} CPUs")
     tmp = Path(tempfile.mkdtemp(prefix="milestone-migrate-"))
-    rows: list[tuple[str, int, str, list[float], list[int]]] = []
+    rows: list[tuple[str, int, str, list[float], list[int], list[float]]] = []
     try:
         sources: list[tuple[str, int, Path]] = []
         if args.project is not None:
@@ -116,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         for label, n, src in sources:
             times: dict[tuple[str, str], list[float]] = {}
             rss: dict[tuple[str, str], list[int]] = {}
+            cpus: dict[tuple[str, str], list[float]] = {}
             events = 0
             for run in range(args.runs):
                 order = list(scripts) if run % 2 == 0 else list(reversed(scripts))
@@ -130,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
                         rss.setdefault((who, to), []).append(peak)
                         events = int(result["events"])  # type: ignore[call-overload]
                         cpu = float(result["cpu"])  # type: ignore[arg-type]
+                        cpus.setdefault((who, to), []).append(cpu)
                         print(f"  {label} run {run + 1} {who}: -> {to:<8} {took:6.1f} s  "
                               f"(CPU {cpu:5.1f} s)  peak RSS {peak / 1024:6.0f} MiB  (load "
                               f"{os.getloadavg()[0]:.2f})", flush=True)
@@ -138,18 +141,18 @@ def main(argv: list[str] | None = None) -> int:
                 for to in ("hybrid", "database"):
                     direction = "database -> hybrid" if to == "hybrid" else "hybrid -> database"
                     rows.append((f"{label} ({events:,} events)", n, f"{direction} {who}",
-                                 times[(who, to)], rss[(who, to)]))
+                                 times[(who, to)], rss[(who, to)], cpus[(who, to)]))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return report(rows)
 
 
-def report(rows: list[tuple[str, int, str, list[float], list[int]]]) -> int:
-    print(f"\n{'project':<36} {'direction':<24} {'median s':>9} {'peak RSS MiB':>13} "
-          f"{'max':>6}  time target")
+def report(rows: list[tuple[str, int, str, list[float], list[int], list[float]]]) -> int:
+    print(f"\n{'project':<36} {'direction':<24} {'median s':>9} {'CPU s':>6} "
+          f"{'peak RSS MiB':>13} {'max':>6}  time target")
     ok = True
     medians = {}
-    for label, n, direction, times, rss in rows:
+    for label, n, direction, times, rss, cpu in rows:
         med = statistics.median(times)
         medians[(label, direction)] = med
         mark = ""
@@ -157,16 +160,16 @@ def report(rows: list[tuple[str, int, str, list[float], list[int]]]) -> int:
             passed = med < TIME_TARGET_S
             ok &= passed
             mark = f"{'PASS' if passed else 'FAIL'} (< {TIME_TARGET_S:g} s)"
-        print(f"{label:<36} {direction:<24} {med:>9.1f} {statistics.median(rss) / 1024:>13.0f} "
-              f"{max(rss) / 1024:>6.0f}  {mark}")
+        print(f"{label:<36} {direction:<24} {med:>9.1f} {statistics.median(cpu):>6.1f} "
+              f"{statistics.median(rss) / 1024:>13.0f} {max(rss) / 1024:>6.0f}  {mark}")
     for (label, direction), med in medians.items():
         old = medians.get((label, direction[:-3] + "old"))
         if direction.endswith("new") and old:
             print(f"{label}: {direction[:-4]}: new / old {med / old:.2f}x")
-    sizes = sorted({n for _l, n, _d, _t, _r in rows if n})
+    sizes = sorted({n for _l, n, _d, _t, _r, _c in rows if n})
     if len(sizes) > 1:
         for direction in ("database -> hybrid new", "hybrid -> database new"):
-            peak = {n: max(r) for _l, n, d, _t, r in rows if d == direction}
+            peak = {n: max(r) for _l, n, d, _t, r, _c in rows if d == direction}
             growth = peak[sizes[-1]] / peak[sizes[0]]
             passed = growth <= RSS_GROWTH_TARGET
             ok &= passed

@@ -18,7 +18,7 @@ import contextlib
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
@@ -127,6 +127,22 @@ class Tally:
         }
 
 
+class SourceTexts(Mapping[str, str]):
+    """A store's ``sources()``, each text read when asked (not all of them at once)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def __getitem__(self, mid: str) -> str:
+        return self.store.source_texts([mid])[mid]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.store.sources())
+
+    def __len__(self) -> int:
+        return len(self.store.sources())
+
+
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -209,7 +225,7 @@ def migrate(root: Path, to: str, *, dry_run: bool = False, actor: str = "unknown
             if back_to_files:  # YAML edited while not read: kept aside, never written over
                 from . import inactive
 
-                report["kept_aside"] = inactive.edited(root, deep=True, sources=old.sources())
+                report["kept_aside"] = inactive.edited(root, deep=True, sources=SourceTexts(old))
             if dry_run:
                 source.progress = None
                 source.read(old, batch)
