@@ -363,7 +363,8 @@ class DatabaseStore(DatabaseBase):
         migration switches to it, and a failed one is removed whole."""
         self.initialize()
         # The batches need not reach the disk one by one (a crash leaves a copy the
-        # migration discards): one flush of everything at the end makes them durable.
+        # migration discards): the last commit, then a checkpoint (which syncs the
+        # database file whole), make them all durable.
         self.connect().execute("PRAGMA synchronous=OFF")
         self.import_begin()
         for batch in events:
@@ -372,7 +373,7 @@ class DatabaseStore(DatabaseBase):
             self.import_snapshots(snaps, sources([s["id"] for s in snaps]))
         self.connect().execute(f"PRAGMA synchronous={'NORMAL' if self.derived else 'FULL'}")
         self.import_end(head, resume)
-        fsutil.sync_everything()
+        self.connect().execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def snapshot_batches(self, size: int) -> Iterator[list[Snapshot]]:
         """Every milestone by id, a page of ``size`` at a time (two range queries a page)."""
