@@ -140,10 +140,13 @@ class HybridStore(FileStore):
 
         def indexed() -> Iterator[Sequence[Snapshot]]:
             # Runs once the files' import has discarded and re-created the index.
+            self.index.bulk(True)
             self.index.import_begin()
             for batch in snapshots:
                 self.index.import_snapshots(batch, {})
                 yield batch
+            self.index.bulk(False)
             self.index.import_end(head, {})
+            self.index.connect().execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
         super().import_stream(events, indexed(), head, resume, sources)

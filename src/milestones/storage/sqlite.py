@@ -362,18 +362,23 @@ class DatabaseStore(DatabaseBase):
         """Each batch in a transaction of its own: nothing reads this database before a
         migration switches to it, and a failed one is removed whole."""
         self.initialize()
-        # The batches need not reach the disk one by one (a crash leaves a copy the
-        # migration discards): the last commit, then a checkpoint (which syncs the
-        # database file whole), make them all durable.
-        self.connect().execute("PRAGMA synchronous=OFF")
+        self.bulk(True)
         self.import_begin()
         for batch in events:
             self.import_events(batch)
         for snaps in snapshots:
             self.import_snapshots(snaps, sources([s["id"] for s in snaps]))
-        self.connect().execute(f"PRAGMA synchronous={'NORMAL' if self.derived else 'FULL'}")
+        self.bulk(False)
         self.import_end(head, resume)
         self.connect().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def bulk(self, on: bool) -> None:
+        """Batches of an import need not reach the disk one by one (a crash leaves a copy
+        that is discarded, or an index that is rebuilt): ``bulk(True)`` before them,
+        ``bulk(False)`` before the last transaction, whose commit and a checkpoint after
+        it (which syncs the database file whole) make them all durable."""
+        mode = "OFF" if on else ("NORMAL" if self.derived else "FULL")
+        self.connect().execute(f"PRAGMA synchronous={mode}")
 
     def snapshot_batches(self, size: int) -> Iterator[list[Snapshot]]:
         """Every milestone by id, a page of ``size`` at a time (two range queries a page)."""
