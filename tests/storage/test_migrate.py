@@ -110,13 +110,13 @@ def test_corrupt_copy_is_caught_by_verification(tmp_path: Path,
     from milestones.storage.sqlite import DatabaseStore
 
     p = build(tmp_path)
-    original = DatabaseStore.import_data
+    original = DatabaseStore.import_stream
 
-    def corrupting(self: DatabaseStore, events, state, resume, sources):  # type: ignore[no-untyped-def]
-        original(self, events, state, resume, sources)
+    def corrupting(self: DatabaseStore, *args):  # type: ignore[no-untyped-def]
+        original(self, *args)
         self.connect().execute("UPDATE tasks SET data = replace(data, 'One', 'Uno')")
 
-    monkeypatch.setattr(DatabaseStore, "import_data", corrupting)
+    monkeypatch.setattr(DatabaseStore, "import_stream", corrupting)
     with pytest.raises(StorageError, match="checksum differs"):
         migrate(p.root, "database")
     assert (p.root / "config" / "storage-backend.txt").read_text() == "file\n"
@@ -312,3 +312,145 @@ def test_cleanup_from_the_cli_asks_first(tmp_path: Path) -> None:
     assert not (p.root / "active" / "milestone-001.yaml").exists()
     again = runner.invoke(cli, ["-C", str(tmp_path), "storage", "cleanup", "--yes"])
     assert again.exit_code == 0 and "Nothing to remove" in again.stdout
+
+
+# --------------------------------------------------------------- in batches
+
+
+def build_many(tmp_path: Path, n: int = 7) -> Project:
+    p = build(tmp_path)
+    for i in range(n):
+        p.plan(f"M{i}", tasks=[f"T{i}a", {"title": f"T{i}b", "depends_on": ["task-1"]}],
+               tags=["bulk"] if i % 2 else [])
+    p.start_task("3/1")
+    p.complete_task("3/1")
+    p.set_current("4")
+    return p
+
+
+def status_json(root: Path) -> dict[str, object]:
+    out = subprocess.run([sys.executable, "-m", "milestones", "status", "--json"],
+                         cwd=root.parent, capture_output=True, text=True, env=child_env())
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    data.pop("backend", None)
+    return data
+
+
+def child_env() -> dict[str, str]:
+    env = dict(os.environ, MILESTONE_ACTOR="ann@example.com")
+    env.pop("MILESTONE_DIR", None)
+    return env
+
+
+def every_snapshot(root: Path) -> list[dict[str, object]]:
+    return [s for batch in open_store(root).snapshot_batches(3) for s in batch]
+
+
+@pytest.mark.parametrize("direction", DIRECTIONS, ids=lambda d: f"{d[0]}-to-{d[1]}")
+def test_a_copy_in_many_small_batches_is_the_same_project(tmp_path: Path,
+                                                          direction: tuple[str, str]) -> None:
+    source, target = direction
+    p = build_many(tmp_path)
+    if source != "file":
+        migrate(p.root, source, batch=2)
+    before, snaps, status = snapshot(p.root), every_snapshot(p.root), status_json(p.root)
+    seen: list[tuple[str, int, int]] = []
+    report = migrate(p.root, target, batch=2,
+                     progress=lambda what, done, total: seen.append((what, done, total)))
+    assert snapshot(p.root) == before  # checksums, every event, the current milestone
+    assert every_snapshot(p.root) == snaps
+    assert status_json(p.root) == status
+    assert report["source"] == report["target"]
+    assert report["source"]["milestones"] == 9 and report["source"]["events"] == len(before[1])
+    assert ev.verify_chain(list(open_store(p.root).events())) is None
+    if {source, target} != {"file", "hybrid"}:  # those two share the files: no copy
+        # Batches of 2 milestones and 20 events: counted as they go, up to the totals.
+        milestones = [(d, t) for w, d, t in seen if w == "milestones"]
+        assert [d for d, _ in milestones] == [2, 4, 6, 8, 9]
+        assert {t for _, t in milestones} == {9}
+        assert [d for w, d, _ in seen if w == "events"][-1] == len(before[1])
+
+
+@pytest.mark.parametrize("target", ["database", "hybrid", "file"])
+def test_a_failure_in_the_middle_of_a_batch_rolls_back(tmp_path: Path, target: str,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from milestones.ops import migrate as ops_migrate
+
+    p = build_many(tmp_path)
+    source = "database" if target != "database" else "hybrid"
+    migrate(p.root, source)
+    before, status = snapshot(p.root), status_json(p.root)
+    original = ops_migrate.Tally.snapshot_batches
+    calls = []
+
+    def failing(self, batches):  # type: ignore[no-untyped-def]
+        for batch in original(self, batches):
+            calls.append(len(batch))
+            if len(calls) == 2:  # the second batch, half written
+                yield batch[:1]
+                raise OSError(28, "No space left on device")
+            yield batch
+
+    monkeypatch.setattr(ops_migrate.Tally, "snapshot_batches", failing)
+    with pytest.raises(StorageError, match="failed at the copy step"):
+        migrate(p.root, target, batch=3)
+    monkeypatch.undo()
+    assert (p.root / "config" / "storage-backend.txt").read_text() == f"{source}\n"
+    assert snapshot(p.root) == before and status_json(p.root) == status
+    log = (p.root / "performance" / "migration-log.jsonl").read_text().splitlines()
+    assert json.loads(log[-1])["event"] == "migration_rolled_back"
+    if target == "database":
+        assert not (p.root / "database" / "milestones.db").exists()
+    else:
+        assert not list((p.root / "active").glob("milestone-*.yaml"))
+        assert not (p.root / "logs" / "state.json").exists()
+    migrate(p.root, target, batch=3)  # then it goes through, and back
+    assert snapshot(p.root) == before
+    migrate(p.root, source, batch=3)
+    assert snapshot(p.root) == before and status_json(p.root) == status
+
+
+def run_on_a_terminal(argv: list[str], cwd: Path) -> tuple[int, str, str]:
+    """Run the CLI with stderr on a pseudo-terminal (stdout a pipe): (code, out, err)."""
+    import pty
+    import select
+
+    master, slave = pty.openpty()
+    env = dict(child_env(), TERM="xterm", COLUMNS="100")
+    proc = subprocess.Popen([sys.executable, "-m", "milestones", *argv], cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=slave, env=env)
+    os.close(slave)
+    err = b""
+    while True:  # read as it comes: a full terminal buffer would block the child
+        ready, _, _ = select.select([master], [], [], 60)
+        if not ready:
+            break
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        err += chunk
+    os.close(master)
+    out = proc.stdout.read().decode() if proc.stdout else ""
+    return proc.wait(), out, err.decode("utf-8", "replace")
+
+
+def test_the_progress_bar_is_drawn_on_a_terminal_only(tmp_path: Path) -> None:
+    build_many(tmp_path)
+    code, out, err = run_on_a_terminal(["storage", "migrate", "--to", "database"], tmp_path)
+    assert code == 0, err
+    assert "Migrated file → database" in out
+    assert "events" in err and "milestones" in err and "9/9" in err  # the bar, on stderr
+    # On a pipe, or with --json on a terminal: no bar.
+    piped = subprocess.run([sys.executable, "-m", "milestones", "storage", "rollback"],
+                           cwd=tmp_path, capture_output=True, text=True, env=child_env())
+    assert piped.returncode == 0, piped.stderr
+    assert "events" not in piped.stderr and "━" not in piped.stderr
+    code, out, err = run_on_a_terminal(["storage", "migrate", "--to", "hybrid", "--json"],
+                                       tmp_path)
+    assert code == 0, err
+    assert json.loads(out)["ok"] is True
+    assert "events" not in err and "━" not in err

@@ -336,3 +336,24 @@ def test_many_milestones_take_the_schedule_from_the_index(
     assert views(lazy, 12) == views(full, 12)
     listed = lazy.list_view(all_=True)["milestones"]
     assert any(m["projected_finish"] for m in listed)
+
+
+def test_a_migrated_database_holds_the_ready_rows_of_its_plan(tmp_path: Path) -> None:
+    """A migration's import (in batches of 3 milestones, so dependencies cross them)
+    counts every ready flag and chain once all rows are in: `next` on the new database
+    equals `next` on the YAML project it came from."""
+    from milestones.ops.migrate import migrate
+
+    yaml_project, _ = Project.init(tmp_path, backend="file", actor="tester@example.com",
+                                   session_id="s1")
+    fixed(yaml_project).plan_many(plan_random(random.Random(21), 10))
+    for verb, target in random_ops(random.Random(22), 10, 15):
+        apply(yaml_project, verb, target)
+    want = fixed(yaml_project).next_view()
+    assert want["tasks"]  # something is ready, so unmarked rows would show
+    migrate(tmp_path / ".milestones", "database", batch=3)
+    moved = fixed(Project.open(tmp_path, actor="tester@example.com", session_id="s1"))
+    store = moved.store
+    assert isinstance(store, DatabaseStore)
+    assert stored_marks(store) == recomputed_marks(store)
+    assert moved.next_view() == want

@@ -26,6 +26,7 @@ automatic migration is remembered in ``performance/scale-state.json``.
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 import click
@@ -67,9 +68,12 @@ def storage_migrate(to: str, dry_run: bool, as_json: bool) -> None:
       milestone storage migrate --to database
     """
     from ..ops.migrate import migrate
+    from ..ui.progress import copy_progress
 
     project = get_project()
-    report = migrate(project.root, to, dry_run=dry_run, actor=project.actor)
+    with copy_progress(_bar_wanted(as_json) and not dry_run) as progress:
+        report = migrate(project.root, to, dry_run=dry_run, actor=project.actor,
+                         progress=progress)
     _kept_aside(report)
     src = report["source"]
     if as_json:
@@ -85,6 +89,11 @@ def storage_migrate(to: str, dry_run: bool, as_json: bool) -> None:
                    f"{plural(src['events'], 'event')} verified (backup: {report['backup']})")
 
 
+def _bar_wanted(as_json: bool) -> bool:
+    """The copy's progress bar: on a terminal only (never on a pipe, nor with --json)."""
+    return not as_json and sys.stderr.isatty()
+
+
 @storage.command("rollback")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def storage_rollback(as_json: bool) -> None:
@@ -96,13 +105,15 @@ def storage_rollback(as_json: bool) -> None:
     """
     from ..errors import InvalidInput
     from ..ops.migrate import migrate, previous_backend
+    from ..ui.progress import copy_progress
 
     project = get_project()
     previous = previous_backend(project.root)
     if previous is None:
         raise InvalidInput("there is no migration to roll back",
                            hint="see `milestone storage status`")
-    report = migrate(project.root, previous, actor=project.actor)
+    with copy_progress(_bar_wanted(as_json)) as progress:
+        report = migrate(project.root, previous, actor=project.actor, progress=progress)
     _kept_aside(report)
     say(f"Rolled back {report['from']} → {previous}", {"report": report}, as_json)
 

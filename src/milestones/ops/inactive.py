@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -95,7 +96,7 @@ def marks(root: Path) -> list[Path]:
 
 
 def edited(root: Path, *, deep: bool = False,
-           sources: dict[str, str] | None = None) -> list[str]:
+           sources: Mapping[str, str] | None = None) -> list[str]:
     """The not-read files edited (or added) since the switch, relative to ``root``.
     A file whose size and mtime match is taken as unchanged unless ``deep`` (a move
     back to files, a cleanup: everything is hashed before anything is replaced).

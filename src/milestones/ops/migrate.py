@@ -18,8 +18,9 @@ import contextlib
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,10 @@ from ..storage import BACKENDS, State, Store, fsutil, open_store
 
 STEPS = ("lock", "backup", "copy", "verify", "switch", "log")
 MIGRATION_LOCK_TIMEOUT = 120.0
+BATCH = 1000  # milestones a batch of the copy (events: ten times as many)
+
+# progress(what, done, total): "events" or "milestones" copied so far, of how many.
+Progress = Callable[[str, int, int], None]
 
 
 def store_for(root: Path, backend: str) -> Store:
@@ -66,14 +71,76 @@ def checksums(state: State) -> dict[str, str]:
             for mid, snap in sorted(state.milestones.items())}
 
 
-def summary(state: State, events: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "milestones": len(state.milestones),
-        "tasks": sum(len(s.get("tasks", [])) for s in state.milestones.values()),
-        "events": len(events),
-        "head": {"event_id": state.last_event_id, "hash": state.last_hash},
-        "current": state.current,
-    }
+class Tally:
+    """What a copy (or a verification) read, batch by batch: the counts, a SHA-256 per
+    milestone over its canonical JSON, and the last event. Holds no snapshot."""
+
+    def __init__(self, progress: Progress | None = None, totals: tuple[int, int] = (0, 0)
+                 ) -> None:
+        self.milestones = self.tasks = self.events = 0
+        self.sums: dict[str, str] = {}
+        self.progress = progress
+        self.totals = {"events": totals[0], "milestones": totals[1]}
+
+    def _advance(self, what: str, done: int) -> None:
+        if self.progress is not None:
+            self.progress(what, done, self.totals[what])
+
+    def snapshot_batches(self, batches: Iterable[Sequence[dict[str, Any]]]
+                         ) -> Iterator[Sequence[dict[str, Any]]]:
+        for batch in batches:
+            for snap in batch:
+                self.sums[snap["id"]] = hashlib.sha256(
+                    ev.canonical(snap).encode("utf-8")).hexdigest()
+                self.tasks += len(snap.get("tasks", []))
+            self.milestones += len(batch)
+            self._advance("milestones", self.milestones)
+            yield batch
+
+    def event_batches(self, events: Iterable[dict[str, Any]], size: int
+                      ) -> Iterator[list[dict[str, Any]]]:
+        it = iter(events)
+        while batch := list(islice(it, size)):
+            self.events += len(batch)
+            self._advance("events", self.events)
+            yield batch
+
+    def counted(self, events: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        for e in events:
+            self.events += 1
+            yield e
+
+    def read(self, store: Store, batch: int) -> None:
+        """Go through every snapshot and event of ``store`` (a dry run, a shared copy)."""
+        for _ in self.snapshot_batches(store.snapshot_batches(batch)):
+            pass
+        for _ in self.counted(store.events()):
+            pass
+
+    def summary(self, head: State) -> dict[str, Any]:
+        return {
+            "milestones": self.milestones,
+            "tasks": self.tasks,
+            "events": self.events,
+            "head": {"event_id": head.last_event_id, "hash": head.last_hash},
+            "current": head.current,
+        }
+
+
+class SourceTexts(Mapping[str, str]):
+    """A store's ``sources()``, each text read when asked (not all of them at once)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def __getitem__(self, mid: str) -> str:
+        return self.store.source_texts([mid])[mid]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.store.sources())
+
+    def __len__(self) -> int:
+        return len(self.store.sources())
 
 
 def _now() -> str:
@@ -98,11 +165,16 @@ def write_marker(root: Path, backend: str) -> None:
 
 
 def migrate(root: Path, to: str, *, dry_run: bool = False, actor: str = "unknown",
-            on_step: Callable[[str], None] | None = None) -> dict[str, Any]:
+            on_step: Callable[[str], None] | None = None, progress: Progress | None = None,
+            batch: int = BATCH) -> dict[str, Any]:
     """Move the project at ``root`` (a .milestones dir) to backend ``to``.
 
     ``on_step`` is called with each step's name before it runs (tests inject
-    faults there). Returns a report; raises StorageError after a rollback.
+    faults there); ``progress`` as the copy goes (see ``Progress``). The copy
+    streams ``batch`` milestones (and ten times as many events) at a time from the
+    old store into the new one, each batch written in one go, and the verification
+    reads the new store back the same way: neither holds the whole project.
+    Returns a report; raises StorageError after a rollback.
     """
     if to not in BACKENDS:
         raise InvalidInput(f"unknown backend {to!r}", hint=f"use one of: {', '.join(BACKENDS)}")
@@ -146,15 +218,18 @@ def migrate(root: Path, to: str, *, dry_run: bool = False, actor: str = "unknown
             if damage:  # copying a log that does not verify would bless it
                 raise StorageError(f"{damage}; not migrated",
                                    hint="restore a backup, or run `milestone doctor --repair`")
-            state = old.load()
-            events = list(old.events())
-            report["source"] = summary(state, events)
+            head = old.head_state()
+            source = Tally(progress, (head.last_event_id, len(old.view().milestones)))
+            report["source"] = None  # filled as the copy goes (kept here: the key order)
             back_to_files = to in ("file", "hybrid") and not shares_files(old.backend, to)
             if back_to_files:  # YAML edited while not read: kept aside, never written over
                 from . import inactive
 
-                report["kept_aside"] = inactive.edited(root, deep=True, sources=old.sources())
+                report["kept_aside"] = inactive.edited(root, deep=True, sources=SourceTexts(old))
             if dry_run:
+                source.progress = None
+                source.read(old, batch)
+                report["source"] = source.summary(head)
                 report["ok"] = True
                 return report
             enter("backup")
@@ -172,17 +247,21 @@ def migrate(root: Path, to: str, *, dry_run: bool = False, actor: str = "unknown
                 if to == "hybrid":
                     new.initialize()
                     new.reindex()  # type: ignore[attr-defined]
+                source.read(old, batch)
             else:
                 if back_to_files and report["kept_aside"]:
                     folder = inactive.keep_aside(root, report["kept_aside"])
                     report["kept_folder"] = str(folder)
                 _discard(new, shared=False)  # leftovers of an earlier attempt
-                new.import_data(events, state, old.read_resume(), old.sources())
+                new.import_stream(source.event_batches(old.events(), batch * 10),
+                                  source.snapshot_batches(old.snapshot_batches(batch)), head,
+                                  old.read_resume(), old.source_texts)
                 for name in RECORDS:  # agents and their messages (milestones.agents.coord)
                     if record := old.read_record(name):
                         new.write_record(name, record)
+            report["source"] = source.summary(head)
             enter("verify")
-            report["target"] = verify(state, events, new)
+            report["target"] = verify_copy(source, head, new, batch)
             enter("switch")
             write_marker(root, to)
             enter("log")
@@ -220,20 +299,24 @@ def migrate(root: Path, to: str, *, dry_run: bool = False, actor: str = "unknown
                            hint="fix the cause and run the migration again") from None
 
 
-def verify(state: State, events: list[dict[str, Any]], new: Store) -> dict[str, Any]:
-    """Compare counts, per-milestone checksums, the event count and the chain head;
-    returns the new store's summary."""
-    got = new.load()
-    got_events = list(new.events())
-    want, have = summary(state, events), summary(got, got_events)
+def verify_copy(source: Tally, head: State, new: Store, batch: int = BATCH) -> dict[str, Any]:
+    """``verify``, reading the new store back in batches: the counts, each milestone's
+    checksum against the one taken as it was copied, the event count, the chain head
+    and the whole hash chain. Returns the new store's summary."""
+    got = Tally()
+    for _ in got.snapshot_batches(new.snapshot_batches(batch)):
+        pass
+    events = got.counted(new.events())
+    bad = ev.verify_chain(events)
+    for _ in events:  # past a bad event: counted all the same
+        pass
+    want, have = source.summary(head), got.summary(new.head_state())
     for key in ("milestones", "tasks", "events", "head", "current"):
         if want[key] != have[key]:
             raise StorageError(f"verification failed: {key} {have[key]} != {want[key]}")
-    a, b = checksums(state), checksums(got)
-    for mid in a:
-        if a[mid] != b.get(mid):
+    for mid, digest in source.sums.items():
+        if digest != got.sums.get(mid):
             raise StorageError(f"verification failed: {mid}'s checksum differs")
-    bad = ev.verify_chain(got_events)
     if bad is not None:
         raise StorageError(f"verification failed: event #{bad[0] + 1}: {bad[1]}")
     return have

@@ -75,7 +75,7 @@ def stage_project(root: Path, store: Store, parent: Path, reason: str) -> _Stage
     try:
         warning = None
         try:
-            state = store.load()
+            state = store.head_state()  # the head only: not every snapshot in memory
             last_id: int | None = state.last_event_id
             last_hash: str | None = state.last_hash
         except (MilestoneError, sqlite3.Error, ValueError, KeyError, TypeError) as exc:

@@ -374,6 +374,41 @@ class Store(ABC):
     def restore(self, src: Path) -> None:
         """Replace the project's data with a backup made by ``backup``."""
 
+    # ------------------------------------------------- migration, in batches
+
+    def snapshot_batches(self, size: int) -> Iterator[list[Snapshot]]:
+        """Every milestone snapshot by id, ``size`` at a time (a migration's copy and its
+        verification). This one reads them all first; an indexed store pages."""
+        milestones = self.load().milestones
+        mids = sorted(milestones)
+        for start in range(0, len(mids), size):
+            yield [milestones[mid] for mid in mids[start:start + size]]
+
+    def head_state(self) -> State:
+        """The log head and current milestone, without the milestones (empty)."""
+        s = self.view()
+        return State({}, s.current, s.max_number, s.last_event_id, s.last_hash)
+
+    def source_texts(self, mids: Sequence[str]) -> dict[str, str]:
+        """``sources()`` of these milestones only."""
+        want = set(mids)
+        return {mid: text for mid, text in self.sources().items() if mid in want}
+
+    def import_stream(self, events: Iterable[Sequence[dict[str, Any]]],
+                      snapshots: Iterable[Sequence[Snapshot]], head: State,
+                      resume: dict[str, Any],
+                      sources: Callable[[Sequence[str]], dict[str, str]]) -> None:
+        """``import_data`` fed in batches: the events (oldest first), then the snapshots,
+        each batch written as it comes, so a migration never holds the whole project.
+        ``head`` gives the log head and current milestone (its milestones unused);
+        ``sources(mids)`` the YAML texts of a batch. This one gathers everything and
+        calls ``import_data``; the disk backends write batch by batch."""
+        every = [e for batch in events for e in batch]
+        milestones = {s["id"]: s for batch in snapshots for s in batch}
+        state = State(milestones, head.current, head.max_number, head.last_event_id,
+                      head.last_hash)
+        self.import_data(every, state, resume, sources(sorted(milestones)))
+
 
 
 

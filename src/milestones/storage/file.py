@@ -22,26 +22,26 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidInput, MilestoneError
 from ..model import events as ev
 from . import fsutil, yamlio
-from .base import Snapshot, State
+from .base import Snapshot
 from .file_base import FILE_RE, STATE_FILE_RE, STATE_VERSION, sha
 from .file_commit import HandEdited, Undo, state_text
-from .file_edits import FileEdits
+from .file_import import FileImport
 
 RECORD_LIMIT = 64 * 1024 * 1024  # agents.json, messages.json, session-resume.json
 RESTORE_LIMIT = 4 * 1024 * 1024 * 1024  # Store.restore: all members together
 
 
-class FileStore(FileEdits):
-    """The file backend: its doctor, migration, records and backup here; recovery and
-    hand edits in ``file_edits``, writes in ``file_commit``, state and reading in
-    ``file_base``."""
+class FileStore(FileImport):
+    """The file backend: its doctor, records and backup here; the import (a migration's
+    copy) in ``file_import``, recovery and hand edits in ``file_edits``, writes in
+    ``file_commit``, state and reading in ``file_base``."""
 
     # -------------------------------------------------------------- doctor
 
@@ -208,52 +208,6 @@ class FileStore(FileEdits):
                 out[mid] = fsutil.read_bytes(self.root / found[0][0]).decode("utf-8")
         return out
 
-    def import_data(self, events: Sequence[dict[str, Any]], state: State,
-                    resume: dict[str, Any], sources: dict[str, str]) -> None:
-        """Write another backend's data as files: the log verbatim, each milestone as the
-        text it was last written as when that text still says the same, else afresh."""
-        self.discard()
-        self.initialize()
-        log = "".join(ev.canonical(e) + "\n" for e in events).encode("utf-8")
-        fsutil.atomic_write(self.log_path, log)
-        entries: dict[str, Any] = {}
-        # Nothing reads these files before the migration switches to them: write them
-        # all, then flush once (two fsyncs a file made ten thousand files take minutes).
-        for mid, snap in sorted(state.milestones.items()):
-            rel = self._relpath(snap)
-            fresh = yamlio.dump_fast(snap)
-            text = self.file_text(snap, sources.get(mid), fresh)
-            data = text.encode("utf-8")
-            fsutil.atomic_write(self.root / rel, data, sync=False)
-            st = (self.root / rel).stat()
-            entries[mid] = {"path": rel, "sha256": sha(data), "mtime_ns": st.st_mtime_ns,
-                            "size": st.st_size, "roundtrip": text != fresh, "state": snap}
-        fsutil.sync_everything()
-        marker = f"{state.current}\n".encode() if state.current else b""
-        fsutil.atomic_write(self.current_path, marker)
-        fresh_state = self._empty_state()
-        fresh_state.update(applied_event_id=state.last_event_id, applied_hash=state.last_hash,
-                           log_size=len(log), max_number=state.max_number,
-                           current=state.current, current_mtime_ns=self._current_mtime(),
-                           milestones=entries)
-        self._write_state(fresh_state)
-        self._state = fresh_state
-        if resume:
-            self.write_resume(resume)
-
-    def file_text(self, snap: Snapshot, source: str | None, fresh: str | None = None) -> str:
-        """The text a milestone's file gets: ``source`` (what it was last written as) when
-        that still says the same, comments and all, else a fresh ``dump_fast`` (``fresh``,
-        when the caller made it already)."""
-        fresh = yamlio.dump_fast(snap) if fresh is None else fresh
-        if source is None or source == fresh:
-            return fresh
-        try:
-            same = self._parse_file(self._relpath(snap), source.encode("utf-8")) == snap
-        except MilestoneError:
-            same = False
-        return source if same else fresh
-
     def data_files(self) -> list[Path]:
         """This backend's data files that exist: the milestone files, the log and its
         archives, state.json, the resume record, the agents' records."""
@@ -270,22 +224,6 @@ class FileStore(FileEdits):
         if self.log_files.index_path.exists():
             out.append(self.log_files.index_path)
         return sorted(out)
-
-    def discard(self) -> None:
-        """Remove this backend's data files (a failed migration's half-made copy)."""
-        for folder in ("active", "completed"):
-            d = self.root / folder
-            if d.is_dir():
-                for entry in d.iterdir():
-                    if FILE_RE.match(entry.name) or entry.name == "current.txt":
-                        entry.unlink()
-        records = self.records_dir.glob("*.json") if self.records_dir.is_dir() else ()
-        states = [p for p in self.logs.glob("state-*") if STATE_FILE_RE.match(p.name)]
-        for path in (self.log_path, self.state_path, self.resume_path, *records, *states):
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-        self.log_files.discard()
-        self._state = None
 
     # ------------------------------------------------------------- resume
 

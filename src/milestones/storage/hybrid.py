@@ -12,7 +12,7 @@ by the log head.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -141,3 +141,22 @@ class HybridStore(FileStore):
     def discard(self) -> None:
         super().discard()
         self.index.discard()
+
+    def import_stream(self, events: Iterable[Sequence[dict[str, Any]]],
+                      snapshots: Iterable[Sequence[Snapshot]], head: State,
+                      resume: dict[str, Any],
+                      sources: Callable[[Sequence[str]], dict[str, str]]) -> None:
+        """The files as the file backend writes them, and the index from the same batches."""
+
+        def indexed() -> Iterator[Sequence[Snapshot]]:
+            # Runs once the files' import has discarded and re-created the index.
+            self.index.bulk(True)
+            self.index.import_begin()
+            for batch in snapshots:
+                self.index.import_snapshots(batch, {})
+                yield batch
+            self.index.bulk(False)
+            self.index.import_end(head, {})
+            self.index.connect().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+        super().import_stream(events, indexed(), head, resume, sources)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -218,7 +218,6 @@ class DatabaseStore(DatabaseIndex):
             "assignee = excluded.assignee, estimate = excluded.estimate, "
             "progress = excluded.progress, data = excluded.data", tasks)
         conn.executemany("INSERT OR IGNORE INTO task_deps VALUES (?, ?, ?, ?)", task_deps)
-        sqlready.mark_all(conn)
 
     # --------------------------------------------------------------- resume
 
@@ -303,22 +302,11 @@ class DatabaseStore(DatabaseIndex):
     def import_data(self, events: Sequence[dict[str, Any]], state: State,
                     resume: dict[str, Any], sources: dict[str, str]) -> None:
         self.initialize()
-        conn = self.connect()
-        self._kept.clear()
-        with self._transaction(None):
-            for table in ("events", "sources", "task_deps", "tasks", "milestone_deps",
-                          "milestone_tags", "milestones", "meta", "resume"):
-                conn.execute(f"DELETE FROM {table}")
-            _insert_events(conn, events)
-            self._insert_many(conn, state.milestones.values())
-            conn.executemany("INSERT INTO sources (milestone_id, text) VALUES (?, ?)",
-                             [(mid, text) for mid, text in sources.items()
-                              if mid in state.milestones])
-            self.set_meta(conn, {"last_event_id": str(state.last_event_id),
-                                  "last_hash": state.last_hash, "current": state.current or "",
-                                  "max_number": str(state.max_number)})
-            if resume:
-                conn.execute("INSERT INTO resume (id, data) VALUES (1, ?)", (dumps(resume),))
+        with self._transaction(None):  # one transaction: readers see the old rows or the new
+            self.import_begin()
+            self.import_events(events)
+            self.import_snapshots(state.milestones.values(), sources)
+            self.import_end(state, resume)
 
     def data_files(self) -> list[Path]:
         """The database file and its WAL files, those that exist."""
@@ -344,6 +332,100 @@ class DatabaseStore(DatabaseIndex):
     def restore(self, src: Path) -> None:
         self.close()
         copy_database(Path(src), self.db_path)
+
+    # ---------------------------------------------- migration, in batches
+
+    def import_begin(self) -> None:
+        """Empty the tables an import fills (after ``initialize``)."""
+        conn = self.connect()
+        self._kept.clear()
+        with self._transaction(None):
+            for table in ("events", "sources", "task_deps", "tasks", "milestone_deps",
+                          "milestone_tags", "milestones", "meta", "resume"):
+                conn.execute(f"DELETE FROM {table}")
+
+    def import_events(self, events: Sequence[dict[str, Any]]) -> None:
+        with self._transaction(None):
+            _insert_events(self.connect(), events)
+
+    def import_snapshots(self, snaps: Iterable[Snapshot], sources: dict[str, str]) -> None:
+        """New milestones' rows and YAML texts (``sources`` of other milestones ignored)."""
+        snaps = list(snaps)
+        with self._transaction(None):
+            conn = self.connect()
+            self._insert_many(conn, snaps)
+            conn.executemany("INSERT INTO sources (milestone_id, text) VALUES (?, ?)",
+                             [(s["id"], sources[s["id"]]) for s in snaps if s["id"] in sources])
+
+    def import_end(self, head: State, resume: dict[str, Any]) -> None:
+        """Every task's ready flag and chain (once every row is in), the log head and
+        current milestone, and the resume record: written last."""
+        with self._transaction(None):
+            conn = self.connect()
+            sqlready.mark_all(conn)
+            self.set_meta(conn, {"last_event_id": str(head.last_event_id),
+                                  "last_hash": head.last_hash, "current": head.current or "",
+                                  "max_number": str(head.max_number)})
+            if resume:
+                conn.execute("INSERT INTO resume (id, data) VALUES (1, ?)", (dumps(resume),))
+
+    def import_stream(self, events: Iterable[Sequence[dict[str, Any]]],
+                      snapshots: Iterable[Sequence[Snapshot]], head: State,
+                      resume: dict[str, Any],
+                      sources: Callable[[Sequence[str]], dict[str, str]]) -> None:
+        """Each batch in a transaction of its own: nothing reads this database before a
+        migration switches to it, and a failed one is removed whole."""
+        self.initialize()
+        self.bulk(True)
+        self.import_begin()
+        for batch in events:
+            self.import_events(batch)
+        for snaps in snapshots:
+            self.import_snapshots(snaps, sources([s["id"] for s in snaps]))
+        self.bulk(False)
+        self.import_end(head, resume)
+        self.connect().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def bulk(self, on: bool) -> None:
+        """Batches of an import need not reach the disk one by one (a crash leaves a copy
+        that is discarded, or an index that is rebuilt): ``bulk(True)`` before them,
+        ``bulk(False)`` before the last transaction, whose commit and a checkpoint after
+        it (which syncs the database file whole) make them all durable."""
+        mode = "OFF" if on else ("NORMAL" if self.derived else "FULL")
+        self.connect().execute(f"PRAGMA synchronous={mode}")
+
+    def snapshot_batches(self, size: int) -> Iterator[list[Snapshot]]:
+        """Every milestone by id, a page of ``size`` at a time (two range queries a page)."""
+        conn = self.connect()
+        last = ""
+        while True:
+            with self._read(conn):
+                rows = conn.execute("SELECT id, data FROM milestones WHERE id > ? ORDER BY id "
+                                    "LIMIT ?", (last, size)).fetchall()
+                if not rows:
+                    return
+                page: dict[str, Snapshot] = {}
+                for mid, data in rows:
+                    page[mid] = self._row(data, "milestones", mid)
+                    page[mid]["tasks"] = []
+                for mid, data in conn.execute(
+                        "SELECT milestone_id, data FROM tasks WHERE milestone_id > ? AND "
+                        "milestone_id <= ? ORDER BY milestone_id, position",
+                        (last, rows[-1][0])):
+                    if mid in page:
+                        page[mid]["tasks"].append(self._row(data, "tasks", mid))
+            yield list(page.values())
+            last = rows[-1][0]
+
+    def source_texts(self, mids: Sequence[str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        conn = self.connect()
+        for start in range(0, len(mids), 500):
+            chunk = list(mids[start:start + 500])
+            marks = ", ".join("?" * len(chunk))
+            out.update(conn.execute(f"SELECT milestone_id, text FROM sources WHERE milestone_id "
+                                    f"IN ({marks})", chunk).fetchall())
+        return out
 
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "DatabaseStore", "QueryCache", "copy_database",
