@@ -153,12 +153,10 @@ class ProjectCore:
                 snaps, "removed", None):
             return None
         got = self.store.ready_tasks(only, limit)
-        held = self.store.active_tasks()
+        held = self.store.held_tasks()
         if got is None or held is None:
             return None
-        paths = [(f"{mid}/{t['id']}", list(t["paths"])) for mid, t in held
-                 if t["status"] == "in_progress" and t.get("paths")
-                 and (t.get("execution") or {}).get("agent")]
+        paths = [(f"{mid}/{t['id']}", list(t["paths"])) for mid, t in held if t.get("paths")]
         return got[0], paths
 
     @property
