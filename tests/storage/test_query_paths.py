@@ -81,7 +81,8 @@ def plan_random(rng: random.Random, n: int) -> list[dict[str, Any]]:
                 j = rng.randint(1, i - 1)
                 deps.append(f"{j}/{rng.randint(1, len(specs[j - 1]['tasks']))}")
             tasks.append({"title": f"T{i}.{k}", "depends_on": deps,
-                          "estimate": rng.choice([None, 1, 2.5, 8])})
+                          "estimate": rng.choice([None, 1, 2.5, 8]),
+                          "skills": rng.choice([[], ["py"], ["py", "docs"]])})
         specs.append({
             "title": f"Milestone {i}",
             "priority": rng.choice(["low", "medium", "high", "critical"]),

@@ -50,7 +50,8 @@ def ready_rows(conn: sqlite3.Connection, only: str | None = None, limit: int | N
     """The ready tasks (of milestone ``only``, or all), best first, at most ``limit``
     from ``offset``: the rows of ``next`` with each task's ``paths`` besides. Read
     through ``idx_task_ready`` in its order: the cost is the rows returned."""
-    sql = ("SELECT t.milestone_id, t.id, t.title, t.chain, t.assignee, t.estimate, t.data, "
+    sql = ("SELECT t.milestone_id, t.id, t.title, t.chain, t.assignee, t.estimate, "
+           "json_extract(t.data, '$.skills'), json_extract(t.data, '$.paths'), "
            "m.priority, m.title FROM tasks t JOIN milestones m ON m.id = t.milestone_id "
            "WHERE t.ready = 1")
     args: list[Any] = []
@@ -62,15 +63,20 @@ def ready_rows(conn: sqlite3.Connection, only: str | None = None, limit: int | N
         sql += " LIMIT ? OFFSET ?"
         args += [-1 if limit is None else limit, offset]
     rows = []
-    for mid, tid, title, chain, assignee, estimate, data, priority, mtitle in conn.execute(
-            sql, args):
-        task = loads(data)
+    for (mid, tid, title, chain, assignee, estimate, skills, paths, priority,
+         mtitle) in conn.execute(sql, args):
         rows.append({"ref": f"{mid}/{tid}", "milestone_id": mid, "task_id": tid,
                      "title": title, "priority": priority, "chain": chain,
-                     "estimate": estimate, "skills": list(task.get("skills") or ()),
+                     "estimate": estimate, "skills": _list(skills),
                      "assignee": assignee, "milestone_title": mtitle,
-                     "paths": list(task.get("paths") or ())})
+                     "paths": _list(paths)})
     return rows
+
+
+def _list(text: str | None) -> list[Any]:
+    """A JSON array ``json_extract`` gave (None: the task has none)."""
+    value = loads(text) if text else None
+    return list(value) if isinstance(value, list) else []
 
 
 def ready_count(conn: sqlite3.Connection, only: str | None = None) -> int:
