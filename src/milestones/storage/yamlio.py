@@ -342,7 +342,8 @@ def _task_lines(tasks: list[Any], reuse: bool) -> list[str]:
             try:
                 lines = yamlfast.task_lines(one)
             except (yamlfast.Unsupported, AttributeError, TypeError):
-                lines = _pyyaml_dump([one]).splitlines()
+                # "\n" only: a title may hold U+2028, which str.splitlines() splits at
+                lines = _pyyaml_dump([one]).removesuffix("\n").split("\n")
             if reuse:
                 _TASK_TEXT.put(t, lines)
         out.extend(lines)
