@@ -33,9 +33,18 @@ main()
 COMMAND_MODULE_NAMES = {f"milestones.cli.{m}" for m in COMMAND_MODULES.values()}
 
 
+def child_env(**extra: str) -> dict[str, str]:
+    """This environment without what would load modules of its own in the child: the
+    UI setting, and coverage's start-up in subprocesses (``patch = ["subprocess"]``
+    in pyproject.toml imports json, pathlib and more before our code runs)."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("MILESTONE_UI", "COVERAGE_PROCESS", "COV_CORE"))}
+    return {**env, **extra}
+
+
 def loaded(args: list[str], cwd: Path) -> tuple[str, set[str]]:
     """The stdout of ``milestone ARGS`` run in CWD, and the modules it loaded."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MILESTONE_UI")}
+    env = child_env()
     out = subprocess.run([sys.executable, "-c", RUN, *args], cwd=cwd, env=env,
                          capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stderr
@@ -116,7 +125,7 @@ def test_completing_a_command_name_equals_clicks_own(incomplete: str) -> None:
 
 
 def test_completing_a_command_name_imports_no_command(tmp_path: Path) -> None:
-    env = {**os.environ, "_MILESTONE_COMPLETE": "zsh_complete", "COMP_WORDS": "milestone ",
+    env = {**child_env(), "_MILESTONE_COMPLETE": "zsh_complete", "COMP_WORDS": "milestone ",
            "COMP_CWORD": "1"}
     code = RUN.replace('sys.argv = ["milestone", *sys.argv[1:]]', 'sys.argv = ["milestone"]')
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
@@ -136,7 +145,7 @@ def test_version_alone_is_answered_before_the_cli_loads(tmp_path: Path, flag: st
 
 
 def test_version_with_an_undecodable_variable_still_reports_it(tmp_path: Path) -> None:
-    env = {**os.environ, "MILESTONE_UI": "caf\udce9"}
+    env = child_env(MILESTONE_UI="caf\udce9")
     out = subprocess.run([sys.executable, "-c", RUN, "--version"], cwd=tmp_path, env=env,
                          capture_output=True, text=True, check=False)
     assert out.returncode == 4

@@ -419,10 +419,16 @@ def _break_chain(root: Path) -> None:
 
 
 def _tamper_snapshot(root: Path) -> None:
-    path = root / "logs" / "state.json"
-    state = json.loads(path.read_text("utf-8"))
+    """A stored snapshot the log does not account for: the state written back as one
+    state.json (the format the file backend reads as it is), one title changed."""
+    from milestones.storage.file import FileStore
+
+    state = FileStore(root).read_stored()
+    assert state is not None
+    state.pop("checkpoint", None)
+    state["version"] = 1
     state["milestones"][M1]["state"]["title"] = "Not what the log says"
-    path.write_text(json.dumps(state), "utf-8")
+    (root / "logs" / "state.json").write_text(json.dumps(state), "utf-8")
 
 
 def _tear_log(root: Path) -> None:
