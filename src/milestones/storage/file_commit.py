@@ -250,12 +250,7 @@ class FileCommit(FileState):
         """Replace ``path`` with ``data``. ``expect``: what the tool last wrote there (a
         milestone file's SHA-256, current.txt's id); other bytes are a hand edit."""
         if expect is not None:
-            try:
-                old = fsutil.read_bytes(path)
-            except FileNotFoundError:
-                old = None
-            except OSError as exc:
-                raise fsutil.storage_error(exc, path, "read") from None
+            old = fsutil.read_existing(path)
             if old != data:  # else the file holds what is written: nothing to lose
                 self._check_unchanged(path, old, expect)
         self._keep_old(path, written)  # before the write: an interrupt may land after the rename
@@ -289,12 +284,9 @@ class FileCommit(FileState):
 
     def _remove(self, path: Path, written: list[Undo], expect: str | None = None) -> None:
         if expect is not None:
-            try:
-                old = fsutil.read_bytes(path)
-            except FileNotFoundError:
+            old = fsutil.read_existing(path)
+            if old is None:
                 return
-            except OSError as exc:
-                raise fsutil.storage_error(exc, path, "read") from None
             self._check_unchanged(path, old, expect)
         elif not path.exists():
             return

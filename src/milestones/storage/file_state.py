@@ -78,13 +78,7 @@ class FileState(FileBase):
             written.append((path, None, None))  # a new file: undone by removing it
             return
         except OSError:
-            try:
-                old = fsutil.read_bytes(path)
-            except FileNotFoundError:
-                old = None
-            except OSError as exc:
-                raise fsutil.storage_error(exc, path, "read") from None
-            written.append((path, None, old))
+            written.append((path, None, fsutil.read_existing(path)))
             return
         written.append((path, link, None))
 

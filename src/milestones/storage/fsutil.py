@@ -143,6 +143,17 @@ def read_bytes(path: Path | str, limit: int | None = None) -> bytes:
         os.close(fd)
 
 
+def read_existing(path: Path) -> bytes | None:
+    """``read_bytes`` of a file that may not be there (None then); any other OSError a
+    ``StorageError`` naming the file."""
+    try:
+        return read_bytes(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise storage_error(exc, path, "read") from None
+
+
 def open_read(path: Path | str) -> BinaryIO:
     """A file inside the project opened for reading (binary), as ``read_bytes`` checks it."""
     fd = open_nofollow(path, os.O_RDONLY | _NONBLOCK)
