@@ -168,13 +168,7 @@ def _hash_member(path: Path, rel: str) -> Member:
 
 def live_databases(root: Path) -> list[Path]:
     folder = root / DB_DIR
-    try:
-        names = sorted(os.listdir(folder))
-    except FileNotFoundError:
-        return []
-    except OSError as exc:
-        raise fsutil.storage_error(exc, folder, "list") from None
-    return [folder / n for n in names
+    return [folder / n for n in fsutil.list_existing(folder)
             if n.endswith(".db") and not n.startswith(".") and (folder / n).is_file()]
 
 

@@ -133,12 +133,7 @@ def prune_backups(root: Path, keep: int) -> list[Path]:
     if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
         raise InvalidInput(f"cannot keep {keep!r} backups", hint="give a whole number, 0 or more")
     folder = Path(root) / BACKUP_DIR
-    try:
-        names = sorted(os.listdir(folder))
-    except FileNotFoundError:
-        return []
-    except OSError as exc:
-        raise fsutil.storage_error(exc, folder, "list") from None
+    names = fsutil.list_existing(folder)
     automatic = [n for n in names if (m := NAME_RE.match(n)) and m.group(2) != MANUAL]
     doomed = automatic[: max(0, len(automatic) - keep)]
     removed = []

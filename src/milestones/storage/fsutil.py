@@ -143,6 +143,17 @@ def read_bytes(path: Path | str, limit: int | None = None) -> bytes:
         os.close(fd)
 
 
+def list_existing(folder: Path) -> list[str]:
+    """The names in ``folder``, sorted; none when it is not there; any other OSError a
+    ``StorageError`` naming the folder."""
+    try:
+        return sorted(os.listdir(folder))
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise storage_error(exc, folder, "list") from None
+
+
 def read_existing(path: Path) -> bytes | None:
     """``read_bytes`` of a file that may not be there (None then); any other OSError a
     ``StorageError`` naming the file."""
