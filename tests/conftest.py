@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import select
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -71,3 +75,34 @@ class Runner:
 @pytest.fixture
 def run(project_dir: Path) -> Iterator[Runner]:
     yield Runner(project_dir)
+
+
+def cli_on_a_terminal(argv: list[str], cwd: Path, env: dict[str, str] | None = None
+                      ) -> tuple[int, str, str]:
+    """The CLI as a process with stderr on a pseudo-terminal and stdout a pipe:
+    (exit code, stdout, stderr). ``env``: the child's (default: this one's, without
+    NO_COLOR and MILESTONE_UI), with TERM and a width of 100 columns."""
+    import pty
+
+    base = env if env is not None else {k: v for k, v in os.environ.items()
+                                        if k not in ("NO_COLOR", "MILESTONE_UI")}
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "milestones", *argv], cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=slave, stdin=subprocess.DEVNULL,
+                            env={**base, "TERM": "xterm", "COLUMNS": "100"})
+    os.close(slave)
+    err = b""
+    while True:  # read as it comes: a full terminal buffer would block the child
+        ready, _, _ = select.select([master], [], [], 60)
+        if not ready:
+            break
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        err += chunk
+    os.close(master)
+    out = proc.stdout.read().decode() if proc.stdout else ""
+    return proc.wait(timeout=120), out, err.decode("utf-8", "replace")

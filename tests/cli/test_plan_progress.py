@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import cli_on_a_terminal
 from milestones.cli import plan as plan_cmd
 from milestones.project import Project
 
@@ -34,23 +35,7 @@ def run(cwd: Path, *args: str, terminal: bool) -> tuple[int, str, str]:
     if not terminal:
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
         return done.returncode, done.stdout, done.stderr
-    master, slave = os.openpty()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=slave,
-                            stdin=subprocess.DEVNULL)
-    os.close(slave)
-    err = b""
-    while True:
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:  # EIO: the other end is closed
-            break
-        if not chunk:
-            break
-        err += chunk
-    out = proc.stdout.read().decode() if proc.stdout else ""
-    code = proc.wait(timeout=120)
-    os.close(master)
-    return code, out, err.decode("utf-8", "replace")
+    return cli_on_a_terminal(["-C", str(cwd), *args], cwd)
 
 
 def test_bar_on_a_terminal(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import cli_on_a_terminal
 from milestones.errors import InvalidInput, StorageError
 from milestones.model import events as ev
 from milestones.ops.migrate import STEPS, checksums, migrate, previous_backend
@@ -413,29 +414,7 @@ def test_a_failure_in_the_middle_of_a_batch_rolls_back(tmp_path: Path, target: s
 
 def run_on_a_terminal(argv: list[str], cwd: Path) -> tuple[int, str, str]:
     """Run the CLI with stderr on a pseudo-terminal (stdout a pipe): (code, out, err)."""
-    import pty
-    import select
-
-    master, slave = pty.openpty()
-    env = dict(child_env(), TERM="xterm", COLUMNS="100")
-    proc = subprocess.Popen([sys.executable, "-m", "milestones", *argv], cwd=cwd,
-                            stdout=subprocess.PIPE, stderr=slave, env=env)
-    os.close(slave)
-    err = b""
-    while True:  # read as it comes: a full terminal buffer would block the child
-        ready, _, _ = select.select([master], [], [], 60)
-        if not ready:
-            break
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not chunk:
-            break
-        err += chunk
-    os.close(master)
-    out = proc.stdout.read().decode() if proc.stdout else ""
-    return proc.wait(), out, err.decode("utf-8", "replace")
+    return cli_on_a_terminal(argv, cwd, child_env())
 
 
 def test_the_progress_bar_is_drawn_on_a_terminal_only(tmp_path: Path) -> None:
