@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Sequence
 from typing import Any
 
@@ -45,7 +44,7 @@ class Registry(Messages):
                 entry = {"id": aid, "name": name, "registered_at": tx.now}
                 agents[aid] = entry
             entry.update({"kind": kind, "skills": skills, "pid": pid or os.getpid(),
-                          "host": host or socket.gethostname(), "last_seen": tx.now,
+                          "host": host or _hostname(), "last_seen": tx.now,
                           "status": "live", "lease": lease})
             tx.actor = name
             tx.record("agent_registered", None, None, agent=entry["id"], name=name, kind=kind,
@@ -102,3 +101,10 @@ class Registry(Messages):
             rows.append(row)
         rows.sort(key=lambda r: int(r["id"].rsplit("-", 1)[1]))
         return rows
+
+
+def _hostname() -> str:
+    """This machine's name (socket is imported here: only a registration needs it)."""
+    import socket
+
+    return socket.gethostname()

@@ -13,7 +13,6 @@ writing over or removing it: a person's edit is reported, never silently dropped
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import re
@@ -55,6 +54,8 @@ def _files(root: Path) -> list[str]:
 
 
 def _sha(path: Path) -> str:
+    import hashlib  # only when a file's stat moved (or at a switch): most commands never hash
+
     return hashlib.sha256(fsutil.read_bytes(path)).hexdigest()
 
 

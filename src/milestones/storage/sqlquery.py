@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import sqlite3
 from pathlib import Path
 from typing import Any
-
-import orjson
 
 from ..errors import MilestoneError
 from . import fsutil
@@ -22,13 +21,35 @@ def dumps(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
 
 
+# Rows decoded by ``json`` before orjson is imported: orjson decodes a row several times
+# faster, but importing it (with ``dataclasses`` and ``inspect``) costs more than a few
+# hundred rows take. A read of the whole plan decodes a row per task and switches.
+JSON_ROWS = 300
+_json_rows = JSON_ROWS
+_orjson: Any = None
+_LONG_NUMBER = re.compile(r"[0-9]{19}")
+_LONG_NUMBER_BYTES = re.compile(rb"[0-9]{19}")
+
+
 def loads(text: str | bytes) -> Any:
-    """A row's JSON, read by orjson (several times faster than ``json``: a read of the
-    whole plan decodes a row per task); what orjson refuses (NaN, a lone surrogate)
-    by ``json``, which raises the errors the callers expect."""
+    """A row's JSON: by ``json`` for the first JSON_ROWS rows of a process, then by
+    orjson; what orjson refuses (NaN, a lone surrogate) by ``json``, which raises the
+    errors the callers expect. A row with 19 digits in a row goes to ``json`` too:
+    orjson reads an integer beyond 64 bits as a float."""
+    global _json_rows, _orjson
+    if _orjson is None:
+        if _json_rows > 0:
+            _json_rows -= 1
+            return json.loads(text)
+        import orjson
+
+        _orjson = orjson
+    if (_LONG_NUMBER.search(text) if isinstance(text, str)
+            else _LONG_NUMBER_BYTES.search(text)):
+        return json.loads(text)
     try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
+        return _orjson.loads(text)
+    except _orjson.JSONDecodeError:
         return json.loads(text)
 
 
