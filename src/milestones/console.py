@@ -1,6 +1,7 @@
 """The ``milestone`` console script: the CLI, started as a short-lived process should be.
 
-Loading click and the CLI makes some 20,000 long-lived objects and next to no garbage,
+Loading click and the CLI (or the fast path's modules, ``cli/fast.py``) makes some
+20,000 long-lived objects and next to no garbage,
 yet the cyclic collector walks them again and again while they are made, and once more
 at exit. So the collector stays off while the CLI loads, and what loading made is
 frozen out of its way (``gc.freeze``) before it runs. A command then imports what it
@@ -67,13 +68,15 @@ def main() -> None:
             return
         gc.disable()
         try:
-            from .cli import main as cli_main
+            from .cli import load
+
+            command = load()
         finally:
             gc.freeze()
             gc.set_threshold(50_000)
             gc.enable()
         try:
-            cli_main()
+            command()
         finally:
             gc.freeze()
             _done()

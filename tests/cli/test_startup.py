@@ -78,11 +78,24 @@ def test_help_lists_every_command_without_importing_one(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("args", [["status", "--json"], ["status"], ["list"], ["show", "1"],
-                                  ["next"], ["next", "--json"]])
-def test_a_read_loads_its_own_command_only_and_no_rich(built: Path, args: list[str]) -> None:
+                                  ["next"], ["next", "--json"], ["ready", "--limit", "2"],
+                                  ["-C", ".", "list", "--status", "in_progress", "-n", "5"]])
+def test_a_plain_read_takes_the_fast_path_no_click_no_rich(built: Path, args: list[str]
+                                                         ) -> None:
+    _, modules = loaded(args, built)
+    assert not modules & (COMMAND_MODULE_NAMES | {"click", "milestones.cli.group"})
+    # plain output in a pipe: no rich; the file backend reads no YAML and no database
+    assert not {"rich", "ruamel", "ruamel.yaml", "sqlite3"} & modules
+    # nor what only large answers need, or a registration
+    assert not {"orjson", "socket", "hashlib"} & modules
+
+
+@pytest.mark.parametrize("args", [["log"], ["--debug", "status"], ["list", "--limit=5"],
+                                  ["show", "1", "-h"]])
+def test_other_reads_load_their_own_command_only_and_no_rich(built: Path, args: list[str]
+                                                             ) -> None:
     _, modules = loaded(args, built)
     assert modules & COMMAND_MODULE_NAMES == {"milestones.cli.activity"}
-    # plain output in a pipe: no rich; the file backend reads no YAML and no database
     assert not {"rich", "ruamel", "ruamel.yaml", "sqlite3"} & modules
 
 

@@ -11,7 +11,8 @@ import click
 
 from ..errors import InvalidInput
 from ..project import EVENT_TYPES, MILESTONE_STATUSES, PRIORITIES, utc_stamp
-from . import cli, emit, get_project, output_options, say
+from . import reads
+from .group import cli, emit, get_project, output_options, say
 
 _AGO = re.compile(r"^([0-9]+)([mhdw])$")
 
@@ -54,7 +55,7 @@ def status(ref: str | None, all_: bool, as_json: bool, ui: str | None) -> None:
       milestone status 3 --ui rich
       milestone status --all --json
     """
-    emit(get_project().status_view(ref, all_=all_), "status", as_json, ui)
+    reads.status(get_project, ref, all_, as_json, ui)
 
 
 @cli.command("list")
@@ -96,13 +97,8 @@ def list_(
       milestone list --overdue --json
       milestone list --limit 50 --after milestone-050
     """
-    data = get_project().list_view(
-        status=statuses, tags=tags, owner=owner, priority=priorities, overdue=overdue,
-        all_=all_, limit=limit, after=after)
-    emit(data, "list", as_json, ui)
-    if not as_json and data.get("next_after"):
-        click.echo(f"more: the same command with --after {data['next_after']} shows the "
-                   "next page", err=True)
+    reads.list_(get_project, statuses, tags, owner, priorities, overdue, all_, limit, after,
+                as_json, ui)
 
 
 @cli.command()
@@ -122,18 +118,13 @@ def show(ref: str, critical: bool, as_json: bool, ui: str | None) -> None:
       milestone show 3 --critical-path
       milestone show 3/2 --json
     """
-    data = get_project().show_view(ref)
-    data["show_critical_path"] = critical
-    emit(data, "show", as_json, ui)
-
-
-NEXT_PAGE = 20  # tasks `next` prints unless --limit or --all says otherwise
+    reads.show(get_project, ref, critical, as_json, ui)
 
 
 @cli.command("next")
 @click.argument("ref", required=False)
 @click.option("--limit", "-n", type=click.IntRange(min=1),
-              help=f"At most this many tasks (text: {NEXT_PAGE} unless --all).")
+              help=f"At most this many tasks (text: {reads.NEXT_PAGE} unless --all).")
 @click.option("--all", "-a", "all_", is_flag=True, help="Every ready task (text output).")
 @output_options
 def next_(ref: str | None, limit: int | None, all_: bool, as_json: bool,
@@ -150,9 +141,7 @@ def next_(ref: str | None, limit: int | None, all_: bool, as_json: bool,
       milestone next --all
       milestone next 3 --limit 1 --json
     """
-    if limit is None and not all_ and not as_json:
-        limit = NEXT_PAGE
-    emit(get_project().next_view(ref, limit=limit), "next", as_json, ui)
+    reads.next_(get_project, ref, limit, all_, as_json, ui)
 
 
 @cli.command()

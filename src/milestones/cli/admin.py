@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from . import State, cli, emit, get_project, output_options, say
+from .group import State, cli, emit, get_project, output_options, say
 
 
 @cli.command()

@@ -11,8 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..ui import inert, jsontext, plural
-from . import cli, get_project
+from ..ui import inert, plural
+from . import reads
+from .group import cli, get_project
+from .reads import out
 
 AGENT_HELP = "The acting agent's id or name (default: $MILESTONE_AGENT_ID)."
 
@@ -27,15 +29,6 @@ def agents() -> Agents:
     return Agents(get_project())
 
 
-def out(data: dict[str, Any], as_json: bool, text: str) -> None:
-    if as_json:
-        ref = data.get("ref")  # the task a step touched; null when it touched none
-        touched = {"ref": ref, "milestone_id": ref.split("/")[0] if ref else None}
-        click.echo(jsontext.dumps({"schema": 1, **touched, **data}))
-    else:
-        click.echo(inert(text, keep_newlines=True))  # lines here are ours; stored text is inert
-
-
 def agent_option(func: Any) -> Any:
     return click.option("--agent", "agent", default=None, metavar="ID", help=AGENT_HELP)(func)
 
@@ -43,13 +36,6 @@ def agent_option(func: Any) -> Any:
 def json_option(func: Any) -> Any:
     return click.option("--json", "as_json", is_flag=True,
                         help="Print the versioned JSON contract instead of text.")(func)
-
-
-def _task_line(r: dict[str, Any]) -> str:
-    r = {k: inert(v) if isinstance(v, str) else v for k, v in r.items()}
-    mark = "" if r.get("claimable", True) else f"  (not now: {r['reason']})"
-    skills = f"  [skills: {', '.join(r['skills'])}]" if r.get("skills") else ""
-    return f"{r['ref']:<24} {r['priority']:<8} chain {r['chain']:<3} {r['title']}{skills}{mark}"
 
 
 @cli.command()
@@ -70,9 +56,7 @@ def ready(ref: str | None, limit: int | None, as_json: bool) -> None:
       milestone ready --limit 5
       milestone ready 3 --json
     """
-    rows = agents().ready(ref, limit)
-    text = "\n".join(_task_line(r) for r in rows) if rows else "nothing is ready to claim"
-    out({"tasks": rows}, as_json, text)
+    reads.ready(get_project, ref, limit, as_json)
 
 
 @cli.group()

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..ui import plural
-from . import State, cli, say
+from .group import State, cli, say
 
 
 def _where() -> tuple[Path, str]:

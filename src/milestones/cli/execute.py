@@ -11,7 +11,8 @@ from typing import Any
 import click
 
 from ..ui import inert, inert_data, plural
-from . import UI_LEVELS, CliError, cli, get_project
+from .group import CliError, cli, get_project
+from .output import UI_LEVELS
 
 _LINE = threading.Lock()
 

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from ..ui import plural
-from . import cli, get_project
+from .group import cli, get_project
 
 
 @cli.group(name="git")

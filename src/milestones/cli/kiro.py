@@ -9,7 +9,7 @@ import click
 
 from ..project import KIRO_GATED
 from ..ui import plural
-from . import cli, emit, get_project, output_options, say
+from .group import cli, emit, get_project, output_options, say
 from .options import date_arg, json_flag
 
 

@@ -11,7 +11,7 @@ import click
 from ..errors import InvalidInput
 from ..project import CATEGORIES, PRIORITIES
 from ..ui import inert, plural
-from . import cli, get_project, say, wrote
+from .group import cli, get_project, say, wrote
 from .options import date_arg, json_flag, parse_vars
 
 

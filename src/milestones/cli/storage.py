@@ -33,7 +33,7 @@ import click
 
 from ..project import BACKENDS
 from ..ui import plural
-from . import cli, get_project, say
+from .group import cli, get_project, say
 
 
 @cli.group()

@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from ..project import Task
-from . import cli, get_project, say, wrote
+from .group import cli, get_project, say, wrote
 from .options import json_flag
 
 TASK_HELP = "TASK is 3/2 (milestone-003/task-2), or 2 for task-2 of the current milestone."

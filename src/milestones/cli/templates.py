@@ -11,7 +11,7 @@ import click
 from ..errors import InvalidInput
 from ..project import PRIORITIES
 from ..ui import plural
-from . import State, cli, emit, output_options, say
+from .group import State, cli, emit, output_options, say
 from .options import date_arg, json_flag, parse_vars
 
 

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from . import cli, emit, get_project, output_options
+from .group import cli, emit, get_project, output_options
 
 TYPE_CHOICES = ("standard", "hybrid", "quick", "kiro", "all")
 
