@@ -1,14 +1,13 @@
-"""Milestones and tasks as records: the dataclasses, their dict form and snapshots,
-and the lenient reading of a stored record.
+"""Milestones and tasks as records: the classes, their dict form and snapshots, and
+the lenient reading of a stored record.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from ..errors import InvalidInput
 from .checks import (
@@ -33,33 +32,87 @@ from .checks import (
 # ---------------------------------------------------------------------- model
 
 
-@dataclass
-class Task:
-    """One task of a milestone (a docstring also spares dataclass an inspect.signature)."""
+class Record:
+    """A plain record, as ``@dataclass`` would make it: built by keyword (fields in
+    FIELDS, defaults in DEFAULTS, a ``list`` or ``dict`` default made anew for each),
+    equal field by field, shown as ``Task(id=..., ...)``. Written out because importing
+    ``dataclasses`` imports ``inspect``: several milliseconds of every read's start."""
+
+    FIELDS: ClassVar[tuple[str, ...]] = ()
+    DEFAULTS: ClassVar[dict[str, Any]] = {}
+
+    def __init_subclass__(cls) -> None:
+        # A default that is a value is a class attribute too, as a dataclass's: a record
+        # built from a snapshot without the field (``from_snapshot``) reads it there.
+        for name, value in cls.DEFAULTS.items():
+            if value is not list and value is not dict:
+                setattr(cls, name, value)
+
+    def __init__(self, **values: Any) -> None:
+        unknown = values.keys() - set(self.FIELDS)
+        if unknown:
+            raise TypeError(f"{type(self).__name__} has no field {sorted(unknown)[0]!r}")
+        for name in self.FIELDS:
+            if name in values:
+                value = values[name]
+            elif name in self.DEFAULTS:
+                value = self.DEFAULTS[name]
+                if value is list or value is dict:
+                    value = value()
+            else:
+                raise TypeError(f"{type(self).__name__} needs {name!r}")
+            setattr(self, name, value)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return all(getattr(self, f) == getattr(other, f) for f in self.FIELDS)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as a dataclass with eq
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{f}={getattr(self, f)!r}" for f in self.FIELDS)
+        return f"{type(self).__name__}({shown})"
+
+
+class Task(Record):
+    """One task of a milestone."""
 
     id: str
     title: str
-    description: str = ""
-    status: str = "todo"
-    depends_on: list[str] = field(default_factory=list)
-    estimate: float | None = None
-    time_spent: int = 0
-    progress: int = 0
-    assignee: str | None = None
-    skills: list[str] = field(default_factory=list)
-    blockers: list[str] = field(default_factory=list)
-    run: str | None = None
-    paths: list[str] = field(default_factory=list)
-    started_at: str | None = None
-    completed_at: str | None = None
-    timer_started_at: str | None = None
-    requirements: list[str] = field(default_factory=list)
-    phase: str | None = None
-    spec_ref: str | None = None
+    description: str
+    status: str
+    depends_on: list[str]
+    estimate: float | None
+    time_spent: int
+    progress: int
+    assignee: str | None
+    skills: list[str]
+    blockers: list[str]
+    run: str | None
+    paths: list[str]
+    started_at: str | None
+    completed_at: str | None
+    timer_started_at: str | None
+    requirements: list[str]
+    phase: str | None
+    spec_ref: str | None
     # Work by agents (milestones.agents.coord): holder, fencing token, lease, attempts,
     # result, linked commits. Absent (None) for tasks no agent has touched.
-    execution: dict[str, Any] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    execution: dict[str, Any] | None
+    extra: dict[str, Any]
+
+    FIELDS = (
+        "id", "title", "description", "status", "depends_on", "estimate", "time_spent", "progress",
+        "assignee", "skills", "blockers", "run", "paths", "started_at", "completed_at",
+        "timer_started_at", "requirements", "phase", "spec_ref", "execution", "extra",
+    )
+    DEFAULTS: ClassVar[dict[str, Any]] = {
+        "description": "", "status": "todo", "depends_on": list, "estimate": None, "time_spent": 0,
+        "progress": 0, "assignee": None, "skills": list, "blockers": list, "run": None,
+        "paths": list, "started_at": None, "completed_at": None, "timer_started_at": None,
+        "requirements": list, "phase": None, "spec_ref": None, "execution": None, "extra": dict,
+    }
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -137,37 +190,50 @@ class Task:
         return self.status in FINISHED_TASK
 
 
-TASK_FIELDS = tuple(Task.__dataclass_fields__)
+TASK_FIELDS = Task.FIELDS
 
 
-@dataclass
-class Milestone:
+class Milestone(Record):
     """A milestone and its tasks; ``to_dict`` is its snapshot, ``from_dict`` reads one."""
 
     id: str
     title: str
-    description: str = ""
-    status: str = "planned"
-    priority: str = "medium"
-    owner: str | None = None
-    assignees: list[str] = field(default_factory=list)
-    start_date: str | None = None
-    due_date: str | None = None
-    depends_on: list[str] = field(default_factory=list)
-    tags: list[str] = field(default_factory=list)
-    category: str = "feature"
-    success_criteria: list[str] = field(default_factory=list)
-    deliverables: list[dict[str, Any]] = field(default_factory=list)
-    risks: list[dict[str, Any]] = field(default_factory=list)
-    tasks: list[Task] = field(default_factory=list)
-    created_at: str | None = None
-    updated_at: str | None = None
-    completed_at: str | None = None
-    completion: dict[str, Any] | None = None
-    workflow: str | None = None
-    template: dict[str, Any] | None = None
-    kiro: dict[str, Any] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    description: str
+    status: str
+    priority: str
+    owner: str | None
+    assignees: list[str]
+    start_date: str | None
+    due_date: str | None
+    depends_on: list[str]
+    tags: list[str]
+    category: str
+    success_criteria: list[str]
+    deliverables: list[dict[str, Any]]
+    risks: list[dict[str, Any]]
+    tasks: list[Task]
+    created_at: str | None
+    updated_at: str | None
+    completed_at: str | None
+    completion: dict[str, Any] | None
+    workflow: str | None
+    template: dict[str, Any] | None
+    kiro: dict[str, Any] | None
+    extra: dict[str, Any]
+
+    FIELDS = (
+        "id", "title", "description", "status", "priority", "owner", "assignees", "start_date",
+        "due_date", "depends_on", "tags", "category", "success_criteria", "deliverables", "risks",
+        "tasks", "created_at", "updated_at", "completed_at", "completion", "workflow", "template",
+        "kiro", "extra",
+    )
+    DEFAULTS: ClassVar[dict[str, Any]] = {
+        "description": "", "status": "planned", "priority": "medium", "owner": None,
+        "assignees": list, "start_date": None, "due_date": None, "depends_on": list, "tags": list,
+        "category": "feature", "success_criteria": list, "deliverables": list, "risks": list,
+        "tasks": list, "created_at": None, "updated_at": None, "completed_at": None,
+        "completion": None, "workflow": None, "template": None, "kiro": None, "extra": dict,
+    }
 
     def to_dict(self, tasks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         """The snapshot; ``tasks``: the task records to put in it, when the caller
@@ -285,7 +351,7 @@ class Milestone:
             if t is None or t["status"] not in TASK_STATUSES:
                 return cls.from_dict(data)
             task = Task.__new__(Task)
-            task.__dict__.update(t)  # what Task(**t) does (a plain dataclass), 3x faster
+            task.__dict__.update(t)  # what Task(**t) does (a plain record), 3x faster
             tasks.append(task)
         fields["tasks"] = tasks
         m = cls.__new__(cls)
@@ -313,7 +379,7 @@ class Milestone:
         return self.status in CLOSED_MILESTONE
 
 
-MILESTONE_FIELDS = tuple(Milestone.__dataclass_fields__)
+MILESTONE_FIELDS = Milestone.FIELDS
 
 class _Shape:
     """A snapshot's keys (every field but ``extra``, which ``to_dict`` spreads out),

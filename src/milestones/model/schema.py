@@ -1,13 +1,12 @@
-"""The JSON Schema of a milestone file, generated from the model's dataclasses.
+"""The JSON Schema of a milestone file, generated from the model's records.
 
-Types come from the dataclass annotations; enums, id patterns, date formats and
+Types come from the records' annotations; enums, id patterns, date formats and
 limits from the model's constants. Editors use it through the
 ``# yaml-language-server: $schema=…`` line the tool writes at the top of files.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import typing
 from typing import Any
 
@@ -88,18 +87,18 @@ def _json_type(tp: Any) -> dict[str, Any]:
 def _object(cls: type, extra: dict[str, dict[str, Any]]) -> dict[str, Any]:
     hints = typing.get_type_hints(cls)
     props: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):
-        if f.name == "extra":
+    for name in cls.FIELDS:  # type: ignore[attr-defined]
+        if name == "extra":
             continue
-        prop = _json_type(hints[f.name])
-        for key, value in extra.get(f.name, {}).items():
+        prop = _json_type(hints[name])
+        for key, value in extra.get(name, {}).items():
             if key == "items":
                 prop["items"] = value
             else:
                 prop[key] = value
-        if f.name in DESCRIPTIONS:
-            prop["description"] = DESCRIPTIONS[f.name]
-        props[f.name] = prop
+        if name in DESCRIPTIONS:
+            prop["description"] = DESCRIPTIONS[name]
+        props[name] = prop
     return {
         "type": "object",
         "required": ["id", "title"],

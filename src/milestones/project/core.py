@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
 import os
 import sys
@@ -203,7 +202,7 @@ class ProjectCore:
             st = cached[2]
             everything = getattr(st.milestones, "everything", None)
             if everything is not None:  # kept by view(): read the rest now
-                st = dataclasses.replace(st, milestones=everything())
+                st = st.replace(milestones=everything())
                 self._l1 = (store, head, st)
         else:
             self._l1_misses += 1
@@ -212,7 +211,7 @@ class ProjectCore:
             # Keyed by the loaded state's own head: a write landing between head() and
             # load() makes the next read miss, never hit on an older state.
             self._l1 = (store, key, st) if head is not None and not st.stale else None
-        return dataclasses.replace(st, milestones=dict(st.milestones))
+        return st.replace(milestones=dict(st.milestones))
 
     def view(self) -> State:
         """Like ``state()``, but on a store with an index the milestones are read when

@@ -13,7 +13,6 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -22,30 +21,66 @@ from ..errors import RECORD_HINT
 Snapshot = dict[str, Any]
 
 
-@dataclass
 class State:
     """What a reader sees: every milestone snapshot plus the log head."""
 
-    milestones: dict[str, Snapshot]  # or LazyMilestones, from Store.view() only
-    current: str | None
-    max_number: int
-    last_event_id: int
-    last_hash: str
-    # True when the store saw changes it has not recorded yet (hand edits, an
-    # interrupted write) and could not take the lock to record them.
-    stale: bool = False
+    def __init__(self, milestones: dict[str, Snapshot], current: str | None,
+                 max_number: int, last_event_id: int, last_hash: str,
+                 stale: bool = False) -> None:
+        self.milestones = milestones  # or LazyMilestones, from Store.view() only
+        self.current = current
+        self.max_number = max_number
+        self.last_event_id = last_event_id
+        self.last_hash = last_hash
+        # True when the store saw changes it has not recorded yet (hand edits, an
+        # interrupted write) and could not take the lock to record them.
+        self.stale = stale
+
+    def replace(self, milestones: dict[str, Snapshot]) -> State:
+        """The same state over other snapshots."""
+        return State(milestones, *self._rest())
+
+    def _rest(self) -> tuple[Any, ...]:
+        return self.current, self.max_number, self.last_event_id, self.last_hash, self.stale
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, State):
+            return NotImplemented
+        return self._rest() == other._rest() and self.milestones == other.milestones
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        return (f"State({len(self.milestones)} milestones, current={self.current!r}, "
+                f"last_event_id={self.last_event_id})")
 
 
-@dataclass
 class Edit:
     """A change made outside the tool: a milestone file edited, added or removed."""
 
-    milestone_id: str
-    before: Snapshot | None
-    after: Snapshot | None
-    path: str
-    current: bool = False  # the edit is to the current-milestone marker
-    extra: dict[str, Any] = field(default_factory=dict)
+    def __init__(self, milestone_id: str, before: Snapshot | None, after: Snapshot | None,
+                 path: str, current: bool = False, extra: dict[str, Any] | None = None
+                 ) -> None:
+        self.milestone_id = milestone_id
+        self.before = before
+        self.after = after
+        self.path = path
+        self.current = current  # the edit is to the current-milestone marker
+        self.extra: dict[str, Any] = {} if extra is None else extra
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (self.milestone_id, self.before, self.after, self.path, self.current,
+                self.extra)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Edit):
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        return f"Edit({self.milestone_id!r}, {self.path!r}, current={self.current!r})"
 
 
 class LazyMilestones(Mapping[str, Snapshot]):
