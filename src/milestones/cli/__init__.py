@@ -41,8 +41,10 @@ class CliError(click.ClickException):
     """
 
     def __init__(self, message: str, exit_code: int, *, hint: str | None = None,
-                 as_json: bool = False, kind: str | None = None) -> None:
+                 as_json: bool = False, kind: str | None = None,
+                 details: dict[str, Any] | None = None) -> None:
         super().__init__(f"{message} — {hint}" if hint else message)
+        self.details = details  # more about the error, for --json (audit: the bad event)
         self.exit_code = exit_code
         self.what = message
         self.hint = hint
@@ -57,6 +59,8 @@ class CliError(click.ClickException):
 
             error = {"code": self.exit_code, "kind": self.kind or error_kind(self.exit_code),
                      "message": self.what, "hint": self.hint}
+            if self.details:
+                error["details"] = self.details
             click.echo(json.dumps({"schema": 1, "error": error}, ensure_ascii=False), err=True)
             return
         # Text people wrote (a title, a reference) may be quoted: shown inert, the JSON
@@ -75,7 +79,8 @@ def _wants_json(words: list[str]) -> bool:
 
 
 def _from_error(exc: MilestoneError, words: list[str]) -> CliError:
-    return CliError(exc.message, exc.exit_code, hint=exc.hint, as_json=_wants_json(words))
+    return CliError(exc.message, exc.exit_code, hint=exc.hint, as_json=_wants_json(words),
+                    details=getattr(exc, "details", None))
 
 
 def _one_line(exc: click.UsageError, words: list[str] | None = None) -> CliError:
@@ -112,6 +117,7 @@ COMMAND_MODULES = {
     "execute": "execute",
     **dict.fromkeys(("template", "quickstart"), "templates"),
     **dict.fromkeys(("validate", "schema"), "validate"),
+    "audit": "audit",
 }
 
 
@@ -121,6 +127,7 @@ COMMAND_MODULES = {
 COMMAND_HELP = {
     "agent": "Agents working one project in parallel: register, claim, report, message.",
     "archive": "Move a completed milestone to completed/ with its completion record.",
+    "audit": "Verify the event log's hash chain end to end, then say who changed what.",
     "backup": "Write one archive of the project's data, with a SHA-256 for every file.",
     "completion": "Print the shell completion script.",
     "current": "Show the current milestone, or make REF current.",
