@@ -53,7 +53,7 @@ def _bump(counts: dict[str, int], key: str) -> None:
 def summarize_events(events: Any, actors: dict[str, dict[str, Any]], *,
                      since: str | None, actor: str | None) -> dict[str, Any]:
     """Count ``events`` (an iterable, read once) into ``actors``; returns the totals."""
-    total = {"events": 0, "manual_edits": 0, "os_users": {}}
+    total: dict[str, Any] = {"events": 0, "manual_edits": 0, "os_users": {}}
     for e in events:
         ts = str(e.get("timestamp") or "")
         if since and ts < since:
