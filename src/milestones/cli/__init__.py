@@ -548,6 +548,7 @@ def _register() -> None:
         activity,
         admin,
         agent,
+        audit,
         backup,
         execute,
         gitcmd,
