@@ -269,3 +269,45 @@ def test_clean_history_on_every_backend(tmp_path: Path, monkeypatch: pytest.Monk
     assert by[ALICE]["by_type"]["task_completed"] == 2
     assert data["chain"]["events"] == sum(a["events"] for a in data["actors"])
     assert data["totals"]["access_denied"] == 0 and data["warnings"] == []
+
+
+CRASH = """
+import os, sys
+from milestones.storage import logrotation
+from milestones.cli import cli
+
+def die_at(name):
+    if name == sys.argv[1]:
+        os._exit(99)
+
+logrotation._after_step = die_at
+cli.main(args=["-C", *sys.argv[2:]], prog_name="milestone")
+"""
+
+
+def test_interrupted_rotation_repeats_are_not_tampering_but_a_changed_repeat_is(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rotation cut short after the archive was written leaves its events in the live
+    log too: the audit reads each once; one of those repeats changed is reported."""
+    import subprocess
+    import sys
+
+    run = history(tmp_path, "file", monkeypatch, rotate=2048, rounds=3)
+    (tmp_path / ".milestones/config/config.yaml").write_text("logs:\n  rotate_bytes: 1\n",
+                                                             encoding="utf-8")
+    proc = subprocess.run([sys.executable, "-c", CRASH, "indexed", str(tmp_path), "note", "x"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 99, proc.stderr
+    newest = sorted((tmp_path / ".milestones/logs/archive").glob("*.jsonl.gz"))[-1]
+    repeated = gzip.decompress(newest.read_bytes()).splitlines(keepends=True)
+    live = tmp_path / LIVE
+    lines = lines_of(live)
+    assert lines == repeated  # the live log still holds the archived events
+    data = run.json("audit")
+    assert data["chain"]["events"] == event_id(lines[-1])  # each event once
+    assert lines_of(live) == repeated  # left for the next write (or doctor) to finish
+    lines[2] = lines[2].replace(b'"timestamp":"2', b'"timestamp":"1')
+    live.write_bytes(b"".join(lines))
+    details = audit_fails(run, tmp_path)
+    assert details == {**details, "file": LIVE, "line": 3, "event_id": event_id(lines[2]),
+                       "kind": "hash_mismatch"}

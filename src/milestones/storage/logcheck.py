@@ -229,15 +229,18 @@ class ChainWalk:
     def __iter__(self) -> Iterator[dict[str, Any]]:
         head = self._head()
         prev_id, prev_hash = 0, ev.GENESIS_HASH
-        last_file: dict[int, Any] = {}  # the previous file's hashes (a rotation cut short)
-        this_file: dict[int, Any] = {}
+        # A file may start by repeating the previous file's last events (a rotation cut
+        # short after the archive was written): such a prefix must verify on its own and
+        # end on the chain's head, so it is the same events, and no hash need be kept.
+        rep_id: int | None = None  # the last repeated event of this file's prefix
+        rep_hash = ""
         current = None
         prefix = True
         pending: tuple[str, int, dict[str, Any]] | None = None  # an id ahead: gap or swap?
         last_line = 0
         for where, lineno, item, archive in self._lines():
             if where != current:
-                current, last_file, this_file, prefix = where, this_file, {}, True
+                current, prefix, rep_id = where, True, None
             if isinstance(item, dict):
                 event = item
             else:
@@ -265,9 +268,28 @@ class ChainWalk:
                 else:
                     self._gap(p_where, p_line, p_event, prev_id)
                 return
-            if prefix and isinstance(eid, int) and eid in last_file \
-                    and last_file[eid] == event.get("hash"):
-                continue  # repeats the last archive (an interrupted rotation)
+            if prefix and isinstance(eid, int) and not isinstance(eid, bool) \
+                    and 0 < eid <= prev_id:
+                if event.get("hash") != ev.event_hash(event) or (rep_id is not None and (
+                        eid != rep_id + 1 or event.get("prev_hash") != rep_hash)) or (
+                        eid == prev_id and event.get("hash") != prev_hash):
+                    self.problem = (
+                        Tamper(where, lineno, eid, "hash_mismatch", "hash mismatch: the "
+                               "event's content was changed after it was written")
+                        if event.get("hash") != ev.event_hash(event) else
+                        Tamper(where, lineno, eid, "out_of_order",
+                               f"out of order: event #{eid} comes after event #{prev_id} (and "
+                               "does not repeat it as an interrupted log rotation would)"))
+                    return
+                rep_id, rep_hash = eid, event["hash"]
+                prefix = eid != prev_id  # repeats through the head: the new file goes on
+                continue
+            if prefix and rep_id is not None:
+                self.problem = Tamper(where, lineno, eid if isinstance(eid, int) else None,
+                                      "out_of_order",
+                                      f"the lines before it repeat events through #{rep_id} "
+                                      f"of the file before, not through its last (#{prev_id})")
+                return
             prefix = False
             bad = ev.verify_chain([event], prev_hash, prev_id)
             if bad is not None:
@@ -277,7 +299,6 @@ class ChainWalk:
                 self.problem = self._classify(where, lineno, event, prev_id, bad[1])
                 return
             prev_id, prev_hash = event["event_id"], event["hash"]
-            this_file[prev_id] = prev_hash
             if head is not None and prev_id == head[0] and prev_hash != head[1]:
                 self.problem = Tamper(where, lineno, prev_id, "hash_mismatch",
                                       f"hash mismatch: {head[2]} applied event #{prev_id} "
