@@ -333,8 +333,11 @@ def render_doctor(data: Mapping[str, Any]) -> str:
 
 def render_audit(data: Mapping[str, Any]) -> str:
     chain = data["chain"]
-    lines = [f"hash chain: valid, {plural(chain['events'], 'event')} in "
-             f"{plural(len(chain['files']), 'file')}, through event #{chain['last_event_id']}"]
+    files = chain["files"]
+    where = files[0] if len(files) == 1 else (
+        f"{len(files)} files, {files[0]} .. {files[-1]}" if files else "no file")
+    lines = [f"hash chain: valid, {plural(chain['events'], 'event')} in {where}, "
+             f"through event #{chain['last_event_id']}"]
     lines += [f"note: {n}" for n in chain["notes"]]
     scope = [f"since {data['since']}" if data.get("since") else "",
              f"actor {data['actor']}" if data.get("actor") else ""]
