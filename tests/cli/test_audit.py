@@ -239,7 +239,8 @@ def test_summary_per_actor_with_hand_edit_and_denials(
     assert bob["last"] == max(e["timestamp"] for e in events if e["actor"] == BOB)
     assert data["totals"] == {"events": 7, "manual_edits": 1, "os_users": {me: 1},
                               "access_denied": 2}
-    assert data["warnings"] == [f"{SECURITY}:2: not a JSON security record (skipped)"]
+    assert data["warnings"] == [f"{SECURITY}:2: not a security record (a JSON object with a "
+                                '"type"); skipped']
     assert data["chain"] == {**data["chain"], "ok": True, "events": 7, "last_event_id": 7}
     text = run.ok("audit")
     assert f"{ALICE}: 5 events" in text and f"hand edits: 1 (OS user: {me} 1)" in text

@@ -100,7 +100,8 @@ def read_denials(project: Project, actors: dict[str, dict[str, Any]], *,
             except ValueError:
                 rec = None
             if not isinstance(rec, dict) or not isinstance(rec.get("type"), str):
-                problems.append(f"{label}:{lineno}: not a JSON security record (skipped)")
+                problems.append(f"{label}:{lineno}: not a security record (a JSON object with a "
+                                "\"type\"); skipped")
                 continue
             if rec["type"] != "access_denied":
                 continue
