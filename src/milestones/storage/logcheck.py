@@ -202,29 +202,41 @@ class ChainWalk:
                     return
                 yield where, row, event, True
         log_files = getattr(self.store, "log_files", None) or LogFiles(log_path)
-        files: list[tuple[Path, bool]] = [(path, True) for _seq, path in log_files.archives()]
-        files.append((log_files.live, False))
-        for path, archive in files:
-            where = self.label(path)
-            try:
-                source: Iterator[bytes] | IO[bytes] = (
-                    gzip_lines(path) if archive else fsutil.open_read(path))
-            except FileNotFoundError:
-                self.problem = Tamper(where, 0, None, "missing", "the live event log is missing")
-                return
-            self.files.append(where)
-            lineno = 0
-            try:
-                for lineno, line in enumerate(source, 1):
-                    yield where, lineno, line, archive
-            except StorageError as exc:
-                what = exc.message.split(": ", 1)[-1]
-                self.problem = Tamper(where, lineno + 1, None, "unreadable", what)
-                return
-            finally:
-                close = getattr(source, "close", None)
-                if close is not None:
-                    close()
+        # The live log is opened before the archives are listed (as ``LogFiles.events``
+        # does): a rotation finishing in between shows its events twice, as a repeated
+        # prefix, never not at all.
+        try:
+            live: IO[bytes] | None = fsutil.open_read(log_files.live)
+        except FileNotFoundError:
+            live = None
+        try:
+            files: list[tuple[Path, Iterator[bytes] | IO[bytes] | None]] = [
+                (path, None) for _seq, path in log_files.archives()]
+            files.append((log_files.live, live))
+            for path, opened in files:
+                where = self.label(path)
+                archive = opened is None and path != log_files.live
+                if not archive and opened is None:
+                    self.problem = Tamper(where, 0, None, "missing",
+                                          "the live event log is missing")
+                    return
+                source = gzip_lines(path) if archive else opened
+                assert source is not None
+                self.files.append(where)
+                lineno = 0
+                try:
+                    for lineno, line in enumerate(source, 1):
+                        yield where, lineno, line, archive
+                except StorageError as exc:
+                    what = exc.message.split(": ", 1)[-1]
+                    self.problem = Tamper(where, lineno + 1, None, "unreadable", what)
+                    return
+                finally:
+                    if archive:  # the archive's generator closes its file
+                        getattr(source, "close", lambda: None)()
+        finally:
+            if live is not None:
+                live.close()
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         head = self._head()
