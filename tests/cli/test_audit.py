@@ -312,3 +312,18 @@ def test_interrupted_rotation_repeats_are_not_tampering_but_a_changed_repeat_is(
     details = audit_fails(run, tmp_path)
     assert details == {**details, "file": LIVE, "line": 3, "event_id": event_id(lines[2]),
                        "kind": "hash_mismatch"}
+
+
+def test_audit_records_no_pending_hand_edit(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The audit is a read of the log only: a hand edit not yet recorded stays pending
+    (the next other command records it), and the log is as it was."""
+    run = history(tmp_path, "file", monkeypatch)
+    path = tmp_path / ".milestones/active/milestone-001.yaml"
+    path.write_text(path.read_text("utf-8").replace("title: M0", "title: M0 again"), "utf-8")
+    before = tree_digest(tmp_path)
+    data = run.json("audit")
+    assert tree_digest(tmp_path) == before
+    assert data["totals"]["manual_edits"] == 0
+    run.ok("status")
+    assert run.json("audit")["totals"]["manual_edits"] == 1
