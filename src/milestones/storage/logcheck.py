@@ -4,6 +4,11 @@ Reads the rotated archives and the live log without trusting either: a torn last
 line, a line that is not a JSON event, a repeated archive prefix (an interrupted
 rotation), a broken hash chain and a stale archive index are each named
 ``file:line``. Backends without log files check the chain of their events.
+
+``ChainWalk`` is the same check streamed, for ``milestone audit``: one pass over every
+file in constant memory, stopping at the first event that does not verify and naming
+it precisely (file, line, event id, and whether it was changed, is missing or out of
+order); each event is checked by ``events.verify_chain``, as everywhere.
 """
 
 from __future__ import annotations
@@ -141,7 +146,7 @@ class Tamper:
     file: str
     line: int
     event_id: int | None
-    kind: str  # hash_mismatch, prev_hash, sequence_gap, out_of_order, unreadable, truncated
+    kind: str  # hash_mismatch prev_hash sequence_gap truncated out_of_order unreadable missing
     problem: str
 
     def __str__(self) -> str:
