@@ -4,6 +4,7 @@ and otherwise who changed what, per actor."""
 
 from __future__ import annotations
 
+import gc
 import gzip
 import hashlib
 import json
@@ -51,13 +52,21 @@ def history(tmp_path: Path, backend: str, monkeypatch: pytest.MonkeyPatch,
 
 def tree_digest(root: Path) -> dict[str, str]:
     """Every file under .milestones/ and its content's hash (audit must change none; the
-    command timings of performance/ get a line from every command)."""
+    command timings of performance/ get a line from every command). The earlier
+    commands ran in this process: their SQLite connections are closed first (closing
+    the last one checkpoints its WAL into the database file, whenever it is collected)."""
+    gc.collect()
     out = {}
     for path in sorted((root / ".milestones").rglob("*")):
         if path.is_file() and not path.name.endswith(("-wal", "-shm")) \
                 and path.parent.name != "performance":
             out[str(path.relative_to(root))] = hashlib.sha256(path.read_bytes()).hexdigest()
     return out
+
+
+def unchanged(root: Path, before: dict[str, str]) -> None:
+    after = tree_digest(root)
+    assert after == before, sorted(k for k in {*before, *after} if before.get(k) != after.get(k))
 
 
 def audit_fails(run: Runner, tmp_path: Path) -> dict[str, Any]:
@@ -75,7 +84,7 @@ def audit_fails(run: Runner, tmp_path: Path) -> dict[str, Any]:
     details: dict[str, Any] = error["details"]
     where = f"{details['file']}:{details['line']}: event #{details['event_id']}"
     assert where in text.stderr and where in error["message"]
-    assert tree_digest(tmp_path) == before  # the audit changed nothing
+    unchanged(tmp_path, before)  # the audit changed nothing
     return details
 
 
@@ -219,7 +228,7 @@ def test_summary_per_actor_with_hand_edit_and_denials(
         encoding="utf-8")
     before = tree_digest(tmp_path)
     data = run.json("audit")
-    assert tree_digest(tmp_path) == before
+    unchanged(tmp_path, before)
     by = {a["actor"]: a for a in data["actors"]}
     assert set(by) == {ALICE, BOB, "mallory@example.com"}
     alice, bob = by[ALICE], by[BOB]
@@ -264,7 +273,7 @@ def test_clean_history_on_every_backend(tmp_path: Path, monkeypatch: pytest.Monk
     run = history(tmp_path, backend, monkeypatch, rounds=2)
     before = tree_digest(tmp_path)
     data = run.json("audit")
-    assert tree_digest(tmp_path) == before
+    unchanged(tmp_path, before)
     by = {a["actor"]: a for a in data["actors"]}
     assert by[BOB]["by_type"] == {"task_started": 2, "note_added": 2}
     assert by[ALICE]["by_type"]["task_completed"] == 2
@@ -323,7 +332,7 @@ def test_audit_records_no_pending_hand_edit(tmp_path: Path,
     path.write_text(path.read_text("utf-8").replace("title: M0", "title: M0 again"), "utf-8")
     before = tree_digest(tmp_path)
     data = run.json("audit")
-    assert tree_digest(tmp_path) == before
+    unchanged(tmp_path, before)
     assert data["totals"]["manual_edits"] == 0
     run.ok("status")
     assert run.json("audit")["totals"]["manual_edits"] == 1
