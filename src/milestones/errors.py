@@ -9,6 +9,7 @@ MilestoneError                 base; catch it to handle anything we raise
  ├── PermissionDenied  (6)     the actor's role does not allow the operation
  ├── Conflict          (7)     the project is busy (writer lock) or the state moved on
  └── StorageError      (8)     the disk said no: read-only, full, unreadable
+      └── LogTampered          `milestone audit`: an event of the log does not verify
 """
 
 from __future__ import annotations
@@ -62,6 +63,17 @@ class StorageError(MilestoneError):
     exit_code = 8
 
 
+class LogTampered(StorageError):
+    """The event log's hash chain breaks (``milestone audit``): ``details`` names the
+    first event that does not verify (file, line, event_id, kind, problem); a ``--json``
+    error carries it as ``details``."""
+
+    def __init__(self, message: str, *, hint: str | None = None,
+                 details: dict[str, object] | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.details = details or {}
+
+
 # The hint of a damaged coordination record (agents, messages): the store raises it on
 # text that is not a record, the agents layer on a record that is not sound.
 RECORD_HINT = ("restore it from a backup (`milestone restore PATH`), or run `milestone doctor "
@@ -78,7 +90,8 @@ EXIT_CODES: dict[int, str] = {
     5: "validation failed: illegal transition, dependency problem",
     6: "permission denied (also: `execute` commands not approved on this machine)",
     7: "conflict: the project is busy (writer lock) or changed underneath",
-    8: "storage error: read-only directory, disk full, unreadable data",
+    8: "storage error: read-only directory, disk full, unreadable data; `audit` found a "
+       "tampered, missing or reordered event",
     9: "`execute` ended with tasks left blocked or failed",
     130: "interrupted (Ctrl-C or SIGTERM)",
 }

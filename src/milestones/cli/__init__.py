@@ -38,6 +38,7 @@ COMMAND_MODULES = {
     "execute": "execute",
     **dict.fromkeys(("template", "quickstart"), "templates"),
     **dict.fromkeys(("validate", "schema"), "validate"),
+    "audit": "audit",
 }
 
 
@@ -47,6 +48,7 @@ COMMAND_MODULES = {
 COMMAND_HELP = {
     "agent": "Agents working one project in parallel: register, claim, report, message.",
     "archive": "Move a completed milestone to completed/ with its completion record.",
+    "audit": "Verify the event log's hash chain end to end, then say who changed what.",
     "backup": "Write one archive of the project's data, with a SHA-256 for every file.",
     "completion": "Print the shell completion script.",
     "current": "Show the current milestone, or make REF current.",

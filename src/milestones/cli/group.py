@@ -38,8 +38,10 @@ class CliError(click.ClickException):
     """
 
     def __init__(self, message: str, exit_code: int, *, hint: str | None = None,
-                 as_json: bool = False, kind: str | None = None) -> None:
+                 as_json: bool = False, kind: str | None = None,
+                 details: dict[str, Any] | None = None) -> None:
         super().__init__(f"{message} — {hint}" if hint else message)
+        self.details = details  # more about the error, for --json (audit: the bad event)
         self.exit_code = exit_code
         self.what = message
         self.hint = hint
@@ -47,13 +49,13 @@ class CliError(click.ClickException):
         self.kind = kind
 
     def show(self, file: Any = None) -> None:
-        failure = Failure(self.what, self.exit_code, self.hint, self.kind)
+        failure = Failure(self.what, self.exit_code, self.hint, self.kind, self.details)
         click.echo(failure.text(self.as_json), err=True)
 
 
 def _from_failure(failure: Failure, words: list[str]) -> CliError:
     return CliError(failure.message, failure.code, hint=failure.hint, kind=failure.kind,
-                    as_json=wants_json(words))
+                    as_json=wants_json(words), details=failure.details)
 
 
 def _one_line(exc: click.UsageError, words: list[str] | None = None) -> CliError:
@@ -312,6 +314,7 @@ def _register() -> None:
         activity,
         admin,
         agent,
+        audit,
         backup,
         execute,
         gitcmd,

@@ -33,6 +33,7 @@ class Failure(NamedTuple):
     code: int
     hint: str | None = None
     kind: str | None = None
+    details: dict[str, Any] | None = None  # more, for --json (audit: the bad event)
 
     def text(self, as_json: bool) -> str:
         """The line on stderr: ``milestone: error: …``, or with ``as_json`` the JSON error
@@ -44,6 +45,8 @@ class Failure(NamedTuple):
 
             error = {"code": self.code, "kind": self.kind or error_kind(self.code),
                      "message": self.message, "hint": self.hint}
+            if self.details:
+                error["details"] = self.details
             return json.dumps({"schema": 1, "error": error}, ensure_ascii=False)
         line = f"{self.message} — {self.hint}" if self.hint else self.message
         # Text people wrote (a title, a reference) may be quoted: shown inert, the JSON
@@ -80,7 +83,8 @@ def failure(exc: BaseException, as_json: bool) -> Failure | None:
     if debug():
         return None
     if isinstance(exc, MilestoneError):
-        return Failure(exc.message, exc.exit_code, exc.hint)
+        return Failure(exc.message, exc.exit_code, exc.hint,
+                       details=getattr(exc, "details", None))
     if isinstance(exc, PermissionError):
         err: MilestoneError = StorageError(
             f"cannot write {exc.filename or 'the project'}: {exc.strerror}",

@@ -313,6 +313,7 @@ class ProjectCore:
                     progress=progress,
                     summary=summary,
                     path=f"{DIRNAME}/{e.path}",
+                    os_user=e.extra.get("os_user"),
                 )
             )
             adopt.append(e.milestone_id)

@@ -279,7 +279,10 @@ class FileEdits(FileCommit):
                 self._refreshed.add(mid)
                 dirty = True
                 continue
-            edits.append(Edit(mid, before, after, rel))
+            # Who made the edit, as far as the file tells: its owner (an editor that
+            # writes a new file and renames it makes it the editor's own).
+            edits.append(Edit(mid, before, after, rel,
+                              extra={"os_user": fsutil.owner_name(st.st_uid)}))
         for mid in sorted(set(entries) - set(files)):
             edits.append(Edit(mid, entries[mid]["state"], None, entries[mid]["path"]))
         if self._current_mtime() != state.get("current_mtime_ns") \

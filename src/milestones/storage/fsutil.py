@@ -154,6 +154,18 @@ def list_existing(folder: Path) -> list[str]:
         raise storage_error(exc, folder, "list") from None
 
 
+def owner_name(uid: int) -> str:
+    """The OS user owning a file (``st_uid``): the account name, else the number as text."""
+    try:
+        import pwd
+    except ImportError:  # pragma: no cover  (Windows: no owner names)
+        return str(uid)
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
 def read_existing(path: Path) -> bytes | None:
     """``read_bytes`` of a file that may not be there (None then); any other OSError a
     ``StorageError`` naming the file."""

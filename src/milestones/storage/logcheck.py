@@ -4,15 +4,27 @@ Reads the rotated archives and the live log without trusting either: a torn last
 line, a line that is not a JSON event, a repeated archive prefix (an interrupted
 rotation), a broken hash chain and a stale archive index are each named
 ``file:line``. Backends without log files check the chain of their events.
+
+``ChainWalk`` is the same check streamed, for ``milestone audit``: one pass over every
+file in constant memory, stopping at the first event that does not verify and naming
+it precisely (file, line, event id, and whether it was changed, is missing or out of
+order); each event is checked by ``events.verify_chain``, as everywhere.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
 
+from ..errors import StorageError
 from ..model import events as ev
+from . import fsutil
 from .fsutil import loads_json
 from .logfiles import LogFiles
+from .logrotation import gzip_lines, loads_line
 
 if TYPE_CHECKING:
     from .base import Store
@@ -119,3 +131,246 @@ def check_log(store: Store) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]
             )
         )
     return checks, parsed
+
+
+# ------------------------------------------------------------------ the audit's walk
+
+
+_EVENT_ID = re.compile(rb'"event_id"\s*:\s*([0-9]+)')
+
+
+@dataclass
+class Tamper:
+    """The first event of the log that does not verify: where, which, and what is wrong."""
+
+    file: str
+    line: int
+    event_id: int | None
+    kind: str  # hash_mismatch prev_hash sequence_gap truncated out_of_order unreadable missing
+    problem: str
+
+    def __str__(self) -> str:
+        which = f"event #{self.event_id}" if self.event_id is not None else "no event id"
+        return f"{self.file}:{self.line}: {which}: {self.problem}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"file": self.file, "line": self.line, "event_id": self.event_id,
+                "kind": self.kind, "problem": self.problem}
+
+
+class ChainWalk:
+    """The whole log, streamed and verified event by event (``milestone audit``).
+
+    Iterating yields each event that verifies, oldest first: the rotated archives (read
+    as they are decompressed), then the live log, on the file and hybrid backends; the
+    events table on the database backend. Nothing is kept but the previous event's id
+    and hash, so a log of any length is read in constant memory. At the first event
+    that does not verify the iteration stops and ``problem`` says where (file:line),
+    which event and what is wrong; ``problem`` stays None when the whole chain holds
+    (checked, at the end, against the head the snapshots applied: a log cut short at
+    its end is missing events too). Reads only: nothing is written or repaired.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.problem: Tamper | None = None
+        self.files: list[str] = []
+        self.count = 0
+        self.last_id = 0
+        self.last_hash = ev.GENESIS_HASH
+        self.notes: list[str] = []  # harmless findings: a torn last line (an interrupted append)
+
+    def label(self, path: Path) -> str:
+        try:
+            return f".milestones/{path.relative_to(self.store.root).as_posix()}"
+        except ValueError:
+            return str(path)
+
+    def _lines(self) -> Iterator[tuple[str, int, bytes | dict[str, Any], bool]]:
+        """(file, line, raw line or event, whether the file is an archive), in log order;
+        a file that cannot be read sets ``problem`` and ends it."""
+        log_path = getattr(self.store, "log_path", None)
+        if log_path is None:
+            db = getattr(self.store, "db_path", None)
+            where = f"{self.label(db)} (events table)" if db is not None else "the events"
+            self.files.append(where)
+            events = self.store.events()
+            row = 0
+            while True:
+                row += 1
+                try:
+                    event = next(events)
+                except StopIteration:
+                    return
+                except StorageError as exc:
+                    self.problem = Tamper(where, row, None, "unreadable", exc.message)
+                    return
+                yield where, row, event, True
+        log_files = getattr(self.store, "log_files", None) or LogFiles(log_path)
+        # The live log is opened before the archives are listed (as ``LogFiles.events``
+        # does): a rotation finishing in between shows its events twice, as a repeated
+        # prefix, never not at all.
+        try:
+            live: IO[bytes] | None = fsutil.open_read(log_files.live)
+        except FileNotFoundError:
+            live = None
+        try:
+            files: list[tuple[Path, Iterator[bytes] | IO[bytes] | None]] = [
+                (path, None) for _seq, path in log_files.archives()]
+            files.append((log_files.live, live))
+            for path, opened in files:
+                where = self.label(path)
+                archive = opened is None and path != log_files.live
+                if not archive and opened is None:
+                    self.problem = Tamper(where, 0, None, "missing",
+                                          "the live event log is missing")
+                    return
+                source = gzip_lines(path) if archive else opened
+                assert source is not None
+                self.files.append(where)
+                lineno = 0
+                try:
+                    for lineno, line in enumerate(source, 1):
+                        yield where, lineno, line, archive
+                except StorageError as exc:
+                    what = exc.message.split(": ", 1)[-1]
+                    self.problem = Tamper(where, lineno + 1, None, "unreadable", what)
+                    return
+                finally:
+                    if archive:  # the archive's generator closes its file
+                        getattr(source, "close", lambda: None)()
+        finally:
+            if live is not None:
+                live.close()
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        head = self._head()
+        prev_id, prev_hash = 0, ev.GENESIS_HASH
+        # A file may start by repeating the previous file's last events (a rotation cut
+        # short after the archive was written): such a prefix must verify on its own and
+        # end on the chain's head, so it is the same events, and no hash need be kept.
+        rep_id: int | None = None  # the last repeated event of this file's prefix
+        rep_hash = ""
+        current = None
+        prefix = True
+        pending: tuple[str, int, dict[str, Any]] | None = None  # an id ahead: gap or swap?
+        last_line = 0
+        for where, lineno, item, archive in self._lines():
+            if where != current:
+                current, prefix, rep_id = where, True, None
+            if isinstance(item, dict):
+                event = item
+            else:
+                if not item.endswith(b"\n"):
+                    if archive:
+                        self._fail(where, lineno, item, "unreadable", "a torn line in an archive")
+                        return
+                    self.notes.append(f"{where}:{lineno}: a torn last line (an interrupted "
+                                      "append; `milestone doctor --repair` removes it)")
+                    break
+                if not item.strip():
+                    continue
+                event = loads_line(item)
+                if not event:
+                    self._fail(where, lineno, item, "unreadable",
+                               "not a JSON event (the line was changed or damaged)")
+                    return
+            eid = event.get("event_id")
+            if pending is not None:
+                p_where, p_line, p_event = pending
+                if eid == prev_id + 1:
+                    self.problem = Tamper(p_where, p_line, p_event["event_id"], "out_of_order",
+                                          f"out of order: event #{p_event['event_id']} comes "
+                                          f"before event #{eid} (lines swapped or moved)")
+                else:
+                    self._gap(p_where, p_line, p_event, prev_id)
+                return
+            if prefix and isinstance(eid, int) and not isinstance(eid, bool) \
+                    and 0 < eid <= prev_id:
+                if event.get("hash") != ev.event_hash(event) or (rep_id is not None and (
+                        eid != rep_id + 1 or event.get("prev_hash") != rep_hash)) or (
+                        eid == prev_id and event.get("hash") != prev_hash):
+                    self.problem = (
+                        Tamper(where, lineno, eid, "hash_mismatch", "hash mismatch: the "
+                               "event's content was changed after it was written")
+                        if event.get("hash") != ev.event_hash(event) else
+                        Tamper(where, lineno, eid, "out_of_order",
+                               f"out of order: event #{eid} comes after event #{prev_id} (and "
+                               "does not repeat it as an interrupted log rotation would)"))
+                    return
+                rep_id, rep_hash = eid, event["hash"]
+                prefix = eid != prev_id  # repeats through the head: the new file goes on
+                continue
+            if prefix and rep_id is not None:
+                self.problem = Tamper(where, lineno, eid if isinstance(eid, int) else None,
+                                      "out_of_order",
+                                      f"the lines before it repeat events through #{rep_id} "
+                                      f"of the file before, not through its last (#{prev_id})")
+                return
+            prefix = False
+            bad = ev.verify_chain([event], prev_hash, prev_id)
+            if bad is not None:
+                if isinstance(eid, int) and not isinstance(eid, bool) and eid > prev_id + 1:
+                    pending = (where, lineno, event)  # the next event tells a gap from a swap
+                    continue
+                self.problem = self._classify(where, lineno, event, prev_id, bad[1])
+                return
+            prev_id, prev_hash = event["event_id"], event["hash"]
+            if head is not None and prev_id == head[0] and prev_hash != head[1]:
+                self.problem = Tamper(where, lineno, prev_id, "hash_mismatch",
+                                      f"hash mismatch: {head[2]} applied event #{prev_id} "
+                                      "with another hash (the log was replaced from here)")
+                return
+            self.count += 1
+            self.last_id, self.last_hash, last_line = prev_id, prev_hash, lineno
+            yield event
+        if self.problem is not None:
+            return
+        if pending is not None:
+            self._gap(*pending, prev_id)
+        elif head is not None and head[0] > self.last_id:
+            where = self.files[-1] if self.files else "the event log"
+            self.problem = Tamper(where, last_line + 1, self.last_id + 1, "truncated",
+                                  f"sequence gap: the log ends at event #{self.last_id} but "
+                                  f"{head[2]} applied event #{head[0]} (events were removed "
+                                  "from its end)")
+
+    def _fail(self, where: str, lineno: int, line: bytes, kind: str, what: str) -> None:
+        m = _EVENT_ID.search(line)
+        self.problem = Tamper(where, lineno, int(m.group(1)) if m else None, kind, what)
+
+    def _gap(self, where: str, lineno: int, event: dict[str, Any], prev_id: int) -> None:
+        eid = event["event_id"]
+        missing = (f"event #{prev_id + 1}" if eid == prev_id + 2
+                   else f"events #{prev_id + 1}..#{eid - 1}")
+        self.problem = Tamper(where, lineno, eid, "sequence_gap",
+                              f"sequence gap: {missing} missing before it (a line was removed)")
+
+    @staticmethod
+    def _classify(where: str, lineno: int, event: dict[str, Any], prev_id: int,
+                  what: str) -> Tamper:
+        eid = event.get("event_id")
+        if not isinstance(eid, int) or isinstance(eid, bool):
+            return Tamper(where, lineno, None, "unreadable", f"no valid event id ({what})")
+        if eid <= prev_id:
+            return Tamper(where, lineno, eid, "out_of_order",
+                          f"out of order: event #{eid} comes after event #{prev_id}")
+        if what.startswith("prev_hash"):
+            return Tamper(where, lineno, eid, "prev_hash",
+                          "prev_hash does not link to the previous event's hash (an event "
+                          "before it was changed, removed or replaced)")
+        return Tamper(where, lineno, eid, "hash_mismatch",
+                      "hash mismatch: the event's content was changed after it was written")
+
+    def _head(self) -> tuple[int, str, str] | None:
+        """The head the snapshots applied (state.json, the database's meta), which the
+        chain must reach: a log cut short at its end is missing events too."""
+        read_stored = getattr(self.store, "read_stored", None)
+        if read_stored is not None:
+            stored = read_stored()
+            if stored is None:
+                return None  # no state to compare with (rebuilt from the log when next read)
+            return (int(stored.get("applied_event_id", 0)), str(stored.get("applied_hash")),
+                    ".milestones/logs/state.json")
+        got = self.store.head()
+        return None if got is None else (got[0], got[1], "the database's meta")

@@ -238,6 +238,10 @@ def render_doctor(data: Mapping[str, Any]) -> None:
         con.print(f"repaired: {r}")
 
 
+def render_audit(data: Mapping[str, Any]) -> None:
+    console().print(Text(simple.render_audit(data)))
+
+
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
 

@@ -331,6 +331,39 @@ def render_doctor(data: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def render_audit(data: Mapping[str, Any]) -> str:
+    chain = data["chain"]
+    files = chain["files"]
+    where = files[0] if len(files) == 1 else (
+        f"{len(files)} files, {files[0]} .. {files[-1]}" if files else "no file")
+    lines = [f"hash chain: valid, {plural(chain['events'], 'event')} in {where}, "
+             f"through event #{chain['last_event_id']}"]
+    lines += [f"note: {n}" for n in chain["notes"]]
+    scope = [f"since {data['since']}" if data.get("since") else "",
+             f"actor {data['actor']}" if data.get("actor") else ""]
+    t = data["totals"]
+    lines.append(f"{plural(t['events'], 'event')}, {plural(t['manual_edits'], 'hand edit')}, "
+                 f"{t['access_denied']} access denied"
+                 + (f" ({', '.join(x for x in scope if x)})" if any(scope) else ""))
+    for a in data["actors"]:
+        span = f", {a['first']} .. {a['last']}" if a["first"] else ""
+        lines.append(f"{a['actor']}: {plural(a['events'], 'event')}{span}")
+        by_type = sorted(a["by_type"].items(), key=lambda kv: (-kv[1], kv[0]))
+        if by_type:
+            lines.append("  " + ", ".join(f"{k} {v}" for k, v in by_type))
+        edits = a["manual_edits"]
+        if edits["count"]:
+            users = ", ".join(f"{u} {n}" for u, n in sorted(edits["os_users"].items()))
+            lines.append(f"  hand edits: {edits['count']} (OS user: {users})")
+        denied = a["access_denied"]
+        if denied["count"]:
+            ops = ", ".join(f"{o} {n}" for o, n in sorted(denied["operations"].items()))
+            lines.append(f"  access denied: {denied['count']} ({ops}), "
+                         f"{denied['first']} .. {denied['last']}")
+    lines += [f"warning: {w}" for w in data["warnings"]]
+    return "\n".join(lines)
+
+
 def render_rows(rows: Sequence[str]) -> str:
     return "\n".join(rows)
 
