@@ -16,9 +16,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..storage import BACKENDS as BACKENDS  # the doors' choice of backends (storage migrate --to)
+from .access import guard
 from .constants import DIRNAME, SCHEMA
 from .core import find_root
-from .access import guard
 from .team import TeamOps
 from .txn import Txn
 

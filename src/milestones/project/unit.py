@@ -154,6 +154,20 @@ class UnitOfWork(ProjectCore):
             return "owner"
         return team.role(identity or self.actor, milestone)[0]
 
+    def require_no_higher(self, identity: str, *, operation: str) -> None:
+        """Refuse acting as ``identity`` when its role is above the actor's (an agent
+        registered to work as someone else)."""
+        from . import access
+
+        team = access.team_of(self.config())
+        if not team.enforced:
+            return
+        mine, known = team.role(self.actor)
+        theirs = team.best(identity)
+        if access.ROLES.index(theirs) > access.ROLES.index(mine):
+            raise access.denied(self.root, self.actor, mine, known, "admin", operation,
+                                identity)
+
     def check_write(self, tx: Txn) -> None:
         """The backstop before a write commits: its declared operation (none: it needs
         admin) against the role of its identity on every milestone it touches."""
