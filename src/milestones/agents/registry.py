@@ -40,7 +40,7 @@ class Registry(Messages):
         me = self.p.actor
         identity = (identity or "").strip() or me
         if identity.casefold() != me.casefold():
-            self.p.require_no_higher(identity, operation="agent.register")
+            self.p.require_no_higher(identity, operation="agent.identity")
         with self._step("agent.register") as (tx, reg):
             agents = reg["agents"]
             entry: dict[str, Any] | None = next(
@@ -54,8 +54,7 @@ class Registry(Messages):
             entry.update({"kind": kind, "skills": skills, "pid": pid or os.getpid(),
                           "host": host or socket.gethostname(), "last_seen": tx.now,
                           "status": "live", "lease": lease, "identity": identity})
-            tx.actor = name
-            tx.identity = identity
+            tx.actor = name  # registering is the registering person's update
             tx.record("agent_registered", None, None, agent=entry["id"], name=name, kind=kind,
                       skills=skills, restarted=restarted or None, identity=identity)
             return dict(entry)

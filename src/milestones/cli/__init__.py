@@ -551,6 +551,7 @@ def _register() -> None:
         plan,
         storage,
         task,
+        team,
         templates,
         validate,
     )

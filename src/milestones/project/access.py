@@ -115,7 +115,7 @@ DESCRIBED: dict[str, str] = {
     "doctor.repair": "repairing the project (`doctor --repair`)",
     "encrypt": "changing encryption keys",
     "agent": "working as an agent",
-    "agent.register": "registering an agent to work as someone with a higher role",
+    "agent.identity": "registering an agent to work as someone with a higher role",
     "git.link": "linking commits to tasks",
 }
 
