@@ -101,6 +101,8 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name in ("offline-sync", "second"):
         shutil.copytree(KIRO, d / ".kiro" / "specs" / name)
     ok(d, owner, "init")
+    config = d / ".milestones" / "config" / "config.yaml"
+    config.write_text(config.read_text() + CONFIG_EXTRA)  # read on import: first
     ok(d, owner, "plan", "Alpha", "--task", "A", "--task", "B", "--task", "C")
     ok(d, owner, "plan", "Beta", "--task", "D")
     ok(d, owner, "plan", "Gamma", "--task", "E")
@@ -115,8 +117,6 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     first = ok(d, owner, "team", "add", IDS["contributor"], "--role", "contributor")
     assert f"{owner} was added as owner" in first.stdout
     ok(d, owner, "team", "add", IDS["viewer"], "--role", "viewer")
-    config = d / ".milestones" / "config" / "config.yaml"
-    config.write_text(config.read_text() + CONFIG_EXTRA)
     return d
 
 
