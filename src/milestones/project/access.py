@@ -18,9 +18,7 @@ the role needed, and one ``access_denied`` line in ``logs/security-events.jsonl`
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -129,14 +127,15 @@ def describe(operation: str) -> str:
 
 # ------------------------------------------------------------------ the team
 
-@dataclass
 class Team:
-    """``team:`` of config.yaml as the check reads it."""
+    """``team:`` of config.yaml as the check reads it. (A plain class: a dataclass
+    would cost every command's start-up its making.)"""
 
-    enforced: bool = False
-    default_role: str = "viewer"
-    members: dict[str, str] = field(default_factory=dict)  # casefolded identity -> role
-    milestones: dict[str, dict[str, str]] = field(default_factory=dict)
+    def __init__(self, enforced: bool = False, default_role: str = "viewer") -> None:
+        self.enforced = enforced
+        self.default_role = default_role
+        self.members: dict[str, str] = {}  # casefolded identity -> role
+        self.milestones: dict[str, dict[str, str]] = {}  # milestone id -> the same
 
     def role(self, identity: str, milestone: str | None = None) -> tuple[str, bool]:
         """(role, on the team) of ``identity``, on ``milestone`` when it has overrides."""
@@ -191,6 +190,8 @@ def record_denial(root: Any, actor: str, role: str, needed: str, operation: str,
                   target: str | None) -> None:
     """One ``access_denied`` line in logs/security-events.jsonl (appended, no link
     followed). A record that cannot be written does not hide the refusal."""
+    import json
+
     from ..storage import fsutil
 
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -277,11 +278,9 @@ UNWRAPPED = frozenset({"transaction"})
 
 
 def guarded(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-    import inspect
-
     needs = OPERATIONS[name][0]
-    params = list(inspect.signature(fn).parameters)
-    by_ref = len(params) > 1 and params[1] == "ref"  # the target, for the refusal
+    code = fn.__code__  # (inspect would cost every command its import)
+    by_ref = code.co_argcount > 1 and code.co_varnames[1] == "ref"  # the target, for the refusal
 
     @functools.wraps(fn)
     def run(self: Any, *args: Any, **kwargs: Any) -> Any:
