@@ -298,3 +298,13 @@ def test_the_config_checker_knows_the_team_keys(tmp_path: Path, text: str,
     result = ok(tmp_path, "ann", "status")
     for w in words:
         assert w in result.stderr, result.stderr
+
+
+def test_execute_by_a_viewer_is_refused_before_it_starts(tmp_path: Path) -> None:
+    ok(tmp_path, "ann", "init")
+    ok(tmp_path, "ann", "plan", "A", "--task", "x")
+    ok(tmp_path, "ann", "team", "add", "vic", "--role", "viewer")
+    before = snapshot(tmp_path)
+    result = invoke(tmp_path, "vic", "execute", "1", "--agents", "1", "--command", "true")
+    assert result.exit_code == 6 and "vic is a viewer" in result.stderr, result.stderr
+    assert snapshot(tmp_path) == before

@@ -35,7 +35,9 @@ def _text(data: dict[str, Any]) -> str:
 
     data = inert_data(data)
     if not data["enforced"]:
-        return "no team: single-user, you are the owner (`milestone team add` makes one)"
+        listed = f" ({len(data['members'])} listed for scheduling)" if data["members"] else ""
+        return (f"no team{listed}: roles are not checked, everyone is an owner "
+                "(`milestone team add` makes a team)")
     lines = [f"{m['identity']:<32} {m['role']}" for m in data["members"]]
     lines.append(f"anyone else: {data['default_role']} (team.default_role)")
     for mid, over in sorted(data["milestones"].items()):
