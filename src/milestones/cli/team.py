@@ -49,7 +49,12 @@ def _text(data: dict[str, Any]) -> str:
 @team_group.command(name="list")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def team_list(as_json: bool) -> None:
-    """List the team: each member's role, the default role, per-milestone roles."""
+    """List the team: each member's role, the default role, per-milestone roles.
+
+    \b
+    Example:
+      milestone team list --json
+    """
     data = get_project().team_view()
     if as_json:
         from ..ui import jsontext
@@ -73,7 +78,12 @@ def _said(data: dict[str, Any], line: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def team_add(identity: str, role: str, as_json: bool) -> None:
     """Add IDENTITY (an email or user name, as MILESTONE_USER or git's user.email
-    gives it) to the team with a role."""
+    gives it) to the team with a role.
+
+    \b
+    Example:
+      milestone team add bob@example.com --role contributor
+    """
     data = get_project().team_add(identity, role)
     _said(data, f"{identity} is now {role}", as_json)
 
@@ -84,7 +94,13 @@ def team_add(identity: str, role: str, as_json: bool) -> None:
               help="Remove only IDENTITY's own role on milestone REF.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def team_remove(identity: str, milestone: str | None, as_json: bool) -> None:
-    """Take IDENTITY off the team (the last owner stays)."""
+    """Take IDENTITY off the team (the last owner stays).
+
+    \b
+    Examples:
+      milestone team remove bob@example.com
+      milestone team remove bob@example.com --milestone 3
+    """
     data = get_project().team_remove(identity, milestone=milestone)
     where = f" on {data['milestone']}" if data.get("milestone") else ""
     _said(data, f"{identity} removed{where}", as_json)
@@ -97,7 +113,13 @@ def team_remove(identity: str, milestone: str | None, as_json: bool) -> None:
               help="Give IDENTITY this role on milestone REF only.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def team_role(identity: str, role: str, milestone: str | None, as_json: bool) -> None:
-    """Change IDENTITY's role (on milestone REF with --milestone)."""
+    """Change IDENTITY's role (on milestone REF with --milestone).
+
+    \b
+    Examples:
+      milestone team role bob@example.com owner
+      milestone team role vic@example.com contributor --milestone 3
+    """
     data = get_project().team_set_role(identity, role, milestone=milestone)
     where = f" on {data['milestone']}" if data.get("milestone") else ""
     _said(data, f"{identity} is now {role}{where}", as_json)
