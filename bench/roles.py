@@ -10,8 +10,8 @@ It builds a project of 25 milestones x 10 tasks and times whole subprocess runs 
   on this tree: a read resolves no identity and reads no team settings, so the two
   should be within noise of each other;
 * with ``--base SRC`` (say, a checkout of the commit before roles, ``git archive
-  BASE src | tar -x -C /tmp/base``), the same reads on that tree (PYTHONPATH=SRC):
-  the start-up cost of the feature itself.
+  BASE src | tar -x -C /tmp/base``), the same reads of the same projects on that
+  tree (PYTHONPATH=SRC, the "base" columns): the start-up cost of the feature.
 
 Medians in ms, the ratio to the first column, and the load average (a busy machine
 makes every figure noisy: compare ratios, not absolutes).
@@ -69,8 +69,10 @@ def main() -> None:
         plain = build(Path(tmp) / "plain", team=False)
         team = build(Path(tmp) / "team", team=True)
         cases = [("no team", plain, None), ("team", team, None)]
-        if opts.base:
-            cases.insert(0, ("base, no team", plain, opts.base))
+        if opts.base:  # the same projects on the tree before: a team's config is parsed
+            # there too (any config.yaml but the default one is), so compare like with like
+            cases = [("base, no team", plain, opts.base), cases[0],
+                     ("base, team", team, opts.base), cases[1]]
         for args in (["status"], ["list"]):
             for _name, cwd, src in cases:  # warm-up (bytecode caches)
                 time_one(cwd, args, src)
