@@ -78,8 +78,10 @@ def milestone_yaml(
 
 
 def team_config(*members: Mapping[str, Any]) -> str:
-    """config/config.yaml with these ``team.members``."""
-    return json.dumps({"team": {"members": [dict(m) for m in members]}})  # JSON is YAML
+    """config/config.yaml with these ``team.members`` (for capacity: roles not checked,
+    so the tests' actor, not a member, may write)."""
+    team = {"members": [dict(m) for m in members], "enforce_roles": False}
+    return json.dumps({"team": team})  # JSON is YAML
 
 
 def new_project(tmp: Path, *, milestones: int = 2, config: str | None = None) -> Project:

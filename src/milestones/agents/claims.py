@@ -120,7 +120,7 @@ class Claims(Registry):
         blocked) or stop (``open`` is 0: everything is done)."""
         if lease is not None:
             lease = check_lease(lease)
-        with self._step() as (tx, reg):
+        with self._step("agent.claim") as (tx, reg):
             entry = reg["agents"][self.resolve(who, reg)["id"]]
             if entry.get("status") == "gone":
                 raise Conflict(f"{entry['id']} was cleaned up",
@@ -128,6 +128,7 @@ class Claims(Registry):
             entry["last_seen"] = tx.now
             entry["status"] = "live"
             tx.actor = entry["name"]
+            tx.identity = entry.get("identity")  # whose role the agent works with
             only = refs.resolve_milestone(ref, tx.snaps) if ref is not None else None
             got = self._take(tx, entry, only, lease)
         return got
@@ -183,7 +184,7 @@ class Claims(Registry):
     def _holding(self, who: str | None, ref: str | None, token: int | None, verb: str
                  ) -> Iterator[tuple[Txn, dict[str, Any], str, str]]:
         """A step on a task the agent holds; a stale token or lost claim is refused."""
-        with self._step() as (tx, reg):
+        with self._step(f"agent.{verb}") as (tx, reg):
             entry = reg["agents"][self.resolve(who, reg)["id"]]
             aid = entry["id"]
             if ref is None:
@@ -229,6 +230,7 @@ class Claims(Registry):
             entry["last_seen"] = tx.now
             entry["status"] = "live"
             tx.actor = entry["name"]
+            tx.identity = entry.get("identity")  # whose role the agent works with
             yield tx, entry, mid, tid
 
     def _retake(self, tx: Txn, mid: str, tid: str, entry: Mapping[str, Any]) -> md.Task:
@@ -331,7 +333,7 @@ class Claims(Registry):
         nothing and returns None."""
         reason = md.check_text(reason, "blocker reason", required=True, limit=1000,
                                single_line=True)
-        with self._step() as (tx, _reg):
+        with self._step("agent.report_blocker") as (tx, _reg):
             mid, tid = refs.resolve_task(ref, tx.snaps, tx.current)
             t = tx.milestone(mid).task(tid)
             if reason in t.blockers or t.finished:

@@ -139,7 +139,7 @@ def link(project: Project, *, since: str | None = None, keyword: str | None = No
         if refs_:
             wanted.append((c, refs_, closing))
     if wanted:
-        with project.transaction() as tx:
+        with project.acting("git.link", "update"), project.transaction() as tx:
             for c, refs_, closing in wanted:
                 for ref in refs_:
                     mid, tid = ref.split("/", 1)

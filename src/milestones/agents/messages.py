@@ -64,10 +64,12 @@ class Messages:
         return dict(entry)
 
     @contextmanager
-    def _step(self) -> Iterator[tuple[Txn, dict[str, Any]]]:
+    def _step(self, operation: str = "agent") -> Iterator[tuple[Txn, dict[str, Any]]]:
         """One coordination write: the project's write lock, the registry, and the
         sweep of lapsed claims and dead agents that every step starts with. Inside
-        ``batch()``, the batch's write."""
+        ``batch()``, the batch's write. An agent step is an update (``access``),
+        checked against the agent's identity (``tx.identity``) before its record
+        is written."""
         if self._batch is not None:
             tx, reg = self._batch
             try:
@@ -76,12 +78,14 @@ class Messages:
                 tx.forget()  # the step may have changed a milestone it did not record
                 raise
             return
-        with self.p.transaction() as tx:
+        with self.p.acting(operation, "update"), self.p.transaction() as tx:
             tx.check = False  # status moves only (see Txn.check)
             reg = self._registry()
             before = repr(reg)
             self._sweep(tx, reg)
             yield tx, reg
+            if tx.events:
+                self.p.check_write(tx)  # before the record: a refused step writes nothing
             if repr(reg) != before:
                 self.p.store.write_record("agents", reg)
 
@@ -171,10 +175,11 @@ class Messages:
         if not to:
             raise InvalidInput("no addressee given",
                                hint="--to agent-3, --to role:reviewer, or `agent broadcast`")
-        with self._step() as (tx, reg):
+        with self._step("agent.send") as (tx, reg):
             sender = self.resolve(who, reg)
             reg["agents"][sender["id"]]["last_seen"] = tx.now
             tx.actor = sender["name"]
+            tx.identity = sender.get("identity")
             live = [a for a in reg["agents"].values() if a.get("status") == "live"]
             if to == BROADCAST:
                 recipients = [a["id"] for a in live if a["id"] != sender["id"]]
@@ -210,7 +215,7 @@ class Messages:
 
     def ack(self, who: str | None, ids: Sequence[int]) -> list[int]:
         """Mark messages read; returns the ids newly acked (acking twice is harmless)."""
-        with self._step() as (tx, reg):
+        with self._step("agent.ack") as (tx, reg):
             try:
                 me = self.resolve(who, reg)["id"]
             except NotFound:

@@ -208,6 +208,8 @@ def rebuild_records(snaps: Mapping[str, Any], events: Iterable[Mapping[str, Any]
                 entry["kind"] = d["kind"]
             if isinstance(d.get("skills"), list):
                 entry["skills"] = list(d["skills"])
+            if isinstance(d.get("identity"), str):
+                entry["identity"] = d["identity"]
         elif kind in ("agent_expired", "agent_deregistered") and aid in agents:
             agents[aid]["status"] = "dead" if kind == "agent_expired" else "gone"
         elif kind == "message_sent" and _int(d.get("message_id")):

@@ -19,8 +19,11 @@ class Registry(Messages):
 
     def register(self, name: str, *, kind: str = "worker", skills: Sequence[str] = (),
                  pid: int | None = None, host: str | None = None,
-                 lease: int | None = None) -> dict[str, Any]:
-        """Register (or re-register, after a restart) an agent; returns its entry."""
+                 lease: int | None = None, identity: str | None = None) -> dict[str, Any]:
+        """Register (or re-register, after a restart) an agent; returns its entry.
+
+        The agent acts under ``identity`` (default: the person registering it) and
+        that identity's role; naming someone whose role is above yours is refused."""
         name = (name or "").strip()
         if not name or len(name) > 100 or any(ch.isspace() for ch in name):
             raise InvalidInput(f"agent name {name!r} is not usable",
@@ -33,7 +36,11 @@ class Registry(Messages):
                                 or not 1 <= pid < 2**31):
             raise InvalidInput(f"pid {pid!r} is not a process id",
                                hint="give the agent's process id (1 or more), or leave --pid out")
-        with self._step() as (tx, reg):
+        me = self.p.actor
+        identity = (identity or "").strip() or me
+        if identity.casefold() != me.casefold():
+            self.p.require_no_higher(identity, operation="agent.identity")
+        with self._step("agent.register") as (tx, reg):
             agents = reg["agents"]
             entry: dict[str, Any] | None = next(
                 (a for a in agents.values() if a["name"] == name), None)
@@ -45,15 +52,15 @@ class Registry(Messages):
                 agents[aid] = entry
             entry.update({"kind": kind, "skills": skills, "pid": pid or os.getpid(),
                           "host": host or _hostname(), "last_seen": tx.now,
-                          "status": "live", "lease": lease})
-            tx.actor = name
+                          "status": "live", "lease": lease, "identity": identity})
+            tx.actor = name  # registering is the registering person's update
             tx.record("agent_registered", None, None, agent=entry["id"], name=name, kind=kind,
-                      skills=skills, restarted=restarted or None)
+                      skills=skills, restarted=restarted or None, identity=identity)
             return dict(entry)
 
     def heartbeat(self, who: str | None) -> dict[str, Any]:
         """Renew the agent's leases; says what it holds and how many messages wait."""
-        with self._step() as (tx, reg):
+        with self._step("agent.heartbeat") as (tx, reg):
             entry = reg["agents"][self.resolve(who, reg)["id"]]
             if entry.get("status") == "gone":
                 raise Conflict(f"{entry['id']} was cleaned up",
@@ -70,7 +77,7 @@ class Registry(Messages):
     def cleanup(self, who: str | None = None) -> dict[str, Any]:
         """Deregister an agent and release its claims; without one, release the claims
         of every dead agent (the sweep every step runs) and list who was dead."""
-        with self._step() as (tx, reg):
+        with self._step("agent.cleanup") as (tx, reg):
             if who is None and not os.environ.get("MILESTONE_AGENT_ID"):
                 dead = [a["id"] for a in reg["agents"].values() if a.get("status") == "dead"]
                 return {"released": [], "dead": dead}

@@ -33,6 +33,7 @@ COMMAND_MODULES = {
     **dict.fromkeys(("backup", "restore"), "backup"),
     "storage": "storage",
     "task": "task",
+    "team": "team",
     **dict.fromkeys(("agent", "ready"), "agent"),
     "git": "gitcmd",
     "execute": "execute",
@@ -77,6 +78,8 @@ COMMAND_HELP = {
     "status": "Progress of the current milestone (or REF, or --all).",
     "storage": "Inspect and move the project's storage backend.",
     "task": "Add and move tasks. TASK is 3/2, milestone-003/task-2, or 2 (current milestone).",
+    "team": "The team and its roles: owner (everything), contributor (all but delete and "
+            "admin), viewer (read only).",
     "template": "Built-in and your own milestone templates (.milestones/templates/*.yaml).",
     "update": "Edit a milestone's fields.",
     "validate": "Check the plan against the rules; exit 5 when errors are found.",

@@ -89,9 +89,11 @@ def agent() -> None:
 @click.option("--host", default=None, help="Host to record (default: this machine).")
 @click.option("--lease", type=int, default=None, help="Seconds of silence before it counts "
               "as dead (default: agents.lease_seconds, 300).")
+@click.option("--identity", default=None, metavar="WHO",
+              help="Whose role it works with (default: yours; see `milestone team`).")
 @json_option
 def register(name: str, kind: str, skills: str, pid: int | None, host: str | None,
-             lease: int | None, as_json: bool) -> None:
+             lease: int | None, identity: str | None, as_json: bool) -> None:
     """Register an agent; prints its id (use it as --agent or MILESTONE_AGENT_ID).
 
     \b
@@ -100,7 +102,8 @@ def register(name: str, kind: str, skills: str, pid: int | None, host: str | Non
       milestone agent register --name watcher --kind monitor --json
     """
     entry = agents().register(
-        name, kind=kind, skills=skills.split(","), pid=pid, host=host, lease=lease)
+        name, kind=kind, skills=skills.split(","), pid=pid, host=host, lease=lease,
+        identity=identity)
     out({"agent": entry}, as_json, entry["id"])
 
 

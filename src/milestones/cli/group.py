@@ -322,6 +322,7 @@ def _register() -> None:
         plan,
         storage,
         task,
+        team,
         templates,
         validate,
     )

@@ -57,6 +57,8 @@ EVENT_TYPES: dict[str, str] = {
                      "(the old one was deleted or cut short)",
     "log_quarantined": "`doctor --repair` moved event log lines that do not verify to "
                        "logs/quarantine/",
+    "team_changed": "`milestone team add|remove|role` changed the team or a role in "
+                    "config.yaml (details: action, identity, role, previous, on)",
 }
 
 

@@ -25,5 +25,10 @@ def backup(root: Path, dest: Path | None = None, *, actor: str | None = None) ->
 
 
 def restore(root: Path, archive: Path, *, actor: str | None = None) -> RestoreInfo:
-    """Replace the project's data at ``root`` with ``archive`` (checked whole first)."""
-    return restore_backup(root, archive, actor=actor or resolve_actor(Path.cwd()))
+    """Replace the project's data at ``root`` with ``archive`` (checked whole first).
+    An admin operation: only an owner restores (``access``)."""
+    from ..project.access import require_at
+
+    who = actor or resolve_actor(Path.cwd())
+    require_at(root, "admin", operation="restore", actor=who, target=None)
+    return restore_backup(root, archive, actor=who)

@@ -86,6 +86,8 @@ def _head_check(project: Project, verified: list[dict[str, Any]], st: Any) -> di
 
 
 def run(project: Project, *, repair: bool = False) -> dict[str, Any]:
+    if repair:  # an admin operation: owners only (a check alone is a read)
+        project.require("admin", operation="doctor.repair")
     try:
         return _run(project, repair=repair)
     except (StorageError, sqlite3.Error, ValueError, KeyError, TypeError, AttributeError) as exc:

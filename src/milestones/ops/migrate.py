@@ -166,7 +166,7 @@ def write_marker(root: Path, backend: str) -> None:
 
 def migrate(root: Path, to: str, *, dry_run: bool = False, actor: str = "unknown",
             on_step: Callable[[str], None] | None = None, progress: Progress | None = None,
-            batch: int = BATCH) -> dict[str, Any]:
+            batch: int = BATCH, automatic: bool = False) -> dict[str, Any]:
     """Move the project at ``root`` (a .milestones dir) to backend ``to``.
 
     ``on_step`` is called with each step's name before it runs (tests inject
@@ -174,8 +174,13 @@ def migrate(root: Path, to: str, *, dry_run: bool = False, actor: str = "unknown
     streams ``batch`` milestones (and ten times as many events) at a time from the
     old store into the new one, each batch written in one go, and the verification
     reads the new store back the same way: neither holds the whole project.
-    Returns a report; raises StorageError after a rollback.
+    Returns a report; raises StorageError after a rollback. An admin operation
+    (owners only) unless a dry run, or ``automatic`` (the scale policy an owner set).
     """
+    if not (dry_run or automatic):
+        from ..project.access import require_at
+
+        require_at(root, "admin", operation="storage.migrate", actor=actor)
     if to not in BACKENDS:
         raise InvalidInput(f"unknown backend {to!r}", hint=f"use one of: {', '.join(BACKENDS)}")
     old = open_store(root)
@@ -363,7 +368,11 @@ def leftovers(root: Path) -> tuple[str, list[Path]]:
 
 def cleanup(root: Path, *, dry_run: bool = False, actor: str = "unknown") -> dict[str, Any]:
     """Remove what ``leftovers`` finds, under the writer lock (so not while a
-    migration runs); logs ``storage_cleaned``. The backups stay."""
+    migration runs); logs ``storage_cleaned``. The backups stay. Owners only."""
+    if not dry_run:
+        from ..project.access import require_at
+
+        require_at(root, "admin", operation="storage.cleanup", actor=actor)
     store = open_store(root)
     with store.lock(timeout=MIGRATION_LOCK_TIMEOUT):
         backend, files = leftovers(root)

@@ -473,7 +473,7 @@ def after_write(project: Project) -> str | None:
     from .migrate import migrate, read_marker
 
     try:
-        report = migrate(project.root, rec.backend, actor=project.actor)
+        report = migrate(project.root, rec.backend, actor=project.actor, automatic=True)
     except MilestoneError as exc:
         if read_marker(project.root, current) != current:
             return None  # another command's `auto` moved it first

@@ -16,20 +16,23 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..storage import BACKENDS as BACKENDS  # the doors' choice of backends (storage migrate --to)
+from .access import guard
 from .constants import DIRNAME, SCHEMA
 from .core import find_root
+from .team import TeamOps
 from .txn import Txn
-from .views import Views
 
 
-class Project(Views):
+@guard  # every write checked against the actor's role: access.OPERATIONS
+class Project(TeamOps):
     """A milestone project on disk (or in memory): every read and write goes here.
 
     The operations come in families, one module each, every family's class
     extending the one before it so each sees the methods it builds on:
     ``core`` (opening, state, caches) < ``unit`` (the write transaction) <
     ``plans`` (milestones) < ``tasks`` < ``specs`` (templates, Kiro, export) <
-    ``reviews`` < ``checks`` (feasibility, validation) < ``views``.
+    ``reviews`` < ``checks`` (feasibility, validation) < ``views`` < ``team``
+    (roles; every operation's access class is in ``access.OPERATIONS``).
     """
 
 

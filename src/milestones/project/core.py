@@ -83,6 +83,7 @@ class ProjectCore:
         self._l1_hits = 0
         self._l1_misses = 0
         self._warned = False  # the event log's damage was told (once per command)
+        self._ops: list[tuple[str, str]] = []  # the operations declared (acting), outermost first
 
     # ---------------------------------------------------------- opening
 

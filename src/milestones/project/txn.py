@@ -30,6 +30,7 @@ class Txn:
         self.now = project.clock()
         self.note: str | None = None  # a session note for the resume record
         self.actor: str | None = None  # who the events name, when not the project's actor
+        self.identity: str | None = None  # whose role the write needs, when not the actor's
         # False for steps that only move tasks through the model's own transitions
         # (agent claims and reports, milestones.agents.coord): the plan's structure does not
         # change, so the write rules cannot find anything new.

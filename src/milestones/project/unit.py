@@ -85,6 +85,7 @@ class UnitOfWork(ProjectCore):
             self._new_runs = []
             yield tx
             if tx.events:
+                self.check_write(tx)
                 if tx.check:
                     self._check_write(tx)
                 try:
@@ -108,6 +109,76 @@ class UnitOfWork(ProjectCore):
             self._warn(line)
         if tx.events and scheduled_backup and store.backend == "database":
             self._scheduled_backup()  # after the lock: the backup takes it itself
+
+    # ----------------------------------------------------------- access (access.py)
+
+    @contextlib.contextmanager
+    def acting(self, operation: str, needs: str, *, target: str | None = None,
+               identity: str | None = None) -> Iterator[None]:
+        """Declare the operation the writes inside belong to (``needs``: its class,
+        read, create, update, delete or admin): checked now by the best role the
+        identity has, then per milestone touched when the write commits. Inside
+        another declared operation it adds nothing: the outer one stands."""
+        if self._ops:
+            yield
+            return
+        self.require(needs, operation=operation, target=target, identity=identity, best=True)
+        self._ops.append((operation, needs))
+        try:
+            yield
+        finally:
+            self._ops.pop()
+
+    def require(self, needs: str, *, operation: str, target: str | None = None,
+                identity: str | None = None, best: bool = False) -> None:
+        """Refuse (``PermissionDenied``, exit 6, an ``access_denied`` record) unless
+        ``identity`` (default: the actor) may do ``needs`` (on milestone ``target``):
+        what the ops (migrate, restore, ``doctor --repair``, key rotation) call."""
+        from . import access
+
+        if needs == "read":
+            return
+        team = access.team_of(self.config())
+        if not team.enforced:
+            return
+        mids = [target] if target and target.startswith("milestone-") else []
+        access.check(self.root, team, identity or self.actor, needs, operation, mids,
+                     best=best and not mids, ref=target)
+
+    def access_role(self, identity: str | None = None, milestone: str | None = None) -> str:
+        """The role ``identity`` (default: the actor) has (on ``milestone``)."""
+        from . import access
+
+        team = access.team_of(self.config())
+        if not team.enforced:
+            return "owner"
+        return team.role(identity or self.actor, milestone)[0]
+
+    def require_no_higher(self, identity: str, *, operation: str) -> None:
+        """Refuse acting as ``identity`` when its role is above the actor's (an agent
+        registered to work as someone else)."""
+        from . import access
+
+        team = access.team_of(self.config())
+        if not team.enforced:
+            return
+        mine, known = team.role(self.actor)
+        theirs = team.best(identity)
+        if access.ROLES.index(theirs) > access.ROLES.index(mine):
+            raise access.denied(self.root, self.actor, mine, known, "admin", operation,
+                                identity)
+
+    def check_write(self, tx: Txn) -> None:
+        """The backstop before a write commits: its declared operation (none: it needs
+        admin) against the role of its identity on every milestone it touches."""
+        from . import access
+
+        operation, needs = self._ops[0] if self._ops else ("transaction", "admin")
+        team = access.team_of(self.config())
+        if not team.enforced:
+            return
+        touched = {e["milestone_id"] for e in tx.events if e.get("milestone_id")}
+        access.check(self.root, team, tx.identity or self.actor, needs, operation, touched)
 
     def _set_run(self, command: str | None) -> str | None:
         """A `run` command this write sets: approved once the write commits."""

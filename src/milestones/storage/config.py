@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -103,6 +104,30 @@ def _list(value: Any) -> str | None:
     return None if isinstance(value, list) else "must be a list"
 
 
+def _bool(value: Any) -> str | None:
+    return None if isinstance(value, bool) else "must be true or false"
+
+
+ACCESS_ROLES = ("owner", "contributor", "viewer")
+_MILESTONE_ID = re.compile(r"^milestone-\d{3,}$")
+
+
+def _overrides(value: Any) -> str | None:
+    """team.milestones: {milestone-003: {bob@example.com: owner}}."""
+    if not isinstance(value, dict):
+        return "must be a mapping of milestone ids to {identity: role}"
+    for mid, over in value.items():
+        if not _MILESTONE_ID.match(str(mid)):
+            return f"has {mid!r}, not a milestone id (write it as milestone-003)"
+        if not isinstance(over, dict):
+            return f"{mid} must map identities to roles, e.g. {{bob@example.com: owner}}"
+        for who, role in over.items():
+            if role not in ACCESS_ROLES:
+                return (f"{mid}.{who} must be one of {', '.join(ACCESS_ROLES)}, "
+                        f"not {role!r}")
+    return None
+
+
 _MEMBER: dict[str, Check] = {
     "name": _text, "email": _text, "id": _text, "aliases": _list, "skills": _list,
     "role": _text, "capacity": _number(0, 168),
@@ -113,7 +138,8 @@ _MEMBER: dict[str, Check] = {
 SCHEMA: dict[str, dict[str, Check] | None] = {
     "ui": {"default": _choice("auto", "simple", "rich"),
            "rich_from_milestones": _number(0, 10**9, whole=True)},
-    "team": {"members": _list},
+    "team": {"members": _list, "enforce_roles": _bool,
+             "default_role": _choice(*ACCESS_ROLES), "milestones": _overrides},
     "agents": {"lease_seconds": _number(1, 7 * 86400, whole=True),
                "max_attempts": _number(1, 10**6, whole=True),
                "message_keep": _number(0, 10**9, whole=True)},
@@ -244,3 +270,41 @@ def _warn(root: Path, raw: bytes, problems: list[tuple[tuple[str | int, ...], st
         line = yamlio.key_line(text, where_in) if where_in else None
         print(f"milestone: warning: {WHERE}{f':{line}' if line else ''}: {message}",
               file=sys.stderr, flush=True)
+
+
+def edit_team(root: Path, change: Callable[[Any], Any]) -> Any:
+    """Change the ``team:`` section of config.yaml in place, keeping the file's
+    comments and order: ``change`` gets the section (a mapping, made when missing)
+    and returns what the caller wants back. Written atomically, links refused; the
+    caller holds the writer lock."""
+    import io
+
+    from ruamel.yaml import YAML
+
+    from . import fsutil, yamlio
+
+    path = root / "config" / "config.yaml"
+    try:
+        raw = fsutil.read_bytes(path, yamlio.MAX_FILE_BYTES)
+    except (FileNotFoundError, NotADirectoryError):
+        raw = DEFAULT_CONFIG_TEXT.encode("utf-8")
+    text = yamlio.decode(raw, WHERE)
+    yamlio.load_text(text, WHERE)  # refuse what the tool refuses to read, as reads do
+    yaml = YAML(typ="rt")
+    yaml.width = 100
+    yaml.preserve_quotes = True
+    doc = yaml.load(text)
+    if doc is None:
+        doc = yaml.load("{}\n")
+    if not isinstance(doc, dict):
+        raise InvalidInput(f"{WHERE}: holds a {type(doc).__name__}, not a mapping of settings",
+                           hint="fix the file first")
+    if not isinstance(doc.get("team"), dict):
+        doc["team"] = {}
+    got = change(doc["team"])
+    buf = io.StringIO()
+    yaml.dump(doc, buf)
+    new = buf.getvalue()
+    yamlio.load_text(new, WHERE)  # what is written reads back
+    fsutil.atomic_write(path, new.encode("utf-8"))
+    return got
