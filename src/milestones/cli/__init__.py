@@ -106,6 +106,7 @@ COMMAND_MODULES = {
     **dict.fromkeys(("import", "export", "review"), "kiro"),
     **dict.fromkeys(("backup", "restore"), "backup"),
     "storage": "storage",
+    "encrypt": "encrypt",
     "task": "task",
     **dict.fromkeys(("agent", "ready"), "agent"),
     "git": "gitcmd",
@@ -127,6 +128,7 @@ COMMAND_HELP = {
     "delete": "Delete a milestone (asks first unless --yes). Its history stays in the log.",
     "demo": "Create a sample project (in a temporary directory unless given one) and show it.",
     "doctor": "Check the event log's hash chain, the snapshots and the files; --repair fixes.",
+    "encrypt": "Encrypt protected fields at rest (AES-256-GCM): init, rotate, off, status.",
     "execute": "Work milestone REF with agents in parallel until every task is done.",
     "export": "Write milestones out in other tools' formats, or as readable YAML.",
     "git": "Git integration: link commits to the tasks they name.",
@@ -420,6 +422,7 @@ MULTILINE = frozenset({"description"})  # view keys whose text keeps its line br
 
 def emit(data: dict[str, Any], view: str, as_json: bool, ui: str | None) -> None:
     """Print ``data`` as JSON or through the ``render_<view>`` of the chosen level."""
+    data = revealed(data)
     if as_json:
         from ..ui import jsontext  # json and orjson: only for --json
 
@@ -435,6 +438,14 @@ def emit(data: dict[str, Any], view: str, as_json: bool, ui: str | None) -> None
     from ..ui import simple
 
     click.echo(getattr(simple, f"render_{view}")(data))
+
+
+def revealed(data: Any) -> Any:
+    """``data`` with the project's encrypted values opened (``Project.reveal``): the
+    text with the key, ``[encrypted]`` without. Nothing to do before a project opens."""
+    state = click.get_current_context().find_object(State)
+    project = state._project if state is not None else None
+    return data if project is None else project.reveal(data)
 
 
 def wrote() -> bool:
@@ -453,6 +464,7 @@ def say(message: str, data: dict[str, Any] | None = None, as_json: bool = False,
     script or an agent may repeat it): "nothing changed", and ``"changed": false``."""
     if not changed:
         message, data = f"nothing changed: {message}", {**(data or {}), "changed": False}
+    message, data = revealed((message, data))
     if as_json:
         from ..ui import jsontext
 
@@ -542,6 +554,7 @@ def _register() -> None:
         admin,
         agent,
         backup,
+        encrypt,
         execute,
         gitcmd,
         kiro,

@@ -57,6 +57,8 @@ EVENT_TYPES: dict[str, str] = {
                      "(the old one was deleted or cut short)",
     "log_quarantined": "`doctor --repair` moved event log lines that do not verify to "
                        "logs/quarantine/",
+    "encryption_changed": "`encrypt init|rotate|off` re-sealed every protected value and "
+                          "re-chained the log; names the old chain's head",
 }
 
 

@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING, Any
 from ..storage import BACKENDS as BACKENDS  # the doors' choice of backends (storage migrate --to)
 from .constants import DIRNAME, SCHEMA
 from .core import find_root
+from .encryption import Encryption
 from .txn import Txn
 from .views import Views
 
 
-class Project(Views):
+class Project(Views, Encryption):
     """A milestone project on disk (or in memory): every read and write goes here.
 
     The operations come in families, one module each, every family's class
