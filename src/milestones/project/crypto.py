@@ -180,6 +180,9 @@ class Crypt:
         self._cipher: Cipher | None = None
         self._loaded = False
         self._told: set[str] = set()
+        # (label, text) -> token, when set: a rewrite seals a value the same wherever it
+        # stands (an event's patch and the snapshot replaying it must agree)
+        self.memo: dict[tuple[str, str], str] | None = None
 
     @classmethod
     def open(cls, root: Path, config: Any) -> Crypt | None:
@@ -217,7 +220,12 @@ class Crypt:
                 return value
             c = self.cipher(required=True)
             assert c is not None
-            return c.seal(label, value)
+            if self.memo is None:
+                return c.seal(label, value)
+            token = self.memo.get((label, value))
+            if token is None:
+                token = self.memo[(label, value)] = c.seal(label, value)
+            return token
         if isinstance(value, list) and any(isinstance(x, str) and x and not
                                            x.startswith(PREFIX) for x in value):
             return [self.seal_value(x, label) for x in value]

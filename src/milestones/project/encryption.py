@@ -71,7 +71,7 @@ class Encryption(UnitOfWork):
             made = True
         cipher = crypto.Cipher(key)
         crypt = crypto.Crypt(self.root, cipher.kid, crypto.protected_fields(self.config()))
-        crypt._cipher, crypt._loaded = cipher, True
+        crypt._cipher, crypt._loaded, crypt.memo = cipher, True, {}
         ignored = _ignore_key(self.root)
         extra = {} if os.environ.get(crypto.KEY_ENV) else {
             crypto.KEY_FILE: (crypto.encode_key(key) + "\n").encode("ascii")}
@@ -232,11 +232,18 @@ def _rechain(events: Any, fn: Fn, closing: dict[str, Any]) -> Iterator[dict[str,
 
 
 def _tokens(fn: Callable[[str], str]) -> tuple[Fn, Fn, Fn]:
-    """Every token anywhere, through ``fn`` (rotate: sealed anew; off: opened)."""
+    """Every token anywhere, through ``fn`` (rotate: sealed anew; off: opened), the
+    same token to the same result (a patch and the snapshot replaying it agree)."""
+    memo: dict[str, str] = {}
 
     def walk(x: Any) -> Any:
         if isinstance(x, str):
-            return fn(x) if x.startswith(crypto.PREFIX) else x
+            if not x.startswith(crypto.PREFIX):
+                return x
+            got = memo.get(x)
+            if got is None:
+                got = memo[x] = fn(x)
+            return got
         if isinstance(x, dict):
             return {k: walk(v) for k, v in x.items()}
         if isinstance(x, list):
