@@ -192,6 +192,10 @@ class Crypt:
             return None
         return cls(root, marker, protected_fields(config))
 
+    def use(self, cipher: Cipher) -> None:
+        """Seal under ``cipher`` (``encrypt init``: before the marker names it)."""
+        self._cipher, self._loaded = cipher, True
+
     def cipher(self, *, required: bool = False) -> Cipher | None:
         """The key, from $MILESTONE_KEY or config/encryption.key (None without one;
         ``required``: an error then). A key that is not the data's is an error."""

@@ -71,7 +71,8 @@ class Encryption(UnitOfWork):
             made = True
         cipher = crypto.Cipher(key)
         crypt = crypto.Crypt(self.root, cipher.kid, crypto.protected_fields(self.config()))
-        crypt._cipher, crypt._loaded, crypt.memo = cipher, True, {}
+        crypt.use(cipher)
+        crypt.memo = {}
         ignored = _ignore_key(self.root)
         extra = {} if os.environ.get(crypto.KEY_ENV) else {
             crypto.KEY_FILE: (crypto.encode_key(key) + "\n").encode("ascii")}
