@@ -22,7 +22,17 @@ def encrypt() -> None:
 @encrypt.command("init")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def encrypt_init(as_json: bool) -> None:
-    """Make a 256-bit key ($MILESTONE_KEY if set) and encrypt the protected fields."""
+    """Make a 256-bit key ($MILESTONE_KEY if set) and encrypt the protected fields.
+
+    The key goes to .milestones/config/encryption.key (mode 0600, git-ignored);
+    config.yaml's encryption.fields names the fields (default: descriptions,
+    blocker reasons, notes).
+
+    \b
+    Examples:
+      milestone encrypt init
+      MILESTONE_KEY="$(cat ~/keys/plan.key)" milestone encrypt init
+    """
     out = get_project().encrypt_init()
     where = out["key_file"] or "$MILESTONE_KEY"
     made = "created" if out["key_created"] else "using"
@@ -38,7 +48,15 @@ def encrypt_init(as_json: bool) -> None:
 @encrypt.command("rotate")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def encrypt_rotate(as_json: bool) -> None:
-    """Re-encrypt everything under a new key, as one interrupt-safe step."""
+    """Re-encrypt everything under a new key, as one interrupt-safe step.
+
+    Current data and the log's history are sealed anew and the log re-chained; the
+    old key is kept as config/encryption.key.old-<id> for backups taken before.
+
+    \b
+    Example:
+      milestone encrypt rotate
+    """
     out = get_project().encrypt_rotate()
     note = (" — $MILESTONE_KEY holds the old key: set it to the new one from "
             ".milestones/config/encryption.key" if out["key_in_env"] else "")
@@ -50,7 +68,12 @@ def encrypt_rotate(as_json: bool) -> None:
 @encrypt.command("off")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def encrypt_off(as_json: bool) -> None:
-    """Decrypt every protected field back to plain text and turn encryption off."""
+    """Decrypt every protected field back to plain text and turn encryption off.
+
+    \b
+    Example:
+      milestone encrypt off
+    """
     out = get_project().encrypt_off()
     say(f"encryption off: {out['events']} events decrypted; the old key is kept in "
         f"{out['old_key_file']} for backups taken before", out, as_json)
@@ -59,7 +82,12 @@ def encrypt_off(as_json: bool) -> None:
 @encrypt.command("status")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def encrypt_status(as_json: bool) -> None:
-    """Whether encryption is on, the key id, whether the key is here, the fields."""
+    """Whether encryption is on, the key id, whether the key is here, the fields.
+
+    \b
+    Example:
+      milestone encrypt status --json
+    """
     out = get_project().encrypt_status()
     if not out["enabled"]:
         text = "encryption off"
