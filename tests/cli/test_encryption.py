@@ -224,6 +224,18 @@ def test_a_flipped_ciphertext_byte_is_reported(enc: Runner, project_dir: Path) -
         assert "[tampered]" in r2.output
 
 
+def test_plain_text_typed_by_hand_is_sealed(enc: Runner, project_dir: Path) -> None:
+    enc.ok("plan", "Alpha", "-d", "first words", "-t", "First")
+    path = project_dir / ".milestones" / "active" / "milestone-001.yaml"
+    lines = path.read_text().splitlines()
+    lines = [f"description: {SECRETS['mdesc']}" if ln.startswith("description:") else ln
+             for ln in lines]
+    path.write_text("\n".join(lines) + "\n")
+    assert enc.json("show", "1")["milestone"]["description"] == SECRETS["mdesc"]
+    assert plaintext_leaks(project_dir / ".milestones") == []
+    assert enc("doctor").exit_code == 0
+
+
 def test_rotate_then_off(enc: Runner, project_dir: Path, monkeypatch: pytest.MonkeyPatch
                          ) -> None:
     root = project_dir / ".milestones"

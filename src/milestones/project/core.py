@@ -299,6 +299,7 @@ class ProjectCore:
             return []
         events: list[dict[str, Any]] = []
         adopt: list[str] = []
+        reseal: list[str] = []  # files holding plain text typed into a protected field
         now = self.clock()
         for e in edits:
             if e.current:
@@ -317,7 +318,10 @@ class ProjectCore:
             summary = summarize_edit(e.before, e.after)
             crypt = self.crypt()
             if crypt is not None and e.after is not None and crypt.cipher() is not None:
-                e.after = crypt.seal_snapshot(e.after, e.milestone_id)  # typed in plain text
+                typed = e.after
+                e.after = crypt.seal_snapshot(typed, e.milestone_id)  # typed in plain text
+                if e.after is not typed:
+                    reseal.append(e.milestone_id)
             data = {"create": e.after} if e.after is not None else {"delete": True}
             progress = md.milestone_progress(md.Milestone.from_dict(e.after)) if e.after else None
             events.append(
@@ -340,6 +344,13 @@ class ProjectCore:
         for e in edited:
             check_hand_edit(e)  # before anything is recorded: refuse what no command makes
         sealed = self.store.commit(events, adopt=adopt)
+        if reseal:  # the file is written again from its sealed snapshot
+            sealed += self.store.commit([ev.make_event(
+                "milestone_updated", mid, timestamp=now, actor=self.actor,
+                session_id=self.session_id, summary="protected fields typed by hand sealed",
+                data={"set": {"title": e.after["title"]}})
+                for mid, e in ((x.milestone_id, x) for x in edits) if mid in reseal
+                and e.after is not None])
         if edited:
             sealed += self._follow_hand_edits(edited)
         return sealed
