@@ -314,3 +314,13 @@ def test_a_killed_rotate_loses_nothing(tmp_path: Path, backend: str) -> None:
     assert _cli(tmp_path, "encrypt", "rotate").returncode == 0
     assert _readable(tmp_path)["description"] == SECRETS["mdesc"]
     assert plaintext_leaks(root, {k: SECRETS[k] for k in ("mdesc", "tdesc", "reason")}) == []
+
+
+def test_an_agent_gets_the_plain_text(enc: Runner, monkeypatch: pytest.MonkeyPatch) -> None:
+    enc.ok("plan", "Alpha", "-d", SECRETS["mdesc"], "-t", "First")
+    enc.ok("task", "edit", "1/1", "-d", SECRETS["tdesc"])
+    agent = enc.json("agent", "register", "--name", "worker")["agent"]["id"]
+    monkeypatch.setenv("MILESTONE_AGENT_ID", agent)
+    got = enc.json("agent", "claim")
+    assert got["task"]["description"] == SECRETS["tdesc"]
+    assert SECRETS["tdesc"] in got["prompt"] and SECRETS["mdesc"] in got["prompt"]

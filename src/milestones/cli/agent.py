@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..ui import inert, jsontext, plural
-from . import cli, get_project
+from . import cli, get_project, revealed
 
 AGENT_HELP = "The acting agent's id or name (default: $MILESTONE_AGENT_ID)."
 
@@ -28,6 +28,7 @@ def agents() -> Agents:
 
 
 def out(data: dict[str, Any], as_json: bool, text: str) -> None:
+    data, text = revealed((data, text))  # an agent works on the plain text
     if as_json:
         ref = data.get("ref")  # the task a step touched; null when it touched none
         touched = {"ref": ref, "milestone_id": ref.split("/")[0] if ref else None}
