@@ -316,11 +316,12 @@ def test_a_killed_rotate_loses_nothing(tmp_path: Path, backend: str) -> None:
     assert plaintext_leaks(root, {k: SECRETS[k] for k in ("mdesc", "tdesc", "reason")}) == []
 
 
-def test_an_agent_gets_the_plain_text(enc: Runner, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_agent_gets_the_plain_text(enc: Runner, project_dir: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
     enc.ok("plan", "Alpha", "-d", SECRETS["mdesc"], "-t", "First")
     enc.ok("task", "edit", "1/1", "-d", SECRETS["tdesc"])
-    agent = enc.json("agent", "register", "--name", "worker")["agent"]["id"]
-    monkeypatch.setenv("MILESTONE_AGENT_ID", agent)
-    got = enc.json("agent", "claim")
+    r = _cli(project_dir, "agent", "register", "--name", "worker", "--json")
+    monkeypatch.setenv("MILESTONE_AGENT_ID", json.loads(r.stdout)["agent"]["id"])
+    got = json.loads(_cli(project_dir, "agent", "claim", "--json").stdout)
     assert got["task"]["description"] == SECRETS["tdesc"]
     assert SECRETS["tdesc"] in got["prompt"] and SECRETS["mdesc"] in got["prompt"]
