@@ -325,3 +325,19 @@ def test_an_agent_gets_the_plain_text(enc: Runner, project_dir: Path,
     got = json.loads(_cli(project_dir, "agent", "claim", "--json").stdout)
     assert got["task"]["description"] == SECRETS["tdesc"]
     assert SECRETS["tdesc"] in got["prompt"] and SECRETS["mdesc"] in got["prompt"]
+
+
+def test_rotate_refuses_a_tampered_value_and_changes_nothing(enc: Runner,
+                                                             project_dir: Path) -> None:
+    enc.ok("plan", "Alpha", "-d", SECRETS["mdesc"], "-t", "First")
+    root = project_dir / ".milestones"
+    path = root / "active" / "milestone-001.yaml"
+    text = path.read_text()
+    at = text.index("enc:v1:") + len("enc:v1:") + 17 + len("milestone-001#description:") + 10
+    path.write_text(text[:at] + ("B" if text[at] != "B" else "C") + text[at + 1:])
+    enc("show", "1")  # the edit is recorded
+    before = tree_digest(root)
+    r = _cli(project_dir, "encrypt", "rotate")
+    assert r.returncode == 8
+    assert "milestone-001 description does not verify" in r.stderr
+    assert tree_digest(root) == before and not (root / ".restore").exists()

@@ -165,23 +165,27 @@ class Encryption(UnitOfWork):
                 fsutil.refuse_links(work)
                 shutil.rmtree(work, ignore_errors=True)
                 new.mkdir(parents=True)
-                events = list(_rechain(store.events(), event_fn, self._closing(
-                    action, marker, head)))
-                last = events[-1]
-                head.last_event_id, head.last_hash = last["event_id"], last["hash"]
-                staged = store_for(new, store.backend)
-                assert staged is not None
-                staged.import_stream(
-                    (events[i:i + BATCH * 10] for i in range(0, len(events), BATCH * 10)),
-                    ([snap_fn(s) for s in batch] for batch in store.snapshot_batches(BATCH)),
-                    head, resume_fn(store.read_resume()), lambda mids: {})
-                for name in RECORDS:
-                    if record := store.read_record(name):
-                        staged.write_record(name, record)
-                close = getattr(staged, "close", None)
-                if close is not None:
-                    close()
-                plan = _plan(root, new, store.backend, marker, extra or {})
+                try:  # staging: a failure (a value that does not verify) leaves no trace
+                    events = list(_rechain(store.events(), event_fn, self._closing(
+                        action, marker, head)))
+                    last = events[-1]
+                    head.last_event_id, head.last_hash = last["event_id"], last["hash"]
+                    staged = store_for(new, store.backend)
+                    assert staged is not None
+                    staged.import_stream(
+                        (events[i:i + BATCH * 10] for i in range(0, len(events), BATCH * 10)),
+                        ([snap_fn(s) for s in batch] for batch in store.snapshot_batches(BATCH)),
+                        head, resume_fn(store.read_resume()), lambda mids: {})
+                    for name in RECORDS:
+                        if record := store.read_record(name):
+                            staged.write_record(name, record)
+                    close = getattr(staged, "close", None)
+                    if close is not None:
+                        close()
+                    plan = _plan(root, new, store.backend, marker, extra or {})
+                except BaseException:
+                    shutil.rmtree(work, ignore_errors=True)
+                    raise
                 pre = apply_restore(root, store, work, None, plan,  # type: ignore[arg-type]
                                     self.actor)
             finally:
