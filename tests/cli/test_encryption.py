@@ -215,13 +215,14 @@ def test_a_flipped_ciphertext_byte_is_reported(enc: Runner, project_dir: Path) -
     assert tasks[0]["description"] == ""
     assert "milestone-001/task-2 description does not verify" in r.stderr
     assert json.loads(r.stdout)["milestone"]["description"] == SECRETS["mdesc"]
-    # the same ciphertext under another task's label does not verify either
-    token = text[text.index("enc:v1:", text.index("task-2")):].split()[0].strip("'\"")
-    moved = text.replace("description: ''", f"description: {token}", 1)
-    if moved != text:
-        path.write_text(moved)
-        r2 = enc("show", "1/1")
-        assert "[tampered]" in r2.output
+    # a label edited to another task's does not verify either (it is associated data)
+    token = text[start:].split()[0].strip("'\"")
+    relabelled = token.replace("task-2#", "task-1#")
+    line = next(ln for ln in text.splitlines() if ln.endswith("id: task-1"))
+    indent = " " * (len(line) - len(line.lstrip(" -")))
+    path.write_text(text.replace(line + "\n", f"{line}\n{indent}description: {relabelled}\n", 1))
+    r = _cli(project_dir, "show", "1/1", "--json")
+    assert json.loads(r.stdout)["task"]["description"] == "[tampered]", r.stderr
 
 
 def test_plain_text_typed_by_hand_is_sealed(enc: Runner, project_dir: Path) -> None:
