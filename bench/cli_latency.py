@@ -35,6 +35,12 @@ Taskwarrior choices, to compare like with like:
   gc renumbers working ids after a completion, ``done`` addresses tasks by UUID;
   ``task 5 info`` always finds some pending task 5;
 * ``recurrence`` stays on (the default; there are no recurring tasks).
+
+``--encryption`` (issue 15) times the read commands (``status``, ``list``, ``show 5``,
+``show 5/3``, ``next``, ``ready``, ``log --limit 50``) on two copies of one project:
+as built, and after ``milestone encrypt init`` (the CLI, so every description, blocker
+and note of its history is sealed), interleaved round by round; the table shows the
+medians, the ratio encrypted / plain and the load average. Target: at most 1.2x.
 """
 
 from __future__ import annotations
@@ -58,6 +64,9 @@ TASKS_PER_MILESTONE = 10
 WARMUP = 3
 READ_TARGET = 5.0
 WRITE_TARGET = 7.0
+ENCRYPTION_TARGET = 1.2
+ENCRYPTED_READS = (("status", "--json"), ("list",), ("show", "5"), ("show", "5/3"),
+                   ("next",), ("ready",), ("log", "--limit", "50"))
 
 
 def child_env() -> dict[str, str]:
@@ -249,15 +258,62 @@ def report(rows: Sequence[Row], base: Row, runs: int) -> bool:
     return ok
 
 
+def encryption(runs: int) -> int:
+    """Reads on the same project, plain and encrypted: medians and their ratio."""
+    script = find_script()
+    env = child_env()
+    env.pop("MILESTONE_KEY", None)
+    print(f"load average {os.getloadavg()[0]:.2f} at start")
+    with tempfile.TemporaryDirectory(prefix="milestone-bench-enc-") as tmp:
+        plain, sealed = Path(tmp) / "plain", Path(tmp) / "sealed"
+        plain.mkdir()
+        build_project(plain)
+        subprocess.run([script, "note", "a session note"], cwd=plain, env=env, check=True,
+                       capture_output=True)
+        subprocess.run([script, "task", "block", "7/3", "-r", "waiting on a vendor"],
+                       cwd=plain, env=env, check=True, capture_output=True)
+        shutil.copytree(plain, sealed)
+        subprocess.run([script, "encrypt", "init"], cwd=sealed, env=env, check=True,
+                       capture_output=True)
+        print(f"built {MILESTONES} milestones x {TASKS_PER_MILESTONE} tasks; a copy encrypted "
+              f"with `milestone encrypt init`; script {script}")
+        pairs = []
+        for words in ENCRYPTED_READS:
+            label = " ".join(words)
+            pairs.append((Row(label, lambda w=words: [script, *w], env=env, cwd=plain,
+                              kind="read", tool="plain"),
+                          Row(label, lambda w=words: [script, *w], env=env, cwd=sealed,
+                              kind="read", tool="encrypted")))
+        measure([r for pair in pairs for r in pair], runs)
+    print(f"\nmedian of {runs} runs each after {WARMUP} warm-up runs, interleaved")
+    header = f"{'command':<20} {'plain ms':>9} {'encrypted ms':>13} {'ratio':>7}  target"
+    print(header)
+    print("-" * (len(header) + 8))
+    ok = True
+    for a, b in pairs:
+        pa, pb = statistics.median(a.samples), statistics.median(b.samples)
+        passed = pb / pa <= ENCRYPTION_TARGET
+        ok = ok and passed
+        print(f"{a.label:<20} {pa:>9.1f} {pb:>13.1f} {pb / pa:>6.2f}x  "
+              f"<= {ENCRYPTION_TARGET:g}x  {'PASS' if passed else 'FAIL'}")
+    print(f"load average {os.getloadavg()[0]:.2f} at the end")
+    print("all rows PASS" if ok else "some rows FAIL")
+    return 0 if ok else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=21, help="timed runs per command (21)")
     parser.add_argument(
         "--no-taskwarrior", action="store_true", help="skip Taskwarrior even when installed"
     )
+    parser.add_argument("--encryption", action="store_true",
+                        help="reads with and without encryption at rest (target 1.2x)")
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error("--runs must be at least 1")
+    if args.encryption:
+        return encryption(args.runs)
     script = find_script()
     env = child_env()
     load = os.getloadavg()[0]

@@ -65,6 +65,7 @@ COMMANDS: list[tuple[str, tuple[str, ...]]] = [
     ("admin", ("storage", "migrate", "--to", "hybrid")),
     ("admin", ("restore", "{dir}/backup.tar.gz", "--yes")),
     ("admin", ("doctor", "--repair")),
+    ("admin", ("encrypt", "init")),
     ("read", ("status",)),
     ("read", ("list", "--all")),
     ("read", ("show", "1/1")),
@@ -76,6 +77,8 @@ COMMANDS: list[tuple[str, tuple[str, ...]]] = [
     ("read", ("review", "--pending")),
     ("read", ("agent", "list")),
     ("read", ("storage", "migrate", "--to", "hybrid", "--dry-run")),
+    ("read", ("encrypt", "status")),
+    ("read", ("audit",)),
 ]
 
 CONFIG_EXTRA = "kiro:\n  approvers:\n    requirements: [owner, contributor]\n"

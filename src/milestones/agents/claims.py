@@ -160,11 +160,13 @@ class Claims(Registry):
                   token=ex["token"],
                   lease=ex["lease"])
         tx.follow_status(m)
-        return {"ref": pick["ref"], "token": ex["token"], "lease": ex["lease"],
-                "agent": entry["id"], "task": t.to_dict(),
-                # Written here, under the lock: it reads the dependencies' snapshots,
-                # which on an indexed store are fetched as needed.
-                "prompt": task_prompt(tx.snaps, pick["milestone_id"], pick["task_id"])}
+        # Plain text for the agent (protected fields opened: Project.reveal); written
+        # here, under the lock: it reads the dependencies' snapshots, which on an
+        # indexed store are fetched as needed.
+        return dict(self.p.reveal({
+            "ref": pick["ref"], "token": ex["token"], "lease": ex["lease"],
+            "agent": entry["id"], "task": t.to_dict(),
+            "prompt": task_prompt(tx.snaps, pick["milestone_id"], pick["task_id"])}))
 
     def _backlog(self, snaps: Mapping[str, Any], only: str | None) -> dict[str, int]:
         counts = {"open": 0, "held": 0, "blocked": 0}

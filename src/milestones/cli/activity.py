@@ -191,7 +191,7 @@ def log(
     from ..ui.simple import event_line
 
     last = 0
-    for e in data["events"]:
+    for e in project.reveal(data["events"]):
         click.echo(json.dumps(e, ensure_ascii=False) if as_json
                            else event_line(inert_data(e)))
     last = max([e["event_id"] for e in data["events"]] or [project.state().last_event_id])
@@ -200,7 +200,7 @@ def log(
         fresh = project.log_view(
             milestone=milestone, types=types, actor=actor, since=cutoff, after=last
         )["events"]
-        for e in fresh:
+        for e in project.reveal(fresh):
             click.echo(json.dumps(e, ensure_ascii=False) if as_json
                        else event_line(inert_data(e)))
             last = max(last, e["event_id"])

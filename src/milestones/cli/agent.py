@@ -13,8 +13,7 @@ import click
 
 from ..ui import inert, plural
 from . import reads
-from .group import cli, get_project
-from .reads import out
+from .group import cli, get_project, opened_project
 
 AGENT_HELP = "The acting agent's id or name (default: $MILESTONE_AGENT_ID)."
 
@@ -27,6 +26,11 @@ def agents() -> Agents:
     from ..agents.coord import Agents
 
     return Agents(get_project())
+
+
+def out(data: dict[str, Any], as_json: bool, text: str) -> None:
+    """An agent command's answer (reads.out), protected text opened."""
+    reads.out(data, as_json, text, opened_project())
 
 
 def agent_option(func: Any) -> Any:

@@ -239,7 +239,17 @@ def choose_ui(ui: str | None, count: int | None = None) -> str:
 
 def emit(data: dict[str, Any], view: str, as_json: bool, ui: str | None) -> None:
     """Print ``data`` as JSON or through the ``render_<view>`` of the chosen level."""
-    output.emit(data, view, as_json, ui, get_project)
+    output.emit(data, view, as_json, ui, get_project, opened_project)
+
+
+def opened_project() -> Any:
+    """The project this command opened, None before it opens one."""
+    return _project(click.get_current_context())
+
+
+def revealed(data: Any) -> Any:
+    """``data`` with the opened project's encrypted values opened (output.revealed)."""
+    return output.revealed(data, opened_project())
 
 
 def wrote() -> bool:
@@ -258,6 +268,7 @@ def say(message: str, data: dict[str, Any] | None = None, as_json: bool = False,
     script or an agent may repeat it): "nothing changed", and ``"changed": false``."""
     if not changed:
         message, data = f"nothing changed: {message}", {**(data or {}), "changed": False}
+    message, data = revealed((message, data))
     if as_json:
         from ..ui import jsontext
 
@@ -316,6 +327,7 @@ def _register() -> None:
         agent,
         audit,
         backup,
+        encrypt,
         execute,
         gitcmd,
         kiro,

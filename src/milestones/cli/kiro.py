@@ -98,7 +98,7 @@ def export_kiro(ref: str, dest: Path | None) -> None:
     Example:
       milestone export kiro 3 --to .kiro/specs/user-auth/tasks.md
     """
-    text = get_project().export_kiro(ref, dest)
+    text = get_project().reveal(get_project().export_kiro(ref, dest))
     if dest is None:
         if sys.stdout.isatty():  # a file or pipe gets the exact text; a terminal, inert text
             from ..ui import inert

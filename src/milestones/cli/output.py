@@ -138,9 +138,17 @@ def choose_ui(ui: str | None, count: int | None, get: Callable[[], Any]) -> str:
     return "rich" if count >= int(cfg.get("rich_from_milestones", 5)) else "simple"
 
 
+def revealed(data: Any, project: Any) -> Any:
+    """``data`` with the project's encrypted values opened (``Project.reveal``): the
+    text with the key, ``[encrypted]`` without. Nothing to do before a project opens."""
+    return data if project is None else project.reveal(data)
+
+
 def emit(data: dict[str, Any], view: str, as_json: bool, ui: str | None,
-         get: Callable[[], Any]) -> None:
-    """Print ``data`` as JSON or through the ``render_<view>`` of the chosen level."""
+         get: Callable[[], Any], opened: Callable[[], Any] | None = None) -> None:
+    """Print ``data`` as JSON or through the ``render_<view>`` of the chosen level.
+    ``opened``: the project if one is open (default: ``get``'s, opened by the caller)."""
+    data = revealed(data, (opened or get)())
     if as_json:
         from ..ui import jsontext  # json and orjson: only for --json
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..ui import inert
-from .output import echo, emit
+from .output import echo, emit, revealed
 
 NEXT_PAGE = 20  # tasks `next` prints unless --limit or --all says otherwise
 
@@ -52,12 +52,13 @@ def ready(get: Get, ref: str | None, limit: int | None, as_json: bool) -> None:
 
     rows = Agents(get()).ready(ref, limit)
     text = "\n".join(task_line(r) for r in rows) if rows else "nothing is ready to claim"
-    out({"tasks": rows}, as_json, text)
+    out({"tasks": rows}, as_json, text, get())
 
 
-def out(data: dict[str, Any], as_json: bool, text: str) -> None:
+def out(data: dict[str, Any], as_json: bool, text: str, project: Any) -> None:
     """An agent command's answer: the JSON contract (naming the task it touched), or
-    ``text`` for people."""
+    ``text`` for people; protected text opened (an agent works on the plain text)."""
+    data, text = revealed((data, text), project)
     if as_json:
         from ..ui import jsontext
 

@@ -87,7 +87,7 @@ def check_text(
     text = value.strip()
     if required and not text:
         raise InvalidInput(f"{what} is empty", hint=f"give the {what.split()[-1]} some text")
-    if len(text) > limit:
+    if len(text) > limit and not text.startswith("enc:v1:"):  # sealed: longer than its text
         raise InvalidInput(
             f"{what} is {len(text)} characters long", hint=f"keep it to {limit} or fewer"
         )

@@ -59,6 +59,8 @@ EVENT_TYPES: dict[str, str] = {
                        "logs/quarantine/",
     "team_changed": "`milestone team add|remove|role` changed the team or a role in "
                     "config.yaml (details: action, identity, role, previous, on)",
+    "encryption_changed": "`encrypt init|rotate|off` re-sealed every protected value and "
+                          "re-chained the log; names the old chain's head",
 }
 
 

@@ -19,12 +19,13 @@ from ..storage import BACKENDS as BACKENDS  # the doors' choice of backends (sto
 from .access import guard
 from .constants import DIRNAME, SCHEMA
 from .core import find_root
+from .encryption import Encryption
 from .team import TeamOps
 from .txn import Txn
 
 
 @guard  # every write checked against the actor's role: access.OPERATIONS
-class Project(TeamOps):
+class Project(TeamOps, Encryption):
     """A milestone project on disk (or in memory): every read and write goes here.
 
     The operations come in families, one module each, every family's class

@@ -103,6 +103,12 @@ OPERATIONS: dict[str, tuple[str, str]] = {
     "team_remove": ("admin", "changing the team"),
     "team_set_role": ("admin", "changing the team"),
     "transaction": ("admin", "writing outside a declared operation"),
+    "crypt": ("read", "reading the encryption settings"),
+    "reveal": ("read", "opening protected text"),
+    "encrypt_status": ("read", "reading the encryption status"),
+    "encrypt_init": ("admin", "turning encryption on"),
+    "encrypt_rotate": ("admin", "changing encryption keys"),
+    "encrypt_off": ("admin", "turning encryption off"),
 }
 
 # What the ops and agents declare (``Project.require``/``acting``): the refusal line.

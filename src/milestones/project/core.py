@@ -46,6 +46,17 @@ def find_root(start: Path | None = None) -> Path:
     )
 
 
+def recover_swap(root: Path) -> None:
+    """Finish (or undo) a restore or an ``encrypt`` swap that was killed, before a read
+    sees half of it; when the lock is busy, the one holding it is doing so already."""
+    from ..storage.archive import LOCK_NAME
+    from ..storage.swap import recover_locked
+
+    with fsutil.try_writer_lock(root / LOCK_NAME) as got:
+        if got:
+            recover_locked(root)
+
+
 class ProjectCore:
     """The unit of work's base: opening a project, its store and backend, the
     state and its caches, hand edits found on reading, the configuration."""
@@ -84,6 +95,7 @@ class ProjectCore:
         self._l1_misses = 0
         self._warned = False  # the event log's damage was told (once per command)
         self._ops: list[tuple[str, str]] = []  # the operations declared (acting), outermost first
+        self._crypt: Any = False  # encryption at rest (crypto.Crypt), None: off; False: not read
 
     # ---------------------------------------------------------- opening
 
@@ -92,6 +104,8 @@ class ProjectCore:
         root = find_root(start)
         # A backup killed mid-way left its staging copy: remove it (one listdir).
         fsutil.remove_dead_temps(root, fsutil.BACKUP_STAGE_RE)
+        if os.path.lexists(root / ".restore"):  # a swap (restore, encrypt) was cut short
+            recover_swap(root)
         return cls(open_store(root), cwd=start, **kw)
 
     @property
@@ -285,6 +299,7 @@ class ProjectCore:
             return []
         events: list[dict[str, Any]] = []
         adopt: list[str] = []
+        reseal: list[str] = []  # files holding plain text typed into a protected field
         now = self.clock()
         for e in edits:
             if e.current:
@@ -301,6 +316,12 @@ class ProjectCore:
                 )
                 continue
             summary = summarize_edit(e.before, e.after)
+            crypt = self.crypt()
+            if crypt is not None and e.after is not None and crypt.cipher() is not None:
+                typed = e.after
+                e.after = crypt.seal_snapshot(typed, e.milestone_id)  # typed in plain text
+                if e.after is not typed:
+                    reseal.append(e.milestone_id)
             data = {"create": e.after} if e.after is not None else {"delete": True}
             progress = md.milestone_progress(md.Milestone.from_dict(e.after)) if e.after else None
             events.append(
@@ -324,6 +345,13 @@ class ProjectCore:
         for e in edited:
             check_hand_edit(e)  # before anything is recorded: refuse what no command makes
         sealed = self.store.commit(events, adopt=adopt)
+        if reseal:  # the file is written again from its sealed snapshot
+            sealed += self.store.commit([ev.make_event(
+                "milestone_updated", mid, timestamp=now, actor=self.actor,
+                session_id=self.session_id, summary="protected fields typed by hand sealed",
+                data={"set": {"title": e.after["title"]}})
+                for mid, e in ((x.milestone_id, x) for x in edits) if mid in reseal
+                and e.after is not None])
         if edited:
             sealed += self._follow_hand_edits(edited)
         return sealed
@@ -404,6 +432,23 @@ class ProjectCore:
 
     def current_id(self) -> str | None:
         return self.state().current
+
+    def crypt(self) -> Any:
+        """The project's encryption at rest (``crypto.Crypt``), None when it has none:
+        one ``lstat`` of ``config/encryption.json``; nothing is imported without it."""
+        if self._crypt is False:
+            self._crypt = None
+            if os.path.lexists(self.root / "config" / "encryption.json"):
+                from .crypto import Crypt
+
+                self._crypt = Crypt.open(self.root, self.config())
+        return self._crypt
+
+    def reveal(self, data: Any) -> Any:
+        """Plain data on its way out to a door, protected values opened: their text with
+        the key, ``[encrypted]`` without it (``crypto.Crypt.reveal``)."""
+        crypt = self.crypt()
+        return data if crypt is None else crypt.reveal(data)
 
     def config(self) -> dict[str, Any]:
         """The project's configuration (the defaults when the file is the default one)."""

@@ -112,6 +112,9 @@ class Txn:
         else:
             after = m.to_dict()
         target = m.id if m is not None else mid
+        crypt = self.project.crypt()
+        if crypt is not None and after is not None and target:
+            after = crypt.seal_snapshot(after, target)  # before the patch: tokens only
         patch = ev.diff(before, after) if (before is not None or after is not None) else {}
         if data:
             patch.update(data)
@@ -127,21 +130,22 @@ class Txn:
             if task is not None
             else ([b for t in m.tasks for b in t.blockers] if m is not None else [])
         )
-        self.events.append(
-            ev.make_event(
-                event_type,
-                target,
-                timestamp=self.now,
-                actor=self.actor or self.project.actor,
-                session_id=self.project.session_id,
-                data=patch,
-                task_id=task.id if task is not None else details.pop("task_id", None),
-                progress=progress,
-                time_spent=time_spent,
-                blockers=blockers,
-                **details,
-            )
+        event = ev.make_event(
+            event_type,
+            target,
+            timestamp=self.now,
+            actor=self.actor or self.project.actor,
+            session_id=self.project.session_id,
+            data=patch,
+            task_id=task.id if task is not None else details.pop("task_id", None),
+            progress=progress,
+            time_spent=time_spent,
+            blockers=blockers,
+            **details,
         )
+        if crypt is not None:
+            crypt.seal_event(event)
+        self.events.append(event)
 
     def touch(self, m: md.Milestone) -> None:
         m.updated_at = self.now

@@ -75,6 +75,9 @@ class UnitOfWork(ProjectCore):
             store = self.store
         with held:
             self._warned = True  # a refused write says so once, as its error
+            crypt = self.crypt()
+            if crypt is not None:
+                crypt.cipher()  # a wrong key: refused before anything is written
             self.sync()
             damage = getattr(store, "damage", None)
             if damage:
@@ -274,6 +277,9 @@ class UnitOfWork(ProjectCore):
             st = self.store.view()
             snaps, current = st.milestones, st.current
         record = self.store.read_resume()
+        crypt = self.crypt()
+        if crypt is not None:
+            note = crypt.seal_note(note)  # the record is a file too
         sessions = dict(record.get("sessions") or {})
         sessions[self.actor] = {"id": self.session_id, "last_active": last["timestamp"]}
         notes = list(record.get("notes") or [])

@@ -64,6 +64,9 @@ class Written:
     archive_size: int
 
 
+KEY_FILE = "encryption.key"  # config/encryption.key* (milestones.project.crypto)
+
+
 def stage_project(root: Path, store: Store, parent: Path, reason: str) -> _Staged:
     """Copy every data file into a temp directory under ``parent`` (under the lock)."""
     try:
@@ -126,8 +129,8 @@ def _stage_tree(root: Path, top: str, stage: Path, dirs: list[str],
         dirs.append(rel_dir)
         (stage / rel_dir).mkdir(parents=True, exist_ok=True)
         for name in sorted(filenames):
-            if TEMP_RE.match(name):
-                continue
+            if TEMP_RE.match(name) or (rel_dir == "config" and name.startswith(KEY_FILE)):
+                continue  # the encryption key never travels with the data it protects
             rel = f"{rel_dir}/{name}"
             src = root / rel
             try:

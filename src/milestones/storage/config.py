@@ -128,6 +128,19 @@ def _overrides(value: Any) -> str | None:
     return None
 
 
+def _protected(value: Any) -> str | None:
+    """``encryption.fields``: milestone.FIELD, task.FIELD or note (README, "Encryption at
+    rest"); read by milestones.project.crypto."""
+    import re
+
+    if not isinstance(value, list):
+        return "must be a list"
+    bad = [f for f in value if not isinstance(f, str)
+           or not re.fullmatch(r"(milestone|task)\.[A-Za-z0-9_-]+|note", f)]
+    return (f"has {bad[0]!r}: each entry is milestone.FIELD, task.FIELD or note"
+            if bad else None)
+
+
 _MEMBER: dict[str, Check] = {
     "name": _text, "email": _text, "id": _text, "aliases": _list, "skills": _list,
     "role": _text, "capacity": _number(0, 168),
@@ -153,6 +166,7 @@ SCHEMA: dict[str, dict[str, Check] | None] = {
              "enforcement": _choice("flexible", "strict"),
              "weights": _mapping, "approvers": _mapping},
     "validation": {"rules": _mapping},
+    "encryption": {"fields": _protected},
     "scale": None,
     "backup": None,  # refused where read: pruning by a default could drop wanted backups
     "git": None,

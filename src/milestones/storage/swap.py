@@ -35,7 +35,7 @@ from .archive import (
     rename_durably,
     store_lock,
 )
-from .archive_files import Written, connect_existing, stage_project, write_archive
+from .archive_files import KEY_FILE, Written, connect_existing, stage_project, write_archive
 
 
 @dataclass
@@ -189,7 +189,7 @@ def _swap_config(root: Path, new: Path, old: Path, plan: Plan) -> None:
     """File by file, so config/ and its backend marker never disappear, even briefly."""
     keep = {*plan.config_files, MARKER}
     for rel in _files_under(root, "config"):
-        if rel not in keep:
+        if rel not in keep and not rel.startswith(f"config/{KEY_FILE}"):  # not in archives
             (old / rel).parent.mkdir(parents=True, exist_ok=True)
             rename_durably(root / rel, old / rel)
     (root / "config").mkdir(exist_ok=True)
