@@ -225,6 +225,30 @@ def test_a_flipped_ciphertext_byte_is_reported(enc: Runner, project_dir: Path) -
     assert json.loads(r.stdout)["task"]["description"] == "[tampered]", r.stderr
 
 
+def test_a_ciphertext_copied_to_another_field_is_refused(enc: Runner, project_dir: Path
+                                                        ) -> None:
+    enc.ok("plan", "Alpha", "-t", "First")
+    enc.ok("task", "add", "1", "Second", "-d", SECRETS["tdesc"])
+    path = project_dir / ".milestones" / "active" / "milestone-001.yaml"
+    text = path.read_text()
+    token = text[text.index("enc:v1:", text.index("task-2")):].split()[0].strip("'\"")
+    assert "#description" in token
+    line = next(ln for ln in text.splitlines() if ln.endswith("id: task-1"))
+    indent = " " * (len(line) - len(line.lstrip(" -")))
+    moved = text.replace(line + "\n", f"{line}\n{indent}description: {token}\n", 1)
+    path.write_text(moved)
+    before = tree_digest(project_dir / ".milestones")
+    for args in (["show", "1/1", "--json"], ["task", "done", "1/1"]):
+        r = _cli(project_dir, *args)
+        assert r.returncode == 8, (r.stdout, r.stderr)
+        assert ("the encrypted milestone-001/task-1 description holds the ciphertext of "
+                "milestone-001/task-2 description") in r.stderr
+        assert SECRETS["tdesc"] not in r.stdout + r.stderr
+        assert tree_digest(project_dir / ".milestones") == before
+    path.write_text(text)  # put back: everything works again
+    assert enc.json("show", "1/2")["task"]["description"] == SECRETS["tdesc"]
+
+
 def test_plain_text_typed_by_hand_is_sealed(enc: Runner, project_dir: Path) -> None:
     enc.ok("plan", "Alpha", "-d", "first words", "-t", "First")
     path = project_dir / ".milestones" / "active" / "milestone-001.yaml"

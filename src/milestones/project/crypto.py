@@ -163,6 +163,14 @@ def tampered_error(label: str) -> StorageError:
         "damaged", hint="restore the file from git or a backup (`milestone restore`)")
 
 
+def moved_error(found: str, label: str) -> StorageError:
+    return StorageError(
+        f"the encrypted {describe(label)} holds the ciphertext of {describe(found)}: it "
+        "was copied from there (ciphertext is bound to its field)",
+        hint="put the field's own value back (git, a backup), or type the text in plain: "
+             "it is sealed again")
+
+
 # ------------------------------------------------------------------ the policy
 
 
@@ -220,7 +228,12 @@ class Crypt:
         """``value`` with its text sealed (a list: each item); the same object when there
         is nothing to seal (empty, or sealed already)."""
         if isinstance(value, str):
-            if not value or value.startswith(PREFIX):
+            if value.startswith(PREFIX):
+                found = split_token(value)[1] if value.count(":") >= 4 else label
+                if found != label:  # a token copied here from another field
+                    raise moved_error(found, label)
+                return value
+            if not value:
                 return value
             c = self.cipher(required=True)
             assert c is not None
