@@ -338,3 +338,14 @@ def test_execute_by_a_viewer_is_refused_before_it_starts(tmp_path: Path) -> None
     result = invoke(tmp_path, "vic", "execute", "1", "--agents", "1", "--command", "true")
     assert result.exit_code == 6 and "vic is a viewer" in result.stderr, result.stderr
     assert snapshot(tmp_path) == before
+
+
+def test_restore_refuses_before_it_asks(template: Path, tmp_path: Path) -> None:
+    d = tmp_path / "p"
+    shutil.copytree(template, d, symlinks=True)
+    before = snapshot(d)
+    result = invoke(d, IDS["viewer"], "restore", str(d / "backup.tar.gz"))  # no --yes
+    assert result.exit_code == 6, result.stderr
+    assert "Restore " not in result.stderr  # refused without a question
+    assert snapshot(d) == before
+    assert [r["operation"] for r in security_lines(d)][-1:] == ["restore"]

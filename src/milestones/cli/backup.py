@@ -87,12 +87,13 @@ def restore(path: Path, yes: bool, as_json: bool) -> None:
       milestone restore .milestones/database/backup/backup-20250301T101502.123456Z-manual.tar.gz
       milestone restore ~/backups/plan.tar.gz --yes --json
     """
+    from ..ops.backup import may_restore, verify_backup
     from ..ops.backup import restore as restore_backup
-    from ..ops.backup import verify_backup
 
     root, actor = _where()
     manifest = verify_backup(path)
     if not yes:
+        may_restore(root, actor)  # refused before the question, not after it
         click.confirm(
             f"Restore {path} ({manifest.backend} backend, "
             f"{plural(manifest.event_count or 0, 'event')}, "

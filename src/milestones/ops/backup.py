@@ -24,11 +24,16 @@ def backup(root: Path, dest: Path | None = None, *, actor: str | None = None) ->
     return create_backup(root, dest, actor=actor or resolve_actor(Path.cwd()))
 
 
-def restore(root: Path, archive: Path, *, actor: str | None = None) -> RestoreInfo:
-    """Replace the project's data at ``root`` with ``archive`` (checked whole first).
-    An admin operation: only an owner restores (``access``)."""
+def may_restore(root: Path, actor: str) -> None:
+    """Refuse (exit 6, recorded) unless ``actor`` may restore: an admin operation, only
+    an owner restores (``access``). The CLI asks before its prompt, too."""
     from ..project.access import require_at
 
+    require_at(root, "admin", operation="restore", actor=actor, target=None)
+
+
+def restore(root: Path, archive: Path, *, actor: str | None = None) -> RestoreInfo:
+    """Replace the project's data at ``root`` with ``archive`` (checked whole first)."""
     who = actor or resolve_actor(Path.cwd())
-    require_at(root, "admin", operation="restore", actor=who, target=None)
+    may_restore(root, who)
     return restore_backup(root, archive, actor=who)
