@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
@@ -43,16 +42,21 @@ def team_weekly_hours(config: Mapping[str, Any]) -> list[float]:
     return out
 
 
-@dataclass
 class Schedule:
-    """Earliest/latest start in hours from now, slack, and the critical path."""
+    """Earliest/latest start in hours from now, slack, and the critical path. (A plain
+    class: a dataclass would import ``inspect`` into every ``status``.)"""
 
-    earliest_start: dict[str, float] = field(default_factory=dict)
-    earliest_finish: dict[str, float] = field(default_factory=dict)
-    latest_start: dict[str, float] = field(default_factory=dict)
-    slack: dict[str, float] = field(default_factory=dict)
-    critical_path: list[str] = field(default_factory=list)
-    length: float = 0.0
+    def __init__(self, earliest_start: dict[str, float] | None = None,
+                 earliest_finish: dict[str, float] | None = None,
+                 latest_start: dict[str, float] | None = None,
+                 slack: dict[str, float] | None = None,
+                 critical_path: list[str] | None = None, length: float = 0.0) -> None:
+        self.earliest_start = earliest_start or {}
+        self.earliest_finish = earliest_finish or {}
+        self.latest_start = latest_start or {}
+        self.slack = slack or {}
+        self.critical_path = critical_path or []
+        self.length = length
 
 
 def schedule(edges: Mapping[str, list[str]], hours: Mapping[str, float]) -> Schedule:

@@ -40,8 +40,9 @@ DEFAULT_FIELDS = ("milestone.description", "task.description", "task.blockers", 
 # blockers cleared): sealed under the field that protects them.
 DETAIL_FIELDS = {"blockers": "task.blockers", "reason": "task.blockers",
                  "cleared": "task.blockers"}
-FIELD_RE = re.compile(r"^(milestone|task)\.[A-Za-z0-9_-]+$|^note$")
-TOKEN_RE = re.compile(r"enc:v1:[0-9a-f]{16}:[A-Za-z0-9_#/.-]+:[A-Za-z0-9+/=]+")
+# Patterns, compiled on first use by ``re`` (this module is loaded by every command).
+FIELD_PATTERN = r"^(milestone|task)\.[A-Za-z0-9_-]+$|^note$"
+TOKEN_PATTERN = r"enc:v1:[0-9a-f]{16}:[A-Za-z0-9_#/.-]+:[A-Za-z0-9+/=]+"
 _AAD = b"milestone enc:v1\x00"
 
 
@@ -326,7 +327,7 @@ class Crypt:
                     return x
                 if x.startswith(PREFIX):
                     return one(x)
-                return TOKEN_RE.sub(lambda m: one(m.group()), x)
+                return re.sub(TOKEN_PATTERN, lambda m: one(m.group()), x)
             if isinstance(x, dict):
                 return {k: walk(v) for k, v in x.items()}
             if isinstance(x, list):
@@ -343,7 +344,7 @@ def protected_fields(config: Any) -> list[str]:
     fields = enc.get("fields") if isinstance(enc, dict) else None
     if not isinstance(fields, list):
         return list(DEFAULT_FIELDS)
-    return [f for f in fields if isinstance(f, str) and FIELD_RE.match(f)]
+    return [f for f in fields if isinstance(f, str) and re.match(FIELD_PATTERN, f)]
 
 
 # ------------------------------------------------------------------ the files

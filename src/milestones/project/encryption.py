@@ -20,7 +20,6 @@ check that the new one continues it. The rotated archives are folded into the li
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -163,7 +162,7 @@ class Encryption(UnitOfWork):
                 work = root / RESTORE_DIR
                 new = work / "new"
                 fsutil.refuse_links(work)
-                shutil.rmtree(work, ignore_errors=True)
+                _shutil().rmtree(work, ignore_errors=True)
                 new.mkdir(parents=True)
                 try:  # staging: a failure (a value that does not verify) leaves no trace
                     events = list(_rechain(store.events(), event_fn, self._closing(
@@ -184,7 +183,7 @@ class Encryption(UnitOfWork):
                         close()
                     plan = _plan(root, new, store.backend, marker, extra or {})
                 except BaseException:
-                    shutil.rmtree(work, ignore_errors=True)
+                    _shutil().rmtree(work, ignore_errors=True)
                     raise
                 pre = apply_restore(root, store, work, None, plan,  # type: ignore[arg-type]
                                     self.actor)
@@ -322,7 +321,7 @@ def _plan(root: Path, new: Path, backend: str, marker: bytes | None,
                 if (new / rel / name).exists() or name.startswith("."):
                     continue
                 (new / rel).mkdir(parents=True, exist_ok=True)
-                shutil.copy2(root / rel / name, new / rel / name)
+                _shutil().copy2(root / rel / name, new / rel / name)
     config_files = []
     (new / "config").mkdir(exist_ok=True)
     for dirpath, _dirs, files in os.walk(root / "config"):
@@ -334,7 +333,7 @@ def _plan(root: Path, new: Path, backend: str, marker: bytes | None,
                                                               crypto.KEY_FILE))):
                 continue  # made anew below (or dropped: the marker, when off)
             (new / rel).mkdir(parents=True, exist_ok=True)
-            shutil.copy2(root / path, new / path)
+            _shutil().copy2(root / path, new / path)
             config_files.append(path)
     wanted = dict(extra)
     if marker is not None:
@@ -382,3 +381,10 @@ def _ignore_key(root: Path) -> str | None:
         f.write(("" if not text or text.endswith("\n") else "\n") +
                 "# milestone: the encryption key never goes into git\n" + line + "\n")
     return str(gi)
+
+
+def _shutil() -> Any:
+    """shutil, on first use (with bz2 and lzma it is some 5 ms of every command)."""
+    import shutil
+
+    return shutil
