@@ -138,17 +138,41 @@ def verify_chain(
     events: Iterable[Mapping[str, Any]], prev_hash: str = GENESIS_HASH, prev_id: int = 0
 ) -> tuple[int, str] | None:
     """Check ids and hashes; return (position, problem) of the first bad event or None."""
-    for pos, ev in enumerate(events):
-        if ev.get("event_id") != prev_id + 1:
-            gap = isinstance(ev.get("event_id"), int) and ev["event_id"] > prev_id + 1
-            return pos, (f"event_id {ev.get('event_id')} should be {prev_id + 1}"
-                         + (" (events are missing before it)" if gap else ""))
-        if ev.get("prev_hash") != prev_hash:
-            return pos, "prev_hash does not match the previous event's hash"
-        if ev.get("hash") != event_hash(ev):
-            return pos, "hash does not match the event's content"
-        prev_id, prev_hash = ev["event_id"], ev["hash"]
-    return None
+    chain = Chain(prev_hash, prev_id)
+    for event in events:
+        if not chain.add(event):
+            break
+    return chain.bad
+
+
+class Chain:
+    """``verify_chain`` one event at a time, for a reader that streams the log: ``bad``
+    is (position, problem) of the first bad event, None while every event added checks."""
+
+    __slots__ = ("bad", "pos", "prev_hash", "prev_id")
+
+    def __init__(self, prev_hash: str = GENESIS_HASH, prev_id: int = 0) -> None:
+        self.prev_hash, self.prev_id = prev_hash, prev_id
+        self.pos = 0
+        self.bad: tuple[int, str] | None = None
+
+    def add(self, ev: Mapping[str, Any]) -> bool:
+        """Check the next event; False (and nothing more checked) from the first bad one."""
+        if self.bad is not None:
+            return False
+        if ev.get("event_id") != self.prev_id + 1:
+            gap = isinstance(ev.get("event_id"), int) and ev["event_id"] > self.prev_id + 1
+            self.bad = (self.pos, f"event_id {ev.get('event_id')} should be {self.prev_id + 1}"
+                        + (" (events are missing before it)" if gap else ""))
+        elif ev.get("prev_hash") != self.prev_hash:
+            self.bad = (self.pos, "prev_hash does not match the previous event's hash")
+        elif ev.get("hash") != event_hash(ev):
+            self.bad = (self.pos, "hash does not match the event's content")
+        else:
+            self.prev_id, self.prev_hash = ev["event_id"], ev["hash"]
+            self.pos += 1
+            return True
+        return False
 
 
 # --------------------------------------------------------------------- patches
