@@ -102,6 +102,27 @@ def seal(event: dict[str, Any], event_id: int, prev_hash: str) -> dict[str, Any]
     return event
 
 
+def seal_line(event: dict[str, Any], event_id: int, prev_hash: str
+              ) -> tuple[dict[str, Any], str]:
+    """``seal``, and the sealed event's ``canonical`` text (its log line): both made
+    from one serialisation of each value (a created milestone of 100,000 tasks is
+    turned into JSON once, not once for the hash and again for the log).
+
+    ``canonical`` of a mapping with text keys is its members' texts, ``"key":value``,
+    in key order, joined by commas in braces: the hash is taken over those of the
+    body, the line adds the hash's own member."""
+    event["event_id"] = event_id
+    event["prev_hash"] = prev_hash
+    if not all(type(k) is str for k in event):
+        seal(event, event_id, prev_hash)  # (no event has other keys)
+        return event, canonical(event)
+    members = {k: f"{canonical(k)}:{canonical(v)}" for k, v in event.items() if k != "hash"}
+    body = "{" + ",".join(members[k] for k in sorted(members)) + "}"
+    event["hash"] = sha256_hex(body.encode("utf-8"))
+    members["hash"] = f'"hash":{canonical(event["hash"])}'
+    return event, "{" + ",".join(members[k] for k in sorted(members)) + "}"
+
+
 def make_event(
     event_type: str,
     milestone_id: str | None,

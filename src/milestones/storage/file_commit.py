@@ -39,12 +39,14 @@ class FileCommit(FileState):
         state = self._state if self._state is not None else self._read_state()
         self._state = state
         last_id, last_hash = state["applied_event_id"], state["applied_hash"]
-        sealed = []
+        sealed, lines = [], []
         for e in events:
             last_id += 1
-            sealed.append(ev.seal(dict(e), last_id, last_hash))
-            last_hash = sealed[-1]["hash"]
-        payload = "".join(ev.canonical(e) + "\n" for e in sealed).encode("utf-8")
+            event, line = ev.seal_line(dict(e), last_id, last_hash)
+            sealed.append(event)
+            lines.append(line + "\n")
+            last_hash = event["hash"]
+        payload = "".join(lines).encode("utf-8")
         before = fsutil.append_durable(self.log_path, payload)
         # The commit point: the events in the log AND every file (state.json last)
         # written. Before it, a failure undoes the files and takes the events back;
