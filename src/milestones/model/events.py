@@ -117,8 +117,16 @@ def seal_line(event: dict[str, Any], event_id: int, prev_hash: str
         seal(event, event_id, prev_hash)  # (no event has other keys)
         return event, canonical(event)
     members = {k: f"{canonical(k)}:{canonical(v)}" for k, v in event.items() if k != "hash"}
-    body = "{" + ",".join(members[k] for k in sorted(members)) + "}"
-    event["hash"] = sha256_hex(body.encode("utf-8"))
+    global _SHA256
+    if _SHA256 is None:
+        _SHA256 = _builtin_sha256()
+    digest = _SHA256(b"{")  # the body's text hashed member by member, never made whole
+    for i, k in enumerate(sorted(members)):
+        if i:
+            digest.update(b",")
+        digest.update(members[k].encode("utf-8"))
+    digest.update(b"}")
+    event["hash"] = str(digest.hexdigest())
     members["hash"] = f'"hash":{canonical(event["hash"])}'
     return event, "{" + ",".join(members[k] for k in sorted(members)) + "}"
 
