@@ -46,8 +46,8 @@ class FileCommit(FileState):
             sealed.append(event)
             lines.append(line + "\n")
             last_hash = event["hash"]
-        payload = "".join(lines).encode("utf-8")
-        before = fsutil.append_durable(self.log_path, payload)
+        before = fsutil.append_durable(self.log_path, "".join(lines).encode("utf-8"))
+        del lines  # the events' text (a created milestone's whole) is not held from here
         # The commit point: the events in the log AND every file (state.json last)
         # written. Before it, a failure undoes the files and takes the events back;
         # after it (rotation, the hybrid index) trouble is only a warning.
