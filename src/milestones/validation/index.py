@@ -81,7 +81,7 @@ class PlanIndex:
     @cached_property
     def log(self) -> list[dict[str, Any]]:
         """The event log read and checked line by line (its checks); the events are
-        replayed as they are read (``log_replay``), none kept."""
+        replayed as they are read, for ``replayed``; none is kept."""
         from ..model import events as ev
         from ..storage.logcheck import check_log
 
