@@ -239,6 +239,8 @@ def diff(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> dict[s
         patch["set"] = fields
     if removed:
         patch["unset"] = removed
+    if new.get("tasks") is old.get("tasks"):
+        return patch  # the very same task records (``to_dict(tasks=...)``): none changed
     old_tasks = {t["id"]: t for t in old.get("tasks", [])}
     new_tasks = {t["id"]: t for t in new.get("tasks", [])}
     tset: dict[str, Any] = {}
