@@ -1,0 +1,364 @@
+"""``database/analytics.db``: the rollups ``milestone analytics`` reads, built from the
+event log and never a source of truth.
+
+Every task's life is folded out of the log's patches (``tasks_add``, ``tasks_set``,
+``create``, ``delete``...): when it was added, first started, completed (and by whom),
+its estimate, time spent and assignee, its open blocked interval; a milestone's tags;
+each blocked interval; and per milestone and day how many tasks entered and left
+``in_progress`` (work in progress over time). Only ids, times, statuses, numbers, tags
+and actors are kept: no title, description, blocker reason or note, so nothing that
+encryption at rest protects is copied out in plaintext.
+
+``meta`` remembers the id and hash of the last event folded in. A run reads only the
+events after it; when that event's hash no longer matches the log's (``encrypt
+rotate`` re-chained it, a restore, a repair) or the log is shorter, the rollups are
+rebuilt from the whole log. Deleting the file loses nothing: the next run rebuilds it.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..project import Project
+
+DB_NAME = "analytics.db"
+VERSION = "1"
+DONE = ("done", "skipped")
+TAIL_READ = 2000  # up to this many new events are read from the log's newest file only
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS milestones (
+    mid TEXT PRIMARY KEY, tags TEXT NOT NULL DEFAULT '[]', deleted INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS tasks (
+    mid TEXT NOT NULL, tid TEXT NOT NULL, status TEXT, created REAL, started REAL,
+    completed REAL, completer TEXT, estimate REAL, spent INTEGER NOT NULL DEFAULT 0,
+    assignee TEXT, removed INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (mid, tid));
+CREATE TABLE IF NOT EXISTS blocked (
+    mid TEXT NOT NULL, tid TEXT NOT NULL, start REAL NOT NULL, end REAL);
+CREATE INDEX IF NOT EXISTS blocked_open ON blocked (mid, tid, end);
+CREATE TABLE IF NOT EXISTS wip (
+    mid TEXT NOT NULL, day TEXT NOT NULL, delta INTEGER NOT NULL, PRIMARY KEY (mid, day));
+"""
+
+TASK_COLS = ("status", "created", "started", "completed", "completer", "estimate", "spent",
+             "assignee", "removed")
+
+
+def seconds(stamp: Any) -> float | None:
+    """An ISO UTC timestamp as seconds since the epoch (None if it is not one)."""
+    if not isinstance(stamp, str) or not stamp:
+        return None
+    try:
+        moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def day_of(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).date().isoformat()
+
+
+def db_path(project: Project) -> Path | None:
+    """Where the rollups live; None on a store with no folder of its own (memory)."""
+    if getattr(project.store, "backend", "") == "memory":
+        return None
+    return Path(project.root) / "database" / DB_NAME
+
+
+def connect(path: Path | None) -> sqlite3.Connection:
+    """The rollups' database; in memory when it has no place (or the folder is read-only)."""
+    conn = None
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(str(path), timeout=30, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.executescript(SCHEMA)
+        except (OSError, sqlite3.Error):
+            if conn is not None:
+                conn.close()
+            conn = None
+    if conn is None:
+        conn = sqlite3.connect(":memory:", isolation_level=None)
+        conn.executescript(SCHEMA)
+    conn.execute("PRAGMA synchronous=NORMAL")
+    return conn
+
+
+class Folder:
+    """Folds events into the rollups: the tasks an event touches are read once, kept
+    in memory until ``flush`` writes them back."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.tasks: dict[tuple[str, str], dict[str, Any]] = {}
+        self.milestones: dict[str, dict[str, Any]] = {}
+        self.wip: dict[tuple[str, str], int] = {}
+        self.opened: list[tuple[str, str, float]] = []  # blocked intervals begun
+        self.closed: list[tuple[float, str, str]] = []  # (end, mid, tid) of those ended
+        self.last_id = 0
+        self.last_hash = ""
+        self.count = 0
+
+    # ------------------------------------------------------------------ rows
+
+    def task(self, mid: str, tid: str) -> dict[str, Any] | None:
+        key = (mid, tid)
+        row = self.tasks.get(key)
+        if row is None and key not in self.tasks:
+            got = self.conn.execute(
+                f"SELECT {', '.join(TASK_COLS)} FROM tasks WHERE mid = ? AND tid = ?",
+                key).fetchone()
+            row = dict(zip(TASK_COLS, got, strict=True)) if got else None
+            self.tasks[key] = row  # type: ignore[assignment]
+        return row
+
+    def milestone(self, mid: str) -> dict[str, Any]:
+        row = self.milestones.get(mid)
+        if row is None:
+            got = self.conn.execute("SELECT tags, deleted FROM milestones WHERE mid = ?",
+                                    (mid,)).fetchone()
+            row = ({"tags": json.loads(got[0]), "deleted": got[1]} if got
+                   else {"tags": [], "deleted": 0})
+            self.milestones[mid] = row
+        return row
+
+    def milestone_tasks(self, mid: str) -> list[str]:
+        ids = {tid for (m, tid), row in self.tasks.items() if m == mid and row}
+        ids.update(r[0] for r in self.conn.execute(
+            "SELECT tid FROM tasks WHERE mid = ? AND removed = 0", (mid,)))
+        return sorted(ids)
+
+    # ----------------------------------------------------------- transitions
+
+    def move(self, mid: str, tid: str, row: dict[str, Any], new: str | None, ts: float,
+             actor: str) -> None:
+        """``row``'s status becomes ``new`` at ``ts`` (None: the task is gone)."""
+        old = row.get("status")
+        if old == new:
+            return
+        day = day_of(ts)
+        if old == "in_progress":
+            self.wip[(mid, day)] = self.wip.get((mid, day), 0) - 1
+        if new == "in_progress":
+            self.wip[(mid, day)] = self.wip.get((mid, day), 0) + 1
+            if row.get("started") is None:
+                row["started"] = ts
+        if old == "blocked":
+            self.closed.append((ts, mid, tid))
+        if new == "blocked":
+            self.opened.append((mid, tid, ts))
+        if new == "done":
+            row["completed"], row["completer"] = ts, actor
+        else:  # reopened, skipped or removed: not a completion (any more)
+            row["completed"] = row["completer"] = None
+        row["status"] = new
+
+    def add_task(self, mid: str, t: Mapping[str, Any], ts: float, actor: str) -> None:
+        tid = str(t.get("id"))
+        old = self.task(mid, tid)
+        if old is not None and not old.get("removed"):
+            self.move(mid, tid, old, None, ts, actor)
+        row: dict[str, Any] = {"status": None, "created": ts, "started": None,
+                               "completed": None, "completer": None, "estimate": None,
+                               "spent": 0, "assignee": None, "removed": 0}
+        self.tasks[(mid, tid)] = row
+        self.set_fields(row, t)
+        self.move(mid, tid, row, str(t.get("status") or "todo"), ts, actor)
+        if row["status"] in ("in_progress", "done"):  # added as started (an import)
+            row["started"] = seconds(t.get("started_at")) or row["started"]
+        if row["status"] == "done":
+            row["completed"] = seconds(t.get("completed_at")) or ts
+
+    @staticmethod
+    def set_fields(row: dict[str, Any], change: Mapping[str, Any]) -> None:
+        if "estimate" in change:
+            est = change["estimate"]
+            row["estimate"] = float(est) if isinstance(est, (int, float)) else None
+        if "time_spent" in change:
+            spent = change["time_spent"]
+            row["spent"] = int(spent) if isinstance(spent, (int, float)) else 0
+        if "assignee" in change:
+            who = change["assignee"]
+            row["assignee"] = who if isinstance(who, str) else None
+
+    def remove_task(self, mid: str, tid: str, ts: float, actor: str) -> None:
+        row = self.task(mid, tid)
+        if row is not None and not row.get("removed"):
+            status = row.get("status")
+            self.move(mid, tid, row, None, ts, actor)
+            row["status"], row["removed"] = status, 1
+
+    # ----------------------------------------------------------------- events
+
+    def feed(self, e: Mapping[str, Any]) -> None:
+        self.count += 1
+        self.last_id = int(e.get("event_id") or self.last_id)
+        self.last_hash = str(e.get("hash") or "")
+        data = e.get("data")
+        mid = e.get("milestone_id")
+        if not isinstance(data, dict) or not isinstance(mid, str) or not data:
+            return
+        ts = seconds(e.get("timestamp"))
+        if ts is None:
+            return
+        actor = str(e.get("actor") or "unknown")
+        if "create" in data:
+            created = data["create"] if isinstance(data["create"], dict) else {}
+            for tid in self.milestone_tasks(mid):
+                self.remove_task(mid, tid, ts, actor)
+            self.milestones[mid] = {"tags": _tags(created.get("tags")), "deleted": 0}
+            for t in created.get("tasks") or ():
+                if isinstance(t, dict):
+                    self.add_task(mid, t, ts, actor)
+            return
+        if data.get("delete"):
+            for tid in self.milestone_tasks(mid):
+                self.remove_task(mid, tid, ts, actor)
+            self.milestone(mid)["deleted"] = 1
+            return
+        fields = data.get("set")
+        if isinstance(fields, dict) and "tags" in fields:
+            self.milestone(mid)["tags"] = _tags(fields["tags"])
+        tset = data.get("tasks_set")
+        if isinstance(tset, dict):
+            for tid, change in tset.items():
+                row = self.task(mid, str(tid))
+                if row is None or row.get("removed") or not isinstance(change, dict):
+                    continue
+                self.set_fields(row, change)
+                if "status" in change and isinstance(change["status"], str):
+                    self.move(mid, str(tid), row, change["status"], ts, actor)
+        for tid in data.get("tasks_remove") or ():
+            self.remove_task(mid, str(tid), ts, actor)
+        for t in data.get("tasks_add") or ():
+            if isinstance(t, dict):
+                self.add_task(mid, t, ts, actor)
+
+    # ------------------------------------------------------------------ write
+
+    def flush(self) -> None:
+        c = self.conn
+        rows = [(mid, tid, *(row[k] for k in TASK_COLS))
+                for (mid, tid), row in self.tasks.items() if row is not None]
+        c.executemany(f"INSERT OR REPLACE INTO tasks (mid, tid, {', '.join(TASK_COLS)}) "
+                      f"VALUES ({', '.join('?' * (len(TASK_COLS) + 2))})", rows)
+        c.executemany("INSERT OR REPLACE INTO milestones (mid, tags, deleted) VALUES (?, ?, ?)",
+                      [(mid, json.dumps(r["tags"]), r["deleted"])
+                       for mid, r in self.milestones.items()])
+        c.executemany("INSERT INTO wip (mid, day, delta) VALUES (?, ?, ?) ON CONFLICT "
+                      "(mid, day) DO UPDATE SET delta = delta + excluded.delta",
+                      [(mid, day, d) for (mid, day), d in self.wip.items()])
+        # Intervals in the order they happened: a task blocked, cleared and blocked again
+        # in one batch closes its first interval before the second opens.
+        steps = sorted([(ts, 1, mid, tid) for mid, tid, ts in self.opened]
+                       + [(ts, 0, mid, tid) for ts, mid, tid in self.closed])
+        for ts, opening, mid, tid in steps:
+            if opening:
+                c.execute("INSERT INTO blocked (mid, tid, start, end) VALUES (?, ?, ?, NULL)",
+                          (mid, tid, ts))
+            else:
+                c.execute("UPDATE blocked SET end = ? WHERE mid = ? AND tid = ? AND end IS NULL",
+                          (ts, mid, tid))
+
+
+def _tags(value: Any) -> list[str]:
+    return sorted({str(t) for t in value}) if isinstance(value, list) else []
+
+
+def meta(conn: sqlite3.Connection) -> dict[str, str]:
+    return dict(conn.execute("SELECT key, value FROM meta").fetchall())
+
+
+def clear(conn: sqlite3.Connection) -> None:
+    for table in ("meta", "milestones", "tasks", "blocked", "wip"):
+        conn.execute(f"DELETE FROM {table}")
+
+
+def _new_events(project: Project, after: int, head_id: int) -> Iterator[dict[str, Any]]:
+    """The events after ``after`` up to the head; a few from the newest file only."""
+    store = project.store
+    tail = getattr(store, "events_tail", None)
+    if tail is not None and 0 < head_id - after <= TAIL_READ:
+        got = tail(head_id - after, lambda e: True, after)
+        if got and int(got[0].get("event_id") or 0) == after + 1:
+            yield from got
+            return
+    for e in store.events(after=after):
+        if int(e.get("event_id") or 0) > head_id:
+            return
+        yield e
+
+
+def _fold(conn: sqlite3.Connection, events: Iterable[Mapping[str, Any]]) -> int:
+    folder = Folder(conn)
+    batch = 0
+    for e in events:
+        folder.feed(e)
+        batch += 1
+        if batch >= 20_000:  # bounded memory on a long log
+            _write(conn, folder)
+            last_id, last_hash, count = folder.last_id, folder.last_hash, folder.count
+            folder = Folder(conn)
+            folder.last_id, folder.last_hash, folder.count = last_id, last_hash, count
+            batch = 0
+    _write(conn, folder)
+    return folder.count
+
+
+def _write(conn: sqlite3.Connection, folder: Folder) -> None:
+    folder.flush()
+    if folder.last_id:
+        conn.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                         [("version", VERSION), ("last_event_id", str(folder.last_id)),
+                          ("last_hash", folder.last_hash)])
+
+
+def refresh(project: Project, conn: sqlite3.Connection, *, rebuild: bool = False
+            ) -> dict[str, Any]:
+    """Bring the rollups up to the log's head: fold in the new events, or rebuild them
+    all when asked, when the file is of another version, or when the log no longer holds
+    the event they saw last. Returns what was done."""
+    st = project.state()
+    head_id, head_hash = int(st.last_event_id), str(st.last_hash)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        seen = meta(conn)
+        last_id = int(seen.get("last_event_id") or 0)
+        reason = None
+        if rebuild:
+            reason = "asked"
+        elif seen and seen.get("version") != VERSION:
+            reason = "another version of the rollups"
+        elif last_id > head_id or (last_id == head_id and seen.get("last_hash") != head_hash):
+            reason = "the event log changed (re-chained, restored or repaired)"
+        if last_id and reason is None and last_id < head_id:
+            events = _new_events(project, last_id - 1, head_id)
+            first = next(events, None)
+            if first is None or first.get("hash") != seen.get("last_hash"):
+                reason = "the event log changed (re-chained, restored or repaired)"
+            else:
+                folded = _fold(conn, events)
+                conn.execute("COMMIT")
+                return {"mode": "incremental", "events": folded, "last_event_id": head_id}
+        if reason is None and last_id == head_id and last_id:
+            conn.execute("COMMIT")
+            return {"mode": "current", "events": 0, "last_event_id": head_id}
+        clear(conn)
+        folded = _fold(conn, _new_events(project, 0, head_id))
+        conn.execute("COMMIT")
+        return {"mode": "rebuild", "reason": reason or "first build", "events": folded,
+                "last_event_id": head_id}
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
