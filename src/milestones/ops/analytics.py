@@ -86,64 +86,127 @@ def _spread(hours: list[float]) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------ figures
+#
+# Computed in SQL over the rollups, so a report reads a few aggregated rows, not every
+# task: percentiles by rank (``LIMIT 1 OFFSET``, on the indexed columns of analytics_db).
+
+class Scope:
+    """The WHERE clause of the done tasks a report counts (``t``: the tasks table)."""
+
+    def __init__(self, mid: str | None, cut: float | None) -> None:
+        self.mid, self.cut = mid, cut
+
+    def done(self, col: str = "week", alias: str = "t") -> tuple[str, tuple[Any, ...]]:
+        """Done tasks (``col`` is not null only for those: the index to use)."""
+        where = [f"{alias}.{col} IS NOT NULL"]
+        args: list[Any] = []
+        if self.cut is not None:
+            where.append(f"{alias}.completed >= ?")
+            args.append(self.cut)
+        if self.mid is not None:
+            where.append(f"{alias}.mid = ?")
+            args.append(self.mid)
+        return " AND ".join(where), tuple(args)
 
 
-def throughput(done: list[float], since: float | None, now: float) -> dict[str, Any]:
-    counts: dict[date, int] = {}
-    for ts in done:
-        counts[week_of(ts)] = counts.get(week_of(ts), 0) + 1
+def ranked(conn: Any, source: str, args: tuple[Any, ...], n: int, p: int) -> float | None:
+    """The nearest-rank ``p``-th percentile of the ``n`` values of ``source`` (a query of
+    one column, in order: an index walk when ``source`` is on an indexed column)."""
+    if n <= 0:
+        return None
+    row = conn.execute(f"{source} LIMIT 1 OFFSET ?",
+                       (*args, max(0, math.ceil(p * n / 100) - 1))).fetchone()
+    return None if row is None else float(row[0])
+
+
+def weekly(conn: Any, scope: Scope) -> dict[date, int]:
+    where, args = scope.done()
+    return {date.fromisoformat(w): n for w, n in conn.execute(
+        f"SELECT t.week, COUNT(*) FROM tasks t WHERE {where} GROUP BY t.week", args)}
+
+
+def throughput(counts: dict[date, int], since: float | None, now: float) -> dict[str, Any]:
     if not counts:
         return {"weeks": [], "total": 0, "mean_per_week": None}
-    first = week_of(since) if since is not None else min(counts)
-    weeks = _weeks(min(first, min(counts)), week_of(now))
+    first = min(counts) if since is None else min(week_of(since), min(counts))
     rows = [{"week": week_label(w), "start": w.isoformat(), "completed": counts.get(w, 0)}
-            for w in weeks]
-    return {"weeks": rows, "total": len(done),
-            "mean_per_week": _r(len(done) / len(rows)) if rows else None}
+            for w in _weeks(first, week_of(now))]
+    total = sum(counts.values())
+    return {"weeks": rows, "total": total, "mean_per_week": _r(total / len(rows))}
 
 
-def accuracy(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    def summary(group: list[dict[str, Any]]) -> dict[str, Any]:
-        est = sum(r["estimate"] for r in group)
-        spent = sum(r["spent"] for r in group) / HOUR
-        return {"tasks": len(group), "estimate_hours": _r(est), "spent_hours": _r(spent),
-                "ratio": _r(spent / est if est else None),
-                "median_ratio": _r(percentile([r["spent"] / HOUR / r["estimate"]
-                                               for r in group], 0.5))}
-
-    scored = [r for r in rows if r["completed"] is not None and (r["estimate"] or 0) > 0
-              and r["spent"] > 0]
-    people: dict[str, list[dict[str, Any]]] = {}
-    tags: dict[str, list[dict[str, Any]]] = {}
-    for r in scored:
-        people.setdefault(r["assignee"] or r["completer"] or "unknown", []).append(r)
-        for tag in r["tags"] or ["(none)"]:
-            tags.setdefault(tag, []).append(r)
-    return {**summary(scored),
-            "by_person": [{"person": k, **summary(v)} for k, v in sorted(people.items())],
-            "by_tag": [{"tag": k, **summary(v)} for k, v in sorted(tags.items())]}
+def spread(conn: Any, scope: Scope, col: str) -> dict[str, Any]:
+    where, args = scope.done(col)
+    n, mean = conn.execute(f"SELECT COUNT(t.{col}), AVG(t.{col}) FROM tasks t WHERE {where}",
+                           args).fetchone()
+    source = f"SELECT t.{col} FROM tasks t WHERE {where} ORDER BY t.{col}"
+    return {"tasks": n, "median_hours": _r(ranked(conn, source, args, n, 50)),
+            "p85_hours": _r(ranked(conn, source, args, n, 85)), "mean_hours": _r(mean)}
 
 
-def blocked(intervals: list[tuple[str, str, float, float | None]], since: float | None,
-            now: float) -> dict[str, Any]:
-    spans: list[float] = []
-    tasks: set[tuple[str, str]] = set()
-    aged: list[tuple[float, str, float]] = []  # (-age, task, start) of the open ones
-    for mid, tid, start, end in intervals:
-        stop = now if end is None else end
-        begin = start if since is None else max(start, since)
-        if end is None:
-            aged.append((-(now - start) / HOUR, f"{mid}/{tid}", start))
-        if stop < begin:
-            continue
-        spans.append((stop - begin) / HOUR)
-        tasks.add((mid, tid))
-    aged.sort()
-    ages = [-a for a, _t, _s in aged]
-    open_ = [{"task": task, "since": _stamp(start), "age_hours": _r(-a)}
-             for a, task, start in aged]
-    return {"intervals": len(spans), "tasks": len(tasks), "total_hours": _r(sum(spans)),
-            "median_hours": _r(percentile(spans, 0.5)), "p85_hours": _r(percentile(spans, 0.85)),
+def _ratios(n: int, est: float | None, spent: float | None, median: float | None
+            ) -> dict[str, Any]:
+    return {"tasks": n, "estimate_hours": _r(est or 0.0), "spent_hours": _r(spent or 0.0),
+            "ratio": _r(spent / est) if est and spent is not None else None,
+            "median_ratio": _r(median)}
+
+
+def accuracy(conn: Any, scope: Scope) -> dict[str, Any]:
+    """Time spent / estimate over the done tasks with both: the ``ratio`` column."""
+    where, args = scope.done("ratio")
+    sums = "COUNT(*), SUM(t.estimate), SUM(t.spent) / 3600.0"
+    n, est, spent = conn.execute(f"SELECT {sums} FROM tasks t WHERE {where}", args).fetchone()
+    out = _ratios(n, est, spent, ranked(
+        conn, f"SELECT t.ratio FROM tasks t WHERE {where} ORDER BY t.ratio", args, n, 50))
+    out["by_person"] = [
+        {"person": who, **_ratios(k, e, sp, ranked(
+            conn, f"SELECT t.ratio FROM tasks t WHERE {where} AND t.person = ? "
+                  "ORDER BY t.ratio", (*args, who), k, 50))}
+        for who, k, e, sp in conn.execute(
+            f"SELECT t.person, {sums} FROM tasks t WHERE {where} GROUP BY t.person "
+            "ORDER BY t.person", args).fetchall()]
+    tags: list[str | None] = [
+        r[0] for r in conn.execute("SELECT DISTINCT tag FROM milestone_tags ORDER BY tag")]
+    if conn.execute("SELECT 1 FROM milestones m WHERE NOT EXISTS (SELECT 1 FROM "
+                    "milestone_tags g WHERE g.mid = m.mid) LIMIT 1").fetchone():
+        tags.append(None)  # some milestone has no tag: its tasks count under "(none)"
+    out["by_tag"] = []
+    for tag in tags:
+        which = ("t.mid IN (SELECT mid FROM milestone_tags WHERE tag = ?)" if tag is not None
+                 else "NOT EXISTS (SELECT 1 FROM milestone_tags g WHERE g.mid = t.mid)")
+        more = (*args, tag) if tag is not None else args
+        k, e, sp = conn.execute(f"SELECT {sums} FROM tasks t WHERE {where} AND {which}",
+                                more).fetchone()
+        if k:
+            out["by_tag"].append({"tag": tag or "(none)", **_ratios(k, e, sp, ranked(
+                conn, f"SELECT t.ratio FROM tasks t WHERE {where} AND {which} "
+                      "ORDER BY t.ratio", more, k, 50))})
+    return out
+
+
+def blocked(conn: Any, scope: Scope, now: float) -> dict[str, Any]:
+    begin = "b.start" if scope.cut is None else "MAX(b.start, ?)"
+    head: tuple[Any, ...] = () if scope.cut is None else (scope.cut,)
+    only, tail = ("AND b.mid = ?", (scope.mid,)) if scope.mid else ("", ())
+    source = (f"SELECT b.mid, b.tid, (COALESCE(b.end, ?) - {begin}) / 3600.0 AS x "
+              "FROM blocked b JOIN tasks t ON t.mid = b.mid AND t.tid = b.tid "
+              f"WHERE (b.end IS NOT NULL OR t.removed = 0) {only}")
+    args = (now, *head, *tail)
+    spans = f"SELECT * FROM ({source}) WHERE x >= 0"
+    n, tasks, total = conn.execute(
+        f"SELECT COUNT(*), COUNT(DISTINCT mid || '/' || tid), SUM(x) FROM ({spans})",
+        args).fetchone()
+    ordered = f"SELECT x FROM ({spans}) ORDER BY x"
+    opened = conn.execute(
+        "SELECT b.mid, b.tid, b.start FROM blocked b JOIN tasks t ON t.mid = b.mid "
+        f"AND t.tid = b.tid WHERE b.end IS NULL AND t.removed = 0 {only} "
+        "ORDER BY b.start, b.mid, b.tid", tail).fetchall()
+    open_ = [{"task": f"{mid}/{tid}", "since": _stamp(start),
+              "age_hours": _r((now - start) / HOUR)} for mid, tid, start in opened]
+    ages = [(now - start) / HOUR for _m, _t, start in opened]
+    return {"intervals": n, "tasks": tasks, "total_hours": _r(total or 0.0),
+            "median_hours": _r(ranked(conn, ordered, args, n, 50)),
+            "p85_hours": _r(ranked(conn, ordered, args, n, 85)),
             "open": open_, "open_count": len(open_),
             "oldest_open_hours": _r(max(ages)) if ages else None,
             "median_open_hours": _r(percentile(ages, 0.5))}
@@ -176,14 +239,11 @@ def wip(deltas: list[tuple[str, int]], since: float | None, now: float) -> dict[
 # ----------------------------------------------------------------- forecast
 
 
-def history(done: list[float], since: float | None, now: float) -> list[int]:
+def history(counts: dict[date, int], since: float | None, now: float) -> list[int]:
     """Completions per complete week, from the first week with one (or ``since``'s
     week) to the week before this one."""
-    if not done:
+    if not counts:
         return []
-    counts: dict[date, int] = {}
-    for ts in done:
-        counts[week_of(ts)] = counts.get(week_of(ts), 0) + 1
     first = min(counts) if since is None else max(min(counts), week_of(since))
     return [counts.get(w, 0) for w in _weeks(first, week_of(now) - timedelta(days=7))]
 
@@ -257,68 +317,38 @@ def report(project: Project, ref: str | None = None, since: str | None = None, *
     analytics --json`` prints, without its ``schema``. NotFound for an unknown ``ref``.
     ``seed`` makes the forecast repeatable (default: taken from the log's head hash, so
     one log always gives one answer); ``rebuild`` rebuilds the rollups first."""
-    mid = refs.resolve_milestone(ref, project.state().milestones) if ref else None
+    with project.reading() as st:
+        mid = refs.resolve_milestone(ref, st.milestones) if ref else None
+        head = (int(st.last_event_id), str(st.last_hash))
     now = adb.seconds(project.clock()) or datetime.now(UTC).timestamp()
     cut = adb.seconds(since) if since else None
+    scope = Scope(mid, cut)
     conn = adb.connect(adb.db_path(project))
     try:
-        done_how = adb.refresh(project, conn, rebuild=rebuild)
-        head_hash = adb.meta(conn).get("last_hash") or ""
-        tasks, intervals, deltas, all_done = _read(conn, mid)
+        done_how = adb.refresh(project, conn, head, rebuild=rebuild)
+        counts = weekly(conn, scope)
+        project_counts = counts if mid is None else weekly(conn, Scope(None, cut))
+        remaining = dict(conn.execute(
+            "SELECT mid, SUM(status NOT IN ('done', 'skipped')) FROM tasks WHERE removed = 0 "
+            + ("AND mid = ? " if mid else "") + "GROUP BY mid", (mid,) if mid else ()))
+        if mid is not None:
+            remaining = {mid: remaining.get(mid, 0)}
+        data = {
+            "generated_at": _stamp(now), "since": since, "milestone": mid,
+            "rollups": done_how,
+            "throughput": throughput(counts, cut, now),
+            "cycle_time": spread(conn, scope, "cycle"),
+            "lead_time": spread(conn, scope, "lead"),
+            "estimate_accuracy": accuracy(conn, scope),
+            "blocked": blocked(conn, scope, now),
+            "wip": wip(conn.execute(
+                f"SELECT day, SUM(delta) FROM wip {'WHERE mid = ?' if mid else ''} "
+                "GROUP BY day ORDER BY day", (mid,) if mid else ()).fetchall(), cut, now),
+        }
     finally:
         conn.close()
-    live = [t for t in tasks if not t["removed"]]
-    done = [t for t in tasks if t["completed"] is not None
-            and (cut is None or t["completed"] >= cut)]
-    remaining: dict[str, int] = {}
-    for t in live:
-        remaining.setdefault(t["mid"], 0)
-        if t["status"] not in adb.DONE:
-            remaining[t["mid"]] += 1
-    if mid is not None:
-        remaining = {mid: remaining.get(mid, 0)}
     if seed is None:
-        seed = int(head_hash[:12] or "0", 16)
-    return {
-        "generated_at": _stamp(now), "since": since, "milestone": mid,
-        "rollups": done_how,
-        "throughput": throughput([t["completed"] for t in done], cut, now),
-        "cycle_time": _spread([(t["completed"] - t["started"]) / HOUR for t in done
-                               if t["started"] is not None and t["completed"] >= t["started"]]),
-        "lead_time": _spread([(t["completed"] - t["created"]) / HOUR for t in done
-                              if t["created"] is not None and t["completed"] >= t["created"]]),
-        "estimate_accuracy": accuracy(done),
-        "blocked": blocked(intervals, cut, now),
-        "wip": wip(deltas, cut, now),
-        "forecast": forecast(history(all_done, cut, now), remaining, now, trials, seed),
-    }
-
-
-def _read(conn: Any, mid: str | None) -> tuple[list[dict[str, Any]], list[Any],
-                                               list[tuple[str, int]], list[float]]:
-    import json
-
-    where, args = ("WHERE t.mid = ?", (mid,)) if mid else ("", ())
-    cols = ("mid", "tid", *adb.TASK_COLS, "tags")
-    tags: dict[str, list[str]] = {}
-    tasks = []
-    for row in conn.execute(
-            f"SELECT t.mid, t.tid, {', '.join('t.' + c for c in adb.TASK_COLS)}, m.tags "
-            f"FROM tasks t LEFT JOIN milestones m ON m.mid = t.mid {where}", args):
-        t = dict(zip(cols, row, strict=True))
-        raw = t["tags"] or "[]"
-        if raw not in tags:
-            tags[raw] = json.loads(raw)
-        t["tags"] = tags[raw]
-        tasks.append(t)
-    blocked_rows = conn.execute(
-        f"SELECT b.mid, b.tid, b.start, b.end FROM blocked b "
-        f"JOIN tasks t ON t.mid = b.mid AND t.tid = b.tid "
-        f"WHERE (b.end IS NOT NULL OR t.removed = 0) {'AND b.mid = ?' if mid else ''}",
-        args).fetchall()
-    deltas = conn.execute(f"SELECT day, SUM(delta) FROM wip {'WHERE mid = ?' if mid else ''} "
-                          "GROUP BY day ORDER BY day", args).fetchall()
-    all_done = ([t["completed"] for t in tasks if t["completed"] is not None] if not mid
-                else [r[0] for r in conn.execute(
-                    "SELECT completed FROM tasks WHERE completed IS NOT NULL")])
-    return tasks, blocked_rows, deltas, all_done
+        seed = int(head[1][:12] or "0", 16)
+    data["forecast"] = forecast(history(project_counts, cut, now), remaining, now, trials,
+                                seed)
+    return data

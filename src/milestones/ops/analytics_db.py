@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from ..project import Project
 
 DB_NAME = "analytics.db"
-VERSION = "1"
+VERSION = "4"
 DONE = ("done", "skipped")
 TAIL_READ = 2000  # up to this many new events are read from the log's newest file only
 
@@ -39,10 +39,26 @@ CREATE TABLE IF NOT EXISTS milestones (
 CREATE TABLE IF NOT EXISTS tasks (
     mid TEXT NOT NULL, tid TEXT NOT NULL, status TEXT, created REAL, started REAL,
     completed REAL, completer TEXT, estimate REAL, spent INTEGER NOT NULL DEFAULT 0,
-    assignee TEXT, removed INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (mid, tid));
+    assignee TEXT, removed INTEGER NOT NULL DEFAULT 0,
+    cycle REAL, lead REAL, ratio REAL, person TEXT, week TEXT,
+    PRIMARY KEY (mid, tid));
+CREATE INDEX IF NOT EXISTS tasks_week ON tasks (week, completed) WHERE week IS NOT NULL;
+CREATE INDEX IF NOT EXISTS tasks_week_in ON tasks (mid, week) WHERE week IS NOT NULL;
+CREATE INDEX IF NOT EXISTS tasks_open ON tasks (mid, status) WHERE removed = 0;
+CREATE INDEX IF NOT EXISTS tasks_cycle ON tasks (cycle) WHERE cycle IS NOT NULL;
+CREATE INDEX IF NOT EXISTS tasks_cycle_in ON tasks (mid, cycle) WHERE cycle IS NOT NULL;
+CREATE INDEX IF NOT EXISTS tasks_lead ON tasks (lead) WHERE lead IS NOT NULL;
+CREATE INDEX IF NOT EXISTS tasks_lead_in ON tasks (mid, lead) WHERE lead IS NOT NULL;
+CREATE INDEX IF NOT EXISTS tasks_ratio ON tasks (ratio, estimate, spent) WHERE ratio IS NOT NULL;
+CREATE INDEX IF NOT EXISTS tasks_ratio_in ON tasks (mid, ratio) WHERE ratio IS NOT NULL;
+CREATE INDEX IF NOT EXISTS tasks_person ON tasks (person, ratio, estimate, spent)
+    WHERE ratio IS NOT NULL;
+CREATE TABLE IF NOT EXISTS milestone_tags (mid TEXT NOT NULL, tag TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS milestone_tags_mid ON milestone_tags (mid);
 CREATE TABLE IF NOT EXISTS blocked (
     mid TEXT NOT NULL, tid TEXT NOT NULL, start REAL NOT NULL, end REAL);
 CREATE INDEX IF NOT EXISTS blocked_open ON blocked (mid, tid, end);
+CREATE INDEX IF NOT EXISTS blocked_still ON blocked (start) WHERE end IS NULL;
 CREATE TABLE IF NOT EXISTS wip (
     mid TEXT NOT NULL, day TEXT NOT NULL, delta INTEGER NOT NULL, PRIMARY KEY (mid, day));
 """
@@ -83,6 +99,7 @@ def connect(path: Path | None) -> sqlite3.Connection:
             path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(str(path), timeout=30, isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")
+            _outdated(conn)
             conn.executescript(SCHEMA)
         except (OSError, sqlite3.Error):
             if conn is not None:
@@ -95,6 +112,20 @@ def connect(path: Path | None) -> sqlite3.Connection:
     return conn
 
 
+TABLES = ("meta", "milestones", "milestone_tags", "tasks", "blocked", "wip")
+
+
+def _outdated(conn: sqlite3.Connection) -> None:
+    """Drop the rollups of another version (their tables may differ): rebuilt next."""
+    try:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'version'").fetchone()
+    except sqlite3.OperationalError:
+        return  # a new file
+    if row is not None and row[0] != VERSION:
+        for table in TABLES:
+            conn.execute(f"DROP TABLE IF EXISTS {table}")
+
+
 class Folder:
     """Folds events into the rollups: the tasks an event touches are read once, kept
     in memory until ``flush`` writes them back."""
@@ -102,6 +133,8 @@ class Folder:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
         self.tasks: dict[tuple[str, str], dict[str, Any]] = {}
+        self.by_mid: dict[str, set[str]] = {}  # the task ids of ``tasks``, per milestone
+        self.fresh: set[str] = set()  # milestones created here that had no task before
         self.milestones: dict[str, dict[str, Any]] = {}
         self.wip: dict[tuple[str, str], int] = {}
         self.opened: list[tuple[str, str, float]] = []  # blocked intervals begun
@@ -134,7 +167,7 @@ class Folder:
         return row
 
     def milestone_tasks(self, mid: str) -> list[str]:
-        ids = {tid for (m, tid), row in self.tasks.items() if m == mid and row}
+        ids = set(self.by_mid.get(mid, ()))
         ids.update(r[0] for r in self.conn.execute(
             "SELECT tid FROM tasks WHERE mid = ? AND removed = 0", (mid,)))
         return sorted(ids)
@@ -166,13 +199,14 @@ class Folder:
 
     def add_task(self, mid: str, t: Mapping[str, Any], ts: float, actor: str) -> None:
         tid = str(t.get("id"))
-        old = self.task(mid, tid)
+        old = None if mid in self.fresh else self.task(mid, tid)
         if old is not None and not old.get("removed"):
             self.move(mid, tid, old, None, ts, actor)
         row: dict[str, Any] = {"status": None, "created": ts, "started": None,
                                "completed": None, "completer": None, "estimate": None,
                                "spent": 0, "assignee": None, "removed": 0}
         self.tasks[(mid, tid)] = row
+        self.by_mid.setdefault(mid, set()).add(tid)
         self.set_fields(row, t)
         self.move(mid, tid, row, str(t.get("status") or "todo"), ts, actor)
         if row["status"] in ("in_progress", "done"):  # added as started (an import)
@@ -215,8 +249,11 @@ class Folder:
         actor = str(e.get("actor") or "unknown")
         if "create" in data:
             created = data["create"] if isinstance(data["create"], dict) else {}
-            for tid in self.milestone_tasks(mid):
+            had = self.milestone_tasks(mid)
+            for tid in had:
                 self.remove_task(mid, tid, ts, actor)
+            if not had:
+                self.fresh.add(mid)
             self.milestones[mid] = {"tags": _tags(created.get("tags")), "deleted": 0}
             for t in created.get("tasks") or ():
                 if isinstance(t, dict):
@@ -249,13 +286,18 @@ class Folder:
 
     def flush(self) -> None:
         c = self.conn
-        rows = [(mid, tid, *(row[k] for k in TASK_COLS))
+        rows = [(mid, tid, *(row[k] for k in TASK_COLS), *derived(row))
                 for (mid, tid), row in self.tasks.items() if row is not None]
-        c.executemany(f"INSERT OR REPLACE INTO tasks (mid, tid, {', '.join(TASK_COLS)}) "
-                      f"VALUES ({', '.join('?' * (len(TASK_COLS) + 2))})", rows)
+        c.executemany(f"INSERT OR REPLACE INTO tasks (mid, tid, {', '.join(TASK_COLS)}, "
+                      f"{', '.join(DERIVED)}) "
+                      f"VALUES ({', '.join('?' * (len(TASK_COLS) + len(DERIVED) + 2))})", rows)
         c.executemany("INSERT OR REPLACE INTO milestones (mid, tags, deleted) VALUES (?, ?, ?)",
                       [(mid, json.dumps(r["tags"]), r["deleted"])
                        for mid, r in self.milestones.items()])
+        c.executemany("DELETE FROM milestone_tags WHERE mid = ?",
+                      [(mid,) for mid in self.milestones])
+        c.executemany("INSERT INTO milestone_tags (mid, tag) VALUES (?, ?)",
+                      [(mid, tag) for mid, r in self.milestones.items() for tag in r["tags"]])
         c.executemany("INSERT INTO wip (mid, day, delta) VALUES (?, ?, ?) ON CONFLICT "
                       "(mid, day) DO UPDATE SET delta = delta + excluded.delta",
                       [(mid, day, d) for (mid, day), d in self.wip.items()])
@@ -272,6 +314,28 @@ class Folder:
                           (ts, mid, tid))
 
 
+DERIVED = ("cycle", "lead", "ratio", "person", "week")  # what a report ranks, indexed
+
+
+def derived(row: Mapping[str, Any]) -> tuple[Any, ...]:
+    """A done task's cycle and lead time (hours), time spent / estimate and person (the
+    assignee, else who completed it); None for what it has not got."""
+    done = row["completed"]
+    if done is None:
+        return None, None, None, None, None
+    started, created, est, spent = row["started"], row["created"], row["estimate"], row["spent"]
+    return ((done - started) / 3600.0 if started is not None and done >= started else None,
+            (done - created) / 3600.0 if created is not None and done >= created else None,
+            spent / 3600.0 / est if est and est > 0 and spent > 0 else None,
+            row["assignee"] or row["completer"] or "unknown", monday(done))
+
+
+def monday(ts: float) -> str:
+    """The Monday (UTC) of the ISO week ``ts`` falls in."""
+    d = datetime.fromtimestamp(ts, UTC).date()
+    return (d - timedelta(days=d.weekday())).isoformat()
+
+
 def _tags(value: Any) -> list[str]:
     return sorted({str(t) for t in value}) if isinstance(value, list) else []
 
@@ -281,7 +345,7 @@ def meta(conn: sqlite3.Connection) -> dict[str, str]:
 
 
 def clear(conn: sqlite3.Connection) -> None:
-    for table in ("meta", "milestones", "tasks", "blocked", "wip"):
+    for table in TABLES:
         conn.execute(f"DELETE FROM {table}")
 
 
@@ -324,13 +388,12 @@ def _write(conn: sqlite3.Connection, folder: Folder) -> None:
                           ("last_hash", folder.last_hash)])
 
 
-def refresh(project: Project, conn: sqlite3.Connection, *, rebuild: bool = False
-            ) -> dict[str, Any]:
-    """Bring the rollups up to the log's head: fold in the new events, or rebuild them
-    all when asked, when the file is of another version, or when the log no longer holds
-    the event they saw last. Returns what was done."""
-    st = project.state()
-    head_id, head_hash = int(st.last_event_id), str(st.last_hash)
+def refresh(project: Project, conn: sqlite3.Connection, head: tuple[int, str], *,
+            rebuild: bool = False) -> dict[str, Any]:
+    """Bring the rollups up to the log's ``head`` (last event id and hash): fold in the
+    new events, or rebuild them all when asked, when the file is of another version, or
+    when the log no longer holds the event they saw last. Returns what was done."""
+    head_id, head_hash = head
     conn.execute("BEGIN IMMEDIATE")
     try:
         seen = meta(conn)
