@@ -221,3 +221,14 @@ def test_every_backend_counts_the_same(project: Project) -> None:
     again = an.report(project)
     assert again["wip"]["current"] == 1
     assert figures(an.report(project, rebuild=True)) == figures(again)
+
+
+def test_a_damaged_analytics_db_is_made_again(small: Project) -> None:
+    before = figures(an.report(small))
+    db = small.root / "database" / "analytics.db"
+    for suffix in ("-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    db.write_bytes(b"not a database at all" * 100)
+    data = an.report(small)
+    assert data["rollups"]["mode"] == "rebuild" and figures(data) == before
+    assert db.read_bytes().startswith(b"SQLite format 3")

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import random
+import sqlite3
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -325,7 +326,12 @@ def report(project: Project, ref: str | None = None, since: str | None = None, *
     scope = Scope(mid, cut)
     conn = adb.connect(adb.db_path(project))
     try:
-        done_how = adb.refresh(project, conn, head, rebuild=rebuild)
+        try:
+            done_how = adb.refresh(project, conn, head, rebuild=rebuild)
+        except sqlite3.Error:  # read-only, busy past the timeout: this run in memory
+            conn.close()
+            conn = adb.memory()
+            done_how = adb.refresh(project, conn, head, rebuild=rebuild)
         counts = weekly(conn, scope)
         project_counts = counts if mid is None else weekly(conn, Scope(None, cut))
         remaining = dict(conn.execute(

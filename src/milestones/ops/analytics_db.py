@@ -24,6 +24,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..errors import MilestoneError
+
 if TYPE_CHECKING:
     from ..project import Project
 
@@ -92,24 +94,43 @@ def db_path(project: Project) -> Path | None:
 
 
 def connect(path: Path | None) -> sqlite3.Connection:
-    """The rollups' database; in memory when it has no place (or the folder is read-only)."""
-    conn = None
-    if path is not None:
+    """The rollups' database; in memory when it has no place or cannot be written. A
+    file that is not a database (damaged) is removed and made again: it is derived."""
+    for attempt in (1, 2):
+        if path is None:
+            break
+        conn = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(str(path), timeout=30, isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")
             _outdated(conn)
             conn.executescript(SCHEMA)
-        except (OSError, sqlite3.Error):
+            conn.execute("PRAGMA synchronous=NORMAL")
+            return conn
+        except sqlite3.DatabaseError as exc:
             if conn is not None:
                 conn.close()
-            conn = None
-    if conn is None:
-        conn = sqlite3.connect(":memory:", isolation_level=None)
-        conn.executescript(SCHEMA)
-    conn.execute("PRAGMA synchronous=NORMAL")
+            if attempt == 2 or isinstance(exc, sqlite3.OperationalError):
+                break  # read-only, locked for too long: this run works in memory
+            remove(path)
+        except OSError:
+            if conn is not None:
+                conn.close()
+            break
+    return memory()
+
+
+def memory() -> sqlite3.Connection:
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    conn.executescript(SCHEMA)
     return conn
+
+
+def remove(path: Path) -> None:
+    """Delete the rollups' file (and its WAL): they are rebuilt from the log."""
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
 TABLES = ("meta", "milestones", "milestone_tags", "tasks", "blocked", "wip")
@@ -350,16 +371,34 @@ def clear(conn: sqlite3.Connection) -> None:
 
 
 def _new_events(project: Project, after: int, head_id: int) -> Iterator[dict[str, Any]]:
-    """The events after ``after`` up to the head; a few from the newest file only."""
+    """The events after ``after`` up to the head; a few from the newest file only. A
+    line past the head that does not read (a damaged log: ``doctor`` tells) is not
+    history and ends it quietly."""
     store = project.store
     tail = getattr(store, "events_tail", None)
     if tail is not None and 0 < head_id - after <= TAIL_READ:
-        got = tail(head_id - after, lambda e: True, after)
-        if got and int(got[0].get("event_id") or 0) == after + 1:
+        try:
+            got = [e for e in tail(head_id - after, lambda e: True, after)
+                   if int(e.get("event_id") or 0) <= head_id]
+        except MilestoneError:
+            got = []
+        if got and int(got[0].get("event_id") or 0) == after + 1 \
+                and int(got[-1].get("event_id") or 0) == head_id:
             yield from got
             return
-    for e in store.events(after=after):
-        if int(e.get("event_id") or 0) > head_id:
+    seen = after
+    events = store.events(after=after)
+    while seen < head_id:
+        try:
+            e = next(events)
+        except StopIteration:
+            return
+        except MilestoneError:
+            if seen >= head_id:
+                return
+            raise
+        seen = int(e.get("event_id") or 0)
+        if seen > head_id:
             return
         yield e
 
