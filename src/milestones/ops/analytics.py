@@ -189,9 +189,10 @@ def blocked(conn: Any, scope: Scope, now: float) -> dict[str, Any]:
     begin = "b.start" if scope.cut is None else "MAX(b.start, ?)"
     head: tuple[Any, ...] = () if scope.cut is None else (scope.cut,)
     only, tail = ("AND b.mid = ?", (scope.mid,)) if scope.mid else ("", ())
+    # A task removed (or its milestone deleted) while blocked closes its interval then:
+    # every open interval is a live task's.
     source = (f"SELECT b.mid, b.tid, (COALESCE(b.end, ?) - {begin}) / 3600.0 AS x "
-              "FROM blocked b JOIN tasks t ON t.mid = b.mid AND t.tid = b.tid "
-              f"WHERE (b.end IS NOT NULL OR t.removed = 0) {only}")
+              f"FROM blocked b WHERE 1 {only}")
     args = (now, *head, *tail)
     spans = f"SELECT * FROM ({source}) WHERE x >= 0"
     n, tasks, total = conn.execute(
@@ -199,8 +200,7 @@ def blocked(conn: Any, scope: Scope, now: float) -> dict[str, Any]:
         args).fetchone()
     ordered = f"SELECT x FROM ({spans}) ORDER BY x"
     opened = conn.execute(
-        "SELECT b.mid, b.tid, b.start FROM blocked b JOIN tasks t ON t.mid = b.mid "
-        f"AND t.tid = b.tid WHERE b.end IS NULL AND t.removed = 0 {only} "
+        f"SELECT b.mid, b.tid, b.start FROM blocked b WHERE b.end IS NULL {only} "
         "ORDER BY b.start, b.mid, b.tid", tail).fetchall()
     open_ = [{"task": f"{mid}/{tid}", "since": _stamp(start),
               "age_hours": _r((now - start) / HOUR)} for mid, tid, start in opened]
@@ -334,9 +334,10 @@ def report(project: Project, ref: str | None = None, since: str | None = None, *
             done_how = adb.refresh(project, conn, head, rebuild=rebuild)
         counts = weekly(conn, scope)
         project_counts = counts if mid is None else weekly(conn, Scope(None, cut))
-        remaining = dict(conn.execute(
-            "SELECT mid, SUM(status NOT IN ('done', 'skipped')) FROM tasks WHERE removed = 0 "
-            + ("AND mid = ? " if mid else "") + "GROUP BY mid", (mid,) if mid else ()))
+        remaining = dict(conn.execute(  # the milestones with open tasks (or REF)
+            "SELECT mid, COUNT(*) FROM tasks WHERE removed = 0 AND status NOT IN "
+            "('done', 'skipped') " + ("AND mid = ? " if mid else "") + "GROUP BY mid",
+            (mid,) if mid else ()))
         if mid is not None:
             remaining = {mid: remaining.get(mid, 0)}
         data = {

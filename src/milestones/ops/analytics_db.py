@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from ..project import Project
 
 DB_NAME = "analytics.db"
-VERSION = "4"
+VERSION = "5"
 DONE = ("done", "skipped")
 TAIL_READ = 2000  # up to this many new events are read from the log's newest file only
 
@@ -46,7 +46,8 @@ CREATE TABLE IF NOT EXISTS tasks (
     PRIMARY KEY (mid, tid));
 CREATE INDEX IF NOT EXISTS tasks_week ON tasks (week, completed) WHERE week IS NOT NULL;
 CREATE INDEX IF NOT EXISTS tasks_week_in ON tasks (mid, week) WHERE week IS NOT NULL;
-CREATE INDEX IF NOT EXISTS tasks_open ON tasks (mid, status) WHERE removed = 0;
+CREATE INDEX IF NOT EXISTS tasks_open ON tasks (mid)
+    WHERE removed = 0 AND status NOT IN ('done', 'skipped');
 CREATE INDEX IF NOT EXISTS tasks_cycle ON tasks (cycle) WHERE cycle IS NOT NULL;
 CREATE INDEX IF NOT EXISTS tasks_cycle_in ON tasks (mid, cycle) WHERE cycle IS NOT NULL;
 CREATE INDEX IF NOT EXISTS tasks_lead ON tasks (lead) WHERE lead IS NOT NULL;
