@@ -232,3 +232,13 @@ def test_a_damaged_analytics_db_is_made_again(small: Project) -> None:
     data = an.report(small)
     assert data["rollups"]["mode"] == "rebuild" and figures(data) == before
     assert db.read_bytes().startswith(b"SQLite format 3")
+
+
+def test_blocked_and_cleared_within_a_second_leaves_no_open_blocker(tmp_path: Path) -> None:
+    p, _ = Project.init(tmp_path, actor="tester@example.com", session_id="s")
+    p.clock = Clock("2026-11-02T09:00:00Z")
+    p.plan("Quick", tasks=["A"])
+    p.block_task("1/1", "a moment")
+    p.unblock_task("1/1")
+    b = an.report(p)["blocked"]
+    assert (b["intervals"], b["open_count"], b["total_hours"]) == (1, 0, 0.0)

@@ -159,8 +159,9 @@ class Folder:
         self.fresh: set[str] = set()  # milestones created here that had no task before
         self.milestones: dict[str, dict[str, Any]] = {}
         self.wip: dict[tuple[str, str], int] = {}
-        self.opened: list[tuple[str, str, float]] = []  # blocked intervals begun
-        self.closed: list[tuple[float, str, str]] = []  # (end, mid, tid) of those ended
+        # Blocked intervals begun (True) and ended (False), in the order of the events:
+        # a task blocked and cleared within one second still closes what it opened.
+        self.steps: list[tuple[bool, str, str, float]] = []
         self.last_id = 0
         self.last_hash = ""
         self.count = 0
@@ -210,9 +211,9 @@ class Folder:
             if row.get("started") is None:
                 row["started"] = ts
         if old == "blocked":
-            self.closed.append((ts, mid, tid))
+            self.steps.append((False, mid, tid, ts))
         if new == "blocked":
-            self.opened.append((mid, tid, ts))
+            self.steps.append((True, mid, tid, ts))
         if new == "done":
             row["completed"], row["completer"] = ts, actor
         else:  # reopened, skipped or removed: not a completion (any more)
@@ -323,11 +324,7 @@ class Folder:
         c.executemany("INSERT INTO wip (mid, day, delta) VALUES (?, ?, ?) ON CONFLICT "
                       "(mid, day) DO UPDATE SET delta = delta + excluded.delta",
                       [(mid, day, d) for (mid, day), d in self.wip.items()])
-        # Intervals in the order they happened: a task blocked, cleared and blocked again
-        # in one batch closes its first interval before the second opens.
-        steps = sorted([(ts, 1, mid, tid) for mid, tid, ts in self.opened]
-                       + [(ts, 0, mid, tid) for ts, mid, tid in self.closed])
-        for ts, opening, mid, tid in steps:
+        for opening, mid, tid, ts in self.steps:
             if opening:
                 c.execute("INSERT INTO blocked (mid, tid, start, end) VALUES (?, ?, ?, NULL)",
                           (mid, tid, ts))
