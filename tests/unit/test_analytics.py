@@ -242,3 +242,13 @@ def test_blocked_and_cleared_within_a_second_leaves_no_open_blocker(tmp_path: Pa
     p.unblock_task("1/1")
     b = an.report(p)["blocked"]
     assert (b["intervals"], b["open_count"], b["total_hours"]) == (1, 0, 0.0)
+
+
+def test_a_deleted_milestone_keeps_its_history_but_not_its_open_work(small: Project) -> None:
+    at(small, "2026-11-09T10:00:00Z")
+    small.delete("1", force=True)
+    data = an.report(small)
+    assert data["throughput"]["total"] == 3 and data["cycle_time"]["tasks"] == 3
+    assert data["blocked"]["open_count"] == 0 and data["blocked"]["intervals"] == 2
+    assert data["forecast"]["milestones"] == []
+    assert figures(an.report(small, rebuild=True)) == figures(data)

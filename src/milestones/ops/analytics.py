@@ -166,22 +166,14 @@ def accuracy(conn: Any, scope: Scope) -> dict[str, Any]:
         for who, k, e, sp in conn.execute(
             f"SELECT t.person, {sums} FROM tasks t WHERE {where} GROUP BY t.person "
             "ORDER BY t.person", args).fetchall()]
-    tags: list[str | None] = [
-        r[0] for r in conn.execute("SELECT DISTINCT tag FROM milestone_tags ORDER BY tag")]
-    if conn.execute("SELECT 1 FROM milestones m WHERE NOT EXISTS (SELECT 1 FROM "
-                    "milestone_tags g WHERE g.mid = m.mid) LIMIT 1").fetchone():
-        tags.append(None)  # some milestone has no tag: its tasks count under "(none)"
-    out["by_tag"] = []
-    for tag in tags:
-        which = ("t.mid IN (SELECT mid FROM milestone_tags WHERE tag = ?)" if tag is not None
-                 else "NOT EXISTS (SELECT 1 FROM milestone_tags g WHERE g.mid = t.mid)")
-        more = (*args, tag) if tag is not None else args
-        k, e, sp = conn.execute(f"SELECT {sums} FROM tasks t WHERE {where} AND {which}",
-                                more).fetchone()
-        if k:
-            out["by_tag"].append({"tag": tag or "(none)", **_ratios(k, e, sp, ranked(
-                conn, f"SELECT t.ratio FROM tasks t WHERE {where} AND {which} "
-                      "ORDER BY t.ratio", more, k, 50))})
+    twhere, targs = scope.done("ratio", "g")  # the same tasks, once per tag
+    out["by_tag"] = [
+        {"tag": tag, **_ratios(k, e, sp, ranked(
+            conn, f"SELECT g.ratio FROM task_tags g WHERE {twhere} AND g.tag = ? "
+                  "ORDER BY g.ratio", (*targs, tag), k, 50))}
+        for tag, k, e, sp in conn.execute(
+            "SELECT g.tag, COUNT(*), SUM(g.estimate), SUM(g.spent) / 3600.0 FROM task_tags g "
+            f"WHERE {twhere} GROUP BY g.tag ORDER BY g.tag", targs).fetchall()]
     return out
 
 

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from ..project import Project
 
 DB_NAME = "analytics.db"
-VERSION = "5"
+VERSION = "6"
 DONE = ("done", "skipped")
 TAIL_READ = 2000  # up to this many new events are read from the log's newest file only
 
@@ -60,6 +60,11 @@ CREATE TABLE IF NOT EXISTS milestone_tags (mid TEXT NOT NULL, tag TEXT NOT NULL)
 CREATE INDEX IF NOT EXISTS milestone_tags_mid ON milestone_tags (mid);
 CREATE TABLE IF NOT EXISTS blocked (
     mid TEXT NOT NULL, tid TEXT NOT NULL, start REAL NOT NULL, end REAL);
+CREATE TABLE IF NOT EXISTS task_tags (
+    mid TEXT NOT NULL, tid TEXT NOT NULL, tag TEXT NOT NULL, ratio REAL NOT NULL,
+    estimate REAL NOT NULL, spent INTEGER NOT NULL, completed REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS task_tags_mid ON task_tags (mid);
+CREATE INDEX IF NOT EXISTS task_tags_tag ON task_tags (tag, ratio, estimate, spent);
 CREATE INDEX IF NOT EXISTS blocked_open ON blocked (mid, tid, end);
 CREATE INDEX IF NOT EXISTS blocked_still ON blocked (start) WHERE end IS NULL;
 CREATE TABLE IF NOT EXISTS wip (
@@ -134,7 +139,7 @@ def remove(path: Path) -> None:
         Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
-TABLES = ("meta", "milestones", "milestone_tags", "tasks", "blocked", "wip")
+TABLES = ("meta", "milestones", "milestone_tags", "tasks", "task_tags", "blocked", "wip")
 
 
 def _outdated(conn: sqlite3.Connection) -> None:
@@ -250,11 +255,14 @@ class Folder:
             row["assignee"] = who if isinstance(who, str) else None
 
     def remove_task(self, mid: str, tid: str, ts: float, actor: str) -> None:
+        """The task is gone (removed, replaced, its milestone deleted): no longer in
+        progress, blocked or open; a completion it had stays history."""
         row = self.task(mid, tid)
         if row is not None and not row.get("removed"):
-            status = row.get("status")
+            status, done = row.get("status"), (row.get("completed"), row.get("completer"))
             self.move(mid, tid, row, None, ts, actor)
             row["status"], row["removed"] = status, 1
+            row["completed"], row["completer"] = done
 
     # ----------------------------------------------------------------- events
 
@@ -321,6 +329,16 @@ class Folder:
                       [(mid,) for mid in self.milestones])
         c.executemany("INSERT INTO milestone_tags (mid, tag) VALUES (?, ?)",
                       [(mid, tag) for mid, r in self.milestones.items() for tag in r["tags"]])
+        # Each scored task (estimate, time spent, done) once per tag of its milestone
+        # ("(none)": untagged), for estimate accuracy per tag: rewritten per milestone
+        # touched.
+        touched = sorted({mid for mid, _tid in self.tasks} | set(self.milestones))
+        c.executemany("DELETE FROM task_tags WHERE mid = ?", [(mid,) for mid in touched])
+        c.executemany(
+            "INSERT INTO task_tags SELECT t.mid, t.tid, COALESCE(g.tag, '(none)'), t.ratio, "
+            "t.estimate, t.spent, t.completed FROM tasks t LEFT JOIN milestone_tags g "
+            "ON g.mid = t.mid WHERE t.mid = ? AND t.ratio IS NOT NULL",
+            [(mid,) for mid in touched])
         c.executemany("INSERT INTO wip (mid, day, delta) VALUES (?, ?, ?) ON CONFLICT "
                       "(mid, day) DO UPDATE SET delta = delta + excluded.delta",
                       [(mid, day, d) for (mid, day), d in self.wip.items()])
