@@ -113,7 +113,6 @@ def connect(path: Path | None) -> sqlite3.Connection:
             _outdated(conn)
             conn.executescript(SCHEMA)
             conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA mmap_size=268435456")  # a report reads its indexes whole
             return conn
         except sqlite3.DatabaseError as exc:
             if conn is not None:
