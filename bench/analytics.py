@@ -17,7 +17,7 @@ Each timed run is one whole CLI process of the installed console script under a 
 wrapper that reports the child's peak RSS (``RUSAGE_CHILDREN``):
 
 * first build: ``analytics.db`` deleted before each run;
-* incremental: three writes (``task start``, ``task done``, ``task start``: about six
+* incremental: three writes (``task start``, ``task done``, ``task start``: three
   events) before each run, untimed; the run folds in only those.
 
 Prints the median wall time and peak RSS of each, the events each folded in, and the
