@@ -327,6 +327,7 @@ def _register() -> None:
         agent,
         audit,
         backup,
+        dashboard,
         encrypt,
         execute,
         gitcmd,
