@@ -146,8 +146,8 @@ class Reader:
         elif action == "assign":
             p.assign_task(ref, body.get("assignee"))
         elif action == "comment":
-            p.show_view(ref)  # the task must exist
-            p.note(f"{ref}: {body['text']}")
+            full = p.show_view(ref)["task"]["ref"]  # the task must exist
+            p.note(f"{full}: {body['text']}")
         else:
             raise NotFound(f"no task action {action!r}",
                            hint="start, done, block, assign or comment")
