@@ -9,14 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from starlette.testclient import TestClient
 
-pytest.importorskip("starlette")
-from starlette.testclient import TestClient  # noqa: E402
-
-from milestones.project import Project  # noqa: E402
-from milestones.web import guard, security  # noqa: E402
-from milestones.web.app import create_app  # noqa: E402
-from milestones.web.openapi import SPEC  # noqa: E402
+from milestones.project import Project
+from milestones.web import guard, security
+from milestones.web.app import create_app
+from milestones.web.openapi import SPEC
 
 XSS = "<img src=x onerror=alert(1)>"
 
