@@ -188,7 +188,7 @@ def test_a_non_local_bind_needs_the_token(proj: Path) -> None:
     with TestClient(create_app(Project.open(proj), token_hash=stored, local=False),
                     base_url="http://10.1.2.3") as c:
         assert c.get("/api/milestones").status_code == 401
-        assert c.get("/").status_code == 401
+        assert c.get("/", follow_redirects=False).headers["location"] == "/login"
         assert c.post("/api/tasks/1/1/done").status_code == 401
         assert c.get("/api/milestones", headers={"Authorization": "Bearer nope"}
                      ).status_code == 401

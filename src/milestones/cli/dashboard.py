@@ -92,7 +92,7 @@ def _serve(project: object, host: str, port: int, open_: bool) -> None:
         token_hash = security.read_hash(root)
         click.echo(f"Access token (shown once; only its hash is kept): {token}")
         click.echo(f"Open {url}login?token={token}")
-    click.echo(f"Dashboard on {url} (Ctrl-C stops it)", err=not local)
+    click.echo(f"Dashboard on {url} (Ctrl-C stops it)")
     app = create_app(project, token_hash=token_hash, local=local)
     if open_:
         import threading

@@ -83,6 +83,11 @@ class Guard:
                                       self.token_hash)
         by_cookie = security.token_ok(cookie.get(security.SESSION_COOKIE), self.token_hash)
         if not self.local and not (by_bearer or by_cookie) and not path.startswith(OPEN_PATHS):
+            if method == "GET" and not path.startswith("/api/") and path != "/openapi.json":
+                await secured({"type": "http.response.start", "status": 303,
+                               "headers": [(b"location", b"/login"), (b"content-length", b"0")]})
+                await send({"type": "http.response.body", "body": b""})
+                return
             await refuse(401, "an access token is needed", "unauthorized",
                          "send Authorization: Bearer TOKEN, or open /login?token=TOKEN")
             return
