@@ -77,6 +77,7 @@ def dag_svg(tasks: list[dict[str, Any]], critical: set[str], label: str) -> str:
     status = {t["id"]: t.get("status", "todo") for t in tasks}
     titles = {t["id"]: str(t.get("title", "")) for t in tasks}
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="dag" role="img" '
+           f'width="{width + 4:.0f}" height="{height + 4:.0f}" '
            f'viewBox="-4 -4 {width + 4:.0f} {height + 4:.0f}" '
            f'aria-labelledby="dag-title"><title id="dag-title">{escape(label)}</title>']
     for a, b in edges:
@@ -150,6 +151,7 @@ def timeline_svg(m: dict[str, Any], today: str, limit: int = 60) -> str:
         if d is not None:
             out.append(f'<g class="mark {cls}"><title>{name} {d.isoformat()}</title>'
                        f'<line x1="{x(d):.1f}" y1="12" x2="{x(d):.1f}" y2="{height:.0f}"/>'
-                       f'<text x="{x(d) + 2:.1f}" y="10">{name}</text></g>')
+                       f'<text x="{min(x(d) + 2, left + width - 30):.1f}" y="10">{name}</text>'
+                       f'</g>')
     out.append("</svg>")
     return "".join(out)

@@ -124,10 +124,15 @@ class Reader:
             done = 0
             days: dict[str, int] = {}
             for e in p.log_view(milestone=mid)["events"]:
+                day = str(e.get("timestamp", ""))[:10]
+                if not days:
+                    days[day] = 0  # from its first event
                 step = DONE_EVENTS.get(e.get("event_type", ""), 0)
                 if step:
                     done = max(0, done + step)
-                    days[str(e.get("timestamp", ""))[:10]] = done
+                    days[day] = done
+            if days:
+                days.setdefault(p.today(), done)  # up to today
             return sorted(days.items())
 
         return list(self._kept(f"burn:{mid}", compute))
