@@ -34,6 +34,8 @@ SHOTS = ARTIFACTS / "dashboard"
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not CHROMIUM:
+        if os.environ.get("CI"):
+            pytest.fail("CI must run the browser tests: .ci/run installs chromium")
         pytest.skip("no chromium binary (apt-get install chromium; .ci/run does)")
     from playwright.sync_api import sync_playwright
 
