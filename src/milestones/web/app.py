@@ -57,6 +57,23 @@ def create_app(project: Any, *, token_hash: str | None = None, local: bool = Tru
 
         return Response(jsontext.dumps(value), status, media_type="application/json")
 
+    async def answer(request: Request, fn: Callable[[], Any]) -> Response:
+        """A read's JSON text, kept per URL until the next event (reader.kept)."""
+        from ..ui import jsontext
+
+        key = f"http:{request.url.path}?{request.url.query}"
+        text = reader.peek(key)  # kept: answered on the loop, no thread hop
+        if text is None:
+            text = await run(reader.kept, key, lambda p: jsontext.dumps(fn()), reveal=False)
+        return Response(text, media_type="application/json")
+
+    async def html(request: Request, fn: Callable[[], str]) -> Response:
+        key = f"page:{request.url.path}?{request.url.query}"
+        text = reader.peek(key)
+        if text is None:
+            text = await run(reader.kept, key, lambda p: fn(), reveal=False)
+        return page(text, request)
+
     def page(html: str, request: Request) -> Response:
         resp = HTMLResponse(html)
         if not request.cookies.get(security.CSRF_COOKIE):
@@ -67,19 +84,19 @@ def create_app(project: Any, *, token_hash: str | None = None, local: bool = Tru
     # ------------------------------------------------------------- API
 
     async def api_milestones(request: Request) -> Response:
-        return out(await run(reader.milestones))
+        return await answer(request, reader.milestones)
 
     async def api_milestone(request: Request) -> Response:
-        return out(await run(reader.milestone, request.path_params["mid"]))
+        return await answer(request, lambda: reader.milestone(request.path_params["mid"]))
 
     async def api_tasks(request: Request) -> Response:
         q = request.query_params
-        return out(await run(reader.tasks, q.get("status") or None,
-                             q.get("assignee") or None, q.get("q") or None))
+        return await answer(request, lambda: reader.tasks(
+            q.get("status") or None, q.get("assignee") or None, q.get("q") or None))
 
     async def api_task(request: Request) -> Response:
         ref = f"{request.path_params['mid']}/{request.path_params['tid']}"
-        return out(await run(reader.task, ref))
+        return await answer(request, lambda: reader.task(ref))
 
     async def api_events(request: Request) -> Response:
         q = request.query_params
@@ -88,11 +105,11 @@ def create_app(project: Any, *, token_hash: str | None = None, local: bool = Tru
         if not 1 <= limit <= data.EVENTS_MAX:
             raise BadRequest(422, f"limit must be 1 to {data.EVENTS_MAX}")
         types = tuple(t for t in q.getlist("type") if t)
-        return out(await run(reader.events, after, limit, q.get("milestone") or None,
-                             q.get("actor") or None, types))
+        return await answer(request, lambda: reader.events(
+            after, limit, q.get("milestone") or None, q.get("actor") or None, types))
 
     async def api_agents(request: Request) -> Response:
-        return out(await run(reader.agents))
+        return await answer(request, reader.agents)
 
     async def api_stream(request: Request) -> Response:
         from sse_starlette.sse import EventSourceResponse
@@ -123,28 +140,29 @@ def create_app(project: Any, *, token_hash: str | None = None, local: bool = Tru
     # ----------------------------------------------------------- pages
 
     async def overview(request: Request) -> Response:
-        return page(await run(site.overview), request)
+        return await html(request, site.overview)
 
     async def milestone_page(request: Request) -> Response:
-        return page(await run(site.milestone, request.path_params["mid"]), request)
+        return await html(request, lambda: site.milestone(request.path_params["mid"]))
 
     async def chart(request: Request) -> Response:
         name = request.path_params["name"]
         for kind in ("burnup", "burndown"):
             if name.endswith(f"-{kind}.svg"):
-                svg = await run(site.chart, name[:-len(kind) - 5], kind)
+                svg = await run(reader.kept, f"chart:{name}",
+                                lambda p, k=kind: site.chart(name[:-len(k) - 5], k),
+                                reveal=False)
                 return Response(svg, media_type="image/svg+xml",
                                 headers={"content-security-policy": guard.CHART_CSP})
         return failure(404, f"no chart {name!r}", "not_found")
 
     async def agents_page(request: Request) -> Response:
-        return page(await run(site.agents), request)
+        return await html(request, site.agents)
 
     async def activity_page(request: Request) -> Response:
         q = request.query_params
-        return page(await run(lambda: site.activity(
-            actor=q.get("actor"), milestone=q.get("milestone"), type_=q.get("type"))),
-            request)
+        return await html(request, lambda: site.activity(
+            actor=q.get("actor"), milestone=q.get("milestone"), type_=q.get("type")))
 
     async def login(request: Request) -> Response:
         token = request.query_params.get("token")

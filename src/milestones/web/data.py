@@ -42,44 +42,56 @@ class Reader:
         return p
 
     def head(self) -> tuple[int, str]:
-        st = self.project().state()
-        return (st.last_event_id, st.last_hash)
+        """The log head, as cheaply as the store can tell it (on the database, no
+        milestone is read); a pending hand edit is recorded first, as on any read."""
+        with self.project().reading() as st:
+            return (st.last_event_id, st.last_hash)
 
-    def _kept(self, key: str, compute: Callable[[Any], Any]) -> Any:
+    def peek(self, key: str) -> Any:
+        """What ``kept`` holds under ``key`` at this log head, else None."""
+        got = self._answers.get(key)
+        return got[1] if got is not None and got[0] == self.head() else None
+
+    def kept(self, key: str, compute: Callable[[Any], Any], *, reveal: bool = True) -> Any:
+        """``compute(project)`` (protected values opened unless not ``reveal``), or
+        what it gave at this log head under ``key``: kept until the next event."""
         p = self.project()
         head = self.head()
         got = self._answers.get(key)
         if got is not None and got[0] == head:
             return got[1]
-        value = p.reveal(compute(p))
-        if len(self._answers) > 256:
+        value = compute(p)
+        if reveal:
+            value = p.reveal(value)
+        if len(self._answers) > 2048:
             self._answers.clear()
         self._answers[key] = (head, value)
         return value
 
+
     # ------------------------------------------------------------- reads
 
     def status(self) -> dict[str, Any]:
-        return dict(self._kept("status", lambda p: p.status_view(all_=True)))
+        return dict(self.kept("status", lambda p: p.status_view(all_=True)))
 
     def milestones(self) -> dict[str, Any]:
-        return dict(self._kept("list", lambda p: p.list_view(all_=True)))
+        return dict(self.kept("list", lambda p: p.list_view(all_=True)))
 
     def milestone(self, ref: str) -> dict[str, Any]:
         mid = ref.strip()
         if "/" in mid or not mid:
             raise NotFound(f"no milestone {ref!r}")
-        return dict(self._kept(f"show:{mid}", lambda p: p.show_view(mid)))
+        return dict(self.kept(f"show:{mid}", lambda p: p.show_view(mid)))
 
     def task(self, ref: str) -> dict[str, Any]:
-        return dict(self._kept(f"task:{ref}", lambda p: p.show_view(ref)))
+        return dict(self.kept(f"task:{ref}", lambda p: p.show_view(ref)))
 
     def tasks(self, status: str | None = None, assignee: str | None = None,
               q: str | None = None) -> dict[str, Any]:
         if status and status not in TASK_STATUSES:
             raise InvalidInput(f"unknown task status {status!r}",
                                hint="one of " + ", ".join(TASK_STATUSES))
-        rows: list[dict[str, Any]] = self._kept("tasks", _all_tasks)
+        rows: list[dict[str, Any]] = self.kept("tasks", _all_tasks)
         needle = (q or "").lower()
         out = [r for r in rows
                if (not status or r["status"] == status)
@@ -93,7 +105,8 @@ class Reader:
         """Events after the id ``after``, oldest first, at most ``limit``;
         ``next_after``: the id to ask after for the next page (null at the end)."""
         p = self.project()
-        got = p.log_view(after=after, milestone=milestone, actor=actor, types=types)
+        got = p.log_view(after=after, milestone=milestone, actor=actor, types=types,
+                         first=limit + 1)  # one more than the page: whether more follow
         rows = got["events"]
         page = rows[:limit]
         more = len(rows) > limit
@@ -116,7 +129,7 @@ class Reader:
             return {"schema": 1, "agents": roster, "today": p.today(),
                     "failures": list(reversed(trouble))}
 
-        return dict(self._kept("agents", compute))
+        return dict(self.kept("agents", compute))
 
     def burn(self, mid: str) -> list[tuple[str, int]]:
         """(day, tasks finished by the end of that day) from the milestone's events."""
@@ -135,7 +148,7 @@ class Reader:
                 days.setdefault(p.today(), done)  # up to today
             return sorted(days.items())
 
-        return list(self._kept(f"burn:{mid}", compute))
+        return list(self.kept(f"burn:{mid}", compute))
 
     # ------------------------------------------------------------ writes
 

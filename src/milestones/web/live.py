@@ -1,8 +1,9 @@
 """Live events: one watcher per server, fanned out to every SSE client.
 
 The watcher is a thread with a Project of its own: every ``POLL`` seconds it asks
-``Project.state()`` for the log head (cheap: the L1 cache, keyed by the head; a hand
-edit is noticed and recorded there as on any read), and when the head moved it
+``Project.reading()`` for the log head (cheap: the L1 cache, keyed by the head, or the
+database's head without its milestones; a hand edit is noticed and recorded there as
+on any read), and when the head moved it
 reads only the new events (``log_view(after=last)``) and hands each to every
 subscriber's queue on the event loop. A client that falls too far behind is
 dropped; it reconnects and resumes from its ``Last-Event-ID``.
@@ -45,7 +46,8 @@ class Watcher:
         p = self.reader.base.another()
         while not self._stop.wait(POLL):
             try:
-                head = p.state().last_event_id
+                with p.reading() as st:  # the head only (the database reads no milestone)
+                    head = st.last_event_id
                 if head <= self.last:
                     continue
                 rows = p.reveal(p.log_view(after=self.last)["events"])

@@ -68,10 +68,10 @@ class Site:
                                f"{title} ({data['id']})")
 
     def agents(self) -> str:
-        data = self.reader.agents()
+        data = dict(self.reader.agents())
         now = datetime.now(UTC)
-        for row in data["agents"]:
-            row["age"] = _age(row.get("last_seen"), now)
+        data["agents"] = [row | {"age": _age(row.get("last_seen"), now)}
+                          for row in data["agents"]]
         return self.render("agents.html", title="Agents", page="agents", data=data)
 
     def activity(self, *, actor: str | None = None, milestone: str | None = None,
