@@ -74,7 +74,9 @@ def _serve(project: object, host: str, port: int, open_: bool) -> None:
 
     local = security.is_local(host)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP named: asyncio sets TCP_NODELAY only on sockets that say so (else a
+    # keep-alive answer waits ~40 ms for a delayed ACK between its headers and its body)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
