@@ -101,6 +101,7 @@ def test_agents_and_openapi(api: TestClient) -> None:
     ("/api/events?limit=0", 422),
     ("/api/events?after=-1", 422),
     ("/api/events?type=no_such_event", 422),
+    ("/api/events/stream?after=x", 422),
     ("/api/nothing", 404),
     ("/milestones/milestone-999", 404),
     ("/charts/milestone-001-pie.svg", 404),
@@ -244,3 +245,20 @@ def test_export_writes_a_static_snapshot(proj: Path, run: Any) -> None:
     other = proj / "snap"
     data = run.json("dashboard", "--export", str(other))
     assert (other / "index.html").exists() and "index.html" in data["files"]
+
+
+def test_a_port_in_use_is_one_line_and_exit_4(proj: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "milestones", "dashboard", "--port",
+                               str(port)], cwd=proj, capture_output=True, text=True,
+                              timeout=60)
+    assert done.returncode == 4 and not done.stdout
+    assert done.stderr.count("\n") == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
