@@ -261,3 +261,26 @@ def test_a_write_without_the_token_is_refused_on_a_non_local_bind(
     page.wait_for_selector("#live-status:text('live')")
     tab.shot("overview-after-login")
     assert post({"Authorization": f"Bearer {d.token}"}) == 200
+
+
+def test_the_export_opens_from_disk(seeded: Path, tab: Page) -> None:
+    out = seeded / "site"
+    cli(seeded, "dashboard", "--export", str(out))
+    page = tab.page
+    page.goto((out / "index.html").as_uri())
+    assert page.locator("#live-status").inner_text() == "static snapshot"
+    assert page.locator("tr[data-id]").count() == 2
+    page.fill("#filter-text", "alpha")  # the filters work without a server
+    assert page.locator("tr[data-id=milestone-002]").is_hidden()
+    page.click("a[href='milestone-001.html']")
+    page.wait_for_selector("svg.dag g.node")
+    assert page.locator("form.task-action").count() == 0  # no writes in a snapshot
+    for img in page.locator("img.chart").all():
+        img.scroll_into_view_if_needed()
+        deadline = time.monotonic() + 10
+        while not img.evaluate("i => i.complete && i.naturalWidth > 0"):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    tab.shot("export-milestone")
+    page.click("nav a[href='activity.html']")
+    assert page.locator("tr[data-event]").count() > 3
