@@ -262,3 +262,17 @@ def test_a_port_in_use_is_one_line_and_exit_4(proj: Path) -> None:
     assert done.returncode == 4 and not done.stdout
     assert done.stderr.count("\n") == 1
     assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
+
+
+def test_agents_show_what_each_holds_and_their_failures(api: TestClient, run: Any) -> None:
+    run.ok("agent", "register", "--name", "w1")
+    claimed = run.json("agent", "claim", "--agent", "w1")
+    ref = claimed["ref"] if "ref" in claimed else claimed["task"]["ref"]
+    rows = api.get("/api/agents").json()["agents"]
+    assert rows[0]["name"] == "w1" and rows[0]["holds"] == [ref]
+    run.ok("agent", "fail", ref, "--reason", "tests <b>red</b>", "--agent", "w1")
+    got = api.get("/api/agents").json()
+    assert got["agents"][0]["holds"] == []
+    assert [e["event_type"] for e in got["failures"]][:1] == ["task_failed"]
+    page = api.get("/agents").text
+    assert "w1" in page and "tests &lt;b&gt;red&lt;/b&gt;" in page
