@@ -60,3 +60,19 @@ def test_a_cli_write_reaches_the_stream_and_a_reconnect_resumes(
     again = sse(d.url, 1, 3)
     assert [i for i, _ in again] == [2, 3, 4]
     assert [e["event_id"] for _, e in again] == [2, 3, 4]
+
+
+
+def test_a_resume_far_behind_gets_every_event(serve: Any, project_dir: Path) -> None:
+    """More events missed than one page of /api/events (1,000): all come, in order."""
+    from milestones.project import Project
+
+    cli(project_dir, "plan", "Many", "--task", "a")
+    p = Project.open(project_dir)
+    for i in range(1100):
+        p.note(f"note {i}")
+    last = cli(project_dir, "log", "--limit", "1", "--json")["events"][-1]["event_id"]
+    assert last > 1100
+    d = serve()
+    got = sse(d.url, 0, last, timeout=60)
+    assert [i for i, _ in got] == list(range(1, last + 1))

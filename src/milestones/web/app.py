@@ -117,9 +117,14 @@ def create_app(project: Any, *, token_hash: str | None = None, local: bool = Tru
         given = request.headers.get("last-event-id") or request.query_params.get("after")
         after = _int(given, "Last-Event-ID", 0) if given else None
 
-        async def backlog(n: int) -> list[dict[str, Any]]:
-            got = await run(reader.events, n, data.EVENTS_MAX)
-            return list(got["events"])
+        async def backlog(n: int) -> AsyncIterator[dict[str, Any]]:
+            while True:  # page by page, up to the head
+                got = await run(reader.events, n, data.EVENTS_MAX)
+                for row in got["events"]:
+                    yield row
+                if got["next_after"] is None:
+                    return
+                n = got["next_after"]
 
         return EventSourceResponse(stream(watcher, backlog, after), ping=15,
                                    headers={"Cache-Control": "no-store"})

@@ -83,7 +83,7 @@ async def stream(watcher: Watcher, backlog: Any, after: int | None
     try:
         sent = watcher.last if after is None else after
         if after is not None:
-            for row in await backlog(after):
+            async for row in backlog(after):
                 sent = int(row["event_id"])
                 yield {"id": str(sent), "data": jsontext.dumps(row)}
         while True:
