@@ -42,6 +42,7 @@ COMMAND_MODULES = {
     **dict.fromkeys(("validate", "schema"), "validate"),
     "audit": "audit",
     "analytics": "analytics",
+    "dashboard": "dashboard",
 }
 
 
@@ -57,6 +58,8 @@ COMMAND_HELP = {
     "backup": "Write one archive of the project's data, with a SHA-256 for every file.",
     "completion": "Print the shell completion script.",
     "current": "Show the current milestone, or make REF current.",
+    "dashboard": "Serve the web dashboard and its JSON API (live), or --export a static "
+                 "snapshot.",
     "delete": "Delete a milestone (asks first unless --yes). Its history stays in the log.",
     "demo": "Create a sample project (in a temporary directory unless given one) and show it.",
     "doctor": "Check the event log's hash chain, the snapshots and the files; --repair fixes.",

@@ -328,6 +328,7 @@ def _register() -> None:
         analytics,
         audit,
         backup,
+        dashboard,
         encrypt,
         execute,
         gitcmd,

@@ -289,7 +289,11 @@ class Views(Checks):
         since: str | None = None,
         limit: int | None = None,
         after: int = 0,
+        first: int | None = None,
     ) -> dict[str, Any]:
+        """Events after the id ``after`` that pass the filters, oldest first: the last
+        ``limit`` of them, or (``first``) the first ``first``, read no further (a page
+        of the dashboard's ``/api/events``)."""
         mid = None
         if milestone:
             st = self.state()
@@ -311,14 +315,15 @@ class Views(Checks):
                 or (since and str(e.get("timestamp", "")) < since)
             )
 
-        st = self.state()  # a log that does not verify is told here (one warning)
+        with self.reading() as st:  # a log that does not verify is told here (one warning)
+            last = st.last_event_id  # the head only: the database reads no milestone
         if getattr(self.store, "damage", None):
             # Only the events that verify are history: up to the last applied one,
             # never past the line that does not verify (the warning names it).
             rows = []
             try:
                 for e in self.store.events(after=after):
-                    if int(e.get("event_id") or 0) > st.last_event_id:
+                    if int(e.get("event_id") or 0) > last:
                         break
                     if keep(e):
                         rows.append(e)
@@ -328,7 +333,14 @@ class Views(Checks):
                 rows = rows[-limit:] if limit > 0 else []
             return {"schema": SCHEMA, "events": rows}
         tail = getattr(self.store, "events_tail", None)  # rotated logs: newest files only
-        if limit is not None and tail is not None:
+        if first is not None:
+            rows = []
+            for e in self.store.events(after=after):
+                if len(rows) >= first:
+                    break
+                if keep(e):
+                    rows.append(e)
+        elif limit is not None and tail is not None:
             rows = tail(limit, keep, after)
         else:
             rows = [e for e in self.store.events(after=after) if keep(e)]

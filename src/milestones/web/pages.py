@@ -1,0 +1,123 @@
+"""The pages, rendered on the server with Jinja2 (autoescape on): the same
+templates serve the live dashboard and the static export (``static=True``: links
+between files, no live updates, no writes)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from . import charts
+
+HERE = Path(__file__).parent
+BOARD = ("todo", "in_progress", "blocked", "done", "skipped")
+
+
+class Site:
+    def __init__(self, reader: Any, *, static: bool = False) -> None:
+        import jinja2
+
+        self.reader = reader
+        self.static = static
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(HERE / "templates"),
+            autoescape=True, trim_blocks=True, lstrip_blocks=True)
+        self.env.globals.update(link=self.link, static=static, board=BOARD)
+
+    def link(self, kind: str, ident: str = "") -> str:
+        """Where a page or asset is: server paths, or files side by side when static."""
+        if self.static:
+            return {"overview": "index.html", "agents": "agents.html",
+                    "activity": "activity.html", "milestone": f"{ident}.html",
+                    "asset": f"assets/{ident}", "chart": f"assets/charts/{ident}"}[kind]
+        return {"overview": "/", "agents": "/agents", "activity": "/activity",
+                "milestone": f"/milestones/{ident}", "asset": f"/assets/{ident}",
+                "chart": f"/charts/{ident}"}[kind]
+
+    def render(self, name: str, **context: Any) -> str:
+        return self.env.get_template(name).render(**context)
+
+    # ------------------------------------------------------------ pages
+
+    def overview(self) -> str:
+        data = self.reader.status()
+        return self.render("overview.html", title="Milestones", page="overview", data=data)
+
+    def milestone(self, ref: str) -> str:
+        data = self.reader.milestone(ref)["milestone"]
+        mid = data["id"]
+        crit = {r.split("/", 1)[1] for r in data.get("critical_path", []) if "/" in r}
+        by_status: dict[str, list[dict[str, Any]]] = {s: [] for s in BOARD}
+        for t in data["tasks"]:
+            by_status.setdefault(t["status"], []).append(t)
+        today = self.reader.status()["today"]
+        return self.render(
+            "milestone.html", title=f"{mid}: {data['title']}", page="milestone", m=data,
+            board_tasks=by_status,
+            dag=charts.dag_svg(data["tasks"], crit, f"Dependency graph of {mid}, "
+                               f"{len(data['tasks'])} tasks, critical path marked"),
+            timeline=charts.timeline_svg(data, today))
+
+    def chart(self, ref: str, kind: str) -> str:
+        data = self.reader.milestone(ref)["milestone"]
+        total = data["counts"]["total"] - data["counts"].get("skipped", 0)
+        title = ("Burn-up: tasks done" if kind == "burnup" else "Burn-down: tasks left")
+        return charts.burn_svg(self.reader.burn(data["id"]), total, kind,
+                               f"{title} ({data['id']})")
+
+    def agents(self) -> str:
+        data = dict(self.reader.agents())
+        now = datetime.now(UTC)
+        data["agents"] = [row | {"age": _age(row.get("last_seen"), now)}
+                          for row in data["agents"]]
+        return self.render("agents.html", title="Agents", page="agents", data=data)
+
+    def activity(self, *, actor: str | None = None, milestone: str | None = None,
+                 type_: str | None = None, limit: int = 200) -> str:
+        events = self.reader.recent(limit, milestone=milestone or None, actor=actor or None,
+                                    types=(type_,) if type_ else ())
+        return self.render("activity.html", title="Activity", page="activity",
+                           events=events, actor=actor or "", milestone=milestone or "",
+                           type_=type_ or "")
+
+
+def _age(stamp: Any, now: datetime) -> str:
+    try:
+        then = datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
+    except ValueError:
+        return "-"
+    secs = int((now - then).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if secs >= size:
+            return f"{secs // size}{unit}"
+    return f"{max(secs, 0)}s"
+
+
+def export(reader: Any, out: Path, done: Callable[[str], None] | None = None) -> list[str]:
+    """Write the static snapshot to ``out``: index.html, agents.html, activity.html, a
+    page per milestone and assets/ (charts as SVG files). Returns the files written."""
+    import shutil
+
+    site = Site(reader, static=True)
+    (out / "assets" / "charts").mkdir(parents=True, exist_ok=True)
+    for name in ("app.css", "app.js"):
+        shutil.copyfile(HERE / "assets" / name, out / "assets" / name)
+    written = ["assets/app.css", "assets/app.js"]
+
+    def put(name: str, text: str) -> None:
+        (out / name).write_text(text, "utf-8")
+        written.append(name)
+        if done is not None:
+            done(name)
+
+    put("index.html", site.overview())
+    put("agents.html", site.agents())
+    put("activity.html", site.activity())
+    for row in reader.status()["milestones"]:
+        mid = row["id"]
+        put(f"{mid}.html", site.milestone(mid))
+        for kind in ("burnup", "burndown"):
+            put(f"assets/charts/{mid}-{kind}.svg", site.chart(mid, kind))
+    return written
