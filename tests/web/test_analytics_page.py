@@ -100,14 +100,33 @@ def test_the_charts_are_svg_images_with_a_title(history: Path) -> None:
     with client(history) as c:
         page = c.get("/analytics").text
         for kind in ("throughput", "wip"):
-            assert f'src="/charts/analytics-{kind}.svg"' in page
-            svg = c.get(f"/charts/analytics-{kind}.svg")
+            src = re.search(rf'src="(/charts/analytics-{kind}.svg\?v=\d+)"', page)
+            assert src, kind
+            svg = c.get(src.group(1))
             assert svg.status_code == 200
             assert svg.headers["content-type"].startswith("image/svg+xml")
             assert "<script" not in svg.text and "<title" in svg.text
         bars = c.get("/charts/analytics-throughput.svg").text
         assert bars.count('class="rect reactive tooltip-trigger"') >= 3  # a bar a week
         assert c.get("/charts/analytics-nothing.svg").status_code == 404
+        # ?since= narrows the charts as the figures
+        narrow = c.get("/analytics", params={"since": "2026-11-09"}).text
+        assert "since=2026-11-09T00%3A00%3A00Z" in narrow
+        cut = c.get("/charts/analytics-throughput.svg", params={"since": "2026-11-09"}).text
+        assert cut.count('class="rect reactive tooltip-trigger"') < bars.count(
+            'class="rect reactive tooltip-trigger"')
+        assert c.get("/charts/analytics-wip.svg?since=never").status_code == 422
+
+
+def test_a_write_gives_the_charts_a_new_address(history: Path, run: Any) -> None:
+    """A page refreshed after an event must not show the drawing the browser holds."""
+    with client(history) as c:
+        before = re.findall(r'src="(/charts/[^"]+)"', c.get("/analytics").text
+                            + c.get("/milestones/milestone-002").text)
+        run.ok("task", "done", "2/2")
+        after = re.findall(r'src="(/charts/[^"]+)"', c.get("/analytics").text
+                           + c.get("/milestones/milestone-002").text)
+    assert len(before) == len(after) == 4 and not set(before) & set(after)
 
 
 def test_a_short_history_says_why_there_is_no_forecast(project_dir: Path, run: Any) -> None:

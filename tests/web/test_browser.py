@@ -213,10 +213,15 @@ def test_the_analytics_page_draws_its_charts(seeded: Path, serve: Any, tab: Page
     page.set_viewport_size({"width": 390, "height": 844})  # a phone
     tab.shot("analytics-phone")
     assert page.evaluate("document.documentElement.scrollWidth") <= 390 + 1
-    # a write elsewhere updates the page without a reload
+    # a write elsewhere updates the page, its charts too, without a reload
+    srcs = [img.get_attribute("src") for img in imgs]
     cli(seeded, "task", "done", "1/1")
     page.wait_for_selector(f"[data-figure=throughput-total]:text('"
                            f"{data['throughput']['total'] + 1}')", timeout=3000)
+    fresh = page.locator("img.chart").all()
+    assert [img.get_attribute("src") for img in fresh] != srcs
+    for img in fresh:
+        wait_loaded(img)
 
 
 def test_a_hostile_title_is_text(seeded: Path, serve: Any, tab: Page) -> None:

@@ -159,8 +159,10 @@ def create_app(project: Any, *, token_hash: str | None = None, local: bool = Tru
         name = request.path_params["name"]
         for kind in ANALYTICS_CHARTS:
             if name == f"analytics-{kind}.svg":
-                svg = await run(reader.kept, f"chart:{name}",
-                                lambda p, k=kind: site.analytics_chart(k), reveal=False)
+                since = _since(request.query_params.get("since"))
+                svg = await run(reader.kept, f"chart:{name}:{since}",
+                                lambda p, k=kind, s=since: site.analytics_chart(k, s),
+                                reveal=False)
                 return Response(svg, media_type="image/svg+xml",
                                 headers={"content-security-policy": guard.CHART_CSP})
         for kind in ("burnup", "burndown"):

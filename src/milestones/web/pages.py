@@ -27,6 +27,7 @@ class Site:
             autoescape=True, trim_blocks=True, lstrip_blocks=True)
         self.env.globals.update(link=self.link, static=static, board=BOARD)
         self.env.filters["hours"] = _hours
+        self.env.globals["chart_src"] = self.chart_src
 
     def link(self, kind: str, ident: str = "") -> str:
         """Where a page or asset is: server paths, or files side by side when static."""
@@ -39,6 +40,16 @@ class Site:
                 "analytics": "/analytics",
                 "milestone": f"/milestones/{ident}", "asset": f"/assets/{ident}",
                 "chart": f"/charts/{ident}"}[kind]
+
+    def chart_src(self, name: str, since: str | None = None) -> str:
+        """A chart's address; live, with the log head in it, so a page refreshed after
+        an event loads the new drawing rather than the image it already holds."""
+        if self.static:
+            return self.link("chart", name)
+        from urllib.parse import urlencode
+
+        query = {"v": self.reader.head()[0], **({"since": since} if since else {})}
+        return f"{self.link('chart', name)}?{urlencode(query)}"
 
     def render(self, name: str, **context: Any) -> str:
         return self.env.get_template(name).render(**context)
@@ -82,8 +93,8 @@ class Site:
         return self.render("analytics.html", title="Analytics", page="analytics",
                            data=data, titles=titles)
 
-    def analytics_chart(self, kind: str) -> str:
-        data = self.reader.analytics(None, None)
+    def analytics_chart(self, kind: str, since: str | None = None) -> str:
+        data = self.reader.analytics(None, since)
         if kind == "throughput":
             return charts.throughput_svg(data["throughput"]["weeks"],
                                          "Throughput: tasks done per week")
