@@ -179,6 +179,51 @@ def test_the_dag_and_charts_render_for_200_tasks(project_dir: Path, serve: Any,
     tab.shot("milestone-200-tasks-phone")
 
 
+def wait_loaded(img: Any) -> None:
+    img.scroll_into_view_if_needed()
+    deadline = time.monotonic() + 10  # wait_for_function would need eval: CSP says no
+    while not img.evaluate("i => i.complete && i.naturalWidth > 0"):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+def test_the_analytics_page_draws_its_charts(seeded: Path, serve: Any, tab: Page) -> None:
+    cli(seeded, "task", "block", "1/3", "--reason", "keys")
+    data = cli(seeded, "analytics", "--json")
+    d = serve()
+    page = tab.page
+    page.goto(d.url + "/analytics")
+    page.wait_for_selector("#live-status:text('live')")
+    assert page.locator("nav a[aria-current=page]").inner_text() == "Analytics"
+    assert page.inner_text("[data-figure=throughput-total]") == str(
+        data["throughput"]["total"])
+    assert page.locator("tr[data-blocker='milestone-001/task-3']").count() == 1
+    reason = data["forecast"]["milestones"][0]["reason"]
+    assert reason in page.inner_text("table.forecast")
+    imgs = page.locator("img.chart").all()
+    assert len(imgs) == 2
+    for img in imgs:
+        wait_loaded(img)
+        assert img.get_attribute("alt")
+        svg = page.request.get(d.url + str(img.get_attribute("src")))
+        assert svg.ok and svg.headers["content-type"].startswith("image/svg+xml")
+        text = svg.text()
+        assert "<title" in text and ("<rect" in text or "<path" in text)
+    tab.shot("analytics")
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone
+    tab.shot("analytics-phone")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390 + 1
+    # a write elsewhere updates the page, its charts too, without a reload
+    srcs = [img.get_attribute("src") for img in imgs]
+    cli(seeded, "task", "done", "1/1")
+    page.wait_for_selector(f"[data-figure=throughput-total]:text('"
+                           f"{data['throughput']['total'] + 1}')", timeout=3000)
+    fresh = page.locator("img.chart").all()
+    assert [img.get_attribute("src") for img in fresh] != srcs
+    for img in fresh:
+        wait_loaded(img)
+
+
 def test_a_hostile_title_is_text(seeded: Path, serve: Any, tab: Page) -> None:
     d = serve()
     page = tab.page
@@ -198,6 +243,7 @@ def test_every_page_loads_clean_and_works_by_keyboard(seeded: Path, serve: Any,
     page = tab.page
     for name, path in (("overview", "/"), ("milestone", "/milestones/milestone-001"),
                        ("agents", "/agents"), ("activity", "/activity"),
+                       ("analytics", "/analytics"),
                        ("activity-filtered", "/activity?type=task_started")):
         page.goto(d.url + path)
         page.wait_for_selector("#live-status:text('live')")

@@ -38,10 +38,11 @@ def dashboard(port: int, host: str, open_: bool, export: str | None, as_json: bo
     """Serve the web dashboard and its JSON API (live), or --export a static snapshot.
 
     Pages: overview, one per milestone (board, dependency graph, burn-up and
-    burn-down, timeline), agents, activity; the API under /api/ and its
-    description at /openapi.json (README, "Dashboard"). On 127.0.0.1 (the default)
-    no token is needed; on any other host an access token is printed once at
-    start-up (only its hash is kept) and every request needs it. Stop with Ctrl-C.
+    burn-down, timeline, forecast), agents, activity, analytics; the API under
+    /api/ and its description at /openapi.json (README, "Dashboard"). On 127.0.0.1
+    (the default) no token is needed; on any other host an access token is printed
+    once at start-up (only its hash is kept) and every request needs it. Stop with
+    Ctrl-C.
 
     \b
     Examples:

@@ -22,7 +22,7 @@ from starlette.staticfiles import StaticFiles
 from ..errors import MilestoneError
 from . import data, guard, security
 from .live import Watcher, stream
-from .pages import HERE, Site
+from .pages import ANALYTICS_CHARTS, HERE, Site
 
 WORKERS = 4
 # the HTTP status of each error kind (its exit code, errors.py)
@@ -157,6 +157,14 @@ def create_app(project: Any, *, token_hash: str | None = None, local: bool = Tru
 
     async def chart(request: Request) -> Response:
         name = request.path_params["name"]
+        for kind in ANALYTICS_CHARTS:
+            if name == f"analytics-{kind}.svg":
+                since = _since(request.query_params.get("since"))
+                svg = await run(reader.kept, f"chart:{name}:{since}",
+                                lambda p, k=kind, s=since: site.analytics_chart(k, s),
+                                reveal=False)
+                return Response(svg, media_type="image/svg+xml",
+                                headers={"content-security-policy": guard.CHART_CSP})
         for kind in ("burnup", "burndown"):
             if name.endswith(f"-{kind}.svg"):
                 svg = await run(reader.kept, f"chart:{name}",
@@ -168,6 +176,10 @@ def create_app(project: Any, *, token_hash: str | None = None, local: bool = Tru
 
     async def agents_page(request: Request) -> Response:
         return await html(request, site.agents)
+
+    async def analytics_page(request: Request) -> Response:
+        since = _since(request.query_params.get("since"))
+        return await html(request, lambda: site.analytics(since))
 
     async def activity_page(request: Request) -> Response:
         q = request.query_params
@@ -226,6 +238,7 @@ def create_app(project: Any, *, token_hash: str | None = None, local: bool = Tru
         Route("/charts/{name}", chart),
         Route("/agents", agents_page),
         Route("/activity", activity_page),
+        Route("/analytics", analytics_page),
         Route("/login", login),
         Route("/openapi.json", openapi),
         Route("/api/milestones", api_milestones),

@@ -1,6 +1,7 @@
-"""Charts and the dependency graph as SVG, drawn on the server: burn-up and
-burn-down with pygal (served as images), the DAG laid out by grandalf (Sugiyama),
-the timeline from the schedule. Every text goes through ``escape``."""
+"""Charts and the dependency graph as SVG, drawn on the server: burn-up,
+burn-down, throughput and work in progress with pygal (served as images), the DAG
+laid out by grandalf (Sugiyama), the timeline from the schedule. Every text goes
+through ``escape``."""
 
 from __future__ import annotations
 
@@ -31,6 +32,37 @@ def burn_svg(points: list[tuple[str, int]], total: int, kind: str, title: str) -
         chart.add("scope", [total] * len(days))
     else:
         chart.add("remaining", [max(0, total - n) for n in done])
+    return _SCRIPT.sub("", chart.render(is_unicode=True))
+
+
+def throughput_svg(weeks: list[dict[str, Any]], title: str) -> str:
+    """pygal's bar chart of tasks done per ISO week (``analytics`` throughput)."""
+    import pygal
+    from pygal.style import DefaultStyle
+
+    labels = [str(w["week"]) for w in weeks] or [date.today().strftime("%G-W%V")]
+    values = [int(w["completed"]) for w in weeks] or [0]
+    chart = pygal.Bar(js=[], width=720, height=300, style=DefaultStyle, title=title,
+                      x_label_rotation=30, show_legend=False, include_x_axis=True,
+                      show_minor_x_labels=len(labels) <= 12, x_labels_major_count=8)
+    chart.x_labels = labels
+    chart.add("done", values)
+    return _SCRIPT.sub("", chart.render(is_unicode=True))
+
+
+def wip_svg(days: list[dict[str, Any]], title: str) -> str:
+    """pygal's line chart of the tasks in progress at the end of each day."""
+    import pygal
+    from pygal.style import DefaultStyle
+
+    labels = [str(d["day"]) for d in days] or [date.today().isoformat()]
+    values = [int(d["in_progress"]) for d in days] or [0]
+    chart = pygal.Line(js=[], width=720, height=300, style=DefaultStyle, title=title,
+                       x_label_rotation=30, show_legend=False, include_x_axis=True,
+                       truncate_label=10, show_dots=len(labels) <= 60,
+                       show_minor_x_labels=len(labels) <= 12, x_labels_major_count=8)
+    chart.x_labels = labels
+    chart.add("in progress", values)
     return _SCRIPT.sub("", chart.render(is_unicode=True))
 
 
