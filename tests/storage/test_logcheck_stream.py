@@ -204,15 +204,15 @@ ARCHIVE_DAMAGES: dict[str, Callable[[Project], None]] = {
 }
 
 
-@pytest.mark.parametrize("backend", ["file", "hybrid", "database"])
-@pytest.mark.parametrize("damage", sorted(DAMAGES))
+# The database keeps no log file to damage: its events, undamaged, once.
+CASES = [(b, d) for b in ("file", "hybrid") for d in sorted(DAMAGES)] + [("database", "none")]
+
+
+@pytest.mark.parametrize(("backend", "damage"), CASES)
 def test_streamed_check_is_the_whole_file_check(tmp_path: Path, backend: str,
                                                 damage: str) -> None:
     p = build(tmp_path, backend, None)
-    if backend != "database":
-        DAMAGES[damage](p)
-    elif damage != "none":
-        pytest.skip("the database keeps no log file")
+    DAMAGES[damage](p)
     assert_same(p)
 
 
