@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -263,10 +264,10 @@ class HybridStore(FileStore):
             with entries:
                 for entry in entries:
                     if FILE_RE.match(entry.name):
-                        if entry.is_symlink():
+                        st = entry.stat(follow_symlinks=False)
+                        if stat.S_ISLNK(st.st_mode):
                             return None
-                        if entry.is_file():
-                            st = entry.stat()
+                        if stat.S_ISREG(st.st_mode):
                             out.add((f"{folder}/{entry.name}", st.st_size, st.st_mtime_ns))
         return out
 
