@@ -217,3 +217,15 @@ def test_another_processs_write_is_seen_by_a_long_lived_reader(tmp_path: Path) -
     assert after != before
     assert [m["id"] for m in reader.list_view()["milestones"]][-1] == "milestone-006"
     assert reader.list_view() == plain(root).list_view()
+
+
+def test_a_write_inside_a_read_keeps_the_index_in_step(tmp_path: Path) -> None:
+    p = build(tmp_path, 12, 5)
+    reader = fresh(p.root)
+    with reader.reading() as st:
+        assert is_lazy(st.milestones)  # the index's read transaction is open
+        reader.start_task("1/1", force=True)
+    assert reader.store.take_warnings() == []
+    assert quick(fresh_read(p.root))
+    assert fresh(p.root).show_view("1/1")["task"]["status"] == "in_progress"
+    assert fresh(p.root).list_view() == plain(p.root).list_view()

@@ -107,10 +107,14 @@ class HybridStore(HybridReads):
         state = self.load()
         if not self.index.exists():
             self.initialize()
+        conn = self.index.connect()
+        if conn.in_transaction and not self.index.in_write():
+            # A write inside a read (reading()): its snapshot ends here, before ours.
+            conn.execute("COMMIT")
+            self._pinned = False
         if self._index_head() != (state.last_event_id - len(sealed)):
             self.reindex()  # it fell behind (a crash, a copy): rebuild, then it is current
             return
-        conn = self.index.connect()
         with self.index.lock():
             for mid in sorted(m for m in touched if m):
                 snap = state.milestones.get(mid)
