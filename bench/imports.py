@@ -1,10 +1,11 @@
 """Imports benchmark: ``import kiro`` (and the ``status`` after it), ``quickstart`` on a
 huge package.json, and ``plan --from-file`` of many milestones, timed through the CLI.
 
-Run it with ``python bench/imports.py [--runs N] [--quick]`` from the project's
-virtualenv (about five minutes on 2 vCPUs; ``--quick`` uses small sizes, a few seconds).
-``--script PATH`` times another installed ``milestone`` script instead (an older
-checkout's virtualenv, for the figures before a change).
+Run it with ``python bench/imports.py [--runs N] [--quick] [--only kiro,quickstart,plan]``
+from the project's virtualenv (about five minutes on 2 vCPUs; ``--quick`` uses small
+sizes, a few seconds; ``--only`` runs those cases alone). ``--script PATH`` times another
+installed ``milestone`` script instead (an older checkout's virtualenv, for the figures
+before a change).
 
 Inputs, built in a temporary directory:
 
@@ -19,7 +20,10 @@ Inputs, built in a temporary directory:
 * a ``package.json`` at the largest size ``quickstart`` reads (2 MiB, its manifest
   limit: a bigger one is skipped with a note), compact JSON of some 160,000
   dependencies, react and express among them; each run removes ``.milestones`` and
-  times ``milestone quickstart --yes --json``;
+  times ``milestone quickstart --yes --json``; then the same for the other manifests
+  it reads, each alone at that size: a ``requirements.txt``, a ``pyproject.toml``, a
+  ``Cargo.toml`` and a ``go.mod`` of some 75,000 to 160,000 dependencies (a known
+  framework among them);
 * plan files (``plan.yaml``) of 1,000 and 10,000 milestones of three tasks (two
   dependencies each, every tenth milestone waiting on the one before), planned with
   ``milestone plan --from-file`` into a fresh project on the database backend (what the
@@ -31,9 +35,11 @@ and reports its wall time and ``resource.getrusage(RUSAGE_CHILDREN).ru_maxrss`` 
 command's own peak RSS, KiB on Linux). Children run with PYTHONDONTWRITEBYTECODE
 removed, as users run (bytecode caches). Output goes to a pipe, so no progress bar is
 drawn. The table shows the median of ``--runs`` (3) runs and the largest peak RSS, the
+median CPU time of the child (user + system: what a busy machine inflates least), the
 target and PASS/FAIL: import and status of the 100,000-checkbox spec each under 10 s,
-quickstart under 10 s, the 10,000-milestone plan file under 18.5 s (half the 37 s the
-issue measured before). The load average is printed at the start and the end.
+quickstart under 10 s on each manifest, the 10,000-milestone plan file under 18.5 s
+(half the 37 s the issue measured before). The load average is printed at the start
+and the end.
 """
 
 from __future__ import annotations
@@ -61,10 +67,12 @@ out, cwd, argv = sys.argv[1], sys.argv[2], sys.argv[3:]
 t = time.perf_counter()
 r = subprocess.run(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 wall = time.perf_counter() - t
-rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+rss, cpu = usage.ru_maxrss, usage.ru_utime + usage.ru_stime
 err = r.stderr.decode("utf-8", "replace").strip().splitlines()
 with open(out, "w") as f:
-    json.dump({"wall": wall, "rss_kib": rss, "rc": r.returncode, "err": err[-1:]}, f)
+    json.dump({"wall": wall, "cpu": cpu, "rss_kib": rss, "rc": r.returncode, "err": err[-1:]},
+              f)
 """
 
 
@@ -91,6 +99,7 @@ class Row:
     name: str
     target: float | None
     walls: list[float] = field(default_factory=list)
+    cpus: list[float] = field(default_factory=list)
     rss_kib: list[int] = field(default_factory=list)
     error: str | None = None
 
@@ -105,6 +114,7 @@ def measure(row: Row, cwd: Path, argv: list[str], scratch: Path) -> bool:
         row.error = f"exit {got['rc']}: {' '.join(got['err'])[:200]}"
         return False
     row.walls.append(got["wall"])
+    row.cpus.append(got["cpu"])
     row.rss_kib.append(got["rss_kib"])
     return True
 
@@ -147,6 +157,31 @@ def package_json(limit: int) -> tuple[str, int]:
     return "".join(parts) + tail, i + 2
 
 
+def manifest(name: str, limit: int) -> tuple[str, int]:
+    """The largest ``name`` (a manifest ``quickstart`` reads) within ``limit`` bytes, and
+    its dependency count: a known framework first, then numbered packages."""
+    if name == "package.json":
+        return package_json(limit)
+    head, item, tail = {
+        "requirements.txt": ("django==4.2\n", "pkg{}==1.0\n", ""),
+        "pyproject.toml": ('[project]\nname = "big"\ndependencies = [\n"django",\n',
+                           '"p{}>=1",\n', "]\n"),
+        "Cargo.toml": ('[package]\nname = "big"\nversion = "0.1.0"\n\n[dependencies]\n'
+                       'axum = "0.7"\n', 'c{} = "1"\n', ""),
+        "go.mod": ("module big\n\ngo 1.21\n\nrequire (\n\tgithub.com/gin-gonic/gin v1.9.0\n",
+                   "\tgithub.com/x/m{} v1.0.0\n", ")\n"),
+    }[name]
+    parts, size, i = [head], len(head) + len(tail), 0
+    while size + len(item.format(i)) <= limit:
+        parts.append(item.format(i))
+        size += len(parts[-1])
+        i += 1
+    return "".join(parts) + tail, i + 1
+
+
+MANIFESTS = ("package.json", "requirements.txt", "pyproject.toml", "Cargo.toml", "go.mod")
+
+
 def plan_yaml(n: int) -> str:
     lines = ["milestones:"]
     for i in range(1, n + 1):
@@ -179,13 +214,12 @@ def bench_kiro(script: str, n: int, runs: int, tmp: Path, final: bool) -> list[R
     return [imp, status]
 
 
-def bench_quickstart(script: str, limit: int, runs: int, tmp: Path) -> Row:
-    text, deps = package_json(limit)
-    row = Row(f"quickstart, package.json {len(text) / 2**20:.2f} MiB ({deps:,} deps)",
-              TARGET_S)
+def bench_quickstart(script: str, name: str, limit: int, runs: int, tmp: Path) -> Row:
+    text, deps = manifest(name, limit)
+    row = Row(f"quickstart, {name} {len(text) / 2**20:.2f} MiB ({deps:,} deps)", TARGET_S)
     proj = tmp / "quickstart"
     proj.mkdir()
-    (proj / "package.json").write_text(text)
+    (proj / name).write_text(text)
     for _ in range(runs):
         shutil.rmtree(proj / ".milestones", ignore_errors=True)
         if not measure(row, proj, [script, "quickstart", "--yes", "--json"], tmp):
@@ -214,7 +248,8 @@ def bench_plan(script: str, n: int, runs: int, tmp: Path, final: bool) -> Row:
 
 
 def report(rows: list[Row]) -> None:
-    print(f"\n{'command':<52} {'median s':>9} {'runs':>5} {'peak RSS MB':>12}  target")
+    print(f"\n{'command':<52} {'median s':>9} {'cpu s':>6} {'runs':>5} {'peak RSS MB':>12}"
+          "  target")
     for row in rows:
         if row.error:
             print(f"{row.name:<52} FAILED: {row.error}")
@@ -224,7 +259,9 @@ def report(rows: list[Row]) -> None:
         verdict = ""
         if row.target is not None:
             verdict = f"< {row.target:g} s {'PASS' if med < row.target else 'FAIL'}"
-        print(f"{row.name:<52} {med:>9.2f} {len(row.walls):>5} {rss:>12.0f}  {verdict}")
+        cpu = statistics.median(row.cpus)
+        print(f"{row.name:<52} {med:>9.2f} {cpu:>6.2f} {len(row.walls):>5} {rss:>12.0f}  "
+              f"{verdict}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -232,7 +269,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--runs", type=int, default=3, help="runs per command (median)")
     ap.add_argument("--quick", action="store_true", help="small sizes, one run each")
     ap.add_argument("--script", help="the milestone script to time (default: this venv's)")
+    ap.add_argument("--only", default="kiro,quickstart,plan",
+                    help="the cases to run, comma-separated (default: all three)")
     args = ap.parse_args(argv)
+    only = set(args.only.split(","))
     script = args.script or find_script()
     runs = 1 if args.quick else args.runs
     kiro_sizes = (500, 2_000) if args.quick else (16_000, 100_000)
@@ -243,12 +283,13 @@ def main(argv: list[str] | None = None) -> None:
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="ms-imports-") as d:
         tmp = Path(d)
-        for n in kiro_sizes:
+        for n in kiro_sizes if "kiro" in only else ():
             rows += bench_kiro(script, n, runs, tmp, n == kiro_sizes[-1])
             report(rows[-2:])
-        rows.append(bench_quickstart(script, limit, runs, tmp))
-        report(rows[-1:])
-        for n in plan_sizes:
+        for name in MANIFESTS if "quickstart" in only else ():
+            rows.append(bench_quickstart(script, name, limit, runs, tmp))
+            report(rows[-1:])
+        for n in plan_sizes if "plan" in only else ():
             rows.append(bench_plan(script, n, runs, tmp, n == plan_sizes[-1]))
             report(rows[-1:])
     print("\nAll:")

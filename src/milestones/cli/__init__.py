@@ -41,6 +41,7 @@ COMMAND_MODULES = {
     **dict.fromkeys(("template", "quickstart"), "templates"),
     **dict.fromkeys(("validate", "schema"), "validate"),
     "audit": "audit",
+    "analytics": "analytics",
 }
 
 
@@ -49,6 +50,8 @@ COMMAND_MODULES = {
 # equal to the commands' own help by tests/cli/test_startup.py.
 COMMAND_HELP = {
     "agent": "Agents working one project in parallel: register, claim, report, message.",
+    "analytics": "Throughput, cycle and lead time, estimate accuracy, blockers, WIP and a "
+                 "forecast.",
     "archive": "Move a completed milestone to completed/ with its completion record.",
     "audit": "Verify the event log's hash chain end to end, then say who changed what.",
     "backup": "Write one archive of the project's data, with a SHA-256 for every file.",

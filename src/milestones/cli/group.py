@@ -325,6 +325,7 @@ def _register() -> None:
         activity,
         admin,
         agent,
+        analytics,
         audit,
         backup,
         encrypt,

@@ -106,6 +106,35 @@ def seal(event: dict[str, Any], event_id: int, prev_hash: str) -> dict[str, Any]
     return event
 
 
+def seal_line(event: dict[str, Any], event_id: int, prev_hash: str
+              ) -> tuple[dict[str, Any], str]:
+    """``seal``, and the sealed event's ``canonical`` text (its log line): both made
+    from one serialisation of each value (a created milestone of 100,000 tasks is
+    turned into JSON once, not once for the hash and again for the log).
+
+    ``canonical`` of a mapping with text keys is its members' texts, ``"key":value``,
+    in key order, joined by commas in braces: the hash is taken over those of the
+    body, the line adds the hash's own member."""
+    event["event_id"] = event_id
+    event["prev_hash"] = prev_hash
+    if not all(type(k) is str for k in event):
+        seal(event, event_id, prev_hash)  # (no event has other keys)
+        return event, canonical(event)
+    members = {k: f"{canonical(k)}:{canonical(v)}" for k, v in event.items() if k != "hash"}
+    global _SHA256
+    if _SHA256 is None:
+        _SHA256 = _builtin_sha256()
+    digest = _SHA256(b"{")  # the body's text hashed member by member, never made whole
+    for i, k in enumerate(sorted(members)):
+        if i:
+            digest.update(b",")
+        digest.update(members[k].encode("utf-8"))
+    digest.update(b"}")
+    event["hash"] = str(digest.hexdigest())
+    members["hash"] = f'"hash":{canonical(event["hash"])}'
+    return event, "{" + ",".join(members[k] for k in sorted(members)) + "}"
+
+
 def make_event(
     event_type: str,
     milestone_id: str | None,
@@ -142,17 +171,41 @@ def verify_chain(
     events: Iterable[Mapping[str, Any]], prev_hash: str = GENESIS_HASH, prev_id: int = 0
 ) -> tuple[int, str] | None:
     """Check ids and hashes; return (position, problem) of the first bad event or None."""
-    for pos, ev in enumerate(events):
-        if ev.get("event_id") != prev_id + 1:
-            gap = isinstance(ev.get("event_id"), int) and ev["event_id"] > prev_id + 1
-            return pos, (f"event_id {ev.get('event_id')} should be {prev_id + 1}"
-                         + (" (events are missing before it)" if gap else ""))
-        if ev.get("prev_hash") != prev_hash:
-            return pos, "prev_hash does not match the previous event's hash"
-        if ev.get("hash") != event_hash(ev):
-            return pos, "hash does not match the event's content"
-        prev_id, prev_hash = ev["event_id"], ev["hash"]
-    return None
+    chain = Chain(prev_hash, prev_id)
+    for event in events:
+        if not chain.add(event):
+            break
+    return chain.bad
+
+
+class Chain:
+    """``verify_chain`` one event at a time, for a reader that streams the log: ``bad``
+    is (position, problem) of the first bad event, None while every event added checks."""
+
+    __slots__ = ("bad", "pos", "prev_hash", "prev_id")
+
+    def __init__(self, prev_hash: str = GENESIS_HASH, prev_id: int = 0) -> None:
+        self.prev_hash, self.prev_id = prev_hash, prev_id
+        self.pos = 0
+        self.bad: tuple[int, str] | None = None
+
+    def add(self, ev: Mapping[str, Any]) -> bool:
+        """Check the next event; False (and nothing more checked) from the first bad one."""
+        if self.bad is not None:
+            return False
+        if ev.get("event_id") != self.prev_id + 1:
+            gap = isinstance(ev.get("event_id"), int) and ev["event_id"] > self.prev_id + 1
+            self.bad = (self.pos, f"event_id {ev.get('event_id')} should be {self.prev_id + 1}"
+                        + (" (events are missing before it)" if gap else ""))
+        elif ev.get("prev_hash") != self.prev_hash:
+            self.bad = (self.pos, "prev_hash does not match the previous event's hash")
+        elif ev.get("hash") != event_hash(ev):
+            self.bad = (self.pos, "hash does not match the event's content")
+        else:
+            self.prev_id, self.prev_hash = ev["event_id"], ev["hash"]
+            self.pos += 1
+            return True
+        return False
 
 
 # --------------------------------------------------------------------- patches
@@ -190,6 +243,8 @@ def diff(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> dict[s
         patch["set"] = fields
     if removed:
         patch["unset"] = removed
+    if new.get("tasks") is old.get("tasks"):
+        return patch  # the very same task records (``to_dict(tasks=...)``): none changed
     old_tasks = {t["id"]: t for t in old.get("tasks", [])}
     new_tasks = {t["id"]: t for t in new.get("tasks", [])}
     tset: dict[str, Any] = {}

@@ -166,7 +166,7 @@ class Task(Record):
             assignee=_opt_str(data.get("assignee"), f"{where} assignee"),
             skills=_str_list(data.get("skills"), f"{where} skills"),
             blockers=_str_list(data.get("blockers"), f"{where} blockers"),
-            run=_opt_str(data.get("run"), f"{where} run"),
+            run=_opt_str(data.get("run"), f"{where} run", RUN_LIMIT),
             paths=_str_list(data.get("paths"), f"{where} paths"),
             started_at=_opt_ts(data.get("started_at"), f"{where} started_at"),
             completed_at=_opt_ts(data.get("completed_at"), f"{where} completed_at"),
@@ -460,10 +460,13 @@ def _str(value: Any, what: str) -> str:
     return value
 
 
-def _opt_str(value: Any, what: str) -> str | None:
+RUN_LIMIT = 5000  # a task's run command: as `task edit --run` and plan files take it
+
+
+def _opt_str(value: Any, what: str, limit: int = 1000) -> str | None:
     if value is None or value == "":
         return None
-    return check_text(_str(value, what), what, single_line=True, limit=1000)
+    return check_text(_str(value, what), what, single_line=True, limit=limit)
 
 
 def utc_stamp(moment: datetime) -> str:

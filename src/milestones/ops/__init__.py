@@ -2,7 +2,9 @@
 
 Owns storage migration (``migrate``), backup and restore (``backup``), the health
 check (``doctor``), scale detection (``scale``), the inactive backend's files
-(``inactive``) and the demo project (``demo``).
+(``inactive``), the demo project (``demo``), the log's audit (``audit``) and
+the analytics with their rollups in ``database/analytics.db`` (``analytics``,
+``analytics_db``).
 
 May import ``milestones.project``, ``agents`` (their records), ``storage``'s
 package interface, ``model``, ``ui`` and ``errors``; never a storage backend's

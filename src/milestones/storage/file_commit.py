@@ -39,13 +39,15 @@ class FileCommit(FileState):
         state = self._state if self._state is not None else self._read_state()
         self._state = state
         last_id, last_hash = state["applied_event_id"], state["applied_hash"]
-        sealed = []
+        sealed, lines = [], []
         for e in events:
             last_id += 1
-            sealed.append(ev.seal(dict(e), last_id, last_hash))
-            last_hash = sealed[-1]["hash"]
-        payload = "".join(ev.canonical(e) + "\n" for e in sealed).encode("utf-8")
-        before = fsutil.append_durable(self.log_path, payload)
+            event, line = ev.seal_line(dict(e), last_id, last_hash)
+            sealed.append(event)
+            lines.append(line + "\n")
+            last_hash = event["hash"]
+        before = fsutil.append_durable(self.log_path, "".join(lines).encode("utf-8"))
+        del lines  # the events' text (a created milestone's whole) is not held from here
         # The commit point: the events in the log AND every file (state.json last)
         # written. Before it, a failure undoes the files and takes the events back;
         # after it (rotation, the hybrid index) trouble is only a warning.

@@ -53,7 +53,7 @@ also finished when ``state.json`` was lost or rebuilt in between.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -272,42 +272,37 @@ class LogFiles(LogRotation):
             last_file = hashes
         return out
 
-    def segments(self, root: Path) -> list[Segment]:
-        """Every file of the log, oldest first, read whole, for ``doctor``."""
-        out: list[Segment] = []
+    def archive_segments(self, root: Path) -> Iterator[Segment]:
+        """Every archive of the log, oldest first, each read whole when it is reached
+        (one at a time in memory), for ``doctor`` and ``validate``."""
         for seq, path in self.archives():
             label = f".milestones/{path.relative_to(root).as_posix()}"
             try:
-                out.append(Segment(seq, path, label, read_gzip(path)))
+                yield Segment(seq, path, label, read_gzip(path))
             except StorageError as exc:
-                out.append(Segment(seq, path, label, None, exc.message[len(str(path)) + 2:]))
-        label = f".milestones/{self.live.relative_to(root).as_posix()}"
-        try:
-            out.append(Segment(0, self.live, label, fsutil.read_bytes(self.live)))
-        except FileNotFoundError:
-            out.append(Segment(0, self.live, label, None, "is missing"))
-        return out
+                yield Segment(seq, path, label, None, exc.message[len(str(path)) + 2:])
 
-    def check_index(self, segments: list[Segment]) -> list[str]:
-        """Where ``index.json`` disagrees with the archives ``segments`` read."""
+    def check_index(self, archives: Sequence[tuple[int, str, dict[str, Any] | None]]
+                    ) -> list[str]:
+        """Where ``index.json`` disagrees with the archives on disk: (sequence number,
+        label, ``describe`` of its content or None when it could not be read) each."""
         index = self.read_index()
         if not index and self.index_path.exists():
             return [f"{INDEX_NAME} is unreadable (`milestone doctor --repair` rebuilds it)"]
         problems = []
-        on_disk = {seg.seq for seg in segments if seg.archive}
-        for seg in segments:
-            if not seg.archive or seg.raw is None:
+        on_disk = {seq for seq, _label, _actual in archives}
+        for seq, label, actual in archives:
+            if actual is None:
                 continue
-            entry = index.get(seg.seq)
+            entry = index.get(seq)
             if entry is None:
-                problems.append(f"{seg.label} is not in {INDEX_NAME} (an interrupted rotation; "
+                problems.append(f"{label} is not in {INDEX_NAME} (an interrupted rotation; "
                                 "`milestone doctor --repair` indexes it)")
                 continue
-            actual = self.describe(seg.seq, seg.raw)
             wrong = [k for k in ("first_id", "last_id", "last_hash", "events", "sha256")
                      if k in entry and entry[k] != actual[k]]
             if wrong:
-                problems.append(f"{seg.label}: {INDEX_NAME} has another {wrong[0]} for it "
+                problems.append(f"{label}: {INDEX_NAME} has another {wrong[0]} for it "
                                 "(the archive was changed after it was written)")
         problems += [f"{INDEX_NAME} names {archive_name(seq)}, which is missing"
                      for seq in sorted(set(index) - on_disk)]

@@ -37,19 +37,20 @@ class DatabaseIndex(DatabaseBase):
         conn = self.connect()
         edges: dict[str, list[str]] = {}
         hours: dict[str, float] = {}
+        default = schedule.DEFAULT_HOURS
         with self._read(conn):
-            for mid, tid, status, estimate, progress in conn.execute(
-                    "SELECT milestone_id, id, status, estimate, progress FROM tasks"):
-                ref = f"{mid}/{tid}"
+            # schedule.remaining_hours of each row, written out (20,000 calls saved)
+            for ref, status, estimate, progress in conn.execute(
+                    "SELECT milestone_id || '/' || id, status, estimate, progress FROM tasks"):
                 edges[ref] = []
-                hours[ref] = schedule.remaining_hours(
-                    {"status": status, "estimate": estimate, "progress": progress})
-            for mid, tid, dmid, dtid in conn.execute(
-                    "SELECT milestone_id, task_id, dep_milestone_id, dep_task_id "
-                    "FROM task_deps ORDER BY milestone_id, task_id"):
-                dep = f"{dmid}/{dtid}"
+                hours[ref] = 0.0 if status in ("done", "skipped") else (
+                    (float(estimate) if estimate else default)
+                    * (1.0 - (progress or 0) / 100.0))
+            for ref, dep in conn.execute(
+                    "SELECT milestone_id || '/' || task_id, dep_milestone_id || '/' || "
+                    "dep_task_id FROM task_deps ORDER BY milestone_id, task_id"):
                 if dep in edges:
-                    edges.setdefault(f"{mid}/{tid}", []).append(dep)
+                    edges.setdefault(ref, []).append(dep)
         return edges, hours
 
     def ready_tasks(self, only: str | None = None, limit: int | None = None

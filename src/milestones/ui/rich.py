@@ -242,6 +242,10 @@ def render_audit(data: Mapping[str, Any]) -> None:
     console().print(Text(simple.render_audit(data)))
 
 
+def render_analytics(data: Mapping[str, Any]) -> None:
+    console().print(Text(simple.render_analytics(data)))
+
+
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
 

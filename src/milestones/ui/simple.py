@@ -435,3 +435,9 @@ def render_template(data: Mapping[str, Any]) -> str:
                  + (f"; {r['success_criteria']} success criteria" if r["success_criteria"]
                     else "") + ("; estimates" if r["estimates"] else ""))
     return "\n".join(lines)
+
+
+def render_analytics(data: Mapping[str, Any]) -> str:
+    from .analytics import render
+
+    return render(data)

@@ -13,7 +13,7 @@ whole-plan parts would read every milestone.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from functools import cached_property
 from typing import Any
 
@@ -31,6 +31,7 @@ class PlanIndex:
         self.state = state
         self._edges: dict[str, list[Edge]] = {}
         self._task_ids: dict[str, set[str]] = {}
+        self._log_replay: Any = None
 
     # ------------------------------------------------------------- the plan
 
@@ -78,23 +79,27 @@ class PlanIndex:
         return self.state if self.state is not None else self.store.load()
 
     @cached_property
-    def log(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """The event log read and checked line by line: (checks, events that parsed)."""
+    def log(self) -> list[dict[str, Any]]:
+        """The event log read and checked line by line (its checks); the events are
+        replayed as they are read, for ``replayed``; none is kept."""
+        from ..model import events as ev
         from ..storage.logcheck import check_log
 
-        return check_log(self.store)
+        replay = ev.ReplayState(fresh=True)  # each event parsed for this alone
+        checks, _none = check_log(self.store, sink=replay.feed)
+        self._log_replay = replay
+        return checks
 
-    def log_events(self) -> tuple[Iterable[dict[str, Any]], bool]:
-        """The events of the log in order, and whether they are this run's own copies:
-        those ``log`` parsed when every check of it passed (the same events the store
-        would give, read once), else the store's (also when MS501 did not read the log:
-        checking every hash is its work, not MS502's)."""
-        if "log" not in self.__dict__:
-            return self.store.events(), False
-        checks, events = self.log
-        if all(c["ok"] for c in checks):
-            return events, True
-        return self.store.events(), False
+    def replayed(self) -> Any:
+        """What the log makes of the project (``events.ReplayState``): replayed from the
+        events ``log`` read when every check of it passed (the log read once), else
+        from the store's events (also when MS501 did not read the log: checking every
+        hash is its work, not MS502's)."""
+        from ..model import events as ev
+
+        if "log" in self.__dict__ and all(c["ok"] for c in self.log):
+            return self._log_replay
+        return ev.replay(self.store.events())
 
 
 def _task_graph(milestones: Mapping[str, Mapping[str, Any]]) -> dict[str, list[str]]:
