@@ -379,3 +379,32 @@ def test_forged_event_after_a_rotation_is_not_applied(tmp_path: Path, backend: s
     _refused(run("task", "stop", "1/2"))
     doctor = run("doctor")
     assert doctor.exit_code == 8 and f"{LOG}:1" in doctor.stdout
+
+
+def test_events_after_an_id_equal_a_whole_read_of_a_long_log(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``events(after)`` finds where to start in the live log by a binary search (a
+    read of the last events parses only them): the same events as reading it all,
+    for every ``after``; a line that is not an event is reported at its line."""
+    from milestones.errors import MilestoneError
+    from milestones.storage.logfiles import LogFiles
+
+    monkeypatch.setattr(LogFiles, "SKIP_SPAN", 256)  # many probes on a small log
+    p, _ = Project.init(tmp_path, backend="file", actor="tester@example.com")
+    for i in range(40):
+        p.plan(f"Milestone {i}", tasks=["a", "b"])
+    log = p.root / "logs" / "progress-events.jsonl"
+    every = [json.loads(line) for line in log.read_bytes().splitlines() if line.strip()]
+    files = LogFiles(log)
+    last = every[-1]["event_id"]
+    for after in (0, 1, 2, last // 3, last // 2, last - 5, last - 1, last, last + 3):
+        assert list(files.events(after)) == [e for e in every if e["event_id"] > after], after
+    whole = log.read_bytes()
+    lines = whole.split(b"\n")  # the last one empty: the log ends with a newline
+    at = len(lines) - 3  # a line after the id asked from: reported at its line
+    log.write_bytes(b"\n".join([*lines[:at], b"not an event", *lines[at + 1:]]))
+    with pytest.raises(MilestoneError, match=f":{at + 1}:"):
+        list(files.events(last - 5))
+    # Damage before it: not among the events asked for, which are all there.
+    log.write_bytes(b"\n".join([*lines[:10], b"not an event", *lines[11:]]))
+    assert list(files.events(last - 5)) == [e for e in every if e["event_id"] > last - 5]

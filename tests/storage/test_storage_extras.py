@@ -135,6 +135,8 @@ def test_reindex_repairs_a_stale_index(tmp_path: Path) -> None:
         conn.execute("DELETE FROM milestones WHERE id = 'milestone-002'")
         conn.execute("UPDATE milestones SET status = 'cancelled' WHERE id = 'milestone-001'")
     conn.close()
+    for suffix in ("", "-wal", "-shm"):  # and the results cached at this head
+        Path(f"{root / 'database' / 'cache.db'}{suffix}").unlink(missing_ok=True)
     assert listed(tmp_path) == ["milestone-001", "milestone-003"]  # served from the index
     assert invoke(tmp_path, "storage", "reindex").exit_code == 0
     assert listed(tmp_path) == ["milestone-001", "milestone-002", "milestone-003"]

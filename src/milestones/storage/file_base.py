@@ -51,13 +51,19 @@ _ENTRY_TYPES: dict[str, Any] = {"path": str, "sha256": str, "mtime_ns": int, "si
 _CHECKPOINT_TYPES: dict[str, Any] = {"token": str, "journal": int, "size": int}
 
 
+def head_fields_ok(head: dict[str, Any]) -> bool:
+    """Does ``head`` hold every key of a state's head (all but its entries), each of its
+    type?"""
+    return not any(not isinstance(head.get(k), t) or isinstance(head.get(k), bool)
+                   for k, t in _STATE_TYPES.items() if k != "milestones")
+
+
 def head_shape_ok(head: Any) -> bool:
     """Is ``head`` a state.json head as this version writes it (every key, of its type,
     naming a checkpoint by its token)?"""
     if not isinstance(head, dict) or head.get("version") != STATE_VERSION:
         return False
-    if any(not isinstance(head.get(k), t) or isinstance(head.get(k), bool)
-           for k, t in _STATE_TYPES.items() if k != "milestones"):
+    if not head_fields_ok(head):
         return False
     point = head.get("checkpoint")
     return (isinstance(point, dict)

@@ -52,9 +52,10 @@ also finished when ``state.json`` was lost or rebuilt in between.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from ..errors import StorageError
 from ..model import events as ev
@@ -90,7 +91,9 @@ class LogFiles(LogRotation):
         in between then shows its events twice (in the old live file and the new
         archive), never not at all, and the repeats are skipped by id: a file's
         events with ids not above the ids of the files before it are not yielded.
-        Within one file every event with id > ``after`` is yielded, as it is.
+        Within one file every event with id > ``after`` is yielded, as it is; the live
+        log is entered by a binary search (``_skip_to``), so the last few events of a
+        long log cost those few lines, not the file.
         """
         live = self._open_live()
         try:
@@ -109,12 +112,54 @@ class LogFiles(LogRotation):
                         yield event
                 floor = top
             if live is not None:
-                for _no, event in iter_events(live, self.live, False):
+                first = self._skip_to(live, floor) if floor > 0 else 1
+                for _no, event in iter_events(live, self.live, False, first):
                     if event.get("event_id", 0) > floor:
                         yield event
         finally:
             if live is not None:
                 live.close()
+
+    SKIP_SPAN = 1 << 16  # the binary search stops at this many bytes; read on from there
+
+    def _skip_to(self, live: IO[bytes], floor: int) -> int:
+        """Place ``live`` at a line whose event id is at most ``floor`` (ids grow down the
+        file), found by a binary search over byte offsets, so that reading the last
+        events of a long log parses only them; the number of that line. From the start
+        (1) when a probed line is not an event: the lines are then read and reported
+        as ever."""
+        import json
+
+        size = os.fstat(live.fileno()).st_size
+        lo, hi, best = 0, size, 0
+        try:
+            while hi - lo > self.SKIP_SPAN:
+                mid = (lo + hi) // 2
+                live.seek(mid)
+                live.readline()  # the rest of the line ``mid`` falls in
+                start = live.tell()
+                line = live.readline()
+                if not line.endswith(b"\n"):
+                    hi = mid  # the end (or a torn last line)
+                    continue
+                eid = json.loads(line)["event_id"]
+                if not isinstance(eid, int) or isinstance(eid, bool):
+                    raise ValueError("no event id")
+                if eid > floor:
+                    hi = mid
+                else:
+                    best, lo = start, mid
+        except (ValueError, KeyError, TypeError, RecursionError):
+            best = 0
+        live.seek(0)
+        newlines = 0
+        while live.tell() < best:  # the line number, for what a later line may report
+            chunk = live.read(min(1 << 20, best - live.tell()))
+            if not chunk:
+                break
+            newlines += chunk.count(b"\n")
+        live.seek(best)
+        return newlines + 1
 
     def tail(
         self, limit: int, keep: Callable[[dict[str, Any]], bool], after: int = 0

@@ -164,10 +164,11 @@ def _int(value: Any) -> int:
 
 
 def iter_events(
-    lines: Iterable[bytes], path: Path, archive: bool
+    lines: Iterable[bytes], path: Path, archive: bool, first: int = 1
 ) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, event) of each whole line; a torn last line of the live log ends it."""
-    for lineno, line in enumerate(lines, 1):
+    """(line number, event) of each whole line (``first``: the number of the first); a
+    torn last line of the live log ends it."""
+    for lineno, line in enumerate(lines, first):
         if not line.endswith(b"\n"):
             if archive and line.strip():
                 raise StorageError(

@@ -326,6 +326,10 @@ class DatabaseBase(Store):
     def lock(self, timeout: float | None = None) -> AbstractContextManager[None]:
         return self._transaction(timeout)
 
+    def in_write(self) -> bool:
+        """Inside this object's write transaction (``lock``)?"""
+        return self._in_txn
+
     @contextlib.contextmanager
     def _try(self) -> Iterator[bool]:
         try:

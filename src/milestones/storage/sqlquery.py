@@ -122,6 +122,13 @@ class QueryCache:
         self.hits += 1
         return str(row[0]), value[0]
 
+    def clear(self) -> None:
+        """Drop every entry (what they were computed from was rebuilt)."""
+        db = self._db()
+        if db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("DELETE FROM cache")
+
     def put(self, key: str, head: str, value: Any) -> None:
         db = self._db()
         if db is not None:
