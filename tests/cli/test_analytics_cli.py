@@ -33,7 +33,7 @@ def test_json_contract_and_text(run: Runner) -> None:
     assert one["milestone"] == "milestone-001" and one["since"].endswith("Z")
     assert run.json("analytics", "--rebuild")["rollups"]["mode"] == "rebuild"
     text = run.ok("analytics")
-    assert "Throughput: 1 tasks done" in text and "history too short" in text
+    assert "Throughput: 1 task done" in text and "history too short" in text
 
 
 def test_bad_since_and_unknown_ref(run: Runner) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from . import plural
+
 RECENT_WEEKS = 8  # the text shows this many of the latest weeks; --json has them all
 
 
@@ -31,7 +33,7 @@ def render(data: Mapping[str, Any]) -> str:
     lines = [f"Analytics: {scope}" + (f", since {data['since']}" if data["since"] else "")
              + f" (at {data['generated_at']})"]
     tp = data["throughput"]
-    lines.append(f"Throughput: {tp['total']} tasks done"
+    lines.append(f"Throughput: {plural(tp['total'], 'task')} done"
                  + (f", {tp['mean_per_week']} per week" if tp["weeks"] else ""))
     for w in tp["weeks"][-RECENT_WEEKS:]:
         lines.append(f"  {w['week']}  {w['completed']:>4}  {'#' * min(w['completed'], 50)}")
