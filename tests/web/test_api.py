@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from milestones.errors import InvalidInput
 from milestones.project import Project
+from milestones.project.access import DASHBOARD_TOKEN
 from milestones.web import guard, security
 from milestones.web.app import create_app
 from milestones.web.openapi import SPEC
@@ -192,10 +194,21 @@ def test_a_denied_role_is_403_with_the_line(proj: Path, run: Any,
     assert head(proj) == before
 
 
+def test_the_token_hash_is_not_written_through_a_planted_link(proj: Path,
+                                                              tmp_path: Path) -> None:
+    outside = tmp_path / "outside.txt"
+    outside.write_text("keep me")
+    path = proj / ".milestones" / DASHBOARD_TOKEN
+    path.symlink_to(outside)
+    with pytest.raises(InvalidInput, match="symbolic link"):
+        security.new_token(Project.open(proj).root)
+    assert outside.read_text() == "keep me" and path.is_symlink()
+
+
 def test_a_non_local_bind_needs_the_token(proj: Path) -> None:
     token = security.new_token(Project.open(proj).root)
     stored = security.read_hash(Project.open(proj).root)
-    path = proj / ".milestones" / security.TOKEN_FILE
+    path = proj / ".milestones" / DASHBOARD_TOKEN
     assert stored == security.digest(token) and token not in path.read_text()
     assert path.stat().st_mode & 0o777 == 0o600
     before = head(proj)

@@ -202,6 +202,34 @@ def team_of(config: Mapping[str, Any]) -> Team:
     return team
 
 
+# ------------------------------------------------------------------ the dashboard's token
+
+DASHBOARD_TOKEN = "config/dashboard-token.sha256"  # the access token's SHA-256 (web door)
+
+
+def keep_token_hash(root: Any, digest: str) -> None:
+    """Store the dashboard's access-token hash (mode 0600), written as every file of
+    the project is: a temp of its own, no link followed (``storage.fsutil``)."""
+    from ..storage import fsutil
+
+    path = root / DASHBOARD_TOKEN
+    fsutil.refuse_links(path.parent, last=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fsutil.atomic_write(path, (digest + "\n").encode("ascii"), mode=0o600)
+
+
+def token_hash(root: Any) -> str | None:
+    """The stored access-token hash, None when there is none (or it is unreadable)."""
+    from ..errors import MilestoneError
+    from ..storage import fsutil
+
+    try:
+        data = fsutil.read_existing(root / DASHBOARD_TOKEN)
+    except (OSError, MilestoneError):
+        return None
+    return (data or b"").decode("ascii", "replace").strip() or None
+
+
 # ------------------------------------------------------------------ refusing
 
 def record_denial(root: Any, actor: str, role: str, needed: str, operation: str,

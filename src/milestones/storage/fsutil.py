@@ -344,8 +344,9 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, data: bytes, *, sync: bool = True) -> None:
-    """Replace ``path`` with ``data``: temp file, fsync, rename, fsync the directory.
+def atomic_write(path: Path, data: bytes, *, sync: bool = True, mode: int = 0o644) -> None:
+    """Replace ``path`` with ``data``: temp file, fsync, rename, fsync the directory;
+    ``mode``: the new file's (0o600 for a secret).
 
     ``sync=False`` leaves out both fsyncs: for a bulk copy that is not in use yet and
     ends with one ``sync_everything()`` (a migration's thousands of files), and for
@@ -354,7 +355,7 @@ def atomic_write(path: Path, data: bytes, *, sync: bool = True) -> None:
     refuse_links(path)  # replacing a link is no follow, but one there is a plant
     tmp: Path | None = None
     try:
-        tmp, fd = create_temp(path, checked=True)
+        tmp, fd = create_temp(path, mode, checked=True)
         try:
             fault(f"write:{path.name}")
             view = memoryview(data)

@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import secrets
 from pathlib import Path
 
-TOKEN_FILE = "config/dashboard-token.sha256"
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 SESSION_COOKIE = "ms_session"
 CSRF_COOKIE = "ms_csrf"
@@ -34,23 +32,19 @@ def digest(token: str) -> str:
 
 
 def new_token(root: Path) -> str:
-    """A fresh access token; its hash replaces the stored one (mode 0600)."""
+    """A fresh access token; its hash replaces the stored one (mode 0600, written by
+    the service layer as every file: no link followed)."""
+    from ..project.access import keep_token_hash
+
     token = secrets.token_urlsafe(32)
-    path = root / TOKEN_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(digest(token) + "\n")
-    os.replace(tmp, path)
+    keep_token_hash(root, digest(token))
     return token
 
 
 def read_hash(root: Path) -> str | None:
-    try:
-        return (root / TOKEN_FILE).read_text("utf-8").strip() or None
-    except OSError:
-        return None
+    from ..project.access import token_hash
+
+    return token_hash(root)
 
 
 def token_ok(given: str | None, stored_hash: str | None) -> bool:
