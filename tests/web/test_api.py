@@ -273,6 +273,17 @@ def test_export_writes_a_static_snapshot(proj: Path, run: Any) -> None:
     assert (other / "index.html").exists() and "index.html" in data["files"]
 
 
+def test_export_writes_through_no_planted_link(proj: Path, run: Any, tmp_path: Path) -> None:
+    outside = tmp_path / "bashrc"
+    outside.write_text("keep me")
+    site = proj / ".milestones" / "web-dashboard"
+    site.mkdir()
+    (site / "index.html").symlink_to(outside)
+    result = run("dashboard", "--export")
+    assert result.exit_code == 4 and "symbolic link" in result.output
+    assert outside.read_text() == "keep me"
+
+
 def test_a_port_in_use_is_one_line_and_exit_4(proj: Path) -> None:
     import socket
     import subprocess

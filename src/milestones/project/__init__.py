@@ -62,6 +62,8 @@ _ON_FIRST_USE = {  # name -> the module that defines it
     "detect_project": "..plans.detect",
     "list_templates": "..plans.templates",
     "get_template": "..plans.templates",
+    # a file a door writes (the dashboard's export): a temp of its own, no link followed
+    "atomic_write": "..storage.fsutil",
 }
 
 if TYPE_CHECKING:
@@ -69,6 +71,7 @@ if TYPE_CHECKING:
     from ..plans.detect import detect_project
     from ..plans.planfile import read_plan
     from ..plans.templates import get_template, list_templates
+    from ..storage.fsutil import atomic_write
     from ..validation import all_rules
 
 
@@ -98,6 +101,7 @@ __all__ = [
     "ValidationFailed",
     "add_days",
     "all_rules",
+    "atomic_write",
     "detect_project",
     "find_root",
     "get_template",

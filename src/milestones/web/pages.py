@@ -140,17 +140,18 @@ def _age(stamp: Any, now: datetime) -> str:
 def export(reader: Any, out: Path, done: Callable[[str], None] | None = None) -> list[str]:
     """Write the static snapshot to ``out``: index.html, agents.html, activity.html,
     analytics.html, a page per milestone and assets/ (charts as SVG files). Returns the
-    files written."""
-    import shutil
+    files written, each as the project's files are (``atomic_write``: a temp of its
+    own, no link followed inside .milestones/, the default place)."""
+    from ..project import atomic_write
 
     site = Site(reader, static=True)
     (out / "assets" / "charts").mkdir(parents=True, exist_ok=True)
     for name in ("app.css", "app.js"):
-        shutil.copyfile(HERE / "assets" / name, out / "assets" / name)
+        atomic_write(out / "assets" / name, (HERE / "assets" / name).read_bytes(), sync=False)
     written = ["assets/app.css", "assets/app.js"]
 
     def put(name: str, text: str) -> None:
-        (out / name).write_text(text, "utf-8")
+        atomic_write(out / name, text.encode("utf-8"), sync=False)
         written.append(name)
         if done is not None:
             done(name)
