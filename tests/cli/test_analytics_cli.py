@@ -6,7 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from click.testing import CliRunner
+
 from conftest import Runner
+from milestones.cli import cli
 
 
 def _work(run: Runner) -> None:
@@ -58,3 +61,17 @@ def test_no_protected_plain_text_and_rotate_rebuilds(run: Runner, project_dir: P
                    "PLAIN-blocker-reason-c3", "PLAIN-session-note-d4", "TITLE-one-x7"):
         assert secret.encode() not in blob, secret
     assert json.dumps(data["throughput"]["total"]) == "1"
+
+
+def test_a_planted_link_at_analytics_db_is_refused(tmp_path: Path) -> None:
+    runner = CliRunner(mix_stderr=False)
+    root = tmp_path / "p"
+    root.mkdir()
+    assert runner.invoke(cli, ["-C", str(root), "init"]).exit_code == 0
+    outside = tmp_path / "elsewhere.db"
+    outside.write_bytes(b"keep me")
+    (root / ".milestones" / "database").mkdir(exist_ok=True)
+    (root / ".milestones" / "database" / "analytics.db").symlink_to(outside)
+    result = runner.invoke(cli, ["-C", str(root), "analytics"])
+    assert result.exit_code == 4 and "symbolic link" in result.stderr
+    assert outside.read_bytes() == b"keep me"

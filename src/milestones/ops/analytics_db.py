@@ -101,7 +101,14 @@ def db_path(project: Project) -> Path | None:
 
 def connect(path: Path | None) -> sqlite3.Connection:
     """The rollups' database; in memory when it has no place or cannot be written. A
-    file that is not a database (damaged) is removed and made again: it is derived."""
+    file that is not a database (damaged) is removed and made again: it is derived.
+    SQLite follows links: one planted at the file or a side file is refused (exit 4),
+    as everywhere in .milestones/."""
+    if path is not None:
+        from ..storage import fsutil
+
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            fsutil.refuse_links(Path(f"{path}{suffix}"))
     for attempt in (1, 2):
         if path is None:
             break
