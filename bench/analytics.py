@@ -40,6 +40,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from child import WRAPPER
 from scale import ACTOR, SESSION, child_env, find_script, write_project
 
 INCREMENTAL_TARGET_MS = 200.0
@@ -48,15 +49,6 @@ WEEKS = 26
 PLANNED = 25  # milestones nobody started, planned last (one event each)
 PEOPLE = ("alice@example.com", "bob@example.com", "ci-agent")
 
-WRAPPER = """
-import json, resource, subprocess, sys, time
-t0 = time.perf_counter()
-proc = subprocess.run(sys.argv[1:], capture_output=True, text=True)
-took = time.perf_counter() - t0
-use = resource.getrusage(resource.RUSAGE_CHILDREN)
-print(json.dumps({"rc": proc.returncode, "seconds": took, "maxrss_kib": use.ru_maxrss,
-                  "stdout": proc.stdout, "stderr": proc.stderr[-2000:]}))
-"""
 
 
 def generate(target: int) -> tuple[list[dict[str, Any]], Any, list[str]]:

@@ -37,6 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from child import WRAPPER
 from scale import child_env, find_script
 
 from milestones.model import events as ev
@@ -46,16 +47,6 @@ RSS_GROWTH_TARGET = 1.2
 PER_ARCHIVE = 10_000
 ACTORS = ("alice@example.com", "bob@example.com", "ci-agent")
 
-WRAPPER = """
-import json, resource, subprocess, sys, time
-t0 = time.perf_counter()
-proc = subprocess.run(sys.argv[1:], capture_output=True, text=True)
-took = time.perf_counter() - t0
-use = resource.getrusage(resource.RUSAGE_CHILDREN)
-print(json.dumps({"rc": proc.returncode, "seconds": took, "maxrss_kib": use.ru_maxrss,
-                  "cpu": use.ru_utime + use.ru_stime,
-                  "stdout": proc.stdout[-400:], "stderr": proc.stderr[-2000:]}))
-"""
 
 
 def build(base: Path, events: int) -> Path:

@@ -44,22 +44,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from child import WRAPPER
 from scale import child_env, find_script, generate, write_project
 
 TIME_TARGET_S = 30.0  # at 10,000 milestones, each direction
 RSS_GROWTH_TARGET = 1.5  # peak RSS at the largest size over the smallest
 TARGET_SIZE = 10_000
 
-WRAPPER = """
-import json, resource, subprocess, sys, time
-t0 = time.perf_counter()
-proc = subprocess.run(sys.argv[1:], capture_output=True, text=True)
-took = time.perf_counter() - t0
-use = resource.getrusage(resource.RUSAGE_CHILDREN)
-print(json.dumps({"rc": proc.returncode, "seconds": took, "maxrss_kib": use.ru_maxrss,
-                  "cpu": use.ru_utime + use.ru_stime,
-                  "stdout": proc.stdout[-2000:], "stderr": proc.stderr[-2000:]}))
-"""
 
 
 def run_migration(script: str, env: dict[str, str], cwd: Path, to: str) -> dict[str, object]:
