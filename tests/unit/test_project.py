@@ -287,6 +287,27 @@ def test_set_current_and_current_event(project: Project) -> None:
     assert types(project)[-1] == "current_changed"
 
 
+def test_log_limit_is_the_tail_of_the_filtered_log(project: Project) -> None:
+    """``log --limit N`` (read newest first on the database, a page at a time) is the
+    last N of the same filtered log read in full, oldest first, on every backend."""
+    project.plan("One", tasks=[f"T{i}" for i in range(12)])
+    project.plan("Two", tasks=["B"])
+    for i in range(1, 13):
+        project.start_task(f"1/{i}")
+        if i % 3 == 0:
+            project.complete_task(f"1/{i}")
+    whole = project.log_view()["events"]
+    assert len(whole) >= 19  # (init), 2 plans, 12 starts, 4 completions, 1 milestone start
+    for limit in (1, 5, len(whole) - 1, len(whole), len(whole) + 7):
+        assert project.log_view(limit=limit)["events"] == whole[-limit:]
+    done = project.log_view(types=["task_completed"])["events"]
+    assert len(done) == 4
+    assert project.log_view(types=["task_completed"], limit=3)["events"] == done[-3:]
+    after = whole[10]["event_id"]
+    assert project.log_view(after=after, limit=500)["events"] == whole[11:]
+    assert project.log_view(limit=0)["events"] == []
+
+
 def test_log_filters(project: Project) -> None:
     project.plan("One", tasks=["A"])
     project.plan("Two", tasks=["B"])

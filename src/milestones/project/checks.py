@@ -34,10 +34,9 @@ class Checks(Reviews):
 
     def _upstream(self, st: State, mids: Sequence[str]) -> Mapping[str, Any]:
         """``mids`` and every milestone their tasks depend on, directly or not: all a
-        schedule of ``mids`` reads (the whole plan when it is in memory anyway)."""
+        schedule of ``mids`` reads (walked even when the whole plan is in memory: a
+        milestone's schedule costs what it depends on, not the plan's size)."""
         milestones = st.milestones
-        if not is_lazy(milestones):
-            return milestones
         found: dict[str, Any] = {}
         frontier = [m for m in mids if m in milestones]
         while frontier:

@@ -93,6 +93,7 @@ class ProjectCore:
         self._l1: tuple[Store, tuple[int, str], State] | None = None
         self._l1_hits = 0
         self._l1_misses = 0
+        self._marker_seen: tuple[int, int, int] | None = None  # follow_backend's last look
         self._warned = False  # the event log's damage was told (once per command)
         self._ops: list[tuple[str, str]] = []  # the operations declared (acting), outermost first
         self._crypt: Any = False  # encryption at rest (crypto.Crypt), None: off; False: not read
@@ -183,13 +184,22 @@ class ProjectCore:
 
     def follow_backend(self) -> bool:
         """Re-open the store when a migration switched the backend; True if it did."""
+        path = self.root / "config" / "storage-backend.txt"
         try:
-            marker = (self.root / "config" / "storage-backend.txt").read_text("utf-8").strip()
+            seen = os.stat(path)
+            # The marker is replaced whole (a new inode) when a migration switches: the
+            # same file as last time names the same backend, no need to read it again.
+            key = (seen.st_ino, seen.st_mtime_ns, seen.st_size)
+            if key == self._marker_seen:
+                return False
+            marker = path.read_text("utf-8").strip()
         except (FileNotFoundError, NotADirectoryError):
             return False
         if marker and marker != self.store.backend and self.store.backend != "memory":
             self.store = open_store(self.root)  # the old one closes when its lock is let go
+            self._marker_seen = None
             return True
+        self._marker_seen = key
         return False
 
     def state(self) -> State:

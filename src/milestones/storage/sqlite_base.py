@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -468,4 +468,32 @@ class DatabaseBase(Store):
                               "ORDER BY event_id", (after,))
         for event_id, body in cursor:
             yield self._row(body, "events", f"event #{event_id}")
+
+    def events_tail(self, limit: int, keep: Callable[[dict[str, Any]], bool], after: int = 0
+                    ) -> list[dict[str, Any]]:
+        """The last ``limit`` events with id > ``after`` that ``keep`` accepts, oldest
+        first: read newest first, a page at a time, stopping once there are enough
+        (``log --limit``, the dashboard's recent failures: not the whole log)."""
+        if limit <= 0:
+            return []
+        conn = self.connect()
+        found: list[dict[str, Any]] = []
+        below, page = None, max(2 * limit, 256)
+        with self._read(conn):
+            while len(found) < limit:
+                rows = conn.execute(
+                    "SELECT event_id, body FROM events WHERE event_id > ? AND event_id < ? "
+                    "ORDER BY event_id DESC LIMIT ?",
+                    (after, below if below is not None else 1 << 62, page)).fetchall()
+                for event_id, body in rows:
+                    event = self._row(body, "events", f"event #{event_id}")
+                    if keep(event):
+                        found.append(event)
+                        if len(found) == limit:
+                            break
+                if len(rows) < page:
+                    break
+                below, page = rows[-1][0], min(page * 4, 65536)
+        found.reverse()
+        return found
 

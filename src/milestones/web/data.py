@@ -18,6 +18,8 @@ TASK_STATUSES = ("todo", "in_progress", "blocked", "done", "skipped")
 DONE_EVENTS = {"task_completed": 1, "task_skipped": 1, "task_reopened": -1}
 EVENTS_PAGE = 200  # the default and the most /api/events hands out at once
 EVENTS_MAX = 1000
+# Answers kept (per URL and per view), the least recently used let go first.
+ANSWERS = 4096
 # failures and escalations, for the agents page
 TROUBLE = ("task_failed", "task_requeued", "blocker_detected")
 
@@ -50,7 +52,17 @@ class Reader:
     def peek(self, key: str) -> Any:
         """What ``kept`` holds under ``key`` at this log head, else None."""
         got = self._answers.get(key)
-        return got[1] if got is not None and got[0] == self.head() else None
+        if got is None or got[0] != self.head():
+            return None
+        self._touch(key)
+        return got[1]
+
+    def _touch(self, key: str) -> None:
+        """``key`` was just used: last to be let go."""
+        with self._lock:
+            got = self._answers.pop(key, None)
+            if got is not None:
+                self._answers[key] = got
 
     def kept(self, key: str, compute: Callable[[Any], Any], *, reveal: bool = True) -> Any:
         """``compute(project)`` (protected values opened unless not ``reveal``), or
@@ -59,13 +71,16 @@ class Reader:
         head = self.head()
         got = self._answers.get(key)
         if got is not None and got[0] == head:
+            self._touch(key)
             return got[1]
         value = compute(p)
         if reveal:
             value = p.reveal(value)
-        if len(self._answers) > 2048:
-            self._answers.clear()
-        self._answers[key] = (head, value)
+        with self._lock:  # the least recently used answers go first, one at a time
+            self._answers.pop(key, None)
+            self._answers[key] = (head, value)
+            while len(self._answers) > ANSWERS:
+                del self._answers[next(iter(self._answers))]
         return value
 
 
