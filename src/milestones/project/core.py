@@ -9,7 +9,7 @@ import contextlib
 import math
 import os
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Self
 
@@ -120,59 +120,6 @@ class ProjectCore:
         another thread, since a store object is not shared across threads."""
         return type(self)(open_store(self.root), cwd=self.cwd, actor=self.actor,
                        session_id=self.session_id)
-
-    def scope(self, snaps: Mapping[str, Any], only: str | None,
-              statuses: Sequence[str]) -> list[str]:
-        """The milestones a step must look at. In memory (the file backends), every
-        one. On an indexed store (the database), those the index says hold a task in
-        ``statuses`` (with ``only``: that milestone and those waiting on it, for the
-        chains), plus those this write changed, read in one batch: a claim on a
-        project of 10,000 milestones reads the few with open work, not all."""
-        if not is_lazy(snaps):
-            return list(snaps)
-        store = self.store
-        found = ([only, *sorted(store.dependents([only]) or ())] if only is not None
-                 else store.milestones_with_tasks(statuses))
-        if found is None:
-            return list(snaps)
-        mids = list(dict.fromkeys([*found, *getattr(snaps, "changed", ())]))
-        base = getattr(snaps, "base", snaps)
-        if hasattr(base, "prefetch"):
-            base.prefetch(mids)
-        return [mid for mid in mids if mid in snaps]
-
-    def held_tasks(self, snaps: Mapping[str, Any], agent: str | None = None
-                   ) -> list[tuple[str, dict[str, Any]]]:
-        """(milestone id, task snapshot) of every task in progress an agent holds (or
-        ``agent``), by milestone and position: from the store's index when ``snaps``
-        are the store's as committed, else from the milestones with work in progress."""
-        got = None
-        if is_lazy(snaps) and not getattr(snaps, "changed", None) and not getattr(
-                snaps, "removed", None):
-            got = self.store.held_tasks()
-        if got is None:
-            got = [(mid, t) for mid in self.scope(snaps, None, ("in_progress",))
-                   for t in snaps[mid].get("tasks", ())
-                   if t.get("status") == "in_progress"
-                   and (t.get("execution") or {}).get("agent")]
-        return [(mid, t) for mid, t in got
-                if agent is None or t["execution"]["agent"] == agent]
-
-    def ready_index(self, snaps: Mapping[str, Any], only: str | None,
-                    limit: int | None = None
-                    ) -> tuple[list[dict[str, Any]], list[tuple[str, list[str]]]] | None:
-        """Ready tasks best first (``next``'s rows with ``paths``), at most ``limit``,
-        and the paths of the tasks agents hold, from the store's index, when ``snaps``
-        are the store's as committed (a write that changed nothing yet); else None."""
-        if not is_lazy(snaps) or getattr(snaps, "changed", None) or getattr(
-                snaps, "removed", None):
-            return None
-        got = self.store.ready_tasks(only, limit)
-        held = self.store.held_tasks()
-        if got is None or held is None:
-            return None
-        paths = [(f"{mid}/{t['id']}", list(t["paths"])) for mid, t in held if t.get("paths")]
-        return got[0], paths
 
     @property
     def session_id(self) -> str:
