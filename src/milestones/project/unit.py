@@ -205,11 +205,14 @@ class UnitOfWork(ProjectCore):
         automatic one is ``backup.every_hours`` old (see ``backup.scheduled_backup``).
 
         The write is done: a backup that fails is one warning line, never an error."""
-        from ..storage.backup import scheduled_backup
+        from ..storage import backup_due
 
         try:
             fsutil.fault("backup")
-            scheduled_backup(self.root, actor=self.actor, began=self._began)
+            if backup_due.due(self.root, began=self._began):  # else nothing to import
+                from ..storage.backup import scheduled_backup
+
+                scheduled_backup(self.root, actor=self.actor, began=self._began)
         except Exception as exc:  # whatever it is, the write stands
             print(f"milestone: warning: the scheduled backup failed: {exc}", file=sys.stderr,
                   flush=True)

@@ -19,6 +19,7 @@ from typing import IO, Any
 
 from ..errors import InvalidInput, NotFound, StorageError
 from . import Store, fsutil
+from .backup_due import BACKUP_DIR
 
 STAGE_PREFIX = ".backup.tmp-"
 FORMAT = "milestone-backup"
@@ -26,15 +27,12 @@ FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 DATA_DIRS = ("active", "completed", "config", "logs", "agents")  # agents: coord records
 DB_DIR = "database"
-BACKUP_DIR = "database/backup"
 MARKER = "config/storage-backend.txt"
 SYSTEM_LOG = "logs/system-events.jsonl"
 RESTORE_DIR = ".restore"
 LOCK_NAME = ".lock"
 DEFAULT_RETENTION = 10
-DEFAULT_EVERY_HOURS = 24
 SCHEDULED = "scheduled"
-MANUAL = "manual"
 ATTACH_AS = "restore_src"
 
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
@@ -43,7 +41,6 @@ MAX_PATH = 1024
 CHUNK = 1024 * 1024
 
 _REASON_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
-NAME_RE = re.compile(r"^backup-([0-9]{8}T[0-9]{6}\.[0-9]{6}Z)-([a-z0-9][a-z0-9-]*)\.tar\.gz$")
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 TEMP_RE = re.compile(r"^\..+\.tmp-")
 DAMAGED = "the archive is damaged or was altered; use another backup"

@@ -33,21 +33,16 @@ restores: a restore keeps the live one rather than the archive's.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 from ..errors import InvalidInput, MilestoneError
-from . import Store, fsutil, open_store
+from . import Store, backup_due, fsutil, open_store
 from .archive import (
-    BACKUP_DIR,
-    DEFAULT_EVERY_HOURS,
     DEFAULT_RETENTION,
     LOCK_NAME,
-    MANUAL,
-    NAME_RE,
     SCHEDULED,
     BackupInfo,
     Manifest,
@@ -61,6 +56,16 @@ from .archive import (
     store_lock,
 )
 from .archive_files import read_archive, stage_project, write_archive
+
+# re-exported: the schedule's check lives apart (backup_due), its names stay here too
+from .backup_due import (  # noqa: F401
+    BACKUP_DIR,
+    DEFAULT_EVERY_HOURS,
+    MANUAL,
+    NAME_RE,
+    every_hours,
+    newest_automatic_backup,
+)
 from .swap import recover_locked
 
 # ------------------------------------------------------------------- backup
@@ -166,39 +171,6 @@ def retention(root: Path) -> int:
     return value
 
 
-def every_hours(root: Path) -> float:
-    """``backup.every_hours`` from config/config.yaml (default 24; 0 turns it off): how
-    old the newest automatic backup may get before a write on the database backend
-    takes a ``scheduled`` one."""
-    from .config import load_config, where
-
-    section = load_config(Path(root)).get("backup") or {}
-    value = (section.get("every_hours", DEFAULT_EVERY_HOURS) if isinstance(section, dict)
-             else None)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1e6:
-        raise InvalidInput(
-            f"{where(Path(root), ('backup', 'every_hours'))}: backup.every_hours must be a "
-            f"number of hours, "
-            f"0 or more (0: no scheduled backups), not {value!r}",
-            hint=f"set `backup: {{every_hours: {DEFAULT_EVERY_HOURS}}}`",
-        )
-    return float(value)
-
-
-def newest_automatic_backup(root: Path) -> datetime | None:
-    """When the newest automatic backup in ``database/backup/`` was made (from its name)."""
-    try:
-        names = os.listdir(Path(root) / BACKUP_DIR)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise fsutil.storage_error(exc, Path(root) / BACKUP_DIR, "list") from None
-    stamps = [m.group(1) for n in names if (m := NAME_RE.match(n)) and m.group(2) != MANUAL]
-    if not stamps:
-        return None
-    return datetime.strptime(max(stamps), "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=UTC)
-
-
 def scheduled_backup(root: Path, *, actor: str | None = None, now: datetime | None = None,
                      began: Callable[[], datetime | None] | None = None) -> BackupInfo | None:
     """Take a ``scheduled`` backup (pruned to ``backup.retention``) when the newest
@@ -210,16 +182,9 @@ def scheduled_backup(root: Path, *, actor: str | None = None, now: datetime | No
     at the same moment take one backup between them; one under way counts.
     """
     root = project_root(root)
-    hours = every_hours(root)
-    if not hours:
-        return None
 
     def due() -> bool:
-        newest = newest_automatic_backup(root)
-        if newest is None and began is not None:
-            newest = began()
-        moment = now or datetime.now(UTC)
-        return newest is None or moment - newest >= timedelta(hours=hours)
+        return backup_due.due(root, now=now, began=began)
 
     if not due():
         return None  # the common case: no lock taken
