@@ -318,17 +318,22 @@ def test_an_older_database_gains_the_chains_on_open(tmp_path: Path) -> None:
     assert any(ready for _, ready, *_ in marks.values())
 
 
-@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize(("seed", "batch", "ratio"),
+                         [(0, 1, 4), (1, 3, 4), (2, 3, 0), (3, 1, 0), (4, 5, 1)])
 def test_many_milestones_take_the_schedule_from_the_index(
-        tmp_path: Path, seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, seed: int, batch: int, ratio: int,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """Past the closure limit (here every view), feasibility comes from the task graph
-    the index gives (no snapshot read for it), `list` sums each milestone up as its
-    batch comes, and every view equals the whole-plan answer."""
+    the index gives (no snapshot read for it); `list` projects its rows a batch at a
+    time, from what each batch depends on, or from the whole plan's task graph once a
+    batch's upstream outgrows it (``ratio`` 0: at once); every view equals the
+    whole-plan answer."""
     from milestones.project import checks
     from milestones.project import views as views_module
 
     monkeypatch.setattr(checks, "CLOSURE_LIMIT", 0)
-    monkeypatch.setattr(views_module, "CLOSURE_LIMIT", 0)  # list: row by row past it
+    monkeypatch.setattr(views_module, "CLOSURE_LIMIT", batch)
+    monkeypatch.setattr(checks, "UPSTREAM_RATIO", ratio)
     rng = random.Random(100 + seed)
     lazy, full = open_pair(tmp_path)
     lazy.plan_many(plan_random(rng, 12))

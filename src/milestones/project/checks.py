@@ -23,6 +23,10 @@ from .reviews import Reviews
 # Feasibility for at most this many milestones is computed from what they depend on
 # (read through the index); beyond, from the whole plan, once per log head.
 CLOSURE_LIMIT = 200
+# A batch of a list whose upstream holds more than this many milestones per row reads
+# the whole plan's task graph instead (once): long chains across milestones.
+UPSTREAM_RATIO = 4
+OPEN = ("planned", "in_progress", "blocked")  # the milestones a projection is made for
 # Events that never add a task dependency: a plan known to have no dependency cycle
 # keeps none across them (see Project._acyclic).
 _EDGE_KEEPING = frozenset(ev.EVENT_TYPES) - {"milestone_created", "task_added",
@@ -87,22 +91,25 @@ class Checks(Reviews):
         paths = [(f"{mid}/{t['id']}", list(t["paths"])) for mid, t in held if t.get("paths")]
         return got[0], paths
 
-    def _upstream(self, st: State, mids: Sequence[str]) -> Mapping[str, Any]:
+    def _upstream(self, st: State, mids: Sequence[str],
+                  known: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
         """``mids`` and every milestone their tasks depend on, directly or not: all a
         schedule of ``mids`` reads (walked even when the whole plan is in memory: a
-        milestone's schedule costs what it depends on, not the plan's size)."""
+        milestone's schedule costs what it depends on, not the plan's size). ``known``:
+        snapshots already at hand, not read again."""
         milestones = st.milestones
+        known = known or {}
         found: dict[str, Any] = {}
-        frontier = [m for m in mids if m in milestones]
+        frontier = [m for m in mids if m in known or m in milestones]
         while frontier:
             prefetch = getattr(milestones, "prefetch", None)
             if prefetch is not None:
-                prefetch(frontier)
+                prefetch([m for m in frontier if m not in known])
             nxt: set[str] = set()
             for mid in frontier:
-                if mid in found or mid not in milestones:
+                if mid in found or (mid not in known and mid not in milestones):
                     continue
-                snap = found[mid] = milestones[mid]
+                snap = found[mid] = known[mid] if mid in known else milestones[mid]
                 for t in snap.get("tasks", []):
                     nxt.update(d.split("/", 1)[0] for d in t.get("depends_on", []) if "/" in d)
             frontier = sorted(nxt - found.keys())
@@ -159,6 +166,29 @@ class Checks(Reviews):
         self.store.cache_put("feasibility", head, result)
         self.store.cache_put("acyclic", self._head_key(st, dated=False), crit is not None)
         return result
+
+    def _projections(self, st: State, snaps: Mapping[str, Any], whole: dict[str, Any]
+                     ) -> dict[str, dict[str, Any]]:
+        """The feasibility projections of a batch of open milestones on an indexed store
+        (``snaps``, in hand), from what they depend on: a list's cost follows its rows.
+        Once a batch's upstream outgrows it (long chains across milestones), from the
+        whole plan's task graph, read from the index once and kept in ``whole`` for the
+        batches after."""
+        snaps = {mid: snap for mid, snap in snaps.items() if snap.get("status") in OPEN}
+        if not snaps:
+            return {}  # only open milestones are projected
+        if "crit" not in whole:
+            if not self._acyclic(st):
+                return {}  # a cycle anywhere leaves every projection out
+            closure = self._upstream(st, list(snaps), snaps)
+            graph = (self.store.schedule_graph()
+                     if len(closure) > UPSTREAM_RATIO * len(snaps) else None)
+            if graph is None:
+                crit = self._critical_hours(closure)
+                return {} if crit is None else self._feasibility_of(snaps, crit, snaps)
+            whole["crit"] = self._critical_hours(graph)
+        crit = whole["crit"]
+        return {} if crit is None else self._feasibility_of(snaps, crit, snaps)
 
     def _acyclic(self, st: State) -> bool:
         """True when the plan at this log head holds no task dependency cycle: known from
@@ -232,7 +262,7 @@ class Checks(Reviews):
         every projection out)."""
         from ..model import schedule
 
-        if crit is None or snap.get("status") not in ("planned", "in_progress", "blocked"):
+        if crit is None or snap.get("status") not in OPEN:
             return None
         return schedule.feasibility(snap, crit.get(snap["id"], 0.0), self.today(), hours)
 

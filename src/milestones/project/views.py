@@ -133,34 +133,31 @@ class Views(Checks):
             source = (st.milestones[mid] for mid in ids)
         else:
             source = indexed
-        held: list[tuple[md.Milestone, Any]] = []  # rows whose summary waits for feasibility
+        held: dict[str, tuple[md.Milestone, Any]] = {}  # rows waiting for feasibility
         out: list[dict[str, Any]] = []
-        crit: dict[str, float] | None = None
-        hours: list[float] = []
-        streaming = False
+        lazy = is_lazy(st.milestones)
+        whole: dict[str, Any] = {}  # the plan's critical hours, once read (_projections)
+
+        def flush() -> None:
+            # On an indexed store a batch at a time, its snapshots let go after; in
+            # memory, all at once (the whole plan's schedule, kept per log head).
+            snaps = {mid: snap for mid, (_, snap) in held.items()}
+            feas = (self._projections(st, snaps, whole) if lazy
+                    else self._feasibilities(st, list(held), snaps))
+            out.extend(summary(m, day, feas.get(mid)) for mid, (m, _) in held.items())
+            held.clear()
+
         for snap in source:
             if q.limit is not None and len(held) + len(out) == q.limit:
                 break
             m = md.Milestone.from_snapshot(snap)
             if not self._passes(m, q, day):
                 continue
-            if streaming:  # many rows: each summed up as it comes, its snapshot let go
-                out.append(summary(m, day, self._feasibility_one(snap, crit, hours)))
-                continue
-            held.append((m, snap))
-            if len(held) > CLOSURE_LIMIT and is_lazy(st.milestones):
-                graph = self.store.schedule_graph()
-                if graph is not None:  # the whole plan's schedule, from the index, once
-                    from ..model import schedule
-
-                    streaming, crit = True, self._critical_hours(graph)
-                    hours = schedule.team_weekly_hours(self.config())
-                    out = [summary(h, day, self._feasibility_one(s, crit, hours))
-                           for h, s in held]
-                    held = []
-        if not streaming:
-            feas = self._feasibilities(st, [m.id for m, _ in held], {m.id: s for m, s in held})
-            out = [summary(m, day, feas.get(m.id)) for m, _ in held]
+            held[m.id] = (m, snap)
+            if lazy and len(held) == CLOSURE_LIMIT:
+                flush()
+        if held:
+            flush()
         page: dict[str, Any] = {}
         if q.limit is not None:  # asked for one more than the page holds
             more = len(out) == q.limit
