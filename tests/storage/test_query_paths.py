@@ -318,10 +318,11 @@ def test_an_older_database_gains_the_chains_on_open(tmp_path: Path) -> None:
     assert any(ready for _, ready, *_ in marks.values())
 
 
-@pytest.mark.parametrize(("seed", "batch", "ratio"),
-                         [(0, 1, 4), (1, 3, 4), (2, 3, 0), (3, 1, 0), (4, 5, 1)])
+@pytest.mark.parametrize(("seed", "batch", "ratio", "reads"),
+                         [(0, 1, 4, 2000), (1, 3, 4, 2000), (2, 3, 0, 2000), (3, 1, 0, 2000),
+                          (4, 5, 1, 2000), (5, 2, 4, 3)])
 def test_many_milestones_take_the_schedule_from_the_index(
-        tmp_path: Path, seed: int, batch: int, ratio: int,
+        tmp_path: Path, seed: int, batch: int, ratio: int, reads: int,
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Past the closure limit (here every view), feasibility comes from the task graph
     the index gives (no snapshot read for it); `list` projects its rows a batch at a
@@ -334,6 +335,7 @@ def test_many_milestones_take_the_schedule_from_the_index(
     monkeypatch.setattr(checks, "CLOSURE_LIMIT", 0)
     monkeypatch.setattr(views_module, "CLOSURE_LIMIT", batch)
     monkeypatch.setattr(checks, "UPSTREAM_RATIO", ratio)
+    monkeypatch.setattr(checks, "UPSTREAM_READ", reads)
     rng = random.Random(100 + seed)
     lazy, full = open_pair(tmp_path)
     lazy.plan_many(plan_random(rng, 12))

@@ -26,6 +26,7 @@ CLOSURE_LIMIT = 200
 # A batch of a list whose upstream holds more than this many milestones per row reads
 # the whole plan's task graph instead (once): long chains across milestones.
 UPSTREAM_RATIO = 4
+UPSTREAM_READ = 2000  # ... or once a list has read this many milestones upstream of its rows
 OPEN = ("planned", "in_progress", "blocked")  # the milestones a projection is made for
 # Events that never add a task dependency: a plan known to have no dependency cycle
 # keeps none across them (see Project._acyclic).
@@ -171,9 +172,9 @@ class Checks(Reviews):
                      ) -> dict[str, dict[str, Any]]:
         """The feasibility projections of a batch of open milestones on an indexed store
         (``snaps``, in hand), from what they depend on: a list's cost follows its rows.
-        Once a batch's upstream outgrows it (long chains across milestones), from the
-        whole plan's task graph, read from the index once and kept in ``whole`` for the
-        batches after."""
+        Once a batch's upstream outgrows it (long chains across milestones), or the
+        list's upstream reads add up (memory), from the whole plan's task graph, read
+        from the index once and kept in ``whole`` for the batches after."""
         snaps = {mid: snap for mid, snap in snaps.items() if snap.get("status") in OPEN}
         if not snaps:
             return {}  # only open milestones are projected
@@ -181,8 +182,11 @@ class Checks(Reviews):
             if not self._acyclic(st):
                 return {}  # a cycle anywhere leaves every projection out
             closure = self._upstream(st, list(snaps), snaps)
+            # the upstream milestones read stay in memory (the store's lazy mapping)
+            whole["read"] = whole.get("read", 0) + len(closure) - len(snaps)
             graph = (self.store.schedule_graph()
-                     if len(closure) > UPSTREAM_RATIO * len(snaps) else None)
+                     if len(closure) > UPSTREAM_RATIO * len(snaps)
+                     or whole["read"] > UPSTREAM_READ else None)
             if graph is None:
                 crit = self._critical_hours(closure)
                 return {} if crit is None else self._feasibility_of(snaps, crit, snaps)
