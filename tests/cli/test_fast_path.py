@@ -1,10 +1,13 @@
-"""The fast path of the read commands (``cli/fast.py``) answers exactly as the click
-command does: the same stdout, stderr and exit code for every command line it takes,
-errors included; and it takes no command line click would read another way."""
+"""The fast path (``cli/fast.py``: the reads, ``task start|done`` and ``agent claim``)
+answers exactly as the click command does: the same stdout, stderr and exit code for
+every command line it takes, errors included, and for a write the same change; and it
+takes no command line click would read another way."""
 
 from __future__ import annotations
 
 import json
+import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -76,8 +79,14 @@ DECLINED = [
     ["next", "--limit", "1", "--limit", "2"], ["ready", "--all"], ["ready", "--ui", "rich"],
     ["list", "1"], ["list", "--status", "bogus"], ["list", "--priority", "HIGH"],
     ["list", "--after", ""], ["list", "--tag", "--json"], ["show"], ["show", "--json"],
-    ["log"], ["task", "done", "1"], ["-C"], ["-C", "a", "-C", "b", "status"],
+    ["log"], ["-C"], ["-C", "a", "-C", "b", "status"],
     ["--directory=a", "status"], ["statuss"],
+    ["task"], ["task", "done"], ["task", "done", "1", "2"], ["task", "done", "1", "--force=1"],
+    ["task", "stop", "1"], ["task", "--help"],
+    ["task", "done", "--help"], ["task", "skip", "1"], ["agent", "claim", "1", "2"],
+    ["agent", "claim", "--lease", "0"], ["agent", "claim", "--lease", "-5"],
+    ["agent", "claim", "--lease", "1e3"], ["agent", "claim", "--agent"],
+    ["agent", "claim", "--agent", "a", "--agent", "b"], ["agent", "complete"], ["agent"],
 ]
 
 
@@ -100,3 +109,43 @@ def test_a_fast_read_records_its_metric(planned: Path) -> None:
     lines = metrics.read_text().splitlines()
     assert len(lines) == len(before) + 1
     assert json.loads(lines[-1])["command"] == "ready"
+
+
+WRITES = [
+    ["task", "start", "2/1"], ["task", "start", "2/1", "--json"], ["task", "done", "1/2"],
+    ["task", "done", "1/2", "--json"], ["task", "done", "1/3"],
+    ["task", "done", "1/3", "--force", "--json"], ["task", "start", "9/9", "--json"],
+    ["task", "done", "1/1"], ["task", "start", "1/2"], ["task", "done", "3/1", "--force"],
+    ["agent", "claim", "--agent", "a1", "--json"], ["agent", "claim", "2", "--agent", "a1"],
+    ["agent", "claim", "--agent", "nobody", "--json"],
+    ["agent", "claim", "--lease", "900", "--agent", "a1", "--json"],
+    ["agent", "claim", "7", "--agent", "a1"],
+]
+_VARYING = re.compile(r'[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z|"(hash|prev_hash)": "[0-9a-f]+"'
+                      r'|"time_spent": [0-9]+')
+
+
+def _same(text: str) -> str:
+    """Output with what differs between two runs a moment apart (times, hashes) masked."""
+    return _VARYING.sub("~", text)
+
+
+@pytest.mark.parametrize("args", WRITES, ids=" ".join)
+def test_a_fast_write_answers_and_changes_as_click_does(
+        planned: Path, tmp_path: Path, args: list[str]) -> None:
+    base = tmp_path / "base"
+    shutil.copytree(planned, base)
+    runner = CliRunner(mix_stderr=False)
+    assert runner.invoke(cli, ["-C", str(base), "agent", "register", "--name", "a1"]
+                         ).exit_code == 0
+    ways = {}
+    for way, entry in (("fast", ConsoleMain()), ("click", cli)):
+        copy = tmp_path / way
+        shutil.copytree(base, copy)
+        argv = ["-C", str(copy), *args]
+        assert fast.parse(argv) is not None, "the fast path should take this command line"
+        got = runner.invoke(entry, argv)  # type: ignore[arg-type]
+        assert got.exception is None or isinstance(got.exception, SystemExit), got.exception
+        log = runner.invoke(cli, ["-C", str(copy), "log", "--json"]).stdout
+        ways[way] = (got.exit_code, _same(got.stdout), _same(got.stderr), _same(log))
+    assert ways["fast"] == ways["click"]

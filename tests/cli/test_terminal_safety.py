@@ -198,10 +198,16 @@ def test_ctrl_c_during_start_up_is_130_and_one_line(project_dir: Path, where: st
 
 def test_ctrl_c_at_any_moment_of_a_command_never_shows_a_traceback(project_dir: Path) -> None:
     for delay in (0.25, 0.3, 0.35, 0.4, 0.5, 0.7):
-        proc = _cli(project_dir, "plan", f"At {delay}", "--task", "t")
-        time.sleep(delay)
-        proc.send_signal(signal.SIGINT)
-        _out, err = proc.communicate(timeout=30)
+        for late in range(8):
+            proc = _cli(project_dir, "plan", f"At {delay}", "--task", "t")
+            time.sleep(delay + 0.25 * late)
+            proc.send_signal(signal.SIGINT)
+            _out, err = proc.communicate(timeout=30)
+            # On a loaded machine the signal can land while the interpreter is still
+            # starting (its `site` import), before any code of ours runs: Python's own
+            # fatal error, out of our reach. Then the same moment, a little later.
+            if b"init_import_site" not in err:
+                break
         assert b"Traceback" not in err and b"Aborted" not in err, (delay, err)
         # 130 and one line; 0 when it had finished; the interpreter's own exit, at the
         # very end, may still be ended by the signal itself

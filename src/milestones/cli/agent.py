@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..ui import inert, plural
-from . import reads
+from . import reads, steps
 from .group import cli, get_project, opened_project
 
 AGENT_HELP = "The acting agent's id or name (default: $MILESTONE_AGENT_ID)."
@@ -145,14 +145,7 @@ def claim(ref: str | None, lease: int | None, agent: str | None, as_json: bool) 
       milestone agent claim --json
       milestone agent claim 3 --lease 900 --agent worker-1
     """
-    data = agents().claim(agent, ref, lease=lease)
-    if data["ref"] is None:
-        text = (f"nothing to claim: {plural(data['open'], 'open task')}, {data['held']} held by "
-                f"agents, {data['blocked']} blocked")
-    else:
-        text = (f"claimed {data['ref']} (token {data['token']}, lease {data['lease']}s): "
-                f"{data['task']['title']}")
-    out(data, as_json, text)
+    steps.claim(get_project, ref, lease, agent, as_json)
 
 
 def _token_option(func: Any) -> Any:

@@ -1,9 +1,10 @@
-"""The fast path: the read commands people and agents run most, without click.
+"""The fast path: the commands people and agents run most, without click.
 
 Loading click and the command group is about a fifth of a read's time. A command line
 made only of the words and options below (``milestone ready --limit 5 --json``,
-``milestone -C app status 3``) is parsed here and runs the very function the click
-command runs (``cli/reads.py``), with the same output, error lines, exit codes and
+``milestone -C app status 3``, ``milestone task done 3/2``, ``milestone agent claim
+--agent a1 --json``) is parsed here and runs the very function the click command runs
+(``cli/reads.py``, ``cli/steps.py``), with the same output, error lines, exit codes and
 metrics (``cli/output.py``). Anything else goes to click, which owns the rest: help,
 a value it would convert or refuse (``--limit 0``, ``--limit=5``, ``-n5``, an unknown
 option or status), an option given twice, ``--debug``. So this parser only ever says
@@ -36,11 +37,20 @@ class Spec(NamedTuple):
 
 
 def _specs() -> dict[str, Spec]:
-    from . import reads
+    from functools import partial
+
+    from . import reads, steps
 
     ui = {"--ui": "ui"}
     limit = {"--limit": "limit", "-n": "limit"}
+    moved = {"--force": "force", "--json": "as_json"}
     return {
+        "task start": Spec(partial(steps.task_move, verb="Started", method="start_task"),
+                           moved, {}, {}, True),
+        "task done": Spec(partial(steps.task_move, verb="Completed", method="complete_task"),
+                          moved, {}, {}, True),
+        "agent claim": Spec(steps.claim, {"--json": "as_json"},
+                            {"--lease": "lease", "--agent": "agent"}, {}, False),
         "status": Spec(reads.status, {"--all": "all_", "-a": "all_", "--json": "as_json"},
                        ui, {}, False),
         "next": Spec(reads.next_, {"--all": "all_", "-a": "all_", "--json": "as_json"},
@@ -73,6 +83,8 @@ def _valid(name: str, value: str) -> Any:
         return None
     if name == "limit":
         return int(value) if _COUNT.fullmatch(value) else None
+    if name == "lease":  # click's int; its own checks are the command's (check_lease)
+        return int(value) if _COUNT.fullmatch(value) else None
     if name == "ui":
         return value if value in ("simple", "rich") else None
     if name in ("statuses", "priorities"):
@@ -98,6 +110,8 @@ def parse(args: list[str]) -> tuple[str | None, str, Spec, dict[str, Any]] | Non
         return None
     specs = _specs()
     name, rest = words[0], words[1:]
+    if name in ("task", "agent") and rest:  # a group's command: two words
+        name, rest = f"{name} {rest[0]}", rest[1:]
     spec = specs.get(name)
     if spec is None:
         return None
@@ -153,7 +167,7 @@ def prepare(args: list[str]) -> Callable[[], None] | None:
     if parsed is None:
         return None
     directory, name, spec, params = parsed
-    if name == "ready":
+    if name in ("ready", "agent claim"):
         from ..agents import coord  # noqa: F401  (loaded now, under the start-up gc rule)
     from .. import project  # noqa: F401
 

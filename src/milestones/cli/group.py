@@ -18,7 +18,6 @@ import click
 from click.utils import make_default_short_help
 
 from .. import __version__
-from ..ui import inert
 from . import COMMAND_HELP, COMMAND_MODULES, output
 from .output import UI_LEVELS, Failure, Interrupted, wants_json
 
@@ -260,22 +259,9 @@ def wrote() -> bool:
 def say(message: str, data: dict[str, Any] | None = None, as_json: bool = False, *,
         ref: str | None = None, milestone_id: str | None = None,
         changed: bool = True) -> None:
-    """Confirm a change: one line for people, the changed object for --json, naming what
-    it touched: ``ref`` (``milestone-003`` or ``milestone-003/task-2``) and
-    ``milestone_id`` (both null for a change to the whole project).
-
-    ``changed=False``: an edit that found everything as asked. It still succeeds (a
-    script or an agent may repeat it): "nothing changed", and ``"changed": false``."""
-    if not changed:
-        message, data = f"nothing changed: {message}", {**(data or {}), "changed": False}
-    message, data = revealed((message, data))
-    if as_json:
-        from ..ui import jsontext
-
-        touched = {"ref": ref, "milestone_id": milestone_id}
-        click.echo(jsontext.dumps({"schema": 1, **touched, **(data or {})}))
-    else:
-        click.echo(inert(message, keep_newlines=True))
+    """Confirm a change (``output.say``), protected text opened."""
+    output.say(opened_project(), message, data, as_json, ref=ref, milestone_id=milestone_id,
+               changed=changed)
 
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}

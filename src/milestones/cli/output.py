@@ -144,6 +144,27 @@ def revealed(data: Any, project: Any) -> Any:
     return data if project is None else project.reveal(data)
 
 
+def say(project: Any, message: str, data: dict[str, Any] | None = None,
+        as_json: bool = False, *, ref: str | None = None, milestone_id: str | None = None,
+        changed: bool = True) -> None:
+    """Confirm a change: one line for people, the changed object for --json, naming what
+    it touched: ``ref`` (``milestone-003`` or ``milestone-003/task-2``) and
+    ``milestone_id`` (both null for a change to the whole project).
+
+    ``changed=False``: an edit that found everything as asked. It still succeeds (a
+    script or an agent may repeat it): "nothing changed", and ``"changed": false``."""
+    if not changed:
+        message, data = f"nothing changed: {message}", {**(data or {}), "changed": False}
+    message, data = revealed((message, data), project)
+    if as_json:
+        from ..ui import jsontext
+
+        touched = {"ref": ref, "milestone_id": milestone_id}
+        echo(jsontext.dumps({"schema": 1, **touched, **(data or {})}))
+    else:
+        echo(inert(message, keep_newlines=True))
+
+
 def emit(data: dict[str, Any], view: str, as_json: bool, ui: str | None,
          get: Callable[[], Any], opened: Callable[[], Any] | None = None) -> None:
     """Print ``data`` as JSON or through the ``render_<view>`` of the chosen level.

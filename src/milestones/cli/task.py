@@ -7,7 +7,8 @@ from typing import Any
 import click
 
 from ..project import Task
-from .group import cli, get_project, say, wrote
+from . import steps
+from .group import cli, get_project
 from .options import json_flag
 
 TASK_HELP = "TASK is 3/2 (milestone-003/task-2), or 2 for task-2 of the current milestone."
@@ -27,15 +28,7 @@ def task() -> None:
 
 def _out(verb: str, t: Task, as_json: bool, ref: str | None = None,
          mid: str | None = None) -> None:
-    from ..ui import inert
-
-    if mid is None:  # the milestone the write resolved the reference to
-        last = get_project().last_task
-        mid = last[0] if last is not None else None
-    changed = wrote()
-    say(f"{verb + ' ' if changed else ''}{ref or t.id}: {inert(t.title)} [{t.status}]",
-        {"task": t.to_dict()}, as_json, ref=f"{mid}/{t.id}" if mid else t.id, milestone_id=mid,
-        changed=changed)
+    steps.task_moved(get_project, verb, t, as_json, ref, mid)
 
 
 @task.command("add")
@@ -134,8 +127,7 @@ def task_edit(
 
 def _simple(name: str, verb: str, method: str, doc: str, force: bool = False) -> None:
     def command(ref: str, as_json: bool, **kw: Any) -> None:
-        t = getattr(get_project(), method)(ref, **kw)
-        _out(verb, t, as_json, ref)
+        steps.task_move(get_project, verb, method, ref, as_json, **kw)
 
     command.__doc__ = doc
     command = json_flag(command)
