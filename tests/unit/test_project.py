@@ -306,6 +306,13 @@ def test_log_limit_is_the_tail_of_the_filtered_log(project: Project) -> None:
     after = whole[10]["event_id"]
     assert project.log_view(after=after, limit=500)["events"] == whole[11:]
     assert project.log_view(limit=0)["events"] == []
+    # filters the database asks of its index, with a limit: the same tail
+    assert project.log_view(types=["task_failed"], limit=5)["events"] == []
+    for kw in ({"milestone": "1"}, {"milestone": "2"}, {"actor": "tester@example.com"},
+               {"actor": "nobody"}, {"types": ["task_started", "task_completed"]},
+               {"milestone": "1", "types": ["task_completed"]}):
+        full = project.log_view(**kw)["events"]  # type: ignore[arg-type]
+        assert project.log_view(limit=3, **kw)["events"] == full[-3:], kw  # type: ignore[arg-type]
 
 
 def test_log_filters(project: Project) -> None:

@@ -4,6 +4,7 @@ The ASGI stack (starlette, uvicorn) is imported here, inside the command, only."
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -103,6 +104,10 @@ def _serve(project: object, host: str, port: int, open_: bool) -> None:
         import webbrowser
 
         threading.Timer(0.5, webbrowser.open, (url,)).start()
+    # The event loop and the worker threads share the GIL: handed over every 1 ms
+    # rather than 5, a request the loop could answer at once (a kept answer) does not
+    # wait behind a worker's computation (p95 under 50 clients).
+    sys.setswitchinterval(0.001)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
                             timeout_graceful_shutdown=2)
     uvicorn.Server(config).run(sockets=[sock])

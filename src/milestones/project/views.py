@@ -338,7 +338,7 @@ class Views(Checks):
                 if keep(e):
                     rows.append(e)
         elif limit is not None and tail is not None:
-            rows = tail(limit, keep, after)
+            rows = tail(limit, keep, after, types=tuple(types), milestone=mid, actor=actor)
         else:
             rows = [e for e in self.store.events(after=after) if keep(e)]
             if limit is not None:

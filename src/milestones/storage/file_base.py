@@ -437,9 +437,11 @@ class FileBase(Store):
         return self.log_files.events(after)
 
     def events_tail(
-        self, limit: int, keep: Callable[[dict[str, Any]], bool], after: int = 0
+        self, limit: int, keep: Callable[[dict[str, Any]], bool], after: int = 0,
+        **_filters: Any,
     ) -> list[dict[str, Any]]:
-        """The last ``limit`` events ``keep`` accepts, reading only the newest files."""
+        """The last ``limit`` events ``keep`` accepts, reading only the newest files
+        (the filters the database asks of its index are ``keep``'s here)."""
         return self.log_files.tail(limit, keep, after)
 
     def _torn_tail(self) -> int | None:

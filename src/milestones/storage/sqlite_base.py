@@ -469,22 +469,35 @@ class DatabaseBase(Store):
         for event_id, body in cursor:
             yield self._row(body, "events", f"event #{event_id}")
 
-    def events_tail(self, limit: int, keep: Callable[[dict[str, Any]], bool], after: int = 0
-                    ) -> list[dict[str, Any]]:
+    def events_tail(self, limit: int, keep: Callable[[dict[str, Any]], bool], after: int = 0,
+                    *, types: Sequence[str] = (), milestone: str | None = None,
+                    actor: str | None = None) -> list[dict[str, Any]]:
         """The last ``limit`` events with id > ``after`` that ``keep`` accepts, oldest
         first: read newest first, a page at a time, stopping once there are enough
-        (``log --limit``, the dashboard's recent failures: not the whole log)."""
+        (``log --limit``, the dashboard's recent failures: not the whole log). The
+        filters ``keep`` applies that the rows have columns for (``types``,
+        ``milestone``, ``actor``) are asked of the index too: a type that never
+        happened reads no event."""
         if limit <= 0:
             return []
         conn = self.connect()
         found: list[dict[str, Any]] = []
-        below, page = None, max(2 * limit, 256)
+        where = ["event_id > ?", "event_id < ?"]
+        args: list[Any] = [after, 0]
+        if types:
+            where.append(f"event_type IN ({', '.join('?' * len(types))})")
+            args += list(types)
+        for column, value in (("milestone_id", milestone), ("actor", actor)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        sql = (f"SELECT event_id, body FROM events WHERE {' AND '.join(where)} "
+               "ORDER BY event_id DESC LIMIT ?")
+        below, page = 1 << 62, max(2 * limit, 256)
         with self._read(conn):
             while len(found) < limit:
-                rows = conn.execute(
-                    "SELECT event_id, body FROM events WHERE event_id > ? AND event_id < ? "
-                    "ORDER BY event_id DESC LIMIT ?",
-                    (after, below if below is not None else 1 << 62, page)).fetchall()
+                args[1] = below
+                rows = conn.execute(sql, (*args, page)).fetchall()
                 for event_id, body in rows:
                     event = self._row(body, "events", f"event #{event_id}")
                     if keep(event):
