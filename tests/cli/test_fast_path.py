@@ -122,7 +122,7 @@ WRITES = [
     ["agent", "claim", "7", "--agent", "a1"],
 ]
 _VARYING = re.compile(r'[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z|"(hash|prev_hash)": "[0-9a-f]+"'
-                      r'|"time_spent": [0-9]+')
+                      r'|"time_spent": [0-9]+|"session_id": "[^"]*"')
 
 
 def _same(text: str) -> str:
