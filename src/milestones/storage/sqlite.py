@@ -387,6 +387,10 @@ class DatabaseStore(DatabaseIndex):
             self.import_snapshots(snaps, sources([s["id"] for s in snaps]))
         self.bulk(False)
         self.import_end(head, resume)
+        self.settle()
+
+    def settle(self) -> None:
+        """After an import: the database file whole on disk (a checkpoint)."""
         self.connect().execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def bulk(self, on: bool) -> None:
