@@ -28,6 +28,9 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("NO_COLOR", "1")
     # execute's approval key lives in $XDG_STATE_HOME/milestone/: never the real home's
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path.parent / f"{tmp_path.name}-state"))
+    # the PostgreSQL URL file (storage.pgconn.url_file): never the real home's either
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path.parent / f"{tmp_path.name}-config"))
+    monkeypatch.delenv("MILESTONE_DATABASE_URL", raising=False)
 
 
 @pytest.fixture
@@ -72,8 +75,10 @@ def _postgres_when_parametrized(request: pytest.FixtureRequest) -> None:
     """A test parametrized with ``postgres`` (a backend, a migration's source or
     target) gets its fresh database before anything opens a project."""
     callspec = getattr(request.node, "callspec", None)
-    if callspec is not None and "postgres" in callspec.params.values():
-        on_backend(request, "postgres")
+    for value in callspec.params.values() if callspec is not None else ():
+        if value == "postgres" or (isinstance(value, tuple) and "postgres" in value):
+            on_backend(request, "postgres")
+            return
 
 
 @pytest.fixture(params=BACKENDS)

@@ -83,6 +83,13 @@ def save_url(url: str) -> Path:
     return path
 
 
+def use_database_url(url: str) -> Path:
+    """``--url``: the URL this process uses, kept in ``url_file()`` (0600) for the
+    commands after it; returns that file's path."""
+    os.environ[URL_ENV] = check_url(url)
+    return save_url(url)
+
+
 @functools.lru_cache(maxsize=512)
 def to_pyformat(sql: str) -> str:
     """``?`` placeholders as psycopg's ``%s`` (a literal ``%`` doubled), outside quotes."""
