@@ -12,6 +12,7 @@ the executor is given), in a temp dir that user owns. The server runs with
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import itertools
 import os
@@ -31,11 +32,9 @@ def find_bindir() -> Path | None:
     candidates = []
     pg_config = shutil.which("pg_config")
     if pg_config:
-        try:
+        with contextlib.suppress(OSError, subprocess.CalledProcessError):
             candidates.append(subprocess.run([pg_config, "--bindir"], capture_output=True,
                                              text=True, check=True).stdout.strip())
-        except (OSError, subprocess.CalledProcessError):
-            pass
     candidates += sorted(glob.glob("/usr/lib/postgresql/*/bin"),
                          key=lambda p: int(Path(p).parent.name), reverse=True)
     for c in candidates:

@@ -35,6 +35,9 @@ from milestones.storage import open_store
 from milestones.storage import restore as rs
 from milestones.storage import swap as sw
 
+# Not postgres: an archive holds a postgres project's rows as a SQLite copy
+# (storage/archive_files.POSTGRES_COPY), but `milestone restore` into a postgres project
+# is not built yet (README, "PostgreSQL"); tests/storage/test_postgres.py checks the copy.
 BACKENDS = ["file", "hybrid", "database"]
 ACTOR = {"actor": "ann@example.com", "session_id": "s1"}
 

@@ -3,7 +3,8 @@
 Owns everything under ``.milestones/`` as bytes on disk: the file backend (YAML
 milestones, ``state.json``, the log's files), hybrid (YAML + a SQLite index), the
 database (SQLite), the project's ``config.yaml``, backup archives and the crash-safe
-file helpers (``fsutil``), and PostgreSQL (``postgres``, its connection in ``pgconn``). May import ``model``, ``errors`` and itself; never the
+file helpers (``fsutil``); and the PostgreSQL backend (``postgres``, its connection
+in ``pgconn``). May import ``model``, ``errors`` and itself; never the
 service layer, an agent, an op or a door. Agents and ops use this package's
 interface, never a backend's module. See ARCHITECTURE.md.
 """

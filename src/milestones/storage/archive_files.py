@@ -98,6 +98,10 @@ def stage_project(root: Path, store: Store, parent: Path, reason: str) -> _Stage
             dest.parent.mkdir(exist_ok=True)
             _sqlite_copy(db, dest)
             members.append(_hash_member(dest, rel))
+        if store.backend == "postgres":  # its rows, as a SQLite database (storage.postgres)
+            rel = f"{DB_DIR}/{POSTGRES_COPY}"
+            store.backup(stage / rel)
+            members.append(_hash_member(stage / rel, rel))
         manifest = Manifest(
             backend=store.backend,
             created_at=utc_now(),
@@ -167,6 +171,9 @@ def _hash_member(path: Path, rel: str) -> Member:
             digest.update(chunk)
     st = path.stat()
     return Member(rel, st.st_size, digest.hexdigest(), 0o644, st.st_mtime_ns)
+
+
+POSTGRES_COPY = "postgres-copy.db"  # a postgres project's rows in its backup archives
 
 
 def live_databases(root: Path) -> list[Path]:

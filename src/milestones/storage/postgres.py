@@ -285,13 +285,18 @@ class PostgresStore(DatabaseStore):
         if not self._listening:
             conn.execute(f"LISTEN {CHANNEL}")
             self._listening = True
-        if int(self.head()[0]) > after:
+        if self.last_event_id() > after:
             return True
         for note in conn.raw.notifies(timeout=timeout, stop_after=1):
             with contextlib.suppress(ValueError):
                 if int(note.payload) > after:
                     return True
-        return int(self.head()[0]) > after
+        return self.last_event_id() > after
+
+    def last_event_id(self) -> int:
+        row = self.connect().execute("SELECT value FROM meta WHERE key = 'last_event_id'")
+        found = row.fetchone()
+        return int(found[0]) if found else 0
 
     _listening = False
 
