@@ -97,6 +97,7 @@ class PostgresStore(DatabaseStore):
         conn: Any = self._conn
         if conn is None or conn.broken:
             self._in_txn = False
+            self._listening = False
             conn = self._open()
             try:
                 row = conn.execute("SELECT to_regclass('schema_version') IS NOT NULL").fetchone()
@@ -287,10 +288,14 @@ class PostgresStore(DatabaseStore):
             self._listening = True
         if self.last_event_id() > after:
             return True
-        for note in conn.raw.notifies(timeout=timeout, stop_after=1):
-            with contextlib.suppress(ValueError):
-                if int(note.payload) > after:
-                    return True
+        try:
+            for note in conn.raw.notifies(timeout=timeout, stop_after=1):
+                with contextlib.suppress(ValueError):
+                    if int(note.payload) > after:
+                        return True
+        except Exception as exc:  # psycopg's: the connection went away while waiting
+            self._conn = None
+            raise pgconn.failure(exc, conn.where) from None
         return self.last_event_id() > after
 
     def last_event_id(self) -> int:
