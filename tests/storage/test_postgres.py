@@ -201,3 +201,23 @@ def test_run_under_many_writers(tmp_path: Path, pg_url: str) -> None:
     events = snapshot(tmp_path / ".milestones")[1]
     assert ev.verify_chain(events) is None
     assert [e["event_id"] for e in events] == list(range(1, len(events) + 1))
+
+
+def test_a_read_only_role_reads_and_cannot_write(tmp_path: Path, pg_url: str,
+                                                 pg_server: Any) -> None:
+    p, _ = Project.init(tmp_path, backend="postgres")
+    p.plan("Alpha", tasks=["One"])
+    db = pg_url.rsplit("/", 1)[1]
+    pg_server.admin("DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = "
+                    "'viewer') THEN CREATE ROLE viewer LOGIN; END IF; END $$")
+    import psycopg
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("GRANT SELECT ON ALL TABLES IN SCHEMA public TO viewer")
+    ro = {"MILESTONE_DATABASE_URL": pg_server.url(db).replace("postgres@", "viewer@")}
+    r = cli(tmp_path, "status", "--json", env=ro)
+    assert r.returncode == 0, r.stderr
+    r = cli(tmp_path, "note", "not allowed", env=ro)
+    assert r.returncode == 8 and "permission denied" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert [e["event_type"] for e in snapshot(p.root)[1]][-1] != "note_added"
