@@ -12,8 +12,10 @@ Scale detection (``milestones.ops.scale``) reads the ``scale`` section of
                                    # say so in one line), off (nothing)
       file_below_milestones: 25    # file while below 25 milestones and a team below 5
       file_below_team: 5
-      hybrid_below_milestones: 100 # hybrid while below 100 and 20; database beyond
+      hybrid_below_milestones: 100 # hybrid while below 100 and 20
       hybrid_below_team: 20        # team: members plus distinct actors, 30 days
+      database_below_milestones: 2000  # database while below 2,000 and 50;
+      database_below_team: 50      # postgres beyond (suggested, never automatic)
       latency_p95_ms: 500          # p95 of the last 200 successful commands on this
       latency_min_samples: 20      # backend at or above 500 ms (over at least 20
                                    # of them): the next built backend up
