@@ -20,6 +20,7 @@ import pwd
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -68,8 +69,23 @@ class Server:
             logfile=str(self.dir / "server.log"), startparams="-w", dbname="postgres",
             postgres_options=" " + SERVER_OPTIONS)
         self.executor.start()
+        self.wait_ready()
         self.counter = itertools.count(1)
         self.template: str | None = None
+
+    def wait_ready(self, seconds: float = 60.0) -> None:
+        """Until the server takes connections (it listens a moment before it does)."""
+        import psycopg
+
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                psycopg.connect(self.url(), connect_timeout=5).close()
+                return
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
 
     def url(self, db: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{db}"
@@ -84,13 +100,14 @@ class Server:
         """A fresh database's URL (from the template holding the schema, or empty)."""
         name = f"t{os.getpid()}_{next(self.counter)}"
         if schema and self.template is None:
-            self.template = f"template_{os.getpid()}"
-            self.admin(f"CREATE DATABASE {self.template}")
+            template = f"template_{os.getpid()}"
+            self.admin(f"CREATE DATABASE {template}")
             from milestones.storage.postgres import PostgresStore
 
-            store = PostgresStore(self.dir / "unused", self.url(self.template))
+            store = PostgresStore(self.dir / "unused", self.url(template))
             store.open_schema()
             store.close()
+            self.template = template
         self.admin(f"CREATE DATABASE {name}" + (f" TEMPLATE {self.template}" if schema
                                                  else ""))
         return self.url(name)
@@ -100,6 +117,7 @@ class Server:
                         "-m", "fast", "-l", str(self.dir / "server.log"), "-o",
                         f"-F -p {self.port} -c unix_socket_directories='{self.dir}' "
                         + SERVER_OPTIONS], check=True, capture_output=True, timeout=120)
+        self.wait_ready()
 
     def stop(self) -> None:
         try:

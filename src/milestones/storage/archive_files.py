@@ -179,7 +179,8 @@ POSTGRES_COPY = "postgres-copy.db"  # a postgres project's rows in its backup ar
 def live_databases(root: Path) -> list[Path]:
     folder = root / DB_DIR
     return [folder / n for n in fsutil.list_existing(folder)
-            if n.endswith(".db") and not n.startswith(".") and (folder / n).is_file()]
+            if n.endswith(".db") and not n.startswith(".") and n != POSTGRES_COPY
+            and (folder / n).is_file()]
 
 
 def connect_existing(path: Path) -> sqlite3.Connection:

@@ -135,7 +135,9 @@ class PostgresStore(DatabaseStore):
         """Bring the schema forward, a recorded step at a time, under an advisory lock
         (two machines opening an old database at once migrate it once)."""
         conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-        conn.execute("BEGIN")
+        own = not conn.in_transaction  # inside a write (a restore's import): its own
+        if own:
+            conn.execute("BEGIN")
         try:
             conn.execute("SELECT pg_advisory_xact_lock(?)", (SCHEMA_KEY,))
             current = int(conn.execute("SELECT MAX(version) FROM schema_version"
@@ -149,9 +151,11 @@ class PostgresStore(DatabaseStore):
                     AFTER_MIGRATION[version](conn)
                 conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
                 current = version
-            conn.execute("COMMIT")
+            if own:
+                conn.execute("COMMIT")
         except BaseException:
-            conn.rollback_quietly()
+            if own:
+                conn.rollback_quietly()
             raise
         return current
 
