@@ -221,3 +221,14 @@ def test_a_read_only_role_reads_and_cannot_write(tmp_path: Path, pg_url: str,
     assert r.returncode == 8 and "permission denied" in r.stderr
     assert "Traceback" not in r.stderr
     assert [e["event_type"] for e in snapshot(p.root)[1]][-1] != "note_added"
+
+
+def test_other_projects_never_import_psycopg(tmp_path: Path) -> None:
+    """Start-up and a command on another backend do not pay for the postgres driver."""
+    Project.init(tmp_path)
+    code = ("import sys, milestones.cli, milestones.storage as s; "
+            f"s.open_store(__import__('pathlib').Path({str(tmp_path / '.milestones')!r}))"
+            ".load(); print(sorted(m for m in sys.modules if m.startswith('psycopg')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
