@@ -19,14 +19,14 @@ Claims: a plan of ``--claim-tasks`` independent tasks; N agent processes
 (tests/agents/worker.py: register, then claim → complete with the token until nothing
 is open; ``claim_next`` on every other agent) work it to the end; claims per second
 are the claims over the wall time from the first start to the last exit, printed with
-the load average and the workers' peak RSS (the largest ``ru_maxrss`` of them).
+the load average and the workers' peak RSS (the largest ``ru_maxrss`` of them, each
+worker's own, from ``os.wait4``).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -119,16 +119,20 @@ def claims_part(server: Any, agents_list: list[int], n_tasks: int, tmp: Path) ->
             p.plan_many([{"title": f"Part {m}", "tasks": [f"t{m}-{i}" for i in range(per)]}
                          for m in range(n_tasks // per)])
             getattr(p.store, "close", lambda: None)()
-            before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
             t0 = time.perf_counter()
             procs = [subprocess.Popen(
                 [sys.executable, str(WORKER), "dag", str(root), f"a{i}", "--deadline", "900",
                  "--seed", str(i)] + (["--next"] if i % 2 else []),
                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
                 for i in range(n)]
-            failed = [proc.pid for proc in procs if proc.wait() != 0]
+            failed, peak = [], 0.0
+            for proc in procs:  # each worker's own rusage: its peak RSS, not the bench's
+                _, status, use = os.wait4(proc.pid, 0)
+                proc.returncode = os.waitstatus_to_exitcode(status)
+                peak = max(peak, use.ru_maxrss / 1024)
+                if proc.returncode != 0:
+                    failed.append(proc.pid)
             took = time.perf_counter() - t0
-            peak = max(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, before) / 1024
             note = f"  ({len(failed)} workers failed)" if failed else ""
             print(f"{backend:<10} {n:>6} {took:>8.1f} {n_tasks / took:>9.1f} "
                   f"{os.getloadavg()[0]:>9.2f} {peak:>12.0f}{note}", flush=True)
