@@ -181,11 +181,6 @@ class ProjectCore:
 
     # ------------------------------------------------------------ reads
 
-    def wait_for_events(self, after: int, timeout: float = 5.0) -> bool:
-        """Wait (at most ``timeout`` seconds) until an event past event id ``after`` may
-        have been appended: the store's way (a poll, or PostgreSQL's NOTIFY)."""
-        return self.store.wait_for_events(after, timeout)
-
     def follow_backend(self) -> bool:
         """Re-open the store when a migration switched the backend; True if it did."""
         try:
