@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PosixPath
 from typing import Any
 
 from ..errors import Conflict, StorageError
@@ -82,6 +82,16 @@ TABLES = ("sources", "task_deps", "tasks", "milestone_deps", "milestone_tags", "
           "events", "meta", "resume", "records", "status_counts", "schema_version")
 
 
+class Location(PosixPath):
+    """Where the rows are, as messages name it: the URL without its password (the
+    SQLite code names its ``db_path``)."""
+
+    url = ""
+
+    def __str__(self) -> str:
+        return self.url or super().__str__()
+
+
 class PostgresStore(DatabaseStore):
     """The PostgreSQL backend (see the module's docstring)."""
 
@@ -113,7 +123,9 @@ class PostgresStore(DatabaseStore):
 
     def _open(self) -> Any:
         conn = pgconn.PgConnection(pgconn.resolve_url(self.url))
-        self.db_path = Path(conn.where)
+        where = Location("postgresql")
+        where.url = conn.where
+        self.db_path = where
         return conn
 
     def exists(self) -> bool:
