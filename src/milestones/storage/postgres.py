@@ -129,8 +129,12 @@ class PostgresStore(DatabaseStore):
         return conn
 
     def exists(self) -> bool:
-        row = self.connect().execute("SELECT to_regclass('schema_version') IS NOT NULL")
-        return bool(row.fetchone()[0])
+        if not self._exists:  # once there, the schema stays (discard() forgets it)
+            row = self.connect().execute("SELECT to_regclass('schema_version') IS NOT NULL")
+            self._exists = bool(row.fetchone()[0])
+        return self._exists
+
+    _exists = False
 
     def initialize(self) -> None:
         try:
@@ -181,18 +185,16 @@ class PostgresStore(DatabaseStore):
             return
         limit = fsutil.lock_timeout() if timeout is None else timeout
         try:
-            conn.execute("BEGIN")
             if limit <= 0:
+                conn.execute("BEGIN")
                 got = conn.execute("SELECT pg_try_advisory_xact_lock(?)",
                                    (WRITER_KEY,)).fetchone()[0]
                 if not got:
                     raise Conflict("the project is busy: another milestone command is writing",
                                    hint="retry, or raise MILESTONE_LOCK_TIMEOUT")
-            else:
-                conn.execute("SELECT set_config('lock_timeout', ?, true)",
-                             (f"{int(limit * 1000)}ms",))
-                conn.execute("SELECT pg_advisory_xact_lock(?)", (WRITER_KEY,))
-                conn.execute("SELECT set_config('lock_timeout', '0', true)")
+            else:  # one round trip (numbers of ours only, no input in it)
+                conn.execute(f"BEGIN; SET LOCAL lock_timeout = '{int(limit * 1000)}ms'; "
+                             f"SELECT pg_advisory_xact_lock({WRITER_KEY})")
         except Conflict as exc:
             conn.rollback_quietly()
             raise Conflict(f"the project is busy: another milestone command has held the "
@@ -214,9 +216,10 @@ class PostgresStore(DatabaseStore):
         try:
             if self._dirty:
                 fsutil.fault("db-commit")
-                conn.execute("SELECT pg_notify(?, (SELECT value FROM meta "
-                             "WHERE key = 'last_event_id'))", (CHANNEL,))
-            conn.execute("COMMIT")
+                conn.execute(f"SELECT pg_notify('{CHANNEL}', (SELECT value FROM meta "
+                             "WHERE key = 'last_event_id')); COMMIT")  # one round trip
+            else:
+                conn.execute("COMMIT")
         except (StorageError, OSError) as exc:
             conn.rollback_quietly()
             raise StorageError(f"the change was not committed: {exc}",
@@ -251,6 +254,7 @@ class PostgresStore(DatabaseStore):
             for table in TABLES:
                 conn.execute(f"DROP TABLE IF EXISTS {table} CASCADE")
             conn.execute("DROP FUNCTION IF EXISTS milestone_count_status() CASCADE")
+        self._exists = False
         self.close()
 
     def bulk(self, on: bool) -> None:
