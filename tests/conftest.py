@@ -28,6 +28,9 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("NO_COLOR", "1")
     # execute's approval key lives in $XDG_STATE_HOME/milestone/: never the real home's
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path.parent / f"{tmp_path.name}-state"))
+    # the PostgreSQL URL file (storage.pgconn.url_file): never the real home's either
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path.parent / f"{tmp_path.name}-config"))
+    monkeypatch.delenv("MILESTONE_DATABASE_URL", raising=False)
 
 
 @pytest.fixture
@@ -36,12 +39,52 @@ def project_dir(tmp_path: Path) -> Path:
     return tmp_path
 
 
-BACKENDS = ["file", "hybrid", "database", "memory"]
+BACKENDS = ["file", "hybrid", "database", "memory", "postgres"]
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[Any]:
+    """The session's throwaway PostgreSQL server (tests/pgserver.py), started on first
+    use; a test that asks for it skips, saying why, when there is no initdb."""
+    import pgserver
+
+    server = pgserver.start()
+    if isinstance(server, str):
+        pytest.skip(server)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server: Any, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh database (the schema in place), set as MILESTONE_DATABASE_URL."""
+    url = str(pg_server.new_database())
+    monkeypatch.setenv("MILESTONE_DATABASE_URL", url)
+    return url
+
+
+def on_backend(request: pytest.FixtureRequest, backend: str) -> None:
+    """What a test on ``backend`` needs besides the directory: for postgres, a fresh
+    database named by MILESTONE_DATABASE_URL."""
+    if backend == "postgres":
+        request.getfixturevalue("pg_url")
+
+
+@pytest.fixture(autouse=True)
+def _postgres_when_parametrized(request: pytest.FixtureRequest) -> None:
+    """A test parametrized with ``postgres`` (a backend, a migration's source or
+    target) gets its fresh database before anything opens a project."""
+    callspec = getattr(request.node, "callspec", None)
+    for value in callspec.params.values() if callspec is not None else ():
+        if value == "postgres" or (isinstance(value, tuple) and "postgres" in value):
+            on_backend(request, "postgres")
+            return
 
 
 @pytest.fixture(params=BACKENDS)
 def project(request: pytest.FixtureRequest, tmp_path: Path) -> Project:
     """A Project on every backend: the same behaviour is expected of each."""
+    on_backend(request, request.param)
     if request.param == "memory":
         store = MemoryStore(tmp_path / ".milestones")
         store.initialize()

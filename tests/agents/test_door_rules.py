@@ -4,6 +4,7 @@ and damaged agent records are an error, never an empty default (issue 12)."""
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 from pathlib import Path
@@ -16,7 +17,7 @@ from conftest import Runner
 from milestones.cli import cli
 from milestones.project import Project
 
-BACKENDS = ["file", "hybrid", "database"]
+BACKENDS = ["file", "hybrid", "database", "postgres"]
 MID = "milestone-001"
 
 
@@ -134,6 +135,12 @@ DAMAGE = {
 
 
 def record_text(root: Path, backend: str, name: str) -> str:
+    if backend == "postgres":
+        import psycopg
+
+        with psycopg.connect(os.environ["MILESTONE_DATABASE_URL"]) as pg:
+            got = pg.execute("SELECT data FROM records WHERE name = %s", (name,)).fetchone()
+        return str(got[0]) if got else ""
     if backend == "database":
         with sqlite3.connect(root / ".milestones" / "database" / "milestones.db") as conn:
             row = conn.execute("SELECT data FROM records WHERE name = ?", (name,)).fetchone()
@@ -142,6 +149,12 @@ def record_text(root: Path, backend: str, name: str) -> str:
 
 
 def set_record(root: Path, backend: str, name: str, text: str) -> None:
+    if backend == "postgres":
+        import psycopg
+
+        with psycopg.connect(os.environ["MILESTONE_DATABASE_URL"]) as pg:
+            pg.execute("UPDATE records SET data = %s WHERE name = %s", (text, name))
+        return
     if backend == "database":
         with sqlite3.connect(root / ".milestones" / "database" / "milestones.db") as conn:
             conn.execute("UPDATE records SET data = ? WHERE name = ?", (text, name))
@@ -180,7 +193,7 @@ def team(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Runner, str]:
 
 
 def where(name: str, backend: str) -> str:
-    return f"`{name}` record" if backend == "database" else f"{name}.json"
+    return f"`{name}` record" if backend in ("database", "postgres") else f"{name}.json"
 
 
 @pytest.mark.parametrize("how", ["truncated", "a list", "wrong types", "next reuses an id"])
@@ -226,7 +239,7 @@ def test_repair_rebuilds_without_reusing_ids(team: tuple[Runner, str]) -> None:
     r = split(run, "doctor", "--repair")
     assert r.exit_code == 0, (r.stdout, r.stderr)
     assert "rebuilt" in r.stdout and "damaged" in r.stdout
-    if backend != "database":  # the damaged files are kept beside the rebuilt ones
+    if backend not in ("database", "postgres"):  # damaged files kept beside the rebuilt
         kept = sorted(p.name for p in (root / ".milestones" / "agents").iterdir())
         assert any(n.startswith("agents.json.damaged-") for n in kept)
         assert any(n.startswith("messages.json.damaged-") for n in kept)

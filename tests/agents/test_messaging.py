@@ -21,7 +21,7 @@ from milestones.cli import cli
 from milestones.project import Project
 
 WORKER = Path(__file__).with_name("worker.py")
-MULTI = ["file", "hybrid", "database"]
+MULTI = ["file", "hybrid", "database", "postgres"]
 
 
 class Clock:

@@ -24,6 +24,10 @@ Options:
   --backoff K      idle polls back off from 10-50 ms up to K times that (8)
   --profile FILE   write a cProfile of the run to FILE
   --ready FILE     touch FILE once registered (and done resuming)
+  --retry-storage  a step that fails with a StorageError (the PostgreSQL server
+                   restarted, the network dropped) is retried after 0.2-0.5 s, and
+                   the tasks the agent still holds are finished first (a claim whose
+                   commit was cut may have gone through)
 
 Prints one JSON line at the end: name, id, claims, completed, conflicts, waits
 (empty claims), steps (calls that took the lock), resumed, heartbeats, and the
@@ -49,7 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from milestones.agents.coord import Agents
-from milestones.errors import Conflict
+from milestones.errors import Conflict, StorageError
 from milestones.project import Project
 
 
@@ -75,7 +79,7 @@ class Heartbeat(threading.Thread):
         project = open_project(self.root, self.name)
         while not self.stop.wait(self.every / 4):
             if not self.busy and time.monotonic() - self.last >= self.every:
-                with contextlib.suppress(Conflict):  # the lock was busy: next time
+                with contextlib.suppress(Conflict, StorageError):  # busy or down: next time
                     Agents(project).heartbeat(self.name)
                     self.beats += 1
                 self.last = time.monotonic()
@@ -107,6 +111,7 @@ def dag(argv: list[str]) -> int:
     ap.add_argument("--backoff", type=int, default=8)
     ap.add_argument("--profile", default=None)
     ap.add_argument("--ready", default=None)
+    ap.add_argument("--retry-storage", action="store_true")
     args = ap.parse_args(argv)
     if args.profile:  # cProfile the whole run into this file (pstats format)
         import cProfile
@@ -122,9 +127,16 @@ def dag(argv: list[str]) -> int:
 def work(args: argparse.Namespace) -> int:
     rng = random.Random(args.seed)
     started = time.monotonic()
-    project = open_project(args.root, args.name)
-    agents = Agents(project)
-    entry = agents.register(args.name, lease=args.lease)
+    while True:  # with --retry-storage, until the server answers
+        try:
+            project = open_project(args.root, args.name)
+            agents = Agents(project)
+            entry = agents.register(args.name, lease=args.lease)
+            break
+        except StorageError:
+            if not args.retry_storage or time.monotonic() - started > args.deadline:
+                raise
+            time.sleep(rng.uniform(0.2, 0.5))
     stats: dict[str, Any] = {"name": args.name, "id": entry["id"], "claims": 0,
                              "completed": 0, "conflicts": 0, "waits": 0, "resumed": 0, "steps": 0,
                              "claim_s": 0.0, "claim_max": 0.0, "complete_s": 0.0,
@@ -146,38 +158,81 @@ def work(args: argparse.Namespace) -> int:
             stats[f"{kind}_max"] = max(stats[f"{kind}_max"], took)
             beat.last = time.monotonic()
 
-    # A predecessor under this name died holding tasks: finish them (no token: the
-    # claim is this agent's own, and it still stands unless it lapsed meanwhile).
-    for ref in agents.heartbeat(args.name)["holds"]:
+    def resume() -> None:
+        """Finish the tasks this name holds (no token: the claim is this agent's own,
+        and it still stands unless it lapsed meanwhile)."""
+        for ref in agents.heartbeat(args.name)["holds"]:
+            try:
+                timed("complete", agents.complete, args.name, ref, result="resumed")
+                stats["resumed"] += 1
+            except Conflict:
+                stats["conflicts"] += 1
+
+    # A predecessor under this name died holding tasks: finish them first.
+    while True:
         try:
-            timed("complete", agents.complete, args.name, ref, result="resumed")
-            stats["resumed"] += 1
-        except Conflict:
-            stats["conflicts"] += 1
+            resume()
+            break
+        except StorageError:
+            if not args.retry_storage or time.monotonic() - started > args.deadline:
+                raise
+            time.sleep(rng.uniform(0.2, 0.5))
     if args.ready:
         Path(args.ready).touch()
 
     got: dict[str, Any] | None = None
-    idle = 0
+    step = _step_factory(args, agents, stats, rng, timed, resume)
     while True:
         if time.monotonic() - started > args.deadline:
             print(json.dumps({**stats, "error": "deadline"}), flush=True)
             return 3
-        if got is None:
-            got = timed("claim", agents.claim, args.name)
-        assert got is not None
+        try:
+            if got is None:
+                got = timed("claim", agents.claim, args.name)
+            assert got is not None
+            got = step(got)
+        except StorageError:
+            if not args.retry_storage:
+                raise
+            stats["storage_errors"] = stats.get("storage_errors", 0) + 1
+            time.sleep(rng.uniform(0.2, 0.5))
+            got = None
+            with contextlib.suppress(StorageError, Conflict):
+                resume()
+            continue
+        if got is _DONE:
+            break
+    beat.stop.set()
+    beat.join(timeout=5)
+    stats["heartbeats"] = beat.beats
+    stats["elapsed"] = round(time.monotonic() - started, 3)
+    print(json.dumps(stats), flush=True)
+    return 0
+
+
+_DONE: dict[str, Any] = {}
+
+
+def _step_factory(args: argparse.Namespace, agents: Agents, stats: dict[str, Any],
+                  rng: random.Random, timed: Any, resume: Any) -> Any:
+    idle = [0]
+
+    def step(got: dict[str, Any]) -> dict[str, Any] | None:
+        """One claim's outcome: wait when nothing is ready, else complete it; the
+        next claim (``claim_next``), None to claim again, or _DONE."""
         if got["ref"] is None:
             if got["open"] == 0:
-                break
+                return _DONE
             stats["waits"] += 1
-            idle += 1
+            idle[0] += 1
+            if args.retry_storage and idle[0] % 16 == 0:
+                resume()  # a claim whose commit was cut may have made this agent hold one
             # Every poll is a step under the project lock: back off while idle
             # (10-50 ms, doubling to at most 8x), so idle agents leave the lock to
             # those with work to report.
-            time.sleep(rng.uniform(0.01, 0.05) * min(2 ** (idle - 1), args.backoff))
-            got = None
-            continue
-        idle = 0
+            time.sleep(rng.uniform(0.01, 0.05) * min(2 ** (idle[0] - 1), args.backoff))
+            return None
+        idle[0] = 0
         stats["claims"] += 1
         if args.pause:
             time.sleep(rng.uniform(0, args.pause))
@@ -187,16 +242,12 @@ def work(args: argparse.Namespace) -> int:
                          claim_next=args.next_)
         except Conflict:
             stats["conflicts"] += 1
-            got = None
-            continue
+            return None
         stats["completed"] += 1
-        got = done.get("next")
-    beat.stop.set()
-    beat.join(timeout=5)
-    stats["heartbeats"] = beat.beats
-    stats["elapsed"] = round(time.monotonic() - started, 3)
-    print(json.dumps(stats), flush=True)
-    return 0
+        nxt: dict[str, Any] | None = done.get("next")
+        return nxt
+
+    return step
 
 
 if __name__ == "__main__":

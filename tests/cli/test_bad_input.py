@@ -163,7 +163,7 @@ def _seeded(directory: Path, backend: str) -> Cli:
     return c
 
 
-@pytest.fixture(params=["file", "hybrid", "database"])
+@pytest.fixture(params=["file", "hybrid", "database", "postgres"])
 def seeded(request: pytest.FixtureRequest, tmp_path: Path) -> Cli:
     """The seeded project, on each backend: bad input is refused alike on all."""
     return _seeded(tmp_path, request.param)

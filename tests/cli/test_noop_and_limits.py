@@ -11,7 +11,7 @@ import pytest
 from conftest import Runner
 from milestones.project import Project
 
-BACKENDS = ["file", "hybrid", "database"]
+BACKENDS = ["file", "hybrid", "database", "postgres"]
 
 
 @pytest.fixture(params=BACKENDS)

@@ -24,7 +24,7 @@ def proj(tmp_path: Path) -> Path:
     return d
 
 
-@pytest.fixture(params=["file", "hybrid", "database"])
+@pytest.fixture(params=["file", "hybrid", "database", "postgres"])
 def any_proj(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
     """A fresh project on each backend (the directory holding .milestones/)."""
     from milestones.project import Project

@@ -102,7 +102,7 @@ def assert_consistent(root: Path) -> DiskView:
     milestone files on the YAML backends (and the index on hybrid), the rows of the
     database backend."""
     backend = backend_of(root)
-    if backend == "database":
+    if backend in ("database", "postgres"):
         return _assert_database_consistent(root)
     view = disk_view(root)
     assert ev.verify_chain(view.events) is None, ev.verify_chain(view.events)

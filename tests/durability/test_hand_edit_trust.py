@@ -187,13 +187,14 @@ def test_same_size_same_mtime_edit_of_current_txt_is_never_written_over(proj: Pa
     assert cli_json(proj, "status")["current"] == other
 
 
+@pytest.mark.parametrize("target", ["database", "postgres"])
 def test_after_a_move_to_the_database_the_yaml_files_are_marked_and_watched(
-        proj: Path) -> None:
+        proj: Path, target: str) -> None:
     root = proj / ".milestones"
     cli(proj, "plan", "Alpha", "--task", "One", "--task", "Two")
-    cli(proj, "storage", "migrate", "--to", "database")
+    cli(proj, "storage", "migrate", "--to", target)
     note = (root / "active" / "NOT-READ.txt").read_text("utf-8")
-    assert "NOT READ" in note and "database" in note
+    assert "NOT READ" in note and target in note
     assert "warning" not in cli(proj, "status").stderr  # nothing edited: nothing said
 
     # An edit to a file no backend reads: one warning line naming it and the way out.

@@ -79,7 +79,8 @@ def reader(root: str, stop: str) -> int:
             from milestones.storage import yamlio
 
             # On the database, rows in one file: SQLite's transactions, not file renames.
-            files = (base / "config" / "storage-backend.txt").read_text().strip() != "database"
+            named = (base / "config" / "storage-backend.txt").read_text().strip()
+            files = named not in ("database", "postgres")
             for path in sorted((base / "active").glob("milestone-*.yaml")) if files else ():
                 try:
                     raw = path.read_bytes()

@@ -35,7 +35,7 @@ from milestones.storage import open_store
 from milestones.storage import restore as rs
 from milestones.storage import swap as sw
 
-BACKENDS = ["file", "hybrid", "database"]
+BACKENDS = ["file", "hybrid", "database", "postgres"]
 ACTOR = {"actor": "ann@example.com", "session_id": "s1"}
 
 
@@ -244,6 +244,9 @@ def test_manifest_lists_every_member_and_excludes_lock_temp_and_backups(
     if backend == "database":
         assert "database/milestones.db" in names
         db = dict((i.name, d) for i, d in items)["database/milestones.db"]
+        assert db.startswith(b"SQLite format 3\x00")
+    elif backend == "postgres":  # the rows, as a SQLite database
+        db = dict((i.name, d) for i, d in items)["database/postgres-copy.db"]
         assert db.startswith(b"SQLite format 3\x00")
     else:
         assert {"active/milestone-001.yaml", "logs/progress-events.jsonl",
@@ -703,7 +706,7 @@ def test_an_error_mid_restore_undoes_it(tmp_path: Path, backend: str,
     monkeypatch.setattr(sw, "_write_marker", failing)
     with pytest.raises(OSError, match="No space left"):
         rs.restore_backup(root, info.path)
-    monkeypatch.undo()
+    monkeypatch.setattr(sw, "_write_marker", real)  # not undo(): the URL stays set
     assert snapshot(root) == state
     now = tree(root)
     pre = [k for k in now if k.endswith("-pre-restore.tar.gz")]

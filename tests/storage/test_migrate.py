@@ -72,8 +72,8 @@ def test_same_backend_is_refused(tmp_path: Path) -> None:
         migrate(p.root, "file")
 
 
-DIRECTIONS = [(a, b) for a in ("file", "hybrid", "database")
-              for b in ("file", "hybrid", "database") if a != b]
+DIRECTIONS = [(a, b) for a in ("file", "hybrid", "database", "postgres")
+              for b in ("file", "hybrid", "database", "postgres") if a != b]
 
 
 @pytest.mark.parametrize("direction", DIRECTIONS, ids=lambda d: f"{d[0]}-to-{d[1]}")

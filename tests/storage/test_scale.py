@@ -292,7 +292,7 @@ def test_storage_status_json(tmp_path: Path) -> None:
     sig = data["signals"]
     assert set(sig) == {"milestones", "team", "latency", "features"}
     assert sig["milestones"]["value"] == 3
-    assert sig["milestones"]["thresholds"] == {"file": 25, "hybrid": 100}
+    assert sig["milestones"]["thresholds"] == {"file": 25, "hybrid": 100, "database": 2000}
     assert sig["team"]["thresholds"] == {"file": 5, "hybrid": 20}
     assert sig["team"]["recent_actors"] == ["ann@example.com"] and sig["team"]["value"] == 1
     assert sig["latency"]["threshold_ms"] == 500 and sig["latency"]["window"] == 200
@@ -463,3 +463,17 @@ def test_registered_agents_are_not_counted_as_people(tmp_path: Path, backend: st
     signals, _ = scale.gather(p)
     assert signals.team == 1
     assert "agents" in signals.features
+
+
+def test_a_database_project_beyond_its_bounds_is_told_of_postgres_never_moved(
+        tmp_path: Path) -> None:
+    """postgres needs a server and its URL: ``auto`` suggests it, and does not migrate."""
+    assert scale.recommend(scale.Signals(milestones=2500), "database").backend == "postgres"
+    assert scale.recommend(scale.Signals(milestones=50, team=60), "database").backend == (
+        "postgres")
+    big(tmp_path, 4, backend="database")
+    configure(tmp_path, "scale:\n  policy: auto\n  file_below_milestones: 1\n"
+                        "  hybrid_below_milestones: 2\n  database_below_milestones: 3\n")
+    result = ok(tmp_path, "plan", "One more")
+    assert "postgres" in result.stderr and "would serve it better" in result.stderr
+    assert open_store(tmp_path / ".milestones").backend == "database"

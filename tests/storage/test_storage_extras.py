@@ -28,7 +28,7 @@ from milestones.storage import backup as bk
 from milestones.storage import fsutil, open_store, yamlio
 
 ACTOR = {"actor": "ann@example.com", "session_id": "s1"}
-BACKENDS = ["file", "hybrid", "database"]
+BACKENDS = ["file", "hybrid", "database", "postgres"]
 
 
 # ------------------------------------------------------------------ helpers

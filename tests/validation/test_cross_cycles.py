@@ -14,7 +14,7 @@ from milestones.cli import cli
 from milestones.project import Project
 from milestones.validation import engine
 
-BACKENDS = ["file", "hybrid", "database"]
+BACKENDS = ["file", "hybrid", "database", "postgres"]
 CYCLE = "milestone-001 → milestone-001/task-1 → milestone-002/task-3 → milestone-001"
 
 

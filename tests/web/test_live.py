@@ -76,3 +76,20 @@ def test_a_resume_far_behind_gets_every_event(serve: Any, project_dir: Path) -> 
     d = serve()
     got = sse(d.url, 0, last, timeout=60)
     assert [i for i, _ in got] == list(range(1, last + 1))
+
+
+def test_on_postgres_a_write_reaches_the_stream(serve: Any, project_dir: Path,
+                                                pg_url: str) -> None:
+    """The watcher is woken by the commit's NOTIFY (and polls besides)."""
+    cli(project_dir, "storage", "migrate", "--to", "postgres")  # asserts it succeeds
+    cli(project_dir, "plan", "Live", "--task", "a")
+    d = serve()
+    import threading
+
+    got: list[tuple[int, dict[str, Any]]] = []
+    reader = threading.Thread(target=lambda: got.extend(sse(d.url, None, 1)))
+    reader.start()
+    time.sleep(0.5)
+    cli(project_dir, "task", "start", "1/1")
+    reader.join(10)
+    assert got and got[0][1]["event_type"] == "task_started"

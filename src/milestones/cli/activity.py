@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from datetime import UTC, datetime, timedelta
 
 import click
@@ -194,9 +193,11 @@ def log(
     for e in project.reveal(data["events"]):
         click.echo(json.dumps(e, ensure_ascii=False) if as_json
                            else event_line(inert_data(e)))
-    last = max([e["event_id"] for e in data["events"]] or [project.state().last_event_id])
+    head = project.state().last_event_id
+    last = max([e["event_id"] for e in data["events"]] or [head])
     while True:  # until Ctrl-C or SIGTERM: exit 130, like every command stopped so
-        time.sleep(0.25)
+        project.wait_for_events(head)  # polls, or waits for PostgreSQL's NOTIFY
+        head = project.state().last_event_id
         fresh = project.log_view(
             milestone=milestone, types=types, actor=actor, since=cutoff, after=last
         )["events"]

@@ -12,8 +12,10 @@ Scale detection (``milestones.ops.scale``) reads the ``scale`` section of
                                    # say so in one line), off (nothing)
       file_below_milestones: 25    # file while below 25 milestones and a team below 5
       file_below_team: 5
-      hybrid_below_milestones: 100 # hybrid while below 100 and 20; database beyond
+      hybrid_below_milestones: 100 # hybrid while below 100 and 20
       hybrid_below_team: 20        # team: members plus distinct actors, 30 days
+      database_below_milestones: 2000  # database while below 2,000 and 50;
+      database_below_team: 50      # postgres beyond (suggested, never automatic)
       latency_p95_ms: 500          # p95 of the last 200 successful commands on this
       latency_min_samples: 20      # backend at or above 500 ms (over at least 20
                                    # of them): the next built backend up
@@ -53,9 +55,12 @@ def storage() -> None:
 @storage.command("migrate")
 @click.option("--to", "to", type=click.Choice(BACKENDS), required=True,
               help="The backend to move to.")
+@click.option("--url", default=None, metavar="URL",
+              help="The PostgreSQL URL (postgresql://...) for --to postgres; kept in "
+                   "~/.config/milestone/database-url (0600) for later commands.")
 @click.option("--dry-run", is_flag=True, help="Say what would be copied; change nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def storage_migrate(to: str, dry_run: bool, as_json: bool) -> None:
+def storage_migrate(to: str, url: str | None, dry_run: bool, as_json: bool) -> None:
     """Move the project to another backend with no downtime; roll back on any failure.
 
     Steps: lock, backup, copy, verify (counts, a checksum per milestone, the event
@@ -66,11 +71,16 @@ def storage_migrate(to: str, dry_run: bool, as_json: bool) -> None:
     Examples:
       milestone storage migrate --to database --dry-run
       milestone storage migrate --to database
+      milestone storage migrate --to postgres --url postgresql://me@db.example/plans
     """
     from ..ops.migrate import migrate
     from ..ui.progress import copy_progress
 
     project = get_project()
+    if url is not None:
+        from ..project import use_database_url
+
+        use_database_url(url)
     with copy_progress(_bar_wanted(as_json) and not dry_run) as progress:
         report = migrate(project.root, to, dry_run=dry_run, actor=project.actor,
                          progress=progress)

@@ -273,7 +273,7 @@ def migrate(root: Path, to: str, *, dry_run: bool = False, actor: str = "unknown
             from . import inactive
 
             with contextlib.suppress(OSError):  # the switch is made: a note cannot undo it
-                if to == "database" and old.backend in ("file", "hybrid"):
+                if to in ("database", "postgres") and old.backend in ("file", "hybrid"):
                     inactive.mark(root, to)  # the YAML files stay, marked as not read
                 elif back_to_files:
                     inactive.unmark(root)

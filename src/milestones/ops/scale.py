@@ -17,7 +17,9 @@ Signals (the seed's detection criteria), each read by a function in the I/O part
 
 Each signal names the smallest tier that serves it (``Finding``); the project wants
 the largest of those (``Recommendation.ideal``). The seed's table: ``file`` below 25
-milestones and a team below 5, ``hybrid`` below 100 and 20, ``database`` beyond. The
+milestones and a team below 5, ``hybrid`` below 100 and 20, ``database`` below 2,000
+and 50, ``postgres`` beyond (suggested only: ``auto`` never moves a project to a
+server it was not given, see ``SUGGEST_ONLY``). The
 latency trigger asks for the next built backend above the current one. Agents and
 the dashboard ask for at least ``hybrid`` (concurrent writers and a reader that
 queries everything); encryption works on every backend and asks for nothing.
@@ -81,7 +83,7 @@ from .activity import (
 
 # ------------------------------------------------------------------ pure logic
 
-TIERS: tuple[str, ...] = ("file", "hybrid", "database")  # smallest first
+TIERS: tuple[str, ...] = ("file", "hybrid", "database", "postgres")  # smallest first
 POLICIES: tuple[str, ...] = ("auto", "suggest", "off")
 DEFAULT_POLICY = "suggest"
 
@@ -90,7 +92,10 @@ DEFAULT_POLICY = "suggest"
 LIMITS: tuple[tuple[str, str, str], ...] = (
     ("file", "file_below_milestones", "file_below_team"),
     ("hybrid", "hybrid_below_milestones", "hybrid_below_team"),
+    ("database", "database_below_milestones", "database_below_team"),
 )
+# Tiers ``auto`` never moves a project to: they need a server (and its URL) first.
+SUGGEST_ONLY: tuple[str, ...] = ("postgres",)
 # The smallest tier a feature in use asks for.
 FEATURE_FLOORS: dict[str, str] = {"agents": "hybrid", "dashboard": "hybrid", "encryption": "file"}
 FEATURES: tuple[str, ...] = tuple(FEATURE_FLOORS)
@@ -107,6 +112,8 @@ class Thresholds(NamedTuple):
     file_below_team: int = 5
     hybrid_below_milestones: int = 100
     hybrid_below_team: int = 20
+    database_below_milestones: int = 2000
+    database_below_team: int = 50
     latency_p95_ms: float = 500.0
     latency_min_samples: int = 20
 
@@ -317,7 +324,8 @@ def gather(project: Project, thresholds: Thresholds | None = None, *,
     members = team_members(project.config())
     enough = None
     if quick:
-        enough = max(th.file_below_team, th.hybrid_below_team) + sum(len(m) for m in members)
+        enough = max(th.file_below_team, th.hybrid_below_team, th.database_below_team
+                     ) + sum(len(m) for m in members)
     try:  # a measure only: a damaged registry is named by the commands that need it
         registry = project.store.read_record("agents").get("agents")
     except MilestoneError:
@@ -466,7 +474,8 @@ def after_write(project: Project) -> str | None:
     if not rec.change:
         return None
     memo = {**memo, "noted_on": today, "backend": rec.backend, "policy": policy}
-    if policy == "suggest" or _moved_back_from(project.root, rec.backend, current):
+    if (policy == "suggest" or rec.backend in SUGGEST_ONLY
+            or _moved_back_from(project.root, rec.backend, current)):
         _write_memo(memo_path, memo)
         return rec.note()
     from ..errors import MilestoneError

@@ -64,6 +64,8 @@ _ON_FIRST_USE = {  # name -> the module that defines it
     "get_template": "..plans.templates",
     # a file a door writes (the dashboard's export): a temp of its own, no link followed
     "atomic_write": "..storage.fsutil",
+    # `storage migrate --url`: the PostgreSQL URL, kept outside the project (0600)
+    "use_database_url": "..storage.pgconn",
 }
 
 if TYPE_CHECKING:
@@ -72,6 +74,7 @@ if TYPE_CHECKING:
     from ..plans.planfile import read_plan
     from ..plans.templates import get_template, list_templates
     from ..storage.fsutil import atomic_write
+    from ..storage.pgconn import use_database_url
     from ..validation import all_rules
 
 
@@ -109,5 +112,6 @@ __all__ = [
     "milestone_schema",
     "parse_milestone",
     "read_plan",
+    "use_database_url",
     "utc_stamp",
 ]

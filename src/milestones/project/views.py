@@ -277,6 +277,12 @@ class Views(Checks):
               for mid, s in milestones.items()}
         return next_tasks(ms, only=only, limit=limit)
 
+    def wait_for_events(self, after: int, timeout: float = 5.0) -> bool:
+        """Wait (at most ``timeout`` seconds) until an event past event id ``after`` may
+        have been appended (``log --follow``): the store's way (a poll, or PostgreSQL's
+        NOTIFY)."""
+        return self.store.wait_for_events(after, timeout)
+
     def log_view(
         self,
         *,

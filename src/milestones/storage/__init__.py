@@ -3,7 +3,8 @@
 Owns everything under ``.milestones/`` as bytes on disk: the file backend (YAML
 milestones, ``state.json``, the log's files), hybrid (YAML + a SQLite index), the
 database (SQLite), the project's ``config.yaml``, backup archives and the crash-safe
-file helpers (``fsutil``). May import ``model``, ``errors`` and itself; never the
+file helpers (``fsutil``); and the PostgreSQL backend (``postgres``, its connection
+in ``pgconn``). May import ``model``, ``errors`` and itself; never the
 service layer, an agent, an op or a door. Agents and ops use this package's
 interface, never a backend's module. See ARCHITECTURE.md.
 """
@@ -17,7 +18,7 @@ from .base import Edit, State, Store
 
 __all__ = ["BACKENDS", "Edit", "State", "Store", "open_store", "read_backend", "store_for"]
 
-BACKENDS = ("file", "hybrid", "database")
+BACKENDS = ("file", "hybrid", "database", "postgres")
 
 
 def read_backend(root: Path) -> str | None:
@@ -69,4 +70,8 @@ def store_for(root: Path, backend: str) -> Store | None:
         from .sqlite import DatabaseStore
 
         return DatabaseStore(root)
+    if backend == "postgres":
+        from .postgres import PostgresStore
+
+        return PostgresStore(root)
     return None

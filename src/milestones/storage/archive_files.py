@@ -98,6 +98,10 @@ def stage_project(root: Path, store: Store, parent: Path, reason: str) -> _Stage
             dest.parent.mkdir(exist_ok=True)
             _sqlite_copy(db, dest)
             members.append(_hash_member(dest, rel))
+        if store.backend == "postgres":  # its rows, as a SQLite database (storage.postgres)
+            rel = f"{DB_DIR}/{POSTGRES_COPY}"
+            store.backup(stage / rel)
+            members.append(_hash_member(stage / rel, rel))
         manifest = Manifest(
             backend=store.backend,
             created_at=utc_now(),
@@ -169,10 +173,14 @@ def _hash_member(path: Path, rel: str) -> Member:
     return Member(rel, st.st_size, digest.hexdigest(), 0o644, st.st_mtime_ns)
 
 
+POSTGRES_COPY = "postgres-copy.db"  # a postgres project's rows in its backup archives
+
+
 def live_databases(root: Path) -> list[Path]:
     folder = root / DB_DIR
     return [folder / n for n in fsutil.list_existing(folder)
-            if n.endswith(".db") and not n.startswith(".") and (folder / n).is_file()]
+            if n.endswith(".db") and not n.startswith(".") and n != POSTGRES_COPY
+            and (folder / n).is_file()]
 
 
 def connect_existing(path: Path) -> sqlite3.Connection:

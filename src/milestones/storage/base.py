@@ -380,6 +380,15 @@ class Store(ABC):
         timestamp, events, agent events), from an index; None without one (read the log)."""
         return None
 
+    def wait_for_events(self, after: int, timeout: float) -> bool:
+        """Wait for an event past ``after`` (``log --follow``): at most ``timeout``
+        seconds. This one polls (a quarter of a second, then says there may be one); a
+        store that is told of each commit (postgres: LISTEN/NOTIFY) waits for it."""
+        import time
+
+        time.sleep(min(timeout, 0.25))
+        return True
+
     def head(self) -> tuple[int, str] | None:
         """The log head (last event id and hash) if the store can tell it cheaply, else None.
 

@@ -20,6 +20,8 @@ DEFAULTS: dict[str, Any] = {
         "file_below_team": 5,
         "hybrid_below_milestones": 100,
         "hybrid_below_team": 20,
+        "database_below_milestones": 2000,
+        "database_below_team": 50,
         "latency_p95_ms": 500,
         "latency_min_samples": 20,
     },
@@ -43,14 +45,37 @@ scale:
   policy: suggest
   file_below_milestones: 25     # file while below 25 milestones and a team below 5
   file_below_team: 5            # (team: members plus actors of the last 30 days)
-  hybrid_below_milestones: 100  # hybrid while below 100 and 20; database beyond
+  hybrid_below_milestones: 100  # hybrid while below 100 and 20
   hybrid_below_team: 20
+  database_below_milestones: 2000  # database while below 2,000 and 50; postgres beyond
+  database_below_team: 50       # (postgres is suggested, never moved to by auto)
   latency_p95_ms: 500           # p95 of the last 200 commands at or above this: move up
   latency_min_samples: 20
 """
 
 # Default files written by earlier versions: still default, still not parsed.
 EARLIER_DEFAULT_TEXTS = (
+    """\
+# milestone project configuration. Every key is optional; these are the defaults.
+ui:
+  # auto | simple | rich. auto: plain text when output is not a terminal; on a
+  # terminal, rich once the project has rich_from_milestones milestones or more.
+  default: auto
+  rich_from_milestones: 5
+team:
+  members: []
+scale:
+  # What to do when the project outgrows its storage backend (after a command that
+  # wrote): suggest (one note a day on stderr), auto (migrate, saying so), or off.
+  # `milestone storage status` shows each signal against these thresholds.
+  policy: suggest
+  file_below_milestones: 25     # file while below 25 milestones and a team below 5
+  file_below_team: 5            # (team: members plus actors of the last 30 days)
+  hybrid_below_milestones: 100  # hybrid while below 100 and 20; database beyond
+  hybrid_below_team: 20
+  latency_p95_ms: 500           # p95 of the last 200 commands at or above this: move up
+  latency_min_samples: 20
+""",
     """\
 # milestone project configuration. Every key is optional; these are the defaults.
 ui:

@@ -11,7 +11,7 @@ import sqlite3
 from pathlib import Path
 
 from ..errors import StorageError
-from . import fsutil, open_store
+from . import Store, fsutil, open_store
 from .archive import (
     DAMAGED,
     DATA_DIRS,
@@ -27,7 +27,7 @@ from .archive import (
     record_system_event,
     require_file,
 )
-from .archive_files import connect_existing, live_databases, read_archive
+from .archive_files import POSTGRES_COPY, connect_existing, live_databases, read_archive
 from .backup import auto_prune, remove_backup_temps
 from .swap import Plan, apply_restore, read_marker, recover_locked
 
@@ -98,8 +98,9 @@ def _stage_restore(root: Path, archive: Path, work: Path) -> tuple[Manifest, Pla
         raise
     tops = {d.split("/")[0] for d in manifest.dirs}
     tops |= {m.path.split("/")[0] for m in manifest.members}
-    staged_dbs = sorted(m.path.split("/")[1] for m in manifest.members
-                        if m.path.startswith(f"{DB_DIR}/"))
+    staged_dbs = sorted(m.path.split("/")[1] for m in manifest.members  # not a postgres
+                        if m.path.startswith(f"{DB_DIR}/")        # copy: rows, not a file
+                        and m.path != f"{DB_DIR}/{POSTGRES_COPY}")
     live_dbs = [p.name for p in live_databases(root)]
     plan = Plan(
         dirs_in=[d for d in DATA_DIRS if d in tops and d != "config"],
@@ -135,8 +136,11 @@ def _check_staged(archive: Path, new: Path, manifest: Manifest) -> str | None:
     for m in manifest.members:
         if m.path.startswith(f"{DB_DIR}/"):
             _check_sqlite(archive, new / m.path, m.path)
+    if manifest.backend == "postgres" and not (new / DB_DIR / POSTGRES_COPY).is_file():
+        raise StorageError(f"{archive}: a postgres backup without {DB_DIR}/{POSTGRES_COPY}",
+                           hint=DAMAGED)
     if manifest.last_event_id is not None:
-        store = open_store(new)
+        store = staged_store(new, manifest.backend)
         try:
             state = store.load()
         except Exception as exc:  # untrusted data: whatever breaks, the archive is bad
@@ -149,6 +153,15 @@ def _check_staged(archive: Path, new: Path, manifest: Manifest) -> str | None:
                 f"{archive}: its data ends at event {state.last_event_id}, but the manifest "
                 f"says {manifest.last_event_id}", hint=DAMAGED)
     return marker
+
+
+def staged_store(new: Path, backend: str) -> Store:
+    """A store over the staged data: a postgres archive's rows are its SQLite copy."""
+    if backend == "postgres":
+        from .sqlite import DatabaseStore
+
+        return DatabaseStore(new, new / DB_DIR / POSTGRES_COPY)
+    return open_store(new)
 
 
 def _check_sqlite(archive: Path, path: Path, rel: str) -> None:

@@ -23,7 +23,9 @@ from . import fsutil, sqlready
 from .base import MilestoneQuery, Snapshot, State
 from .sqlite_base import MIGRATIONS, SCHEMA_VERSION
 from .sqlite_index import DatabaseIndex
-from .sqlquery import QueryCache, dumps, milestone_query_sql, refuse_db_links
+from .sqlquery import QueryCache, dialect_of, dumps, milestone_query_sql, refuse_db_links
+
+_TASK_DEPS = "INSERT INTO task_deps VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING"
 
 
 def _insert_events(conn: sqlite3.Connection, events: Sequence[dict[str, Any]]) -> None:
@@ -111,10 +113,11 @@ class DatabaseStore(DatabaseIndex):
         from . import yamlio
 
         mid = snap["id"]
+        size_of = dialect_of(conn).byte_length("data")
         (size,) = conn.execute(  # bytes of JSON: YAML's escapes make it at most ~2.5x
-            "SELECT coalesce((SELECT length(CAST(data AS BLOB)) FROM milestones "
-            "WHERE id = ?), 0) + coalesce((SELECT sum(length(CAST(data AS BLOB))) "
-            "FROM tasks WHERE milestone_id = ?), 0)", (mid, mid)).fetchone()
+            f"SELECT coalesce((SELECT {size_of} FROM milestones WHERE id = ?), 0) + "
+            f"coalesce((SELECT sum({size_of}) FROM tasks WHERE milestone_id = ?), 0)",
+            (mid, mid)).fetchone()
         if int(size or 0) > yamlio.MAX_FILE_BYTES // 4:
             yamlio.check_writable(len(yamlio.dump_fast(snap).encode("utf-8")),
                                   f"milestone {mid} (as YAML)")
@@ -152,11 +155,11 @@ class DatabaseStore(DatabaseIndex):
         old_head = {k: v for k, v in (before or {}).items() if k != "tasks"}
         if before is None or old_head.get("tags") != head.get("tags"):
             conn.execute("DELETE FROM milestone_tags WHERE milestone_id = ?", (mid,))
-            conn.executemany("INSERT OR IGNORE INTO milestone_tags VALUES (?, ?)",
+            conn.executemany("INSERT INTO milestone_tags VALUES (?, ?) ON CONFLICT DO NOTHING",
                              [(mid, t) for t in head.get("tags") or []])
         if before is None or old_head.get("depends_on") != head.get("depends_on"):
             conn.execute("DELETE FROM milestone_deps WHERE milestone_id = ?", (mid,))
-            conn.executemany("INSERT OR IGNORE INTO milestone_deps VALUES (?, ?)",
+            conn.executemany("INSERT INTO milestone_deps VALUES (?, ?) ON CONFLICT DO NOTHING",
                              [(mid, d) for d in head.get("depends_on") or []])
         old_tasks = {t["id"]: (i, t) for i, t in enumerate((before or {}).get("tasks", []))}
         new_ids = {t["id"] for t in after.get("tasks", [])}
@@ -182,7 +185,7 @@ class DatabaseStore(DatabaseIndex):
                 for d in t.get("depends_on") or []:
                     dmid, dtid = d.split("/", 1) if "/" in d else (mid, d)
                     rows.append((mid, t["id"], dmid, dtid))
-                conn.executemany("INSERT OR IGNORE INTO task_deps VALUES (?, ?, ?, ?)", rows)
+                conn.executemany(_TASK_DEPS, rows)
         sqlready.after_write(conn, mid, before, after)
 
     def _insert_many(self, conn: sqlite3.Connection, snaps: Iterable[Snapshot]) -> None:
@@ -208,8 +211,8 @@ class DatabaseStore(DatabaseIndex):
             "INSERT INTO milestones (id, number, title, status, priority, owner, category, "
             "start_date, due_date, updated_at, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             milestones)
-        conn.executemany("INSERT OR IGNORE INTO milestone_tags VALUES (?, ?)", tags)
-        conn.executemany("INSERT OR IGNORE INTO milestone_deps VALUES (?, ?)", deps)
+        conn.executemany("INSERT INTO milestone_tags VALUES (?, ?) ON CONFLICT DO NOTHING", tags)
+        conn.executemany("INSERT INTO milestone_deps VALUES (?, ?) ON CONFLICT DO NOTHING", deps)
         conn.executemany(
             "INSERT INTO tasks (milestone_id, id, position, title, status, assignee, "
             "estimate, progress, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
@@ -217,7 +220,7 @@ class DatabaseStore(DatabaseIndex):
             "title = excluded.title, status = excluded.status, "
             "assignee = excluded.assignee, estimate = excluded.estimate, "
             "progress = excluded.progress, data = excluded.data", tasks)
-        conn.executemany("INSERT OR IGNORE INTO task_deps VALUES (?, ?, ?, ?)", task_deps)
+        conn.executemany(_TASK_DEPS, task_deps)
 
     # --------------------------------------------------------------- resume
 
@@ -384,6 +387,10 @@ class DatabaseStore(DatabaseIndex):
             self.import_snapshots(snaps, sources([s["id"] for s in snaps]))
         self.bulk(False)
         self.import_end(head, resume)
+        self.settle()
+
+    def settle(self) -> None:
+        """After an import: the database file whole on disk (a checkpoint)."""
         self.connect().execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def bulk(self, on: bool) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 from . import sqlready
 from .base import Snapshot
 from .sqlite_base import DatabaseBase
+from .sqlquery import dialect_of
 
 
 class DatabaseIndex(DatabaseBase):
@@ -25,10 +26,11 @@ class DatabaseIndex(DatabaseBase):
         return {"by_status": out["milestone"], "tasks": out["task"]}
 
     def held_tasks(self) -> list[tuple[str, Snapshot]] | None:
-        rows = self.connect().execute(  # idx_task_status, then the JSON of those rows
+        conn = self.connect()
+        agent = dialect_of(conn).json_field("data", "execution", "agent")
+        rows = conn.execute(  # idx_task_status, then the JSON of those rows
             "SELECT milestone_id, data FROM tasks WHERE status = 'in_progress' AND "
-            "json_extract(data, '$.execution.agent') IS NOT NULL "
-            "ORDER BY milestone_id, position")
+            f"{agent} IS NOT NULL ORDER BY milestone_id, position")
         return [(mid, self._row(data, "tasks", mid)) for mid, data in rows]
 
     def schedule_graph(self) -> tuple[dict[str, list[str]], dict[str, float]] | None:
@@ -104,7 +106,8 @@ class DatabaseIndex(DatabaseBase):
 
     def actors_since(self, since: str) -> list[tuple[str, str, int, int]] | None:
         rows = self.connect().execute(
-            "SELECT actor, MAX(timestamp), COUNT(*), SUM(event_type LIKE 'agent%') "
+            "SELECT actor, MAX(timestamp), COUNT(*), "
+            "SUM(CASE WHEN event_type LIKE 'agent%' THEN 1 ELSE 0 END) "
             "FROM events WHERE timestamp >= ? GROUP BY actor", (since,))
         return [(str(actor or ""), str(stamp), int(n), int(agent_steps or 0))
                 for actor, stamp, n, agent_steps in rows]

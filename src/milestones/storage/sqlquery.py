@@ -10,7 +10,7 @@ import json
 import re
 import sqlite3
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ..errors import MilestoneError
 from . import fsutil
@@ -51,6 +51,48 @@ def loads(text: str | bytes) -> Any:
         return _orjson.loads(text)
     except _orjson.JSONDecodeError:
         return json.loads(text)
+
+
+class Connection(Protocol):
+    """What the shared SQL needs of a connection: sqlite3's, or ``pgconn.PgConnection``."""
+
+    def execute(self, sql: str, parameters: Any = ..., /) -> Any: ...
+
+    def executemany(self, sql: str, parameters: Any, /) -> Any: ...
+
+
+class Dialect:
+    """What SQLite and PostgreSQL spell differently in the SQL the database backends
+    share (``sqlready``, ``sqlite_index``, ``sqlite``): the rest is written once, in
+    the SQL both accept, with ``?`` placeholders (the PostgreSQL connection turns them
+    into its own). A connection without a ``dialect`` attribute is SQLite's."""
+
+    name = "sqlite"
+
+    def json_field(self, column: str, *keys: str) -> str:
+        """A key path of a JSON text column, as JSON text (NULL when it is absent)."""
+        return f"json_extract({column}, '$.{'.'.join(keys)}')"
+
+    def byte_length(self, column: str) -> str:
+        return f"length(CAST({column} AS BLOB))"
+
+
+class PostgresDialect(Dialect):
+    name = "postgres"
+
+    def json_field(self, column: str, *keys: str) -> str:
+        return f"(({column})::jsonb #> '{{{','.join(keys)}}}')::text"
+
+    def byte_length(self, column: str) -> str:
+        return f"octet_length({column})"
+
+
+SQLITE = Dialect()
+
+
+def dialect_of(conn: Any) -> Dialect:
+    """The SQL dialect of a connection (SQLite's unless it names another)."""
+    return getattr(conn, "dialect", SQLITE)
 
 
 def refuse_db_links(path: Path) -> None:

@@ -9,12 +9,11 @@ way up), so a read never walks the graph.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .. import model as md
-from .sqlquery import loads
+from .sqlquery import Connection, dialect_of, loads
 
 Node = tuple[str, str]  # (milestone id, task id)
 
@@ -39,19 +38,20 @@ READY_EXPR = f"""(tasks.status = 'todo'
                       ON y.milestone_id = x.dep_milestone_id AND y.id = x.dep_task_id
                     WHERE x.milestone_id = tasks.milestone_id AND x.task_id = tasks.id
                       AND (y.status IS NULL OR y.status NOT IN ({_FINISHED}))))"""
-_MARK = (f"UPDATE tasks SET ready = {READY_EXPR}, "
+_MARK = (f"UPDATE tasks SET ready = CASE WHEN {READY_EXPR} THEN 1 ELSE 0 END, "
          f"rank = (SELECT CASE m.priority {_RANK} ELSE {len(md.PRIORITIES)} END "
          "FROM milestones m WHERE m.id = tasks.milestone_id), "
          "num = CAST(substr(id, 6) AS INTEGER)")
 
 
-def ready_rows(conn: sqlite3.Connection, only: str | None = None, limit: int | None = None,
+def ready_rows(conn: Connection, only: str | None = None, limit: int | None = None,
                offset: int = 0) -> list[dict[str, Any]]:
     """The ready tasks (of milestone ``only``, or all), best first, at most ``limit``
     from ``offset``: the rows of ``next`` with each task's ``paths`` besides. Read
     through ``idx_task_ready`` in its order: the cost is the rows returned."""
+    sql_json = dialect_of(conn).json_field
     sql = ("SELECT t.milestone_id, t.id, t.title, t.chain, t.assignee, t.estimate, "
-           "json_extract(t.data, '$.skills'), json_extract(t.data, '$.paths'), "
+           f"{sql_json('t.data', 'skills')}, {sql_json('t.data', 'paths')}, "
            "m.priority, m.title FROM tasks t JOIN milestones m ON m.id = t.milestone_id "
            "WHERE t.ready = 1")
     args: list[Any] = []
@@ -59,9 +59,12 @@ def ready_rows(conn: sqlite3.Connection, only: str | None = None, limit: int | N
         sql += " AND t.milestone_id = ?"
         args.append(only)
     sql += " ORDER BY t.rank, t.chain DESC, t.milestone_id, t.num"
-    if limit is not None or offset:
-        sql += " LIMIT ? OFFSET ?"
-        args += [-1 if limit is None else limit, offset]
+    if limit is not None:
+        sql += " LIMIT ?"
+        args.append(limit)
+    if offset:
+        sql += " OFFSET ?"
+        args.append(offset)
     rows = []
     for (mid, tid, title, chain, assignee, estimate, skills, paths, priority,
          mtitle) in conn.execute(sql, args):
@@ -79,7 +82,7 @@ def _list(text: str | None) -> list[Any]:
     return list(value) if isinstance(value, list) else []
 
 
-def ready_count(conn: sqlite3.Connection, only: str | None = None) -> int:
+def ready_count(conn: Connection, only: str | None = None) -> int:
     sql = "SELECT COUNT(*) FROM tasks WHERE ready = 1"
     args: list[Any] = []
     if only is not None:
@@ -88,7 +91,7 @@ def ready_count(conn: sqlite3.Connection, only: str | None = None) -> int:
     return int(conn.execute(sql, args).fetchone()[0])
 
 
-def after_write(conn: sqlite3.Connection, mid: str, before: Mapping[str, Any] | None,
+def after_write(conn: Connection, mid: str, before: Mapping[str, Any] | None,
                 after: Mapping[str, Any] | None) -> None:
     """Bring the ``ready`` flags and ``chain`` counts up to date after milestone
     ``mid``'s rows went from ``before`` to ``after`` (None: added, deleted): the rows
@@ -124,15 +127,15 @@ def after_write(conn: sqlite3.Connection, mid: str, before: Mapping[str, Any] | 
     refresh(conn, changed_nodes(mid, before, after))
 
 
-def mark_milestones(conn: sqlite3.Connection, mids: Iterable[str]) -> None:
+def mark_milestones(conn: Connection, mids: Iterable[str]) -> None:
     conn.executemany(_MARK + " WHERE milestone_id = ?", [(m,) for m in sorted(set(mids))])
 
 
-def mark_tasks(conn: sqlite3.Connection, nodes: Iterable[Node]) -> None:
+def mark_tasks(conn: Connection, nodes: Iterable[Node]) -> None:
     conn.executemany(_MARK + " WHERE milestone_id = ? AND id = ?", sorted(set(nodes)))
 
 
-def mark_all(conn: sqlite3.Connection) -> None:
+def mark_all(conn: Connection) -> None:
     """Every row's ``ready``, ``rank`` and ``num``, and every ``chain``: after an import
     and when the schema gains them."""
     conn.execute(_MARK)
@@ -164,7 +167,7 @@ def changed_nodes(mid: str, before: Mapping[str, Any] | None,
     return seeds
 
 
-def refresh(conn: sqlite3.Connection, seeds: Iterable[Node]) -> None:
+def refresh(conn: Connection, seeds: Iterable[Node]) -> None:
     """Bring ``chain`` up to date for ``seeds`` and every task upstream of them."""
     seeds = sorted(set(seeds))
     if not seeds:
@@ -209,10 +212,10 @@ def refresh(conn: sqlite3.Connection, seeds: Iterable[Node]) -> None:
         refresh_all(conn)
         return
     conn.executemany("UPDATE tasks SET chain = ? WHERE milestone_id = ? AND id = ? "
-                     "AND chain IS NOT ?", [(c, m, t, c) for (m, t), c in chain.items()])
+                     "AND chain <> ?", [(c, m, t, c) for (m, t), c in chain.items()])
 
 
-def refresh_all(conn: sqlite3.Connection) -> None:
+def refresh_all(conn: Connection) -> None:
     """Recompute every task's ``chain`` (``model.dependents_chain`` of the whole graph)."""
     edges: dict[str, list[str]] = {}
     open_nodes: set[str] = set()

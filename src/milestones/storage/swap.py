@@ -35,7 +35,14 @@ from .archive import (
     rename_durably,
     store_lock,
 )
-from .archive_files import KEY_FILE, Written, connect_existing, stage_project, write_archive
+from .archive_files import (
+    KEY_FILE,
+    POSTGRES_COPY,
+    Written,
+    connect_existing,
+    stage_project,
+    write_archive,
+)
 
 
 @dataclass
@@ -117,6 +124,8 @@ def apply_restore(root: Path, store: Store, work: Path, manifest: Manifest, plan
             _roll_forward(root, work, plan, stop_before_copy=True)
             if conn is not None:
                 _replace_contents(conn, ATTACH_AS)
+            if (plan.marker or "").strip() == "postgres":
+                _fill_postgres(root, store, new / DB_DIR / POSTGRES_COPY)
             # Still under the lock: a writer that waited for it re-reads the marker
             # once it has it (Project.follow_backend), so it writes where the data is.
             _write_marker(root, plan.marker)
@@ -148,6 +157,17 @@ def apply_restore(root: Path, store: Store, work: Path, manifest: Manifest, plan
         raise StorageError(f"the restore did not finish: {exc.message}",
                            hint="run any `milestone backup` or `restore` to finish it") from None
     return pre
+
+
+def _fill_postgres(root: Path, store: Store, copy: Path) -> None:
+    """A postgres archive's rows (its SQLite copy) into the project's PostgreSQL
+    database: inside the held writer transaction when the project is on postgres now
+    (readers see the old rows or the new), else in the database the URL names."""
+    from . import store_for
+
+    target = store if store.backend == "postgres" else store_for(root, "postgres")
+    assert target is not None
+    target.restore(copy)
 
 
 def _roll_forward(root: Path, work: Path, plan: Plan, stop_before_copy: bool = False) -> None:

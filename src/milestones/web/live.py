@@ -1,6 +1,7 @@
 """Live events: one watcher per server, fanned out to every SSE client.
 
-The watcher is a thread with a Project of its own: every ``POLL`` seconds it asks
+The watcher is a thread with a Project of its own: every ``POLL`` seconds (sooner on
+postgres, whose commits wake it: ``Project.wait_for_events``) it asks
 ``Project.reading()`` for the log head (cheap: the L1 cache, keyed by the head, or the
 database's head without its milestones; a hand edit is noticed and recorded there as
 on any read), and when the head moved it
@@ -44,14 +45,19 @@ class Watcher:
 
     def _run(self) -> None:
         p = self.reader.base.another()
-        while not self._stop.wait(POLL):
+        while not self._stop.is_set():
             try:
+                # POLL seconds, or less: postgres wakes it at the commit (LISTEN/NOTIFY)
+                p.wait_for_events(self.last, POLL)
+                if self._stop.is_set():
+                    break
                 with p.reading() as st:  # the head only (the database reads no milestone)
                     head = st.last_event_id
                 if head <= self.last:
                     continue
                 rows = p.reveal(p.log_view(after=self.last)["events"])
             except Exception:  # a busy or damaged store: try again on the next tick
+                self._stop.wait(POLL)
                 continue
             if rows:
                 self.last = int(rows[-1]["event_id"])

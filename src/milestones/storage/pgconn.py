@@ -1,0 +1,184 @@
+"""The PostgreSQL backend's connection: where its URL comes from, and a connection
+that speaks the SQL the database backends share (``sqlquery.Dialect``).
+
+The URL (``postgresql://user:password@host:port/dbname``) is, first found:
+``--url`` on the command that takes one (``storage migrate``, ``init``), the
+``MILESTONE_DATABASE_URL`` environment variable, or the first line of
+``$XDG_CONFIG_HOME/milestone/database-url`` (``~/.config/...``), a file outside the
+project that must be readable by its owner only (0600). It never goes into
+``.milestones/``: ``config/storage-backend.txt`` says ``postgres`` and nothing more.
+
+psycopg is imported here only, when a PostgreSQL store first connects: no other
+command pays for it.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import stat
+from pathlib import Path
+from typing import Any
+
+from ..errors import Conflict, StorageError
+from .sqlquery import PostgresDialect
+
+URL_ENV = "MILESTONE_DATABASE_URL"
+RETRY_HINT = "nothing of this command was written; retry it (see `milestone doctor`)"
+
+
+def url_file() -> Path:
+    """``$XDG_CONFIG_HOME/milestone/database-url`` (default ``~/.config/...``)."""
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "milestone" / "database-url"
+
+
+def redact(url: str) -> str:
+    """The URL without its password (what messages and reports show)."""
+    return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
+
+
+def resolve_url(explicit: str | None = None) -> str:
+    """The PostgreSQL URL: ``explicit``, the environment, or the 0600 file."""
+    if explicit:
+        return check_url(explicit)
+    env = os.environ.get(URL_ENV, "").strip()
+    if env:
+        return check_url(env)
+    path = url_file()
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise StorageError(f"no PostgreSQL URL: set {URL_ENV}, or write it to {path} (0600)",
+                           hint="or pass --url postgresql://... to the command") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise StorageError(f"{path} is readable by others (mode {stat.S_IMODE(mode):o}): "
+                           "refusing a password file that is not 0600",
+                           hint=f"chmod 600 {path}")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StorageError(f"cannot read {path}: {exc}", hint=f"chmod 600 {path}") from None
+    return check_url(lines[0].strip() if lines else "")
+
+
+def check_url(url: str) -> str:
+    if not re.match(r"^postgres(ql)?://", url):
+        raise StorageError(f"not a PostgreSQL URL: {redact(url)!r}",
+                           hint="use postgresql://user:password@host:port/dbname")
+    return url
+
+
+def save_url(url: str) -> Path:
+    """Keep ``url`` in ``url_file()`` (0600, written before anything is put in it)."""
+    path = url_file()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, (check_url(url) + "\n").encode("utf-8"))
+    finally:
+        os.close(fd)
+    return path
+
+
+def use_database_url(url: str) -> Path:
+    """``--url``: the URL this process uses, kept in ``url_file()`` (0600) for the
+    commands after it; returns that file's path."""
+    os.environ[URL_ENV] = check_url(url)
+    return save_url(url)
+
+
+@functools.lru_cache(maxsize=512)
+def to_pyformat(sql: str) -> str:
+    """``?`` placeholders as psycopg's ``%s`` (a literal ``%`` doubled), outside quotes."""
+    out = []
+    quoted = False
+    for ch in sql:
+        if ch == "'":
+            quoted = not quoted
+        if ch == "%":
+            out.append("%%")
+        elif ch == "?" and not quoted:
+            out.append("%s")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def failure(exc: Exception, where: str) -> StorageError | Conflict:
+    """A psycopg error as one of ours: a lock that timed out is a Conflict (exit 7), a
+    lost connection or anything else a StorageError (exit 8) naming the reason."""
+    import psycopg
+
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    if isinstance(exc, psycopg.errors.LockNotAvailable):
+        return Conflict(f"the project is busy: another milestone command holds {where}",
+                        hint="retry, or raise MILESTONE_LOCK_TIMEOUT")
+    if isinstance(exc, psycopg.OperationalError):
+        return StorageError(f"the PostgreSQL connection to {where} failed: {text}",
+                            hint=RETRY_HINT)
+    return StorageError(f"{where}: {text}", hint=RETRY_HINT)
+
+
+class PgConnection:
+    """A psycopg connection (autocommit: transactions are opened by the store) with
+    sqlite3's ``execute``/``executemany`` and ``?`` placeholders."""
+
+    dialect = PostgresDialect()
+
+    def __init__(self, url: str, *, application: str = "milestone") -> None:
+        import psycopg
+
+        self.where = redact(url)
+        try:
+            self.raw = psycopg.connect(url, autocommit=True, connect_timeout=10,
+                                       application_name=application)
+        except psycopg.Error as exc:
+            raise failure(exc, self.where) from None
+
+    @property
+    def in_transaction(self) -> bool:
+        from psycopg.pq import TransactionStatus
+
+        return self.raw.info.transaction_status != TransactionStatus.IDLE
+
+    @property
+    def broken(self) -> bool:
+        return self.raw.closed or self.raw.broken
+
+    def execute(self, sql: str, parameters: Any = None, /) -> Any:
+        import psycopg
+
+        try:
+            if parameters:
+                return self.raw.execute(to_pyformat(sql), tuple(parameters))
+            return self.raw.execute(sql)  # no parameters: no placeholder is read
+        except psycopg.Error as exc:
+            raise failure(exc, self.where) from None
+
+    def executemany(self, sql: str, parameters: Any, /) -> None:
+        import psycopg
+
+        rows = [tuple(p) for p in parameters]
+        if not rows:
+            return
+        try:
+            with self.raw.cursor() as cur:
+                cur.executemany(to_pyformat(sql), rows)
+        except psycopg.Error as exc:
+            raise failure(exc, self.where) from None
+
+    def rollback_quietly(self) -> None:
+        """End a transaction that failed (nothing of it stays); the connection may be gone."""
+        import psycopg
+
+        try:
+            if not self.broken and self.in_transaction:
+                self.raw.execute("ROLLBACK")
+        except psycopg.Error:
+            self.close()
+
+    def close(self) -> None:
+        self.raw.close()
