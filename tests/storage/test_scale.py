@@ -293,7 +293,7 @@ def test_storage_status_json(tmp_path: Path) -> None:
     assert set(sig) == {"milestones", "team", "latency", "features"}
     assert sig["milestones"]["value"] == 3
     assert sig["milestones"]["thresholds"] == {"file": 25, "hybrid": 100, "database": 2000}
-    assert sig["team"]["thresholds"] == {"file": 5, "hybrid": 20}
+    assert sig["team"]["thresholds"] == {"file": 5, "hybrid": 20, "database": 50}
     assert sig["team"]["recent_actors"] == ["ann@example.com"] and sig["team"]["value"] == 1
     assert sig["latency"]["threshold_ms"] == 500 and sig["latency"]["window"] == 200
     assert sig["features"]["agents"] is False

@@ -67,6 +67,7 @@ OPERATIONS: dict[str, tuple[str, str]] = {
     "status_view": ("read", "reading the status"),
     "sync": ("read", "recording hand edits"),  # detection, attributed: not the caller's change
     "validate": ("read", "validating"),
+    "wait_for_events": ("read", "following the log"),
     "view": ("read", "reading"),
     "require": ("read", "checking access"),
     "acting": ("read", "declaring an operation"),
