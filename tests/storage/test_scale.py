@@ -290,9 +290,10 @@ def test_storage_status_json(tmp_path: Path) -> None:
     assert data["schema"] == 1 and data["backend"] == "file" and data["policy"] == "suggest"
     assert data["counts"] == {"milestones": 3, "tasks": 3, "events": p.state().last_event_id}
     sig = data["signals"]
-    assert set(sig) == {"milestones", "team", "latency", "features"}
+    assert set(sig) == {"milestones", "team", "writes", "latency", "features"}
     assert sig["milestones"]["value"] == 3
-    assert sig["milestones"]["thresholds"] == {"file": 25, "hybrid": 100, "database": 2000}
+    assert sig["milestones"]["thresholds"] == {"file": 25, "hybrid": 100}
+    assert sig["writes"]["value"] > 0 and sig["writes"]["threshold"] == 600
     assert sig["team"]["thresholds"] == {"file": 5, "hybrid": 20, "database": 50}
     assert sig["team"]["recent_actors"] == ["ann@example.com"] and sig["team"]["value"] == 1
     assert sig["latency"]["threshold_ms"] == 500 and sig["latency"]["window"] == 200
@@ -467,13 +468,22 @@ def test_registered_agents_are_not_counted_as_people(tmp_path: Path, backend: st
 
 def test_a_database_project_beyond_its_bounds_is_told_of_postgres_never_moved(
         tmp_path: Path) -> None:
-    """postgres needs a server and its URL: ``auto`` suggests it, and does not migrate."""
-    assert scale.recommend(scale.Signals(milestones=2500), "database").backend == "postgres"
+    """postgres needs a server and its URL: the team or the write rate asks for it (never
+    the number of milestones, nor slow commands); ``auto`` suggests it, and does not
+    migrate."""
+    assert scale.recommend(scale.Signals(milestones=25_000), "database").backend == "database"
     assert scale.recommend(scale.Signals(milestones=50, team=60), "database").backend == (
         "postgres")
+    assert scale.recommend(scale.Signals(milestones=50, writes_per_minute=700),
+                           "database").backend == "postgres"
+    assert scale.recommend(scale.Signals(milestones=50, writes_per_minute=599),
+                           "database").backend == "database"
+    slow = scale.Signals(milestones=50, p95_ms=900.0, samples=50)
+    assert scale.recommend(slow, "database").backend == "database"
+    assert scale.recommend(slow, "file").backend == "hybrid"
     big(tmp_path, 4, backend="database")
-    configure(tmp_path, "scale:\n  policy: auto\n  file_below_milestones: 1\n"
-                        "  hybrid_below_milestones: 2\n  database_below_milestones: 3\n")
+    configure(tmp_path, "scale:\n  policy: auto\n  database_below_writes_per_minute: 0.01\n")
     result = ok(tmp_path, "plan", "One more")
     assert "postgres" in result.stderr and "would serve it better" in result.stderr
+    assert "writes a minute" in result.stderr
     assert open_store(tmp_path / ".milestones").backend == "database"

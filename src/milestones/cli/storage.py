@@ -14,8 +14,9 @@ Scale detection (``milestones.ops.scale``) reads the ``scale`` section of
       file_below_team: 5
       hybrid_below_milestones: 100 # hybrid while below 100 and 20
       hybrid_below_team: 20        # team: members plus distinct actors, 30 days
-      database_below_milestones: 2000  # database while below 2,000 and 50;
-      database_below_team: 50      # postgres beyond (suggested, never automatic)
+      database_below_team: 50      # database beyond; postgres (suggested, never
+      database_below_writes_per_minute: 600  # automatic) from a team of 50 or 600
+                                   # writes a minute over the last hour
       latency_p95_ms: 500          # p95 of the last 200 successful commands on this
       latency_min_samples: 20      # backend at or above 500 ms (over at least 20
                                    # of them): the next built backend up

@@ -32,6 +32,9 @@ METRICS_KEEP_LINES = 1000
 # were seen to cross every team bound (rotated archives are not opened); `storage
 # status` reads the whole window, archives included.
 QUICK_SCAN_EVENTS = 5_000
+# The write rate counts the last hour's events, at most this many (600 a minute and up
+# all ask for the same thing).
+WRITES_SCAN_EVENTS = 36_000
 MEASURE_EVERY = 3600  # seconds: after writes, team and latency are re-measured this often
 UNCOUNTED_ACTORS = frozenset({"", "unknown"})
 
@@ -173,6 +176,27 @@ def recent_activity(store: Store, since: str, *, limit: int | None = None,
     return act
 
 
+def events_since(store: Store, since: str, *, limit: int = 100_000) -> int:
+    """How many events were recorded at or after ``since`` (ISO UTC), counting at most
+    ``limit``: the database from its timestamp index, the file log backwards from its
+    end (stopping at the first older event; rotated archives are not opened)."""
+    indexed = store.actors_since(since)
+    if indexed is not None:
+        return min(limit, sum(n for _, _, n, _ in indexed))
+    count = 0
+    log_path = getattr(store, "log_path", None)
+    if isinstance(log_path, Path):
+        for line in lines_backwards(log_path):
+            try:
+                _, stamp, _ = _actor_and_time(line)
+            except ValueError:
+                continue
+            if stamp < since or count >= limit:
+                break
+            count += 1
+    return count
+
+
 def team_members(config: Mapping[str, Any]) -> list[set[str]]:
     """Each ``team.members`` entry as the set of names it goes by."""
     team = config.get("team")
@@ -200,6 +224,6 @@ def features_in_use(root: Path, agent_events: int = 0) -> frozenset[str]:
     return frozenset(used)
 
 
-def since_iso(days: int = WINDOW_DAYS, now: datetime | None = None) -> str:
-    start = (now or datetime.now(UTC)) - timedelta(days=days)
+def since_iso(days: int = WINDOW_DAYS, now: datetime | None = None, *, hours: int = 0) -> str:
+    start = (now or datetime.now(UTC)) - timedelta(days=days, hours=hours)
     return start.strftime("%Y-%m-%dT%H:%M:%SZ")

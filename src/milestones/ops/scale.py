@@ -7,6 +7,7 @@ Signals (the seed's detection criteria), each read by a function in the I/O part
   days' events, each person once (an actor equal to a member's name, email, id or
   alias is that member). Registered agents are not people: an actor that is an
   agent's name or id is not counted (``milestone execute`` acts as a dozen).
+* **writes**: the events recorded in the last hour, per minute (the write rate).
 * **latency**: the p95 wall time of the last 200 successful commands run on the
   current backend, from ``performance/metrics.jsonl`` (the CLI appends one line per
   command; ``storage`` commands are left out, a migration being slow by nature).
@@ -17,10 +18,12 @@ Signals (the seed's detection criteria), each read by a function in the I/O part
 
 Each signal names the smallest tier that serves it (``Finding``); the project wants
 the largest of those (``Recommendation.ideal``). The seed's table: ``file`` below 25
-milestones and a team below 5, ``hybrid`` below 100 and 20, ``database`` below 2,000
-and 50, ``postgres`` beyond (suggested only: ``auto`` never moves a project to a
-server it was not given, see ``SUGGEST_ONLY``). The
-latency trigger asks for the next built backend above the current one. Agents and
+milestones and a team below 5, ``hybrid`` below 100 and 20, ``database`` beyond.
+``postgres`` comes when the team reaches 50 or the write rate 600 a minute (a server
+for many machines; the number of milestones alone never asks for one) and is
+suggested only: ``auto`` never moves a project to a server it was not given (see
+``SUGGEST_ONLY``). The latency trigger asks for the next built local backend above
+the current one. Agents and
 the dashboard ask for at least ``hybrid`` (concurrent writers and a reader that
 queries everything); encryption works on every backend and asks for nothing.
 
@@ -73,6 +76,8 @@ from .activity import (
     MIGRATION_LOG,
     QUICK_SCAN_EVENTS,
     WINDOW_DAYS,
+    WRITES_SCAN_EVENTS,
+    events_since,
     features_in_use,
     lines_backwards,
     read_latencies,
@@ -89,11 +94,12 @@ DEFAULT_POLICY = "suggest"
 
 # A project fits a tier while it is below both of the tier's bounds (the
 # ``Thresholds`` fields named here); the last tier has no bounds.
-LIMITS: tuple[tuple[str, str, str], ...] = (
+LIMITS: tuple[tuple[str, str | None, str | None], ...] = (
     ("file", "file_below_milestones", "file_below_team"),
     ("hybrid", "hybrid_below_milestones", "hybrid_below_team"),
-    ("database", "database_below_milestones", "database_below_team"),
+    ("database", None, "database_below_team"),  # milestones alone never ask for a server
 )
+BEYOND = {1: "database", 2: "postgres"}  # the tier past every bound of a LIMITS column
 # Tiers ``auto`` never moves a project to: they need a server (and its URL) first.
 SUGGEST_ONLY: tuple[str, ...] = ("postgres",)
 # The smallest tier a feature in use asks for.
@@ -112,8 +118,8 @@ class Thresholds(NamedTuple):
     file_below_team: int = 5
     hybrid_below_milestones: int = 100
     hybrid_below_team: int = 20
-    database_below_milestones: int = 2000
     database_below_team: int = 50
+    database_below_writes_per_minute: float = 600.0
     latency_p95_ms: float = 500.0
     latency_min_samples: int = 20
 
@@ -126,6 +132,7 @@ class Signals(NamedTuple):
     p95_ms: float | None = None
     samples: int = 0  # how many commands the p95 is over
     features: frozenset[str] = frozenset()
+    writes_per_minute: float = 0.0  # events recorded in the last hour, per minute
 
 
 class Finding(NamedTuple):
@@ -193,11 +200,12 @@ def rank(tier: str) -> int:
 
 def _bounded(value: int, th: Thresholds, column: int) -> tuple[str, dict[str, int]]:
     """The smallest tier whose bound in ``LIMITS[..][column]`` ``value`` is below."""
-    limits = {row[0]: int(getattr(th, row[column])) for row in LIMITS}
+    limits = {row[0]: int(getattr(th, name)) for row in LIMITS
+              if (name := row[column]) is not None}
     for tier, below in limits.items():
         if value < below:
             return tier, limits
-    return TIERS[-1], limits
+    return BEYOND[column], limits
 
 
 def _limits_text(limits: Mapping[str, int]) -> str:
@@ -226,9 +234,18 @@ def recommend(signals: Signals, current: str, thresholds: Thresholds | None = No
         f"{WINDOW_DAYS} days)",
         {"value": signals.team, "thresholds": limits}))
 
+    rate, most = signals.writes_per_minute, th.database_below_writes_per_minute
+    findings.append(Finding(
+        "writes", "postgres" if rate >= most else TIERS[0],
+        f"{rate:g} writes a minute over the last hour (postgres from {most:g})",
+        f"this project records {rate:g} writes a minute",
+        {"value": rate, "threshold": most}))
+
     triggered = (signals.p95_ms is not None and signals.samples >= th.latency_min_samples
                  and signals.p95_ms >= th.latency_p95_ms)
-    up = [t for t in TIERS if rank(t) > rank(current) and t in built]
+    # slow commands ask for the next local backend: a server makes no command faster
+    up = [t for t in TIERS if rank(t) > rank(current) and t in built
+          and t not in SUGGEST_ONLY]
     tier = (up[0] if up else current) if triggered else TIERS[0]
     if signals.p95_ms is None or signals.samples < th.latency_min_samples:
         reason = (f"{signals.samples} commands recorded on {current}; the latency trigger "
@@ -293,10 +310,13 @@ def settings(config: Mapping[str, Any]) -> tuple[str, Thresholds, list[str]]:
     th = Thresholds(**values)
     for column in (1, 2):
         for row, upper in pairwise(LIMITS):
-            low, high = getattr(th, row[column]), getattr(th, upper[column])
+            lower_name, upper_name = row[column], upper[column]
+            if lower_name is None or upper_name is None:
+                continue
+            low, high = getattr(th, lower_name), getattr(th, upper_name)
             if low >= high:
-                problems.append(f"scale.{row[column]} ({low}) should be below "
-                                f"scale.{upper[column]} ({high})")
+                problems.append(f"scale.{lower_name} ({low}) should be below "
+                                f"scale.{upper_name} ({high})")
     return str(policy), th, problems
 
 
@@ -341,6 +361,8 @@ def gather(project: Project, thresholds: Thresholds | None = None, *,
         p95_ms=p95(latencies),
         samples=len(latencies),
         features=features_in_use(project.root, activity.agent_events),
+        writes_per_minute=round(events_since(project.store, since_iso(days=0, hours=1),
+                                             limit=WRITES_SCAN_EVENTS) / 60, 1),
     )
     extra = {
         "counts": {"milestones": len(state.milestones),

@@ -20,8 +20,8 @@ DEFAULTS: dict[str, Any] = {
         "file_below_team": 5,
         "hybrid_below_milestones": 100,
         "hybrid_below_team": 20,
-        "database_below_milestones": 2000,
         "database_below_team": 50,
+        "database_below_writes_per_minute": 600,
         "latency_p95_ms": 500,
         "latency_min_samples": 20,
     },
@@ -47,8 +47,9 @@ scale:
   file_below_team: 5            # (team: members plus actors of the last 30 days)
   hybrid_below_milestones: 100  # hybrid while below 100 and 20
   hybrid_below_team: 20
-  database_below_milestones: 2000  # database while below 2,000 and 50; postgres beyond
-  database_below_team: 50       # (postgres is suggested, never moved to by auto)
+  database_below_team: 50       # database beyond; postgres (a server, suggested only,
+  database_below_writes_per_minute: 600  # never moved to by auto) from a team of 50
+                                # or 600 writes a minute over the last hour
   latency_p95_ms: 500           # p95 of the last 200 commands at or above this: move up
   latency_min_samples: 20
 """
