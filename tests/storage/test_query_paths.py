@@ -209,6 +209,32 @@ def test_a_write_and_the_reads_that_follow_never_load_every_milestone(
     lazy.list_view(status=["in_progress"])
 
 
+def test_a_cli_write_and_its_scale_check_never_load_every_milestone(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a command that wrote, the scale policy counts the milestones (and, once an
+    hour, the team and the write rate): from the index, never by loading the plan
+    (at 100,000 tasks that load took a second on every `task done`)."""
+    from conftest import Runner
+
+    lazy, _ = open_pair(tmp_path)
+    lazy.plan_many(plan_random(random.Random(4), 30))
+    loads: list[str] = []
+    real = DatabaseStore.load
+
+    def counted(self: DatabaseStore) -> State:
+        loads.append("load")
+        return real(self)
+
+    monkeypatch.setattr(DatabaseStore, "load", counted)
+    run = Runner(tmp_path)
+    for args in (["task", "start", "5/1", "--force"], ["task", "done", "5/1", "--force"],
+                 ["note", "after"], ["agent", "register", "--name", "a1"]):
+        run.ok(*args)
+    memo = tmp_path / ".milestones" / "performance" / "scale-state.json"
+    assert memo.exists()  # the policy ran and measured
+    assert loads == []
+
+
 def test_status_counts_follow_every_change(tmp_path: Path) -> None:
     """The counts the triggers keep equal a count of the rows, after every kind of write."""
     lazy, _ = open_pair(tmp_path)

@@ -340,7 +340,7 @@ def gather(project: Project, thresholds: Thresholds | None = None, *,
            quick: bool = False) -> tuple[Signals, dict[str, Any]]:
     """Measure the project; ``quick`` bounds the event scan (see QUICK_SCAN_EVENTS)."""
     th = thresholds or Thresholds()
-    state = project.state()
+    milestones, tasks, events = _counts(project)
     members = team_members(project.config())
     enough = None
     if quick:
@@ -356,7 +356,7 @@ def gather(project: Project, thresholds: Thresholds | None = None, *,
                                limit=QUICK_SCAN_EVENTS if quick else None, agents=agents)
     latencies = read_latencies(project.root, project.store.backend)
     signals = Signals(
-        milestones=len(state.milestones),
+        milestones=milestones,
         team=team_size(members, activity.actors),
         p95_ms=p95(latencies),
         samples=len(latencies),
@@ -365,14 +365,26 @@ def gather(project: Project, thresholds: Thresholds | None = None, *,
                                              limit=WRITES_SCAN_EVENTS) / 60, 1),
     )
     extra = {
-        "counts": {"milestones": len(state.milestones),
-                   "tasks": sum(len(s.get("tasks", [])) for s in state.milestones.values()),
-                   "events": state.last_event_id},
+        "counts": {"milestones": milestones, "tasks": tasks, "events": events},
         "members": len(members),
         "recent_actors": sorted(activity.actors),
         "agent_events": activity.agent_events,
     }
     return signals, extra
+
+
+def _counts(project: Project) -> tuple[int, int, int]:
+    """How many milestones, tasks and events: from the index's status counts and the
+    log head where there is one (a write at 100,000 tasks must not read them all to
+    count them), else the state (in memory on the file backends anyway)."""
+    totals = project.store.totals()
+    if totals is not None:
+        return (sum(totals["by_status"].values()), sum(totals["tasks"].values()),
+                project.store.head_state().last_event_id)
+    state = project.state()
+    return (len(state.milestones),
+            sum(len(snap.get("tasks", [])) for snap in state.milestones.values()),
+            state.last_event_id)
 
 
 def migrations(root: Path, last: int = 5) -> list[dict[str, Any]]:
@@ -489,7 +501,7 @@ def after_write(project: Project) -> str | None:
         _write_memo(memo_path, memo)
     else:
         signals = Signals(
-            milestones=len(project.state().milestones), team=int(slow["team"]),
+            milestones=_counts(project)[0], team=int(slow["team"]),
             p95_ms=slow["p95_ms"], samples=int(slow["samples"]),
             features=features_in_use(project.root, int(slow["agent_events"])))
     rec = recommend(signals, current, th)
