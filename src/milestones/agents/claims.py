@@ -308,6 +308,8 @@ class Claims(Registry):
                 "ref": f"{mid}/{tid}", "status": t.status, "token": ex.get("token"),
                 "milestone_status": m.status, "time_spent": spent}
             if claim_next:
+                if self._batch is None:  # (a batch's refused step must leave no trace)
+                    tx.flush()  # the completion in the rows: the pick reads the index
                 only = refs.resolve_milestone(scope, tx.snaps) if scope else None
                 done["next"] = self._take(tx, entry, only, None)
         return done

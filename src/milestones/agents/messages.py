@@ -101,7 +101,7 @@ class Messages:
             yield tx, reg
             if tx.events:
                 self.p.check_write(tx)  # before the record: a refused step writes nothing
-            if read is not None and (tx.events or repr(reg) != before):
+            if read is not None and (tx.events or tx.flushed or repr(reg) != before):
                 self.p.writer_lock()
                 reg, changed = self._merged(read, reg)
             else:

@@ -91,16 +91,18 @@ class UnitOfWork(ProjectCore):
             tx = Txn(self, store.view())
             self._new_runs = []
             yield tx
-            if tx.events:
-                self.check_write(tx)
-                if tx.check:
-                    self._check_write(tx)
-                try:
-                    sealed = store.commit(tx.events)
-                except Conflict as exc:
-                    if getattr(exc, "hand_edit", False):
-                        self.sync()  # record the edit the write found (the lock is held)
-                    raise
+            if tx.events or tx.flushed:
+                sealed = list(tx.flushed)  # (Txn.flush: written already)
+                if tx.events:
+                    self.check_write(tx)
+                    if tx.check:
+                        self._check_write(tx)
+                    try:
+                        sealed += store.commit(tx.events)
+                    except Conflict as exc:
+                        if getattr(exc, "hand_edit", False):
+                            self.sync()  # record the edit the write found (the lock is held)
+                        raise
                 self.commits += 1
                 if self._new_runs:
                     self._approve_runs()
@@ -114,7 +116,7 @@ class UnitOfWork(ProjectCore):
                         store.warn(f"the session-resume record was not updated: {exc}")
         for line in store.take_warnings():  # the write is committed: warnings only
             self._warn(line)
-        if tx.events and scheduled_backup and store.backend == "database":
+        if (tx.events or tx.flushed) and scheduled_backup and store.backend == "database":
             self._scheduled_backup()  # after the lock: the backup takes it itself
 
     # ----------------------------------------------------------- access (access.py)

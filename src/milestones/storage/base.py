@@ -255,6 +255,10 @@ class Store(ABC):
     def lock(self, timeout: float | None = None) -> AbstractContextManager[None]:
         """Hold the project's single writer lock; raise Conflict after ``timeout``."""
 
+    # Whether ``commit`` may be called more than once in a write, each time inside the
+    # write's one transaction (the database backends): ``Txn.flush``.
+    flushes = False
+
     def lock_late(self, timeout: float | None = None) -> AbstractContextManager[None]:
         """A write whose writer lock may be taken late: inside it, reads and
         ``pick_ready`` come first and ``take_lock`` (or the first write) takes the

@@ -14,10 +14,12 @@ command pays for it.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -167,6 +169,19 @@ class PgConnection:
         try:
             with self.raw.cursor() as cur:
                 cur.executemany(to_pyformat(sql), rows)
+        except psycopg.Error as exc:
+            raise failure(exc, self.where) from None
+
+    @contextlib.contextmanager
+    def pipeline(self) -> Iterator[None]:
+        """Statements sent without waiting for each one's answer (psycopg's pipeline
+        mode): a read's rows are waited for when fetched, the rest at the end. An
+        error of any of them is one of ours (``failure``), raised there."""
+        import psycopg
+
+        try:
+            with self.raw.pipeline():
+                yield
         except psycopg.Error as exc:
             raise failure(exc, self.where) from None
 

@@ -30,6 +30,7 @@ from typing import Any
 
 from ..errors import Conflict, StorageError
 from . import fsutil, pgconn, sqlready
+from .pgheld import PREFETCH, HeldReads
 from .sqlite import DatabaseStore
 from .sqlite_base import AFTER_MIGRATION, MIGRATIONS
 from .sqlquery import PostgresDialect
@@ -93,7 +94,7 @@ class Location(PosixPath):
         return self.url or super().__str__()
 
 
-class PostgresStore(DatabaseStore):
+class PostgresStore(HeldReads):
     """The PostgreSQL backend (see the module's docstring)."""
 
     backend = "postgres"
@@ -199,9 +200,15 @@ class PostgresStore(DatabaseStore):
                 if not got:
                     raise Conflict("the project is busy: another milestone command is writing",
                                    hint="retry, or raise MILESTONE_LOCK_TIMEOUT")
-            else:  # one round trip (numbers of ours only, no input in it)
-                conn.execute(f"{begin}SET LOCAL lock_timeout = '{int(limit * 1000)}ms'; "
-                             f"SELECT pg_advisory_xact_lock({WRITER_KEY})")
+                self.hold(None)
+            else:  # one round trip (numbers of ours only, no input in it), with the
+                # rows every write reads under the lock (pgheld)
+                sql = (f"{begin}SET LOCAL lock_timeout = '{int(limit * 1000)}ms'; "
+                       f"SELECT pg_advisory_xact_lock({WRITER_KEY})")
+                if self._exists:  # (a schema being made has no such rows yet)
+                    self.hold(conn.execute(f"{sql}; {'; '.join(PREFETCH)}"))
+                else:
+                    conn.execute(sql)
         except Conflict as exc:
             conn.rollback_quietly()
             self._in_txn = False
@@ -243,6 +250,7 @@ class PostgresStore(DatabaseStore):
         self._limit = fsutil.lock_timeout() if timeout is None else timeout
         late, self._late = self._late, False
         self._locked = False
+        self.hold(None)
         if late:
             try:
                 conn.execute("BEGIN")
