@@ -278,6 +278,12 @@ class PostgresStore(HeldReads):
             else:
                 conn.execute("COMMIT")
         except (StorageError, OSError) as exc:
+            if conn.broken:  # the COMMIT went out; whether it arrived, nobody says
+                self._conn = None
+                raise StorageError(
+                    f"the connection was lost while the change was being committed: it "
+                    f"may or may not be in the database ({exc})",
+                    hint="check `milestone log --limit 5` before running it again") from None
             conn.rollback_quietly()
             raise StorageError(f"the change was not committed: {exc}",
                                hint=pgconn.RETRY_HINT) from None
