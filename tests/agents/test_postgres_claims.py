@@ -80,3 +80,30 @@ def test_claims_from_many_processes_take_every_task_once(tmp_path: Path, pg_url:
     assert kinds.get("task_requeued", 0) == 0
     assert sum(r["conflicts"] for r in reports) == 0
     assert sum(r["completed"] for r in reports) == TASKS
+
+
+def test_what_a_claim_read_before_the_lock_is_read_again_under_it(
+        tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another claim commits between a scoped claim's first look at the milestone and
+    its writer lock: the claim is built on the milestone as it is then (the milestone
+    is started once, not twice)."""
+    planner, _ = Project.init(tmp_path, backend="postgres", actor="planner",
+                              session_id="plan")
+    planner.plan("Part", tasks=["One", "Two", "Three"])
+    a, b = agents(tmp_path, "a1"), agents(tmp_path, "b1")
+    real = type(a.p).ready_index
+    cut_in = []
+
+    def first_b(self: Project, *args: object, **kw: object) -> object:
+        if self is a.p and kw.get("pick") and not cut_in:
+            cut_in.append(b.claim("b1", "1"))  # commits before a1 picks and locks
+        return real(self, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(type(a.p), "ready_index", first_b)
+    got = a.claim("a1", "1")
+    assert cut_in[0]["ref"] == "milestone-001/task-1"
+    assert got["ref"] == "milestone-001/task-2"
+    kinds = [e["event_type"] for e in planner.store.events()]
+    assert kinds.count("milestone_started") == 1
+    m = Project.open(tmp_path).state().milestones["milestone-001"]
+    assert [t["status"] for t in m["tasks"]] == ["in_progress", "in_progress", "todo"]

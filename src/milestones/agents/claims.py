@@ -153,7 +153,7 @@ class Claims(Registry):
         if indexed is not None:
             first = self._judge(*indexed, entry)
             pick = first[0] if first and first[0]["claimable"] else None
-        self.p.writer_lock()
+        self.p.writer_lock(tx)  # (what the step read before it is read again)
         if pick is None:
             # The best few first: on an indexed store a claim reads a page of ready
             # rows, and all of them only when none of the page is this agent's to take.
@@ -210,7 +210,7 @@ class Claims(Registry):
                  ) -> Iterator[tuple[Txn, dict[str, Any], str, str]]:
         """A step on a task the agent holds; a stale token or lost claim is refused."""
         with self._step(f"agent.{verb}", late=verb == "complete") as (tx, reg):
-            self.p.writer_lock()  # the registry and the sweep's look were read before it
+            self.p.writer_lock(tx)  # the registry and the sweep's look were read before it
             entry = reg["agents"][self.resolve(who, reg)["id"]]
             aid = entry["id"]
             if ref is None:

@@ -92,7 +92,7 @@ class Messages:
             reg = self._registry()
             if late and self._sweep(tx, reg, dry=True):
                 late = False  # something to sweep: the whole step under the lock
-                self.p.writer_lock()
+                self.p.writer_lock(tx)
                 reg = self._registry()
             read = copy.deepcopy(reg) if late else None
             before = repr(reg)

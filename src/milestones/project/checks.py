@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import model as md
 from ..errors import (
@@ -19,6 +19,9 @@ from ..storage import State, fsutil
 from ..storage.base import is_lazy
 from .constants import DIRNAME, SCHEMA
 from .reviews import Reviews
+
+if TYPE_CHECKING:
+    from .txn import Txn
 
 # Feasibility for at most this many milestones is computed from what they depend on
 # (read through the index); beyond, from the whole plan, once per log head.
@@ -98,9 +101,11 @@ class Checks(Reviews):
         paths = [(f"{mid}/{t['id']}", list(t["paths"])) for mid, t in held if t.get("paths")]
         return rows, paths
 
-    def writer_lock(self) -> None:
-        """Inside ``transaction(late=True)``: take the writer lock now."""
-        self.store.take_lock()
+    def writer_lock(self, tx: Txn | None = None) -> None:
+        """Inside ``transaction(late=True)``: take the writer lock now; with ``tx``, its
+        state is read again when the lock was not held yet (``Txn.reread``)."""
+        if self.store.take_lock() and tx is not None:
+            tx.reread()
 
     def reserve_task(self, mid: str, tid: str) -> bool:
         """Inside a write: hold task ``mid/tid`` for it; False when another write holds

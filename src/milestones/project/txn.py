@@ -53,12 +53,20 @@ class Txn:
         self.project.check_write(self)  # type: ignore[attr-defined]
         self.flushed += store.commit(self.events)
         self.events = []
-        self.state = store.view()
+        self.reread()
+        return True
+
+    def reread(self) -> None:
+        """Read the state again from the store, forgetting the milestones read so far:
+        after ``flush``, and once the writer lock is taken late (what was read before
+        it may be a moment old). Nothing of this write may be pending."""
+        if self.events:
+            raise RuntimeError("a write's state re-read with events pending")
+        self.state = self.project.store.view()
         self.snaps = (Overlay(self.state.milestones) if is_lazy(self.state.milestones)
                       else dict(self.state.milestones))
         self.current, self.max_number = self.state.current, self.state.max_number
         self._built.clear()
-        return True
 
     def milestone(self, mid: str) -> md.Milestone:
         return md.Milestone.from_snapshot(self.snaps[mid])

@@ -265,9 +265,10 @@ class Store(ABC):
         lock; a backend without such a lock takes it whole here (``lock``)."""
         return self.lock(timeout)
 
-    def take_lock(self) -> None:
-        """Inside ``lock_late``: take the writer lock now (held already: nothing)."""
-        return None
+    def take_lock(self) -> bool:
+        """Inside ``lock_late``: take the writer lock now; True when it was not held yet
+        (what the write read so far may be a moment old), False when it was."""
+        return False
 
     def pick_ready(self, only: str | None = None, limit: int | None = None
                    ) -> list[dict[str, Any]] | None:

@@ -185,9 +185,11 @@ class PostgresStore(HeldReads):
         self._late = True
         return self._transaction(timeout)
 
-    def take_lock(self) -> None:
+    def take_lock(self) -> bool:
         if self._in_txn and not self._locked:
             self._lock_now(self.connect(), "")
+            return True
+        return False
 
     def _lock_now(self, conn: Any, begin: str) -> None:
         limit = self._limit
