@@ -20,7 +20,11 @@ Claims: a plan of ``--claim-tasks`` independent tasks; N agent processes
 is open; ``claim_next`` on every other agent) work it to the end; claims per second
 are the claims over the wall time from the first start to the last exit, printed with
 the load average and the workers' peak RSS (the largest ``ru_maxrss`` of them, each
-worker's own, from ``os.wait4``).
+worker's own, from ``os.wait4``); the CPU time per claim (with its complete) of the
+agents (their ``rusage``, start-up included) and of the server (the postmaster's and
+its backends', from /proc), and how many agents wait on the writer's advisory lock on
+average (``pg_stat_activity``, sampled every 10 ms): on a machine of few cores the
+claims are bounded by the CPU both take, and by the time the lock is held.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -98,13 +103,62 @@ def scale_part(server: Any, shapes: list[tuple[int, int]], runs: int, tw_on: boo
     sc.report_rest(builds, migrations, [], [])
 
 
+def server_cpu(server: Any) -> float:
+    """CPU seconds the PostgreSQL server has used: the postmaster's own and its
+    children's, those it reaped (each connection's backend, once it exits) and those
+    still running (from /proc; 0.0 where there is none)."""
+    try:
+        pid = int((Path(server.dir) / "data" / "postmaster.pid").read_text().split()[0])
+        tick = os.sysconf("SC_CLK_TCK")
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total = sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    f = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                if int(f[1]) == pid:
+                    total += int(f[11]) + int(f[12])
+        return total / tick
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+class LockWaits(threading.Thread):
+    """Samples ``pg_stat_activity`` every 10 ms: how many of the agents' connections
+    wait on the writer's advisory lock, on average."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True)
+        self.url, self.stop, self.samples, self.waiting = url, threading.Event(), 0, 0
+
+    def run(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            while not self.stop.wait(0.01):
+                (n,) = conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                    "'milestone' AND wait_event_type = 'Lock' AND wait_event = 'advisory'"
+                ).fetchone() or (0,)
+                self.samples += 1
+                self.waiting += int(n)
+
+    def mean(self) -> float:
+        self.stop.set()
+        self.join()
+        return self.waiting / max(self.samples, 1)
+
+
 def claims_part(server: Any, agents_list: list[int], n_tasks: int, tmp: Path) -> None:
     from milestones.project import Project
 
     print(f"\n== claims per second: {n_tasks:,} independent tasks worked to the end "
-          "(claim, then complete with the token)")
+          "(claim, then complete with the token); CPU ms per claim (and its complete) "
+          "of the agents and of the server; agents waiting on the writer lock, on average")
     print(f"{'backend':<10} {'agents':>6} {'seconds':>8} {'claims/s':>9} {'load avg':>9} "
-          f"{'peak RSS MB':>12}")
+          f"{'peak RSS MB':>12} {'agent CPU':>10} {'server CPU':>11} {'lock waits':>11}")
     for backend in ("database", "postgres"):
         for n in agents_list:
             root = tmp / f"claims-{backend}-{n}"
@@ -119,23 +173,33 @@ def claims_part(server: Any, agents_list: list[int], n_tasks: int, tmp: Path) ->
             p.plan_many([{"title": f"Part {m}", "tasks": [f"t{m}-{i}" for i in range(per)]}
                          for m in range(n_tasks // per)])
             getattr(p.store, "close", lambda: None)()
+            waits = LockWaits(env["MILESTONE_DATABASE_URL"]) if backend == "postgres" else None
+            if waits is not None:
+                waits.start()
+            cpu0 = server_cpu(server) if backend == "postgres" else 0.0
             t0 = time.perf_counter()
             procs = [subprocess.Popen(
                 [sys.executable, str(WORKER), "dag", str(root), f"a{i}", "--deadline", "900",
                  "--seed", str(i)] + (["--next"] if i % 2 else []),
                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
                 for i in range(n)]
-            failed, peak = [], 0.0
+            failed, peak, cpu = [], 0.0, 0.0
             for proc in procs:  # each worker's own rusage: its peak RSS, not the bench's
                 _, status, use = os.wait4(proc.pid, 0)
                 proc.returncode = os.waitstatus_to_exitcode(status)
                 peak = max(peak, use.ru_maxrss / 1024)
+                cpu += use.ru_utime + use.ru_stime
                 if proc.returncode != 0:
                     failed.append(proc.pid)
             took = time.perf_counter() - t0
+            waiting = f"{waits.mean():>11.1f}" if waits is not None else f"{'':>11}"
+            time.sleep(0.2)  # the backends exit and are reaped
+            served = (f"{1000 * (server_cpu(server) - cpu0) / n_tasks:>11.2f}"
+                      if backend == "postgres" else f"{'':>11}")
             note = f"  ({len(failed)} workers failed)" if failed else ""
             print(f"{backend:<10} {n:>6} {took:>8.1f} {n_tasks / took:>9.1f} "
-                  f"{os.getloadavg()[0]:>9.2f} {peak:>12.0f}{note}", flush=True)
+                  f"{os.getloadavg()[0]:>9.2f} {peak:>12.0f} {1000 * cpu / n_tasks:>10.2f}"
+                  f"{served} {waiting}{note}", flush=True)
             shutil.rmtree(root, ignore_errors=True)
 
 

@@ -232,3 +232,38 @@ def test_other_projects_never_import_psycopg(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_a_server_restarting_is_waited_for_at_connect_and_nothing_else_is_retried(
+        tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Connecting while the server restarts is tried again (1.7 s in all); a wrong
+    password or database is not; a connection lost later is exit 8, not retried."""
+    import psycopg
+
+    from milestones.storage import pgconn
+
+    Project.init(tmp_path, backend="postgres", actor="ann", session_id="s1")
+    real, calls = psycopg.connect, []
+
+    def flaky(*args: Any, **kw: Any) -> Any:
+        calls.append(1)
+        if len(calls) <= 2:
+            raise psycopg.OperationalError("connection failed: FATAL:  the database system "
+                                           "is starting up")
+        return real(*args, **kw)
+
+    monkeypatch.setattr(pgconn, "CONNECT_RETRY", (0.01, 0.01, 0.01))
+    monkeypatch.setattr(psycopg, "connect", flaky)
+    assert Project.open(tmp_path).state().milestones == {}
+    assert len(calls) == 3
+    calls.clear()
+
+    def refused(*args: Any, **kw: Any) -> Any:
+        calls.append(1)
+        raise psycopg.OperationalError('connection failed: FATAL:  password authentication '
+                                       'failed for user "ann"')
+
+    monkeypatch.setattr(psycopg, "connect", refused)
+    with pytest.raises(StorageError, match="password authentication failed"):
+        Project.open(tmp_path).state()
+    assert len(calls) == 1

@@ -35,6 +35,12 @@ class Claims(Registry):
             rows, held_paths = indexed
         else:
             rows, held_paths = self._ready_rows(snaps, only)
+        return self._judge(rows, held_paths, agent)
+
+    @staticmethod
+    def _judge(rows: list[dict[str, Any]], held_paths: list[tuple[str, list[str]]],
+               agent: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+        """Mark each row ``claimable`` by ``agent`` (its skills, the paths held), or why not."""
         skills = set(agent.get("skills") or ()) if agent is not None else None
         for row in rows:
             missing = sorted(set(row["skills"]) - skills) if skills is not None else []
@@ -120,7 +126,7 @@ class Claims(Registry):
         blocked) or stop (``open`` is 0: everything is done)."""
         if lease is not None:
             lease = check_lease(lease)
-        with self._step("agent.claim") as (tx, reg):
+        with self._step("agent.claim", late=True) as (tx, reg):
             entry = reg["agents"][self.resolve(who, reg)["id"]]
             if entry.get("status") == "gone":
                 raise Conflict(f"{entry['id']} was cleaned up",
@@ -135,14 +141,26 @@ class Claims(Registry):
 
     def _take(self, tx: Txn, entry: Mapping[str, Any], only: str | None,
               lease: int | None) -> dict[str, Any]:
-        """Inside a step: give ``entry``'s agent the best task it may claim."""
-        # The best few first: on an indexed store a claim reads a page of ready rows,
-        # and all of them only when none of the page is this agent's to take.
-        page = self._candidates(tx.snaps, only, entry, CLAIM_PAGE)
-        pick = next((r for r in page if r["claimable"]), None)
-        if pick is None and len(page) >= CLAIM_PAGE:
-            pick = next((r for r in self._candidates(tx.snaps, only, entry)
-                         if r["claimable"]), None)
+        """Inside a step: give ``entry``'s agent the best task it may claim.
+
+        Where the store locks rows (postgres), the best ready row is picked and locked
+        first (``FOR UPDATE SKIP LOCKED``: a row another claim in flight holds is passed
+        over), before the writer lock; any other way, and when that row is not this
+        agent's to take, under the writer lock, each pick's row held for this write
+        (``Project.reserve_task``) so no two writes ever take the same task."""
+        pick = None
+        indexed = self.p.ready_index(tx.snaps, only, 1, pick=True)
+        if indexed is not None:
+            first = self._judge(*indexed, entry)
+            pick = first[0] if first and first[0]["claimable"] else None
+        self.p.writer_lock(tx)  # (what the step read before it is read again)
+        if pick is None:
+            # The best few first: on an indexed store a claim reads a page of ready
+            # rows, and all of them only when none of the page is this agent's to take.
+            page = self._candidates(tx.snaps, only, entry, CLAIM_PAGE)
+            pick = self._reserve(page)
+            if pick is None and len(page) >= CLAIM_PAGE:
+                pick = self._reserve(self._candidates(tx.snaps, only, entry))
         if pick is None:
             return {"ref": None, "agent": entry["id"], **self._backlog(tx.snaps, only)}
         m, before = tx.edit(pick["milestone_id"])
@@ -168,6 +186,11 @@ class Claims(Registry):
             "agent": entry["id"], "task": t.to_dict(),
             "prompt": task_prompt(tx.snaps, pick["milestone_id"], pick["task_id"])}))
 
+    def _reserve(self, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """The first claimable row that no other write holds, held for this one."""
+        return next((r for r in rows if r["claimable"]
+                     and self.p.reserve_task(r["milestone_id"], r["task_id"])), None)
+
     def _backlog(self, snaps: Mapping[str, Any], only: str | None) -> dict[str, int]:
         counts = {"open": 0, "held": 0, "blocked": 0}
         for mid in self._scope(snaps, only, OPEN):
@@ -186,7 +209,8 @@ class Claims(Registry):
     def _holding(self, who: str | None, ref: str | None, token: int | None, verb: str
                  ) -> Iterator[tuple[Txn, dict[str, Any], str, str]]:
         """A step on a task the agent holds; a stale token or lost claim is refused."""
-        with self._step(f"agent.{verb}") as (tx, reg):
+        with self._step(f"agent.{verb}", late=verb == "complete") as (tx, reg):
+            self.p.writer_lock(tx)  # the registry and the sweep's look were read before it
             entry = reg["agents"][self.resolve(who, reg)["id"]]
             aid = entry["id"]
             if ref is None:
@@ -284,6 +308,8 @@ class Claims(Registry):
                 "ref": f"{mid}/{tid}", "status": t.status, "token": ex.get("token"),
                 "milestone_status": m.status, "time_spent": spent}
             if claim_next:
+                if self._batch is None:  # (a batch's refused step must leave no trace)
+                    tx.flush()  # the completion in the rows: the pick reads the index
                 only = refs.resolve_milestone(scope, tx.snaps) if scope else None
                 done["next"] = self._take(tx, entry, only, None)
         return done

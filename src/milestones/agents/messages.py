@@ -4,13 +4,14 @@ helpers every operation uses, and messages between agents.
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from .. import model as md
-from ..errors import InvalidInput, NotFound
+from ..errors import Conflict, InvalidInput, NotFound
 
 if TYPE_CHECKING:
     from ..project import Project, Txn
@@ -64,12 +65,20 @@ class Messages:
         return dict(entry)
 
     @contextmanager
-    def _step(self, operation: str = "agent") -> Iterator[tuple[Txn, dict[str, Any]]]:
+    def _step(self, operation: str = "agent", *, late: bool = False
+              ) -> Iterator[tuple[Txn, dict[str, Any]]]:
         """One coordination write: the project's write lock, the registry, and the
         sweep of lapsed claims and dead agents that every step starts with. Inside
         ``batch()``, the batch's write. An agent step is an update (``access``),
         checked against the agent's identity (``tx.identity``) before its record
-        is written."""
+        is written.
+
+        ``late`` (a claim, a complete): where the store can (postgres), the registry
+        is read and the sweep looked at before the writer lock, which the step takes
+        itself (``Project.writer_lock``) once it has picked its row; with nothing to
+        sweep the step writes only its own agent's fields of the registry, merged
+        into the registry as it is under the lock. Anything to sweep: the whole step
+        under the lock, as everywhere else."""
         if self._batch is not None:
             tx, reg = self._batch
             try:
@@ -78,16 +87,47 @@ class Messages:
                 tx.forget()  # the step may have changed a milestone it did not record
                 raise
             return
-        with self.p.acting(operation, "update"), self.p.transaction() as tx:
+        with self.p.acting(operation, "update"), self.p.transaction(late=late) as tx:
             tx.check = False  # status moves only (see Txn.check)
             reg = self._registry()
+            if late and self._sweep(tx, reg, dry=True):
+                late = False  # something to sweep: the whole step under the lock
+                self.p.writer_lock(tx)
+                reg = self._registry()
+            read = copy.deepcopy(reg) if late else None
             before = repr(reg)
-            self._sweep(tx, reg)
+            if read is None:
+                self._sweep(tx, reg)
             yield tx, reg
             if tx.events:
                 self.p.check_write(tx)  # before the record: a refused step writes nothing
-            if repr(reg) != before:
+            if read is not None and (tx.events or tx.flushed or repr(reg) != before):
+                self.p.writer_lock()
+                reg, changed = self._merged(read, reg)
+            else:
+                changed = repr(reg) != before
+            if changed:
                 self.p.store.write_record("agents", reg)
+
+    def _merged(self, read: dict[str, Any], mine: dict[str, Any]
+                ) -> tuple[dict[str, Any], bool]:
+        """Under the writer lock: the registry as it is now, with the fields this step
+        changed in the one it ``read`` before the lock; and whether that changes it.
+        An agent cleaned up since is a Conflict (the step is undone)."""
+        fresh = self._registry()
+        before = repr(fresh)
+        agents = fresh["agents"]
+        for aid, entry in mine["agents"].items():
+            was, now = read["agents"].get(aid), agents.get(aid)
+            if now is None or was is None:
+                agents.setdefault(aid, entry)
+                continue
+            if now.get("status") == "gone" and was.get("status") != "gone":
+                raise Conflict(f"{aid} was cleaned up",
+                               hint="register again with `milestone agent register`")
+            now.update({k: v for k, v in entry.items() if was.get(k) != v})
+        fresh["next"] = max(int(fresh["next"]), int(mine["next"]))
+        return fresh, repr(fresh) != before
 
     @contextmanager
     def batch(self) -> Iterator[None]:
@@ -105,11 +145,15 @@ class Messages:
             finally:
                 self._batch = None
 
-    def _sweep(self, tx: Txn, reg: dict[str, Any]) -> None:
+    def _sweep(self, tx: Txn, reg: dict[str, Any], *, dry: bool = False) -> bool:
+        """Mark the agents past their lease dead and requeue the claims that lapsed;
+        ``dry``: change nothing, say whether there is anything to do."""
         now = ts(tx.now)
         lease_default = self.conf["lease_seconds"]
         for entry in reg["agents"].values():
             if entry.get("status") == "live" and not self._alive(entry, now):
+                if dry:
+                    return True
                 entry["status"] = "dead"
                 tx.record("agent_expired", None, None, agent=entry["id"], name=entry["name"],
                           last_seen=entry.get("last_seen"))
@@ -121,8 +165,11 @@ class Messages:
             renewed = max(ts(ex.get("claimed_at")),
                           ts(entry.get("last_seen")) if entry.get("status") == "live" else 0)
             if now - renewed > (ex.get("lease") or lease_default):
+                if dry:
+                    return True
                 self._requeue(tx, mid, t["id"], f"lease expired: {holder} last seen "
                               f"{entry.get('last_seen') or 'never'}", lapsed=True)
+        return False
 
     def _requeue(self, tx: Txn, mid: str, tid: str, reason: str, *, lapsed: bool,
                  event: str = "task_requeued", **details: Any) -> md.Task:

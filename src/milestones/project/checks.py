@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import model as md
 from ..errors import (
@@ -19,6 +19,9 @@ from ..storage import State, fsutil
 from ..storage.base import is_lazy
 from .constants import DIRNAME, SCHEMA
 from .reviews import Reviews
+
+if TYPE_CHECKING:
+    from .txn import Txn
 
 # Feasibility for at most this many milestones is computed from what they depend on
 # (read through the index); beyond, from the whole plan, once per log head.
@@ -77,20 +80,37 @@ class Checks(Reviews):
                 if agent is None or t["execution"]["agent"] == agent]
 
     def ready_index(self, snaps: Mapping[str, Any], only: str | None,
-                    limit: int | None = None
+                    limit: int | None = None, *, pick: bool = False
                     ) -> tuple[list[dict[str, Any]], list[tuple[str, list[str]]]] | None:
         """Ready tasks best first (``next``'s rows with ``paths``), at most ``limit``,
         and the paths of the tasks agents hold, from the store's index, when ``snaps``
-        are the store's as committed (a write that changed nothing yet); else None."""
+        are the store's as committed (a write that changed nothing yet); else None.
+        ``pick``: the rows locked for this write, those another holds passed over
+        (``Store.pick_ready``; None where the store has no row locks)."""
         if not is_lazy(snaps) or getattr(snaps, "changed", None) or getattr(
                 snaps, "removed", None):
             return None
-        got = self.store.ready_tasks(only, limit)
-        held = self.store.held_tasks()
-        if got is None or held is None:
+        if pick:
+            rows = self.store.pick_ready(only, limit)
+        else:
+            got = self.store.ready_tasks(only, limit)
+            rows = got[0] if got is not None else None
+        held = self.store.held_tasks() if rows is not None else None
+        if rows is None or held is None:
             return None
         paths = [(f"{mid}/{t['id']}", list(t["paths"])) for mid, t in held if t.get("paths")]
-        return got[0], paths
+        return rows, paths
+
+    def writer_lock(self, tx: Txn | None = None) -> None:
+        """Inside ``transaction(late=True)``: take the writer lock now; with ``tx``, its
+        state is read again when the lock was not held yet (``Txn.reread``)."""
+        if self.store.take_lock() and tx is not None:
+            tx.reread()
+
+    def reserve_task(self, mid: str, tid: str) -> bool:
+        """Inside a write: hold task ``mid/tid`` for it; False when another write holds
+        it (a claim in flight on postgres: pass it over)."""
+        return self.store.reserve_task(mid, tid)
 
     def _upstream(self, st: State, mids: Sequence[str],
                   known: Mapping[str, Any] | None = None) -> Mapping[str, Any]:

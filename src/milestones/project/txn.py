@@ -37,6 +37,36 @@ class Txn:
         self.check = True
         # edit(): the milestone object built for a snapshot, while that snapshot stands.
         self._built: dict[str, tuple[md.Milestone, dict[str, Any]]] = {}
+        self.flushed: list[dict[str, Any]] = []  # events written before the end (flush)
+
+    def flush(self) -> bool:
+        """Write this write's events so far through the store now, inside its
+        transaction (nothing is committed before the write ends), so that what it
+        reads next comes from the store's index again: an agent's complete, then its
+        next claim, reads a page of ready rows, not every open milestone. Only where
+        the store's commit is not the write's end (``Store.flushes``: the database
+        backends) and for steps the write rules need not see (``check`` off);
+        elsewhere nothing is done (False)."""
+        store = self.project.store
+        if not self.events or self.check or not getattr(store, "flushes", False):
+            return False
+        self.project.check_write(self)  # type: ignore[attr-defined]
+        self.flushed += store.commit(self.events)
+        self.events = []
+        self.reread()
+        return True
+
+    def reread(self) -> None:
+        """Read the state again from the store, forgetting the milestones read so far:
+        after ``flush``, and once the writer lock is taken late (what was read before
+        it may be a moment old). Nothing of this write may be pending."""
+        if self.events:
+            raise RuntimeError("a write's state re-read with events pending")
+        self.state = self.project.store.view()
+        self.snaps = (Overlay(self.state.milestones) if is_lazy(self.state.milestones)
+                      else dict(self.state.milestones))
+        self.current, self.max_number = self.state.current, self.state.max_number
+        self._built.clear()
 
     def milestone(self, mid: str) -> md.Milestone:
         return md.Milestone.from_snapshot(self.snaps[mid])

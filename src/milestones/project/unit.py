@@ -53,9 +53,13 @@ class UnitOfWork(ProjectCore):
     # ----------------------------------------------------------- writes
 
     @contextlib.contextmanager
-    def transaction(self, *, scheduled_backup: bool = True) -> Iterator[Txn]:
+    def transaction(self, *, scheduled_backup: bool = True, late: bool = False
+                    ) -> Iterator[Txn]:
         """One write, as a unit: the writer lock, hand edits recorded, the changes and
-        their events appended, validated and committed on exit (rolled back on error)."""
+        their events appended, validated and committed on exit (rolled back on error).
+        ``late``: on a store whose writer lock can be taken late (postgres), it is taken
+        by ``writer_lock`` or the commit, not here: what the write reads before it may be
+        a moment old (an agent's claim picks its row first, ``Store.pick_ready``)."""
         if (self.root / ".restore").exists():  # a restore was interrupted: finish it first
             from ..storage.restore import recover_restore
 
@@ -66,7 +70,7 @@ class UnitOfWork(ProjectCore):
             raise NotFound(f"no project at {self.root}", hint="run `milestone init` first")
         while True:
             held = contextlib.ExitStack()
-            held.enter_context(store.lock())
+            held.enter_context(store.lock_late() if late else store.lock())
             if not self.follow_backend():
                 break
             # A migration switched backends while we waited for the lock: let it go
@@ -87,16 +91,18 @@ class UnitOfWork(ProjectCore):
             tx = Txn(self, store.view())
             self._new_runs = []
             yield tx
-            if tx.events:
-                self.check_write(tx)
-                if tx.check:
-                    self._check_write(tx)
-                try:
-                    sealed = store.commit(tx.events)
-                except Conflict as exc:
-                    if getattr(exc, "hand_edit", False):
-                        self.sync()  # record the edit the write found (the lock is held)
-                    raise
+            if tx.events or tx.flushed:
+                sealed = list(tx.flushed)  # (Txn.flush: written already)
+                if tx.events:
+                    self.check_write(tx)
+                    if tx.check:
+                        self._check_write(tx)
+                    try:
+                        sealed += store.commit(tx.events)
+                    except Conflict as exc:
+                        if getattr(exc, "hand_edit", False):
+                            self.sync()  # record the edit the write found (the lock is held)
+                        raise
                 self.commits += 1
                 if self._new_runs:
                     self._approve_runs()
@@ -110,7 +116,7 @@ class UnitOfWork(ProjectCore):
                         store.warn(f"the session-resume record was not updated: {exc}")
         for line in store.take_warnings():  # the write is committed: warnings only
             self._warn(line)
-        if tx.events and scheduled_backup and store.backend == "database":
+        if (tx.events or tx.flushed) and scheduled_backup and store.backend == "database":
             self._scheduled_backup()  # after the lock: the backup takes it itself
 
     # ----------------------------------------------------------- access (access.py)

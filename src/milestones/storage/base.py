@@ -255,6 +255,32 @@ class Store(ABC):
     def lock(self, timeout: float | None = None) -> AbstractContextManager[None]:
         """Hold the project's single writer lock; raise Conflict after ``timeout``."""
 
+    # Whether ``commit`` may be called more than once in a write, each time inside the
+    # write's one transaction (the database backends): ``Txn.flush``.
+    flushes = False
+
+    def lock_late(self, timeout: float | None = None) -> AbstractContextManager[None]:
+        """A write whose writer lock may be taken late: inside it, reads and
+        ``pick_ready`` come first and ``take_lock`` (or the first write) takes the
+        lock; a backend without such a lock takes it whole here (``lock``)."""
+        return self.lock(timeout)
+
+    def take_lock(self) -> bool:
+        """Inside ``lock_late``: take the writer lock now; True when it was not held yet
+        (what the write read so far may be a moment old), False when it was."""
+        return False
+
+    def pick_ready(self, only: str | None = None, limit: int | None = None
+                   ) -> list[dict[str, Any]] | None:
+        """``ready_tasks``' rows, each locked for this write and none another write has
+        locked (a claim's pick, before the writer lock); None without such row locks."""
+        return None
+
+    def reserve_task(self, mid: str, tid: str) -> bool:
+        """Inside a write: lock the task's row for it, unless another write holds it
+        (False: pass it over). True where the writer lock holds every row."""
+        return True
+
     @abstractmethod
     def try_lock(self) -> AbstractContextManager[bool]:
         """Take the writer lock if it is free right now; yields whether it was taken."""

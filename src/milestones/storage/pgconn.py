@@ -14,10 +14,13 @@ command pays for it.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
 import stat
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +110,23 @@ def to_pyformat(sql: str) -> str:
     return "".join(out)
 
 
+# Connecting again after a server that is restarting (or not up yet) refused: the
+# pauses, 1.7 s in all, before the command fails with exit 8. Nothing has been read or
+# written yet, so any command may; a fault later in a command is not retried here
+# (README, "PostgreSQL": what is retried and what is not).
+CONNECT_RETRY = (0.2, 0.5, 1.0)
+_TRANSIENT = ("starting up", "shutting down", "in recovery", "connection refused",
+              "could not connect", "server closed the connection", "timeout expired",
+              "no such file or directory")
+
+
+def transient(exc: Exception) -> bool:
+    """A connection refused for a while only (the server restarting), not for good
+    (a wrong password, no such database)."""
+    text = str(exc).lower()
+    return any(t in text for t in _TRANSIENT)
+
+
 def failure(exc: Exception, where: str) -> StorageError | Conflict:
     """A psycopg error as one of ours: a lock that timed out is a Conflict (exit 7), a
     lost connection or anything else a StorageError (exit 8) naming the reason."""
@@ -132,11 +152,15 @@ class PgConnection:
         import psycopg
 
         self.where = redact(url)
-        try:
-            self.raw = psycopg.connect(url, autocommit=True, connect_timeout=10,
-                                       application_name=application)
-        except psycopg.Error as exc:
-            raise failure(exc, self.where) from None
+        for pause in (*CONNECT_RETRY, None):
+            try:
+                self.raw = psycopg.connect(url, autocommit=True, connect_timeout=10,
+                                           application_name=application)
+                return
+            except psycopg.Error as exc:
+                if pause is None or not transient(exc):
+                    raise failure(exc, self.where) from None
+            time.sleep(pause)
 
     @property
     def in_transaction(self) -> bool:
@@ -167,6 +191,19 @@ class PgConnection:
         try:
             with self.raw.cursor() as cur:
                 cur.executemany(to_pyformat(sql), rows)
+        except psycopg.Error as exc:
+            raise failure(exc, self.where) from None
+
+    @contextlib.contextmanager
+    def pipeline(self) -> Iterator[None]:
+        """Statements sent without waiting for each one's answer (psycopg's pipeline
+        mode): a read's rows are waited for when fetched, the rest at the end. An
+        error of any of them is one of ours (``failure``), raised there."""
+        import psycopg
+
+        try:
+            with self.raw.pipeline():
+                yield
         except psycopg.Error as exc:
             raise failure(exc, self.where) from None
 

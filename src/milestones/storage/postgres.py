@@ -29,9 +29,11 @@ from pathlib import Path, PosixPath
 from typing import Any
 
 from ..errors import Conflict, StorageError
-from . import fsutil, pgconn
+from . import fsutil, pgconn, sqlready
+from .pgheld import PREFETCH, HeldReads
 from .sqlite import DatabaseStore
 from .sqlite_base import AFTER_MIGRATION, MIGRATIONS
+from .sqlquery import PostgresDialect
 
 CHANNEL = "milestone_events"
 WRITER_KEY = 0x6D696C65  # the advisory lock every writer takes ("mile")
@@ -92,7 +94,7 @@ class Location(PosixPath):
         return self.url or super().__str__()
 
 
-class PostgresStore(DatabaseStore):
+class PostgresStore(HeldReads):
     """The PostgreSQL backend (see the module's docstring)."""
 
     backend = "postgres"
@@ -177,42 +179,99 @@ class PostgresStore(DatabaseStore):
 
     # ----------------------------------------------------------------- lock
 
-    @contextlib.contextmanager
-    def _transaction(self, timeout: float | None) -> Iterator[None]:
-        conn = self.connect()
-        if self._in_txn:
-            yield
-            return
-        limit = fsutil.lock_timeout() if timeout is None else timeout
+    def lock_late(self, timeout: float | None = None) -> contextlib.AbstractContextManager[None]:
+        """A write that takes the advisory lock only when it first writes (or calls
+        ``take_lock``): a claim picks its row (``pick_ready``) before it."""
+        self._late = True
+        return self._transaction(timeout)
+
+    def take_lock(self) -> bool:
+        if self._in_txn and not self._locked:
+            self._lock_now(self.connect(), "")
+            return True
+        return False
+
+    def _lock_now(self, conn: Any, begin: str) -> None:
+        limit = self._limit
         try:
             if limit <= 0:
-                conn.execute("BEGIN")
+                if begin:
+                    conn.execute(begin)
                 got = conn.execute("SELECT pg_try_advisory_xact_lock(?)",
                                    (WRITER_KEY,)).fetchone()[0]
                 if not got:
                     raise Conflict("the project is busy: another milestone command is writing",
                                    hint="retry, or raise MILESTONE_LOCK_TIMEOUT")
-            else:  # one round trip (numbers of ours only, no input in it)
-                conn.execute(f"BEGIN; SET LOCAL lock_timeout = '{int(limit * 1000)}ms'; "
-                             f"SELECT pg_advisory_xact_lock({WRITER_KEY})")
+                self.hold(None)
+            else:  # one round trip (numbers of ours only, no input in it), with the
+                # rows every write reads under the lock (pgheld)
+                sql = (f"{begin}SET LOCAL lock_timeout = '{int(limit * 1000)}ms'; "
+                       f"SELECT pg_advisory_xact_lock({WRITER_KEY})")
+                if self._exists:  # (a schema being made has no such rows yet)
+                    self.hold(conn.execute(f"{sql}; {'; '.join(PREFETCH)}"))
+                else:
+                    conn.execute(sql)
         except Conflict as exc:
             conn.rollback_quietly()
+            self._in_txn = False
             raise Conflict(f"the project is busy: another milestone command has held the "
                            f"database for over {limit:g}s" if limit > 0 else exc.message,
                            hint="retry, or raise MILESTONE_LOCK_TIMEOUT") from None
         except BaseException:
             conn.rollback_quietly()
+            self._in_txn = False
             raise
+        self._locked = True
+
+    _late = False
+    _locked = False
+    _limit = 0.0
+
+    def pick_ready(self, only: str | None = None, limit: int | None = None
+                   ) -> list[dict[str, Any]] | None:
+        if not self._in_txn:
+            return None
+        return sqlready.ready_rows(self.connect(), only, limit, lock=True)
+
+    def reserve_task(self, mid: str, tid: str) -> bool:
+        if not self._in_txn:
+            return True
+        row = self.connect().execute(
+            "SELECT 1 FROM tasks t WHERE t.milestone_id = ? AND t.id = ?"
+            + PostgresDialect.skip_locked, (mid, tid)).fetchone()
+        return row is not None
+
+    @contextlib.contextmanager
+    def _transaction(self, timeout: float | None) -> Iterator[None]:
+        conn = self.connect()
+        if self._in_txn:
+            if not self._locked:  # a write inside lock_late(): the lock first
+                self._lock_now(conn, "")
+            yield
+            return
+        self._limit = fsutil.lock_timeout() if timeout is None else timeout
+        late, self._late = self._late, False
+        self._locked = False
+        self.hold(None)
+        if late:
+            try:
+                conn.execute("BEGIN")
+            except BaseException:
+                conn.rollback_quietly()
+                raise
+        else:
+            self._lock_now(conn, "BEGIN; ")
         self._in_txn = True
         self._keeping = {}
         self._dirty = False
         try:
             yield
         except BaseException:
-            self._in_txn = False
+            self._in_txn = self._locked = False
             conn.rollback_quietly()
             raise
         self._in_txn = False
+        self._locked = False
         try:
             if self._dirty:
                 fsutil.fault("db-commit")
@@ -221,6 +280,12 @@ class PostgresStore(DatabaseStore):
             else:
                 conn.execute("COMMIT")
         except (StorageError, OSError) as exc:
+            if conn.broken:  # the COMMIT went out; whether it arrived, nobody says
+                self._conn = None
+                raise StorageError(
+                    f"the connection was lost while the change was being committed: it "
+                    f"may or may not be in the database ({exc})",
+                    hint="check `milestone log --limit 5` before running it again") from None
             conn.rollback_quietly()
             raise StorageError(f"the change was not committed: {exc}",
                                hint=pgconn.RETRY_HINT) from None

@@ -55,6 +55,8 @@ class DatabaseStore(DatabaseIndex):
     """The database backend: its writes, records, queries, migration and backup here;
     the connection, lock and reading in ``sqlite_base``, the query cache in ``sqlquery``."""
 
+    flushes = True  # commit writes into the lock's transaction: it ends with the write
+
     # ------------------------------------------------------------- writing
 
     def commit(self, events: Sequence[dict[str, Any]],

@@ -76,6 +76,11 @@ class Dialect:
     def byte_length(self, column: str) -> str:
         return f"length(CAST({column} AS BLOB))"
 
+    # A query's tail that locks the rows of ``tasks`` (as ``t``) it returns, passing
+    # over those another transaction holds: none on SQLite, whose one writer holds
+    # every row.
+    skip_locked = ""
+
 
 class PostgresDialect(Dialect):
     name = "postgres"
@@ -85,6 +90,8 @@ class PostgresDialect(Dialect):
 
     def byte_length(self, column: str) -> str:
         return f"octet_length({column})"
+
+    skip_locked = " FOR UPDATE OF t SKIP LOCKED"
 
 
 SQLITE = Dialect()

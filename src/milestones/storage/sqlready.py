@@ -38,18 +38,27 @@ READY_EXPR = f"""(tasks.status = 'todo'
                       ON y.milestone_id = x.dep_milestone_id AND y.id = x.dep_task_id
                     WHERE x.milestone_id = tasks.milestone_id AND x.task_id = tasks.id
                       AND (y.status IS NULL OR y.status NOT IN ({_FINISHED}))))"""
-_MARK = (f"UPDATE tasks SET ready = CASE WHEN {READY_EXPR} THEN 1 ELSE 0 END, "
-         f"rank = (SELECT CASE m.priority {_RANK} ELSE {len(md.PRIORITIES)} END "
-         "FROM milestones m WHERE m.id = tasks.milestone_id), "
-         "num = CAST(substr(id, 6) AS INTEGER)")
+_NEW_READY = f"CASE WHEN {READY_EXPR} THEN 1 ELSE 0 END"
+_NEW_RANK = (f"(SELECT CASE m.priority {_RANK} ELSE {len(md.PRIORITIES)} END "
+             "FROM milestones m WHERE m.id = tasks.milestone_id)")
+_NEW_NUM = "CAST(substr(id, 6) AS INTEGER)"
+_MARK = f"UPDATE tasks SET ready = {_NEW_READY}, rank = {_NEW_RANK}, num = {_NEW_NUM}"
+# Only the rows whose flags change are written (and so locked): on PostgreSQL a write
+# never waits on a ready row that a claim has locked (``ready_rows(lock=True)``) and
+# whose flags it does not change.
+_CHANGED = f" AND (ready <> {_NEW_READY} OR rank <> {_NEW_RANK} OR num <> {_NEW_NUM})"
 
 
 def ready_rows(conn: Connection, only: str | None = None, limit: int | None = None,
-               offset: int = 0) -> list[dict[str, Any]]:
+               offset: int = 0, *, lock: bool = False) -> list[dict[str, Any]]:
     """The ready tasks (of milestone ``only``, or all), best first, at most ``limit``
     from ``offset``: the rows of ``next`` with each task's ``paths`` besides. Read
-    through ``idx_task_ready`` in its order: the cost is the rows returned."""
-    sql_json = dialect_of(conn).json_field
+    through ``idx_task_ready`` in its order: the cost is the rows returned. With
+    ``lock`` (inside a transaction), the rows returned are locked until it ends and
+    those another transaction has locked are passed over (PostgreSQL's ``FOR UPDATE
+    SKIP LOCKED``: a claim's pick)."""
+    dialect = dialect_of(conn)
+    sql_json = dialect.json_field
     sql = ("SELECT t.milestone_id, t.id, t.title, t.chain, t.assignee, t.estimate, "
            f"{sql_json('t.data', 'skills')}, {sql_json('t.data', 'paths')}, "
            "m.priority, m.title FROM tasks t JOIN milestones m ON m.id = t.milestone_id "
@@ -65,6 +74,8 @@ def ready_rows(conn: Connection, only: str | None = None, limit: int | None = No
     if offset:
         sql += " OFFSET ?"
         args.append(offset)
+    if lock:
+        sql += dialect.skip_locked
     rows = []
     for (mid, tid, title, chain, assignee, estimate, skills, paths, priority,
          mtitle) in conn.execute(sql, args):
@@ -128,11 +139,12 @@ def after_write(conn: Connection, mid: str, before: Mapping[str, Any] | None,
 
 
 def mark_milestones(conn: Connection, mids: Iterable[str]) -> None:
-    conn.executemany(_MARK + " WHERE milestone_id = ?", [(m,) for m in sorted(set(mids))])
+    conn.executemany(_MARK + " WHERE milestone_id = ?" + _CHANGED,
+                     [(m,) for m in sorted(set(mids))])
 
 
 def mark_tasks(conn: Connection, nodes: Iterable[Node]) -> None:
-    conn.executemany(_MARK + " WHERE milestone_id = ? AND id = ?", sorted(set(nodes)))
+    conn.executemany(_MARK + " WHERE milestone_id = ? AND id = ?" + _CHANGED, sorted(set(nodes)))
 
 
 def mark_all(conn: Connection) -> None:
