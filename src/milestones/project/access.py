@@ -88,6 +88,9 @@ OPERATIONS: dict[str, tuple[str, str]] = {
     "set_current": ("update", "changing the current milestone"),
     "archive": ("update", "archiving a milestone"),
     "start_task": ("update", "starting a task"),
+    # inside an agent's step (a claim on postgres: its row held, then the writer lock)
+    "reserve_task": ("update", "claiming a task"),
+    "writer_lock": ("update", "claiming a task"),
     "stop_task": ("update", "stopping a task"),
     "complete_task": ("update", "completing a task"),
     "block_task": ("update", "blocking a task"),
