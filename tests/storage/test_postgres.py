@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_migrate import build  # the same small project the migration tests move
 
 from conftest import Runner
 from milestones.errors import StorageError
@@ -24,16 +25,6 @@ from milestones.model import events as ev
 from milestones.ops.migrate import checksums, migrate
 from milestones.project import Project
 from milestones.storage import open_store
-
-
-def build(tmp_path: Path) -> Project:
-    p, _ = Project.init(tmp_path, actor="ann@example.com", session_id="s1")
-    p.plan("Alpha", tasks=["One", {"title": "Two", "depends_on": ["task-1"], "estimate": 2}],
-           due="2026-12-24", tags=["core"])
-    p.plan("Beta", tasks=["Three"], depends_on=["1"])
-    p.start_task("1/1")
-    p.note("left off here")
-    return p
 
 
 def snapshot(root: Path) -> tuple[dict[str, str], list[dict[str, Any]], str | None]:

@@ -32,7 +32,7 @@ from ..errors import Conflict, StorageError
 from . import fsutil, pgconn, sqlready
 from .pgheld import PREFETCH, HeldReads
 from .sqlite import DatabaseStore
-from .sqlite_base import AFTER_MIGRATION, MIGRATIONS
+from .sqlite_base import AFTER_MIGRATION, MIGRATIONS, STATUS_COUNTS
 from .sqlquery import PostgresDialect
 
 CHANNEL = "milestone_events"
@@ -68,13 +68,7 @@ def _counted(table: str, kind: str) -> tuple[str, ...]:
 PG_MIGRATIONS: dict[int, str | tuple[str, ...]] = {
     **MIGRATIONS,
     2: (
-        "CREATE TABLE IF NOT EXISTS status_counts (kind TEXT NOT NULL, status TEXT NOT NULL, "
-        "n INTEGER NOT NULL, PRIMARY KEY (kind, status))",
-        "DELETE FROM status_counts",
-        "INSERT INTO status_counts (kind, status, n) "
-        "SELECT 'milestone', status, COUNT(*) FROM milestones GROUP BY status",
-        "INSERT INTO status_counts (kind, status, n) "
-        "SELECT 'task', status, COUNT(*) FROM tasks GROUP BY status",
+        *STATUS_COUNTS,
         _COUNT_FUNCTION,
         *_counted("milestones", "milestone"),
         *_counted("tasks", "task"),

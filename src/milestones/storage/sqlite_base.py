@@ -37,6 +37,19 @@ def _counted(table: str, kind: str) -> tuple[str, ...]:
     )
 
 
+# The status_counts table filled from the rows (schema version 2; the triggers that
+# keep it are each database's own).
+STATUS_COUNTS = (
+    "CREATE TABLE IF NOT EXISTS status_counts (kind TEXT NOT NULL, status TEXT NOT NULL, "
+    "n INTEGER NOT NULL, PRIMARY KEY (kind, status))",
+    "DELETE FROM status_counts",
+    "INSERT INTO status_counts (kind, status, n) "
+    "SELECT 'milestone', status, COUNT(*) FROM milestones GROUP BY status",
+    "INSERT INTO status_counts (kind, status, n) "
+    "SELECT 'task', status, COUNT(*) FROM tasks GROUP BY status",
+)
+
+
 # Forward migrations, by the version they lead to. Never edit one that shipped. A
 # string is split on ";"; a tuple lists statements that hold ";" themselves (triggers).
 MIGRATIONS: dict[int, str | tuple[str, ...]] = {
@@ -118,13 +131,7 @@ MIGRATIONS: dict[int, str | tuple[str, ...]] = {
     # Milestones and tasks by status, kept by triggers: `status` reads three rows,
     # not an index of every task.
     2: (
-        "CREATE TABLE IF NOT EXISTS status_counts (kind TEXT NOT NULL, status TEXT NOT NULL, "
-        "n INTEGER NOT NULL, PRIMARY KEY (kind, status))",
-        "DELETE FROM status_counts",
-        "INSERT INTO status_counts (kind, status, n) "
-        "SELECT 'milestone', status, COUNT(*) FROM milestones GROUP BY status",
-        "INSERT INTO status_counts (kind, status, n) "
-        "SELECT 'task', status, COUNT(*) FROM tasks GROUP BY status",
+        *STATUS_COUNTS,
         *_counted("milestones", "milestone"),
         *_counted("tasks", "task"),
     ),
