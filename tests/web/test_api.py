@@ -284,6 +284,26 @@ def test_export_writes_through_no_planted_link(proj: Path, run: Any, tmp_path: P
     assert outside.read_text() == "keep me"
 
 
+def test_open_hands_the_overview_to_the_browser(proj: Path, tmp_path: Path, serve: Any,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--open`` opens the served overview in the user's browser ($BROWSER here: a
+    script that writes down the address it was given)."""
+    import time
+
+    opened = tmp_path / "opened.txt"
+    browser = tmp_path / "browser.sh"
+    browser.write_text(f'#!/bin/sh\nprintf %s "$1" > "{opened}"\n')
+    browser.chmod(0o755)
+    monkeypatch.setenv("BROWSER", f"{browser} %s")
+    d = serve("--open")  # in proj's directory
+    deadline = time.monotonic() + 20
+    while not opened.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert opened.exists(), "--open did not start the browser"
+    port = d.url.rsplit(":", 1)[1]
+    assert opened.read_text() == f"http://localhost:{port}/"
+
+
 def test_a_port_in_use_is_one_line_and_exit_4(proj: Path) -> None:
     import socket
     import subprocess
