@@ -54,7 +54,6 @@ import subprocess
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -100,7 +99,7 @@ def _ts(stamp: str | None) -> float:
     if not stamp:
         return 0.0
     try:
-        return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+        return md.parse_utc_stamp(stamp).timestamp()
     except ValueError:
         return 0.0
 

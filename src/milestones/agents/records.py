@@ -12,6 +12,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidInput
+from ..model import parse_utc_stamp
 
 if TYPE_CHECKING:
     from ..project import Project
@@ -39,9 +40,9 @@ def ts(stamp: str | None) -> float:
 
 @lru_cache(maxsize=4096)
 def _parse_ts(stamp: str) -> float:
-    """Seconds since the epoch of a UTC stamp (strptime is slow, and every step reads
-    the same few: each agent's last_seen, each claim's claimed_at)."""
-    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+    """Seconds since the epoch of a UTC stamp (every step reads the same few: each
+    agent's last_seen, each claim's claimed_at)."""
+    return parse_utc_stamp(stamp).timestamp()
 
 
 def settings(config: Mapping[str, Any]) -> dict[str, Any]:

@@ -72,6 +72,7 @@ from .records import (
     Milestone,
     Task,
     copy_record,
+    parse_utc_stamp,
     utc_stamp,
 )
 from .transitions import (
@@ -134,6 +135,7 @@ __all__ = [
     "milestone_id",
     "milestone_number",
     "milestone_progress",
+    "parse_utc_stamp",
     "priority_rank",
     "reopen_task",
     "requeue_task",

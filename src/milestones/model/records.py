@@ -478,6 +478,15 @@ def utc_stamp(moment: datetime) -> str:
     return moment.replace(microsecond=0).isoformat() + "Z"
 
 
+def parse_utc_stamp(stamp: str) -> datetime:
+    """The moment (aware, UTC) of a stamp as ``utc_stamp`` writes it; ValueError for any
+    other text. (``fromisoformat``, not ``strptime``: that one imports ``locale`` and
+    ``calendar``, a few milliseconds of every write's start.)"""
+    if len(stamp) != 20 or stamp[10] != "T" or stamp[-1] != "Z":
+        raise ValueError(f"{stamp!r} is not a timestamp YYYY-MM-DDTHH:MM:SSZ")
+    return datetime.fromisoformat(stamp)
+
+
 def _opt_ts(value: Any, what: str) -> str | None:
     """A timestamp as we write them: a hand-written one in another zone, without a zone
     (UTC) or with fractions is brought to UTC, so that times compare and subtract."""

@@ -8,7 +8,7 @@ import contextlib
 import sys
 import time
 from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Self
 
@@ -19,6 +19,7 @@ from ..errors import (
     StorageError,
     ValidationFailed,
 )
+from ..model import parse_utc_stamp
 from ..storage import fsutil, open_store
 from ..storage.base import is_lazy
 from .constants import DIRNAME, SCHEMA
@@ -234,7 +235,7 @@ class UnitOfWork(ProjectCore):
                 close()  # a database cursor left open would pin a read transaction
         try:
             stamp = str((first or {})["timestamp"])
-            return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+            return parse_utc_stamp(stamp)
         except (KeyError, ValueError):
             return None
 

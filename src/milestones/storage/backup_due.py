@@ -49,7 +49,7 @@ def newest_automatic_backup(root: Path) -> datetime | None:
     stamps = [m.group(1) for n in names if (m := NAME_RE.match(n)) and m.group(2) != MANUAL]
     if not stamps:
         return None
-    return datetime.strptime(max(stamps), "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=UTC)
+    return datetime.fromisoformat(max(stamps))  # basic ISO 8601, ...Z: aware, UTC
 
 
 def due(root: Path, *, now: datetime | None = None,

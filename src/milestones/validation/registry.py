@@ -17,9 +17,8 @@ severity or turn it off::
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .index import PlanIndex
 
@@ -34,8 +33,11 @@ TYPE_FAMILIES = {
 }
 
 
-@dataclass(frozen=True)
-class Rule:
+# Plain classes, not dataclasses: every write runs the rules, and ``dataclasses``
+# imports ``inspect`` (several milliseconds of each write's start; model/records.py).
+
+
+class Rule(NamedTuple):
     code: str
     family: str
     severity: str
@@ -55,17 +57,37 @@ class Rule:
         }
 
 
-@dataclass
 class Finding:
-    code: str
-    family: str
-    severity: str
-    message: str
-    hint: str
-    ref: str | None = None
-    file: str | None = None
-    line: int | None = None
-    column: int | None = None
+    """One problem a rule found, where it is (a reference, or a file's line and column)."""
+
+    __slots__ = (
+        "code",
+        "column",
+        "family",
+        "file",
+        "hint",
+        "line",
+        "message",
+        "ref",
+        "severity",
+    )
+
+    def __init__(self, code: str, family: str, severity: str, message: str, hint: str,
+                 ref: str | None = None, file: str | None = None, line: int | None = None,
+                 column: int | None = None) -> None:
+        self.code, self.family, self.severity = code, family, severity
+        self.message, self.hint, self.ref = message, hint, ref
+        self.file, self.line, self.column = file, line, column
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Finding):
+            return NotImplemented
+        return self.to_dict() == other.to_dict()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable: ``locate`` sets line, column
+
+    def __repr__(self) -> str:
+        return f"Finding({self.line_text()!r})"
 
     @property
     def location(self) -> str:
@@ -113,13 +135,13 @@ def rule(
     return register
 
 
-@dataclass
 class Source:
     """Where a milestone came from on disk, for file:line:column locations."""
 
-    rel: str  # relative to the project directory, e.g. .milestones/active/milestone-003.yaml
-    text: str
-    _nodes: Any = None
+    def __init__(self, rel: str, text: str) -> None:
+        self.rel = rel  # from the project directory: .milestones/active/milestone-003.yaml
+        self.text = text
+        self._nodes: Any = None
 
     def position(self, path: Sequence[str | int]) -> tuple[int, int] | None:
         """Line and column (1-based) of the node at ``path``, or the nearest parent."""
@@ -189,26 +211,32 @@ def _position_loader() -> Any:
     return _LOADER
 
 
-@dataclass
 class Context:
     """What rules look at. ``scope`` limits per-milestone rules to some milestones."""
 
-    milestones: Mapping[str, Mapping[str, Any]]
-    today: str
-    config: Mapping[str, Any] = field(default_factory=dict)
-    root: Path | None = None  # the .milestones directory
-    sources: dict[str, Source] = field(default_factory=dict)
-    raw: dict[str, tuple[str, Any, str | None]] = field(default_factory=dict)
-    store: Any = None
-    state: Any = None  # the store's State the plan was read from (else MS502 loads it)
-    scope: set[str] | None = None
-    severities: frozenset[str] | None = None  # keep only findings of these (None: all)
-    findings: list[Finding] = field(default_factory=list)
-    memo: dict[str, Any] = field(default_factory=dict)  # work rules share within one run
-    # Set by the engine: the rule running now (its findings carry its code and severity),
-    # and the findings whose position ``locate`` looks up once the rules have run.
-    current_rule: Rule | None = None
-    unlocated: list[tuple[Finding, Source, Sequence[str | int]]] = field(default_factory=list)
+    def __init__(self, milestones: Mapping[str, Mapping[str, Any]], today: str,
+                 config: Mapping[str, Any] | None = None, *, root: Path | None = None,
+                 sources: dict[str, Source] | None = None,
+                 raw: dict[str, tuple[str, Any, str | None]] | None = None,
+                 store: Any = None, state: Any = None, scope: set[str] | None = None,
+                 severities: frozenset[str] | None = None) -> None:
+        self.milestones = milestones
+        self.today = today
+        self.config: Mapping[str, Any] = config if config is not None else {}
+        self.root = root  # the .milestones directory
+        self.sources: dict[str, Source] = sources if sources is not None else {}
+        self.raw: dict[str, tuple[str, Any, str | None]] = raw if raw is not None else {}
+        self.store = store
+        self.state = state  # the store's State the plan was read from (else MS502 loads it)
+        self.scope = scope
+        self.severities = severities  # keep only findings of these (None: all)
+        self.findings: list[Finding] = []
+        self.memo: dict[str, Any] = {}  # work rules share within one run
+        # Set by the engine: the rule running now (its findings carry its code and
+        # severity), and the findings whose position ``locate`` looks up once the rules
+        # have run.
+        self.current_rule: Rule | None = None
+        self.unlocated: list[tuple[Finding, Source, Sequence[str | int]]] = []
 
     def in_scope(self, mid: str) -> bool:
         return self.scope is None or mid in self.scope
