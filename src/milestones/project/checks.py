@@ -33,8 +33,14 @@ UPSTREAM_READ = 2000  # ... or once a list has read this many milestones upstrea
 OPEN = ("planned", "in_progress", "blocked")  # the milestones a projection is made for
 # Events that never add a task dependency: a plan known to have no dependency cycle
 # keeps none across them (see Project._acyclic).
-_EDGE_KEEPING = frozenset(ev.EVENT_TYPES) - {"milestone_created", "task_added",
+EDGE_KEEPING = frozenset(ev.EVENT_TYPES) - {"milestone_created", "task_added",
                                              "task_updated", "manual_edit_detected"}
+# Events that change no milestone (a list made before them holds the same rows).
+ROWLESS = frozenset({"note_added", "current_changed", "message_sent", "message_acked",
+                     "agent_registered"})
+# Events that may change more than the milestone they name (or none): a list made
+# before them is made again whole.
+NOT_ONE_MILESTONE = frozenset({"log_restarted", "log_quarantined"})
 
 
 class Checks(Reviews):
@@ -236,23 +242,35 @@ class Checks(Reviews):
     def _carries(self, st: State, since: str) -> bool:
         """True when every event from log head ``since`` to ``st``'s head (on the same
         chain, at most 100 of them) keeps the task dependencies as they were."""
+        tail = self._events_since(st, since)
+        return bool(tail) and all(e["event_type"] in EDGE_KEEPING for e in tail or ())
+
+    def _events_since(self, st: State, since: str, most: int = 100
+                      ) -> list[dict[str, Any]] | None:
+        """The events after log head ``since`` (``_head_key``'s text, dated or not) up to
+        ``st``'s head, when they are on the same chain and at most ``most``; else None."""
         try:
-            before, since_hash = since.split(":", 1)
+            before, rest = since.split(":", 1)
+            since_hash = rest.split(":", 1)[0]
             after = int(before)
         except ValueError:
-            return False
-        if not 0 <= st.last_event_id - after <= 100:
-            return False
+            return None
+        count = st.last_event_id - after
+        if not 0 <= count <= most:
+            return None
+        if count == 0:
+            return [] if since_hash == st.last_hash else None
         events = self.store.events(after=after)
         try:
-            tail = [e for _, e in zip(range(st.last_event_id - after), events, strict=False)]
+            tail = [e for _, e in zip(range(count), events, strict=False)]
         finally:
             close = getattr(events, "close", None)
             if close is not None:
                 close()
-        return (bool(tail) and len(tail) == st.last_event_id - after
-                and tail[0]["prev_hash"] == since_hash and tail[-1]["hash"] == st.last_hash
-                and all(e["event_type"] in _EDGE_KEEPING for e in tail))
+        if (len(tail) == count and tail[0]["prev_hash"] == since_hash
+                and tail[-1]["hash"] == st.last_hash):
+            return tail
+        return None
 
     def _critical_hours(self, plan: Mapping[str, Any] | tuple[Any, Any]
                         ) -> dict[str, float] | None:
