@@ -253,6 +253,41 @@ def test_a_list_after_a_write_makes_again_only_the_rows_it_changed(
     assert lazy.list_view(status=["in_progress"]) == full.list_view(status=["in_progress"])
 
 
+def test_every_ready_task_is_kept_across_writes_that_change_no_milestone(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`ready --json` (every ready task) is kept in the query cache by log head and
+    carried across a note or a change of the current milestone; any write that
+    changes a task asks the index again. Always the whole plan's answer."""
+    from milestones.agents.coord import Agents
+
+    lazy, _ = open_pair(tmp_path)
+    lazy.plan_many(plan_random(random.Random(6), 15))
+
+    def fresh() -> list[dict[str, Any]]:
+        lazy.store._cache().clear()
+        return Agents(lazy).ready()
+
+    first = Agents(lazy).ready()
+    assert first == fresh() and first
+    asked: list[int] = []
+    real = DatabaseStore.ready_tasks
+
+    def counted(self: DatabaseStore, only: Any = None, limit: Any = None) -> Any:
+        asked.append(1)
+        return real(self, only, limit)
+
+    monkeypatch.setattr(DatabaseStore, "ready_tasks", counted)
+    lazy.note("nothing changes")
+    lazy.set_current("3")
+    assert Agents(lazy).ready() == first and asked == []
+    lazy.start_task(first[0]["ref"])
+    got = Agents(lazy).ready()
+    assert asked and got != first
+    asked.clear()
+    assert Agents(lazy).ready() == got and asked == []  # from the cache at this head
+    assert got == fresh()
+
+
 def test_a_cli_write_and_its_scale_check_never_load_every_milestone(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """After a command that wrote, the scale policy counts the milestones (and, once an

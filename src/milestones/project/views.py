@@ -141,7 +141,8 @@ class Views(Checks):
             return None
         if since.split(":", 2)[2:] != self._head_key(st).split(":", 2)[2:]:
             return None  # another day or team capacity: every projection may move
-        events = self._events_since(st, since, LIST_SINCE_EVENTS)
+        events = self._events_since((st.last_event_id, st.last_hash), since,
+                                    LIST_SINCE_EVENTS)
         if events is None:
             return None
         named: set[str] = set()
