@@ -86,18 +86,19 @@ class Checks(Reviews):
                 if agent is None or t["execution"]["agent"] == agent]
 
     def ready_index(self, snaps: Mapping[str, Any], only: str | None,
-                    limit: int | None = None, *, pick: bool = False
+                    limit: int | None = None, *, pick: bool = False, kept: bool = False
                     ) -> tuple[list[dict[str, Any]], list[tuple[str, list[str]]]] | None:
         """Ready tasks best first (``next``'s rows with ``paths``), at most ``limit``,
         and the paths of the tasks agents hold, from the store's index, when ``snaps``
         are the store's as committed (a write that changed nothing yet); else None.
         ``pick``: the rows locked for this write, those another holds passed over
-        (``Store.pick_ready``; None where the store has no row locks)."""
+        (``Store.pick_ready``; None where the store has no row locks). ``kept``: a read
+        of every ready task may take them from the query cache (``_every_ready``)."""
         if not is_lazy(snaps) or getattr(snaps, "changed", None) or getattr(
                 snaps, "removed", None):
             return None
-        if not pick and only is None and limit is None:
-            return self._every_ready()
+        if kept and not pick and only is None and limit is None:
+            return self._every_ready()  # a read's, never a write's (its rows may move)
         return self._ready_of_index(only, limit, pick=pick)
 
     def _ready_of_index(self, only: str | None, limit: int | None, *, pick: bool = False
