@@ -209,6 +209,85 @@ def test_a_write_and_the_reads_that_follow_never_load_every_milestone(
     lazy.list_view(status=["in_progress"])
 
 
+def test_a_list_after_a_write_makes_again_only_the_rows_it_changed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A list read after a write keeps the rows of its answer at the head before, and
+    makes again those of the milestone the write named and of those waiting on it
+    (their projections follow it): at 100,000 tasks a cold `list --json` read all
+    10,000 milestones again after any write. The answer is the whole plan's."""
+    lazy, full = open_pair(tmp_path)
+    specs = plan_random(random.Random(5), 20)
+    # 12/1 waits on 10's one long task: when it is done, 12's projection moves weeks
+    specs[9]["tasks"] = [{"title": "Long", "depends_on": [], "estimate": 200, "skills": []}]
+    specs[11]["tasks"][0]["depends_on"] = ["10/1"]
+    lazy.plan_many(specs)
+    before = {r["id"]: r for r in lazy.list_view()["milestones"]}["milestone-012"]
+    read: list[str] = []
+    real = DatabaseStore.snapshots
+
+    def counted(self: DatabaseStore, mids: Any) -> Any:
+        read.extend(mids)
+        return real(self, mids)
+
+    monkeypatch.setattr(DatabaseStore, "snapshots", counted)
+    lazy.start_task("10/1", force=True)
+    lazy.complete_task("10/1", force=True)
+    lazy.note("between")  # changes no milestone
+    read.clear()
+    got = lazy.list_view()
+    waiting = lazy._downstream(["milestone-010"])
+    assert waiting is not None and "milestone-012" in waiting
+    assert set(read) <= waiting and "milestone-010" in read
+    monkeypatch.setattr(DatabaseStore, "snapshots", real)
+    assert got == full.list_view()
+    # the projection of 12 moved with 10's work
+    assert {r["id"]: r for r in got["milestones"]}["milestone-012"] != before
+    assert lazy.list_view(all_=True) == full.list_view(all_=True)
+    # A milestone planned (an event that may add a dependency): the list made whole.
+    lazy.plan("Later", tasks=["a", "b"], depends_on=["milestone-012"])
+    assert lazy.list_view() == full.list_view()
+    lazy.complete_task("12/1", force=True)
+    assert lazy.list_view() == full.list_view()
+    lazy.delete("21", force=True)  # its row goes
+    assert lazy.list_view() == full.list_view()
+    assert lazy.list_view(status=["in_progress"]) == full.list_view(status=["in_progress"])
+
+
+def test_every_ready_task_is_kept_across_writes_that_change_no_milestone(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`ready --json` (every ready task) is kept in the query cache by log head and
+    carried across a note or a change of the current milestone; any write that
+    changes a task asks the index again. Always the whole plan's answer."""
+    from milestones.agents.coord import Agents
+
+    lazy, _ = open_pair(tmp_path)
+    lazy.plan_many(plan_random(random.Random(6), 15))
+
+    def fresh() -> list[dict[str, Any]]:
+        lazy.store._cache().clear()
+        return Agents(lazy).ready()
+
+    first = Agents(lazy).ready()
+    assert first == fresh() and first
+    asked: list[int] = []
+    real = DatabaseStore.ready_tasks
+
+    def counted(self: DatabaseStore, only: Any = None, limit: Any = None) -> Any:
+        asked.append(1)
+        return real(self, only, limit)
+
+    monkeypatch.setattr(DatabaseStore, "ready_tasks", counted)
+    lazy.note("nothing changes")
+    lazy.set_current("3")
+    assert Agents(lazy).ready() == first and asked == []
+    lazy.start_task(first[0]["ref"])
+    got = Agents(lazy).ready()
+    assert asked and got != first
+    asked.clear()
+    assert Agents(lazy).ready() == got and asked == []  # from the cache at this head
+    assert got == fresh()
+
+
 def test_a_cli_write_and_its_scale_check_never_load_every_milestone(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """After a command that wrote, the scale policy counts the milestones (and, once an

@@ -26,11 +26,12 @@ class Claims(Registry):
     # ------------------------------------------------------------- claims
 
     def _candidates(self, snaps: Mapping[str, Any], only: str | None,
-                    agent: Mapping[str, Any] | None, limit: int | None = None
-                    ) -> list[dict[str, Any]]:
+                    agent: Mapping[str, Any] | None, limit: int | None = None, *,
+                    kept: bool = False) -> list[dict[str, Any]]:
         """Ready tasks, best first (as ``next``), with whether ``agent`` may claim each
-        (at most ``limit`` when the store's index answers; every one otherwise)."""
-        indexed = self.p.ready_index(snaps, only, limit)
+        (at most ``limit`` when the store's index answers; every one otherwise).
+        ``kept``: a read, which may take them from the query cache."""
+        indexed = self.p.ready_index(snaps, only, limit, kept=kept)
         if indexed is not None:
             rows, held_paths = indexed
         else:
@@ -116,7 +117,7 @@ class Claims(Registry):
         ``limit`` of them, or all."""
         with self.p.reading() as st:
             only = refs.resolve_milestone(ref, st.milestones) if ref is not None else None
-            rows = self._candidates(st.milestones, only, None, limit)
+            rows = self._candidates(st.milestones, only, None, limit, kept=True)
         return rows[:limit] if limit is not None else rows
 
     def claim(self, who: str | None, ref: str | None = None, *,

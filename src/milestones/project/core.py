@@ -209,16 +209,25 @@ class ProjectCore:
         with self.store.reading():
             yield self.view()
 
-    def _cached(self, st: State, key: str, compute: Any, *, dated: bool = True) -> Any:
+    def _cached(self, st: State, key: str, compute: Any, *, dated: bool = True,
+                since: Any = None) -> Any:
         """A view's result from the store's query cache, keyed by the log head (and the
-        day and the team's capacity, which feasibility reads), else ``compute()``."""
+        day and the team's capacity, which feasibility reads), else ``compute()``.
+        ``since(head, value)``: the result made from the entry kept at an earlier head
+        (the few rows a write changed made again), or None to ``compute()`` it all."""
         head = self._head_key(st, dated=dated)
         if not is_lazy(st.milestones):
             return compute()  # everything is in memory already: nothing to save
         hit = self.store.cache_get(key, head)
         if hit is not None:
             return hit
-        value = compute()
+        value = None
+        if since is not None:
+            old = self.store.cache_peek(key)
+            if old is not None:
+                value = since(*old)
+        if value is None:
+            value = compute()
         self.store.cache_put(key, head, value)
         return value
 

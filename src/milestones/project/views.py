@@ -16,10 +16,15 @@ from ..model import events as ev
 from ..model import refs
 from ..storage import State
 from ..storage.base import is_lazy
-from .checks import CLOSURE_LIMIT, Checks
+from .checks import CLOSURE_LIMIT, EDGE_KEEPING, NOT_ONE_MILESTONE, ROWLESS, Checks
 from .constants import SCHEMA
 from .rows import active_rows, next_tasks, summary, totals
 from .txn import Txn
+
+# A list made at an earlier log head is brought up to date (the rows of what changed
+# made again) across at most this many events, and this many rows made again.
+LIST_SINCE_EVENTS = 200
+LIST_SINCE_ROWS = 2000
 
 
 class Views(Checks):
@@ -120,15 +125,55 @@ class Views(Checks):
                 # one more than asked: whether another page follows
                 limit=limit + 1 if limit is not None else None)
             key = "view:list:" + ev.canonical(list(q))
-            return dict(self._cached(st, key, lambda: self._list(st, q)))
+            return dict(self._cached(st, key, lambda: self._list(st, q),
+                                     since=lambda head, old: self._list_since(st, q, head, old)))
 
-    def _list(self, st: State, q: Any) -> dict[str, Any]:
+    def _list_since(self, st: State, q: Any, since: str, old: Any) -> dict[str, Any] | None:
+        """``list``'s answer from its answer ``old`` at the earlier log head ``since``:
+        the rows of the milestones the events since then name, and of those waiting on
+        them (a projection follows what its milestone waits on), made again from the
+        store; the other rows kept as they were. None (make it all) for a page, another
+        day or team capacity, more than LIST_SINCE_EVENTS events, an event that may add
+        a dependency (a cycle anywhere drops every projection) or that changes milestones
+        without naming one, or more than LIST_SINCE_ROWS rows to make again."""
+        if q.limit is not None or not isinstance(old, dict) or not isinstance(
+                old.get("milestones"), list):
+            return None
+        if since.split(":", 2)[2:] != self._head_key(st).split(":", 2)[2:]:
+            return None  # another day or team capacity: every projection may move
+        events = self._events_since((st.last_event_id, st.last_hash), since,
+                                    LIST_SINCE_EVENTS)
+        if events is None:
+            return None
+        named: set[str] = set()
+        for e in events:
+            kind, mid = e["event_type"], e.get("milestone_id")
+            if kind in ROWLESS:
+                continue
+            if mid is None or kind not in EDGE_KEEPING or kind in NOT_ONE_MILESTONE:
+                return None
+            named.add(mid)
+        redo = self._downstream(sorted(named)) if named else set()
+        if redo is None or len(redo) > LIST_SINCE_ROWS:
+            return None
+        rows = [r for r in old["milestones"] if r["id"] not in redo]
+        if redo:
+            rows += self._list(st, q, sorted(redo))["milestones"]
+            rows.sort(key=lambda r: r["id"])  # the index's order (bytes of UTF-8: code points)
+        return {"schema": SCHEMA, "current": st.current, "today": self.today(),
+                "milestones": rows}
+
+    def _list(self, st: State, q: Any, only: Sequence[str] | None = None) -> dict[str, Any]:
+        """``list``'s answer; ``only``: of these milestones alone (those that exist and
+        pass the filters), read in batches."""
         day = self.today()
         # An indexed store answers the filters in SQL and hands the snapshots out in
         # batches; ``_passes`` re-checks them, so both paths give the same rows.
-        indexed = self.store.query_milestones(q)
+        indexed = self.store.query_milestones(q) if only is None else None
         source: Iterable[Any]
-        if indexed is None:
+        if only is not None:
+            source = self._snapshots_of(st, only)
+        elif indexed is None:
             ids = sorted(mid for mid in st.milestones if q.after is None or mid > q.after)
             source = (st.milestones[mid] for mid in ids)
         else:
@@ -165,6 +210,16 @@ class Views(Checks):
             page = {"next_after": out[-1]["id"] if more and out else None}
         return {"schema": SCHEMA, "current": st.current, "today": day, "milestones": out,
                 **page}
+
+    @staticmethod
+    def _snapshots_of(st: State, mids: Sequence[str]) -> Iterable[Any]:
+        """The snapshots of ``mids`` that exist, in order, read 500 at a time."""
+        prefetch = getattr(st.milestones, "prefetch", None)
+        for start in range(0, len(mids), 500):
+            chunk = mids[start:start + 500]
+            if prefetch is not None:
+                prefetch(chunk)
+            yield from (st.milestones[mid] for mid in chunk if mid in st.milestones)
 
     @staticmethod
     def _passes(m: md.Milestone, q: Any, day: str) -> bool:

@@ -89,7 +89,9 @@ def ready_rows(conn: Connection, only: str | None = None, limit: int | None = No
 
 def _list(text: str | None) -> list[Any]:
     """A JSON array ``json_extract`` gave (None: the task has none)."""
-    value = loads(text) if text else None
+    if not text or text == "[]":  # most tasks: nothing to decode
+        return []
+    value = loads(text)
     return list(value) if isinstance(value, list) else []
 
 
