@@ -225,36 +225,41 @@ def test_other_projects_never_import_psycopg(tmp_path: Path) -> None:
     assert out.strip() == "[]"
 
 
+@pytest.mark.parametrize("driver", ["libpq", "psycopg"])
 def test_a_server_restarting_is_waited_for_at_connect_and_nothing_else_is_retried(
-        tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch, driver: str) -> None:
     """Connecting while the server restarts is tried again (1.7 s in all); a wrong
     password or database is not; a connection lost later is exit 8, not retried."""
-    import psycopg
-
-    from milestones.storage import pgconn
+    from milestones.storage import libpq, pgconn
 
     Project.init(tmp_path, backend="postgres", actor="ann", session_id="s1")
-    real, calls = psycopg.connect, []
+    monkeypatch.setenv("MILESTONE_PG_DRIVER", driver)
+    calls = []
+    if driver == "psycopg":
+        import psycopg
+
+        target, name, error = psycopg, "connect", psycopg.OperationalError
+    else:
+        target, name, error = libpq.LibpqConnection, "_attempt", pgconn.DriverError
+    real = getattr(target, name)
 
     def flaky(*args: Any, **kw: Any) -> Any:
         calls.append(1)
         if len(calls) <= 2:
-            raise psycopg.OperationalError("connection failed: FATAL:  the database system "
-                                           "is starting up")
+            raise error("connection failed: FATAL:  the database system is starting up")
         return real(*args, **kw)
 
     monkeypatch.setattr(pgconn, "CONNECT_RETRY", (0.01, 0.01, 0.01))
-    monkeypatch.setattr(psycopg, "connect", flaky)
+    monkeypatch.setattr(target, name, flaky)
     assert Project.open(tmp_path).state().milestones == {}
     assert len(calls) == 3
     calls.clear()
 
     def refused(*args: Any, **kw: Any) -> Any:
         calls.append(1)
-        raise psycopg.OperationalError('connection failed: FATAL:  password authentication '
-                                       'failed for user "ann"')
+        raise error('connection failed: FATAL:  password authentication failed for user "ann"')
 
-    monkeypatch.setattr(psycopg, "connect", refused)
+    monkeypatch.setattr(target, name, refused)
     with pytest.raises(StorageError, match="password authentication failed"):
         Project.open(tmp_path).state()
     assert len(calls) == 1

@@ -1,0 +1,395 @@
+"""The short-lived commands' PostgreSQL connection: libpq itself, through ``ctypes``.
+
+``import psycopg`` costs a command 250-350 ms (logging, asyncio, ssl, its type
+system ...) before it sends a byte; the few libpq calls the store makes cost ~25 ms
+to load and under a millisecond each. ``LibpqConnection`` speaks what
+``pgconn.PgConnection`` speaks (``execute``, ``executemany``, ``pipeline``,
+``in_transaction``, ``broken``, ``rollback_quietly``, ``close``, ``notifies``), with
+the values psycopg gives for the column types our schema and queries use, and the
+same errors (``pgconn.failure``). Long-running processes keep psycopg (``pgconn``).
+
+The libpq loaded is psycopg_binary's own (``psycopg_binary.libs/libpq-*.so*``, pinned
+with it), found without importing it; else the system's ``libpq.so``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import functools
+import os
+import select
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from ..errors import StorageError
+from .pgconn import CONNECT_RETRY, DriverError, failure, redact, transient
+from .sqlquery import PostgresDialect
+
+# libpq's enums (libpq-fe.h)
+CONNECTION_OK = 0
+PGRES_EMPTY_QUERY, PGRES_COMMAND_OK, PGRES_TUPLES_OK = 0, 1, 2
+PQTRANS_IDLE = 0
+PG_DIAG_SQLSTATE = ord("C")
+PG_DIAG_MESSAGE_PRIMARY = ord("M")
+
+_P = ctypes.c_void_p
+
+
+class _Notify(ctypes.Structure):
+    _fields_ = (("relname", ctypes.c_char_p), ("be_pid", ctypes.c_int),
+                ("extra", ctypes.c_char_p), ("next", _P))
+
+
+# name: (result type, argument types)
+_SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
+    "PQconnectdbParams": (_P, [ctypes.POINTER(ctypes.c_char_p),
+                               ctypes.POINTER(ctypes.c_char_p), ctypes.c_int]),
+    "PQstatus": (ctypes.c_int, [_P]),
+    "PQtransactionStatus": (ctypes.c_int, [_P]),
+    "PQerrorMessage": (ctypes.c_char_p, [_P]),
+    "PQfinish": (None, [_P]),
+    "PQsendQuery": (ctypes.c_int, [_P, ctypes.c_char_p]),
+    "PQsendQueryParams": (ctypes.c_int, [_P, ctypes.c_char_p, ctypes.c_int,
+                                         ctypes.POINTER(ctypes.c_uint),
+                                         ctypes.POINTER(ctypes.c_char_p),
+                                         ctypes.POINTER(ctypes.c_int),
+                                         ctypes.POINTER(ctypes.c_int), ctypes.c_int]),
+    "PQgetResult": (_P, [_P]),
+    "PQresultStatus": (ctypes.c_int, [_P]),
+    "PQresultErrorField": (ctypes.c_char_p, [_P, ctypes.c_int]),
+    "PQresultErrorMessage": (ctypes.c_char_p, [_P]),
+    "PQclear": (None, [_P]),
+    "PQntuples": (ctypes.c_int, [_P]),
+    "PQnfields": (ctypes.c_int, [_P]),
+    "PQfname": (ctypes.c_char_p, [_P, ctypes.c_int]),
+    "PQftype": (ctypes.c_uint, [_P, ctypes.c_int]),
+    "PQgetvalue": (ctypes.c_char_p, [_P, ctypes.c_int, ctypes.c_int]),
+    "PQgetisnull": (ctypes.c_int, [_P, ctypes.c_int, ctypes.c_int]),
+    "PQcmdTuples": (ctypes.c_char_p, [_P]),
+    "PQsocket": (ctypes.c_int, [_P]),
+    "PQconsumeInput": (ctypes.c_int, [_P]),
+    "PQnotifies": (ctypes.POINTER(_Notify), [_P]),
+    "PQfreemem": (None, [_P]),
+    "PQsetNoticeProcessor": (_P, [_P, _P, _P]),
+}
+
+# A server's notices (``NOTICE: ... already exists, skipping``) are not the user's
+# business: psycopg logs them where nobody looks, libpq would print them on stderr.
+_IGNORE_NOTICE = ctypes.CFUNCTYPE(None, _P, ctypes.c_char_p)(lambda arg, message: None)
+
+
+def library_path() -> str | None:
+    """psycopg_binary's bundled libpq (its package not imported), else the system's."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("psycopg_binary")
+    for folder in (spec and spec.submodule_search_locations) or ():
+        libs = os.path.join(os.path.dirname(folder), "psycopg_binary.libs")
+        with contextlib.suppress(OSError):
+            for name in sorted(os.listdir(libs)):
+                if name.startswith("libpq-") and ".so" in name:
+                    return os.path.join(libs, name)
+    import ctypes.util  # (slow to import: only when there is no bundled libpq)
+
+    return ctypes.util.find_library("pq")
+
+
+@functools.cache
+def load() -> Any:
+    """libpq, its functions typed (a StorageError, exit 8, when there is none)."""
+    path = library_path()
+    try:
+        if path is None:
+            raise OSError("not found")
+        lib = ctypes.CDLL(path)
+    except OSError as exc:
+        raise StorageError(f"cannot load libpq, PostgreSQL's client library ({exc})",
+                           hint="reinstall milestone (it depends on psycopg[binary]), "
+                                "or install libpq (apt install libpq5)") from None
+    for name, (restype, argtypes) in _SIGNATURES.items():
+        fn = getattr(lib, name)
+        fn.restype, fn.argtypes = restype, argtypes
+    return lib
+
+
+def _text(raw: bytes | None) -> str:
+    return (raw or b"").decode("utf-8", "replace").strip()
+
+
+def _bytea(v: bytes) -> bytes:
+    if v.startswith(b"\\x"):
+        return bytes.fromhex(v[2:].decode("ascii"))
+    return v.decode("ascii").encode("latin-1").decode("unicode_escape").encode("latin-1")
+
+
+def _numeric(v: bytes) -> Any:
+    from decimal import Decimal
+
+    return Decimal(v.decode("ascii"))
+
+
+def _json(v: bytes) -> Any:
+    import json
+
+    return json.loads(v)
+
+
+# A column's value from its text, by type OID, as psycopg loads it; any other type is
+# its text (what psycopg gives for a type it has no loader for).
+_LOADERS: dict[int, Any] = {
+    16: lambda v: v == b"t",                            # bool
+    17: _bytea,                                         # bytea
+    20: int, 21: int, 23: int, 26: int,                 # int8, int2, int4, oid
+    700: float, 701: float,                             # float4, float8
+    1700: _numeric,                                     # numeric: a Decimal
+    114: _json, 3802: _json,                            # json, jsonb
+}
+
+
+def _decode(v: bytes) -> str:
+    return v.decode("utf-8")
+
+
+def _param(value: Any) -> tuple[int, bytes | None, int]:
+    """A parameter as (type OID, bytes, format): the types psycopg gives ours (a ``str``
+    is of unknown type, for the server to infer, as psycopg sends it)."""
+    if value is None:
+        return 0, None, 0
+    if isinstance(value, str):
+        return 0, value.encode("utf-8"), 0
+    if isinstance(value, bool):
+        return 16, b"t" if value else b"f", 0
+    if isinstance(value, int):
+        oid = (21 if -(2**15) <= value < 2**15 else 23 if -(2**31) <= value < 2**31
+               else 20 if -(2**63) <= value < 2**63 else 1700)
+        return oid, str(value).encode("ascii"), 0
+    if isinstance(value, float):
+        return 701, repr(value).encode("ascii"), 0
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return 17, bytes(value), 1
+    raise TypeError(f"cannot pass a {type(value).__name__} to PostgreSQL")
+
+
+@functools.lru_cache(maxsize=512)
+def to_numbered(sql: str) -> str:
+    """``?`` placeholders as PostgreSQL's ``$1``, ``$2`` ..., outside quotes."""
+    out = []
+    quoted = False
+    n = 0
+    for ch in sql:
+        if ch == "'":
+            quoted = not quoted
+        if ch == "?" and not quoted:
+            n += 1
+            out.append(f"${n}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+class Cursor:
+    """A statement's results, read when it ran: the first's rows (``fetchone``,
+    ``fetchall``, iteration), ``rowcount`` and ``description``; ``nextset()`` moves
+    to the next statement's, as psycopg's cursor does."""
+
+    def __init__(self, results: list[tuple[list[tuple[Any, ...]], Any, int]]) -> None:
+        self._results = results or [([], None, -1)]
+        self._at = 0
+        self._next = 0
+
+    @property
+    def description(self) -> list[tuple[Any, ...]] | None:
+        return self._results[self._at][1]
+
+    @property
+    def rowcount(self) -> int:
+        return self._results[self._at][2]
+
+    def nextset(self) -> bool | None:
+        if self._at + 1 >= len(self._results):
+            return None
+        self._at += 1
+        self._next = 0
+        return True
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        rows = self._results[self._at][0]
+        if self._next >= len(rows):
+            return None
+        self._next += 1
+        return rows[self._next - 1]
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        rows = self._results[self._at][0]
+        rest, self._next = rows[self._next:], len(rows)
+        return rest
+
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        return iter(self.fetchall())
+
+
+class LibpqConnection:
+    """A libpq connection (autocommit: transactions are opened by the store) with
+    sqlite3's ``execute``/``executemany`` and ``?`` placeholders."""
+
+    dialect = PostgresDialect()
+    _pg: Any = None
+
+    def __init__(self, url: str, *, application: str = "milestone") -> None:
+        self.where = redact(url)
+        lib = self._lib = load()
+        keys = (ctypes.c_char_p * 5)(b"dbname", b"connect_timeout", b"application_name",
+                                     b"client_encoding", None)
+        values = (ctypes.c_char_p * 5)(url.encode("utf-8"), b"10",
+                                       application.encode("utf-8"), b"UTF8", None)
+        for pause in (*CONNECT_RETRY, None):
+            try:
+                self._pg = self._attempt(keys, values)
+                return
+            except DriverError as exc:
+                if pause is None or not transient(exc):
+                    raise failure(exc, self.where) from None
+            time.sleep(pause)
+
+    def _attempt(self, keys: Any, values: Any) -> Any:
+        """One try at connecting: the PGconn (its notices not printed), or why not."""
+        lib = self._lib
+        pg = lib.PQconnectdbParams(keys, values, 1)
+        if pg and lib.PQstatus(pg) == CONNECTION_OK:
+            lib.PQsetNoticeProcessor(pg, _IGNORE_NOTICE, None)
+            return pg
+        reason = _text(lib.PQerrorMessage(pg)) if pg else "out of memory"
+        lib.PQfinish(pg)
+        raise DriverError(f"connection failed: {reason}", None)
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.broken or self._lib.PQtransactionStatus(self._pg) != PQTRANS_IDLE
+
+    @property
+    def broken(self) -> bool:
+        return self._pg is None or self._lib.PQstatus(self._pg) != CONNECTION_OK
+
+    def _lost(self) -> DriverError:
+        reason = _text(self._lib.PQerrorMessage(self._pg)) if self._pg else ""
+        return DriverError(reason or "the connection is closed", None)
+
+    def _run(self, sent: int) -> Cursor:
+        """Every result of what was just sent (each PGresult cleared once read); the
+        first error among them raised when all are in."""
+        lib, pg = self._lib, self._pg
+        if not sent:
+            raise failure(self._lost(), self.where)
+        results = []
+        error: DriverError | None = None
+        while res := lib.PQgetResult(pg):
+            try:
+                status = lib.PQresultStatus(res)
+                if status in (PGRES_TUPLES_OK, PGRES_COMMAND_OK, PGRES_EMPTY_QUERY):
+                    if error is None:
+                        results.append(_read(lib, res, status))
+                elif error is None:
+                    state = lib.PQresultErrorField(res, PG_DIAG_SQLSTATE)
+                    text = (lib.PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)
+                            or lib.PQresultErrorMessage(res))
+                    error = DriverError(_text(text) or _text(lib.PQerrorMessage(pg)),
+                                        state.decode("ascii") if state else None)
+            finally:
+                lib.PQclear(res)
+        if error is None and self.broken:
+            error = self._lost()
+        if error is not None:
+            raise failure(error, self.where)
+        return Cursor(results)
+
+    def execute(self, sql: str, parameters: Any = None, /) -> Cursor:
+        if self._pg is None:
+            raise failure(self._lost(), self.where)
+        if not parameters:  # no parameters: no placeholder is read, and several
+            return self._run(self._lib.PQsendQuery(self._pg, sql.encode("utf-8")))
+        try:
+            params = [_param(p) for p in parameters]
+        except TypeError as exc:
+            raise StorageError(f"{self.where}: {exc}") from None
+        n = len(params)
+        types = (ctypes.c_uint * n)(*(p[0] for p in params))
+        values = (ctypes.c_char_p * n)(*(p[1] for p in params))
+        lengths = (ctypes.c_int * n)(*(len(p[1]) if p[1] is not None else 0 for p in params))
+        formats = (ctypes.c_int * n)(*(p[2] for p in params))
+        return self._run(self._lib.PQsendQueryParams(
+            self._pg, to_numbered(sql).encode("utf-8"), n, types, values, lengths, formats,
+            0))
+
+    def executemany(self, sql: str, parameters: Any, /) -> None:
+        for row in parameters:
+            self.execute(sql, tuple(row))
+
+    @contextlib.contextmanager
+    def pipeline(self) -> Iterator[None]:
+        """Statements run one after the other (each waits for its answer)."""
+        yield
+
+    def notifies(self, timeout: float) -> list[str]:
+        """The payloads of the notifications received within ``timeout`` seconds (the
+        first ones: it returns once there are some), ``[]`` when none came."""
+        lib, pg = self._lib, self._pg
+        deadline = time.monotonic() + timeout
+        while True:
+            if pg is None or not lib.PQconsumeInput(pg):
+                raise failure(self._lost(), self.where)
+            payloads = []
+            while note := lib.PQnotifies(pg):
+                payloads.append(_text(note.contents.extra))
+                lib.PQfreemem(ctypes.cast(note, _P))
+            left = deadline - time.monotonic()
+            if payloads or left <= 0:
+                return payloads
+            with contextlib.suppress(InterruptedError):
+                select.select([lib.PQsocket(pg)], [], [], left)
+
+    def rollback_quietly(self) -> None:
+        """End a transaction that failed (nothing of it stays); the connection may be gone."""
+        try:
+            if not self.broken and self.in_transaction:
+                self.execute("ROLLBACK")
+        except StorageError:
+            self.close()
+
+    def close(self) -> None:
+        pg, self._pg = self._pg, None
+        if pg:
+            self._lib.PQfinish(pg)
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
+
+
+def _read(lib: Any, res: int, status: int) -> tuple[list[tuple[Any, ...]], Any, int]:
+    """A result's rows (converted as psycopg does), description and row count."""
+    count = lib.PQcmdTuples(res)
+    rowcount = int(count) if count else -1
+    if status != PGRES_TUPLES_OK:
+        return [], None, rowcount
+    nfields = lib.PQnfields(res)
+    types = [lib.PQftype(res, c) for c in range(nfields)]
+    description = [(_decode(lib.PQfname(res, c)), types[c], None, None, None, None, None)
+                   for c in range(nfields)]
+    loaders = [_LOADERS.get(t, _decode) for t in types]
+    value, isnull = lib.PQgetvalue, lib.PQgetisnull
+    rows = []
+    for r in range(lib.PQntuples(res)):
+        row = []
+        for c, load_ in enumerate(loaders):
+            v = value(res, r, c)
+            if not v and isnull(res, r, c):
+                row.append(None)
+            else:
+                row.append(load_(v))
+        rows.append(tuple(row))
+    return rows, description, rowcount
+
+
+__all__ = ["Cursor", "LibpqConnection", "load"]
