@@ -113,6 +113,23 @@ def test_statements_results_rowcount_and_executemany(both: Any) -> None:
     assert not lite.in_transaction and not lite.broken
 
 
+def test_executemany_pipelines_batches_and_stops_at_the_first_error(both: Any) -> None:
+    lite, _ = both
+    lite.execute("CREATE TEMP TABLE t (k int PRIMARY KEY, v text)")
+    many = [(k, f"v{k} é") for k in range(libpq.PIPELINE_BATCH * 3 + 5)]
+    lite.executemany("INSERT INTO t VALUES (?, ?)", many)
+    assert rows(lite, "SELECT k, v FROM t ORDER BY k") == many
+    lite.execute("BEGIN")
+    with pytest.raises(StorageError, match="duplicate key"):
+        lite.executemany("INSERT INTO t VALUES (?, ?)", [(-1, "new"), (5, "again"), (-2, "x")])
+    lite.rollback_quietly()
+    assert rows(lite, "SELECT count(*) FROM t WHERE k < 0") == [(0,)]
+    with pytest.raises(StorageError, match="cannot pass a set"):
+        lite.executemany("INSERT INTO t VALUES (?, ?)", [(-1, "new"), (-2, {1})])
+    assert rows(lite, "SELECT count(*) FROM t") == [(len(many),)]
+    assert not lite.in_transaction
+
+
 def test_errors_are_ours_and_the_connection_stays_usable(both: Any, pg_url: str) -> None:
     lite, _ = both
     with pytest.raises(StorageError, match="syntax error") as bad:
@@ -142,7 +159,7 @@ def test_a_killed_connection_is_exit_8_and_broken(both: Any, pg_server: Any) -> 
     lite, _ = both
     pid = rows(lite, "SELECT pg_backend_pid()")[0][0]
     pg_server.admin(f"SELECT pg_terminate_backend({int(pid)})")
-    with pytest.raises(StorageError, match="connection to .* failed") as lost:
+    with pytest.raises(StorageError, match=r"connection to .* failed") as lost:
         lite.execute("SELECT 1")
     assert lost.value.exit_code == 8 and lite.broken
     lite.rollback_quietly()  # nothing to roll back on a dead connection: no error

@@ -30,11 +30,16 @@ from .sqlquery import PostgresDialect
 # libpq's enums (libpq-fe.h)
 CONNECTION_OK = 0
 PGRES_EMPTY_QUERY, PGRES_COMMAND_OK, PGRES_TUPLES_OK = 0, 1, 2
+PGRES_PIPELINE_SYNC = 10
 PQTRANS_IDLE = 0
 PG_DIAG_SQLSTATE = ord("C")
 PG_DIAG_MESSAGE_PRIMARY = ord("M")
 
 _P = ctypes.c_void_p
+
+# Statements of an ``executemany`` sent before their answers are read: their answers
+# (a few dozen bytes each) fit in the socket's buffers, so neither side waits.
+PIPELINE_BATCH = 256
 
 
 class _Notify(ctypes.Structure):
@@ -73,6 +78,9 @@ _SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "PQnotifies": (ctypes.POINTER(_Notify), [_P]),
     "PQfreemem": (None, [_P]),
     "PQsetNoticeProcessor": (_P, [_P, _P, _P]),
+    "PQenterPipelineMode": (ctypes.c_int, [_P]),
+    "PQexitPipelineMode": (ctypes.c_int, [_P]),
+    "PQpipelineSync": (ctypes.c_int, [_P]),
 }
 
 # A server's notices (``NOTICE: ... already exists, skipping``) are not the user's
@@ -189,12 +197,15 @@ def to_numbered(sql: str) -> str:
     return "".join(out)
 
 
+Result = tuple[list[tuple[Any, ...]], "list[tuple[Any, ...]] | None", int]
+
+
 class Cursor:
     """A statement's results, read when it ran: the first's rows (``fetchone``,
     ``fetchall``, iteration), ``rowcount`` and ``description``; ``nextset()`` moves
     to the next statement's, as psycopg's cursor does."""
 
-    def __init__(self, results: list[tuple[list[tuple[Any, ...]], Any, int]]) -> None:
+    def __init__(self, results: list[Result]) -> None:
         self._results = results or [([], None, -1)]
         self._at = 0
         self._next = 0
@@ -239,7 +250,7 @@ class LibpqConnection:
 
     def __init__(self, url: str, *, application: str = "milestone") -> None:
         self.where = redact(url)
-        lib = self._lib = load()
+        self._lib = load()
         keys = (ctypes.c_char_p * 5)(b"dbname", b"connect_timeout", b"application_name",
                                      b"client_encoding", None)
         values = (ctypes.c_char_p * 5)(url.encode("utf-8"), b"10",
@@ -291,11 +302,7 @@ class LibpqConnection:
                     if error is None:
                         results.append(_read(lib, res, status))
                 elif error is None:
-                    state = lib.PQresultErrorField(res, PG_DIAG_SQLSTATE)
-                    text = (lib.PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)
-                            or lib.PQresultErrorMessage(res))
-                    error = DriverError(_text(text) or _text(lib.PQerrorMessage(pg)),
-                                        state.decode("ascii") if state else None)
+                    error = _error(lib, pg, res)
             finally:
                 lib.PQclear(res)
         if error is None and self.broken:
@@ -309,22 +316,68 @@ class LibpqConnection:
             raise failure(self._lost(), self.where)
         if not parameters:  # no parameters: no placeholder is read, and several
             return self._run(self._lib.PQsendQuery(self._pg, sql.encode("utf-8")))
+        return self._run(self._send(to_numbered(sql).encode("utf-8"),
+                                    self._arrays(parameters)))
+
+    def _arrays(self, parameters: Any) -> tuple[Any, ...]:
+        """Parameters as PQsendQueryParams takes them: count, types, values, lengths,
+        formats."""
         try:
             params = [_param(p) for p in parameters]
         except TypeError as exc:
             raise StorageError(f"{self.where}: {exc}") from None
         n = len(params)
-        types = (ctypes.c_uint * n)(*(p[0] for p in params))
-        values = (ctypes.c_char_p * n)(*(p[1] for p in params))
-        lengths = (ctypes.c_int * n)(*(len(p[1]) if p[1] is not None else 0 for p in params))
-        formats = (ctypes.c_int * n)(*(p[2] for p in params))
-        return self._run(self._lib.PQsendQueryParams(
-            self._pg, to_numbered(sql).encode("utf-8"), n, types, values, lengths, formats,
-            0))
+        return (n, (ctypes.c_uint * n)(*(p[0] for p in params)),
+                (ctypes.c_char_p * n)(*(p[1] for p in params)),
+                (ctypes.c_int * n)(*(len(p[1]) if p[1] is not None else 0 for p in params)),
+                (ctypes.c_int * n)(*(p[2] for p in params)))
+
+    def _send(self, sql: bytes, arrays: tuple[Any, ...]) -> int:
+        return int(self._lib.PQsendQueryParams(self._pg, sql, *arrays, 0))
 
     def executemany(self, sql: str, parameters: Any, /) -> None:
-        for row in parameters:
-            self.execute(sql, tuple(row))
+        """``sql`` once per row of ``parameters``, in libpq's pipeline mode: a batch of
+        rows sent at once, their answers read after (one round trip a batch, as
+        psycopg's ``executemany`` does); the first error raised once the batch is in."""
+        rows = [tuple(p) for p in parameters]
+        if len(rows) <= 1 or self._pg is None:
+            for row in rows:
+                self.execute(sql, row)
+            return
+        lib, pg = self._lib, self._pg
+        text = to_numbered(sql).encode("utf-8")
+        for start in range(0, len(rows), PIPELINE_BATCH):
+            batch = [self._arrays(row) for row in rows[start:start + PIPELINE_BATCH]]
+            if not lib.PQenterPipelineMode(pg):
+                raise failure(self._lost(), self.where)
+            sent = 0
+            for arrays in batch:
+                if not self._send(text, arrays):
+                    break
+                sent += 1
+            lib.PQpipelineSync(pg)
+            error = self._pipeline_results(sent)
+            lib.PQexitPipelineMode(pg)
+            if error is None and (sent < len(batch) or self.broken):
+                error = self._lost()
+            if error is not None:
+                raise failure(error, self.where)
+
+    def _pipeline_results(self, sent: int) -> DriverError | None:
+        """Read (and clear) the results of ``sent`` statements and their sync: the
+        first error among them, if any."""
+        lib, pg = self._lib, self._pg
+        error: DriverError | None = None
+        for _ in range(sent + 1):
+            while res := lib.PQgetResult(pg):
+                status = lib.PQresultStatus(res)
+                if error is None and status not in (PGRES_COMMAND_OK, PGRES_TUPLES_OK,
+                                                    PGRES_PIPELINE_SYNC):
+                    error = _error(lib, pg, res)
+                lib.PQclear(res)
+                if status == PGRES_PIPELINE_SYNC:
+                    return error
+        return error
 
     @contextlib.contextmanager
     def pipeline(self) -> Iterator[None]:
@@ -367,7 +420,15 @@ class LibpqConnection:
             self.close()
 
 
-def _read(lib: Any, res: int, status: int) -> tuple[list[tuple[Any, ...]], Any, int]:
+def _error(lib: Any, pg: Any, res: Any) -> DriverError:
+    """A failed result's message and SQLSTATE."""
+    state = lib.PQresultErrorField(res, PG_DIAG_SQLSTATE)
+    text = lib.PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) or lib.PQresultErrorMessage(res)
+    return DriverError(_text(text) or _text(lib.PQerrorMessage(pg)),
+                       state.decode("ascii") if state else None)
+
+
+def _read(lib: Any, res: int, status: int) -> Result:
     """A result's rows (converted as psycopg does), description and row count."""
     count = lib.PQcmdTuples(res)
     rowcount = int(count) if count else -1
@@ -379,16 +440,10 @@ def _read(lib: Any, res: int, status: int) -> tuple[list[tuple[Any, ...]], Any, 
                    for c in range(nfields)]
     loaders = [_LOADERS.get(t, _decode) for t in types]
     value, isnull = lib.PQgetvalue, lib.PQgetisnull
-    rows = []
-    for r in range(lib.PQntuples(res)):
-        row = []
-        for c, load_ in enumerate(loaders):
-            v = value(res, r, c)
-            if not v and isnull(res, r, c):
-                row.append(None)
-            else:
-                row.append(load_(v))
-        rows.append(tuple(row))
+    columns = list(enumerate(loaders))
+    rows = [tuple([None if not (v := value(res, r, c)) and isnull(res, r, c) else load_(v)
+                   for c, load_ in columns])
+            for r in range(lib.PQntuples(res))]
     return rows, description, rowcount
 
 
