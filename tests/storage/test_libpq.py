@@ -130,6 +130,30 @@ def test_executemany_pipelines_batches_and_stops_at_the_first_error(both: Any) -
     assert not lite.in_transaction
 
 
+def test_a_pipeline_reads_when_asked_and_raises_the_first_error(both: Any) -> None:
+    lite, _ = both
+    lite.execute("CREATE TEMP TABLE t (k int PRIMARY KEY, v text)")
+    lite.execute("BEGIN")
+    with lite.pipeline():
+        lite.execute("INSERT INTO t VALUES (?, ?)", (1, "a"))
+        lite.executemany("INSERT INTO t VALUES (?, ?)", [(2, "b"), (3, None)])
+        counted = lite.execute("SELECT count(*) FROM t")
+        changed = lite.execute("UPDATE t SET v = ? WHERE k > ?", ("z", 1))
+        assert counted.fetchone() == (3,)  # (read here: what was sent before it ran)
+        last = lite.execute("SELECT v FROM t ORDER BY k")
+    assert changed.rowcount == 2 and last.fetchall() == [("a",), ("z",), ("z",)]
+    lite.execute("COMMIT")
+    lite.execute("BEGIN")
+    with pytest.raises(StorageError, match="duplicate key"), lite.pipeline():
+        lite.execute("INSERT INTO t VALUES (?, ?)", (4, "d"))
+        lite.execute("INSERT INTO t VALUES (?, ?)", (1, "again"))
+        after = lite.execute("INSERT INTO t VALUES (?, ?)", (5, "e"))
+    assert after.fetchall() == []
+    lite.rollback_quietly()
+    assert rows(lite, "SELECT k FROM t ORDER BY k") == [(1,), (2,), (3,)]
+    assert not lite.in_transaction and not lite.broken
+
+
 def test_errors_are_ours_and_the_connection_stays_usable(both: Any, pg_url: str) -> None:
     lite, _ = both
     with pytest.raises(StorageError, match="syntax error") as bad:

@@ -78,9 +78,14 @@ _SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "PQnotifies": (ctypes.POINTER(_Notify), [_P]),
     "PQfreemem": (None, [_P]),
     "PQsetNoticeProcessor": (_P, [_P, _P, _P]),
+}
+# libpq 14's pipeline mode (what psycopg's pipeline() and executemany use): without it
+# (an older system libpq), statements are sent one after the other.
+_PIPELINE: dict[str, tuple[Any, list[Any]]] = {
     "PQenterPipelineMode": (ctypes.c_int, [_P]),
     "PQexitPipelineMode": (ctypes.c_int, [_P]),
     "PQpipelineSync": (ctypes.c_int, [_P]),
+    "PQsendFlushRequest": (ctypes.c_int, [_P]),
 }
 
 # A server's notices (``NOTICE: ... already exists, skipping``) are not the user's
@@ -111,14 +116,22 @@ def load() -> Any:
     try:
         if path is None:
             raise OSError("not found")
-        lib = ctypes.CDLL(path)
+        lib: Any = ctypes.CDLL(path)
     except OSError as exc:
         raise StorageError(f"cannot load libpq, PostgreSQL's client library ({exc})",
                            hint="reinstall milestone (it depends on psycopg[binary]), "
                                 "or install libpq (apt install libpq5)") from None
-    for name, (restype, argtypes) in _SIGNATURES.items():
-        fn = getattr(lib, name)
+    for name, (restype, argtypes) in (_SIGNATURES | _PIPELINE).items():
+        try:
+            fn = getattr(lib, name)
+        except AttributeError:
+            if name in _PIPELINE:
+                lib.pipelines = False
+                continue
+            raise StorageError(f"{path} is not a libpq of version 14 or later (it has no "
+                               f"{name})", hint="install libpq5 14 or later") from None
         fn.restype, fn.argtypes = restype, argtypes
+    lib.pipelines = getattr(lib, "pipelines", True)
     return lib
 
 
@@ -241,6 +254,41 @@ class Cursor:
         return iter(self.fetchall())
 
 
+class Pending(Cursor):
+    """A statement sent inside ``pipeline()``: its answer is read when first asked
+    for (with those of the statements sent before it), or when the pipeline ends."""
+
+    def __init__(self, conn: LibpqConnection) -> None:
+        super().__init__([])
+        self._conn: LibpqConnection | None = conn
+
+    def _ready(self) -> None:
+        if self._conn is not None:
+            self._conn._collect(self)
+
+    @property
+    def description(self) -> list[tuple[Any, ...]] | None:
+        self._ready()
+        return super().description
+
+    @property
+    def rowcount(self) -> int:
+        self._ready()
+        return super().rowcount
+
+    def nextset(self) -> bool | None:
+        self._ready()
+        return super().nextset()
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        self._ready()
+        return super().fetchone()
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        self._ready()
+        return super().fetchall()
+
+
 class LibpqConnection:
     """A libpq connection (autocommit: transactions are opened by the store) with
     sqlite3's ``execute``/``executemany`` and ``?`` placeholders."""
@@ -314,6 +362,13 @@ class LibpqConnection:
     def execute(self, sql: str, parameters: Any = None, /) -> Cursor:
         if self._pg is None:
             raise failure(self._lost(), self.where)
+        if self._piped is not None:  # inside pipeline(): sent, its answer read later
+            if not self._send(to_numbered(sql).encode("utf-8"),
+                              self._arrays(parameters or ())):
+                raise failure(self._lost(), self.where)
+            pending = Pending(self)
+            self._piped.append(pending)
+            return pending
         if not parameters:  # no parameters: no placeholder is read, and several
             return self._run(self._lib.PQsendQuery(self._pg, sql.encode("utf-8")))
         return self._run(self._send(to_numbered(sql).encode("utf-8"),
@@ -340,7 +395,8 @@ class LibpqConnection:
         rows sent at once, their answers read after (one round trip a batch, as
         psycopg's ``executemany`` does); the first error raised once the batch is in."""
         rows = [tuple(p) for p in parameters]
-        if len(rows) <= 1 or self._pg is None:
+        if len(rows) <= 1 or self._pg is None or self._piped is not None or not (
+                self._lib.pipelines):
             for row in rows:
                 self.execute(sql, row)
             return
@@ -379,10 +435,69 @@ class LibpqConnection:
                     return error
         return error
 
+    _piped: list[Pending] | None = None  # inside pipeline(): sent, answers not read
+
     @contextlib.contextmanager
     def pipeline(self) -> Iterator[None]:
-        """Statements run one after the other (each waits for its answer)."""
-        yield
+        """Statements sent without waiting for each one's answer (libpq's pipeline
+        mode, as psycopg's pipeline()): a read's rows are waited for when fetched, the
+        rest at the end. An error of any of them is one of ours (``failure``), raised
+        there; the statements after it are not run."""
+        if self._piped is not None or self._pg is None or not self._lib.pipelines:
+            yield
+            return
+        if not self._lib.PQenterPipelineMode(self._pg):
+            raise failure(self._lost(), self.where)
+        self._piped = []
+        try:
+            yield
+        except BaseException:
+            with contextlib.suppress(StorageError):
+                self._end_pipeline()
+            raise
+        self._end_pipeline()
+
+    def _collect(self, upto: Pending | None) -> None:
+        """Read the answers of the statements sent, in order, up to ``upto`` (all of
+        them and the pipeline's end with None); the first error raised."""
+        lib, pg, piped = self._lib, self._pg, self._piped or []
+        if upto is None:
+            lib.PQpipelineSync(pg)
+        else:
+            lib.PQsendFlushRequest(pg)
+        error = None
+        while piped:
+            pending = piped.pop(0)
+            pending._conn = None
+            results = []
+            while res := lib.PQgetResult(pg):
+                status = lib.PQresultStatus(res)
+                if status in (PGRES_TUPLES_OK, PGRES_COMMAND_OK, PGRES_EMPTY_QUERY):
+                    results.append(_read(lib, res, status))
+                elif error is None:
+                    error = _error(lib, pg, res)  # (those after it: PIPELINE_ABORTED)
+                lib.PQclear(res)
+            pending._results = results or pending._results
+            if pending is upto:
+                break
+        if upto is None:  # the sync's own result
+            while res := lib.PQgetResult(pg):
+                status = lib.PQresultStatus(res)
+                lib.PQclear(res)
+                if status == PGRES_PIPELINE_SYNC:
+                    break
+        if error is None and self.broken:
+            error = self._lost()
+        if error is not None:
+            raise failure(error, self.where)
+
+    def _end_pipeline(self) -> None:
+        try:
+            self._collect(None)
+        finally:
+            self._piped = None
+            if self._pg is not None:
+                self._lib.PQexitPipelineMode(self._pg)
 
     def notifies(self, timeout: float) -> list[str]:
         """The payloads of the notifications received within ``timeout`` seconds (the
