@@ -7,7 +7,8 @@ Run it with ``python bench/postgres.py`` from the project's virtualenv (needs De
 free port with ``fsync=off`` as the tests do, so the write figures are the server's CPU
 and round trips, not a disk's flush). ``--shapes`` (1000x10,10000x10: 10,000 and
 100,000 tasks), ``--runs`` (3), ``--agents`` (1,16,64), ``--claim-tasks`` (2,000),
-``--no-taskwarrior``.
+``--no-taskwarrior``, ``--driver`` (libpq: storage/libpq.py, what the commands use;
+psycopg: what they used before, and what long-running processes use).
 
 Scale: each shape is generated and bulk-loaded on the database backend exactly as
 bench/scale.py does, a copy is moved to postgres with ``milestone storage migrate --to
@@ -211,7 +212,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--claim-tasks", type=int, default=2000)
     ap.add_argument("--no-taskwarrior", action="store_true")
     ap.add_argument("--no-scale", action="store_true", help="the claims only")
+    ap.add_argument("--driver", choices=("libpq", "psycopg"), default="libpq",
+                    help="the commands' and agents' connection (MILESTONE_PG_DRIVER): "
+                         "libpq through ctypes, or psycopg")
     args = ap.parse_args(argv)
+    os.environ["MILESTONE_PG_DRIVER"] = args.driver  # (every child's env is copied from it)
     server = pgserver.start()
     if isinstance(server, str):
         print(f"cannot start a PostgreSQL server: {server}")
@@ -219,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="milestone-pgbench-"))
     began = time.perf_counter()
     print(f"load average {os.getloadavg()[0]:.2f} at start; {os.cpu_count()} CPUs; "
-          f"PostgreSQL server {server.pg_ctl} on port {server.port} (fsync=off)")
+          f"PostgreSQL server {server.pg_ctl} on port {server.port} (fsync=off); "
+          f"driver {args.driver}")
     try:
         if not args.no_scale:
             scale_part(server, sc.parse_shapes(args.shapes), args.runs,

@@ -2,7 +2,8 @@
 the project's files), faults of the network, NOTIFY, and its backups.
 
 Every test gets a fresh database of the session's throwaway server (tests/pgserver.py)
-and skips, saying why, when there is no initdb.
+and skips, saying why, when there is no initdb; each runs on both connections (libpq's
+and psycopg's: ``driver``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,14 @@ from milestones.model import events as ev
 from milestones.ops.migrate import checksums, migrate
 from milestones.project import Project
 from milestones.storage import open_store
+
+
+@pytest.fixture(autouse=True, params=["libpq", "psycopg"])
+def driver(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test here on both connections: libpq's (the commands', storage/libpq.py)
+    and psycopg's (the long-running processes')."""
+    monkeypatch.setenv("MILESTONE_PG_DRIVER", request.param)
+    return str(request.param)
 
 
 def snapshot(root: Path) -> tuple[dict[str, str], list[dict[str, Any]], str | None]:
@@ -225,7 +234,6 @@ def test_other_projects_never_import_psycopg(tmp_path: Path) -> None:
     assert out.strip() == "[]"
 
 
-@pytest.mark.parametrize("driver", ["libpq", "psycopg"])
 def test_a_server_restarting_is_waited_for_at_connect_and_nothing_else_is_retried(
         tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch, driver: str) -> None:
     """Connecting while the server restarts is tried again (1.7 s in all); a wrong
@@ -233,7 +241,6 @@ def test_a_server_restarting_is_waited_for_at_connect_and_nothing_else_is_retrie
     from milestones.storage import libpq, pgconn
 
     Project.init(tmp_path, backend="postgres", actor="ann", session_id="s1")
-    monkeypatch.setenv("MILESTONE_PG_DRIVER", driver)
     calls = []
     if driver == "psycopg":
         import psycopg
