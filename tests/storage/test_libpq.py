@@ -6,6 +6,7 @@ exit codes, LISTEN/NOTIFY wakes it, and a postgres command never imports psycopg
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -177,6 +178,26 @@ def test_errors_are_ours_and_the_connection_stays_usable(both: Any, pg_url: str)
         lite.rollback_quietly()
     finally:
         other.close()
+
+
+def test_ctrl_c_interrupts_a_wait_and_cancels_it_on_the_server(both: Any,
+                                                                pg_url: str) -> None:
+    """A command waiting on the server (here for a lock another holds) stops at Ctrl-C,
+    not when the wait ends, and the server stops waiting too."""
+    lite, psy = both
+    psy.execute("BEGIN")
+    psy.execute("SELECT pg_advisory_xact_lock(42)")
+    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    start = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        lite.execute("SELECT pg_advisory_xact_lock(?)", (42,))
+    assert time.monotonic() - start < 5
+    timer.join()
+    waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+    assert rows(psy, waiting) == [(0,)]
+    assert rows(lite, "SELECT 1") == [(1,)] and not lite.in_transaction
+    psy.execute("ROLLBACK")
 
 
 def test_a_killed_connection_is_exit_8_and_broken(both: Any, pg_server: Any) -> None:

@@ -78,6 +78,10 @@ _SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "PQnotifies": (ctypes.POINTER(_Notify), [_P]),
     "PQfreemem": (None, [_P]),
     "PQsetNoticeProcessor": (_P, [_P, _P, _P]),
+    "PQisBusy": (ctypes.c_int, [_P]),
+    "PQgetCancel": (_P, [_P]),
+    "PQcancel": (ctypes.c_int, [_P, ctypes.c_char_p, ctypes.c_int]),
+    "PQfreeCancel": (None, [_P]),
 }
 # libpq 14's pipeline mode (what psycopg's pipeline() and executemany use): without it
 # (an older system libpq), statements are sent one after the other.
@@ -335,6 +339,32 @@ class LibpqConnection:
         reason = _text(self._lib.PQerrorMessage(self._pg)) if self._pg else ""
         return DriverError(reason or "the connection is closed", None)
 
+    def _result(self) -> Any:
+        """The next PGresult (None after each statement's last): waited for in
+        ``select``, so that Ctrl-C interrupts the wait; the statement is then
+        cancelled on the server (as psycopg does) before KeyboardInterrupt goes on."""
+        lib, pg = self._lib, self._pg
+        try:
+            while lib.PQisBusy(pg):
+                select.select([lib.PQsocket(pg)], [], [])
+                if not lib.PQconsumeInput(pg):
+                    break  # (lost: PQgetResult says so)
+        except BaseException:
+            self._cancel()
+            raise
+        return lib.PQgetResult(pg)
+
+    def _cancel(self) -> None:
+        """Ask the server to stop the statement running, read what is left of it."""
+        lib, pg = self._lib, self._pg
+        cancel = lib.PQgetCancel(pg)
+        if cancel:
+            lib.PQcancel(cancel, ctypes.create_string_buffer(256), 256)
+            lib.PQfreeCancel(cancel)
+        with contextlib.suppress(Exception):
+            while res := lib.PQgetResult(pg):
+                lib.PQclear(res)
+
     def _run(self, sent: int) -> Cursor:
         """Every result of what was just sent (each PGresult cleared once read); the
         first error among them raised when all are in."""
@@ -343,7 +373,7 @@ class LibpqConnection:
             raise failure(self._lost(), self.where)
         results = []
         error: DriverError | None = None
-        while res := lib.PQgetResult(pg):
+        while res := self._result():
             try:
                 status = lib.PQresultStatus(res)
                 if status in (PGRES_TUPLES_OK, PGRES_COMMAND_OK, PGRES_EMPTY_QUERY):
@@ -382,10 +412,13 @@ class LibpqConnection:
         except TypeError as exc:
             raise StorageError(f"{self.where}: {exc}") from None
         n = len(params)
-        return (n, (ctypes.c_uint * n)(*(p[0] for p in params)),
-                (ctypes.c_char_p * n)(*(p[1] for p in params)),
-                (ctypes.c_int * n)(*(len(p[1]) if p[1] is not None else 0 for p in params)),
-                (ctypes.c_int * n)(*(p[2] for p in params)))
+        types = (ctypes.c_uint * n)(*[p[0] for p in params])
+        values = (ctypes.c_char_p * n)(*[p[1] for p in params])
+        if not any(p[2] for p in params):  # all text: no lengths, no formats
+            return n, types, values, None, None
+        return (n, types, values,
+                (ctypes.c_int * n)(*[len(p[1]) if p[1] is not None else 0 for p in params]),
+                (ctypes.c_int * n)(*[p[2] for p in params]))
 
     def _send(self, sql: bytes, arrays: tuple[Any, ...]) -> int:
         return int(self._lib.PQsendQueryParams(self._pg, sql, *arrays, 0))
@@ -425,7 +458,7 @@ class LibpqConnection:
         lib, pg = self._lib, self._pg
         error: DriverError | None = None
         for _ in range(sent + 1):
-            while res := lib.PQgetResult(pg):
+            while res := self._result():
                 status = lib.PQresultStatus(res)
                 if error is None and status not in (PGRES_COMMAND_OK, PGRES_TUPLES_OK,
                                                     PGRES_PIPELINE_SYNC):
@@ -470,7 +503,7 @@ class LibpqConnection:
             pending = piped.pop(0)
             pending._conn = None
             results = []
-            while res := lib.PQgetResult(pg):
+            while res := self._result():
                 status = lib.PQresultStatus(res)
                 if status in (PGRES_TUPLES_OK, PGRES_COMMAND_OK, PGRES_EMPTY_QUERY):
                     results.append(_read(lib, res, status))
@@ -481,7 +514,7 @@ class LibpqConnection:
             if pending is upto:
                 break
         if upto is None:  # the sync's own result
-            while res := lib.PQgetResult(pg):
+            while res := self._result():
                 status = lib.PQresultStatus(res)
                 lib.PQclear(res)
                 if status == PGRES_PIPELINE_SYNC:
