@@ -79,6 +79,7 @@ _SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "PQfreemem": (None, [_P]),
     "PQsetNoticeProcessor": (_P, [_P, _P, _P]),
     "PQisBusy": (ctypes.c_int, [_P]),
+    "PQflush": (ctypes.c_int, [_P]),
     "PQgetCancel": (_P, [_P]),
     "PQcancel": (ctypes.c_int, [_P, ctypes.c_char_p, ctypes.c_int]),
     "PQfreeCancel": (None, [_P]),
@@ -345,6 +346,7 @@ class LibpqConnection:
         cancelled on the server (as psycopg does) before KeyboardInterrupt goes on."""
         lib, pg = self._lib, self._pg
         try:
+            lib.PQflush(pg)  # (what a pipeline queued: sent before its answer is awaited)
             while lib.PQisBusy(pg):
                 select.select([lib.PQsocket(pg)], [], [])
                 if not lib.PQconsumeInput(pg):
