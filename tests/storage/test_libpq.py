@@ -153,6 +153,11 @@ def test_a_pipeline_reads_when_asked_and_raises_the_first_error(both: Any) -> No
     lite.rollback_quietly()
     assert rows(lite, "SELECT k FROM t ORDER BY k") == [(1,), (2,), (3,)]
     assert not lite.in_transaction and not lite.broken
+    big = "y" * 1000  # a large write in one pipeline: read as it goes, never stuck
+    with lite.pipeline():
+        for k in range(10, 10 + libpq.PIPELINE_BATCH * 20):
+            lite.execute("INSERT INTO t VALUES (?, ?)", (k, big))
+    assert rows(lite, "SELECT count(*) FROM t") == [(3 + libpq.PIPELINE_BATCH * 20,)]
 
 
 def test_errors_are_ours_and_the_connection_stays_usable(both: Any, pg_url: str) -> None:

@@ -6,7 +6,8 @@ to load and under a millisecond each. ``LibpqConnection`` speaks what
 ``pgconn.PgConnection`` speaks (``execute``, ``executemany``, ``pipeline``,
 ``in_transaction``, ``broken``, ``rollback_quietly``, ``close``, ``notifies``), with
 the values psycopg gives for the column types our schema and queries use, and the
-same errors (``pgconn.failure``). Long-running processes keep psycopg (``pgconn``).
+same errors (``pgconn.failure``). psycopg's ``pgconn.PgConnection`` stays for what
+opens its connections through psycopg, and for ``MILESTONE_PG_DRIVER=psycopg``.
 
 The libpq loaded is psycopg_binary's own (``psycopg_binary.libs/libpq-*.so*``, pinned
 with it), found without importing it; else the system's ``libpq.so``.
@@ -37,8 +38,9 @@ PG_DIAG_MESSAGE_PRIMARY = ord("M")
 
 _P = ctypes.c_void_p
 
-# Statements of an ``executemany`` sent before their answers are read: their answers
-# (a few dozen bytes each) fit in the socket's buffers, so neither side waits.
+# Statements of a pipeline sent before their answers are read: the answers (a few dozen
+# bytes each) fit in the sockets' buffers, so the server never waits for us to read
+# while we wait for it to take what we send (the connection is in blocking mode).
 PIPELINE_BATCH = 256
 
 
@@ -400,6 +402,8 @@ class LibpqConnection:
                 raise failure(self._lost(), self.where)
             pending = Pending(self)
             self._piped.append(pending)
+            if len(self._piped) >= PIPELINE_BATCH:  # (their answers kept few: below)
+                self._collect(pending)
             return pending
         if not parameters:  # no parameters: no placeholder is read, and several
             return self._run(self._lib.PQsendQuery(self._pg, sql.encode("utf-8")))
