@@ -9,8 +9,8 @@ project that must be readable by its owner only (0600). It never goes into
 ``.milestones/``: ``config/storage-backend.txt`` says ``postgres`` and nothing more.
 
 A command connects through libpq itself (``libpq``: ctypes, no psycopg imported);
-``PgConnection`` is psycopg's, for long-running processes and when
-``MILESTONE_PG_DRIVER=psycopg``. Neither is imported before a PostgreSQL store first
+``PgConnection`` is psycopg's: for what opens its connections through psycopg
+(a long-running process's pool), and for ``MILESTONE_PG_DRIVER=psycopg``. Neither is imported before a PostgreSQL store first
 connects: no other command pays for it.
 """
 
