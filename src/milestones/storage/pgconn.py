@@ -10,8 +10,8 @@ project that must be readable by its owner only (0600). It never goes into
 
 A command connects through libpq itself (``libpq``: ctypes, no psycopg imported);
 ``PgConnection`` is psycopg's: for what opens its connections through psycopg
-(a long-running process's pool), and for ``MILESTONE_PG_DRIVER=psycopg``. Neither is imported before a PostgreSQL store first
-connects: no other command pays for it.
+(a long-running process's pool), and for ``MILESTONE_PG_DRIVER=psycopg``. Neither
+is imported before a PostgreSQL store first connects: no other command pays for it.
 """
 
 from __future__ import annotations
