@@ -7,7 +7,9 @@ Run it with ``python bench/postgres.py`` from the project's virtualenv (needs De
 free port with ``fsync=off`` as the tests do, so the write figures are the server's CPU
 and round trips, not a disk's flush). ``--shapes`` (1000x10,10000x10: 10,000 and
 100,000 tasks), ``--runs`` (3), ``--agents`` (1,16,64), ``--claim-tasks`` (2,000),
-``--no-taskwarrior``.
+``--no-taskwarrior``, ``--driver`` (libpq: storage/libpq.py, what the commands use;
+psycopg: what they used before, and what long-running processes use; both: the
+postgres rows measured on each, the same project, psycopg's shown as ``pg-psycopg``).
 
 Scale: each shape is generated and bulk-loaded on the database backend exactly as
 bench/scale.py does, a copy is moved to postgres with ``milestone storage migrate --to
@@ -50,14 +52,18 @@ import pgserver  # noqa: E402
 WORKER = HERE.parent / "tests" / "agents" / "worker.py"
 
 
+PSYCOPG = "pg-psycopg"  # the postgres project again, its commands on psycopg (--driver both)
+
+
 def scale_part(server: Any, shapes: list[tuple[int, int]], runs: int, tw_on: bool,
-               tmp: Path) -> None:
+               tmp: Path, both: bool = False) -> None:
     script = sc.find_script()
     tw = shutil.which("task") if tw_on else None
     spawner = sc.Spawner()
     results: dict[Any, Any] = {}
     migrations: list[tuple[Any, str, float | None, float | None, str]] = []
     builds: list[tuple[str, str]] = []
+    backends = ["database", "postgres"] + ([PSYCOPG] if both else [])
     try:
         for shape in shapes:
             print(f"\n== {sc.size_label(shape)}", flush=True)
@@ -79,8 +85,12 @@ def scale_part(server: Any, shapes: list[tuple[int, int]], runs: int, tw_on: boo
                   f"{'FAILED' if took is None else f'{took:.1f} s, {mb:.0f} MB'} ({detail})",
                   flush=True)
             roots = {"database": db_dir, "postgres": pg_dir}
-            rows = sc.build_rows(shape, script, env, roots, ["database", "postgres"], state,
-                                 runs)
+            if both:
+                roots[PSYCOPG] = pg_dir
+            rows = sc.build_rows(shape, script, env, roots, backends, state, runs)
+            for (tool, _, _), row in rows.items():
+                if tool == PSYCOPG:
+                    row.env = {**env, "MILESTONE_PG_DRIVER": "psycopg"}
             if tw:
                 tw_dir = tmp / f"taskwarrior-{sc.shape_name(shape)}"
                 scope = state.current or sorted(state.milestones)[0]
@@ -95,11 +105,11 @@ def scale_part(server: Any, shapes: list[tuple[int, int]], runs: int, tw_on: boo
                     print(f"  FAILED {row.tool} {row.label} {row.mode}: {row.error}")
             results[shape] = rows
             del state
-            for d in roots.values():
+            for d in set(roots.values()):
                 shutil.rmtree(d, ignore_errors=True)
     finally:
         spawner.close()
-    sc.report(results, shapes, ["database", "postgres"], runs, spawner.floor_kib / 1024)
+    sc.report(results, shapes, backends, runs, spawner.floor_kib / 1024)
     sc.report_rest(builds, migrations, [], [])
 
 
@@ -151,7 +161,8 @@ class LockWaits(threading.Thread):
         return self.waiting / max(self.samples, 1)
 
 
-def claims_part(server: Any, agents_list: list[int], n_tasks: int, tmp: Path) -> None:
+def claims_part(server: Any, agents_list: list[int], n_tasks: int, tmp: Path,
+                both: bool = False) -> None:
     from milestones.project import Project
 
     print(f"\n== claims per second: {n_tasks:,} independent tasks worked to the end "
@@ -159,12 +170,15 @@ def claims_part(server: Any, agents_list: list[int], n_tasks: int, tmp: Path) ->
           "of the agents and of the server; agents waiting on the writer lock, on average")
     print(f"{'backend':<10} {'agents':>6} {'seconds':>8} {'claims/s':>9} {'load avg':>9} "
           f"{'peak RSS MB':>12} {'agent CPU':>10} {'server CPU':>11} {'lock waits':>11}")
-    for backend in ("database", "postgres"):
+    for shown in ("database", "postgres") + ((PSYCOPG,) if both else ()):
+        backend = "postgres" if shown == PSYCOPG else shown
         for n in agents_list:
-            root = tmp / f"claims-{backend}-{n}"
+            root = tmp / f"claims-{shown}-{n}"
             root.mkdir()
             env = sc.child_env()
             env["MILESTONE_LOCK_TIMEOUT"] = "600"
+            if shown == PSYCOPG:
+                env["MILESTONE_PG_DRIVER"] = "psycopg"
             if backend == "postgres":
                 env["MILESTONE_DATABASE_URL"] = server.new_database()
                 os.environ["MILESTONE_DATABASE_URL"] = env["MILESTONE_DATABASE_URL"]
@@ -197,7 +211,7 @@ def claims_part(server: Any, agents_list: list[int], n_tasks: int, tmp: Path) ->
             served = (f"{1000 * (server_cpu(server) - cpu0) / n_tasks:>11.2f}"
                       if backend == "postgres" else f"{'':>11}")
             note = f"  ({len(failed)} workers failed)" if failed else ""
-            print(f"{backend:<10} {n:>6} {took:>8.1f} {n_tasks / took:>9.1f} "
+            print(f"{shown:<10} {n:>6} {took:>8.1f} {n_tasks / took:>9.1f} "
                   f"{os.getloadavg()[0]:>9.2f} {peak:>12.0f} {1000 * cpu / n_tasks:>10.2f}"
                   f"{served} {waiting}{note}", flush=True)
             shutil.rmtree(root, ignore_errors=True)
@@ -211,7 +225,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--claim-tasks", type=int, default=2000)
     ap.add_argument("--no-taskwarrior", action="store_true")
     ap.add_argument("--no-scale", action="store_true", help="the claims only")
+    ap.add_argument("--driver", choices=("libpq", "psycopg", "both"), default="libpq",
+                    help="the commands' and agents' connection (MILESTONE_PG_DRIVER): "
+                         "libpq through ctypes, psycopg, or both (postgres's rows again "
+                         f"as {PSYCOPG}, on the same project)")
     args = ap.parse_args(argv)
+    both = args.driver == "both"
+    # (every child's environment is copied from this one)
+    os.environ["MILESTONE_PG_DRIVER"] = "libpq" if both else args.driver
     server = pgserver.start()
     if isinstance(server, str):
         print(f"cannot start a PostgreSQL server: {server}")
@@ -219,12 +240,14 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="milestone-pgbench-"))
     began = time.perf_counter()
     print(f"load average {os.getloadavg()[0]:.2f} at start; {os.cpu_count()} CPUs; "
-          f"PostgreSQL server {server.pg_ctl} on port {server.port} (fsync=off)")
+          f"PostgreSQL server {server.pg_ctl} on port {server.port} (fsync=off); "
+          f"driver {args.driver}")
     try:
         if not args.no_scale:
             scale_part(server, sc.parse_shapes(args.shapes), args.runs,
-                       not args.no_taskwarrior, tmp)
-        claims_part(server, [int(a) for a in args.agents.split(",")], args.claim_tasks, tmp)
+                       not args.no_taskwarrior, tmp, both)
+        claims_part(server, [int(a) for a in args.agents.split(",")], args.claim_tasks, tmp,
+                    both)
     finally:
         server.stop()
         shutil.rmtree(tmp, ignore_errors=True)

@@ -2,7 +2,8 @@
 the project's files), faults of the network, NOTIFY, and its backups.
 
 Every test gets a fresh database of the session's throwaway server (tests/pgserver.py)
-and skips, saying why, when there is no initdb.
+and skips, saying why, when there is no initdb; each runs on both connections (libpq's
+and psycopg's: ``driver``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,14 @@ from milestones.model import events as ev
 from milestones.ops.migrate import checksums, migrate
 from milestones.project import Project
 from milestones.storage import open_store
+
+
+@pytest.fixture(autouse=True, params=["libpq", "psycopg"])
+def driver(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test here on both connections: libpq's (the commands', storage/libpq.py)
+    and psycopg's (the long-running processes')."""
+    monkeypatch.setenv("MILESTONE_PG_DRIVER", request.param)
+    return str(request.param)
 
 
 def snapshot(root: Path) -> tuple[dict[str, str], list[dict[str, Any]], str | None]:
@@ -226,35 +235,38 @@ def test_other_projects_never_import_psycopg(tmp_path: Path) -> None:
 
 
 def test_a_server_restarting_is_waited_for_at_connect_and_nothing_else_is_retried(
-        tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch, driver: str) -> None:
     """Connecting while the server restarts is tried again (1.7 s in all); a wrong
     password or database is not; a connection lost later is exit 8, not retried."""
-    import psycopg
-
-    from milestones.storage import pgconn
+    from milestones.storage import libpq, pgconn
 
     Project.init(tmp_path, backend="postgres", actor="ann", session_id="s1")
-    real, calls = psycopg.connect, []
+    calls = []
+    if driver == "psycopg":
+        import psycopg
+
+        target, name, error = psycopg, "connect", psycopg.OperationalError
+    else:
+        target, name, error = libpq.LibpqConnection, "_attempt", pgconn.DriverError
+    real = getattr(target, name)
 
     def flaky(*args: Any, **kw: Any) -> Any:
         calls.append(1)
         if len(calls) <= 2:
-            raise psycopg.OperationalError("connection failed: FATAL:  the database system "
-                                           "is starting up")
+            raise error("connection failed: FATAL:  the database system is starting up")
         return real(*args, **kw)
 
     monkeypatch.setattr(pgconn, "CONNECT_RETRY", (0.01, 0.01, 0.01))
-    monkeypatch.setattr(psycopg, "connect", flaky)
+    monkeypatch.setattr(target, name, flaky)
     assert Project.open(tmp_path).state().milestones == {}
     assert len(calls) == 3
     calls.clear()
 
     def refused(*args: Any, **kw: Any) -> Any:
         calls.append(1)
-        raise psycopg.OperationalError('connection failed: FATAL:  password authentication '
-                                       'failed for user "ann"')
+        raise error('connection failed: FATAL:  password authentication failed for user "ann"')
 
-    monkeypatch.setattr(psycopg, "connect", refused)
+    monkeypatch.setattr(target, name, refused)
     with pytest.raises(StorageError, match="password authentication failed"):
         Project.open(tmp_path).state()
     assert len(calls) == 1

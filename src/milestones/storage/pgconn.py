@@ -8,8 +8,10 @@ The URL (``postgresql://user:password@host:port/dbname``) is, first found:
 project that must be readable by its owner only (0600). It never goes into
 ``.milestones/``: ``config/storage-backend.txt`` says ``postgres`` and nothing more.
 
-psycopg is imported here only, when a PostgreSQL store first connects: no other
-command pays for it.
+A command connects through libpq itself (``libpq``: ctypes, no psycopg imported);
+``PgConnection`` is psycopg's: for what opens its connections through psycopg
+(a long-running process's pool), and for ``MILESTONE_PG_DRIVER=psycopg``. Neither
+is imported before a PostgreSQL store first connects: no other command pays for it.
 """
 
 from __future__ import annotations
@@ -127,19 +129,53 @@ def transient(exc: Exception) -> bool:
     return any(t in text for t in _TRANSIENT)
 
 
-def failure(exc: Exception, where: str) -> StorageError | Conflict:
-    """A psycopg error as one of ours: a lock that timed out is a Conflict (exit 7), a
-    lost connection or anything else a StorageError (exit 8) naming the reason."""
-    import psycopg
+class DriverError(Exception):
+    """An error of the libpq connection (``libpq``): the server's message and its
+    SQLSTATE (None when there is none: the connection failed or was lost)."""
 
+    def __init__(self, message: str, sqlstate: str | None = None) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+
+
+# The SQLSTATE classes psycopg raises as OperationalError (``psycopg.errors``): the
+# connection, the server's resources or state, an operator's intervention.
+_OPERATIONAL = ("08", "27", "28", "2F", "38", "39", "3B", "40", "53", "54", "55", "57", "58",
+                "F", "H")
+
+
+def failure(exc: Exception, where: str) -> StorageError | Conflict:
+    """A driver's error as one of ours: a lock that timed out is a Conflict (exit 7), a
+    lost connection or anything else a StorageError (exit 8) naming the reason."""
     text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    if isinstance(exc, psycopg.errors.LockNotAvailable):
+    if isinstance(exc, DriverError):
+        state = exc.sqlstate
+        operational = state is None or state.startswith(_OPERATIONAL)
+    else:
+        import psycopg
+
+        state = getattr(exc, "sqlstate", None)
+        operational = isinstance(exc, psycopg.OperationalError)
+    if state == "55P03":  # lock_not_available
         return Conflict(f"the project is busy: another milestone command holds {where}",
                         hint="retry, or raise MILESTONE_LOCK_TIMEOUT")
-    if isinstance(exc, psycopg.OperationalError):
+    if operational:
         return StorageError(f"the PostgreSQL connection to {where} failed: {text}",
                             hint=RETRY_HINT)
     return StorageError(f"{where}: {text}", hint=RETRY_HINT)
+
+
+DRIVER_ENV = "MILESTONE_PG_DRIVER"
+
+
+def connect(url: str, *, application: str = "milestone") -> Any:
+    """A connection to ``url``: libpq's own (``libpq``), unless ``MILESTONE_PG_DRIVER``
+    says ``psycopg``."""
+    if os.environ.get(DRIVER_ENV, "").strip().lower() == "psycopg":
+        return PgConnection(url, application=application)
+    from .libpq import LibpqConnection
+
+    return LibpqConnection(url, application=application)
 
 
 class PgConnection:
@@ -205,6 +241,16 @@ class PgConnection:
             with self.raw.pipeline():
                 yield
         except psycopg.Error as exc:
+            raise failure(exc, self.where) from None
+
+    def notifies(self, timeout: float) -> list[str]:
+        """The payloads of the notifications received within ``timeout`` seconds (the
+        first ones: it returns once there are some), ``[]`` when none came."""
+        import psycopg
+
+        try:
+            return [n.payload for n in self.raw.notifies(timeout=timeout, stop_after=1)]
+        except psycopg.Error as exc:  # the connection went away while waiting
             raise failure(exc, self.where) from None
 
     def rollback_quietly(self) -> None:

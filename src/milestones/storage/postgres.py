@@ -118,7 +118,7 @@ class PostgresStore(HeldReads):
         return conn
 
     def _open(self) -> Any:
-        conn = pgconn.PgConnection(pgconn.resolve_url(self.url))
+        conn = pgconn.connect(pgconn.resolve_url(self.url))
         where = Location("postgresql")
         where.url = conn.where
         self.db_path = where
@@ -368,13 +368,14 @@ class PostgresStore(HeldReads):
         if self.last_event_id() > after:
             return True
         try:
-            for note in conn.raw.notifies(timeout=timeout, stop_after=1):
-                with contextlib.suppress(ValueError):
-                    if int(note.payload) > after:
-                        return True
-        except Exception as exc:  # psycopg's: the connection went away while waiting
+            payloads = conn.notifies(timeout)
+        except StorageError:  # the connection went away while waiting
             self._conn = None
-            raise pgconn.failure(exc, conn.where) from None
+            raise
+        for payload in payloads:
+            with contextlib.suppress(ValueError):
+                if int(payload) > after:
+                    return True
         return self.last_event_id() > after
 
     def last_event_id(self) -> int:
