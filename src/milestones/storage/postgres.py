@@ -24,7 +24,8 @@ never the URL.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path, PosixPath
 from typing import Any
 
@@ -117,8 +118,12 @@ class PostgresStore(HeldReads):
                 self.migrate_schema(conn)
         return conn
 
+    # What opens the connection: a connection of the store's own, or one borrowed
+    # from a long-running process's pool (``pgpool.Pool.lend``, which takes it back).
+    connector: Callable[[str], Any] = pgconn.PgConnection
+
     def _open(self) -> Any:
-        conn = pgconn.PgConnection(pgconn.resolve_url(self.url))
+        conn = self.connector(pgconn.resolve_url(self.url))
         where = Location("postgresql")
         where.url = conn.where
         self.db_path = where
@@ -362,20 +367,26 @@ class PostgresStore(HeldReads):
         """Block until an event past ``after`` is committed (LISTEN/NOTIFY), or
         ``timeout`` seconds pass; True when there is one."""
         conn = self.connect()
-        if not self._listening:
+        if not self._listening:  # a commit before the LISTEN sent no NOTIFY here: look
             conn.execute(f"LISTEN {CHANNEL}")
             self._listening = True
-        if self.last_event_id() > after:
-            return True
+            if self.last_event_id() > after:
+                return True
+        # Listening, every commit is told (those during other statements wait in
+        # psycopg's backlog): no read of the head while nothing happens.
+        deadline = time.monotonic() + timeout
         try:
-            for note in conn.raw.notifies(timeout=timeout, stop_after=1):
-                with contextlib.suppress(ValueError):
-                    if int(note.payload) > after:
-                        return True
+            while True:
+                left = max(0.0, deadline - time.monotonic())
+                for note in conn.raw.notifies(timeout=left, stop_after=1):
+                    with contextlib.suppress(ValueError):
+                        if int(note.payload) > after:
+                            return True
+                if time.monotonic() >= deadline:
+                    return False
         except Exception as exc:  # psycopg's: the connection went away while waiting
             self._conn = None
             raise pgconn.failure(exc, conn.where) from None
-        return self.last_event_id() > after
 
     def last_event_id(self) -> int:
         row = self.connect().execute("SELECT value FROM meta WHERE key = 'last_event_id'")
