@@ -63,9 +63,9 @@ class Services(TaskAgents):
                 due = not self._finished.wait(every)
             if self._finished.is_set():
                 break
-        if not self._shared:  # its own store (a borrower's gave its connection back)
+        if not self._shared:  # its own store: a connection of its own closed
             with contextlib.suppress(Exception):
-                p.store.close()
+                self.connections.let_go(p)
 
     def _monitor(self, _name: str) -> None:
         """Progress on every move of the log head, and what others changed. On

@@ -54,6 +54,13 @@ class Pooled:
         if self.pool is not None and p.store.backend == "postgres":
             self.pool.give_back(p.store)
 
+    def let_go(self, p: Project) -> None:
+        """``p`` is done with: a borrowed connection given back, one of its own closed."""
+        self.give_back(p)
+        close = getattr(p.store, "close", None)  # (the database stores have one)
+        if close is not None:
+            close()
+
     def __enter__(self) -> Pooled:
         self.open()
         return self
