@@ -37,6 +37,10 @@ class Pooled:
             pool = Pool(getattr(self.project.store, "url", None), self.size)
             pool.open()
             self.pool = pool
+            # What another() reads of it (the session), read now; then the project's
+            # own connection is closed: the threads' Projects borrow instead.
+            _session = self.project.session_id
+            self.let_go(self.project)
 
     def close(self) -> None:
         if self.pool is not None:

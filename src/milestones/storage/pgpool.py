@@ -5,7 +5,8 @@ a connection for a request or a step and gives it back.
 A store made to borrow (``Pool.lend``) opens no connection of its own: its next
 statement takes one from the pool (``PostgresStore.connector``), checked on the way
 out (``ConnectionPool.check_connection``: a connection the server dropped, after a
-restart, is replaced, never handed out), and ``Pool.give_back`` returns it, with
+restart, is replaced, never handed out; the first found dead has every idle one
+looked at), and ``Pool.give_back`` returns it, with
 any the store dropped as broken on the way (the pool opens their replacements).
 A LISTEN connection is never pooled: a store that waits on NOTIFY keeps its own.
 
@@ -37,8 +38,22 @@ class Pool:
         self.size = size
         self._pool: Any = ConnectionPool(
             url, min_size=size, max_size=size, open=False, name=name,
-            check=ConnectionPool.check_connection, timeout=BORROW_TIMEOUT,
+            check=self._check, timeout=BORROW_TIMEOUT,
             kwargs={"autocommit": True, "connect_timeout": 10, "application_name": name})
+
+    def _check(self, conn: Any) -> None:
+        """``ConnectionPool.check_connection`` (one empty statement) before a connection
+        is handed out. When it fails, the server has most likely restarted and every
+        idle connection is as dead: they are all looked at now (``check()``), the dead
+        replaced at once. (Left to the pool, each would be found at a borrow, the
+        borrower backing off 1, 2, 4 ... s between them: 10 s gone by the fifth.)"""
+        from psycopg_pool import ConnectionPool
+
+        try:
+            ConnectionPool.check_connection(conn)
+        except Exception:
+            self._pool.check()
+            raise
 
     @property
     def closed(self) -> bool:

@@ -106,6 +106,9 @@ class PostgresStore(HeldReads):
             self._in_txn = False
             self._listening = False
             conn = self._open()
+            if self._version_seen:  # once per store (a pool's borrower opens at each step)
+                self._conn = conn
+                return conn
             try:
                 row = conn.execute("SELECT to_regclass('schema_version') IS NOT NULL").fetchone()
                 version = (conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0]
@@ -116,7 +119,10 @@ class PostgresStore(HeldReads):
             self._conn = conn
             if version is not None and version < max(PG_MIGRATIONS):
                 self.migrate_schema(conn)
+            self._version_seen = version is not None
         return conn
+
+    _version_seen = False
 
     # What opens the connection: a connection of the store's own, or one borrowed
     # from a long-running process's pool (``pgpool.Pool.lend``, which takes it back).

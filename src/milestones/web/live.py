@@ -45,7 +45,14 @@ class Watcher:
                 q.put_nowait(None)
 
     def _run(self) -> None:
-        p = self.reader.base.another()
+        p = self.reader.base.another()  # (on postgres a connection of its own: LISTEN)
+        try:
+            self._watch(p)
+        finally:
+            if self.reader.pooled is not None:
+                self.reader.pooled.let_go(p)
+
+    def _watch(self, p: Any) -> None:
         while not self._stop.is_set():
             try:
                 # POLL seconds, or less: postgres wakes it at the commit (LISTEN/NOTIFY),
