@@ -31,8 +31,15 @@ class Pool:
     once, ``close()`` when the process ends."""
 
     def __init__(self, url: str | None, size: int, *, name: str = "milestone") -> None:
+        import logging
+
         from psycopg_pool import ConnectionPool
 
+        # A dead connection dropped is the pool's job, not a line on the terminal
+        # (Python's last-resort handler would print psycopg.pool's warnings).
+        log = logging.getLogger("psycopg.pool")
+        if not log.handlers:
+            log.addHandler(logging.NullHandler())
         url = pgconn.resolve_url(url)
         self.where = pgconn.redact(url)
         self.size = size
