@@ -3,7 +3,8 @@
 ``milestone execute`` asks of the server while its agents wait on their commands.
 
 Run it with ``python bench/pgpool.py [--milestones 200] [--tasks 10] [--clients 50]
-[--requests 20] [--writes 5] [--exec-agents 8] [--src DIR]`` from the project's
+[--requests 20] [--writes 5] [--exec-agents 8] [--idle 5] [--only dashboard|executor]
+[--src DIR]`` from the project's
 virtualenv (a throwaway server of its own, tests/pgserver.py, as bench/postgres.py).
 ``--src DIR``: run the ``milestone`` of another checkout's ``src/`` (``git archive
 REV src | tar -x -C DIR``), to compare with the code before a change.
@@ -13,11 +14,11 @@ postgres with ``milestone storage migrate --to postgres``. Dashboard: ``mileston
 dashboard --port 0``; the latency and delivery of bench/dashboard.py; the server's
 connections from the dashboard (``pg_stat_activity``, application ``milestone``)
 once it answered, with no request running. Executor: ``milestone execute`` of a new
-milestone of ``--exec-agents`` tasks that each run ``sleep 4`` (once all
-have started), with as many agents;
-while they sleep, the server's transactions per second on the project's database
-(``pg_stat_database.xact_commit``, sampled over 2 s: the monitor's, the validator's
-and the detector's reads); then the run's wall time.
+milestone of ``--exec-agents`` tasks that each sleep ``--idle`` + 2.5 s, with as
+many agents; once every command has started, the statements per second the run
+sends while they sleep (the server's log, ``log_statement = 'all'`` on the project's
+database, over ``--idle`` seconds: the monitor's, the validator's and the detector's
+reads); then the run's wall time.
 """
 
 from __future__ import annotations
@@ -65,11 +66,6 @@ def connections(url: str) -> int:
                           "current_database() AND application_name = 'milestone'"))
 
 
-def commits(url: str) -> int:
-    return int(query(url, "SELECT xact_commit FROM pg_stat_database "
-                          "WHERE datname = current_database()"))
-
-
 def dashboard_part(script: str, d: Path, env: dict[str, str], url: str, state: Any,
                    a: argparse.Namespace) -> None:
     refs = sc.ready_refs(state, a.tasks, a.writes)
@@ -96,7 +92,7 @@ def dashboard_part(script: str, d: Path, env: dict[str, str], url: str, state: A
         proc.wait(10)
 
 
-def executor_part(script: str, d: Path, env: dict[str, str], url: str,
+def executor_part(script: str, d: Path, env: dict[str, str], url: str, log: Path,
                   a: argparse.Namespace) -> None:
     tasks = [arg for i in range(a.exec_agents) for arg in ("--task", f"sleeps {i}")]
     made = subprocess.run([script, "plan", "Executor bench", *tasks, "--json"], cwd=d,
@@ -104,7 +100,8 @@ def executor_part(script: str, d: Path, env: dict[str, str], url: str,
     mid = json.loads(made.stdout)["milestone_id"]
     t0 = time.perf_counter()
     proc = subprocess.Popen([script, "execute", mid, "--agents", str(a.exec_agents),
-                             "--command", "touch started.$$; sleep 4", "--approve-commands",
+                             "--command", f"touch started.$$; sleep {a.idle + 2.5:g}",
+                             "--approve-commands",
                              "--json"], cwd=d, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
@@ -112,18 +109,22 @@ def executor_part(script: str, d: Path, env: dict[str, str], url: str,
         time.sleep(0.05)
     time.sleep(0.5)  # every agent's command sleeping, the run's threads waiting
     held = connections(url) - 1
-    c0, s0 = commits(url), time.perf_counter()
-    time.sleep(2.0)
-    rate = (commits(url) - c0 - 1) / (time.perf_counter() - s0)  # (less the look's own)
+    at, s0 = log.stat().st_size, time.perf_counter()
+    time.sleep(a.idle)
+    with log.open("rb") as f:
+        f.seek(at)
+        text = f.read()  # (a statement psycopg prepared, after 5 runs, is `execute`)
+        sent = text.count(b" statement: ") + text.count(b" execute ")
+    rate = sent / (time.perf_counter() - s0)
     out, err = proc.communicate(timeout=120)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         print(f"execute failed ({proc.returncode}): {err.strip()[-300:]}")
         return
-    print(f"\nexecute: {a.exec_agents} agents, {a.exec_agents} tasks of `sleep 4`: "
+    print(f"\nexecute: {a.exec_agents} agents, {a.exec_agents} tasks of `sleep {a.idle + 2.5:g}`: "
           f"wall {wall:.2f} s (the command's own {json.loads(out)['wall_seconds']:.2f} s)")
     print(f"  while the commands sleep: {held} connections of the run, "
-          f"{rate:.1f} server transactions/s")
+          f"{rate:.1f} statements/s")
 
 
 def main() -> int:
@@ -134,6 +135,9 @@ def main() -> int:
     ap.add_argument("--requests", type=int, default=20)
     ap.add_argument("--writes", type=int, default=5)
     ap.add_argument("--exec-agents", type=int, default=8)
+    ap.add_argument("--idle", type=float, default=5.0,
+                    help="seconds the executor's statements are counted while it waits")
+    ap.add_argument("--only", choices=("dashboard", "executor"), default=None)
     ap.add_argument("--src", default=None, help="another checkout's src/ to run")
     a = ap.parse_args()
     server = pgserver.start()
@@ -156,8 +160,12 @@ def main() -> int:
               f"postgres (server {server.port}, fsync=off); milestone from "
               f"{a.src or 'this checkout'}; load average {os.getloadavg()[0]:.2f}, "
               f"{os.cpu_count()} CPUs")
-        dashboard_part(script, d, env, url, state, a)
-        executor_part(script, d, env, url, a)
+        if a.only != "executor":
+            dashboard_part(script, d, env, url, state, a)
+        # every statement of the run's connections in the server's log (from here on)
+        server.admin(f"ALTER DATABASE {url.rsplit('/', 1)[1]} SET log_statement = 'all'")
+        if a.only != "dashboard":
+            executor_part(script, d, env, url, server.dir / "server.log", a)
         print(f"\nload average {' '.join(f'{x:.2f}' for x in os.getloadavg())} at the end")
     finally:
         server.stop()
