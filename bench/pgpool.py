@@ -74,7 +74,7 @@ def dashboard_part(script: str, d: Path, env: dict[str, str], url: str, state: A
     try:
         times = dash.latency(port, mids, a.clients, a.requests)
         time.sleep(0.5)
-        held = connections(url) - 1  # (not this look's own)
+        held = connections(url)  # (this look's own has no application name)
         every = [x for v in times.values() for x in v]
         print(f"\nAPI latency, {a.clients} concurrent clients, {len(every)} requests (ms):")
         print(f"  {'endpoint':<24} {'n':>5} {'p50':>8} {'p95':>8} {'max':>8}")
@@ -108,7 +108,7 @@ def executor_part(script: str, d: Path, env: dict[str, str], url: str, log: Path
     while len(list(d.glob("started.*"))) < a.exec_agents and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(0.5)  # every agent's command sleeping, the run's threads waiting
-    held = connections(url) - 1
+    held = connections(url)
     at, s0 = log.stat().st_size, time.perf_counter()
     time.sleep(a.idle)
     with log.open("rb") as f:
