@@ -1,5 +1,5 @@
 """`milestone execute` (milestones.agents.executor): agents in threads working a milestone
-with shell commands, on the file, hybrid and database backends."""
+with shell commands, on the file, hybrid, database and postgres backends."""
 
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ DAG = [  # task-N depends on ...
 ]
 
 
-@pytest.mark.parametrize("backend", ["file", "hybrid", "database", "memory"])
+@pytest.mark.parametrize("backend", ["file", "hybrid", "database", "memory", "postgres"])
 def test_every_task_once_in_dependency_order(tmp_path: Path, backend: str) -> None:
     p = make(tmp_path, backend)
     run = 'sleep 0.05; echo "$MILESTONE_TASK_ID" >> out.txt; echo "did $MILESTONE_TASK_ID"'
@@ -152,7 +152,7 @@ def test_a_simple_command_runs_directly_as_the_shell_would_run_it(tmp_path: Path
     assert results["through the shell"] == "through the shell"
 
 
-@pytest.mark.parametrize("backend", ["file", "database"])
+@pytest.mark.parametrize("backend", ["file", "database", "postgres"])
 def test_failing_command_retried_then_blocked_and_escalated(tmp_path: Path,
                                                             backend: str) -> None:
     p = make(tmp_path, backend)
@@ -251,8 +251,9 @@ def test_dependency_made_invalid_by_hand_pauses_the_task(tmp_path: Path) -> None
     assert "invalid_dependency" in rules
 
 
-def test_blocked_dependency_is_reported_by_the_detector(tmp_path: Path) -> None:
-    p = make(tmp_path)
+@pytest.mark.parametrize("backend", ["file", "postgres"])
+def test_blocked_dependency_is_reported_by_the_detector(tmp_path: Path, backend: str) -> None:
+    p = make(tmp_path, backend)
     p.plan("Chain", tasks=[{"title": "bad", "run": "exit 1"},
                            {"title": "waits", "depends_on": ["task-1"], "run": "true"}])
     execute(p, agents=1)
@@ -311,8 +312,9 @@ def groups(cwd: Path) -> list[int]:
     return sorted(alive)
 
 
-def test_ctrl_c_stops_then_resume_completes_the_rest(tmp_path: Path) -> None:
-    p = make(tmp_path)
+@pytest.mark.parametrize("backend", ["file", "postgres"])
+def test_ctrl_c_stops_then_resume_completes_the_rest(tmp_path: Path, backend: str) -> None:
+    p = make(tmp_path, backend)
     p.plan("Long", tasks=[{"title": "quick", "run": 'echo "$MILESTONE_TASK_ID" >> out.txt'},
                           {"title": "a", "run": SLOW, "depends_on": ["task-1"]},
                           {"title": "b", "run": SLOW, "depends_on": ["task-1"]},
@@ -338,8 +340,10 @@ def test_ctrl_c_stops_then_resume_completes_the_rest(tmp_path: Path) -> None:
         f"{MID}/task-{i}" for i in range(1, 5)]
 
 
-def test_resume_after_a_crash_releases_the_dead_runs_claims(tmp_path: Path) -> None:
-    p = make(tmp_path, "database")
+@pytest.mark.parametrize("backend", ["database", "postgres"])
+def test_resume_after_a_crash_releases_the_dead_runs_claims(tmp_path: Path,
+                                                            backend: str) -> None:
+    p = make(tmp_path, backend)
     p.plan("Crash", tasks=[{"title": "a", "run": SLOW}, {"title": "b", "run": SLOW}])
     proc = _cli(tmp_path, "1", "--agents", "2")
     _wait_for(proc, "claimed", 2)

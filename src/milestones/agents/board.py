@@ -37,6 +37,9 @@ TAIL_BYTES = 65536
 RESUME_EVERY = 1.0  # seconds: the run refreshes the session-resume record at most this often
 SERVICES = {"monitor": ("watch", "monitor"), "validator": ("deps", "dependency-validator"),
             "detector": ("blockers", "blocker-detector")}
+# The threads whose stores borrow from the connection pool on postgres (the monitor
+# keeps its own connection: it waits on NOTIFY).
+POOLED = ("writer", "validator", "detector")
 _CONTROL = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|[\x00-\x1f\x7f]")
 # A command the shell would only split into words (no quotes, variables, globs,
 # redirections, ...) is run directly, as make does: one process less per task.
@@ -93,7 +96,7 @@ class Options:
     poll: float = 0.5  # a waiting agent looks again at least this often
     check_every: float = 1.0  # the dependency validator's period
     detect_every: float = 3.0  # the blocker detector's period
-    watch_every: float = 0.25  # the monitor's period
+    watch_every: float = 0.25  # the monitor's period (postgres: wakes on NOTIFY instead)
     blocker_conf: Mapping[str, Any] | None = None  # overrides of the config's ``blockers``
     approve_commands: bool = False  # run (and approve) commands not yet approved here
 

@@ -15,7 +15,9 @@ What runs (``Executor``), all registered in the project's agent registry so
   ``--timeout`` or past the grace period of a stop.
 * the progress monitor ``watch-<milestone>``: re-reads the milestone whenever the
   store's log head moves, for the progress bar and for what others changed
-  (blocked, re-queued, claimed by an outside agent);
+  (blocked, re-queued, claimed by an outside agent); on postgres a commit from any
+  machine wakes it (LISTEN/NOTIFY), on the other backends it looks every
+  ``watch_every`` seconds;
 * the dependency validator ``deps-<milestone>``: re-runs the dependency rules when
   the plan changes under it (a hand edit, another person's command) and blocks
   (``invalid_dependency``) the tasks whose dependencies became invalid;
@@ -34,7 +36,9 @@ GIL for the coordination steps, which the project's writer lock serialises in
 any case. Each thread opens a ``Project`` of its own (its own store, database
 connection and lock descriptor; nothing of the store is shared between threads),
 so the claims are exactly as safe as between processes, and an external agent
-may join through ``milestone agent``. Threads share what processes would need
+may join through ``milestone agent``. On postgres the writer's and the services'
+stores borrow their connections from one pool for each step (``project.pooling``),
+the monitor keeps one of its own for LISTEN. Threads share what processes would need
 IPC for: a wake-up that hands a waiting agent the turn the moment another
 finishes a task (no polling of the store), an in-process gate in front of the
 writer lock (threads queue on it instead of polling the lock file), the live
@@ -115,6 +119,14 @@ class Executor(Services):
         self.board.started = self._t0
         if self.opts.approve_commands:
             self.approve([c for _w, c in self.unapproved_commands()])
+        self.connections.open()  # (postgres: the pool; closed by _shutdown)
+        try:
+            self._begin()
+        except BaseException:
+            self.connections.close()
+            raise
+
+    def _begin(self) -> None:
         ag = self._writer()  # no other thread yet: the gate is not needed
         if self.opts.resume:
             self._take_over(ag)
@@ -135,6 +147,7 @@ class Executor(Services):
             for role, name in self.services.items():
                 entry = ag.register(name, kind=SERVICES[role][1], lease=self.opts.lease)
                 self.ids[name] = entry["id"]
+        self._give_back(ag.p)
         self._count(snap)
         for t in snap.get("tasks", ()):
             if t["status"] == "in_progress" and not (t.get("execution") or {}).get("agent"):
@@ -191,6 +204,12 @@ class Executor(Services):
         return self.summary()
 
     def _shutdown(self) -> None:
+        try:
+            self._wind_up()
+        finally:
+            self.connections.close()
+
+    def _wind_up(self) -> None:
         self._t1 = time.monotonic()
         self._over.set()
         self._finished.set()

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, cast
 from .. import model as md
 from ..errors import Conflict, InvalidInput, MilestoneError, PermissionDenied, ValidationFailed
 from ..model import refs
+from ..project.pooling import Pooled
 from .coord import Agents
 
 if TYPE_CHECKING:
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from .git import GitIntegration
 from .board import (
     MAX_AGENTS,
+    POOLED,
     RESUME_EVERY,
     SERVICES,
     Board,
@@ -60,6 +62,10 @@ class ExecutorBase:
         self.ids: dict[str, str] = {}
         self.git: GitIntegration | None = None
         self._shared = project.store.backend == "memory"  # one object: nothing to reopen
+        # On postgres the threads that read or write (the writer, the validator, the
+        # detector: the agents' steps all go through the one writer) borrow from a
+        # pool of as many connections, opened by start(), closed at the end.
+        self.connections = Pooled(project, len(POOLED))
         self._gate = threading.Lock()
         self._queue: list[Queued] = []  # agent steps waiting for the gate (_agent_step)
         self._queue_lock = threading.Lock()
@@ -89,16 +95,29 @@ class ExecutorBase:
 
     # ------------------------------------------------------------ plumbing
 
-    def _open(self) -> Project:
-        """A Project of the calling thread's own (the memory store is the one object)."""
+    def _open(self, *, dedicated: bool = False) -> Project:
+        """A Project of the calling thread's own (the memory store is the one object),
+        borrowing from the pool on postgres unless ``dedicated`` (one that waits on
+        NOTIFY keeps its connection)."""
         if self._shared:
             return self.project
-        return self.project.another()
+        if dedicated:
+            return self.project.another()
+        return self.connections.another()
+
+    def _give_back(self, p: Project) -> None:
+        """The end of ``p``'s step or pass: its connection back to the pool."""
+        if not self._shared:
+            self.connections.give_back(p)
 
     def _step(self, fn: Callable[[], T]) -> T:
         """A write of our own that is not an agent's step: under the gate."""
         with self._gate:
-            return fn()
+            try:
+                return fn()
+            finally:
+                if self._writer_agents is not None:
+                    self._give_back(self._writer_agents.p)
 
     def _writer(self) -> Agents:
         """Whose store writes a batch: one store object for every batch, whichever
@@ -138,6 +157,7 @@ class ExecutorBase:
                     for q in batch:
                         q.error = exc
                 finally:
+                    self._give_back(writer.p)
                     for q in batch:
                         q.done = True
         if item.error is not None:

@@ -24,20 +24,25 @@ class Services(TaskAgents):
 
     # ------------------------------------------------------------- services
 
-    def _service(self, role: str, every: float, body: Callable[[Project], None]) -> None:
-        """A service agent's loop: ``body`` every ``every`` seconds, its heartbeat at a
-        third of its lease, and whatever goes wrong reported, never raised."""
+    def _service(self, role: str, every: float, body: Callable[[Project], None],
+                 wait: Callable[[Project], bool] | None = None) -> None:
+        """A service agent's loop: ``body`` every ``every`` seconds (or, with ``wait``,
+        whenever ``wait(p)`` says something happened: it waits at most ``every``
+        seconds, on a connection of its own), its heartbeat at a third of its lease,
+        and whatever goes wrong reported, never raised."""
         name = self.services[role]
         try:
-            p = self._open()
+            p = self._open(dedicated=wait is not None)
         except MilestoneError as exc:
             self._error(name, exc)
             return
         lease = float(self.opts.lease or Agents(p).conf["lease_seconds"])
         next_beat = time.monotonic() + lease / 3
+        due = True
         while True:
             try:
-                body(p)
+                if due:
+                    body(p)
                 if time.monotonic() >= next_beat:
                     next_beat = time.monotonic() + lease / 3
                     self._agent_step(lambda a: a.heartbeat(name))
@@ -45,14 +50,34 @@ class Services(TaskAgents):
                 self._error(name, exc)
             except Exception as exc:  # a service's failure must not end the run
                 self._error(name, exc)
-            if self._finished.wait(every):
+            finally:
+                self._give_back(p)
+            if wait is None:
+                if self._finished.wait(every):
+                    break
+                continue
+            try:
+                due = wait(p)
+            except MilestoneError as exc:  # the connection was lost: look again soon
+                self._error(name, exc)
+                due = not self._finished.wait(every)
+            if self._finished.is_set():
                 break
+        if not self._shared:  # its own store: a connection of its own closed
+            with contextlib.suppress(Exception):
+                self.connections.let_go(p)
 
     def _monitor(self, _name: str) -> None:
-        """Progress on every move of the log head, and what others changed."""
+        """Progress on every move of the log head, and what others changed. On
+        postgres it waits on NOTIFY (``wait_for_events``: a commit from any machine
+        wakes it) and reads nothing while nothing happens; on the other backends it
+        looks at the head every ``watch_every`` seconds."""
         seen: dict[str, tuple[str, int, str | None]] = {}
         last: list[Any] = [None]
         ours = set(self.ids.values())
+
+        def woken(p: Project) -> bool:
+            return p.wait_for_events(last[0][0] if last[0] else 0, self.opts.watch_every)
 
         def body(p: Project) -> None:
             st = self._read(p.state)
@@ -86,7 +111,8 @@ class Services(TaskAgents):
                         and ex.get("completed_by") not in ours:
                     self.board.post("completed", ref, ex.get("completed_by"), t["title"])
 
-        self._service("monitor", self.opts.watch_every, body)
+        notified = self.project.store.backend == "postgres"
+        self._service("monitor", self.opts.watch_every, body, woken if notified else None)
 
     def _validator(self, _name: str) -> None:
         """The dependency rules again whenever the plan moved (and now and then)."""

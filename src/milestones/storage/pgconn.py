@@ -198,6 +198,14 @@ class PgConnection:
                     raise failure(exc, self.where) from None
             time.sleep(pause)
 
+    @classmethod
+    def around(cls, raw: Any, where: str) -> PgConnection:
+        """One over a psycopg connection opened elsewhere (autocommit: a pool's,
+        ``pgpool``); ``where`` names it in messages (the URL without its password)."""
+        conn = cls.__new__(cls)
+        conn.raw, conn.where = raw, where
+        return conn
+
     @property
     def in_transaction(self) -> bool:
         from psycopg.pq import TransactionStatus

@@ -24,7 +24,8 @@ never the URL.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path, PosixPath
 from typing import Any
 
@@ -105,6 +106,9 @@ class PostgresStore(HeldReads):
             self._in_txn = False
             self._listening = False
             conn = self._open()
+            if self._version_seen:  # once per store (a pool's borrower opens at each step)
+                self._conn = conn
+                return conn
             try:
                 row = conn.execute("SELECT to_regclass('schema_version') IS NOT NULL").fetchone()
                 version = (conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0]
@@ -115,10 +119,18 @@ class PostgresStore(HeldReads):
             self._conn = conn
             if version is not None and version < max(PG_MIGRATIONS):
                 self.migrate_schema(conn)
+            self._version_seen = version is not None
         return conn
 
+    _version_seen = False
+
+    # What opens the connection: a connection of the store's own (libpq's, or
+    # psycopg's: ``pgconn.connect``), or one borrowed from a long-running process's
+    # pool (``pgpool.Pool.lend``, which takes it back).
+    connector: Callable[[str], Any] = staticmethod(pgconn.connect)
+
     def _open(self) -> Any:
-        conn = pgconn.connect(pgconn.resolve_url(self.url))
+        conn = self.connector(pgconn.resolve_url(self.url))
         where = Location("postgresql")
         where.url = conn.where
         self.db_path = where
@@ -362,21 +374,25 @@ class PostgresStore(HeldReads):
         """Block until an event past ``after`` is committed (LISTEN/NOTIFY), or
         ``timeout`` seconds pass; True when there is one."""
         conn = self.connect()
-        if not self._listening:
+        if not self._listening:  # a commit before the LISTEN sent no NOTIFY here: look
             conn.execute(f"LISTEN {CHANNEL}")
             self._listening = True
-        if self.last_event_id() > after:
-            return True
+            if self.last_event_id() > after:
+                return True
+        # Listening, every commit is told (those during other statements wait in
+        # the driver's queue): no read of the head while nothing happens.
+        deadline = time.monotonic() + timeout
         try:
-            payloads = conn.notifies(timeout)
-        except StorageError:  # the connection went away while waiting
+            while True:
+                for payload in conn.notifies(max(0.0, deadline - time.monotonic())):
+                    with contextlib.suppress(ValueError):
+                        if int(payload) > after:
+                            return True
+                if time.monotonic() >= deadline:
+                    return False
+        except Exception:  # the connection went away while waiting
             self._conn = None
             raise
-        for payload in payloads:
-            with contextlib.suppress(ValueError):
-                if int(payload) > after:
-                    return True
-        return self.last_event_id() > after
 
     def last_event_id(self) -> int:
         row = self.connect().execute("SELECT value FROM meta WHERE key = 'last_event_id'")

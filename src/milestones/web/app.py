@@ -1,7 +1,10 @@
 """The Starlette application: pages, the JSON API, the SSE stream, the errors.
 
 Every read and write runs on a small pool of worker threads, each with its own
-Project (``data.Reader``); the event loop only parses, checks and streams.
+Project (``data.Reader``); the event loop only parses, checks and streams. On
+postgres their stores share a pool of connections (``project.pooling``: one per
+worker and one for the loop's look at the log head), opened when the app starts and
+closed when it stops; the live stream's watcher keeps its own (LISTEN).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ..errors import MilestoneError
+from ..project.pooling import Pooled
 from . import data, guard, security
 from .live import Watcher, stream
 from .pages import ANALYTICS_CHARTS, HERE, Site
@@ -43,14 +47,15 @@ def failure(status: int, message: str, kind: str, hint: str | None = None) -> Re
 
 def create_app(project: Any, *, token_hash: str | None = None, local: bool = True,
                hosts: frozenset[str] | None = None) -> Any:
-    reader = data.Reader(project)
+    connections = Pooled(project, WORKERS + 1)  # the workers and the loop's peek
+    reader = data.Reader(project, connections)
     site = Site(reader)
     pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="milestone-web")
     watcher = Watcher(reader)
 
     async def run(fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(pool, lambda: fn(*args, **kw))
+        return await loop.run_in_executor(pool, lambda: reader.call(fn, *args, **kw))
 
     def out(value: Any, status: int = 200) -> Response:
         from ..ui import jsontext
@@ -224,13 +229,15 @@ def create_app(project: Any, *, token_hash: str | None = None, local: bool = Tru
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
-        await run(reader.head)
-        watcher.start()
+        connections.open()
         try:
+            await run(reader.head)
+            watcher.start()
             yield
         finally:
             watcher.stop()
             pool.shutdown(wait=False, cancel_futures=True)
+            connections.close()
 
     routes = [
         Route("/", overview),
@@ -260,6 +267,7 @@ def create_app(project: Any, *, token_hash: str | None = None, local: bool = Tru
                                         BadRequest: on_error, HTTPException: on_http})
     app.state.reader = reader
     app.state.watcher = watcher
+    app.state.connections = connections
     return guard.Guard(app, token_hash=token_hash, local=local, hosts=hosts)
 
 

@@ -2,8 +2,10 @@
 
 A store object is not shared across threads: each worker thread gets a Project of
 its own (``Project.another()``) and keeps it, so its L1 cache (keyed by the log head)
-serves repeated reads. Whole answers are kept too, keyed by the log head: fifty
-clients asking for the overview between two writes cost one view.
+serves repeated reads; on postgres its store borrows a connection of the server's
+pool (``project.pooling``) for each call and gives it back (``call``). Whole
+answers are kept too, keyed by the log head: fifty clients asking for the overview
+between two writes cost one view.
 """
 
 from __future__ import annotations
@@ -27,9 +29,10 @@ TROUBLE = ("task_failed", "task_requeued", "blocker_detected")
 class Reader:
     """The API's data, from one project, safe to call from any thread."""
 
-    def __init__(self, project: Any) -> None:
+    def __init__(self, project: Any, pooled: Any = None) -> None:
         self.base = project
         self.root = project.root
+        self.pooled = pooled  # project.pooling.Pooled: the threads' stores borrow from it
         self._local = threading.local()
         self._lock = threading.Lock()
         self._answers: dict[str, tuple[tuple[int, str], Any]] = {}
@@ -39,9 +42,22 @@ class Reader:
         p = getattr(self._local, "project", None)
         if p is None:
             with self._lock:
-                p = self.base.another()
+                p = self.pooled.another() if self.pooled is not None else self.base.another()
             self._local.project = p
         return p
+
+    def call(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+        """``fn(*args, **kw)`` on this thread, then its connection given back (pool)."""
+        try:
+            return fn(*args, **kw)
+        finally:
+            self.give_back()
+
+    def give_back(self) -> None:
+        """This thread's borrowed connection back to the pool, if it holds one."""
+        p = getattr(self._local, "project", None)
+        if p is not None and self.pooled is not None:
+            self.pooled.give_back(p)
 
     def head(self) -> tuple[int, str]:
         """The log head, as cheaply as the store can tell it (on the database, no
@@ -52,7 +68,7 @@ class Reader:
     def peek(self, key: str) -> Any:
         """What ``kept`` holds under ``key`` at this log head, else None."""
         got = self._answers.get(key)
-        if got is None or got[0] != self.head():
+        if got is None or got[0] != self.call(self.head):
             return None
         self._touch(key)
         return got[1]

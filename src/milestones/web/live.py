@@ -1,7 +1,8 @@
 """Live events: one watcher per server, fanned out to every SSE client.
 
-The watcher is a thread with a Project of its own: every ``POLL`` seconds (sooner on
-postgres, whose commits wake it: ``Project.wait_for_events``) it asks
+The watcher is a thread with a Project (and, on postgres, a connection) of its own:
+every ``POLL`` seconds (on postgres, only when a commit wakes it:
+``Project.wait_for_events``) it asks
 ``Project.reading()`` for the log head (cheap: the L1 cache, keyed by the head, or the
 database's head without its milestones; a hand edit is noticed and recorded there as
 on any read), and when the head moved it
@@ -33,7 +34,7 @@ class Watcher:
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self.last = self.reader.head()[0]
+        self.last = self.reader.call(self.reader.head)[0]
         self._thread = threading.Thread(target=self._run, name="milestone-watcher", daemon=True)
         self._thread.start()
 
@@ -44,13 +45,23 @@ class Watcher:
                 q.put_nowait(None)
 
     def _run(self) -> None:
-        p = self.reader.base.another()
+        p = self.reader.base.another()  # (on postgres a connection of its own: LISTEN)
+        try:
+            self._watch(p)
+        finally:
+            if self.reader.pooled is not None:
+                self.reader.pooled.let_go(p)
+
+    def _watch(self, p: Any) -> None:
         while not self._stop.is_set():
             try:
-                # POLL seconds, or less: postgres wakes it at the commit (LISTEN/NOTIFY)
-                p.wait_for_events(self.last, POLL)
+                # POLL seconds, or less: postgres wakes it at the commit (LISTEN/NOTIFY),
+                # and says when nothing was committed (no read then)
+                woke = p.wait_for_events(self.last, POLL)
                 if self._stop.is_set():
                     break
+                if not woke:
+                    continue
                 with p.reading() as st:  # the head only (the database reads no milestone)
                     head = st.last_event_id
                 if head <= self.last:
@@ -62,7 +73,8 @@ class Watcher:
             if rows:
                 self.last = int(rows[-1]["event_id"])
                 assert self._loop is not None
-                self._loop.call_soon_threadsafe(self._publish, rows)
+                with contextlib.suppress(RuntimeError):  # the loop closed: the server stopped
+                    self._loop.call_soon_threadsafe(self._publish, rows)
 
     def _publish(self, rows: list[dict[str, Any]]) -> None:
         for q in list(self.subscribers):
