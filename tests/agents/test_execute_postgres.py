@@ -18,6 +18,7 @@ from milestones.agents.board import POOLED
 from milestones.agents.executor import Executor, Options
 from milestones.project import Project
 from milestones.storage import pgconn
+from milestones.storage.libpq import LibpqConnection
 
 MID = "milestone-001"
 GATE = "while [ ! -f go ]; do sleep 0.05; done"  # runs until the test creates ./go
@@ -33,19 +34,22 @@ def project(tmp_path: Path, pg_url: str) -> Project:
 
 
 class Statements:
-    """Every statement a thread named ``thread`` sends, with its time (a spy on
-    PgConnection.execute)."""
+    """Every statement a thread named ``thread`` sends, with its time (a spy on the
+    ``execute`` of both drivers' connections: the pool lends psycopg's, the monitor's
+    own is libpq's unless MILESTONE_PG_DRIVER says psycopg)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, thread: str) -> None:
         self.sent: list[tuple[float, str]] = []
-        execute = pgconn.PgConnection.execute
+        for cls in (pgconn.PgConnection, LibpqConnection):
+            monkeypatch.setattr(cls, "execute", self._spy(cls.execute, thread))
 
+    def _spy(self, execute: Any, thread: str) -> Any:
         def spy(conn: Any, sql: str, *args: Any) -> Any:
             if threading.current_thread().name == thread:
                 self.sent.append((time.monotonic(), sql))
             return execute(conn, sql, *args)
 
-        monkeypatch.setattr(pgconn.PgConnection, "execute", spy)
+        return spy
 
     def since(self, t: float) -> list[str]:
         return [sql for at, sql in self.sent if at >= t]
