@@ -168,11 +168,11 @@ class Views(Checks):
         pass the filters), read in batches."""
         day = self.today()
         # An indexed store answers the filters in SQL and hands the snapshots out in
-        # batches; ``_passes`` re-checks them, so both paths give the same rows.
+        # batches; ``passes`` re-checks them, so both paths give the same rows.
         indexed = self.store.query_milestones(q) if only is None else None
         source: Iterable[Any]
         if only is not None:
-            source = self._snapshots_of(st, only)
+            source = snapshots_of(st, only)
         elif indexed is None:
             ids = sorted(mid for mid in st.milestones if q.after is None or mid > q.after)
             source = (st.milestones[mid] for mid in ids)
@@ -196,7 +196,7 @@ class Views(Checks):
             if q.limit is not None and len(held) + len(out) == q.limit:
                 break
             m = md.Milestone.from_snapshot(snap)
-            if not self._passes(m, q, day):
+            if not passes(m, q, day):
                 continue
             held[m.id] = (m, snap)
             if lazy and len(held) == CLOSURE_LIMIT:
@@ -210,35 +210,6 @@ class Views(Checks):
             page = {"next_after": out[-1]["id"] if more and out else None}
         return {"schema": SCHEMA, "current": st.current, "today": day, "milestones": out,
                 **page}
-
-    @staticmethod
-    def _snapshots_of(st: State, mids: Sequence[str]) -> Iterable[Any]:
-        """The snapshots of ``mids`` that exist, in order, read 500 at a time."""
-        prefetch = getattr(st.milestones, "prefetch", None)
-        for start in range(0, len(mids), 500):
-            chunk = mids[start:start + 500]
-            if prefetch is not None:
-                prefetch(chunk)
-            yield from (st.milestones[mid] for mid in chunk if mid in st.milestones)
-
-    @staticmethod
-    def _passes(m: md.Milestone, q: Any, day: str) -> bool:
-        """Does ``m`` pass the filters of ``list`` (a ``MilestoneQuery``)?"""
-        if q.after is not None and m.id <= q.after:
-            return False
-        if not q.include_archived and not q.statuses and m.status == "archived":
-            return False
-        if q.statuses and m.status not in q.statuses:
-            return False
-        if q.tags and not set(q.tags) & set(m.tags):
-            return False
-        if q.owner and m.owner != q.owner:
-            return False
-        if q.priorities and m.priority not in q.priorities:
-            return False
-        return not (q.overdue_before is not None and not (
-            m.due_date and m.due_date < day
-            and m.status not in ("completed", "archived", "cancelled")))
 
     def show_view(self, ref: str) -> dict[str, Any]:
         with self.reading() as st:
@@ -430,3 +401,32 @@ class Views(Checks):
             record["next_task"] = ready[0] if ready else None
             record["schema"] = SCHEMA
             return record
+
+
+def snapshots_of(st: State, mids: Sequence[str]) -> Iterable[Any]:
+    """The snapshots of ``mids`` that exist, in order, read 500 at a time."""
+    prefetch = getattr(st.milestones, "prefetch", None)
+    for start in range(0, len(mids), 500):
+        chunk = mids[start:start + 500]
+        if prefetch is not None:
+            prefetch(chunk)
+        yield from (st.milestones[mid] for mid in chunk if mid in st.milestones)
+
+
+def passes(m: md.Milestone, q: Any, day: str) -> bool:
+    """Does ``m`` pass the filters of ``list`` (a ``MilestoneQuery``)?"""
+    if q.after is not None and m.id <= q.after:
+        return False
+    if not q.include_archived and not q.statuses and m.status == "archived":
+        return False
+    if q.statuses and m.status not in q.statuses:
+        return False
+    if q.tags and not set(q.tags) & set(m.tags):
+        return False
+    if q.owner and m.owner != q.owner:
+        return False
+    if q.priorities and m.priority not in q.priorities:
+        return False
+    return not (q.overdue_before is not None and not (
+        m.due_date and m.due_date < day
+        and m.status not in ("completed", "archived", "cancelled")))

@@ -26,6 +26,7 @@ from typing import Any
 
 from ..errors import StorageError
 from .pgconn import CONNECT_RETRY, DriverError, failure, redact, transient
+from .pgtypes import LOADERS, decode, param, to_numbered
 from .sqlquery import PostgresDialect
 
 # libpq's enums (libpq-fe.h)
@@ -144,77 +145,6 @@ def load() -> Any:
 
 def _text(raw: bytes | None) -> str:
     return (raw or b"").decode("utf-8", "replace").strip()
-
-
-def _bytea(v: bytes) -> bytes:
-    if v.startswith(b"\\x"):
-        return bytes.fromhex(v[2:].decode("ascii"))
-    return v.decode("ascii").encode("latin-1").decode("unicode_escape").encode("latin-1")
-
-
-def _numeric(v: bytes) -> Any:
-    from decimal import Decimal
-
-    return Decimal(v.decode("ascii"))
-
-
-def _json(v: bytes) -> Any:
-    import json
-
-    return json.loads(v)
-
-
-# A column's value from its text, by type OID, as psycopg loads it; any other type is
-# its text (what psycopg gives for a type it has no loader for).
-_LOADERS: dict[int, Any] = {
-    16: lambda v: v == b"t",                            # bool
-    17: _bytea,                                         # bytea
-    20: int, 21: int, 23: int, 26: int,                 # int8, int2, int4, oid
-    700: float, 701: float,                             # float4, float8
-    1700: _numeric,                                     # numeric: a Decimal
-    114: _json, 3802: _json,                            # json, jsonb
-}
-
-
-def _decode(v: bytes) -> str:
-    return v.decode("utf-8")
-
-
-def _param(value: Any) -> tuple[int, bytes | None, int]:
-    """A parameter as (type OID, bytes, format): the types psycopg gives ours (a ``str``
-    is of unknown type, for the server to infer, as psycopg sends it)."""
-    if value is None:
-        return 0, None, 0
-    if isinstance(value, str):
-        return 0, value.encode("utf-8"), 0
-    if isinstance(value, bool):
-        return 16, b"t" if value else b"f", 0
-    if isinstance(value, int):
-        oid = (21 if -(2**15) <= value < 2**15 else 23 if -(2**31) <= value < 2**31
-               else 20 if -(2**63) <= value < 2**63 else 1700)
-        return oid, str(value).encode("ascii"), 0
-    if isinstance(value, float):
-        return 701, repr(value).encode("ascii"), 0
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return 17, bytes(value), 1
-    raise TypeError(f"cannot pass a {type(value).__name__} to PostgreSQL")
-
-
-@functools.lru_cache(maxsize=512)
-def to_numbered(sql: str) -> str:
-    """``?`` placeholders as PostgreSQL's ``$1``, ``$2`` ..., outside quotes."""
-    out = []
-    quoted = False
-    n = 0
-    for ch in sql:
-        if ch == "'":
-            quoted = not quoted
-        if ch == "?" and not quoted:
-            n += 1
-            out.append(f"${n}")
-        else:
-            out.append(ch)
-    return "".join(out)
 
 
 Result = tuple[list[tuple[Any, ...]], "list[tuple[Any, ...]] | None", int]
@@ -414,7 +344,7 @@ class LibpqConnection:
         """Parameters as PQsendQueryParams takes them: count, types, values, lengths,
         formats."""
         try:
-            params = [_param(p) for p in parameters]
+            params = [param(p) for p in parameters]
         except TypeError as exc:
             raise StorageError(f"{self.where}: {exc}") from None
         n = len(params)
@@ -590,9 +520,9 @@ def _read(lib: Any, res: int, status: int) -> Result:
         return [], None, rowcount
     nfields = lib.PQnfields(res)
     types = [lib.PQftype(res, c) for c in range(nfields)]
-    description = [(_decode(lib.PQfname(res, c)), types[c], None, None, None, None, None)
+    description = [(decode(lib.PQfname(res, c)), types[c], None, None, None, None, None)
                    for c in range(nfields)]
-    loaders = [_LOADERS.get(t, _decode) for t in types]
+    loaders = [LOADERS.get(t, decode) for t in types]
     value, isnull = lib.PQgetvalue, lib.PQgetisnull
     columns = list(enumerate(loaders))
     rows = [tuple([None if not (v := value(res, r, c)) and isnull(res, r, c) else load_(v)
