@@ -192,7 +192,9 @@ def test_ctrl_c_interrupts_a_wait_and_cancels_it_on_the_server(both: Any,
     lite, psy = both
     psy.execute("BEGIN")
     psy.execute("SELECT pg_advisory_xact_lock(42)")
-    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+    # (to the main thread, as a terminal's Ctrl-C reaches a command's only thread)
+    timer = threading.Timer(0.3, signal.pthread_kill,
+                            (threading.main_thread().ident, signal.SIGINT))
     timer.start()
     start = time.monotonic()
     with pytest.raises(KeyboardInterrupt):

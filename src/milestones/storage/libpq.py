@@ -280,7 +280,9 @@ class LibpqConnection:
         try:
             lib.PQflush(pg)  # (what a pipeline queued: sent before its answer is awaited)
             while lib.PQisBusy(pg):
-                select.select([lib.PQsocket(pg)], [], [])
+                # (a second at most: a Ctrl-C the kernel handed to another thread is
+                # raised here at the next look, not when the statement ends)
+                select.select([lib.PQsocket(pg)], [], [], 1.0)
                 if not lib.PQconsumeInput(pg):
                     break  # (lost: PQgetResult says so)
         except BaseException:
