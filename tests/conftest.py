@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,6 +17,12 @@ from click.testing import CliRunner
 
 from milestones.project import Project
 from milestones.storage.memory import MemoryStore
+
+# A suite started in the background by a non-interactive shell inherits SIGINT ignored,
+# and so would every command the tests start (an ignored signal stays ignored across
+# exec): the Ctrl-C tests would then wait out their timeouts. Ctrl-C is theirs to send.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)
