@@ -131,6 +131,17 @@ class Stream(threading.Thread):
                 self.seen[int(line[3:].strip())] = time.perf_counter()
 
 
+def print_latency(times: dict[str, list[float]], clients: int) -> list[float]:
+    """The latency table (p50, p95, max per endpoint and for all); every time, in s."""
+    every = [x for v in times.values() for x in v]
+    print(f"\nAPI latency, {clients} concurrent clients, {len(every)} requests (ms):")
+    print(f"  {'endpoint':<24} {'n':>5} {'p50':>8} {'p95':>8} {'max':>8}")
+    for name, v in [*sorted(times.items()), ("ALL", every)]:
+        print(f"  {name:<24} {len(v):>5} {pct(v, 50) * 1e3:>8.1f} "
+              f"{pct(v, 95) * 1e3:>8.1f} {max(v) * 1e3:>8.1f}")
+    return every
+
+
 def delivery(port: int, script: str, cwd: Path, env: dict[str, str], refs: list[str],
              clients: int) -> list[tuple[float, float, float]]:
     streams = [Stream(port) for _ in range(clients)]
@@ -184,12 +195,7 @@ def main() -> None:
         proc, port = start_server(script, d, env)
         try:
             times = latency(port, mids, a.clients, a.requests)
-            every = [x for v in times.values() for x in v]
-            print(f"\nAPI latency, {a.clients} concurrent clients, {len(every)} requests (ms):")
-            print(f"  {'endpoint':<24} {'n':>5} {'p50':>8} {'p95':>8} {'max':>8}")
-            for name, v in [*sorted(times.items()), ("ALL", every)]:
-                print(f"  {name:<24} {len(v):>5} {pct(v, 50) * 1e3:>8.1f} "
-                      f"{pct(v, 95) * 1e3:>8.1f} {max(v) * 1e3:>8.1f}")
+            every = print_latency(times, a.clients)
             p95 = pct(every, 95) * 1e3
             print(f"  target p95 < 100 ms: {'met' if p95 < 100 else 'MISSED'} ({p95:.1f} ms)")
             got = delivery(port, script, d, env, refs, a.clients)

@@ -75,12 +75,7 @@ def dashboard_part(script: str, d: Path, env: dict[str, str], url: str, state: A
         times = dash.latency(port, mids, a.clients, a.requests)
         time.sleep(0.5)
         held = connections(url)  # (this look's own has no application name)
-        every = [x for v in times.values() for x in v]
-        print(f"\nAPI latency, {a.clients} concurrent clients, {len(every)} requests (ms):")
-        print(f"  {'endpoint':<24} {'n':>5} {'p50':>8} {'p95':>8} {'max':>8}")
-        for name, v in [*sorted(times.items()), ("ALL", every)]:
-            print(f"  {name:<24} {len(v):>5} {dash.pct(v, 50) * 1e3:>8.1f} "
-                  f"{dash.pct(v, 95) * 1e3:>8.1f} {max(v) * 1e3:>8.1f}")
+        dash.print_latency(times, a.clients)
         print(f"dashboard's connections to the server after the load: {held}")
         got = dash.delivery(port, script, d, env, refs, a.clients)
         last = [x[0] * 1e3 for x in got]
